@@ -1,0 +1,1 @@
+"""Circuit data: frozen elements, subcircuits, analyses, decks, and their builders."""

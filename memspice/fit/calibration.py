@@ -1,0 +1,222 @@
+"""The calibration document: what the trainer needs to know about the circuit.
+
+A calibration is one versioned JSON file holding the neuron activation (static; load-aware and
+coupled-model parts are added by later stages), the device conductance window and levels, the
+rails, and the provenance and residuals of every fit. It loads back into the same objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memspice.circuit.wiring import Rails
+from memspice.errors import ConfigError
+
+#: Bump when the JSON layout changes incompatibly; loaders refuse other versions.
+FORMAT_VERSION = 1
+FORMAT_NAME = "memspice-calibration"
+
+
+def _finite(name: str, value: float) -> float:
+    if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TanhActivation:
+    """``V_out = c1 + c2·tanh(c4·(V_in − c3))``.
+
+    Attributes:
+        c1: output offset (V).
+        c2: output half-swing (V); negative for an inverting stage.
+        c3: input switching point (V).
+        c4: steepness (1/V); ``c2·c4`` is the small-signal gain at ``V_in = c3``.
+    """
+
+    c1: float
+    c2: float
+    c3: float
+    c4: float
+
+    def __post_init__(self) -> None:
+        for name in ("c1", "c2", "c3", "c4"):
+            _finite(f"activation {name}", getattr(self, name))
+        if self.c4 <= 0:
+            raise ConfigError(f"activation c4 must be positive, got {self.c4}")
+        if self.c2 == 0:
+            raise ConfigError("activation c2 must be non-zero")
+
+    def __call__(self, v_in: np.ndarray) -> np.ndarray:
+        return self.c1 + self.c2 * np.tanh(self.c4 * (v_in - self.c3))
+
+    def derivative(self, v_in: np.ndarray) -> np.ndarray:
+        """``dV_out/dV_in`` (V/V)."""
+        t = np.tanh(self.c4 * (v_in - self.c3))
+        return self.c2 * self.c4 * (1.0 - t * t)
+
+    @property
+    def gain(self) -> float:
+        """Peak small-signal gain ``|c2·c4|`` (V/V)."""
+        return abs(self.c2 * self.c4)
+
+
+@dataclass(frozen=True, slots=True)
+class NeuronActivation:
+    """The two outputs of a two-inverter neuron as functions of its column voltage.
+
+    Attributes:
+        inverting: column → ``outn`` (after inverter 1; ``c2 < 0``).
+        noninverting: column → ``outp`` (after inverter 2; ``c2 > 0``).
+    """
+
+    inverting: TanhActivation
+    noninverting: TanhActivation
+
+    def __post_init__(self) -> None:
+        if self.inverting.c2 >= 0:
+            raise ConfigError("the inverting activation needs c2 < 0")
+        if self.noninverting.c2 <= 0:
+            raise ConfigError("the non-inverting activation needs c2 > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceWindow:
+    """Programmable conductance window of the memristors.
+
+    Attributes:
+        g_min_siemens: lowest conductance (S), > 0.
+        g_max_siemens: highest conductance (S), > g_min.
+        levels: number of distinguishable levels (0 = continuous).
+    """
+
+    g_min_siemens: float
+    g_max_siemens: float
+    levels: int = 0
+
+    def __post_init__(self) -> None:
+        g_min = _finite("g_min_siemens", self.g_min_siemens)
+        g_max = _finite("g_max_siemens", self.g_max_siemens)
+        if g_min <= 0:
+            raise ConfigError(f"g_min must be positive, got {g_min} S")
+        if g_min >= g_max:
+            raise ConfigError(f"g_min ({g_min} S) must be below g_max ({g_max} S)")
+        if not isinstance(self.levels, int) or self.levels < 0 or self.levels == 1:
+            raise ConfigError(f"levels must be 0 (continuous) or at least 2, got {self.levels!r}")
+
+
+#: PHAX device window: G = 8 µS·x, x ∈ [0.015, 1] (Yakopcic model, a1 = a2 = 1.6e-4).
+PHAX_WINDOW = DeviceWindow(g_min_siemens=8e-6 * 0.015, g_max_siemens=8e-6)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Everything the trainer consumes about the circuit.
+
+    Attributes:
+        rails: supply rails.
+        activation: static neuron activation.
+        device: memristor conductance window.
+        source: provenance (technology, sizing, corner, load, command) — free-form strings.
+        residuals: fit residuals by name (V), e.g. ``{"noninverting_rms": 1e-4}``.
+        extras: JSON-safe payloads of later calibration modes (load-aware, coupled), by name.
+    """
+
+    rails: Rails
+    activation: NeuronActivation
+    device: DeviceWindow
+    source: dict[str, str] = field(default_factory=dict)
+    residuals: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict including the format name and version."""
+        return {"format": FORMAT_NAME, "version": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: another format or version, or a missing/invalid field.
+        """
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise ConfigError("not a memspice calibration document (missing 'format')")
+        if data.get("version") != FORMAT_VERSION:
+            raise ConfigError(
+                f"calibration format version {data.get('version')!r} is not supported "
+                f"(this memspice reads version {FORMAT_VERSION})"
+            )
+        try:
+            act = data["activation"]
+            return cls(
+                rails=Rails(**data["rails"]),
+                activation=NeuronActivation(
+                    inverting=TanhActivation(**act["inverting"]),
+                    noninverting=TanhActivation(**act["noninverting"]),
+                ),
+                device=DeviceWindow(**data["device"]),
+                source={str(k): str(v) for k, v in data.get("source", {}).items()},
+                residuals={str(k): float(v) for k, v in data.get("residuals", {}).items()},
+                extras=dict(data.get("extras", {})),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"calibration document is incomplete or malformed: {exc}") from exc
+
+    def digest(self) -> str:
+        """Stable SHA-256 of the canonical JSON (used to tie trained weights to it)."""
+        import hashlib
+
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def save_calibration(calibration: Calibration, path: Path) -> None:
+    """Write a calibration atomically (temp file + rename)."""
+    from memspice.io import write_text_atomic
+
+    write_text_atomic(Path(path), json.dumps(calibration.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def load_calibration(path: Path) -> Calibration:
+    """Read a calibration JSON file.
+
+    Raises:
+        ConfigError: missing file, invalid JSON, or another format version.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"calibration file not found: {path}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"calibration file {path} is not valid JSON: {exc}") from exc
+    return Calibration.from_dict(data)
+
+
+def phax_reference_calibration(rails: Rails = Rails()) -> Calibration:
+    """A calibration built in code from PHAX's published fits (TSMC 90 nm, ±0.25 V, 0.9 MΩ load).
+
+    One inverter: c4 ≈ 31.8 /V; two inverters: c4 ≈ 193 /V. The swing is taken as 0.96 of the
+    half-supply. Useful for tests and as a starting point; real runs calibrate from SPICE.
+    """
+    half = rails.half_swing
+    mid = rails.mid
+    return Calibration(
+        rails=rails,
+        activation=NeuronActivation(
+            inverting=TanhActivation(c1=mid, c2=-0.96 * half, c3=mid, c4=31.8),
+            noninverting=TanhActivation(c1=mid, c2=0.96 * half, c3=mid, c4=193.0),
+        ),
+        device=PHAX_WINDOW,
+        source={"origin": "PHAX published fits (TSMC 90 nm LVT, 0.9 MOhm load)"},
+    )

@@ -1,0 +1,129 @@
+"""The one place that starts ngspice: write deck → run backend → parse, in a run directory.
+
+Every run follows the same fixed sequence in its own directory (``deck.cir``, ``.spiceinit``,
+``out.raw``, ``ngspice.log``, model roots linked by alias); the directory is removed in
+``finally`` unless the run failed (it is kept and named in the error) or ``keep='always'``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from memspice.circuit.deck import Deck, ModelRoot
+from memspice.errors import SimError
+from memspice.netlist.emit import emit
+from memspice.sim.batch import run_batch
+from memspice.sim.options import SimOptions
+from memspice.sim.rawfile import Plot
+from memspice.sim.rundir import make_run_dir, populate_run_dir, remove_run_dir
+
+_BACKENDS: dict[str, Callable[[Path, float], tuple[list[Plot], str]]] = {}
+
+
+def _backend(name: str, options: SimOptions) -> Callable[[Path, float], tuple[list[Plot], str]]:
+    if name == "batch":
+        return lambda run_dir, timeout: run_batch(run_dir, timeout, options.ngspice)
+    if name == "shared":
+        from memspice.sim.shared import run_shared
+
+        return run_shared
+    return _BACKENDS[name]
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Results of one run.
+
+    Attributes:
+        plots: one :class:`Plot` per analysis, in deck order.
+        output: everything ngspice printed.
+        elapsed_s: wall-clock time of the run (s).
+        run_dir: the kept run directory, or ``None`` when it was removed.
+    """
+
+    plots: list[Plot]
+    output: str
+    elapsed_s: float
+    run_dir: Path | None
+
+    def plot(self, index: int = 0) -> Plot:
+        """The ``index``-th plot (deck order)."""
+        return self.plots[index]
+
+    def frame(self, index: int = 0) -> pd.DataFrame:
+        """The ``index``-th plot as a DataFrame, one column per vector."""
+        plot = self.plots[index]
+        return pd.DataFrame({name: values for name, values in plot.vectors.items()})
+
+
+def simulate(deck: Deck, options: SimOptions = SimOptions()) -> SimResult:
+    """Emit and simulate ``deck``.
+
+    Raises:
+        SimulatorNotFound: ngspice (or libngspice for ``shared``) is missing.
+        SimTimeout: the run outlived ``options.timeout_s``.
+        SimFailed: ngspice reported an error or wrote no/short results.
+    """
+    return simulate_text(emit(deck), deck.model_roots, deck.settings, options)
+
+
+def simulate_text(
+    deck_text: str,
+    model_roots: tuple[ModelRoot, ...] = (),
+    settings: tuple[tuple[str, str], ...] = (),
+    options: SimOptions = SimOptions(),
+) -> SimResult:
+    """Simulate netlist text (used for decks read from files and for goldens)."""
+    run_dir = make_run_dir(options.work_dir)
+    keep = options.keep == "always"
+    start = time.monotonic()
+    try:
+        populate_run_dir(run_dir, deck_text, model_roots, settings)
+        plots, output = _backend(options.backend, options)(run_dir, options.timeout_s)
+    except SimError:
+        keep = keep or options.keep == "on_failure"
+        raise
+    finally:
+        if not keep:
+            remove_run_dir(run_dir)
+    return SimResult(plots, output, time.monotonic() - start, run_dir if keep else None)
+
+
+def _simulate_one(args: tuple[Deck, SimOptions]) -> SimResult | SimError:
+    deck, options = args
+    try:
+        return simulate(deck, options)
+    except SimError as exc:
+        return exc
+
+
+def simulate_many(
+    decks: Sequence[Deck],
+    options: SimOptions = SimOptions(),
+    workers: int | None = None,
+) -> list[SimResult | SimError]:
+    """Simulate many decks in parallel ngspice processes (batch backend).
+
+    A failing deck does not stop the others: its slot holds the :class:`SimError`.
+
+    Args:
+        workers: worker processes (default: CPU count).
+    """
+    if options.backend != "batch":
+        return [_simulate_one((deck, options)) for deck in decks]
+    import os
+
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(decks) or 1))
+    if n_workers == 1:
+        return [_simulate_one((deck, options)) for deck in decks]
+    from concurrent.futures import ThreadPoolExecutor
+
+    # ngspice runs in its own process already; threads only wait on it, so a thread pool
+    # gives process-level parallelism without pickling decks.
+    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        return list(pool.map(_simulate_one, [(deck, options) for deck in decks]))

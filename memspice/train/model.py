@@ -1,0 +1,217 @@
+"""Trainable models: the PHAX-constrained crossbar network and its float tanh baseline.
+
+Both expose the same small interface the optimizers and the trainer use:
+
+- ``init_params(rng) -> list[np.ndarray]``
+- ``loss_and_grad(params, x, labels, loss, rng) -> (loss, grads)`` (one training step's work)
+- ``predict(params, x, rng=None) -> outputs``
+- ``output_range -> (lo, hi)`` (what the losses rescale to [0, 1])
+
+Computation is float64 throughout: the gradients are checked against finite differences to
+1e-6 and the column voltages differ by millivolts, so single precision would buy little speed
+(the batches are small and per-call overhead dominates) at a real cost in accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from memspice.circuit.wiring import LayerShape, layer_shapes
+from memspice.errors import ConfigError
+from memspice.fit.calibration import Calibration
+from memspice.train.forward import ForwardTrace, NetworkEvaluator, make_evaluator
+from memspice.train.hardware import FaultMap, HardwareConfig, realize_conductances
+from memspice.train.losses import Loss
+from memspice.train.mapping import (
+    ConductanceWindow,
+    theta_to_conductance,
+    theta_to_conductance_vjp,
+)
+
+
+class PhaxNetwork:
+    """A PHAX crossbar network trained through ``θ → σ → w``.
+
+    Args:
+        calibration: rails, activation fits and device window.
+        topology: layer sizes, e.g. ``(196, 100, 10)``; any number of hidden layers.
+        hardware: quantization and variation applied in the forward pass.
+        faults: stuck devices fixed in the forward pass (fault-aware training), or None.
+        evaluator: name of the network evaluator (``"static"``).
+        init_std: standard deviation of the initial θ (dimensionless).
+    """
+
+    def __init__(
+        self,
+        calibration: Calibration,
+        topology: Sequence[int],
+        hardware: HardwareConfig = HardwareConfig(),
+        faults: FaultMap | None = None,
+        evaluator: str = "static",
+        init_std: float = 1.0,
+    ) -> None:
+        self.calibration = calibration
+        self.shapes: tuple[LayerShape, ...] = layer_shapes(topology)
+        self.topology = (self.shapes[0].n_inputs, *(s.n_outputs for s in self.shapes))
+        self.window = ConductanceWindow(
+            calibration.device.g_min_siemens, calibration.device.g_max_siemens
+        )
+        self.hardware = hardware
+        if faults is not None:
+            got = [m.shape for m in faults.stuck_high]
+            want = [s.matrix_shape for s in self.shapes]
+            if got != want:
+                raise ConfigError(f"fault map shapes {got} do not match the network's {want}")
+        self.faults = faults
+        self.evaluator: NetworkEvaluator = make_evaluator(evaluator, calibration)
+        self.init_std = float(init_std)
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """``(vss, vdd)``: outputs are rescaled as ``(outp − vss)/(vdd − vss)`` (V)."""
+        return self.calibration.rails.vss, self.calibration.rails.vdd
+
+    def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """Random θ per layer, each shaped ``(M, 2N+2)``."""
+        return [self.init_std * rng.standard_normal(s.matrix_shape) for s in self.shapes]
+
+    def conductances(
+        self,
+        params: Sequence[np.ndarray],
+        rng: np.random.Generator | None = None,
+        hardware: HardwareConfig | None = None,
+        faults: FaultMap | None = None,
+    ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """Crossbar conductances (S) and ``∂G/∂σ`` for the given θ.
+
+        Args:
+            params: θ per layer.
+            rng: generator for variation draws (variation is skipped when None).
+            hardware: overrides the model's hardware settings (e.g. for Monte Carlo).
+            faults: overrides the model's fault map.
+        """
+        config = self.hardware if hardware is None else hardware
+        if rng is None and config.variation_sigma > 0:
+            config = HardwareConfig(levels=config.levels)
+        fault_map = self.faults if faults is None else faults
+        sigmas = [theta_to_conductance(theta, self.window) for theta in params]
+        return realize_conductances(sigmas, self.window, config, fault_map, rng)
+
+    def trace(
+        self,
+        params: Sequence[np.ndarray],
+        x: np.ndarray,
+        rng: np.random.Generator | None = None,
+        hardware: HardwareConfig | None = None,
+        faults: FaultMap | None = None,
+    ) -> ForwardTrace:
+        """All layer voltages for input voltages ``x`` of shape ``(B, n_inputs)`` (V)."""
+        g, _ = self.conductances(params, rng, hardware, faults)
+        return self.evaluator.forward(g, x)
+
+    def predict(
+        self,
+        params: Sequence[np.ndarray],
+        x: np.ndarray,
+        rng: np.random.Generator | None = None,
+        hardware: HardwareConfig | None = None,
+        faults: FaultMap | None = None,
+    ) -> np.ndarray:
+        """Network output voltages ``(B, n_classes)`` (V)."""
+        return self.trace(params, x, rng, hardware, faults).output
+
+    def loss_and_grad(
+        self,
+        params: Sequence[np.ndarray],
+        x: np.ndarray,
+        labels: np.ndarray,
+        loss: Loss,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[float, list[np.ndarray]]:
+        """Loss and exact ``∂loss/∂θ`` per layer (straight-through for quantization)."""
+        sigmas = [theta_to_conductance(theta, self.window) for theta in params]
+        config = self.hardware
+        if rng is None and config.variation_sigma > 0:
+            config = HardwareConfig(levels=config.levels)
+        g, slopes = realize_conductances(sigmas, self.window, config, self.faults, rng)
+        trace = self.evaluator.forward(g, x)
+        lo, hi = self.output_range
+        value, grad_out = loss.value_and_grad(trace.output, labels, lo, hi)
+        grad_g = self.evaluator.backward(trace, grad_out)
+        grads = []
+        for theta, grad, slope in zip(params, grad_g, slopes):
+            grad_sigma = grad if slope is None else grad * slope
+            grads.append(theta_to_conductance_vjp(theta, self.window, grad_sigma))
+        return value, grads
+
+
+class TanhMLP:
+    """Float baseline: a tanh MLP with unconstrained weights and biases, same topology.
+
+    It takes the same input voltages as the circuit and rescales them to [−1, 1] with the
+    rails, so both models see identical data.
+
+    Args:
+        topology: layer sizes.
+        input_lo: input value mapped to −1 (V, the circuit's vss).
+        input_hi: input value mapped to +1 (V, the circuit's vdd).
+    """
+
+    def __init__(self, topology: Sequence[int], input_lo: float = -1.0, input_hi: float = 1.0):
+        self.shapes = layer_shapes(topology)
+        self.topology = (self.shapes[0].n_inputs, *(s.n_outputs for s in self.shapes))
+        if not input_hi > input_lo:
+            raise ConfigError(f"input range needs hi > lo, got [{input_lo}, {input_hi}]")
+        self._mid = 0.5 * (input_hi + input_lo)
+        self._half = 0.5 * (input_hi - input_lo)
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """``(−1, 1)``: the tanh range."""
+        return -1.0, 1.0
+
+    def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """Glorot-uniform weights and zero biases: ``[W0, b0, W1, b1, …]``."""
+        params: list[np.ndarray] = []
+        for s in self.shapes:
+            limit = np.sqrt(6.0 / (s.n_inputs + s.n_outputs))
+            params.append(rng.uniform(-limit, limit, (s.n_outputs, s.n_inputs)))
+            params.append(np.zeros(s.n_outputs))
+        return params
+
+    def _forward(self, params: Sequence[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
+        h = (x - self._mid) / self._half
+        activations = [h]
+        for index in range(len(self.shapes)):
+            h = np.tanh(h @ params[2 * index].T + params[2 * index + 1])
+            activations.append(h)
+        return activations
+
+    def predict(
+        self, params: Sequence[np.ndarray], x: np.ndarray, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """Outputs in (−1, 1), shape ``(B, n_classes)``."""
+        return self._forward(params, x)[-1]
+
+    def loss_and_grad(
+        self,
+        params: Sequence[np.ndarray],
+        x: np.ndarray,
+        labels: np.ndarray,
+        loss: Loss,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[float, list[np.ndarray]]:
+        """Loss and exact gradients w.r.t. every weight and bias."""
+        acts = self._forward(params, x)
+        value, grad = loss.value_and_grad(acts[-1], labels, *self.output_range)
+        grads: list[np.ndarray] = [np.empty(0)] * len(params)
+        for index in range(len(self.shapes) - 1, -1, -1):
+            out = acts[index + 1]
+            delta = grad * (1.0 - out * out)
+            grads[2 * index] = delta.T @ acts[index]
+            grads[2 * index + 1] = delta.sum(axis=0)
+            if index > 0:
+                grad = delta @ params[2 * index]
+        return value, grads
