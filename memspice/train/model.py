@@ -41,6 +41,9 @@ class PhaxNetwork:
         faults: stuck devices fixed in the forward pass (fault-aware training), or None.
         evaluator: name of the network evaluator (``"static"``).
         init_std: standard deviation of the initial θ (dimensionless).
+        init_mean: mean of the initial θ; negative values start most devices near g_min, so
+            the few that grow dominate their column's normalization and the column reaches a
+            useful voltage swing sooner.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class PhaxNetwork:
         faults: FaultMap | None = None,
         evaluator: str = "static",
         init_std: float = 1.0,
+        init_mean: float = 0.0,
     ) -> None:
         self.calibration = calibration
         self.shapes: tuple[LayerShape, ...] = layer_shapes(topology)
@@ -67,6 +71,7 @@ class PhaxNetwork:
         self.faults = faults
         self.evaluator: NetworkEvaluator = make_evaluator(evaluator, calibration)
         self.init_std = float(init_std)
+        self.init_mean = float(init_mean)
 
     @property
     def output_range(self) -> tuple[float, float]:
@@ -75,7 +80,8 @@ class PhaxNetwork:
 
     def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Random θ per layer, each shaped ``(M, 2N+2)``."""
-        return [self.init_std * rng.standard_normal(s.matrix_shape) for s in self.shapes]
+        return [self.init_mean + self.init_std * rng.standard_normal(s.matrix_shape)
+                for s in self.shapes]
 
     def conductances(
         self,
