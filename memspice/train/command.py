@@ -1,0 +1,161 @@
+"""``memspice train``: train a hardware-constrained PHAX network from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memspice.errors import ConfigError, MemspiceError
+
+DESCRIPTION = """\
+Train an inverter-based memristive network (PHAX mapping: sigma = g_min + (g_max - g_min) *
+sigmoid(theta), w = sigma / sum_column sigma) with exact gradients, then write the conductances
+per crossbar (network.npz + network.json), the training history (history.csv, history.png) and
+a checkpoint (checkpoint.npz, used by --resume) into --out.
+
+Features are scaled to [0, 1] and mapped to input voltages in [vss, vdd]. Digits, iris and
+breast cancer use a stratified 80/20 train/test split (seeded); MNIST reads IDX files from
+--mnist-dir (t10k set when present: first 80 % train, last 20 % test), pooled to 14x14.
+
+Hardware options: --levels quantizes conductances (straight-through estimator), --variation
+adds multiplicative lognormal device variation during training and in the Monte Carlo test,
+--fault-rate draws stuck-at faults (half at g_max, half at g_min); with --fault-aware the
+network is trained knowing the fault map, otherwise it is trained ideal and tested faulty.
+"""
+
+
+def _topology(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"topology must be comma-separated integers like 64,32,10, got {text!r}"
+        ) from None
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "train", help="train a hardware-constrained network", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="calibration JSON (default: PHAX reference calibration)")
+    p.add_argument("--dataset", choices=["digits", "iris", "breast_cancer", "mnist"],
+                   default="digits", help="dataset (default: digits)")
+    p.add_argument("--mnist-dir", type=Path, default=None,
+                   help="folder with MNIST IDX files (*-images-idx3-ubyte[.gz])")
+    p.add_argument("--topology", type=_topology, default=None,
+                   help="layer sizes incl. input and output, e.g. 64,32,10 "
+                        "(default: n_features,32,n_classes)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs (default: 30)")
+    p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
+    p.add_argument("--lr", type=float, default=0.003, help="learning rate (default: 0.003)")
+    p.add_argument("--optimizer", choices=["adam", "sgd", "lbfgs", "cg"], default="adam",
+                   help="adam/sgd mini-batch, lbfgs/cg full-batch (default: adam)")
+    p.add_argument("--loss", choices=["bce", "mse", "softmax_ce"], default="bce",
+                   help="loss on outputs rescaled to [0,1] (default: bce, as PHAX)")
+    p.add_argument("--levels", type=int, default=None,
+                   help="conductance levels, 0 = continuous (default: the calibration's)")
+    p.add_argument("--fault-rate", type=float, default=0.0,
+                   help="fraction of devices stuck (half high, half low; default: 0)")
+    p.add_argument("--fault-aware", action="store_true",
+                   help="train against the drawn fault map")
+    p.add_argument("--variation", type=float, default=0.0,
+                   help="relative lognormal device variation, e.g. 0.05 (default: 0)")
+    p.add_argument("--mc-trials", type=int, default=20,
+                   help="Monte Carlo trials for the variation test (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", type=Path, default=Path("train_run"),
+                   help="output directory (default: ./train_run)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run_training(args: argparse.Namespace) -> dict[str, Any]:
+    """Do the work of ``memspice train`` and return the summary (library entry point)."""
+    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+    from memspice.fit.calibration import load_calibration, phax_reference_calibration
+    from memspice.train.evaluate import monte_carlo_accuracy, network_from_params
+    from memspice.train.hardware import HardwareConfig, draw_fault_map
+    from memspice.train.losses import accuracy
+    from memspice.train.model import PhaxNetwork
+    from memspice.train.network_io import save_network
+    from memspice.train.trainer import TrainConfig, train
+
+    cal = (phax_reference_calibration() if args.calibration is None
+           else load_calibration(args.calibration))
+    data = load_dataset(args.dataset, args.mnist_dir)
+    if args.dataset == "mnist":
+        cut = int(round(0.8 * len(data.labels)))
+        train_set, test_set = data.subset(slice(0, cut)), data.subset(slice(cut, None))
+    else:
+        train_set, test_set = train_test_split(data, 0.2, args.seed)
+    topology = args.topology or (data.n_features, 32, data.n_classes)
+    if topology[0] != data.n_features or topology[-1] != data.n_classes:
+        raise ConfigError(f"topology {topology} must start with {data.n_features} inputs and "
+                          f"end with {data.n_classes} outputs for {args.dataset}")
+    if not 0 <= args.fault_rate <= 1:
+        raise ConfigError(f"--fault-rate must be in [0, 1], got {args.fault_rate}")
+    levels = cal.device.levels if args.levels is None else args.levels
+    hardware = HardwareConfig(levels=levels, variation_sigma=args.variation)
+    x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
+    x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
+    probe = PhaxNetwork(cal, topology)
+    faults = None
+    if args.fault_rate > 0:
+        shapes = [s.matrix_shape for s in probe.shapes]
+        faults = draw_fault_map(shapes, args.fault_rate / 2, args.fault_rate / 2,
+                                np.random.default_rng([args.seed, 99]))
+    model = PhaxNetwork(cal, topology, hardware, faults if args.fault_aware else None,
+                        init_mean=-2.0)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         optimizer=args.optimizer, loss=args.loss, seed=args.seed,
+                         progress=not args.quiet, lr_decay=0.97)
+    result = train(model, x_train, train_set.labels, config, args.out, args.resume)
+    test_acc = accuracy(model.predict(result.params, x_test, faults=faults), test_set.labels)
+    summary: dict[str, Any] = {
+        "dataset": args.dataset, "topology": list(topology), "optimizer": args.optimizer,
+        "loss": args.loss, "epochs_run": int(len(result.history)),
+        "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+        "levels": levels, "fault_rate": args.fault_rate, "fault_aware": bool(args.fault_aware),
+        "variation": args.variation,
+        "train_accuracy": float(result.history["train_accuracy"].iloc[-1]),
+        "test_accuracy": test_acc,
+        "calibration_digest": cal.digest(), "out": str(args.out),
+    }
+    if args.variation > 0:
+        mc = monte_carlo_accuracy(model, result.params, x_test, test_set.labels, hardware,
+                                  args.mc_trials, args.seed)
+        summary["mc_accuracy_mean"], summary["mc_accuracy_std"] = mc.mean, mc.std
+    network = network_from_params(model, result.params, summary)
+    if faults is not None and not args.fault_aware:
+        network = type(network)(network.topology, network.conductances, cal,
+                                network.evaluator, faults, summary)
+    save_network(network, args.out)
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``memspice train``: prints a table (or JSON) and returns the exit code."""
+    try:
+        summary = run_training(args)
+    except MemspiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        width = max(len(k) for k in summary)
+        for key, value in summary.items():
+            shown = f"{100 * value:.2f} %" if "accuracy" in key and isinstance(value, float) else value
+            print(f"{key:<{width}}  {shown}")
+    return 0

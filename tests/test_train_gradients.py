@@ -1,0 +1,119 @@
+"""Analytic gradients of the PHAX network and the float baseline against finite differences."""
+
+import numpy as np
+import pytest
+
+from memspice.fit.calibration import phax_reference_calibration
+from memspice.train.hardware import HardwareConfig, draw_fault_map
+from memspice.train.losses import LOSS_NAMES, Loss
+from memspice.train.mapping import (
+    ConductanceWindow,
+    column_weights,
+    column_weights_vjp,
+    theta_to_conductance,
+    theta_to_conductance_vjp,
+)
+from memspice.train.model import PhaxNetwork, TanhMLP
+
+TOPOLOGIES = {1: (4, 3), 2: (4, 5, 3), 3: (4, 5, 4, 3)}
+
+
+def _numeric_gradient(f, params, step=1e-5):
+    grads = []
+    for p in params:
+        g = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            keep = p[idx]
+            p[idx] = keep + step
+            up = f(params)
+            p[idx] = keep - step
+            down = f(params)
+            p[idx] = keep
+            g[idx] = (up - down) / (2 * step)
+        grads.append(g)
+    return grads
+
+
+def _relative_error(analytic, numeric):
+    a = np.concatenate([g.ravel() for g in analytic])
+    n = np.concatenate([g.ravel() for g in numeric])
+    return np.linalg.norm(a - n) / np.linalg.norm(n)
+
+
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_phax_gradient_matches_finite_differences(loss_name, n_layers):
+    cal = phax_reference_calibration()
+    model = PhaxNetwork(cal, TOPOLOGIES[n_layers], init_std=0.7)
+    rng = np.random.default_rng(n_layers)
+    params = model.init_params(rng)
+    x = rng.uniform(cal.rails.vss, cal.rails.vdd, (6, 4))
+    labels = rng.integers(0, 3, 6)
+    loss = Loss(loss_name)
+    _, grads = model.loss_and_grad(params, x, labels, loss)
+    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert _relative_error(grads, numeric) <= 1e-6
+
+
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_baseline_gradient_matches_finite_differences(loss_name, n_layers):
+    model = TanhMLP(TOPOLOGIES[n_layers], -0.25, 0.25)
+    rng = np.random.default_rng(10 + n_layers)
+    params = model.init_params(rng)
+    params = [p + 0.1 * rng.standard_normal(p.shape) for p in params]
+    x = rng.uniform(-0.25, 0.25, (6, 4))
+    labels = rng.integers(0, 3, 6)
+    loss = Loss(loss_name)
+    _, grads = model.loss_and_grad(params, x, labels, loss)
+    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert _relative_error(grads, numeric) <= 1e-6
+
+
+def test_mapping_vjps_match_finite_differences():
+    window = ConductanceWindow(1.2e-7, 8e-6)
+    rng = np.random.default_rng(3)
+    theta = rng.standard_normal((3, 6))
+    upstream = rng.standard_normal((3, 6))
+
+    def objective(params):
+        return float((column_weights(theta_to_conductance(params[0], window)) * upstream).sum())
+
+    sigma = theta_to_conductance(theta, window)
+    analytic = theta_to_conductance_vjp(theta, window, column_weights_vjp(sigma, upstream))
+    numeric = _numeric_gradient(objective, [theta.copy()])
+    assert _relative_error([analytic], numeric) <= 1e-6
+
+
+def test_fault_aware_gradient_is_zero_on_stuck_devices_and_exact_elsewhere():
+    cal = phax_reference_calibration()
+    rng = np.random.default_rng(5)
+    shapes = [(5, 10), (3, 12)]
+    faults = draw_fault_map(shapes, 0.15, 0.15, rng)
+    model = PhaxNetwork(cal, (4, 5, 3), faults=faults)
+    params = model.init_params(rng)
+    x = rng.uniform(-0.25, 0.25, (6, 4))
+    labels = rng.integers(0, 3, 6)
+    loss = Loss("bce")
+    _, grads = model.loss_and_grad(params, x, labels, loss)
+    for g, high, low in zip(grads, faults.stuck_high, faults.stuck_low):
+        assert np.all(g[high | low] == 0.0)
+        assert np.any(g[~(high | low)] != 0.0)
+    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert _relative_error(grads, numeric) <= 1e-6
+
+
+def test_variation_gradient_is_exact_for_a_fixed_draw():
+    cal = phax_reference_calibration()
+    model = PhaxNetwork(cal, (4, 5, 3), hardware=HardwareConfig(variation_sigma=0.1))
+    rng = np.random.default_rng(8)
+    params = model.init_params(rng)
+    x = rng.uniform(-0.25, 0.25, (6, 4))
+    labels = rng.integers(0, 3, 6)
+    loss = Loss("mse")
+
+    def f(p):
+        return model.loss_and_grad(p, x, labels, loss, np.random.default_rng(42))[0]
+
+    _, grads = model.loss_and_grad(params, x, labels, loss, np.random.default_rng(42))
+    assert _relative_error(grads, _numeric_gradient(f, params)) <= 1e-6
