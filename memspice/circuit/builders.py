@@ -67,7 +67,10 @@ class InverterSizing:
 
     def __post_init__(self) -> None:
         for name in ("wn_m", "wp_m", "ln_m", "lp_m"):
-            value = check_positive(getattr(self, name), f"inverter {name}")
+            try:
+                value = check_positive(getattr(self, name), f"inverter {name}")
+            except NetlistError as exc:
+                raise ConfigError(str(exc)) from None
             if value > 1e-3:
                 raise ConfigError(f"inverter {name} = {value} m is implausibly large (sizes are in metres)")
 

