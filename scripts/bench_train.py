@@ -1,0 +1,166 @@
+"""Benchmark the hardware-constrained trainer on MNIST (14×14, 196-100-10).
+
+Split: the first 8000 images of ``t10k-*`` for training (10 % of them held out for validation),
+the last 2000 for testing. Reports, in one run: the float tanh baseline, the PHAX-constrained
+network, 32 conductance levels, 5/10/20 % stuck-at faults with and without fault-aware
+training, and the NumPy epoch time against a PyTorch CPU implementation of the same model
+(torch is imported here only). All arithmetic is float64 in both implementations.
+
+Ends with one line of JSON holding every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# Single-threaded BLAS, set before NumPy loads: the matrices are small (16 × 394 · 394 × 100),
+# so thread hand-off costs more than it saves, and it keeps the torch comparison one core each.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+DEFAULT_MNIST = Path("/work/shared/data/mnist")
+
+
+def _torch_epoch_seconds(cal, topology, x, labels, batch_size, lr, init_mean, seed, epochs):
+    """Mean epoch time (s) of the same PHAX model and BCE loss, trained with torch's Adam."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    dtype = torch.float64
+    g_min, g_max = cal.device.g_min_siemens, cal.device.g_max_siemens
+    inv, non = cal.activation.inverting, cal.activation.noninverting
+    vdd, vss = cal.rails.vdd, cal.rails.vss
+    thetas = [
+        (init_mean + torch.randn(m, 2 * n + 2, dtype=dtype)).requires_grad_()
+        for n, m in zip(topology[:-1], topology[1:])
+    ]
+    opt = torch.optim.Adam(thetas, lr=lr)
+    xt = torch.as_tensor(x, dtype=dtype)
+    yt = torch.nn.functional.one_hot(torch.as_tensor(labels), topology[-1]).to(dtype)
+    times = []
+    for _ in range(epochs):
+        order = torch.randperm(len(xt))
+        t0 = time.perf_counter()
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            v_pos, v_neg = xt[idx], -xt[idx]
+            for theta in thetas:
+                sigma = g_min + (g_max - g_min) * torch.sigmoid(theta)
+                w = sigma / sigma.sum(dim=1, keepdim=True)
+                bias = torch.tensor([vdd, vss], dtype=dtype).expand(len(idx), 2)
+                rows = torch.cat([v_pos, v_neg, bias], dim=1)
+                col = rows @ w.T
+                v_neg = inv.c1 + inv.c2 * torch.tanh(inv.c4 * (col - inv.c3))
+                v_pos = non.c1 + non.c2 * torch.tanh(non.c4 * (col - non.c3))
+            p = (v_pos - vss) / (vdd - vss)
+            loss = torch.nn.functional.binary_cross_entropy(p, yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    return float(np.mean(times))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; ``--quick`` trains 2 epochs per model (under a minute)."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mnist-dir", type=Path, default=DEFAULT_MNIST)
+    parser.add_argument("--quick", action="store_true", help="2 epochs per model")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch timing")
+    args = parser.parse_args(argv)
+
+    from memspice.datasets import features_to_voltages, load_mnist
+    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.train.hardware import HardwareConfig, draw_fault_map
+    from memspice.train.losses import accuracy
+    from memspice.train.model import PhaxNetwork, TanhMLP
+    from memspice.train.trainer import TrainConfig, train
+
+    wall = time.perf_counter()
+    epochs = 2 if args.quick else args.epochs
+    cal = phax_reference_calibration()
+    data = load_mnist(args.mnist_dir)
+    if len(data.labels) < 10000:
+        print(f"note: {len(data.labels)} images; using 80/20 instead of 8000/2000")
+    cut = 8000 if len(data.labels) >= 10000 else int(0.8 * len(data.labels))
+    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)
+    x_train, y_train = x[:cut], data.labels[:cut]
+    x_test, y_test = x[cut : cut + 2000], data.labels[cut : cut + 2000]
+    topology = (196, 100, 10)
+    batch, lr, init_mean = 16, 0.005, -3.0
+    config = TrainConfig(epochs=epochs, batch_size=batch, lr=lr, lr_decay=0.93, loss="bce",
+                         seed=args.seed, progress=False, val_fraction=0.1)
+    figures: dict[str, float] = {"epochs": epochs, "dtype": "float64"}  # type: ignore[dict-item]
+
+    def fit(model, cfg=config):
+        t0 = time.perf_counter()
+        result = train(model, x_train, y_train, cfg)
+        return result, time.perf_counter() - t0
+
+    baseline = TanhMLP(topology, cal.rails.vss, cal.rails.vdd)
+    base_cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=0.002, lr_decay=0.93,
+                           loss="bce", seed=args.seed, progress=False, val_fraction=0.1)
+    res, _ = fit(baseline, base_cfg)
+    figures["float_accuracy"] = accuracy(baseline.predict(res.params, x_test), y_test)
+
+    phax = PhaxNetwork(cal, topology, init_mean=init_mean)
+    res, seconds = fit(phax)
+    ideal_params = res.params
+    figures["constrained_accuracy"] = accuracy(phax.predict(ideal_params, x_test), y_test)
+    figures["numpy_epoch_s"] = float(res.history["seconds"].mean())
+    figures["constrained_train_s"] = seconds
+
+    quantized_eval = PhaxNetwork(cal, topology, HardwareConfig(levels=32))
+    figures["levels32_posthoc_accuracy"] = accuracy(
+        quantized_eval.predict(ideal_params, x_test), y_test)
+    quantized = PhaxNetwork(cal, topology, HardwareConfig(levels=32), init_mean=init_mean)
+    res, _ = fit(quantized)
+    figures["levels32_accuracy"] = accuracy(quantized.predict(res.params, x_test), y_test)
+
+    shapes = [s.matrix_shape for s in phax.shapes]
+    for rate in (0.05, 0.10, 0.20):
+        tag = f"fault{int(round(rate * 100))}"
+        faults = draw_fault_map(shapes, rate / 2, rate / 2,
+                                np.random.default_rng([args.seed, int(rate * 100)]))
+        figures[f"{tag}_oblivious_accuracy"] = accuracy(
+            phax.predict(ideal_params, x_test, faults=faults), y_test)
+        aware = PhaxNetwork(cal, topology, faults=faults, init_mean=init_mean)
+        res, _ = fit(aware)
+        figures[f"{tag}_aware_accuracy"] = accuracy(aware.predict(res.params, x_test), y_test)
+
+    if not args.no_torch:
+        try:
+            figures["torch_epoch_s"] = _torch_epoch_seconds(
+                cal, topology, x_train[: int(0.9 * cut)], y_train[: int(0.9 * cut)], batch, lr,
+                init_mean, args.seed, 1 if args.quick else 3)
+            figures["numpy_over_torch_epoch_time"] = (
+                figures["numpy_epoch_s"] / figures["torch_epoch_s"])
+        except ImportError:
+            print("torch not installed: skipping the PyTorch timing")
+    figures["gap_float_minus_constrained_points"] = 100 * (
+        figures["float_accuracy"] - figures["constrained_accuracy"])
+    figures["wall_s"] = time.perf_counter() - wall
+
+    print(f"MNIST 14x14, topology 196-100-10, {epochs} epochs, float64, batch {batch}")
+    for key, value in figures.items():
+        if "accuracy" in key:
+            print(f"  {key:<34} {100 * value:6.2f} %")
+        elif isinstance(value, float):
+            print(f"  {key:<34} {value:8.4g}")
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

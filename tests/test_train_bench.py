@@ -1,0 +1,31 @@
+"""The training benchmark script runs end to end on a tiny synthetic MNIST."""
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
+
+
+def _idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    return gzip.compress(header + array.astype(">u1").tobytes())
+
+
+def test_bench_train_main_prints_json_last(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 60)
+    images = (rng.random((60, 28, 28)) * 40 + labels[:, None, None] * 20).astype(np.uint8)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(_idx(images))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx(labels))
+    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick", "--no-torch", "--mnist-dir", str(tmp_path)]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("float_accuracy", "constrained_accuracy", "levels32_accuracy",
+                "fault20_aware_accuracy", "fault20_oblivious_accuracy", "numpy_epoch_s"):
+        assert 0 <= figures[key] <= 1 or key == "numpy_epoch_s"
