@@ -114,6 +114,122 @@ class DeviceWindow:
             raise ConfigError(f"levels must be 0 (continuous) or at least 2, got {self.levels!r}")
 
 
+
+def _coefficients(name: str, values: Any) -> tuple[float, ...]:
+    coeffs = tuple(_finite(name, v) for v in values)
+    if not coeffs:
+        raise ConfigError(f"{name} needs at least one coefficient")
+    return coeffs
+
+
+@dataclass(frozen=True, slots=True)
+class LoadAwareActivation:
+    """Activation parameters as polynomials in the logarithm of the stage's load conductance.
+
+    ``c_i(G) = Σ_k coeffs_i[k]·u^k`` with ``u = ln(G / g_scale_siemens)`` for ``G`` in
+    ``[g_load_min_siemens, g_load_max_siemens]`` (outside that range the model extrapolates).
+    The logarithm suits load grids that span decades (0.1–2 MΩ), where a polynomial in ``G``
+    itself oscillates between the grid points.
+
+    Attributes:
+        c1, c2, c3, c4: polynomial coefficients, lowest power first (V, V, V, 1/V).
+        g_scale_siemens: conductance unit of the polynomial variable (S), e.g. 1e-6.
+        g_load_min_siemens: smallest load conductance characterized (S).
+        g_load_max_siemens: largest load conductance characterized (S).
+        rms_v: RMS over all characterized curves of (model at that load − SPICE) (V).
+        max_abs_v: largest absolute error over those curves (V).
+    """
+
+    c1: tuple[float, ...]
+    c2: tuple[float, ...]
+    c3: tuple[float, ...]
+    c4: tuple[float, ...]
+    g_scale_siemens: float
+    g_load_min_siemens: float
+    g_load_max_siemens: float
+    rms_v: float
+    max_abs_v: float
+
+    def __post_init__(self) -> None:
+        for name in ("c1", "c2", "c3", "c4"):
+            object.__setattr__(self, name, _coefficients(f"load-aware {name}", getattr(self, name)))
+        if _finite("g_scale_siemens", self.g_scale_siemens) <= 0:
+            raise ConfigError("g_scale_siemens must be positive")
+        g_lo = _finite("g_load_min_siemens", self.g_load_min_siemens)
+        g_hi = _finite("g_load_max_siemens", self.g_load_max_siemens)
+        if not 0 < g_lo < g_hi:
+            raise ConfigError(f"load conductance range must satisfy 0 < min < max, got [{g_lo}, {g_hi}] S")
+        _finite("rms_v", self.rms_v)
+        _finite("max_abs_v", self.max_abs_v)
+
+    def at(self, g_load_siemens: float) -> TanhActivation:
+        """The activation under a load of ``g_load_siemens`` (S), which must be > 0."""
+        g = _finite("g_load_siemens", g_load_siemens)
+        if g <= 0:
+            raise ConfigError(f"load conductance must be positive, got {g} S")
+        u = math.log(g / self.g_scale_siemens)
+        values = [float(np.polynomial.polynomial.polyval(u, getattr(self, n))) for n in ("c1", "c2", "c3", "c4")]
+        return TanhActivation(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadAwareNeuron:
+    """Load-aware activations of both neuron outputs (each stage loaded by the same ``G``).
+
+    Attributes:
+        inverting: column → ``outn`` as a function of the load conductance.
+        noninverting: column → ``outp`` as a function of the load conductance.
+    """
+
+    inverting: LoadAwareActivation
+    noninverting: LoadAwareActivation
+
+
+@dataclass(frozen=True, slots=True)
+class InverterCurrentModel:
+    """DC output current of one inverter, tabulated on a (V_in, V_out) grid.
+
+    Attributes:
+        v_in: input grid (V), strictly increasing.
+        v_out: output grid (V), strictly increasing.
+        current_a: ``current_a[i][j]`` is the current (A) the inverter delivers into its output
+            node at ``(v_in[i], v_out[j])`` (positive = sourcing).
+        interp_rms_a: RMS error (A) of the cubic spline interpolant at held-out midpoints.
+        interp_max_a: largest absolute error (A) at those points.
+    """
+
+    v_in: tuple[float, ...]
+    v_out: tuple[float, ...]
+    current_a: tuple[tuple[float, ...], ...]
+    interp_rms_a: float
+    interp_max_a: float
+
+    def __post_init__(self) -> None:
+        v_in = tuple(_finite("v_in", v) for v in self.v_in)
+        v_out = tuple(_finite("v_out", v) for v in self.v_out)
+        for name, grid in (("v_in", v_in), ("v_out", v_out)):
+            if len(grid) < 4 or any(b <= a for a, b in zip(grid[:-1], grid[1:])):
+                raise ConfigError(f"inverter current {name} grid needs >= 4 strictly increasing points")
+        table = tuple(tuple(_finite("current_a", c) for c in row) for row in self.current_a)
+        if len(table) != len(v_in) or any(len(row) != len(v_out) for row in table):
+            raise ConfigError("inverter current table shape does not match its grids")
+        object.__setattr__(self, "v_in", v_in)
+        object.__setattr__(self, "v_out", v_out)
+        object.__setattr__(self, "current_a", table)
+        _finite("interp_rms_a", self.interp_rms_a)
+        _finite("interp_max_a", self.interp_max_a)
+
+    def table(self) -> np.ndarray:
+        """The current table as a ``(len(v_in), len(v_out))`` array (A)."""
+        return np.asarray(self.current_a, dtype=np.float64)
+
+    def interpolant(self) -> Any:
+        """A bicubic ``scipy.interpolate.RectBivariateSpline`` (``.ev(vin, vout, dx=, dy=)``)."""
+        from scipy.interpolate import RectBivariateSpline
+
+        return RectBivariateSpline(np.asarray(self.v_in), np.asarray(self.v_out), self.table(), kx=3, ky=3, s=0)
+
+
 #: PHAX device window: G = 8 µS·x, x ∈ [0.015, 1] (Yakopcic model, a1 = a2 = 1.6e-4).
 PHAX_WINDOW = DeviceWindow(g_min_siemens=8e-6 * 0.015, g_max_siemens=8e-6)
 
@@ -129,6 +245,8 @@ class Calibration:
         source: provenance (technology, sizing, corner, load, command) — free-form strings.
         residuals: fit residuals by name (V), e.g. ``{"noninverting_rms": 1e-4}``.
         extras: JSON-safe payloads of later calibration modes (load-aware, coupled), by name.
+        load_aware: activation as a function of load conductance (optional).
+        inverter_current: inverter output-current table for the coupled model (optional).
     """
 
     rails: Rails
@@ -137,10 +255,20 @@ class Calibration:
     source: dict[str, str] = field(default_factory=dict)
     residuals: dict[str, float] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    load_aware: LoadAwareNeuron | None = None
+    inverter_current: InverterCurrentModel | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict including the format name and version."""
-        return {"format": FORMAT_NAME, "version": FORMAT_VERSION, **asdict(self)}
+        """A JSON-safe dict including the format name and version.
+
+        The optional models are written only when present, so documents without them are
+        byte-identical to earlier ones (and keep their digests).
+        """
+        data = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **asdict(self)}
+        for key in ("load_aware", "inverter_current"):
+            if data[key] is None:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
@@ -168,6 +296,9 @@ class Calibration:
                 source={str(k): str(v) for k, v in data.get("source", {}).items()},
                 residuals={str(k): float(v) for k, v in data.get("residuals", {}).items()},
                 extras=dict(data.get("extras", {})),
+                load_aware=_load_aware_from(data.get("load_aware")),
+                inverter_current=None if data.get("inverter_current") is None
+                else InverterCurrentModel(**data["inverter_current"]),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"calibration document is incomplete or malformed: {exc}") from exc
@@ -178,6 +309,15 @@ class Calibration:
 
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_aware_from(data: dict[str, Any] | None) -> LoadAwareNeuron | None:
+    if data is None:
+        return None
+    return LoadAwareNeuron(
+        inverting=LoadAwareActivation(**data["inverting"]),
+        noninverting=LoadAwareActivation(**data["noninverting"]),
+    )
 
 
 def save_calibration(calibration: Calibration, path: Path) -> None:

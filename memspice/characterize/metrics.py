@@ -1,0 +1,101 @@
+"""Static metrics of one voltage transfer curve (VTC).
+
+All functions take the swept input ``v_in`` (V, increasing) and the output ``v_out`` (V) of
+one curve. Definitions (textbook CMOS inverter, extended to non-inverting chains by the sign
+of the slope):
+
+- ``v_m``: switching threshold, where ``v_out`` crosses the midpoint of its own extremes;
+- ``peak_gain``: largest ``|dV_out/dV_in|``;
+- ``v_il`` / ``v_ih``: the unity-gain points (``|slope| = 1``) below / above ``v_m``;
+- ``v_ol`` / ``v_oh``: lowest / highest output level (V);
+- ``nm_l = v_il − v_ol``, ``nm_h = v_oh − v_ih`` (V);
+- ``swing = v_oh − v_ol`` (V).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from memspice.errors import FitError
+from memspice.fit.tanh_fit import midpoint_crossing
+
+
+def _unity_crossing(x: np.ndarray, gain: np.ndarray, start: int, stop: int, step: int) -> float:
+    """Walk from index ``start`` towards ``stop`` and interpolate where |gain| falls to 1."""
+    i = start
+    while i != stop:
+        j = i + step
+        if gain[i] >= 1.0 > gain[j]:
+            return float(x[i] + (1.0 - gain[i]) * (x[j] - x[i]) / (gain[j] - gain[i]))
+        i = j
+    return math.nan
+
+
+def vtc_metrics(v_in: np.ndarray, v_out: np.ndarray) -> dict[str, float]:
+    """Metrics of one VTC (see the module docstring); unity-gain points are NaN when the gain
+    never exceeds 1.
+
+    Raises:
+        FitError: the curve never crosses its midpoint.
+    """
+    x = np.asarray(v_in, dtype=np.float64)
+    y = np.asarray(v_out, dtype=np.float64)
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    v_ol, v_oh = float(y.min()), float(y.max())
+    v_m = midpoint_crossing(x, y, 0.5 * (v_ol + v_oh))
+    slope = np.gradient(y, x)
+    gain = np.abs(slope)
+    peak_index = int(np.argmax(gain))
+    peak = float(gain[peak_index])
+    if peak > 1.0:
+        v_il = _unity_crossing(x, gain, peak_index, 0, -1)
+        v_ih = _unity_crossing(x, gain, peak_index, x.size - 1, 1)
+    else:
+        v_il = v_ih = math.nan
+    inverting = bool(slope[peak_index] < 0)
+    # For an inverter a low input gives the HIGH output: NM_L = V_IL − V_OL, NM_H = V_OH − V_IH.
+    return {
+        "v_m": v_m,
+        "peak_gain": peak,
+        "v_il": v_il,
+        "v_ih": v_ih,
+        "v_ol": v_ol,
+        "v_oh": v_oh,
+        "nm_l": v_il - v_ol,
+        "nm_h": v_oh - v_ih,
+        "swing": v_oh - v_ol,
+        "inverting": float(inverting),
+    }
+
+
+def supply_metrics(i_vdd: np.ndarray, i_vss: np.ndarray, vdd: float, vss: float) -> dict[str, float]:
+    """Static supply current and power over a sweep.
+
+    ngspice reports a source's current flowing into its positive terminal, so the current a
+    positive ``vdd`` rail delivers is ``−i(vdd)``.
+
+    Returns:
+        ``i_dd_mean_a`` / ``i_dd_max_a`` (A) delivered by the VDD rail, and ``power_mean_w`` /
+        ``power_max_w`` (W) delivered by both rails.
+    """
+    i_dd = -np.asarray(i_vdd, dtype=np.float64)
+    i_ss = -np.asarray(i_vss, dtype=np.float64)
+    power = i_dd * vdd + i_ss * vss
+    return {
+        "i_dd_mean_a": float(np.mean(i_dd)),
+        "i_dd_max_a": float(np.max(np.abs(i_dd))),
+        "power_mean_w": float(np.mean(power)),
+        "power_max_w": float(np.max(power)),
+    }
+
+
+def require_crossing(v_in: np.ndarray, v_out: np.ndarray) -> None:
+    """Raise :class:`FitError` unless the curve crosses its midpoint (cheap pre-check)."""
+    y = np.asarray(v_out, dtype=np.float64)
+    midpoint_crossing(v_in, y, 0.5 * (float(y.min()) + float(y.max())))
+
+
+__all__ = ["FitError", "require_crossing", "supply_metrics", "vtc_metrics"]
