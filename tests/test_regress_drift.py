@@ -16,6 +16,7 @@ import pytest
 
 from memspice.circuit.builders import InverterSizing
 from memspice.cli import main
+from memspice.errors import ConfigError
 from memspice.netlist.emit import emit
 from memspice.regress.cases import (
     COLUMN_CONDUCTANCES_S,
@@ -178,3 +179,17 @@ def test_cli_update_regenerates_and_shows_the_change(goldens, tmp_path, capsys):
     assert table.read_text() == original
     assert main(["regress", "--dir", str(goldens), "--case", "inverter_vtc_builtin", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["passed"] is True
+
+
+def test_case_whose_technology_is_missing_is_unavailable_not_failed(goldens, tmp_path):
+    def missing_pdk():
+        raise ConfigError("sky130 models not found")
+
+    absent = replace(_case("inverter_vtc_sky130_tt_lvt"), build=missing_pdk)
+    report = check(goldens, _registry(inverter_vtc_sky130_tt_lvt=absent),
+                   ["inverter_vtc_sky130_tt_lvt", "inverter_vtc_builtin"], options=_options(tmp_path))
+    by_case = {c.case: c for c in report.cases}
+    assert by_case["inverter_vtc_sky130_tt_lvt"].status == "unavailable"
+    assert "sky130 models not found" in by_case["inverter_vtc_sky130_tt_lvt"].errors[0]
+    assert by_case["inverter_vtc_builtin"].status == "pass"
+    assert report.passed()

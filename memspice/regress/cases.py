@@ -26,7 +26,7 @@ from memspice.circuit.builders import (
     technology_deck,
 )
 from memspice.circuit.deck import Dc, Deck, Include, ModelRoot, Save, Sweep, Tran
-from memspice.circuit.elements import Element, Pwl, SubcktInstance, Vcvs, VoltageSource
+from memspice.circuit.elements import Element, Pwl, Resistor, SubcktInstance, Vcvs, VoltageSource
 from memspice.circuit.wiring import column_node, input_node, output_node
 from memspice.errors import ConfigError
 from memspice.regress.golden import Tolerance
@@ -136,8 +136,6 @@ def memristor_program_deck(initial_state: float = 0.1, amplitude_v: float = 1.5,
     The source drives the top electrode through a 10 kΩ series resistor; the state node
     ``xs`` (volts = x) records the programming.
     """
-    from memspice.circuit.elements import Resistor
-
     a = amplitude_v
     wave = Pwl((0.0, 0.1e-6, 0.6e-6, 0.7e-6, 1.2e-6, 1.3e-6, 1.8e-6, 1.9e-6, 2.5e-6),
                (0.0, a, a, 0.0, 0.0, -a, -a, 0.0, 0.0))

@@ -115,8 +115,10 @@ def junit_xml(report: RegressReport, strict_environment: bool = False) -> str:
                                          f"{check.tolerance.describe()} (x{check.worst_ratio:.1f})")
                 add(classname, check.signal, "failure", message)
         if not case.errors:
-            add(classname, "netlist text", "failure" if case.text_diff else None,
-                "deck built now differs from the stored deck", case.text_diff)
+            moved = [f"{s.signal} (max deviation {_number(s.max_deviation)})" for s in case.built_signals if not s.passed]
+            message = "deck built now differs from the stored deck" + (
+                "; it moves " + ", ".join(moved) if moved else "; its signals stay within tolerance")
+            add(classname, "netlist text", "failure" if case.text_diff else None, message, case.text_diff)
             env_failure = "failure" if (strict_environment and case.environment_changes) else None
             add(classname, "environment", env_failure, "; ".join(case.environment_changes))
     for key, value in counts.items():
