@@ -1,0 +1,310 @@
+"""``validate_network``: a trained network back in SPICE, compared neuron by neuron.
+
+Flow: check that the data fits the network → apply optional non-idealities to the netlisted
+conductances → order samples for fast sweeps and cut them into batches → run the batches
+(local pool or Dask; finished batches are reused on re-runs) → model voltages from the
+trainer's own forward (:meth:`TrainedNetwork.layer_voltages`) → comparison, power, transient
+figures → files in the run directory (:mod:`memspice.validate.report`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memspice.circuit.builders import InverterSizing
+from memspice.errors import ConfigError, DataError
+from memspice.io import write_text_atomic
+from memspice.sim import SimOptions
+from memspice.tech.technology import Technology
+from memspice.train.network_io import TrainedNetwork
+from memspice.validate.compare import Comparison, LayerVoltages, compare
+from memspice.validate.decks import NetworkCircuit, TransientSpec, similarity_order
+from memspice.validate.energy import static_power
+from memspice.validate.execute import BatchFailure, BatchJob, BatchStore, ExecutionResult, Mode, execute
+from memspice.validate.nonideal import DeviceDraw, NonIdeality, apply_device_nonidealities
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How validation runs (not what it validates).
+
+    Attributes:
+        batch_size: samples per deck (one ngspice process each).
+        workers: local ngspice processes at once (``None`` = CPU count).
+        scheduler: Dask scheduler address or ``distributed.Client``; ``None`` = local pool.
+        timeout_s: wall-clock limit per batch (s).
+        order: ``similarity`` (greedy nearest-neighbour order inside each batch) or ``given``.
+        transient_samples: samples also run in transient mode (0 = none).
+        transient: time base of the transient mode.
+        resume: reuse batches finished by an earlier run with the same inputs.
+        force: discard earlier batches and start over.
+        keep_failed: keep failed ngspice run directories under ``<out>/failed``.
+    """
+
+    batch_size: int = 500
+    workers: int | None = None
+    scheduler: Any = None
+    timeout_s: float = 600.0
+    order: str = "similarity"
+    transient_samples: int = 0
+    transient: TransientSpec = field(default_factory=TransientSpec)
+    resume: bool = False
+    force: bool = False
+    keep_failed: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.batch_size) < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.workers is not None and int(self.workers) < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if self.order not in ("similarity", "given"):
+            raise ConfigError(f"order must be 'similarity' or 'given', got {self.order!r}")
+        if int(self.transient_samples) < 0:
+            raise ConfigError("transient samples must be non-negative")
+
+
+@dataclass
+class ValidationReport:
+    """Everything a validation produced.
+
+    Attributes:
+        comparison: SPICE vs model figures (over the samples whose batches finished).
+        spice: per layer, simulated outputs in sample order (V).
+        model: per layer, model outputs for the same samples (V).
+        labels: classes of the compared samples.
+        sample_index: sample numbers of the compared samples.
+        power_w: ``(S,)`` static power per sample from both rails (W).
+        transient: per-sample ``delay_s``, ``energy_j`` and ``sample`` for the transient subset.
+        failures: failed batches (the run is incomplete when non-empty).
+        execution: timing and reuse of the DC batches.
+        draw: conductances as netlisted and the stuck-device masks.
+        summary: JSON-safe summary (also written to ``summary.json``).
+        files: written artifacts by name.
+    """
+
+    comparison: Comparison | None
+    spice: list[LayerVoltages]
+    model: list[LayerVoltages]
+    labels: np.ndarray
+    sample_index: np.ndarray
+    power_w: np.ndarray
+    transient: dict[str, np.ndarray]
+    failures: list[BatchFailure]
+    execution: ExecutionResult
+    draw: DeviceDraw
+    summary: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """True when every batch finished."""
+        return not self.failures
+
+
+def check_data(network: TrainedNetwork, x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate inputs against the network's topology.
+
+    Raises:
+        DataError: wrong feature count, label out of range, mismatched lengths, or bad values.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels)
+    if x.ndim != 2:
+        raise DataError(f"inputs must be a (samples, features) array, got shape {x.shape}")
+    if x.shape[1] != network.topology[0]:
+        raise DataError(f"the network takes {network.topology[0]} inputs (topology {network.topology}) "
+                        f"but the data has {x.shape[1]} features")
+    if len(labels) != len(x) or len(x) == 0:
+        raise DataError(f"{len(x)} samples but {len(labels)} labels")
+    if not np.all(np.isfinite(x)):
+        raise DataError("inputs contain NaN or infinite values")
+    if labels.size and (labels.min() < 0 or labels.max() >= network.topology[-1]):
+        raise DataError(f"labels span [{labels.min()}, {labels.max()}] but the network has "
+                        f"{network.topology[-1]} outputs (topology {network.topology})")
+    rails = network.calibration.rails
+    if x.min() < rails.vss - 1e-9 or x.max() > rails.vdd + 1e-9:
+        raise DataError(f"input voltages span [{x.min():g}, {x.max():g}] V, outside the rails "
+                        f"[{rails.vss:g}, {rails.vdd:g}] V; map features with features_to_voltages")
+    return x, labels.astype(np.int64)
+
+
+def plan_batches(x: np.ndarray, batch_size: int, order: str) -> list[np.ndarray]:
+    """Sample numbers of each batch, in deck order.
+
+    Samples are cut into contiguous batches of the given order; with ``similarity`` each
+    batch is then walked nearest-neighbour first (cheap: ``O(batch²)``).
+    """
+    n = len(x)
+    batches = [np.arange(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if order == "similarity":
+        batches = [b[similarity_order(x[b])] for b in batches]
+    return batches
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return h.hexdigest()
+
+
+def prepare_run_dir(out_dir: Path, manifest: dict[str, Any], resume: bool, force: bool) -> None:
+    """Create ``out_dir`` and reconcile it with earlier results.
+
+    Raises:
+        ConfigError: earlier results exist and neither ``resume`` nor ``force`` is set, or
+            ``resume`` is set but they came from other inputs.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / MANIFEST_NAME
+    stored = None
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            stored = None
+    has_batches = any((out_dir / "batches").glob("*.npz")) if (out_dir / "batches").is_dir() else False
+    if force:
+        for mode in ("dc", "transient"):
+            BatchStore(out_dir, mode).clear()
+    elif has_batches:
+        if not resume:
+            raise ConfigError(f"{out_dir} already holds validation results; pass --resume to reuse "
+                              "finished batches or --force to start over")
+        if stored != manifest:
+            raise ConfigError(f"{out_dir} holds results of another network, data or settings; "
+                              "use --force to replace them or choose another --out")
+    write_text_atomic(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def _jobs(mode: Mode, batches: list[np.ndarray], x: np.ndarray, circuit: NetworkCircuit,
+          settings: RunSettings, sim: SimOptions) -> list[BatchJob]:
+    return [BatchJob(i, b, x[b], circuit, mode, settings.transient, sim) for i, b in enumerate(batches)]
+
+
+def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, labels: np.ndarray,
+                     out_dir: Path, *, sizing: InverterSizing = InverterSizing(),
+                     nonideal: NonIdeality | None = None, settings: RunSettings = RunSettings(),
+                     write_files: bool = True, progress: Any = None) -> ValidationReport:
+    """Simulate a trained network on samples in SPICE and compare with the model.
+
+    Args:
+        network: the trained network (its calibration gives rails and the model forward).
+        tech: MOSFET technology; its rails must equal the network's.
+        x: ``(S, N)`` input voltages in [vss, vdd] (V).
+        labels: ``(S,)`` true classes.
+        out_dir: run directory (batches, tables, summary, report).
+        sizing: inverter transistor sizes (m).
+        nonideal: device variation, faults and wire resistance applied in SPICE only.
+        settings: batching, parallelism, resume and transient options.
+        write_files: write the table, summary, report and plots.
+        progress: optional ``callable(done, total)``.
+
+    Returns:
+        The report; ``report.complete`` is False when a batch failed (the rest still finished).
+    """
+    x, labels = check_data(network, x, labels)
+    cal = network.calibration
+    if abs(tech.rails.vdd - cal.rails.vdd) > 1e-12 or abs(tech.rails.vss - cal.rails.vss) > 1e-12:
+        raise ConfigError(f"technology rails ({tech.rails.vdd}, {tech.rails.vss}) V differ from the "
+                          f"network's ({cal.rails.vdd}, {cal.rails.vss}) V")
+    nonideal = nonideal or NonIdeality(g_min_siemens=cal.device.g_min_siemens, g_max_siemens=cal.device.g_max_siemens)
+    draw = apply_device_nonidealities(network.effective_conductances(), nonideal)
+    circuit = NetworkCircuit(tech, sizing, draw.conductances, nonideal.wire_ohm)
+    out_dir = Path(out_dir)
+    batches = plan_batches(x, int(settings.batch_size), settings.order)
+    n_tran = min(int(settings.transient_samples), len(x))
+    tran_batches = plan_batches(x[:n_tran], int(settings.batch_size), "given") if n_tran else []
+    manifest = {"circuit": circuit.digest(), "inputs": _digest(x, labels), "batch_size": int(settings.batch_size),
+                "order": settings.order, "transient_samples": n_tran, "transient": repr(settings.transient),
+                "nonideal": nonideal.as_dict()}
+    prepare_run_dir(out_dir, manifest, settings.resume, settings.force)
+    sim = SimOptions(timeout_s=settings.timeout_s, work_dir=out_dir / "failed" if settings.keep_failed else None,
+                     keep="on_failure" if settings.keep_failed else "never")
+    dc = execute(_jobs("dc", batches, x, circuit, settings, sim), BatchStore(out_dir, "dc"),
+                 workers=settings.workers, scheduler=settings.scheduler, progress=progress)
+    failures = list(dc.failures)
+    transient: dict[str, np.ndarray] = {}
+    if n_tran:
+        tr = execute(_jobs("transient", tran_batches, x, circuit, settings, sim), BatchStore(out_dir, "transient"),
+                     workers=settings.workers, scheduler=settings.scheduler)
+        failures += [BatchFailure(f.index, f"transient batch: {f.message}", f.run_dir) for f in tr.failures]
+        if tr.batches:
+            keys = sorted(tr.batches)
+            transient = {name: np.concatenate([tr.batches[k][name] for k in keys])
+                         for name in ("delay_s", "energy_j", "sample_index")}
+            transient["sample"] = transient.pop("sample_index")
+    report = assemble(network, draw, dc, labels, x, failures, transient)
+    report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir))
+    if write_files:
+        from memspice.validate.report import write_outputs
+
+        report.files = write_outputs(report, out_dir)
+    return report
+
+
+def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, labels: np.ndarray, x: np.ndarray,
+             failures: list[BatchFailure], transient: dict[str, np.ndarray]) -> ValidationReport:
+    """Put finished batches back in sample order and compare them with the model."""
+    n_layers = len(network.topology) - 1
+    keys = sorted(dc.batches)
+    if not keys:
+        empty = np.empty(0, dtype=np.int64)
+        return ValidationReport(None, [], [], empty, empty, np.empty(0), transient, failures, dc, draw)
+    index = np.concatenate([dc.batches[k]["sample_index"] for k in keys])
+    order = np.argsort(index, kind="stable")
+    index = index[order]
+
+    def gather(name: str) -> np.ndarray:
+        return np.concatenate([dc.batches[k][name] for k in keys])[order]
+
+    spice = [LayerVoltages(gather(f"outn{layer}"), gather(f"outp{layer}")) for layer in range(n_layers)]
+    states = network.layer_voltages(x[index])
+    model = [LayerVoltages(s.outn, s.outp) for s in states]
+    power = static_power(gather("i_vdd"), gather("i_vss"), network.calibration.rails)
+    comparison = compare(spice, model, labels[index], index, network.topology[-1])
+    return ValidationReport(comparison, spice, model, labels[index], index, power, transient, failures, dc, draw)
+
+
+def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technology, nonideal: NonIdeality,
+                settings: RunSettings, out_dir: Path) -> dict[str, Any]:
+    """The JSON-safe summary of a validation run."""
+    dc = report.execution
+    simulated = sum(len(dc.batches[k]["sample_index"]) for k in dc.simulated)
+    summary: dict[str, Any] = {
+        "status": "complete" if report.complete else "incomplete",
+        "topology": list(network.topology),
+        "technology": tech.describe(),
+        "nonideal": nonideal.as_dict(),
+        "stuck_devices": report.draw.n_stuck,
+        "batch_size": int(settings.batch_size),
+        "batches_total": len(dc.batches) + len(dc.failures),
+        "batches_simulated": len(dc.simulated),
+        "batches_reused": len(dc.reused),
+        "failed_batches": [{"batch": f.index, "error": f.message, "run_dir": f.run_dir} for f in report.failures],
+        "dc_elapsed_s": dc.elapsed_s,
+        "samples_per_s": simulated / dc.elapsed_s if simulated and dc.elapsed_s > 0 else None,
+        "out_dir": str(out_dir),
+    }
+    if report.comparison is not None:
+        summary.update(report.comparison.summary())
+        summary["static_power_w"] = {"mean": float(report.power_w.mean()), "max": float(report.power_w.max()),
+                                     "min": float(report.power_w.min())}
+    if report.transient:
+        delay, energy = report.transient["delay_s"], report.transient["energy_j"]
+        summary["transient"] = {
+            "samples": int(len(delay)), "period_s": settings.transient.period_s,
+            "settled": int(np.isfinite(delay).sum()),
+            "delay_s_mean": float(np.nanmean(delay)) if np.isfinite(delay).any() else None,
+            "delay_s_max": float(np.nanmax(delay)) if np.isfinite(delay).any() else None,
+            "energy_j_mean": float(energy.mean()),
+        }
+    return summary

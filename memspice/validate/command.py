@@ -1,0 +1,174 @@
+"""``memspice validate``: a trained network back in SPICE, at speed, with energy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from memspice.errors import ConfigError
+
+DESCRIPTION = """\
+Build the full circuit of a trained network (rails, differential input rows driven by the
+data, every crossbar conductance, every two-inverter neuron), evaluate it in ngspice on many
+samples at once, and compare every neuron output with the trained model.
+
+Speed: samples are batched (--batch-size per deck): one DC sweep of an index source drives
+all inputs through PWL B-sources, so one ngspice process evaluates hundreds of samples; one
+process runs per core (--workers) or, with --scheduler tcp://HOST:PORT, on a Dask cluster.
+Samples inside a batch are ordered nearest-neighbour first so Newton starts close.
+
+Energy: static power per inference from the rail currents at every operating point.
+--transient N also drives the first N samples as PWL steps (--period, --rise) and measures
+the settling delay (all last-layer outputs within 10 % of their step) and the energy per
+sample (integral of V*I over both rails).
+
+Non-idealities (SPICE only; the model stays ideal): --variation (lognormal sigma),
+--fault-rate (stuck at g_max/g_min, half each), --wire-ohm (a wire resistor between adjacent
+crossbar cells along every row and column), all seeded with --seed.
+
+Outputs in --out: samples.parquet (per-sample SPICE and model voltages), neuron_errors.csv,
+disagreements.csv, summary.json, report.md with scatter.png, error_histograms.png and
+confusion.png, and batches/*.npz (one file per finished batch, written atomically).
+A re-run with --resume reuses finished batches; --force starts over. A failed batch does
+not stop the others: the run finishes, names the batch, keeps its ngspice directory under
+--out/failed and exits with status 1.
+"""
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``validate`` subcommand to an argparse subparsers object."""
+    p = subparsers.add_parser("validate", help="simulate a trained network in SPICE and compare with the model",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("network", type=Path, help="folder with network.json + network.npz (from `memspice train`)")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=["digits", "iris", "breast_cancer", "mnist"], default="digits",
+                      help="dataset (default: digits)")
+    data.add_argument("--mnist-dir", type=Path, default=None, help="folder with MNIST IDX files")
+    data.add_argument("--split", choices=["test", "train", "all"], default="test",
+                      help="which samples: the training command's test split (default), train split, or all")
+    data.add_argument("--samples", type=int, default=None, help="use at most this many samples (default: all)")
+    data.add_argument("--seed", type=int, default=0,
+                      help="seed of the train/test split and of the non-ideality draws (default: 0)")
+    circuit = p.add_argument_group("circuit")
+    circuit.add_argument("--calibration", type=Path, default=None,
+                         help="calibration JSON; must match the one the network was trained with "
+                              "(default: the network's own)")
+    circuit.add_argument("--tech", choices=["builtin", "sky130"], default="builtin",
+                         help="MOSFET models: the built-in card or the sky130 PDK (default: builtin)")
+    circuit.add_argument("--corner", default="tt", help="sky130 process corner tt/ss/ff/sf/fs (default: tt)")
+    circuit.add_argument("--flavor", choices=["lvt", "standard"], default="lvt", help="sky130 devices (default: lvt)")
+    circuit.add_argument("--sky130-path", type=Path, default=None, help="sky130 library location (default: search)")
+    circuit.add_argument("--temperature", type=float, default=27.0, help="temperature in °C (default: 27)")
+    circuit.add_argument("--wn", type=float, default=None, help="NMOS width in µm (default: 0.6; sky130: 1.0)")
+    circuit.add_argument("--wp", type=float, default=None, help="PMOS width in µm (default: 1.0; sky130: 2.0)")
+    circuit.add_argument("--length", type=float, default=None, help="channel length in µm (default: 0.1; sky130: 0.15)")
+    nonideal = p.add_argument_group("non-idealities (SPICE only)")
+    nonideal.add_argument("--variation", type=float, default=0.0, help="lognormal device variation sigma, e.g. 0.05")
+    nonideal.add_argument("--fault-rate", type=float, default=0.0, help="fraction of stuck devices, e.g. 0.01")
+    nonideal.add_argument("--wire-ohm", type=float, default=0.0, help="wire resistance per crossbar cell in Ω")
+    run = p.add_argument_group("execution")
+    run.add_argument("--batch-size", type=int, default=500, help="samples per ngspice deck (default: 500)")
+    run.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: CPU count)")
+    run.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    run.add_argument("--timeout", type=float, default=600.0, help="time limit per batch in s (default: 600)")
+    run.add_argument("--transient", type=int, default=0, metavar="N",
+                     help="also run the first N samples in transient mode (delay, energy; default: 0)")
+    run.add_argument("--period", type=float, default=50.0, help="transient: time per sample in ns (default: 50)")
+    run.add_argument("--rise", type=float, default=0.1, help="transient: input ramp in ns (default: 0.1)")
+    run.add_argument("--out", type=Path, default=Path("validate_run"), help="run directory (default: ./validate_run)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="reuse batches finished by an earlier run")
+    mode.add_argument("--force", action="store_true", help="discard earlier results in --out")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    p.set_defaults(func=run_command)
+    return p
+
+
+def _technology(args: argparse.Namespace, rails: Any) -> tuple[Any, Any]:
+    from memspice.circuit.builders import InverterSizing
+    from memspice.tech.technology import builtin, sky130
+
+    if args.tech == "sky130":
+        tech = sky130(args.corner, flavor=args.flavor, rails=rails, temperature_c=args.temperature,
+                      path=args.sky130_path)
+        defaults = (1.0, 2.0, 0.15)
+    else:
+        if args.corner != "tt":
+            raise ConfigError("--corner applies to --tech sky130 only")
+        tech = builtin(rails, args.temperature)
+        defaults = (0.6, 1.0, 0.1)
+    wn, wp, length = (value if value is not None else default
+                      for value, default in zip((args.wn, args.wp, args.length), defaults))
+    return tech, InverterSizing(wn * 1e-6, wp * 1e-6, length * 1e-6, length * 1e-6)
+
+
+def _samples(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, Any]:
+    """Input voltages and labels, split exactly as ``memspice train`` splits them."""
+    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+
+    data = load_dataset(args.dataset, args.mnist_dir)
+    if args.split != "all":
+        if args.dataset == "mnist":
+            cut = int(round(0.8 * len(data.labels)))
+            parts = data.subset(slice(0, cut)), data.subset(slice(cut, None))
+        else:
+            parts = train_test_split(data, 0.2, args.seed)
+        data = parts[1] if args.split == "test" else parts[0]
+    if args.samples is not None:
+        if args.samples < 1:
+            raise ConfigError(f"--samples must be at least 1, got {args.samples}")
+        data = data.subset(slice(0, args.samples))
+    return features_to_voltages(data.features, vdd, vss), data.labels
+
+
+def run_validation(args: argparse.Namespace) -> Any:
+    """Do the work of ``memspice validate`` and return the :class:`ValidationReport`."""
+    from memspice.fit.calibration import load_calibration
+    from memspice.train.network_io import load_network
+    from memspice.validate.api import RunSettings, validate_network
+    from memspice.validate.decks import TransientSpec
+    from memspice.validate.nonideal import NonIdeality
+
+    calibration = load_calibration(args.calibration) if args.calibration is not None else None
+    network = load_network(args.network, calibration)
+    cal = network.calibration
+    tech, sizing = _technology(args, cal.rails)
+    x, labels = _samples(args, cal.rails.vdd, cal.rails.vss)
+    nonideal = NonIdeality(args.variation, args.fault_rate, args.wire_ohm, args.seed,
+                           cal.device.g_min_siemens, cal.device.g_max_siemens)
+    settings = RunSettings(batch_size=args.batch_size, workers=args.workers, scheduler=args.scheduler,
+                           timeout_s=args.timeout, transient_samples=args.transient,
+                           transient=TransientSpec(args.period * 1e-9, args.rise * 1e-9),
+                           resume=args.resume, force=args.force)
+    return validate_network(network, tech, x, labels, args.out, sizing=sizing, nonideal=nonideal, settings=settings)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Entry point: print the summary; exit 0 when complete, 1 when a batch failed."""
+    report = run_validation(args)
+    summary = report.summary
+    if args.json:
+        print(json.dumps(summary, sort_keys=True, default=float))
+    else:
+        print(f"validation {summary['status']}: {summary.get('n_samples', 0)} samples, "
+              f"SPICE accuracy {100 * summary.get('spice_accuracy', float('nan')):.2f} %, "
+              f"model accuracy {100 * summary.get('model_accuracy', float('nan')):.2f} %, "
+              f"agreement {100 * summary.get('agreement', float('nan')):.2f} %")
+        for row in summary.get("layer_errors", []):
+            print(f"  layer {row['layer']} {row['output']}: RMS {1e3 * row['rms_v']:.3f} mV, "
+                  f"max {1e3 * row['max_v']:.3f} mV")
+        print(f"  report: {report.files.get('report', args.out)}")
+    for failure in report.failures:
+        print(f"memspice: batch {failure.index} failed: {failure.message}", file=sys.stderr)
+    if report.failures:
+        print(f"memspice: run directory kept: {args.out} (re-run with --resume to redo only the failed batches)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+#: ``cli.py`` calls ``args.func``; the name ``run`` is the documented entry point.
+run = run_command

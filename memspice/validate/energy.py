@@ -1,0 +1,99 @@
+"""Power, energy and delay from supply currents and output waveforms.
+
+Sign convention: ngspice reports a voltage source's branch current flowing *into* its ``+``
+terminal, so the power a rail delivers to the circuit is ``−V·I``. Only the two supply rails
+are counted; the input drivers (DACs in a real system) are not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from memspice.circuit.wiring import Rails, output_node
+from memspice.errors import SimFailed
+from memspice.sim.rawfile import Plot
+
+#: A sample's outputs have settled when each stays within this fraction of its step (PHAX: 10 %).
+SETTLE_FRACTION = 0.10
+#: Steps smaller than this (V) count as "no transition" (settled at once).
+MIN_STEP_V = 1e-3
+
+
+def static_power(i_vdd: np.ndarray, i_vss: np.ndarray, rails: Rails) -> np.ndarray:
+    """Static power drawn from both rails at each operating point (W).
+
+    Args:
+        i_vdd: branch current of ``Vdd`` (A, ngspice sign).
+        i_vss: branch current of ``Vss`` (A, ngspice sign).
+        rails: supply voltages (V).
+    """
+    return -(rails.vdd * np.asarray(i_vdd) + rails.vss * np.asarray(i_vss))
+
+
+@dataclass(frozen=True, slots=True)
+class TransientMetrics:
+    """Per-sample transient figures.
+
+    Attributes:
+        delay_s: ``(S,)`` settling delay from the start of the input ramp until every output
+            of the last layer stays within 10 % of its step of its final value (s); NaN when it
+            does not settle within the period.
+        energy_j: ``(S,)`` energy drawn from both rails during the sample's period (J).
+        final_outp: ``(S, M)`` last-layer ``outp`` at the end of each period (V).
+    """
+
+    delay_s: np.ndarray
+    energy_j: np.ndarray
+    final_outp: np.ndarray
+
+
+def _settle_time(t: np.ndarray, v: np.ndarray, start: float) -> float:
+    """Time after ``start`` from which ``v`` stays within the settling band (s)."""
+    initial, final = v[0], v[-1]
+    band = SETTLE_FRACTION * max(abs(final - initial), 0.0)
+    if abs(final - initial) < MIN_STEP_V:
+        return 0.0
+    outside = np.flatnonzero(np.abs(v - final) > band)
+    if outside.size == 0:
+        return 0.0
+    last = outside[-1]
+    if last + 1 >= len(t):
+        return float("nan")
+    # Linear interpolation of the last crossing into the band.
+    v0, v1 = abs(v[last] - final), abs(v[last + 1] - final)
+    frac = (v0 - band) / (v0 - v1) if v0 != v1 else 1.0
+    return float(t[last] + frac * (t[last + 1] - t[last]) - start)
+
+
+def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
+                      period_s: float, rails: Rails) -> TransientMetrics:
+    """Delay, energy and final outputs per sample from a transient batch plot.
+
+    The plot must come from :func:`memspice.validate.decks.transient_batch_deck`: sample ``s``
+    occupies ``[(s+1)·T, (s+2)·T)`` with ``T = period_s``.
+    """
+    try:
+        t = np.asarray(plot["time"], dtype=np.float64)
+        outs = np.column_stack([plot[output_node(n_layers - 1, j, "p")] for j in range(n_outputs)])
+        outn = np.column_stack([plot[output_node(n_layers - 1, j, "n")] for j in range(n_outputs)])
+        power = static_power(plot["i(vdd)"], plot["i(vss)"], rails)
+    except KeyError as exc:
+        raise SimFailed(f"transient results lack a vector: {exc}") from exc
+    if t.size < 2 or t[-1] < (n_samples + 1) * period_s * (1 - 1e-9):
+        raise SimFailed(f"transient stopped early at {t[-1] if t.size else 0:g} s")
+    delays = np.empty(n_samples)
+    energies = np.empty(n_samples)
+    finals = np.empty((n_samples, n_outputs))
+    for s in range(n_samples):
+        start, stop = (s + 1) * period_s, (s + 2) * period_s
+        inside = np.flatnonzero((t >= start * (1 - 1e-12)) & (t <= stop * (1 + 1e-12)))
+        if inside.size < 3:
+            raise SimFailed(f"too few time points in the period of sample {s}")
+        tw = t[inside]
+        energies[s] = float(np.trapezoid(power[inside], tw))
+        finals[s] = outs[inside[-1]]
+        per_output = [_settle_time(tw, wave[inside], start) for wave in (*outs.T, *outn.T)]
+        delays[s] = float("nan") if np.any(np.isnan(per_output)) else max(per_output)
+    return TransientMetrics(delays, energies, finals)

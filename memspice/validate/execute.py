@@ -1,0 +1,226 @@
+"""Running validation batches: local process pool or Dask, with resumable per-batch results.
+
+Each batch is a :class:`BatchJob` (a picklable value). :func:`run_job` builds its deck,
+simulates it through :mod:`memspice.sim` and returns plain arrays, or a failure record — it
+never raises a simulator error, so one bad batch cannot stop the others and nothing
+unpicklable crosses a process boundary. The caller (:func:`execute`) writes every finished
+batch atomically to ``<run_dir>/batches/batch_NNNNN.npz`` as soon as it arrives; on a
+re-run, batches already on disk are loaded instead of simulated again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from memspice.errors import ConfigError, SimError
+from memspice.io import write_atomic
+from memspice.sim import SimOptions, simulate
+from memspice.validate.decks import NetworkCircuit, TransientSpec, dc_arrays, dc_batch_deck, transient_batch_deck
+from memspice.validate.energy import transient_metrics
+
+Mode = Literal["dc", "transient"]
+BATCH_DIR = "batches"
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One deck's worth of samples.
+
+    Attributes:
+        index: batch number (names its result file).
+        sample_index: ``(S,)`` positions of the batch's samples in the validation set.
+        x: ``(S, N)`` input voltages in deck order (V).
+        circuit: the network as netlisted.
+        mode: ``dc`` (operating points) or ``transient`` (delay and energy).
+        transient: time base of the transient mode.
+        sim: how ngspice is run.
+    """
+
+    index: int
+    sample_index: np.ndarray
+    x: np.ndarray
+    circuit: NetworkCircuit
+    mode: Mode = "dc"
+    transient: TransientSpec = field(default_factory=TransientSpec)
+    sim: SimOptions = field(default_factory=SimOptions)
+
+
+@dataclass(frozen=True)
+class BatchFailure:
+    """A batch that did not produce results.
+
+    Attributes:
+        index: batch number.
+        message: the simulator's error.
+        run_dir: the kept ngspice run directory, if any.
+    """
+
+    index: int
+    message: str
+    run_dir: str | None = None
+
+
+def run_job(job: BatchJob) -> dict[str, Any]:
+    """Simulate one batch; return its arrays (``sample_index`` included) or ``{"error": …}``."""
+    start = time.monotonic()
+    try:
+        if job.mode == "dc":
+            result = simulate(dc_batch_deck(job.circuit, job.x), job.sim)
+            arrays = dc_arrays(result.plot(0), job.circuit.conductances, len(job.x))
+        else:
+            result = simulate(transient_batch_deck(job.circuit, job.x, job.transient), job.sim)
+            sizes = [g.shape[0] for g in job.circuit.conductances]
+            metrics = transient_metrics(result.plot(0), len(sizes), sizes[-1], len(job.x),
+                                        job.transient.period_s, job.circuit.tech.rails)
+            arrays = {"delay_s": metrics.delay_s, "energy_j": metrics.energy_j,
+                      "tran_outp_last": metrics.final_outp}
+    except SimError as exc:
+        run_dir = getattr(exc, "run_dir", None)
+        return {"error": str(exc), "run_dir": None if run_dir is None else str(run_dir), "index": job.index}
+    arrays["sample_index"] = np.asarray(job.sample_index, dtype=np.int64)
+    arrays["elapsed_s"] = np.array(time.monotonic() - start)
+    return arrays
+
+
+class BatchStore:
+    """Finished batches on disk: ``<run_dir>/batches/<mode>_NNNNN.npz``, written atomically."""
+
+    def __init__(self, run_dir: Path, mode: Mode) -> None:
+        self.directory = Path(run_dir) / BATCH_DIR
+        self.mode = mode
+
+    def path(self, index: int) -> Path:
+        """Result file of batch ``index``."""
+        return self.directory / f"{self.mode}_{index:05d}.npz"
+
+    def has(self, index: int) -> bool:
+        """True when batch ``index`` finished in an earlier run."""
+        return self.path(index).is_file()
+
+    def save(self, index: int, arrays: dict[str, np.ndarray]) -> Path:
+        """Write batch ``index`` atomically (temp file + rename)."""
+        def writer(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+
+        return write_atomic(self.path(index), writer)
+
+    def load(self, index: int) -> dict[str, np.ndarray]:
+        """Read batch ``index``."""
+        with np.load(self.path(index), allow_pickle=False) as data:
+            return {key: np.array(data[key]) for key in data.files}
+
+    def clear(self) -> None:
+        """Delete every stored batch of this mode."""
+        if self.directory.is_dir():
+            for path in self.directory.glob(f"{self.mode}_*.npz"):
+                path.unlink()
+
+
+@dataclass
+class ExecutionResult:
+    """What :func:`execute` did.
+
+    Attributes:
+        batches: results by batch number (finished ones only).
+        failures: batches that failed, by number order.
+        reused: batch numbers loaded from an earlier run.
+        simulated: batch numbers simulated in this run.
+        elapsed_s: wall-clock time (s).
+    """
+
+    batches: dict[int, dict[str, np.ndarray]]
+    failures: list[BatchFailure]
+    reused: list[int]
+    simulated: list[int]
+    elapsed_s: float
+
+
+def _collect(job_index: int, result: dict[str, Any], store: BatchStore, out: ExecutionResult) -> None:
+    if "error" in result:
+        out.failures.append(BatchFailure(job_index, str(result["error"]), result.get("run_dir")))
+        return
+    store.save(job_index, result)
+    out.batches[job_index] = result
+    out.simulated.append(job_index)
+
+
+def execute(jobs: Sequence[BatchJob], store: BatchStore, *, workers: int | None = None,
+            scheduler: str | Any | None = None,
+            progress: Callable[[int, int], None] | None = None) -> ExecutionResult:
+    """Run ``jobs`` (skipping those already in ``store``) and store each result as it arrives.
+
+    Args:
+        jobs: the batches.
+        store: where finished batches live (and are reused from).
+        workers: local ngspice processes at once (default: CPU count); ignored with Dask.
+        scheduler: a Dask scheduler address (``tcp://host:8786``) or a
+            ``distributed.Client``; ``None`` runs a local pool of ngspice processes.
+        progress: called with ``(done, total)`` after each batch.
+    """
+    start = time.monotonic()
+    out = ExecutionResult({}, [], [], [], 0.0)
+    pending = []
+    for job in jobs:
+        if store.has(job.index):
+            out.batches[job.index] = store.load(job.index)
+            out.reused.append(job.index)
+        else:
+            pending.append(job)
+    total, done = len(jobs), len(out.reused)
+    if progress:
+        progress(done, total)
+    if pending and scheduler is None:
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        n_workers = max(1, min(workers or os.cpu_count() or 1, len(pending)))
+        # Each thread only waits on its own ngspice subprocess: one process per core.
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            futures = {pool.submit(run_job, job): job.index for job in pending}
+            for future in as_completed(futures):
+                _collect(futures[future], future.result(), store, out)
+                done += 1
+                if progress:
+                    progress(done, total)
+    elif pending:
+        for index, result in _dask_results(pending, scheduler):
+            _collect(index, result, store, out)
+            done += 1
+            if progress:
+                progress(done, total)
+    out.failures.sort(key=lambda f: f.index)
+    out.elapsed_s = time.monotonic() - start
+    return out
+
+
+def _dask_results(jobs: Sequence[BatchJob], scheduler: str | Any):
+    """Yield ``(batch, result)`` from a Dask cluster as batches finish (Dask imported here)."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:
+        raise ConfigError("--scheduler needs Dask: pip install 'dask[distributed]'") from exc
+    own = isinstance(scheduler, str)
+    try:
+        client = Client(scheduler, timeout=30) if own else scheduler
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+    try:
+        futures = [client.submit(run_job, job, pure=False, key=f"memspice-validate-{job.index}-{os.getpid()}-{id(job)}")
+                   for job in jobs]
+        index_of = {f.key: job.index for f, job in zip(futures, jobs)}
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except Exception as exc:  # a lost worker or a remote error: this batch failed, not the run
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            yield index_of[future.key], result
+    finally:
+        if own:
+            client.close()

@@ -1,0 +1,168 @@
+"""Validation artifacts: per-sample table, neuron errors, summary JSON, Markdown report, plots.
+
+Every file is written atomically. matplotlib is imported only here, with the Agg backend, and
+only when plots are written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from memspice.io import write_atomic, write_text_atomic
+from memspice.validate.compare import sample_table
+
+if TYPE_CHECKING:
+    from memspice.validate.api import ValidationReport
+
+
+def _write_table(frame: pd.DataFrame, path_stem: Path) -> Path:
+    """Parquet when pyarrow is installed, else CSV."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        path = path_stem.with_suffix(".csv")
+        return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    path = path_stem.with_suffix(".parquet")
+    return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def write_outputs(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
+    """Write every artifact of ``report`` into ``out_dir``; return their paths by name."""
+    out_dir = Path(out_dir)
+    files: dict[str, Path] = {}
+    comparison = report.comparison
+    if comparison is not None:
+        extra: dict[str, np.ndarray] = {"static_power_w": report.power_w}
+        if report.transient:
+            delay = np.full(len(report.sample_index), np.nan)
+            energy = np.full(len(report.sample_index), np.nan)
+            where = {s: i for i, s in enumerate(report.sample_index)}
+            for s, d, e in zip(report.transient["sample"], report.transient["delay_s"], report.transient["energy_j"]):
+                if int(s) in where:
+                    delay[where[int(s)]], energy[where[int(s)]] = d, e
+            extra.update(delay_s=delay, energy_j=energy)
+        table = sample_table(report.spice, report.model, report.labels, report.sample_index, extra)
+        files["samples"] = _write_table(table, out_dir / "samples")
+        files["neuron_errors"] = write_atomic(out_dir / "neuron_errors.csv",
+                                              lambda tmp: comparison.neuron_errors.to_csv(tmp, index=False))
+        files["disagreements"] = write_atomic(out_dir / "disagreements.csv",
+                                              lambda tmp: comparison.disagreements.to_csv(tmp, index=False))
+        files.update(write_plots(report, out_dir))
+    files["summary"] = write_text_atomic(out_dir / "summary.json",
+                                         json.dumps(report.summary, indent=2, sort_keys=True, default=_json_default) + "\n")
+    files["report"] = write_text_atomic(out_dir / "report.md", markdown(report, files))
+    return files
+
+
+def write_plots(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
+    """SPICE-vs-model scatter per layer, error histograms and the confusion matrix (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files: dict[str, Path] = {}
+    n_layers = len(report.spice)
+    fig, axes = plt.subplots(1, n_layers, figsize=(4 * n_layers, 4), squeeze=False)
+    for layer, ax in enumerate(axes[0]):
+        for pol, color in (("n", "tab:blue"), ("p", "tab:orange")):
+            s = getattr(report.spice[layer], f"out{pol}").ravel()
+            m = getattr(report.model[layer], f"out{pol}").ravel()
+            ax.scatter(m, s, s=3, alpha=0.4, color=color, label=f"out{pol}")
+        lo = min(ax.get_xlim()[0], ax.get_ylim()[0])
+        hi = max(ax.get_xlim()[1], ax.get_ylim()[1])
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set(title=f"layer {layer}", xlabel="model output (V)", ylabel="SPICE output (V)")
+        ax.legend(loc="upper left", fontsize=8)
+    files["scatter_png"] = _save(fig, out_dir / "scatter.png", plt)
+
+    fig, axes = plt.subplots(1, n_layers, figsize=(4 * n_layers, 3.5), squeeze=False)
+    for layer, ax in enumerate(axes[0]):
+        err = np.concatenate([(report.spice[layer].outn - report.model[layer].outn).ravel(),
+                              (report.spice[layer].outp - report.model[layer].outp).ravel()])
+        ax.hist(err * 1e3, bins=60, color="tab:gray")
+        ax.set(title=f"layer {layer}", xlabel="SPICE − model (mV)", ylabel="count")
+    files["errors_png"] = _save(fig, out_dir / "error_histograms.png", plt)
+
+    assert report.comparison is not None
+    matrix = report.comparison.confusion_spice
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7)
+    ax.set(title="confusion (SPICE)", xlabel="predicted class", ylabel="true class")
+    files["confusion_png"] = _save(fig, out_dir / "confusion.png", plt)
+    return files
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    fig.tight_layout()
+    written = write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return written
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
+    """The human-readable report."""
+    s = report.summary
+    lines = ["# memspice validation", "",
+             f"Status: **{s.get('status')}** — topology {s.get('topology')}, technology "
+             f"{s.get('technology', {}).get('technology')} ({s.get('technology', {}).get('corner')}), "
+             f"non-idealities {s.get('nonideal')}.", ""]
+    for failure in s.get("failed_batches", []):
+        lines.append(f"- **failed batch {failure['batch']}**: {failure['error']}")
+    if report.comparison is not None:
+        c = report.comparison
+        lines += ["", "## Classification", "",
+                  "| samples | SPICE accuracy | model accuracy | agreement | disagreements |", "|---|---|---|---|---|",
+                  f"| {c.n_samples} | {_fmt_pct(c.spice_accuracy)} | {_fmt_pct(c.model_accuracy)} | "
+                  f"{_fmt_pct(c.agreement)} | {len(c.disagreements)} |", "",
+                  "## Output-voltage error (SPICE − model)", "", "| layer | output | RMS (mV) | max (mV) | mean (mV) |",
+                  "|---|---|---|---|---|"]
+        for row in c.layer_errors.itertuples():
+            lines.append(f"| {row.layer} | {row.output} | {1e3 * row.rms_v:.3f} | {1e3 * row.max_v:.3f} | "
+                         f"{1e3 * row.mean_v:.3f} |")
+        worst = c.neuron_errors.sort_values("rms_v", ascending=False).head(5)
+        lines += ["", "Worst neurons by RMS error: " + ", ".join(
+            f"L{r.layer} #{r.neuron} {r.output} {1e3 * r.rms_v:.2f} mV" for r in worst.itertuples()), ""]
+        power = s.get("static_power_w", {})
+        lines += ["## Power and delay", "",
+                  f"Static power per inference (both rails): mean {1e6 * power.get('mean', float('nan')):.3f} µW, "
+                  f"min {1e6 * power.get('min', float('nan')):.3f} µW, max {1e6 * power.get('max', float('nan')):.3f} µW."]
+        tran = s.get("transient")
+        if tran:
+            delay = "n/a" if tran["delay_s_mean"] is None else f"{1e9 * tran['delay_s_mean']:.3f} ns"
+            lines.append(f"Transient ({tran['samples']} samples, period {1e9 * tran['period_s']:.1f} ns): settling delay "
+                         f"(10 %) mean {delay}, {tran['settled']} settled; energy per sample "
+                         f"{1e15 * tran['energy_j_mean']:.3f} fJ.")
+        if len(c.disagreements):
+            lines += ["", "## Samples where SPICE and the model disagree", "",
+                      "| sample | label | SPICE | model | SPICE margin (mV) |", "|---|---|---|---|---|"]
+            for r in c.disagreements.head(50).itertuples():
+                lines.append(f"| {r.sample} | {r.label} | {r.spice_class} | {r.model_class} | {1e3 * r.spice_margin_v:.2f} |")
+        lines += ["", "## Plots", ""]
+        for key in ("scatter_png", "errors_png", "confusion_png"):
+            if key in files:
+                lines.append(f"![{key}]({files[key].name})")
+    speed = s.get("samples_per_s")
+    lines += ["", f"Batches: {s.get('batches_simulated')} simulated, {s.get('batches_reused')} reused; "
+              + (f"{speed:.0f} samples/s." if speed else "no new samples simulated."), ""]
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""Validation back in SPICE: batching, comparison, energy, non-idealities, failures, resume, Dask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memspice.circuit.builders import InverterSizing, dc_input_sources, network_deck, network_output_saves
+from memspice.circuit.deck import Op
+from memspice.circuit.wiring import output_node
+from memspice.errors import ConfigError, DataError
+from memspice.fit.calibration import phax_reference_calibration
+from memspice.sim import simulate
+from memspice.tech import builtin
+from memspice.train.network_io import TrainedNetwork, save_network
+from memspice.validate.api import RunSettings, validate_network
+from memspice.validate.decks import NetworkCircuit, dc_arrays, dc_batch_deck, similarity_order
+from memspice.validate.nonideal import NonIdeality, apply_device_nonidealities, wired_network
+
+TOPOLOGY = (8, 4, 3)
+
+
+def tiny_network(seed: int = 1) -> TrainedNetwork:
+    rng = np.random.default_rng(seed)
+    cal = phax_reference_calibration()
+    g = tuple(rng.uniform(0.12e-6, 8e-6, (b, 2 * a + 2)) for a, b in zip(TOPOLOGY[:-1], TOPOLOGY[1:]))
+    return TrainedNetwork(TOPOLOGY, g, cal)
+
+
+def tiny_data(n: int, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-0.25, 0.25, (n, TOPOLOGY[0])), rng.integers(0, TOPOLOGY[-1], n)
+
+
+def test_similarity_order_is_a_permutation_that_shortens_the_path() -> None:
+    x = np.random.default_rng(0).uniform(size=(60, 5))
+    order = similarity_order(x)
+    assert sorted(order.tolist()) == list(range(60))
+    path = lambda o: np.linalg.norm(np.diff(x[o], axis=0), axis=1).sum()  # noqa: E731
+    assert path(order) < 0.6 * path(np.arange(60))
+
+
+def test_device_nonidealities_are_seeded_and_stay_in_window() -> None:
+    g = tiny_network().conductances
+    spec = NonIdeality(variation_sigma=0.2, fault_rate=0.2, seed=3, g_min_siemens=0.125e-6, g_max_siemens=8e-6)
+    a, b = apply_device_nonidealities(g, spec), apply_device_nonidealities(g, spec)
+    for ga, gb in zip(a.conductances, b.conductances):
+        np.testing.assert_array_equal(ga, gb)
+        assert ga.min() >= 0.125e-6 and ga.max() <= 8e-6
+    assert a.n_stuck > 0
+    for layer, (ga, high, low) in enumerate(zip(a.conductances, a.stuck_high, a.stuck_low)):
+        assert np.all(ga[high] == 8e-6) and np.all(ga[low] == 0.125e-6)
+    other = apply_device_nonidealities(g, NonIdeality(variation_sigma=0.2, fault_rate=0.2, seed=4))
+    assert not np.array_equal(other.conductances[0], a.conductances[0])
+    with pytest.raises(ConfigError):
+        NonIdeality(fault_rate=1.5)
+
+
+def test_wired_network_has_a_segment_per_cell() -> None:
+    g = tiny_network().conductances
+    elements = wired_network(g, 2.0)
+    rows0, cols0 = g[0].shape[1], g[0].shape[0]
+    wires = [e for e in elements if e.name.startswith("l0w")]
+    # one row segment per cell plus one column segment per cell
+    assert len(wires) == 2 * rows0 * cols0
+
+
+@pytest.mark.ngspice
+def test_batched_sweep_matches_one_operating_point_per_sample() -> None:
+    network = tiny_network()
+    x, _ = tiny_data(5)
+    tech = builtin()
+    circuit = NetworkCircuit(tech, InverterSizing(), network.conductances)
+    batched = dc_arrays(simulate(dc_batch_deck(circuit, x)).plot(0), network.conductances, len(x))
+    saves = network_output_saves(network.conductances)
+    for s in range(len(x)):
+        deck = network_deck(tech, InverterSizing(), network.conductances, dc_input_sources(x[s]), [Op()], saves)
+        plot = simulate(deck).plot(0)
+        for layer, g in enumerate(network.conductances):
+            single = np.array([plot[output_node(layer, j, "p")][0] for j in range(g.shape[0])])
+            np.testing.assert_allclose(batched[f"outp{layer}"][s], single, atol=1e-6, rtol=0)
+
+
+@pytest.mark.ngspice
+def test_validate_network_writes_a_complete_report(tmp_path: Path) -> None:
+    network = tiny_network()
+    x, labels = tiny_data(30)
+    report = validate_network(network, builtin(), x, labels, tmp_path / "run",
+                              settings=RunSettings(batch_size=12, workers=2, transient_samples=2))
+    assert report.complete
+    c = report.comparison
+    assert c is not None and c.n_samples == 30
+    assert c.confusion_spice.sum() == 30 and c.confusion_model.sum() == 30
+    np.testing.assert_array_equal(report.sample_index, np.arange(30))
+    # model side comes from the trainer's own forward
+    np.testing.assert_allclose(report.model[-1].outp, network.predict(x), atol=1e-12)
+    assert set(c.layer_errors["output"]) == {"outn", "outp"} and len(c.neuron_errors) == 2 * (4 + 3)
+    assert np.all(report.power_w > 0)
+    assert np.all(np.isfinite(report.transient["delay_s"])) and np.all(report.transient["energy_j"] > 0)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["batches_simulated"] == 3
+    for name in ("report.md", "scatter.png", "error_histograms.png", "confusion.png", "neuron_errors.csv"):
+        assert (tmp_path / "run" / name).is_file(), name
+    import pandas as pd
+
+    table = pd.read_parquet(tmp_path / "run" / "samples.parquet")
+    assert len(table) == 30 and "spice_l1_outp2" in table and "model_l0_outn3" in table
+    assert table["delay_s"].notna().sum() == 2
+
+
+@pytest.mark.ngspice
+def test_transient_end_values_match_the_dc_operating_points(tmp_path: Path) -> None:
+    from memspice.validate.decks import TransientSpec
+    from memspice.validate.execute import BatchJob, run_job
+
+    network = tiny_network()
+    x, _ = tiny_data(3)
+    circuit = NetworkCircuit(builtin(), InverterSizing(), network.conductances)
+    tran = run_job(BatchJob(0, np.arange(3), x, circuit, "transient", TransientSpec(50e-9, 0.1e-9)))
+    dc = run_job(BatchJob(0, np.arange(3), x, circuit, "dc"))
+    np.testing.assert_allclose(tran["tran_outp_last"], dc["outp1"], atol=2e-3)
+    assert np.all(tran["delay_s"] > 0) and np.all(tran["delay_s"] < 50e-9)
+
+
+@pytest.mark.ngspice
+def test_wire_resistance_changes_outputs_and_vanishes_when_small(tmp_path: Path) -> None:
+    network = tiny_network()
+    x, labels = tiny_data(6)
+    base = validate_network(network, builtin(), x, labels, tmp_path / "a", write_files=False)
+    small = validate_network(network, builtin(), x, labels, tmp_path / "b", write_files=False,
+                             nonideal=NonIdeality(wire_ohm=1e-3))
+    large = validate_network(network, builtin(), x, labels, tmp_path / "c", write_files=False,
+                             nonideal=NonIdeality(wire_ohm=5e3))
+    np.testing.assert_allclose(small.spice[0].outn, base.spice[0].outn, atol=1e-5)
+    assert np.abs(large.spice[0].outn - base.spice[0].outn).max() > 1e-4
+
+
+def test_topology_mismatch_is_a_clear_data_error(tmp_path: Path) -> None:
+    network = tiny_network()
+    with pytest.raises(DataError, match="takes 8 inputs"):
+        validate_network(network, builtin(), np.zeros((4, 9)), np.zeros(4, dtype=int), tmp_path)
+    with pytest.raises(DataError, match="3 outputs"):
+        validate_network(network, builtin(), np.zeros((4, 8)), np.array([0, 1, 2, 5]), tmp_path)
+
+
+def test_cli_rejects_weights_that_do_not_fit_the_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from memspice.cli import main
+
+    save_network(tiny_network(), tmp_path / "net")
+    code = main(["validate", str(tmp_path / "net"), "--dataset", "digits", "--out", str(tmp_path / "v")])
+    assert code == 2
+    assert "takes 8 inputs" in capsys.readouterr().err
+
+
+def test_importing_validate_stays_light() -> None:
+    code = ("import sys, memspice.validate.api, memspice.validate.command; "
+            "bad = [m for m in ('matplotlib', 'distributed', 'dask', 'PySpice') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
