@@ -1,0 +1,108 @@
+"""Validation runs for real: a killed ngspice mid-run, resume, and a Dask cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memspice.fit.calibration import phax_reference_calibration
+from memspice.tech import builtin
+from memspice.train.network_io import TrainedNetwork, save_network
+from memspice.validate.api import RunSettings, validate_network
+
+
+def digits_sized_network(seed: int = 0) -> TrainedNetwork:
+    rng = np.random.default_rng(seed)
+    topology = (64, 32, 10)
+    g = tuple(rng.uniform(0.12e-6, 8e-6, (b, 2 * a + 2)) for a, b in zip(topology[:-1], topology[1:]))
+    return TrainedNetwork(topology, g, phax_reference_calibration())
+
+
+def _ngspice_children() -> list[int]:
+    """ngspice processes started by this test process (found through /proc)."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if name == "ngspice" and ppid == me:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.ngspice
+@pytest.mark.slow
+def test_killed_ngspice_fails_one_batch_and_resume_redoes_only_it(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from memspice.cli import main
+
+    save_network(digits_sized_network(), tmp_path / "net")
+    out = tmp_path / "run"
+    argv = ["validate", str(tmp_path / "net"), "--split", "all", "--samples", "240", "--batch-size", "60",
+            "--workers", "1", "--out", str(out), "--json"]
+    codes: list[int] = []
+    worker = threading.Thread(target=lambda: codes.append(main(argv)))
+    worker.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and worker.is_alive() and time.monotonic() < deadline:
+        children = _ngspice_children()
+        if children:
+            killed = children[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.001)
+    worker.join()
+    assert killed is not None, "no ngspice process was seen to kill"
+    captured = capsys.readouterr()
+    assert codes == [1]
+    assert "batch 0 failed" in captured.err and "signal 9" in captured.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "incomplete" and summary["batches_simulated"] == 3
+    assert summary["n_samples"] == 180 and [f["batch"] for f in summary["failed_batches"]] == [0]
+    assert any((out / "failed").iterdir()), "the failed ngspice run directory is kept"
+
+    # Without --resume or --force the earlier results are protected.
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+
+    assert main([*argv, "--resume"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["n_samples"] == 240
+    assert summary["batches_reused"] == 3 and summary["batches_simulated"] == 1
+
+    assert main([*argv, "--force"]) == 0
+    fresh = json.loads((out / "summary.json").read_text())
+    assert fresh["batches_simulated"] == 4
+    assert fresh["layer_errors"] == summary["layer_errors"], "resumed and fresh runs give identical results"
+
+
+@pytest.mark.ngspice
+def test_dask_cluster_gives_identical_results(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    network = digits_sized_network(1)
+    rng = np.random.default_rng(3)
+    x, labels = rng.uniform(-0.25, 0.25, (40, 64)), rng.integers(0, 10, 40)
+    local = validate_network(network, builtin(), x, labels, tmp_path / "local", write_files=False,
+                             settings=RunSettings(batch_size=15, workers=2))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        # The address string is what `--scheduler` passes; the client is opened and closed inside.
+        remote = validate_network(network, builtin(), x, labels, tmp_path / "dask", write_files=False,
+                                  settings=RunSettings(batch_size=15, scheduler=cluster.scheduler_address))
+    assert remote.complete and remote.summary["batches_simulated"] == 3
+    for a, b in zip(local.spice, remote.spice):
+        np.testing.assert_array_equal(a.outn, b.outn)
+        np.testing.assert_array_equal(a.outp, b.outp)
+    np.testing.assert_array_equal(local.power_w, remote.power_w)
