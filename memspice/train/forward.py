@@ -134,12 +134,24 @@ class StaticEvaluator:
 EVALUATORS: dict[str, Callable[[Calibration], NetworkEvaluator]] = {"static": StaticEvaluator}
 
 
+def _register_calibration_modes() -> None:
+    """Add ``load-aware`` and ``coupled``; imported late because both import this module."""
+    if "coupled" in EVALUATORS:
+        return
+    from memspice.train.coupled import CoupledEvaluator
+    from memspice.train.load_aware import LoadAwareEvaluator
+
+    EVALUATORS.setdefault(LoadAwareEvaluator.name, LoadAwareEvaluator)
+    EVALUATORS.setdefault(CoupledEvaluator.name, CoupledEvaluator)
+
+
 def make_evaluator(name: str, calibration: Calibration) -> NetworkEvaluator:
-    """Build the evaluator called ``name`` for ``calibration``.
+    """Build the evaluator called ``name`` (``static``, ``load-aware``, ``coupled``).
 
     Raises:
-        ConfigError: unknown evaluator name.
+        ConfigError: unknown evaluator name, or a calibration lacking the model it needs.
     """
+    _register_calibration_modes()
     try:
         factory = EVALUATORS[name]
     except KeyError:

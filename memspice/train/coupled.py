@@ -1,0 +1,150 @@
+"""``coupled`` evaluator: the network's DC operating point as SPICE computes it.
+
+Model (ARCHITECTURE §4, "Loading"): each inverter is a nonlinear current source
+``I(V_in, V_out)`` (the calibration's bicubic current spline, A); crossbars are linear
+conductances; a column node feeds only a gate, so ``c = (G·r)/ΣG`` exactly, whatever drives the
+rows. Hidden outputs are loaded by the next crossbar, whose columns depend on those same
+outputs; the last layer's outputs drive nothing (``I = 0``). The forward pass solves this
+layer by layer with batched Newton (:mod:`memspice.train.coupled_solve`), starting from the
+static tanh fits; the backward pass differentiates the solution implicitly (adjoint).
+
+Approximations left: the current table and its interpolation (the calibration records the
+error in A), memristors as linear resistors (PHAX reads, ARCHITECTURE §4), and the inverter's
+input drawing no DC current. Within those, forward values match SPICE to the solver tolerance.
+
+Gradient, per hidden layer ``l`` with ``F_l(u_l; c_l, G_{l+1}) = 0`` and upstream
+``ĝ = ∂L/∂u_l`` (through ``c_{l+1}``): solve ``J_lᵀ λ = ĝ``; then
+``∂L/∂c_l = −λ_n ⊙ ∂I₁/∂V_in`` and ``∂L/∂G_{l+1}[m,k] += Σ_b (λ_k − μ_m/S_m)(r_k − c'_m)`` with
+``μ_m = Σ_k G_{l+1}[m,k] λ_k`` (λ is zero on the bias rows), plus the usual column term
+``∂L/∂G_l[m,k] = Σ_b ĉ_m (r_k − c_m)/S_m``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from memspice.circuit.wiring import input_rows, row_voltages
+from memspice.errors import ConfigError
+from memspice.fit.calibration import Calibration
+from memspice.train.coupled_solve import (
+    CurrentSurface,
+    Load,
+    NewtonSettings,
+    jacobian_solve,
+    residual,
+    solve_layer,
+)
+from memspice.train.forward import ForwardTrace, LayerState
+
+
+def column_voltages(g: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Column voltages ``(B, M)`` (V) of a crossbar ``g`` ``(M, R)`` (S) driven by ``rows`` ``(B, R)`` (V)."""
+    if rows.shape[1] != g.shape[1]:
+        raise ConfigError(f"layer with {g.shape[1]} rows fed {rows.shape[1]} row voltages")
+    return rows @ (g / g.sum(axis=1, keepdims=True)).T
+
+
+def column_vjp(g: np.ndarray, rows: np.ndarray, column: np.ndarray, grad_column: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Backward of :func:`column_voltages`: ``(∂L/∂G (1/S), ∂L/∂rows (1/V))``."""
+    total = g.sum(axis=1)
+    grad_g = (grad_column.T @ rows - (grad_column * column).sum(axis=0)[:, None]) / total[:, None]
+    return grad_g, grad_column @ (g / total[:, None])
+
+
+class CoupledEvaluator:
+    """Inverter outputs loaded by the next crossbar, solved like SPICE's DC operating point.
+
+    Args:
+        calibration: needs ``inverter_current`` (the tabulated output current of one
+            inverter); its static ``activation`` gives Newton's starting point.
+        settings: Newton tolerance (V), iteration cap and damping.
+
+    Raises:
+        ConfigError: the calibration has no inverter current model.
+
+    Attributes:
+        iterations: Newton iterations each layer took in the last forward pass.
+    """
+
+    name = "coupled"
+
+    def __init__(self, calibration: Calibration, settings: NewtonSettings = NewtonSettings()) -> None:
+        if calibration.inverter_current is None:
+            raise ConfigError(
+                "the coupled evaluator needs a calibration with an inverter current model "
+                "(memspice.characterize.calibrate.calibrate produces one)"
+            )
+        self.calibration = calibration
+        self.settings = settings
+        self.surface = CurrentSurface(calibration.inverter_current)
+        self._vdd = calibration.rails.vdd
+        self._vss = calibration.rails.vss
+        self.iterations: list[int] = []
+
+    def _load(self, conductances: Sequence[np.ndarray], index: int) -> Load | None:
+        if index + 1 >= len(conductances):
+            return None
+        return Load.of(np.asarray(conductances[index + 1], dtype=np.float64), self._vdd, self._vss)
+
+    def forward(self, conductances: Sequence[np.ndarray], x: np.ndarray) -> ForwardTrace:
+        """Solve every layer's outputs for input voltages ``x`` ``(B, n_inputs)`` (V).
+
+        Raises:
+            SolverError: Newton failed for some samples (their indices are in the error).
+        """
+        act = self.calibration.activation
+        v_pos, v_neg = input_rows(np.asarray(x, dtype=np.float64))
+        layers = []
+        self.iterations = []
+        for index, g in enumerate(conductances):
+            rows = row_voltages(v_pos, v_neg, self._vdd, self._vss)
+            column = column_voltages(g, rows)
+            outn, outp, iterations = solve_layer(
+                self.surface, column, act.inverting(column), act.noninverting(column),
+                self._load(conductances, index), self.settings, index,
+            )
+            self.iterations.append(iterations)
+            layers.append(LayerState(rows, column, outn, outp))
+            v_pos, v_neg = outp, outn
+        return ForwardTrace(tuple(layers), tuple(conductances))
+
+    def backward(self, trace: ForwardTrace, grad_output: np.ndarray) -> list[np.ndarray]:
+        """``∂L/∂G`` per layer (loss units per S) by implicit differentiation.
+
+        Args:
+            trace: a forward trace of this evaluator (voltages at the solution).
+            grad_output: ``∂L/∂outp`` of the last layer, ``(B, n_classes)`` (1/V).
+        """
+        conductances = trace.conductances
+        grads = [np.zeros_like(np.asarray(g, dtype=np.float64)) for g in conductances]
+        grad_n = np.zeros_like(grad_output)
+        grad_p = np.asarray(grad_output, dtype=np.float64)
+        for index in range(len(conductances) - 1, -1, -1):
+            state = trace.layers[index]
+            load = self._load(conductances, index)
+            _, _, lin = residual(self.surface, state.column, state.outn, state.outp, load)
+            lam_n, lam_p = jacobian_solve(lin, load, grad_n, grad_p, transpose=True)
+            if load is not None:
+                grads[index + 1] += self._load_vjp(conductances[index + 1], trace.layers[index + 1], lam_n, lam_p)
+            grad_column = -lam_n * lin.i1_in
+            grad_g, grad_rows = column_vjp(conductances[index], state.rows, state.column, grad_column)
+            grads[index] += grad_g
+            n = (grad_rows.shape[1] - 2) // 2
+            grad_p, grad_n = grad_rows[:, :n], grad_rows[:, n : 2 * n]
+        return grads
+
+    @staticmethod
+    def _load_vjp(g_next: np.ndarray, next_state: LayerState, lam_n: np.ndarray, lam_p: np.ndarray) -> np.ndarray:
+        """``−λᵀ ∂F/∂G_next`` at fixed outputs: the loading term of the next layer's gradient."""
+        batch = lam_n.shape[0]
+        lam_rows = np.concatenate([lam_p, lam_n, np.zeros((batch, 2))], axis=1)  # wiring order
+        mu = lam_rows @ g_next.T  # (B, K)
+        weight_rows = lam_rows  # multiplies (r_k − c_m) for every m
+        weight_cols = -mu / g_next.sum(axis=1)  # multiplies (r_k − c_m) for every k
+        rows, column = next_state.rows, next_state.column
+        # Σ_b (λ_k + ω_m)(r_k − c_m) = Σ_b λ_k r_k − λ_k c_m + ω_m r_k − ω_m c_m
+        return ((weight_rows * rows).sum(axis=0)[None, :] - column.T @ weight_rows
+                + weight_cols.T @ rows - (weight_cols * column).sum(axis=0)[:, None])
