@@ -1,0 +1,1 @@
+"""The main job: configuration → characterization → calibration → training → SPICE validation → report."""

