@@ -83,6 +83,7 @@ def distinguishable_levels(g_min_siemens: float, g_max_siemens: float, sigma_sie
 
     Raises:
         ConfigError: ``g_min ≥ g_max``, non-positive ``σ`` or ``z``.
+        FitError: the noise leaves fewer than two levels.
     """
     if not (math.isfinite(g_min_siemens) and math.isfinite(g_max_siemens)) or g_min_siemens >= g_max_siemens:
         raise ConfigError(f"g_min ({g_min_siemens} S) must be below g_max ({g_max_siemens} S)")
@@ -91,7 +92,10 @@ def distinguishable_levels(g_min_siemens: float, g_max_siemens: float, sigma_sie
     levels = int(math.floor((g_max_siemens - g_min_siemens) / (2.0 * z * sigma_siemens))) + 1
     if n_steps is not None:
         levels = min(levels, int(n_steps) + 1)
-    return max(levels, 2) if levels >= 2 else 0
+    if levels < 2:
+        raise FitError(f"programming noise σ = {sigma_siemens:g} S leaves fewer than 2 distinguishable levels "
+                       f"in [{g_min_siemens:g}, {g_max_siemens:g}] S")
+    return levels
 
 
 def read_nonlinearity(v: np.ndarray, i: np.ndarray) -> float:
