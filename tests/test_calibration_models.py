@@ -21,8 +21,8 @@ from memspice.fit.calibration import (
 
 
 def _load_aware(sign: float) -> LoadAwareActivation:
-    return LoadAwareActivation(c1=(0.0, 0.001), c2=(sign * 0.24, 0.0), c3=(0.0,), c4=(40.0, -2.0, 0.1),
-                               g_scale_siemens=1e-6, g_load_min_siemens=5e-7, g_load_max_siemens=1e-5,
+    return LoadAwareActivation(c1=(0.0, 0.001), log_abs_c2=(np.log(0.24), 0.0), c3=(0.0,),
+                               log_c4=(np.log(40.0), -0.05, 0.001), c2_sign=sign, g_scale_siemens=1e-6, g_load_min_siemens=5e-7, g_load_max_siemens=1e-5,
                                rms_v=1e-3, max_abs_v=4e-3)
 
 
@@ -53,7 +53,7 @@ def test_round_trip_with_load_aware_and_current_models(tmp_path: Path) -> None:
 
 def test_invalid_optional_models_are_rejected() -> None:
     with pytest.raises(ConfigError):
-        LoadAwareActivation(c1=(), c2=(1.0,), c3=(0.0,), c4=(1.0,), g_scale_siemens=1e-6,
+        LoadAwareActivation(c1=(), log_abs_c2=(1.0,), c3=(0.0,), log_c4=(1.0,), c2_sign=1.0, g_scale_siemens=1e-6,
                             g_load_min_siemens=1e-6, g_load_max_siemens=2e-6, rms_v=0, max_abs_v=0)
     with pytest.raises(ConfigError):
         _load_aware(1.0).at(-1e-6)

@@ -75,13 +75,14 @@ def test_load_aware_model_reproduces_a_smooth_family() -> None:
     curves, fits = [], []
     for gk in g:
         u = math.log(gk / 1e-6)
-        y = -(0.24 - 0.01 * u) * np.tanh((40 - 3 * u + 0.2 * u * u) * (X - 0.001 * u))
+        y = -0.24 * math.exp(-0.04 * u) * np.tanh(40 * math.exp(-0.1 * u + 0.01 * u * u) * (X - 0.001 * u))
         curves.append(y)
         fits.append(fit_tanh(X, y, midpoint=0.0))
     model = fit_load_aware(g, fits, X, curves, degree=2)
     assert model.rms_v < 1e-5
     mid = model.at(2e-6)
-    assert mid.c4 == pytest.approx(40 - 3 * math.log(2) + 0.2 * math.log(2) ** 2, rel=1e-4)
+    assert mid.c4 == pytest.approx(40 * math.exp(-0.1 * math.log(2) + 0.01 * math.log(2) ** 2), rel=1e-4)
+    assert mid.c2 == pytest.approx(-0.24 * math.exp(-0.04 * math.log(2)), rel=1e-4)
     with pytest.raises(FitError):
         fit_load_aware(g[:2], fits[:2], X, curves[:2], degree=3)
 

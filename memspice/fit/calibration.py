@@ -126,14 +126,19 @@ def _coefficients(name: str, values: Any) -> tuple[float, ...]:
 class LoadAwareActivation:
     """Activation parameters as polynomials in the logarithm of the stage's load conductance.
 
-    ``c_i(G) = Σ_k coeffs_i[k]·u^k`` with ``u = ln(G / g_scale_siemens)`` for ``G`` in
-    ``[g_load_min_siemens, g_load_max_siemens]`` (outside that range the model extrapolates).
-    The logarithm suits load grids that span decades (0.1–2 MΩ), where a polynomial in ``G``
-    itself oscillates between the grid points.
+    With ``u = ln(G / g_scale_siemens)`` and polynomials ``P(u) = Σ_k coeffs[k]·u^k``:
+    ``c1 = P_c1(u)``, ``c2 = c2_sign·exp(P_log_abs_c2(u))``, ``c3 = P_c3(u)``,
+    ``c4 = exp(P_log_c4(u))`` for ``G`` in ``[g_load_min_siemens, g_load_max_siemens]`` (outside
+    that range the model extrapolates). The logarithm of ``G`` suits load grids that span
+    decades (0.1–2 MΩ); the logarithms of ``|c2|`` and ``c4`` keep them of fixed sign.
 
     Attributes:
-        c1, c2, c3, c4: polynomial coefficients, lowest power first (V, V, V, 1/V).
-        g_scale_siemens: conductance unit of the polynomial variable (S), e.g. 1e-6.
+        c1: coefficients of ``c1`` (V), lowest power first.
+        log_abs_c2: coefficients of ``ln(|c2| / 1 V)``.
+        c3: coefficients of ``c3`` (V).
+        log_c4: coefficients of ``ln(c4 · 1 V)``.
+        c2_sign: +1 (non-inverting) or −1 (inverting).
+        g_scale_siemens: conductance unit inside the logarithm (S), e.g. 1e-6.
         g_load_min_siemens: smallest load conductance characterized (S).
         g_load_max_siemens: largest load conductance characterized (S).
         rms_v: RMS over all characterized curves of (model at that load − SPICE) (V).
@@ -141,9 +146,10 @@ class LoadAwareActivation:
     """
 
     c1: tuple[float, ...]
-    c2: tuple[float, ...]
+    log_abs_c2: tuple[float, ...]
     c3: tuple[float, ...]
-    c4: tuple[float, ...]
+    log_c4: tuple[float, ...]
+    c2_sign: float
     g_scale_siemens: float
     g_load_min_siemens: float
     g_load_max_siemens: float
@@ -151,8 +157,10 @@ class LoadAwareActivation:
     max_abs_v: float
 
     def __post_init__(self) -> None:
-        for name in ("c1", "c2", "c3", "c4"):
+        for name in ("c1", "log_abs_c2", "c3", "log_c4"):
             object.__setattr__(self, name, _coefficients(f"load-aware {name}", getattr(self, name)))
+        if self.c2_sign not in (1.0, -1.0):
+            raise ConfigError(f"c2_sign must be +1 or -1, got {self.c2_sign!r}")
         if _finite("g_scale_siemens", self.g_scale_siemens) <= 0:
             raise ConfigError("g_scale_siemens must be positive")
         g_lo = _finite("g_load_min_siemens", self.g_load_min_siemens)
@@ -168,8 +176,13 @@ class LoadAwareActivation:
         if g <= 0:
             raise ConfigError(f"load conductance must be positive, got {g} S")
         u = math.log(g / self.g_scale_siemens)
-        values = [float(np.polynomial.polynomial.polyval(u, getattr(self, n))) for n in ("c1", "c2", "c3", "c4")]
-        return TanhActivation(*values)
+        poly = np.polynomial.polynomial.polyval
+        return TanhActivation(
+            c1=float(poly(u, self.c1)),
+            c2=self.c2_sign * math.exp(float(poly(u, self.log_abs_c2))),
+            c3=float(poly(u, self.c3)),
+            c4=math.exp(float(poly(u, self.log_c4))),
+        )
 
 
 @dataclass(frozen=True, slots=True)

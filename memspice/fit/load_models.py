@@ -21,7 +21,7 @@ def fit_load_aware(
     curves: Sequence[np.ndarray],
     degree: int = 3,
 ) -> LoadAwareActivation:
-    """Fit each tanh parameter as a polynomial in ``ln(G_load / 1 µS)``.
+    """Fit ``c1``, ``ln|c2|``, ``c3``, ``ln c4`` as polynomials in ``ln(G_load / 1 µS)``.
 
     Args:
         g_load_siemens: load conductance of each curve (S).
@@ -44,20 +44,25 @@ def fit_load_aware(
     if np.any(g <= 0) or not np.all(np.isfinite(g)):
         raise FitError("load conductances must be finite and positive")
     u = np.log(g / G_SCALE_SIEMENS)
-    coeffs = {}
-    for name in ("c1", "c2", "c3", "c4"):
-        values = np.array([getattr(f.activation, name) for f in fits])
-        coeffs[name] = tuple(float(c) for c in np.polynomial.polynomial.polyfit(u, values, degree))
-    # Residual of the whole model (polynomial + tanh) against the SPICE curves.
+    c2 = np.array([f.activation.c2 for f in fits])
+    if not (np.all(c2 > 0) or np.all(c2 < 0)):
+        raise FitError("the per-load fits disagree on the stage's polarity")
+    series = {
+        "c1": np.array([f.activation.c1 for f in fits]),
+        "log_abs_c2": np.log(np.abs(c2)),
+        "c3": np.array([f.activation.c3 for f in fits]),
+        "log_c4": np.log(np.array([f.activation.c4 for f in fits])),
+    }
+    coeffs = {name: tuple(float(c) for c in np.polynomial.polynomial.polyfit(u, values, degree))
+              for name, values in series.items()}
+    common = {"c2_sign": float(np.sign(c2[0])), "g_scale_siemens": G_SCALE_SIEMENS,
+              "g_load_min_siemens": float(g.min()), "g_load_max_siemens": float(g.max())}
+    # Residual of the whole model (polynomials + tanh) against the SPICE curves.
     x = np.asarray(v_in, dtype=np.float64)
-    errors = []
-    partial = LoadAwareActivation(**coeffs, g_scale_siemens=G_SCALE_SIEMENS, g_load_min_siemens=float(g.min()),
-                                  g_load_max_siemens=float(g.max()), rms_v=0.0, max_abs_v=0.0)
-    for g_k, curve in zip(g, curves):
-        errors.append(partial.at(float(g_k))(x) - np.asarray(curve, dtype=np.float64))
-    e = np.concatenate(errors)
-    return LoadAwareActivation(**coeffs, g_scale_siemens=G_SCALE_SIEMENS, g_load_min_siemens=float(g.min()),
-                               g_load_max_siemens=float(g.max()), rms_v=float(np.sqrt(np.mean(e * e))),
+    partial = LoadAwareActivation(**coeffs, **common, rms_v=0.0, max_abs_v=0.0)
+    e = np.concatenate([partial.at(float(g_k))(x) - np.asarray(curve, dtype=np.float64)
+                        for g_k, curve in zip(g, curves)])
+    return LoadAwareActivation(**coeffs, **common, rms_v=float(np.sqrt(np.mean(e * e))),
                                max_abs_v=float(np.max(np.abs(e))))
 
 

@@ -107,8 +107,9 @@ def fit_tanh(v_in: np.ndarray, v_out: np.ndarray, midpoint: float | None = None)
         return p[0] + p[1] * np.tanh(p[3] * (x - p[2])) - y
 
     sign = -1.0 if inverting else 1.0
-    lower = [lo - swing, -2 * swing if inverting else 1e-9, x[0] - span, 1e-6]
-    upper = [hi + swing, -1e-9 if inverting else 2 * swing, x[-1] + span, 1e6]
+    # |c2| ≤ swing: a nearly linear curve cannot trade an ever larger c2 for an ever smaller c4.
+    lower = [lo - swing, -swing if inverting else 1e-9, x[0] - span, 1e-6]
+    upper = [hi + swing, -1e-9 if inverting else swing, x[-1] + span, 1e6]
     p0 = np.array([0.5 * (lo + hi), c2, c3, c4])
     p0 = np.clip(p0, np.array(lower) + 1e-12, np.array(upper) - 1e-12)
     result = least_squares(residual, p0, bounds=(lower, upper), x_scale="jac", xtol=1e-12, ftol=1e-12,
