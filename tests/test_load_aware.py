@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,6 @@ from memspice.fit.calibration import (
     LoadAwareActivation,
     LoadAwareNeuron,
     NeuronActivation,
-    TanhActivation,
     phax_reference_calibration,
 )
 from memspice.train.forward import StaticEvaluator, make_evaluator
@@ -24,8 +25,16 @@ G_LO, G_HI = 0.5e-6, 100e-6
 
 
 def _activation(c1, c2, c3, c4) -> LoadAwareActivation:
-    return LoadAwareActivation(c1, c2, c3, c4, g_scale_siemens=1e-6, g_load_min_siemens=G_LO,
-                               g_load_max_siemens=G_HI, rms_v=0.0, max_abs_v=0.0)
+    """Polynomials for c1..c4 in either layout (log-polynomials for |c2| and c4 when stored so)."""
+    common = dict(g_scale_siemens=1e-6, g_load_min_siemens=G_LO, g_load_max_siemens=G_HI, rms_v=0.0, max_abs_v=0.0)
+    names = {f.name for f in dataclasses.fields(LoadAwareActivation)}
+    if "log_c4" not in names:
+        return LoadAwareActivation(c1, c2, c3, c4, **common)
+    # Same leading behaviour: ln|c2| and ln c4 as polynomials with matching value and slope at u = 0.
+    log_c2 = (np.log(abs(c2[0])),) + tuple(c / c2[0] for c in c2[1:])
+    log_c4 = (np.log(c4[0]),) + tuple(c / c4[0] for c in c4[1:])
+    return LoadAwareActivation(c1=c1, log_abs_c2=log_c2, c3=c3, log_c4=log_c4, c2_sign=float(np.sign(c2[0])),
+                               **common)
 
 
 def load_aware_calibration(constant: bool = False) -> Calibration:
@@ -64,9 +73,7 @@ def test_parameters_follow_the_polynomial_and_clamp():
 def test_constant_model_equals_static():
     cal = load_aware_calibration(constant=True)
     la = cal.load_aware
-    static_cal = Calibration(cal.rails, NeuronActivation(
-        TanhActivation(*(getattr(la.inverting, n)[0] for n in ("c1", "c2", "c3", "c4"))),
-        TanhActivation(*(getattr(la.noninverting, n)[0] for n in ("c1", "c2", "c3", "c4")))), cal.device)
+    static_cal = Calibration(cal.rails, NeuronActivation(la.inverting.at(3e-6), la.noninverting.at(3e-6)), cal.device)
     g = random_network(TOPOLOGIES[3], seed=1)
     x = np.random.default_rng(1).uniform(VSS, VDD, (5, 4))
     a = LoadAwareEvaluator(cal).forward(g, x)

@@ -34,7 +34,19 @@ from memspice.fit.calibration import Calibration, LoadAwareActivation
 from memspice.train.coupled import column_vjp, column_voltages
 from memspice.train.forward import ForwardTrace, LayerState
 
-_PARAMS = ("c1", "c2", "c3", "c4")
+
+
+def _parameter_polynomials(model: LoadAwareActivation) -> list[tuple[tuple[float, ...], bool, float]]:
+    """``(coefficients, exponentiated, sign)`` of ``c1..c4`` as polynomials in ``u = ln(G/g_scale)``.
+
+    Reads both layouts of :class:`LoadAwareActivation`: plain polynomials for ``c1..c4``, or
+    ``c2 = c2_sign·exp(P(u))`` and ``c4 = exp(P(u))`` (``log_abs_c2``, ``log_c4``), which keep
+    their signs on wide load grids.
+    """
+    if hasattr(model, "log_c4"):
+        return [(model.c1, False, 1.0), (model.log_abs_c2, True, float(model.c2_sign)),
+                (model.c3, False, 1.0), (model.log_c4, True, 1.0)]
+    return [(getattr(model, name), False, 1.0) for name in ("c1", "c2", "c3", "c4")]
 
 
 def activation_parameters(model: LoadAwareActivation, g_load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,10 +65,17 @@ def activation_parameters(model: LoadAwareActivation, g_load: np.ndarray) -> tup
     u = np.log(clamped / model.g_scale_siemens)
     inside = (g >= model.g_load_min_siemens) & (g <= model.g_load_max_siemens)
     poly = np.polynomial.polynomial
-    params = np.stack([poly.polyval(u, getattr(model, name)) for name in _PARAMS])
-    slopes = np.stack([poly.polyval(u, poly.polyder(np.asarray(getattr(model, name)))) if len(getattr(model, name)) > 1
-                       else np.zeros_like(u) for name in _PARAMS])
-    return params, np.where(inside, slopes / clamped, 0.0)
+    values, slopes = [], []
+    for coeffs, exponentiated, sign in _parameter_polynomials(model):
+        coeffs = np.asarray(coeffs, dtype=np.float64)
+        p = poly.polyval(u, coeffs)
+        dp = poly.polyval(u, poly.polyder(coeffs)) if coeffs.size > 1 else np.zeros_like(u)
+        if exponentiated:
+            p = sign * np.exp(p)
+            dp = p * dp
+        values.append(p)
+        slopes.append(dp)
+    return np.stack(values), np.where(inside, np.stack(slopes) / clamped, 0.0)
 
 
 def _tanh(params: np.ndarray, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
