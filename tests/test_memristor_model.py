@@ -69,3 +69,27 @@ def test_device_fits_on_synthetic_data() -> None:
         distinguishable_levels(1e-7, 8e-6, 5e-6)
     v = np.linspace(-0.25, 0.25, 101)
     assert read_nonlinearity(v, 1e-6 * np.sinh(0.05 * v)) < 1e-3
+
+
+@pytest.mark.ngspice
+def test_read_resistor_matches_the_dynamic_model_at_read_voltages() -> None:
+    from memspice.circuit.deck import Dc, Deck, Include, ModelRoot, Save, Sweep
+    from memspice.circuit.elements import SubcktInstance, VoltageSource
+    from memspice.sim import simulate
+    from memspice.tech.technology import BUILTIN_ROOT
+
+    x = 0.4
+    deck = Deck(
+        title="read resistor vs yakopcic",
+        elements=(VoltageSource("r", "te", "0", 0.0), VoltageSource("a", "te", "a", 0.0),
+                  VoltageSource("b", "te", "b", 0.0),
+                  SubcktInstance("ra", ("a", "0"), "memristor_read", (("g", 8e-6 * x),)),
+                  SubcktInstance("yb", ("b", "0", "xs"), "yakopcic_phax", (("xo", x),))),
+        includes=(Include(BUILTIN_ROOT, "memristor_read.sub"), Include(BUILTIN_ROOT, memristor.MODEL_FILE)),
+        model_roots=(ModelRoot(BUILTIN_ROOT, str(builtin_models_dir())),),
+        analyses=(Dc(Sweep("r", -0.25, 0.25, 0.05)),),
+        saves=(Save("v", "te"), Save("i", "a"), Save("i", "b")),
+    )
+    plot = simulate(deck).plots[0]
+    np.testing.assert_allclose(plot["i(va)"], 8e-6 * x * plot["te"], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(plot["i(vb)"], plot["i(va)"], rtol=1e-4, atol=1e-12)

@@ -152,6 +152,12 @@ def monte_carlo_copies(sizing: InverterSizing, load_ohm: float | None, samples: 
                        a_vt_vm: float = 5e-9, sigma_w: float = 0.01) -> list[LabeledCopy]:
     """``samples`` mismatch samples of the chain (seeded, reproducible).
 
+    memspice samples the mismatch itself because sky130's switch (``mismatch=True``,
+    ``mc_mm_switch=1``) gives per-instance random values that change on every ngspice run and
+    ignore ``set rndseed`` (checked with ngspice 39: three runs of the same deck, two of them
+    with ``rndseed=1``, gave three different outputs), so results could not be reproduced.
+    Threshold shifts are Pelgrom-scaled and applied gate-referred, width errors directly.
+
     Args:
         a_vt_vm: Pelgrom threshold coefficient (V·m); 5e-9 V·m = 5 mV·µm.
         sigma_w: relative width standard deviation.
