@@ -152,6 +152,13 @@ def test_topology_mismatch_is_a_clear_data_error(tmp_path: Path) -> None:
         validate_network(network, builtin(), np.zeros((4, 8)), np.array([0, 1, 2, 5]), tmp_path)
 
 
+def test_unknown_model_evaluator_fails_before_simulating(tmp_path: Path) -> None:
+    x, labels = tiny_data(4)
+    with pytest.raises(ConfigError, match="evaluator"):
+        validate_network(tiny_network(), builtin(), x, labels, tmp_path / "run", evaluator="no-such-model")
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_rejects_weights_that_do_not_fit_the_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from memspice.cli import main
 

@@ -22,6 +22,7 @@ from memspice.errors import ConfigError, DataError
 from memspice.io import write_text_atomic
 from memspice.sim import SimOptions
 from memspice.tech.technology import Technology
+from memspice.train.forward import make_evaluator
 from memspice.train.network_io import TrainedNetwork
 from memspice.validate.compare import Comparison, LayerVoltages, compare
 from memspice.validate.decks import NetworkCircuit, TransientSpec, similarity_order
@@ -193,7 +194,8 @@ def _jobs(mode: Mode, batches: list[np.ndarray], x: np.ndarray, circuit: Network
 def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, labels: np.ndarray,
                      out_dir: Path, *, sizing: InverterSizing = InverterSizing(),
                      nonideal: NonIdeality | None = None, settings: RunSettings = RunSettings(),
-                     write_files: bool = True, progress: Any = None) -> ValidationReport:
+                     evaluator: str | None = None, write_files: bool = True,
+                     progress: Any = None) -> ValidationReport:
     """Simulate a trained network on samples in SPICE and compare with the model.
 
     Args:
@@ -205,6 +207,8 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
         sizing: inverter transistor sizes (m).
         nonideal: device variation, faults and wire resistance applied in SPICE only.
         settings: batching, parallelism, resume and transient options.
+        evaluator: model evaluator to compare against (``static``, ``load-aware``, ``coupled``);
+            ``None`` = the one the network was trained with.
         write_files: write the table, summary, report and plots.
         progress: optional ``callable(done, total)``.
 
@@ -213,6 +217,8 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     """
     x, labels = check_data(network, x, labels)
     cal = network.calibration
+    if evaluator is not None:
+        make_evaluator(evaluator, cal)  # an unknown name fails here, before any simulation
     if abs(tech.rails.vdd - cal.rails.vdd) > 1e-12 or abs(tech.rails.vss - cal.rails.vss) > 1e-12:
         raise ConfigError(f"technology rails ({tech.rails.vdd}, {tech.rails.vss}) V differ from the "
                           f"network's ({cal.rails.vdd}, {cal.rails.vss}) V")
@@ -242,8 +248,9 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
             transient = {name: np.concatenate([tr.batches[k][name] for k in keys])
                          for name in ("delay_s", "energy_j", "sample_index")}
             transient["sample"] = transient.pop("sample_index")
-    report = assemble(network, draw, dc, labels, x, failures, transient)
+    report = assemble(network, draw, dc, labels, x, failures, transient, evaluator)
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir))
+    report.summary["model_evaluator"] = evaluator or network.evaluator
     if write_files:
         from memspice.validate.report import write_outputs
 
@@ -252,7 +259,8 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
 
 
 def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, labels: np.ndarray, x: np.ndarray,
-             failures: list[BatchFailure], transient: dict[str, np.ndarray]) -> ValidationReport:
+             failures: list[BatchFailure], transient: dict[str, np.ndarray],
+             evaluator: str | None = None) -> ValidationReport:
     """Put finished batches back in sample order and compare them with the model."""
     n_layers = len(network.topology) - 1
     keys = sorted(dc.batches)
@@ -267,7 +275,7 @@ def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, lab
         return np.concatenate([dc.batches[k][name] for k in keys])[order]
 
     spice = [LayerVoltages(gather(f"outn{layer}"), gather(f"outp{layer}")) for layer in range(n_layers)]
-    states = network.layer_voltages(x[index])
+    states = network.layer_voltages(x[index], evaluator)
     model = [LayerVoltages(s.outn, s.outp) for s in states]
     power = static_power(gather("i_vdd"), gather("i_vss"), network.calibration.rails)
     comparison = compare(spice, model, labels[index], index, network.topology[-1])

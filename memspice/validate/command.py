@@ -10,6 +10,11 @@ from typing import Any
 
 from memspice.errors import ConfigError
 
+#: Default inverter sizes (Wn, Wp, Ln, Lp) in µm: PHAX's 90 nm sizing on the built-in card, and
+#: the balanced sky130 LVT sizing at ±0.25 V (V_M ≈ +3 mV, full swing) from characterization.
+BUILTIN_SIZING_UM = (0.6, 1.0, 0.1, 0.1)
+SKY130_SIZING_UM = (50.0, 25.0, 1.0, 1.0)
+
 DESCRIPTION = """\
 Build the full circuit of a trained network (rails, differential input rows driven by the
 data, every crossbar conductance, every two-inverter neuron), evaluate it in ngspice on many
@@ -56,15 +61,20 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     circuit.add_argument("--calibration", type=Path, default=None,
                          help="calibration JSON; must match the one the network was trained with "
                               "(default: the network's own)")
+    circuit.add_argument("--evaluator", default=None,
+                         help="model to compare SPICE with: static, load-aware or coupled "
+                              "(default: the one the network was trained with)")
     circuit.add_argument("--tech", choices=["builtin", "sky130"], default="builtin",
                          help="MOSFET models: the built-in card or the sky130 PDK (default: builtin)")
     circuit.add_argument("--corner", default="tt", help="sky130 process corner tt/ss/ff/sf/fs (default: tt)")
     circuit.add_argument("--flavor", choices=["lvt", "standard"], default="lvt", help="sky130 devices (default: lvt)")
     circuit.add_argument("--sky130-path", type=Path, default=None, help="sky130 library location (default: search)")
     circuit.add_argument("--temperature", type=float, default=27.0, help="temperature in °C (default: 27)")
-    circuit.add_argument("--wn", type=float, default=None, help="NMOS width in µm (default: 0.6; sky130: 1.0)")
-    circuit.add_argument("--wp", type=float, default=None, help="PMOS width in µm (default: 1.0; sky130: 2.0)")
-    circuit.add_argument("--length", type=float, default=None, help="channel length in µm (default: 0.1; sky130: 0.15)")
+    circuit.add_argument("--wn", type=float, default=None, help="NMOS width in µm (default: 0.6; sky130: 50)")
+    circuit.add_argument("--wp", type=float, default=None, help="PMOS width in µm (default: 1.0; sky130: 25)")
+    circuit.add_argument("--ln", type=float, default=None, help="NMOS length in µm (default: 0.1; sky130: 1)")
+    circuit.add_argument("--lp", type=float, default=None,
+                         help="PMOS length in µm (default: 0.1; sky130: 1; sky130 LVT pMOS needs >= 0.35)")
     nonideal = p.add_argument_group("non-idealities (SPICE only)")
     nonideal.add_argument("--variation", type=float, default=0.0, help="lognormal device variation sigma, e.g. 0.05")
     nonideal.add_argument("--fault-rate", type=float, default=0.0, help="fraction of stuck devices, e.g. 0.01")
@@ -94,15 +104,16 @@ def _technology(args: argparse.Namespace, rails: Any) -> tuple[Any, Any]:
     if args.tech == "sky130":
         tech = sky130(args.corner, flavor=args.flavor, rails=rails, temperature_c=args.temperature,
                       path=args.sky130_path)
-        defaults = (1.0, 2.0, 0.15)
+        # The balanced sky130 LVT sizing at ±0.25 V found by the characterization sweep.
+        defaults = SKY130_SIZING_UM
     else:
         if args.corner != "tt":
             raise ConfigError("--corner applies to --tech sky130 only")
         tech = builtin(rails, args.temperature)
-        defaults = (0.6, 1.0, 0.1)
-    wn, wp, length = (value if value is not None else default
-                      for value, default in zip((args.wn, args.wp, args.length), defaults))
-    return tech, InverterSizing(wn * 1e-6, wp * 1e-6, length * 1e-6, length * 1e-6)
+        defaults = BUILTIN_SIZING_UM
+    wn, wp, ln, lp = (value if value is not None else default
+                      for value, default in zip((args.wn, args.wp, args.ln, args.lp), defaults))
+    return tech, InverterSizing(wn * 1e-6, wp * 1e-6, ln * 1e-6, lp * 1e-6)
 
 
 def _samples(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, Any]:
@@ -143,7 +154,8 @@ def run_validation(args: argparse.Namespace) -> Any:
                            timeout_s=args.timeout, transient_samples=args.transient,
                            transient=TransientSpec(args.period * 1e-9, args.rise * 1e-9),
                            resume=args.resume, force=args.force)
-    return validate_network(network, tech, x, labels, args.out, sizing=sizing, nonideal=nonideal, settings=settings)
+    return validate_network(network, tech, x, labels, args.out, sizing=sizing, nonideal=nonideal, settings=settings,
+                            evaluator=args.evaluator)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,216 @@
+"""Benchmark of ``memspice validate``: batched SPICE samples/s against one ngspice process per sample.
+
+Each configuration runs in its own child process, so the peak RSS of its ngspice processes
+(``getrusage(RUSAGE_CHILDREN).ru_maxrss``, the largest single ngspice) is measured per
+configuration. Figures: 64-32-10 on the built-in card (trained on digits), 196-100-10 (trained
+on pooled MNIST when ``../shared/data/mnist`` exists, else random conductances), and sky130
+(tt, LVT) when its models are installed. Prints absolute figures and ratios, then ONE JSON line.
+
+Usage: ``python scripts/bench_validate.py [--quick] [--workers 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def prepare_network(topology: tuple[int, ...], directory: Path, quick: bool) -> str:
+    """Train the benchmark network into ``directory`` (or save random conductances); describe it."""
+    from memspice.cli import main as cli_main
+    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.train.network_io import TrainedNetwork, save_network
+
+    if topology[0] == 64:
+        name, extra = "digits", []
+    elif not quick and (MNIST / "t10k-images-idx3-ubyte.gz").is_file() or (MNIST / "t10k-images-idx3-ubyte").is_file():
+        name, extra = "mnist", ["--mnist-dir", str(MNIST)]
+    else:
+        rng = np.random.default_rng(0)
+        g = tuple(rng.uniform(0.12e-6, 8e-6, (b, 2 * a + 2)) for a, b in zip(topology[:-1], topology[1:]))
+        save_network(TrainedNetwork(topology, g, phax_reference_calibration()), directory)
+        return "random conductances"
+    epochs = "3" if quick else "10" if name == "digits" else "2"
+    code = cli_main(["train", "--dataset", name, *extra, "--topology", ",".join(map(str, topology)),
+                     "--epochs", epochs, "--lr", "0.01", "--quiet", "--out", str(directory)])
+    if code != 0:
+        raise SystemExit(f"training the benchmark network failed ({code})")
+    return f"trained on {name} ({epochs} epochs)"
+
+
+def _samples(topology: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Test inputs (V) and labels for a benchmark topology."""
+    from memspice.datasets import features_to_voltages, load_dataset
+
+    if topology[0] == 64:
+        data = load_dataset("digits")
+    elif (MNIST / "t10k-images-idx3-ubyte.gz").is_file() or (MNIST / "t10k-images-idx3-ubyte").is_file():
+        data = load_dataset("mnist", MNIST)
+        data = data.subset(slice(int(round(0.8 * len(data.labels))), None))
+    else:
+        rng = np.random.default_rng(0)
+        return rng.uniform(-0.25, 0.25, (2000, topology[0])), rng.integers(0, topology[-1], 2000)
+    return features_to_voltages(data.features, 0.25, -0.25), data.labels
+
+
+def _technology(name: str):
+    from memspice.circuit.builders import InverterSizing
+    from memspice.tech.technology import builtin, sky130
+
+    if name == "sky130":
+        return sky130("tt", flavor="lvt"), InverterSizing(50e-6, 25e-6, 1e-6, 1e-6)
+    return builtin(), InverterSizing()
+
+
+def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, batch_sizes: list[int],
+            workers: int) -> dict:
+    """Batched and per-sample throughput of one configuration (runs in a child process)."""
+    from memspice.circuit.builders import dc_input_sources, network_deck, network_output_saves
+    from memspice.circuit.deck import Op, Save
+    from memspice.sim import SimOptions, simulate_many
+    from memspice.train.network_io import load_network
+    from memspice.validate.api import RunSettings, validate_network
+
+    with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
+        work = Path(tmp)
+        network = load_network(network_dir)
+        x, labels = _samples(network.topology)
+        tech, sizing = _technology(tech_name)
+        n = min(n_samples, len(x))
+        x, labels = x[:n], labels[:n]
+        result: dict = {"topology": "-".join(map(str, network.topology)), "tech": tech_name,
+                        "workers": workers, "samples": n}
+        batched = {}
+        for size in batch_sizes:
+            cpu0 = _children_cpu_s()
+            start = time.perf_counter()
+            report = validate_network(network, tech, x, labels, work / f"run{size}", sizing=sizing, write_files=False,
+                                      settings=RunSettings(batch_size=size, workers=workers))
+            total = time.perf_counter() - start
+            batched[size] = {"samples_per_s": report.summary["samples_per_s"], "end_to_end_s": total,
+                             "ngspice_cpu_ms_per_sample": 1e3 * (_children_cpu_s() - cpu0) / n,
+                             "agreement": report.summary["agreement"],
+                             "rms_v_last_outp": report.summary["layer_errors"][-1]["rms_v"]}
+        best = max(batched, key=lambda k: batched[k]["samples_per_s"])
+        result["batched"] = {str(k): v for k, v in batched.items()}
+        result["best_batch_size"] = best
+        result["samples_per_s"] = batched[best]["samples_per_s"]
+        result["spice_accuracy"] = report.summary["spice_accuracy"]
+        result["model_accuracy"] = report.summary["model_accuracy"]
+        conductances = network.effective_conductances()
+        saves = [*network_output_saves(conductances), Save("i", "dd"), Save("i", "ss")]
+        decks = [network_deck(tech, sizing, conductances, dc_input_sources(x[s]), [Op()], saves)
+                 for s in range(min(n_baseline, n))]
+        cpu0 = _children_cpu_s()
+        start = time.perf_counter()
+        outcomes = simulate_many(decks, SimOptions(keep="never"), workers=workers)
+        elapsed = time.perf_counter() - start
+        failed = sum(isinstance(o, Exception) for o in outcomes)
+        result["per_sample_baseline"] = {"samples": len(decks), "failed": failed,
+                                         "samples_per_s": len(decks) / elapsed, "ms_per_sample": 1e3 * elapsed / len(decks),
+                                         "ngspice_cpu_ms_per_sample": 1e3 * (_children_cpu_s() - cpu0) / len(decks)}
+        result["speedup_vs_per_sample"] = result["samples_per_s"] / result["per_sample_baseline"]["samples_per_s"]
+        result["ngspice_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return result
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU time of all finished child processes (s)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+CONFIGS = {
+    "64-32-10/builtin": ((64, 32, 10), "builtin"),
+    "196-100-10/builtin": ((196, 100, 10), "builtin"),
+    "64-32-10/sky130": ((64, 32, 10), "sky130"),
+}
+
+
+def _child(name: str, network_dir: Path, quick: bool, workers: int) -> dict:
+    topology, tech = CONFIGS[name]
+    big = topology[0] > 100
+    sky = tech == "sky130"
+    if quick:
+        n, base, sizes = (250, 8, [250]) if big else (1000, 20, [500])
+        if sky:
+            n, base, sizes = 250, 8, [250]
+    else:
+        n, base, sizes = 2000, 60, ([250, 500, 1000] if not big else [500, 1000])
+        if sky:
+            n, base, sizes = 1000, 30, [500]
+    return measure(network_dir, tech, n, base, sizes, workers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every configuration in a child process and print the figures and one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller runs (under a minute)")
+    parser.add_argument("--workers", type=int, default=2, help="ngspice processes at once (default: 2)")
+    parser.add_argument("--only", choices=sorted(CONFIGS), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--network", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.only:
+        print(json.dumps(_child(args.only, args.network, args.quick, args.workers)))
+        return 0
+    from memspice.errors import ConfigError
+    from memspice.tech.technology import find_sky130
+
+    names = list(CONFIGS)
+    try:
+        find_sky130()
+    except ConfigError:
+        names.remove("64-32-10/sky130")
+    load_before = os.getloadavg()
+    results = {}
+    networks: dict[tuple[int, ...], tuple[Path, str]] = {}
+    keep = tempfile.TemporaryDirectory(prefix="bench-validate-nets-")
+    for name in names:
+        topology = CONFIGS[name][0]
+        if topology not in networks:
+            directory = Path(keep.name) / "-".join(map(str, topology))
+            networks[topology] = (directory, prepare_network(topology, directory, args.quick))
+        network_dir, origin = networks[topology]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--only", name, "--workers", str(args.workers),
+               "--network", str(network_dir)]
+        if args.quick:
+            cmd.append("--quick")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        if proc.returncode != 0:
+            results[name] = {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
+            print(f"{name}: FAILED {results[name]['error']}")
+            continue
+        r = results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        r["network"] = origin
+        b = r["per_sample_baseline"]
+        print(f"{name} ({r['network']}): {r['samples_per_s']:.0f} samples/s batched "
+              f"(batch {r['best_batch_size']}, {r['samples']} samples, {args.workers} workers) vs "
+              f"{b['samples_per_s']:.1f} samples/s one process per sample ({b['ms_per_sample']:.1f} ms/sample) "
+              f"→ {r['speedup_vs_per_sample']:.1f}×; ngspice peak RSS {r['ngspice_peak_rss_mb']:.0f} MB; "
+              f"SPICE/model agreement {100 * r['batched'][str(r['best_batch_size'])]['agreement']:.1f} %")
+        for size, fig in r["batched"].items():
+            print(f"    batch {size}: {fig['samples_per_s']:.0f} samples/s, end-to-end {fig['end_to_end_s']:.2f} s, "
+                  f"ngspice CPU {fig['ngspice_cpu_ms_per_sample']:.2f} ms/sample "
+                  f"(per-sample baseline: {b['ngspice_cpu_ms_per_sample']:.1f} ms/sample)")
+    keep.cleanup()
+    line = {"bench": "validate", "quick": args.quick, "workers": args.workers, "cpus": os.cpu_count(),
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()], "results": results}
+    print(json.dumps(line, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
