@@ -1,19 +1,23 @@
-"""Default inverter sizings per technology, with the sweep that chose them.
+"""Default inverter sizings per technology, with the sweeps that chose them.
 
-sky130 LVT at ±0.25 V under a 0.9 MΩ load (reproduce any point with
-``memspice characterize --tech sky130 --sizes WN,WP,LN,LP ...``): a size sweep (Wn 1–60 µm,
-Wp/Wn 0.1–3, Ln 0.15–2 µm, Lp 0.35–1 µm, 1 mV VTC step, tt, 27 °C) showed that
+sky130 LVT at ±0.25 V under a 0.9 MΩ load on each stage output, tt, 27 °C (reproduce any
+point with ``memspice characterize --tech sky130 --sizes WN,WP,LN,LP``). Sweeps over
+Wn 1–60 µm, Wp 0.42–60 µm, Ln 0.15–2 µm, Lp 0.35–1 µm found:
 
-- with Lp at its 0.35 µm minimum the pMOS is much stronger than the nMOS at this supply: gain
-  rises (one inverter up to ≈ 11, neuron ≈ 64 at Wn = Wp = 50 µm, Ln = 0.8 µm) but V_M sits
-  at +50…+100 mV even with Wp = Wn/50;
-- a balanced V_M needs long, matched channels: Wn = 50 µm, Wp = 25 µm, Ln = Lp = 1 µm gives
-  V_M ≈ +3 mV, output swing 0.495 V of 0.5 V, peak gain ≈ 4.1 (one inverter) and ≈ 6.9
-  (neuron). Widths above ≈ 60 µm fall outside the model bins (ngspice cannot find a model).
+- the nMOS LVT device is much weaker than the pMOS LVT at this supply: with Lp at its
+  0.35 µm minimum, V_M sits at +30…+100 mV even with Wp = Wn/100; widths above ≈ 60 µm
+  fall outside the model bins (ngspice finds no model);
+- a centred threshold needs weak devices (long, matched channels), and then the load holds
+  the output near mid-rail while both devices are off: the VTC becomes a double step with a
+  shoulder at mid-rail, peak gain ≈ 4 (inverter) / ≈ 7 (neuron), and a tanh fits it only to
+  ≈ 15 mV RMS (:data:`SKY130_LVT_CENTRED`: Wn 50, Wp 25, Ln = Lp = 1 µm, V_M ≈ +3 mV);
+- strong devices give one clean, steep step that a tanh fits (neuron RMS ≈ 2.3 mV) with
+  PHAX-like gain (≈ 10 / ≈ 69) at the price of V_M ≈ +94 mV (+84 mV for the neuron), which
+  the fit's ``c3`` and the bias rows absorb (:data:`SKY130_LVT_SIZING`).
 
-So sky130 LVT at ±0.25 V cannot give both a centred threshold and PHAX-like gain; the default
-chooses the centred threshold and full swing (what the training model assumes) and records
-the gain it gets. :data:`SKY130_LVT_HIGH_GAIN` is the other end of the trade-off.
+No sizing reaches a centred threshold, full swing and high gain together, so the default is
+the clean high-gain step (what the tanh activation model needs); the centred sizing is kept
+for designers who need V_M ≈ 0.
 """
 
 from __future__ import annotations
@@ -22,16 +26,19 @@ from memspice.circuit.builders import InverterSizing
 
 #: PHAX's 90 nm reference sizing (Wn 0.6 µm, Wp 1.0 µm, L 0.1 µm) for the built-in card.
 BUILTIN_SIZING = InverterSizing()
-#: Balanced sky130 LVT sizing at ±0.25 V: Wn 50 µm, Wp 25 µm, Ln = Lp = 1 µm.
-SKY130_LVT_SIZING = InverterSizing(wn_m=50e-6, wp_m=25e-6, ln_m=1.0e-6, lp_m=1.0e-6)
-#: High-gain sky130 LVT sizing (V_M ≈ +95 mV): Wn = Wp = 50 µm, Ln 0.8 µm, Lp 0.35 µm.
-SKY130_LVT_HIGH_GAIN = InverterSizing(wn_m=50e-6, wp_m=50e-6, ln_m=0.8e-6, lp_m=0.35e-6)
+#: Default sky130 LVT sizing at ±0.25 V: Wn = Wp = 50 µm, Ln 0.8 µm, Lp 0.35 µm (clean step,
+#: inverter gain ≈ 10, neuron ≈ 69, V_M ≈ +94 mV under 0.9 MΩ).
+SKY130_LVT_SIZING = InverterSizing(wn_m=50e-6, wp_m=50e-6, ln_m=0.8e-6, lp_m=0.35e-6)
+#: Centred sky130 LVT sizing: Wn 50 µm, Wp 25 µm, Ln = Lp = 1 µm (V_M ≈ +3 mV, gain ≈ 4 / ≈ 7,
+#: double-step VTC).
+SKY130_LVT_CENTRED = InverterSizing(wn_m=50e-6, wp_m=25e-6, ln_m=1.0e-6, lp_m=1.0e-6)
 
 
 def default_sizing(technology: str, flavor: str = "lvt") -> InverterSizing:
-    """The default sizing of a technology name (``builtin``, ``sky130``; others: builtin's)."""
-    if technology == "sky130" and flavor == "lvt":
-        return SKY130_LVT_SIZING
+    """The default sizing of a technology name (``builtin``, ``sky130``; others: builtin's).
+
+    sky130 ``standard`` devices have no characterized preset here; they get the LVT one.
+    """
     if technology == "sky130":
-        return InverterSizing(wn_m=50e-6, wp_m=25e-6, ln_m=1.0e-6, lp_m=1.0e-6)
+        return SKY130_LVT_SIZING
     return BUILTIN_SIZING
