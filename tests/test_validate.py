@@ -173,3 +173,14 @@ def test_importing_validate_stays_light() -> None:
             "bad = [m for m in ('matplotlib', 'distributed', 'dask', 'PySpice') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+
+def test_benchmark_script_has_a_main() -> None:
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / "bench_validate.py"
+    spec = importlib.util.spec_from_file_location("bench_validate", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(module.main) and set(module.CONFIGS) >= {"64-32-10/builtin", "196-100-10/builtin"}

@@ -50,7 +50,7 @@ def test_killed_ngspice_fails_one_batch_and_resume_redoes_only_it(tmp_path: Path
 
     save_network(digits_sized_network(), tmp_path / "net")
     out = tmp_path / "run"
-    argv = ["validate", str(tmp_path / "net"), "--split", "all", "--samples", "240", "--batch-size", "60",
+    argv = ["validate", str(tmp_path / "net"), "--split", "all", "--samples", "80", "--batch-size", "20",
             "--workers", "1", "--out", str(out), "--json"]
     codes: list[int] = []
     worker = threading.Thread(target=lambda: codes.append(main(argv)))
@@ -70,7 +70,7 @@ def test_killed_ngspice_fails_one_batch_and_resume_redoes_only_it(tmp_path: Path
     assert "batch 0 failed" in captured.err and "signal 9" in captured.err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "incomplete" and summary["batches_simulated"] == 3
-    assert summary["n_samples"] == 180 and [f["batch"] for f in summary["failed_batches"]] == [0]
+    assert summary["n_samples"] == 60 and [f["batch"] for f in summary["failed_batches"]] == [0]
     assert any((out / "failed").iterdir()), "the failed ngspice run directory is kept"
 
     # Without --resume or --force the earlier results are protected.
@@ -79,7 +79,7 @@ def test_killed_ngspice_fails_one_batch_and_resume_redoes_only_it(tmp_path: Path
 
     assert main([*argv, "--resume"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "complete" and summary["n_samples"] == 240
+    assert summary["status"] == "complete" and summary["n_samples"] == 80
     assert summary["batches_reused"] == 3 and summary["batches_simulated"] == 1
 
     assert main([*argv, "--force"]) == 0

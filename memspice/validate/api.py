@@ -282,6 +282,13 @@ def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, lab
     return ValidationReport(comparison, spice, model, labels[index], index, power, transient, failures, dc, draw)
 
 
+def _max_program_size(dc: ExecutionResult) -> float | None:
+    """Largest peak program size ngspice reported over the batches (MB), if any."""
+    sizes = [float(b["ngspice_program_mb"]) for b in dc.batches.values() if "ngspice_program_mb" in b]
+    sizes = [s for s in sizes if np.isfinite(s)]
+    return max(sizes) if sizes else None
+
+
 def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technology, nonideal: NonIdeality,
                 settings: RunSettings, out_dir: Path) -> dict[str, Any]:
     """The JSON-safe summary of a validation run."""
@@ -300,6 +307,7 @@ def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technol
         "failed_batches": [{"batch": f.index, "error": f.message, "run_dir": f.run_dir} for f in report.failures],
         "dc_elapsed_s": dc.elapsed_s,
         "samples_per_s": simulated / dc.elapsed_s if simulated and dc.elapsed_s > 0 else None,
+        "ngspice_program_mb_max": _max_program_size(dc),
         "out_dir": str(out_dir),
     }
     if report.comparison is not None:

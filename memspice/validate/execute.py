@@ -11,6 +11,7 @@ re-run, batches already on disk are loaded instead of simulated again.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from memspice.validate.energy import transient_metrics
 
 Mode = Literal["dc", "transient"]
 BATCH_DIR = "batches"
+#: ngspice's own report of its peak program size at the end of a batch run.
+_PROGRAM_SIZE = re.compile(r"Maximum ngspice program size\s*=\s*([0-9.]+)\s*MB")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ def run_job(job: BatchJob) -> dict[str, Any]:
         return {"error": str(exc), "run_dir": None if run_dir is None else str(run_dir), "index": job.index}
     arrays["sample_index"] = np.asarray(job.sample_index, dtype=np.int64)
     arrays["elapsed_s"] = np.array(time.monotonic() - start)
+    size = _PROGRAM_SIZE.search(result.output)
+    arrays["ngspice_program_mb"] = np.array(float(size.group(1)) if size else np.nan)
     return arrays
 
 
