@@ -91,3 +91,13 @@ def test_calibrate_cli_window_errors_leave_no_file(tmp_path: Path, capsys: pytes
     out = tmp_path / "cal.json"
     assert main(["calibrate", "--out", str(out), "--g-min", "8e-6", "--g-max", "1e-6"]) == 2
     assert "g_min" in capsys.readouterr().err and not out.exists()
+
+
+def test_calibrate_cli_with_device_from_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", "--out", str(out), "--loads", "geom:2e5:2e6:4", "--degree", "2",
+                 "--device-from-model", "--sigma", "1e-7"]) == 0
+    data = json.loads(out.read_text())
+    assert data["device"]["levels"] >= 2 and data["device"]["g_max_siemens"] > 7e-6
+    assert {"load_aware", "inverter_current"} <= set(data)
+    assert "noninverting c4=" in capsys.readouterr().out

@@ -106,7 +106,7 @@ def calibrate(
         "vtc_step_v": repr(step_v),
         "current_step_v": repr(fine_step),
         "command": command,
-        "device_window": "PHAX Yakopcic window" if device == PHAX_WINDOW else "user/derived",
+        "device_window": "PHAX Yakopcic window" if device == PHAX_WINDOW else "given by the caller",
     }
     residuals = {
         **_residuals("inverting", static[1]),

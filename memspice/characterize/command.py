@@ -140,6 +140,11 @@ def register(subparsers: Any) -> None:
     c.add_argument("--g-min", type=float, default=None, help="device window minimum in siemens (default PHAX 120 nS)")
     c.add_argument("--g-max", type=float, default=None, help="device window maximum in siemens (default PHAX 8 µS)")
     c.add_argument("--levels", type=int, default=0, help="distinguishable device levels (0 = continuous)")
+    c.add_argument("--device-from-model", action="store_true",
+                   help="derive the window and levels from a Yakopcic pulse-train simulation "
+                        "(1.3 V x 20 ns pulses, 100 per polarity) instead of PHAX's window")
+    c.add_argument("--sigma", type=float, default=0.05e-6,
+                   help="programming noise in siemens for --device-from-model levels (default 50 nS)")
     c.add_argument("--out", required=True, type=Path, help="calibration JSON file to write")
     c.add_argument("--json", action="store_true", help="print the calibration as JSON")
     c.set_defaults(func=run_calibrate)
@@ -197,7 +202,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
     if (args.g_min is None) != (args.g_max is None):
         raise ConfigError("give both --g-min and --g-max, or neither")
+    if args.device_from_model and args.g_min is not None:
+        raise ConfigError("--device-from-model and --g-min/--g-max are alternatives; give one")
     device = PHAX_WINDOW if args.g_min is None else DeviceWindow(args.g_min, args.g_max, args.levels)
+    if args.device_from_model:
+        from memspice.characterize import memristor
+
+        device = memristor.device_window(memristor.pulse_train(options=SimOptions(timeout_s=args.timeout)),
+                                         args.sigma)
     make = tech_factory(args)
     tech = make(args.corner, _rails(args), args.temp)
     sizing = _sizing(args)
