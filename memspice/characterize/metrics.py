@@ -18,7 +18,6 @@ import math
 
 import numpy as np
 
-from memspice.errors import FitError
 from memspice.fit.tanh_fit import midpoint_crossing
 
 
@@ -38,7 +37,7 @@ def vtc_metrics(v_in: np.ndarray, v_out: np.ndarray) -> dict[str, float]:
     never exceeds 1.
 
     Raises:
-        FitError: the curve never crosses its midpoint.
+        memspice.errors.FitError: the curve never crosses its midpoint.
     """
     x = np.asarray(v_in, dtype=np.float64)
     y = np.asarray(v_out, dtype=np.float64)
@@ -93,9 +92,7 @@ def supply_metrics(i_vdd: np.ndarray, i_vss: np.ndarray, vdd: float, vss: float)
 
 
 def require_crossing(v_in: np.ndarray, v_out: np.ndarray) -> None:
-    """Raise :class:`FitError` unless the curve crosses its midpoint (cheap pre-check)."""
+    """Raise :class:`memspice.errors.FitError` unless the curve crosses its midpoint (cheap pre-check)."""
     y = np.asarray(v_out, dtype=np.float64)
     midpoint_crossing(v_in, y, 0.5 * (float(y.min()) + float(y.max())))
 
-
-__all__ = ["FitError", "require_crossing", "supply_metrics", "vtc_metrics"]
