@@ -1,0 +1,276 @@
+"""``memspice loop``, ``memspice hybrid`` and ``memspice corners``: the model meets its circuit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from memspice.errors import ConfigError
+
+LOOP_DESCRIPTION = """\
+Close the loop between a trained network and its SPICE circuit. Round 0 simulates the network
+on the validation samples and compares it with the --mode model. Each further round
+(1) recalibrates that model from the circuit's own operating points (coupled: re-sweeps the
+inverter current on a finer grid and re-tabulates it finely where the circuit operates, and
+reports the in-situ current residual before/after; static / load-aware: refits the tanh
+parameters to the in-situ column → output pairs), (2) fine-tunes θ for --epochs epochs from
+where it is, and (3) validates again. It stops when the worst layer's RMS error is within
+--tolerance-mv and the classification agreement reaches --agreement, or after --max-rounds.
+
+Writes rounds.csv and rounds.png (error and agreement per round) into --out, one folder per
+round (network, calibration, SPICE batches). Re-running with the same inputs reuses finished
+rounds; other inputs in the same --out need --force.
+"""
+
+HYBRID_DESCRIPTION = """\
+Hybrid training, SPICE standing in for the chip: keep the hidden layers as trained ex situ,
+simulate the training samples, and train only the output layer on the last hidden layer's
+simulated outputs. Because the output crossbar also loads those outputs, the procedure
+iterates simulate → fit (--iterations) and reports how far they moved, the accuracy before and
+after on the validation samples and the number of samples simulated.
+"""
+
+CORNERS_DESCRIPTION = """\
+Robustness across process corners (sky130 LVT with its preset sizing, or the built-in card at
+several temperatures with --tech builtin --corners T1,T2 in °C): calibrate every corner,
+train one network at --train-corner and (unless --no-multi) one against all corners at once
+(the loss of every mini-batch averaged over the corners' models), then simulate both at every
+corner. Prints SPICE accuracy per corner, the worst corner and the spread.
+"""
+
+
+def _data_options(p: argparse.ArgumentParser, samples_default: int | None) -> None:
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=["digits", "iris", "breast_cancer", "mnist"], default="digits",
+                      help="dataset (default: digits; mnist uses the first 8000 to train, the last 2000 to test)")
+    data.add_argument("--mnist-dir", type=Path, default=None, help="folder with MNIST IDX files")
+    data.add_argument("--samples", type=int, default=samples_default,
+                      help="validation samples simulated in SPICE (default: %(default)s = all test samples)")
+    data.add_argument("--train-samples", type=int, default=None, help="training samples used (default: all)")
+    data.add_argument("--seed", type=int, default=0, help="seed of the train/test split and training (default: 0)")
+
+
+def _circuit_options(p: argparse.ArgumentParser, corner: bool = True) -> None:
+    circuit = p.add_argument_group("circuit")
+    circuit.add_argument("--tech", choices=["builtin", "sky130"], default="builtin",
+                         help="MOSFET models: the built-in card or the sky130 PDK (default: builtin)")
+    if corner:
+        circuit.add_argument("--corner", default="tt", help="sky130 process corner tt/ss/ff/sf/fs (default: tt)")
+    circuit.add_argument("--flavor", choices=["lvt", "standard"], default="lvt", help="sky130 devices (default: lvt)")
+    circuit.add_argument("--sky130-path", type=Path, default=None, help="sky130 library location (default: search)")
+    circuit.add_argument("--temperature", type=float, default=27.0, help="temperature in °C (default: 27)")
+    circuit.add_argument("--sizes", default=None, metavar="WN,WP,LN,LP",
+                         help="inverter sizes in µm (default: the technology's preset)")
+
+
+def _run_options(p: argparse.ArgumentParser, out: str) -> None:
+    run = p.add_argument_group("execution")
+    run.add_argument("--batch-size", type=int, default=250, help="samples per ngspice deck (default: 250)")
+    run.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: CPU count)")
+    run.add_argument("--out", type=Path, default=Path(out), help=f"run directory (default: ./{out})")
+    run.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``loop``, ``hybrid`` and ``corners`` to an argparse subparsers object."""
+    raw = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser("loop", help="recalibrate, fine-tune and re-validate until model and SPICE agree",
+                              description=LOOP_DESCRIPTION, formatter_class=raw)
+    p.add_argument("network", type=Path, help="folder with network.json + network.npz (from `memspice train`)")
+    _data_options(p, None)
+    _circuit_options(p)
+    loop = p.add_argument_group("loop")
+    loop.add_argument("--mode", choices=["static", "load-aware", "coupled"], default="coupled",
+                      help="model recalibrated, fine-tuned in and compared (default: coupled)")
+    loop.add_argument("--max-rounds", type=int, default=4, help="rounds after round 0 (default: 4)")
+    loop.add_argument("--tolerance-mv", type=float, default=1.0, help="worst-layer RMS target in mV (default: 1)")
+    loop.add_argument("--agreement", type=float, default=0.999, help="agreement target, fraction (default: 0.999)")
+    loop.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per round (default: 2)")
+    loop.add_argument("--lr", type=float, default=0.003, help="fine-tuning learning rate (default: 0.003)")
+    loop.add_argument("--force", action="store_true", help="replace a loop of other inputs in --out")
+    _run_options(p, "loop_run")
+    p.set_defaults(func=run_loop)
+
+    h = subparsers.add_parser("hybrid", help="fine-tune the output layer on SPICE's hidden-layer outputs",
+                              description=HYBRID_DESCRIPTION, formatter_class=raw)
+    h.add_argument("network", type=Path, help="folder with network.json + network.npz")
+    _data_options(h, None)
+    _circuit_options(h)
+    hy = h.add_argument_group("hybrid")
+    hy.add_argument("--mode", choices=["static", "load-aware", "coupled"], default="coupled",
+                    help="model of the output layer (default: coupled)")
+    hy.add_argument("--iterations", type=int, default=3, help="simulate → fit rounds (default: 3)")
+    hy.add_argument("--epochs", type=int, default=30, help="output-layer epochs per iteration (default: 30)")
+    hy.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
+    _run_options(h, "hybrid_run")
+    h.set_defaults(func=run_hybrid)
+
+    c = subparsers.add_parser("corners", help="train at one or all process corners and validate at every corner",
+                              description=CORNERS_DESCRIPTION, formatter_class=raw)
+    _data_options(c, 300)
+    _circuit_options(c, corner=False)
+    co = c.add_argument_group("corners")
+    co.add_argument("--corners", default="tt,ss,ff,sf,fs",
+                    help="comma-separated corners (sky130) or temperatures in °C (builtin); default: all five")
+    co.add_argument("--train-corner", default=None, help="corner of the single-corner network (default: the first)")
+    co.add_argument("--no-multi", action="store_true", help="skip the network trained against all corners")
+    co.add_argument("--mode", choices=["static", "load-aware", "coupled"], default="coupled",
+                    help="model each corner is trained in (default: coupled)")
+    co.add_argument("--hidden", type=int, default=32, help="hidden neurons (default: 32)")
+    co.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
+    co.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
+    _run_options(c, "corners_run")
+    c.set_defaults(func=run_corners)
+
+
+def sizing_of(args: argparse.Namespace) -> Any:
+    """Inverter sizing from ``--sizes`` (µm) or the technology's preset."""
+    from memspice.characterize.presets import default_sizing
+    from memspice.circuit.builders import InverterSizing
+
+    if args.sizes is None:
+        return default_sizing(args.tech, args.flavor)
+    try:
+        values = [float(v) for v in args.sizes.split(",")]
+    except ValueError:
+        raise ConfigError(f"--sizes takes four numbers in µm, got {args.sizes!r}") from None
+    if len(values) != 4:
+        raise ConfigError(f"--sizes takes four numbers WN,WP,LN,LP in µm, got {args.sizes!r}")
+    return InverterSizing(*(v * 1e-6 for v in values))
+
+
+def technology_of(args: argparse.Namespace, corner: str, rails: Any = None) -> Any:
+    """The technology at a corner (sky130) or at ``--temperature`` (builtin)."""
+    from memspice.circuit.wiring import Rails
+    from memspice.tech.technology import builtin, sky130
+
+    rails = rails or Rails()
+    if args.tech == "sky130":
+        return sky130(corner, flavor=args.flavor, rails=rails, temperature_c=args.temperature, path=args.sky130_path)
+    if corner not in ("tt", ""):
+        raise ConfigError("--corner applies to --tech sky130 only")
+    return builtin(rails, args.temperature)
+
+
+def split_data(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, Any, Any, Any]:
+    """``(x_train, y_train, x_test, y_test)``: voltages and labels, capped by the sample options."""
+    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+
+    data = load_dataset(args.dataset, args.mnist_dir)
+    if args.dataset == "mnist" and len(data.labels) == 10000:
+        train, test = data.subset(slice(0, 8000)), data.subset(slice(8000, None))
+    else:
+        train, test = train_test_split(data, 0.2, args.seed)
+    for name in ("samples", "train_samples"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.train_samples:
+        train = train.subset(slice(0, args.train_samples))
+    if args.samples:
+        test = test.subset(slice(0, args.samples))
+    return (features_to_voltages(train.features, vdd, vss), train.labels,
+            features_to_voltages(test.features, vdd, vss), test.labels)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from memspice.validate.api import RunSettings
+
+    return RunSettings(batch_size=args.batch_size, workers=args.workers)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run_loop(args: argparse.Namespace) -> int:
+    """Entry point of ``memspice loop``: print the round table; exit 0 when the targets were met."""
+    from memspice.loop.closed_loop import closed_loop
+    from memspice.train.network_io import load_network
+    from memspice.train.trainer import TrainConfig
+
+    network = load_network(args.network)
+    cal = network.calibration
+    x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
+    config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, lr_decay=0.9, seed=args.seed,
+                         val_fraction=0.0, progress=False)
+    result = closed_loop(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
+                         args.out, sizing=sizing_of(args), mode=args.mode, tolerance_v=1e-3 * args.tolerance_mv,
+                         agreement_target=args.agreement, max_rounds=args.max_rounds, fine_tune=config,
+                         settings=_settings(args), force=args.force, log=None if args.json else print)
+    if args.json:
+        rows = [{k: _clean(v) for k, v in row.items()} for row in result.rounds.to_dict(orient="records")]
+        print(json.dumps({"converged": result.converged, "rounds": rows, "out": str(args.out)}, default=float))
+    else:
+        print(f"{'converged' if result.converged else 'not converged'} after {len(result.rounds) - 1} round(s); "
+              f"table: {result.files['rounds_csv']}")
+    return 0 if result.converged else 1
+
+
+def run_hybrid(args: argparse.Namespace) -> int:
+    """Entry point of ``memspice hybrid``."""
+    from memspice.loop.hybrid import hybrid_train
+    from memspice.train.network_io import load_network
+    from memspice.train.trainer import TrainConfig
+
+    network = load_network(args.network)
+    cal = network.calibration
+    x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
+    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, seed=args.seed, val_fraction=0.0,
+                         progress=False)
+    result = hybrid_train(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
+                          args.out, sizing=sizing_of(args), mode=args.mode, iterations=args.iterations,
+                          config=config, settings=_settings(args), log=None if args.json else print)
+    summary = {"accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after,
+               "spice_samples": result.spice_samples, "seconds": result.seconds,
+               "iterations": [{k: _clean(v) for k, v in r.items()} for r in result.iterations.to_dict(orient="records")]}
+    if args.json:
+        print(json.dumps(summary, default=float))
+    else:
+        print(f"SPICE accuracy {100 * result.accuracy_before:.2f} % → {100 * result.accuracy_after:.2f} % "
+              f"({result.spice_samples} samples simulated, {result.seconds:.0f} s)")
+    return 0
+
+
+def run_corners(args: argparse.Namespace) -> int:
+    """Entry point of ``memspice corners``."""
+    from memspice.circuit.wiring import Rails
+    from memspice.loop.corners import corner_study
+    from memspice.train.trainer import TrainConfig
+
+    corners = tuple(c.strip() for c in args.corners.split(",") if c.strip())
+    if not corners:
+        raise ConfigError("--corners needs at least one corner")
+    if args.tech == "builtin":
+        try:
+            temps = {c: float(c) for c in corners}
+        except ValueError:
+            raise ConfigError("with --tech builtin, --corners takes temperatures in °C, e.g. 0,27,85") from None
+
+        def make(corner: str) -> Any:
+            from memspice.tech.technology import builtin
+
+            return builtin(Rails(), temps[corner])
+    else:
+        def make(corner: str) -> Any:
+            return technology_of(args, corner)
+    rails = Rails()
+    x_train, y_train, x_test, y_test = split_data(args, rails.vdd, rails.vss)
+    config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, lr_decay=0.93, seed=args.seed,
+                         val_fraction=0.0, progress=False)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    study = corner_study(make, x_train, y_train, x_test, y_test, args.out, sizing=sizing_of(args), corners=corners,
+                         train_corner=args.train_corner or corners[0], multi=not args.no_multi,
+                         topology=(x_train.shape[1], args.hidden, n_classes), mode=args.mode, config=config,
+                         settings=_settings(args), log=None if args.json else print)
+    if args.json:
+        print(json.dumps({"table": study.table.to_dict(orient="records"), "train_seconds": study.train_seconds},
+                         default=float))
+    else:
+        print(study.pivot().to_string(float_format=lambda v: f"{100 * v:.2f}"))
+    return 0
