@@ -47,14 +47,6 @@ def add_technology_options(parser: argparse.ArgumentParser) -> None:
     sizing.add_argument("--lp", type=float, default=None, help="PMOS length in µm")
 
 
-#: Reference sizings per technology (µm): PHAX's 90 nm sizing for the built-in card.
-DEFAULT_SIZING_UM: dict[str, tuple[float, float, float, float]] = {
-    "builtin": (0.6, 1.0, 0.1, 0.1),
-    "sky130": (1.0, 2.0, 0.15, 0.35),
-    "user": (1.0, 2.0, 0.15, 0.15),
-}
-
-
 def technology_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns Technology
     """Build the Technology named by the options of :func:`add_technology_options`."""
     from memspice.tech import builtin, sky130, user_library
@@ -73,10 +65,13 @@ def technology_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns Te
 
 
 def sizing_from_args(args: argparse.Namespace) -> InverterSizing:
-    """Inverter sizing from ``--wn/--wp/--ln/--lp`` (µm) over the technology's reference."""
-    wn, wp, ln, lp = DEFAULT_SIZING_UM[args.tech]
-    pick = lambda given, default: (default if given is None else given) * 1e-6  # noqa: E731
-    return InverterSizing(pick(args.wn, wn), pick(args.wp, wp), pick(args.ln, ln), pick(args.lp, lp))
+    """Inverter sizing from ``--wn/--wp/--ln/--lp`` (µm) over the technology's preset."""
+    from memspice.characterize.presets import default_sizing
+
+    preset = default_sizing(args.tech, args.flavor)
+    pick = lambda given, default: default if given is None else given * 1e-6  # noqa: E731
+    return InverterSizing(pick(args.wn, preset.wn_m), pick(args.wp, preset.wp_m),
+                          pick(args.ln, preset.ln_m), pick(args.lp, preset.lp_m))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

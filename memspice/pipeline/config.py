@@ -89,10 +89,12 @@ class CharacterizeConfig:
     """Inverter characterization and activation fit."""
 
     load_ohm: float = 900e3  #: representative load of the static (PHAX) fit, Ω
-    load_min_ohm: float = 1e5  #: load grid start, Ω
+    load_min_ohm: float = 5e4  #: load grid start, Ω (hidden outputs see up to ~30 µS)
     load_max_ohm: float = 2e6  #: load grid stop, Ω
     load_points: int = 20  #: load grid size
+    load_degree: int = 4  #: polynomial degree of the load-aware fit in the load conductance
     sweep_points: int = 501  #: VTC points
+    current_step_mv: float = 6.25  #: grid step of the inverter-current table (coupled model), mV
 
     def check(self, key: str) -> None:
         _need(self.load_ohm > 0, f"{key}.load_ohm", "must be positive", self.load_ohm)
@@ -100,6 +102,9 @@ class CharacterizeConfig:
         _need(self.load_max_ohm > self.load_min_ohm, f"{key}.load_max_ohm", "must be above load_min_ohm", self.load_max_ohm)
         _need(2 <= self.load_points <= 400, f"{key}.load_points", "must be in [2, 400]", self.load_points)
         _need(21 <= self.sweep_points <= 100001, f"{key}.sweep_points", "must be in [21, 100001]", self.sweep_points)
+        _need(1 <= self.load_degree <= 8, f"{key}.load_degree", "must be in [1, 8]", self.load_degree)
+        _need(self.load_points > self.load_degree, f"{key}.load_points", "must exceed load_degree", self.load_points)
+        _need(0.5 <= self.current_step_mv <= 100, f"{key}.current_step_mv", "must be in [0.5, 100] mV", self.current_step_mv)
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ class TrainingConfig:
     init_theta_mean: float = -2.0  #: start most devices near g_min (see the trainer's notes)
     optimizer: str = "adam"  #: adam | sgd | lbfgs | cg
     loss: str = "bce"  #: bce | mse | softmax_ce
-    mode: str = "static"  #: calibration mode used by the trainer
+    mode: str = "coupled"  #: calibration mode used by the trainer: static | load-aware | coupled
     seed: int = 0
 
     def check(self, key: str) -> None:

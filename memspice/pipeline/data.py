@@ -6,18 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from memspice.characterize.presets import default_sizing
 from memspice.circuit.builders import InverterSizing
 from memspice.circuit.wiring import Rails
 from memspice.datasets import Dataset, features_to_voltages, load_dataset, train_test_split
 from memspice.pipeline.config import RunConfig
 from memspice.tech import Technology, builtin, sky130, user_library
 
-#: Reference inverter sizes per technology (µm): wn, wp, ln, lp.
-REFERENCE_SIZING_UM: dict[str, tuple[float, float, float, float]] = {
-    "builtin": (0.6, 1.0, 0.1, 0.1),
-    "sky130": (1.0, 2.0, 0.15, 0.35),
-    "user": (1.0, 2.0, 0.15, 0.15),
-}
 #: The MNIST benchmark split of a single IDX set (ARCHITECTURE.md §7): first 8000 / last 2000.
 MNIST_TRAIN = 8000
 
@@ -35,12 +30,13 @@ def technology(config: RunConfig) -> Technology:
 
 
 def sizing(config: RunConfig) -> InverterSizing:
-    """Configured sizes, falling back to the technology's reference for zeros."""
-    reference = REFERENCE_SIZING_UM[config.technology.name]
+    """Configured sizes (µm → m), falling back to the technology's preset for zeros."""
+    preset = default_sizing(config.technology.name, config.technology.flavor)
+    reference = (preset.wn_m, preset.wp_m, preset.ln_m, preset.lp_m)
     s = config.sizing
-    given = (s.wn_um, s.wp_um, s.ln_um, s.lp_um)
+    given = (s.wn_um * 1e-6, s.wp_um * 1e-6, s.ln_um * 1e-6, s.lp_um * 1e-6)
     wn, wp, ln, lp = (g if g > 0 else r for g, r in zip(given, reference))
-    return InverterSizing(wn * 1e-6, wp * 1e-6, ln * 1e-6, lp * 1e-6)
+    return InverterSizing(wn, wp, ln, lp)
 
 
 def split_dataset(config: RunConfig) -> tuple[Dataset, Dataset]:

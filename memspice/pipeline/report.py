@@ -10,9 +10,9 @@ from memspice.io import write_text_atomic
 
 #: Plots the report shows when their stage wrote them (relative to the run directory).
 FIGURES: tuple[tuple[str, str, str], ...] = (
-    ("characterize", "characterize/vtc_family.png", "VTC family of the two-inverter neuron under the load grid"),
-    ("characterize", "characterize/gain_family.png", "Gain under the load grid"),
-    ("characterize", "characterize/metrics_vs_load.png", "Switching threshold, gain and noise margins vs load"),
+    ("characterize", "characterize/loads_vtc.png", "VTC family of the inverter and the neuron under the load grid"),
+    ("characterize", "characterize/loads_gain.png", "Gain under the load grid"),
+    ("characterize", "characterize/loads_metrics.png", "Switching threshold, gain and noise margins vs load"),
     ("calibrate", "calibrate/activation_fit.png", "Static (PHAX) tanh fits and their residuals"),
     ("train", "train/constrained/history.png", "Training curves of the constrained network"),
     ("validate", "validate/scatter.png", "SPICE vs model, every neuron output, per layer"),
@@ -84,6 +84,18 @@ def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_
         lines.append(f"| output RMS error model vs SPICE, {name} | {_num(rms, ' mV', 1e3)} |")
     if h["loop_final_rms_v"] is not None:
         lines.append(f"| closed loop: final output RMS error | {_num(h['loop_final_rms_v'], ' mV', 1e3)} |")
+    modes = summaries.get("validate", {}).get("modes", [])
+    if modes:
+        lines += ["", "## How well each calibration mode predicts the circuit", "",
+                  "Same trained conductances, same SPICE run; only the model differs.", "",
+                  "| mode | output RMS error | output max error | worst hidden-layer RMS | agreement with SPICE |",
+                  "|---|---|---|---|---|"]
+        for m in modes:
+            if "error" in m:
+                lines.append(f"| {m['mode']} | unavailable: {m['error']} | | | |")
+                continue
+            lines.append(f"| {m['mode']} | {_num(m['output_rms_v'], ' mV', 1e3)} | {_num(m['output_max_v'], ' mV', 1e3)} "
+                         f"| {_num(m['hidden_rms_v'], ' mV', 1e3)} | {_pct(m['agreement'])} |")
     lines += ["", "## Stages", "", "| stage | time (s) |", "|---|---|"]
     for stage, summary in summaries.items():
         lines.append(f"| {stage} | {summary.get('elapsed_s', 'n/a')} |")

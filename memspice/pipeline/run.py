@@ -8,6 +8,7 @@ from typing import Any
 
 from memspice.io import write_text_atomic
 from memspice.pipeline.calibrate_stage import run_calibrate
+from memspice.pipeline.characterize_stage import run_characterize
 from memspice.pipeline.config import RunConfig, config_to_toml
 from memspice.pipeline.report import write_report
 from memspice.pipeline.stages import Stage, StageContext, run_stages, setup_logging
@@ -22,7 +23,8 @@ TECH_SECTIONS = ("technology", "sizing")
 def stages() -> list[Stage]:
     """The stages of the main job, in order."""
     return [
-        Stage("calibrate", "calibrate (SPICE fits)", (*TECH_SECTIONS, "characterize", "device"), (), run_calibrate),
+        Stage("characterize", "characterize (VTC, load family)", (*TECH_SECTIONS, "characterize"), (), run_characterize),
+        Stage("calibrate", "calibrate (SPICE fits)", (*TECH_SECTIONS, "characterize", "device"), ("characterize",), run_calibrate),
         Stage("train", "train (constrained + float baseline)", ("dataset", "training", "device"), ("calibrate",), run_train),
         Stage("validate", "validate in SPICE", (*TECH_SECTIONS, "dataset", "validation"), ("train",), run_validate),
     ]

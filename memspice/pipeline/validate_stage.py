@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from memspice.errors import SimError
+import numpy as np
+import pandas as pd
+
+from memspice.errors import ConfigError, SimError
+from memspice.io import write_atomic
 from memspice.pipeline import data
 from memspice.pipeline.stages import StageContext
-from memspice.train.network_io import load_network
+from memspice.train.network_io import TrainedNetwork, load_network
 from memspice.validate.api import RunSettings, validate_network
+from memspice.validate.compare import LayerVoltages
 
 
 def run_validate(ctx: StageContext) -> dict[str, Any]:
@@ -41,4 +46,38 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
         failed = ", ".join(str(f.index) for f in report.failures)
         raise SimError(f"validation batches {failed} failed; see {ctx.run_dir / 'validate'} "
                        "(re-run to resume: finished batches are kept)")
-    return dict(report.summary)
+    modes = compare_modes(network, x[report.sample_index], report.spice)
+    path = ctx.stage_dir("validate") / "modes.csv"
+    write_atomic(path, lambda tmp: modes.to_csv(tmp, index=False))
+    return {**report.summary, "modes": modes.to_dict(orient="records")}
+
+
+def compare_modes(network: TrainedNetwork, x: np.ndarray, spice: list[LayerVoltages]) -> pd.DataFrame:
+    """Every calibration mode's prediction of the same SPICE run (no extra simulation).
+
+    One row per mode: output-layer RMS/max error (V), worst hidden-layer RMS (V), the
+    classification agreement with SPICE, and the forward time (s).
+    """
+    import time
+
+    rows = []
+    spice_class = spice[-1].outp.argmax(axis=1)
+    for mode in ("static", "load-aware", "coupled"):
+        start = time.perf_counter()
+        try:
+            states = network.layer_voltages(x, mode)
+        except ConfigError as exc:  # e.g. a calibration without the model this mode needs
+            rows.append({"mode": mode, "error": str(exc)})
+            continue
+        seconds = time.perf_counter() - start
+        errors = [np.concatenate([(s.outn - m.outn).ravel(), (s.outp - m.outp).ravel()])
+                  for s, m in zip(spice, states)]
+        rows.append({
+            "mode": mode,
+            "output_rms_v": float(np.sqrt(np.mean(errors[-1] ** 2))),
+            "output_max_v": float(np.abs(errors[-1]).max()),
+            "hidden_rms_v": max((float(np.sqrt(np.mean(e ** 2))) for e in errors[:-1]), default=0.0),
+            "agreement": float(np.mean(states[-1].outp.argmax(axis=1) == spice_class)),
+            "forward_s": seconds,
+        })
+    return pd.DataFrame(rows)
