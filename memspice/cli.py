@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "memspice.train.command",
     "memspice.validate.command",
     "memspice.regress.command",
+    "memspice.loop.command",
     "memspice.pipeline_command",
 )
 

@@ -171,6 +171,25 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class LoopConfig:
+    """Closed loop between the trained model and its SPICE circuit (before the final validation)."""
+
+    enabled: bool = True
+    samples: int = 300  #: training samples simulated in SPICE each round (labels unused for the fit)
+    max_rounds: int = 3  #: recalibrate + fine-tune rounds after round 0
+    tolerance_mv: float = 1.0  #: target for the worst layer's RMS model − SPICE error, mV
+    agreement_target: float = 0.999  #: target classification agreement model vs SPICE
+    fine_tune_epochs: int = 2
+
+    def check(self, key: str) -> None:
+        _need(1 <= self.samples <= 100000, f"{key}.samples", "must be in [1, 100000]", self.samples)
+        _need(0 <= self.max_rounds <= 20, f"{key}.max_rounds", "must be in [0, 20]", self.max_rounds)
+        _need(self.tolerance_mv > 0, f"{key}.tolerance_mv", "must be positive", self.tolerance_mv)
+        _need(0 < self.agreement_target <= 1, f"{key}.agreement_target", "must be in (0, 1]", self.agreement_target)
+        _need(1 <= self.fine_tune_epochs <= 1000, f"{key}.fine_tune_epochs", "must be in [1, 1000]", self.fine_tune_epochs)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """The whole `memspice run` configuration."""
 
@@ -181,6 +200,7 @@ class RunConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
     def section_digest(self, *names: str) -> str:
         """SHA-256 of the named sections (what a stage depends on)."""

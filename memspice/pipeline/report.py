@@ -18,7 +18,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("validate", "validate/scatter.png", "SPICE vs model, every neuron output, per layer"),
     ("validate", "validate/error_histograms.png", "SPICE − model output-voltage error"),
     ("validate", "validate/confusion.png", "Confusion matrix of the SPICE circuit"),
-    ("loop", "loop/rounds.png", "Closed loop: model–SPICE error per round"),
+    ("loop", "loop/rounds/rounds.png", "Closed loop: model–SPICE error and agreement per round"),
 )
 
 
@@ -36,7 +36,7 @@ def headline(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     tr = summaries.get("train", {})
     va = summaries.get("validate", {})
     loop = summaries.get("loop", {})
-    layer_rms = {f"layer{e['layer']}_{e.get('polarity', '')}": e.get("rms_v") for e in va.get("layer_errors", [])}
+    layer_rms = {f"layer {e['layer']} {e.get('output', '')}": e.get("rms_v") for e in va.get("layer_errors", [])}
     power = va.get("static_power_w", {})
     transient = va.get("transient", {})
     return {
@@ -81,9 +81,20 @@ def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_
         f"| SPICE validation throughput | {_num(h['validation_samples_per_s'], ' samples/s')} |",
     ]
     for name, rms in h["output_rms_error_v"].items():
-        lines.append(f"| output RMS error model vs SPICE, {name} | {_num(rms, ' mV', 1e3)} |")
+        lines.append(f"| RMS error model vs SPICE, {name} | {_num(rms, ' mV', 1e3)} |")
     if h["loop_final_rms_v"] is not None:
         lines.append(f"| closed loop: final output RMS error | {_num(h['loop_final_rms_v'], ' mV', 1e3)} |")
+    loop = summaries.get("loop", {})
+    if loop.get("enabled"):
+        lines += ["", f"## Closed loop ({loop['mode']} mode)", "",
+                  f"{loop['rounds']} round(s), {'converged' if loop['converged'] else 'did not converge'} "
+                  "(targets: worst-layer RMS and agreement, see the configuration).", "",
+                  "| round | action | SPICE acc. | model acc. | agreement | output RMS | worst-layer RMS |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in loop.get("table", []):
+            lines.append(f"| {r.get('round')} | {r.get('action')} | {_pct(r.get('spice_accuracy'))} | "
+                         f"{_pct(r.get('model_accuracy'))} | {_pct(r.get('agreement'))} | "
+                         f"{_num(r.get('output_rms_v'), ' mV', 1e3)} | {_num(r.get('worst_rms_v'), ' mV', 1e3)} |")
     modes = summaries.get("validate", {}).get("modes", [])
     if modes:
         lines += ["", "## How well each calibration mode predicts the circuit", "",

@@ -12,6 +12,7 @@ from memspice.pipeline.characterize_stage import run_characterize
 from memspice.pipeline.config import RunConfig, config_to_toml
 from memspice.pipeline.report import write_report
 from memspice.pipeline.stages import Stage, StageContext, run_stages, setup_logging
+from memspice.pipeline.loop_stage import run_loop
 from memspice.pipeline.train_stage import run_train
 from memspice.pipeline.validate_stage import run_validate
 
@@ -26,7 +27,9 @@ def stages() -> list[Stage]:
         Stage("characterize", "characterize (VTC, load family)", (*TECH_SECTIONS, "characterize"), (), run_characterize),
         Stage("calibrate", "calibrate (SPICE fits)", (*TECH_SECTIONS, "characterize", "device"), ("characterize",), run_calibrate),
         Stage("train", "train (constrained + float baseline)", ("dataset", "training", "device"), ("calibrate",), run_train),
-        Stage("validate", "validate in SPICE", (*TECH_SECTIONS, "dataset", "validation"), ("train",), run_validate),
+        Stage("loop", "close the loop (SPICE rounds)", (*TECH_SECTIONS, "dataset", "training", "validation", "loop"),
+              ("train",), run_loop),
+        Stage("validate", "validate in SPICE", (*TECH_SECTIONS, "dataset", "validation"), ("loop",), run_validate),
     ]
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 from memspice.errors import ConfigError, SimError
 from memspice.io import write_atomic
 from memspice.pipeline import data
+from memspice.pipeline.loop_stage import final_network_dir
 from memspice.pipeline.stages import StageContext
 from memspice.train.network_io import TrainedNetwork, load_network
 from memspice.validate.api import RunSettings, validate_network
@@ -21,7 +22,7 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     cfg = ctx.config
-    network = load_network(ctx.run_dir / "train" / "network")
+    network = load_network(final_network_dir(ctx.run_dir))
     _, test_set = data.split_dataset(cfg)
     x = data.voltages(test_set, network.calibration.rails)
     labels = test_set.labels
