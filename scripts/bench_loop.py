@@ -11,7 +11,8 @@ Digits 64-32-10 on the built-in card (80/20 split, all 360 test samples simulate
    (skip with ``--no-corners``).
 
 ``--mnist`` repeats step 1 for MNIST 196-100-10 (first 8000 train, last 2000 test; simulate
-``--mnist-test`` of them) on the built-in card, ``--mnist-sky130`` on sky130 tt LVT.
+``--mnist-test`` of them) on the built-in card, ``--mnist-sky130`` on sky130 tt LVT
+(``--mnist-sky130-test`` samples).
 ``--quick`` is a < 1 min smoke run. Ends with ONE JSON line holding every figure.
 """
 
@@ -64,7 +65,7 @@ def compare_modes(cal, tech, sizing, x_train, y_train, x_test, y_test, topology,
     from memspice.train.losses import accuracy
     from memspice.validate.api import validate_network
 
-    config = TrainConfig(epochs=epochs, batch_size=16, lr=0.01, lr_decay=0.93, loss="bce", val_fraction=0.0,
+    config = TrainConfig(epochs=epochs, batch_size=16, lr=0.01, lr_decay=0.95, loss="bce", val_fraction=0.0,
                          progress=False)
     mlp = TanhMLP(topology, cal.rails.vss, cal.rails.vdd)
     baseline = accuracy(mlp.predict(train(mlp, x_train, y_train, config).params, x_test), y_test)
@@ -112,18 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (< 1 min)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_loop"), help="run directory")
-    parser.add_argument("--epochs", type=int, default=20, help="digits training epochs per mode (default: 20)")
+    parser.add_argument("--epochs", type=int, default=40, help="digits training epochs per mode (default: 40)")
     parser.add_argument("--loop-tolerance-mv", type=float, default=0.1,
                         help="closed-loop worst-layer RMS target in mV (default: 0.1, below round 0's error, so the "
                              "rounds show)")
     parser.add_argument("--no-corners", action="store_true", help="skip the sky130 corner study")
-    parser.add_argument("--corner-epochs", type=int, default=8, help="corner-study epochs (default: 8)")
+    parser.add_argument("--corner-epochs", type=int, default=20, help="corner-study epochs (default: 20)")
     parser.add_argument("--corner-test", type=int, default=200, help="test samples per corner (default: 200)")
     parser.add_argument("--mnist", action="store_true", help="MNIST 196-100-10 on the built-in card")
     parser.add_argument("--mnist-sky130", action="store_true", help="MNIST 196-100-10 on sky130 tt LVT")
     parser.add_argument("--mnist-dir", type=Path, default=Path("/work/shared/data/mnist"))
     parser.add_argument("--mnist-test", type=int, default=2000, help="MNIST test samples simulated (default: 2000)")
-    parser.add_argument("--mnist-epochs", type=int, default=6)
+    parser.add_argument("--mnist-sky130-test", type=int, default=500,
+                        help="MNIST test samples simulated on sky130 (default: 500)")
+    parser.add_argument("--mnist-epochs", type=int, default=6, help="MNIST training epochs per mode (default: 6)")
     args = parser.parse_args(argv)
 
     from memspice.characterize.calibrate import calibrate
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n[digits] closed loop from the static-trained network, mode {mode}")
         result = closed_loop(networks["static"], tech, x_train, y_train, x_test, y_test, args.out / f"loop_{mode}",
                              calibration=cal, sizing=sizing, mode=mode, max_rounds=1 if args.quick else 3,
-                             tolerance_v=args.loop_tolerance_mv * 1e-3,
+                             tolerance_v=args.loop_tolerance_mv * 1e-3, refine_step_v=0.00625 if args.quick else 0.003125,
                              fine_tune=fine, settings=RunSettings(batch_size=settings.batch_size), force=True,
                              log=print)
         loops[mode] = {"converged": result.converged, "rounds": result.rounds.to_dict(orient="records")}
@@ -187,14 +190,15 @@ def main(argv: list[str] | None = None) -> int:
         print(study.pivot().to_string(float_format=lambda v: f"{100 * v:.2f}"))
         summary["corners"] = {"table": study.table.to_dict(orient="records"), "train_seconds": study.train_seconds}
 
-    for flag, name, make, size in ((args.mnist, "mnist_builtin", builtin, BUILTIN_SIZING),
-                                   (args.mnist_sky130, "mnist_sky130_tt", lambda: sky130("tt"), SKY130_LVT_SIZING)):
+    for flag, name, make, size, n_test in (
+            (args.mnist, "mnist_builtin", builtin, BUILTIN_SIZING, args.mnist_test),
+            (args.mnist_sky130, "mnist_sky130_tt", lambda: sky130("tt"), SKY130_LVT_SIZING, args.mnist_sky130_test)):
         if not flag:
             continue
         m_tech = make()
         m_cal = cal if name == "mnist_builtin" else calibrate(m_tech, size, loads_ohm=LOADS_OHM, degree=LOAD_DEGREE)
         data = load_mnist(args.mnist_dir)
-        tr, te = data.subset(slice(0, 8000)), data.subset(slice(8000, 8000 + args.mnist_test))
+        tr, te = data.subset(slice(0, 8000)), data.subset(slice(8000, 8000 + n_test))
         xm_train = features_to_voltages(tr.features, m_cal.rails.vdd, m_cal.rails.vss)
         xm_test = features_to_voltages(te.features, m_cal.rails.vdd, m_cal.rails.vss)
         summary[name], _ = compare_modes(m_cal, m_tech, size, xm_train, tr.labels, xm_test, te.labels,
