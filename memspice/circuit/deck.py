@@ -31,7 +31,7 @@ _TITLE = re.compile(r"[A-Za-z0-9 _.,:()+=/-]{0,120}")
 _RELPATH = re.compile(r"[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*(/[A-Za-z0-9_+-]+(\.[A-Za-z0-9_+-]+)*)*")
 #: ngspice options a deck may set (closed set: nothing else reaches ``.options``).
 ALLOWED_OPTIONS = frozenset(
-    {"reltol", "abstol", "vntol", "gmin", "itl1", "itl2", "itl4", "temp", "tnom", "rshunt", "method", "maxord"}
+    {"reltol", "abstol", "vntol", "gmin", "itl1", "itl2", "itl4", "temp", "tnom", "rshunt", "method", "maxord", "bypass"}
 )
 #: Interpreter settings a deck may require (written to ``.spiceinit`` by the simulator layer).
 ALLOWED_SETTINGS = frozenset({"ngbehavior", "ng_nomodcheck", "num_threads"})
