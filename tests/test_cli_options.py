@@ -46,7 +46,7 @@ def test_bad_values_are_clear_errors(tmp_path) -> None:
         technology_factory(_parse("--tech", "user"))
     with pytest.raises(ConfigError, match="--wp must be a positive"):
         sizing_from_args(_parse("--wp", "0"))
-    with pytest.raises(ConfigError, match="four positive sizes"):
+    with pytest.raises(ConfigError, match="four numbers"):
         sizings_from_args(_parse("--sizes", "1,2,3", multi=True))
     lib = tmp_path / "my.lib"
     lib.write_text("* empty\n")
@@ -59,7 +59,7 @@ def test_several_sizes() -> None:
     assert [s.wn_m for s in sizes] == pytest.approx([1e-6, 3e-6])
 
 
-@pytest.mark.parametrize("command", ["netlist", "characterize", "calibrate", "validate"])
+@pytest.mark.parametrize("command", ["netlist", "characterize", "calibrate", "validate", "loop", "hybrid"])
 def test_every_circuit_command_takes_the_same_options(command: str) -> None:
     parser = build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from memspice.cli_options import add_technology_options, sizings_from_args, technology_from_args
 from memspice.errors import ConfigError
 
 LOOP_DESCRIPTION = """\
@@ -54,16 +55,7 @@ def _data_options(p: argparse.ArgumentParser, samples_default: int | None) -> No
 
 
 def _circuit_options(p: argparse.ArgumentParser, corner: bool = True) -> None:
-    circuit = p.add_argument_group("circuit")
-    circuit.add_argument("--tech", choices=["builtin", "sky130"], default="builtin",
-                         help="MOSFET models: the built-in card or the sky130 PDK (default: builtin)")
-    if corner:
-        circuit.add_argument("--corner", default="tt", help="sky130 process corner tt/ss/ff/sf/fs (default: tt)")
-    circuit.add_argument("--flavor", choices=["lvt", "standard"], default="lvt", help="sky130 devices (default: lvt)")
-    circuit.add_argument("--sky130-path", type=Path, default=None, help="sky130 library location (default: search)")
-    circuit.add_argument("--temperature", type=float, default=27.0, help="temperature in °C (default: 27)")
-    circuit.add_argument("--sizes", default=None, metavar="WN,WP,LN,LP",
-                         help="inverter sizes in µm (default: the technology's preset)")
+    add_technology_options(p, rails=False, corner=corner, multi_sizes=True)
 
 
 def _run_options(p: argparse.ArgumentParser, out: str) -> None:
@@ -127,32 +119,18 @@ def register(subparsers: Any) -> None:
 
 
 def sizing_of(args: argparse.Namespace) -> Any:
-    """Inverter sizing from ``--sizes`` (µm) or the technology's preset."""
-    from memspice.characterize.presets import default_sizing
-    from memspice.circuit.builders import InverterSizing
-
-    if args.sizes is None:
-        return default_sizing(args.tech, args.flavor)
-    try:
-        values = [float(v) for v in args.sizes.split(",")]
-    except ValueError:
-        raise ConfigError(f"--sizes takes four numbers in µm, got {args.sizes!r}") from None
-    if len(values) != 4:
-        raise ConfigError(f"--sizes takes four numbers WN,WP,LN,LP in µm, got {args.sizes!r}")
-    return InverterSizing(*(v * 1e-6 for v in values))
+    """The one inverter sizing of the options (``--sizes`` or ``--wn…``, else the preset)."""
+    sizings = sizings_from_args(args)
+    if len(sizings) != 1:
+        raise ConfigError("this command takes exactly one sizing in --sizes")
+    return sizings[0]
 
 
 def technology_of(args: argparse.Namespace, corner: str, rails: Any = None) -> Any:
-    """The technology at a corner (sky130) or at ``--temperature`` (builtin)."""
+    """The technology of the options at ``corner`` (rails default to ±0.25 V)."""
     from memspice.circuit.wiring import Rails
-    from memspice.tech.technology import builtin, sky130
 
-    rails = rails or Rails()
-    if args.tech == "sky130":
-        return sky130(corner, flavor=args.flavor, rails=rails, temperature_c=args.temperature, path=args.sky130_path)
-    if corner not in ("tt", ""):
-        raise ConfigError("--corner applies to --tech sky130 only")
-    return builtin(rails, args.temperature)
+    return technology_from_args(args, rails=rails or Rails(), corner=corner)
 
 
 def split_data(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, Any, Any, Any]:
