@@ -159,13 +159,13 @@ class ValidationConfig:
     """SPICE validation of the trained network."""
 
     samples: int = 0  #: test samples to validate in SPICE (0 = all)
-    batch_size: int = 250  #: samples per ngspice deck
+    batch_size: int = 0  #: samples per ngspice deck (0 = automatic: split evenly over the workers, ≤ 900)
     workers: int = 0  #: ngspice processes (0 = one per core)
     timeout_s: float = 600.0  #: per deck
 
     def check(self, key: str) -> None:
         _need(self.samples >= 0, f"{key}.samples", "must be ≥ 0", self.samples)
-        _need(1 <= self.batch_size <= 5000, f"{key}.batch_size", "must be in [1, 5000]", self.batch_size)
+        _need(0 <= self.batch_size <= 5000, f"{key}.batch_size", "must be 0 (automatic) or in [1, 5000]", self.batch_size)
         _need(self.workers >= 0, f"{key}.workers", "must be ≥ 0", self.workers)
         _need(self.timeout_s > 0, f"{key}.timeout_s", "must be positive", self.timeout_s)
 

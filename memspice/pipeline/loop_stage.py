@@ -38,7 +38,7 @@ def run_loop(ctx: StageContext) -> dict[str, Any]:
     result = closed_loop(network, data.technology(cfg), x_train, y_train, x_train[:n], y_train[:n], out / "rounds",
                          sizing=data.sizing(cfg), mode=cfg.training.mode, tolerance_v=cfg.loop.tolerance_mv * 1e-3,
                          agreement_target=cfg.loop.agreement_target, max_rounds=cfg.loop.max_rounds,
-                         fine_tune=fine_tune, settings=RunSettings(batch_size=v.batch_size, workers=v.workers or None,
+                         fine_tune=fine_tune, settings=RunSettings(batch_size=data.batch_size(cfg, n), workers=v.workers or None,
                                                                    timeout_s=v.timeout_s),
                          force=True)
     save_network(result.network, out / NETWORK_DIR)

@@ -29,7 +29,7 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     if cfg.validation.samples:
         x, labels = x[: cfg.validation.samples], labels[: cfg.validation.samples]
     v = cfg.validation
-    settings = RunSettings(batch_size=v.batch_size, workers=v.workers or None, timeout_s=v.timeout_s,
+    settings = RunSettings(batch_size=data.batch_size(cfg, len(x)), workers=v.workers or None, timeout_s=v.timeout_s,
                            transient_samples=min(8, len(x)), resume=True)
     bar = tqdm(total=len(x), desc="SPICE validation", unit="batch", disable=ctx.quiet, leave=False)
 
