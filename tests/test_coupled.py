@@ -11,7 +11,10 @@ import pytest
 from scipy.optimize import brentq
 
 from memspice.errors import ConfigError
-from memspice.fit.calibration import Calibration, InverterCurrentModel, phax_reference_calibration
+from memspice.fit.calibration import (
+    Calibration,
+    phax_reference_calibration,
+)
 from memspice.train.coupled import CoupledEvaluator
 from memspice.train.coupled_solve import (
     CurrentSurface,
@@ -27,29 +30,7 @@ from memspice.train.model import PhaxNetwork
 from memspice.train.network_io import TrainedNetwork
 
 TOPOLOGIES = {1: (4, 3), 2: (4, 5, 3), 3: (4, 5, 4, 3)}
-VDD, VSS = 0.25, -0.25
-
-
-def _ekv(v: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, v / (2 * 0.0259)) ** 2
-
-
-def ekv_inverter_current(v_in: np.ndarray, v_out: np.ndarray) -> np.ndarray:
-    """Output current (A) of a symmetric EKV-style inverter between ±0.25 V rails."""
-    n_slope, v_t, i_spec = 1.3, 0.12, 4e-7
-    pinch_n = (v_in - VSS - v_t) / n_slope
-    pinch_p = (VDD - v_in - v_t) / n_slope
-    sink = i_spec * (_ekv(pinch_n) - _ekv(pinch_n - (v_out - VSS)))
-    source = i_spec * (_ekv(pinch_p) - _ekv(pinch_p - (VDD - v_out)))
-    return source - sink
-
-
-def synthetic_calibration(points: int = 41) -> Calibration:
-    grid = np.linspace(VSS, VDD, points)
-    table = ekv_inverter_current(grid[:, None], grid[None, :])
-    model = InverterCurrentModel(tuple(grid), tuple(grid), tuple(map(tuple, table)), 0.0, 0.0)
-    base = phax_reference_calibration()
-    return Calibration(base.rails, base.activation, base.device, inverter_current=model)
+from analytic_inverter import VDD, VSS, synthetic_calibration
 
 
 @pytest.fixture(scope="module")

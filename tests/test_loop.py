@@ -8,48 +8,33 @@ import dataclasses
 
 import numpy as np
 import pytest
+from analytic_inverter import VDD, VSS, synthetic_calibration
 
 from memspice.errors import ConfigError
 from memspice.fit.calibration import (
     Calibration,
-    InverterCurrentModel,
     NeuronActivation,
     TanhActivation,
     phax_reference_calibration,
 )
 from memspice.loop.corners import MultiCornerNetwork
 from memspice.loop.hybrid import LastLayerModel
-from memspice.loop.operating_points import LayerPoints, circuit_operating_points, current_residual, inverter_points
+from memspice.loop.operating_points import (
+    LayerPoints,
+    circuit_operating_points,
+    current_residual,
+    inverter_points,
+)
 from memspice.loop.recalibrate import refit_static
 from memspice.train.coupled import CoupledEvaluator
 from memspice.train.losses import Loss
 from memspice.train.model import PhaxNetwork
 from memspice.validate.compare import LayerVoltages
 
-VDD, VSS = 0.25, -0.25
-
-
-def _ekv(v: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, v / (2 * 0.0259)) ** 2
-
-
-def ekv_current(v_in: np.ndarray, v_out: np.ndarray) -> np.ndarray:
-    """Output current (A) of a symmetric EKV-style inverter between ±0.25 V rails."""
-    n_slope, v_t, i_spec = 1.3, 0.12, 4e-7
-    pinch_n = (v_in - VSS - v_t) / n_slope
-    pinch_p = (VDD - v_in - v_t) / n_slope
-    sink = i_spec * (_ekv(pinch_n) - _ekv(pinch_n - (v_out - VSS)))
-    source = i_spec * (_ekv(pinch_p) - _ekv(pinch_p - (VDD - v_out)))
-    return source - sink
-
 
 @pytest.fixture(scope="module")
 def calibration() -> Calibration:
-    grid = np.linspace(VSS, VDD, 41)
-    table = ekv_current(grid[:, None], grid[None, :])
-    model = InverterCurrentModel(tuple(grid), tuple(grid), tuple(map(tuple, table)), 0.0, 0.0)
-    base = phax_reference_calibration()
-    return Calibration(base.rails, base.activation, base.device, inverter_current=model)
+    return synthetic_calibration()
 
 
 def _network(topology, seed=0):
