@@ -52,7 +52,10 @@ def headline(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "agreement": va.get("agreement"),
         "output_rms_error_v": layer_rms,
         "static_power_mean_w": power.get("mean"),
-        "energy_per_inference_j": transient.get("energy_j_mean"),
+        "energy_per_inference_j": transient.get("energy_to_settle_j_mean"),
+        "energy_per_period_j": transient.get("energy_j_mean"),
+        "transient_period_s": transient.get("period_s"),
+        "transient_settled": f"{transient.get('settled')}/{transient.get('samples')}" if transient else None,
         "delay_mean_s": transient.get("delay_s_mean"),
         "validation_samples_per_s": va.get("samples_per_s"),
         "loop_final_rms_v": loop.get("final_rms_v"),
@@ -76,8 +79,9 @@ def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_
         f"| model accuracy on the same samples | {_pct(h['model_accuracy_on_validated'])} |",
         f"| classification agreement model vs SPICE | {_pct(h['agreement'])} |",
         f"| static power per inference (mean) | {_num(h['static_power_mean_w'], ' µW', 1e6)} |",
-        f"| energy per inference (transient) | {_num(h['energy_per_inference_j'], ' pJ', 1e12)} |",
-        f"| settling delay (mean, 10 % band) | {_num(h['delay_mean_s'], ' ns', 1e9)} |",
+        f"| energy per inference (until the outputs settle) | {_num(h['energy_per_inference_j'], ' pJ', 1e12)} |",
+        f"| settling delay to the DC point (mean, 10 % band) | {_num(h['delay_mean_s'], ' ns', 1e9)} "
+        f"({h['transient_settled']} samples settled within {_num(h['transient_period_s'], ' ns', 1e9)}) |",
         f"| SPICE validation throughput | {_num(h['validation_samples_per_s'], ' samples/s')} |",
     ]
     for name, rms in h["output_rms_error_v"].items():

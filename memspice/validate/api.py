@@ -187,8 +187,20 @@ def prepare_run_dir(out_dir: Path, manifest: dict[str, Any], resume: bool, force
 
 
 def _jobs(mode: Mode, batches: list[np.ndarray], x: np.ndarray, circuit: NetworkCircuit,
-          settings: RunSettings, sim: SimOptions) -> list[BatchJob]:
-    return [BatchJob(i, b, x[b], circuit, mode, settings.transient, sim) for i, b in enumerate(batches)]
+          settings: RunSettings, sim: SimOptions, reference: np.ndarray | None = None) -> list[BatchJob]:
+    return [BatchJob(i, b, x[b], circuit, mode, settings.transient, sim, None if reference is None else reference[b])
+            for i, b in enumerate(batches)]
+
+
+def dc_reference(dc: ExecutionResult, n_samples: int, last_layer: int) -> np.ndarray:
+    """``(S, 2M)`` last-layer DC operating points ``[outp…, outn…]`` by sample (NaN where missing)."""
+    reference: np.ndarray | None = None
+    for arrays in dc.batches.values():
+        values = np.column_stack([arrays[f"outp{last_layer}"], arrays[f"outn{last_layer}"]])
+        if reference is None:
+            reference = np.full((n_samples, values.shape[1]), np.nan)
+        reference[np.asarray(arrays["sample_index"], dtype=np.int64)] = values
+    return np.full((n_samples, 0), np.nan) if reference is None else reference
 
 
 def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, labels: np.ndarray,
@@ -240,13 +252,14 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     failures = list(dc.failures)
     transient: dict[str, np.ndarray] = {}
     if n_tran:
-        tr = execute(_jobs("transient", tran_batches, x, circuit, settings, sim), BatchStore(out_dir, "transient"),
+        reference = dc_reference(dc, len(x), len(network.topology) - 2)
+        tr = execute(_jobs("transient", tran_batches, x, circuit, settings, sim, reference), BatchStore(out_dir, "transient"),
                      workers=settings.workers, scheduler=settings.scheduler)
         failures += [BatchFailure(f.index, f"transient batch: {f.message}", f.run_dir) for f in tr.failures]
         if tr.batches:
             keys = sorted(tr.batches)
             transient = {name: np.concatenate([tr.batches[k][name] for k in keys])
-                         for name in ("delay_s", "energy_j", "sample_index")}
+                         for name in ("delay_s", "energy_j", "energy_to_settle_j", "sample_index")}
             transient["sample"] = transient.pop("sample_index")
     report = assemble(network, draw, dc, labels, x, failures, transient, evaluator)
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir))
@@ -322,5 +335,7 @@ def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technol
             "delay_s_mean": float(np.nanmean(delay)) if np.isfinite(delay).any() else None,
             "delay_s_max": float(np.nanmax(delay)) if np.isfinite(delay).any() else None,
             "energy_j_mean": float(energy.mean()),
+            "energy_to_settle_j_mean": float(np.nanmean(report.transient["energy_to_settle_j"]))
+            if np.isfinite(report.transient["energy_to_settle_j"]).any() else None,
         }
     return summary

@@ -47,14 +47,16 @@ class TransientSpec:
     """How samples are driven in time.
 
     Attributes:
-        period_s: time each sample is held (s).
+        period_s: time each sample is held (s). Subthreshold networks at ±0.25 V take 100–200 ns
+            to settle (built-in card, PHAX sizing); an output that has not reached its DC
+            operating point within the period is reported as not settled.
         rise_s: input ramp time from one sample to the next (s).
         points_per_period: output time points per period (resolution of the delay, dimensionless).
     """
 
-    period_s: float = 50e-9
+    period_s: float = 1e-6
     rise_s: float = 0.1e-9
-    points_per_period: int = 200
+    points_per_period: int = 1000
 
     def __post_init__(self) -> None:
         if not (self.period_s > 0 and 0 < self.rise_s < self.period_s):

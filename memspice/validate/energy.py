@@ -17,8 +17,11 @@ from memspice.sim.rawfile import Plot
 
 #: A sample's outputs have settled when each stays within this fraction of its step (PHAX: 10 %).
 SETTLE_FRACTION = 0.10
-#: Steps smaller than this (V) count as "no transition" (settled at once).
-MIN_STEP_V = 1e-3
+#: An output transitions when its step is at least this fraction of the rail-to-rail swing;
+#: smaller steps define no delay. (A band of 10 % of a 1 mV step is 0.1 mV, which the slow RC
+#: tail of a lightly moving output does not enter before the period ends: the delay then grew
+#: with the period — 47 ns at a 50 ns period, 173 ns at 200 ns.)
+TRANSITION_FRACTION = 0.10
 
 
 def static_power(i_vdd: np.ndarray, i_vss: np.ndarray, rails: Rails) -> np.ndarray:
@@ -37,23 +40,31 @@ class TransientMetrics:
     """Per-sample transient figures.
 
     Attributes:
-        delay_s: ``(S,)`` settling delay from the start of the input ramp until every output
-            of the last layer stays within 10 % of its step of its final value (s); NaN when it
-            does not settle within the period.
+        delay_s: ``(S,)`` settling delay from the start of the input ramp until every last-layer
+            output that transitions (step ≥ 10 % of the rail swing) stays within 10 % of its step
+            of its final value (s); 0 when none transitions, NaN when one does not settle.
         energy_j: ``(S,)`` energy drawn from both rails during the sample's period (J).
+        energy_to_settle_j: ``(S,)`` energy drawn from both rails from the start of the sample until
+            its outputs settled (J): the energy of one inference; NaN when it did not settle.
         final_outp: ``(S, M)`` last-layer ``outp`` at the end of each period (V).
     """
 
     delay_s: np.ndarray
     energy_j: np.ndarray
+    energy_to_settle_j: np.ndarray
     final_outp: np.ndarray
 
 
-def _settle_time(t: np.ndarray, v: np.ndarray, start: float) -> float:
-    """Time after ``start`` from which ``v`` stays within the settling band (s)."""
-    initial, final = v[0], v[-1]
-    band = SETTLE_FRACTION * max(abs(final - initial), 0.0)
-    if abs(final - initial) < MIN_STEP_V:
+def _settle_time(t: np.ndarray, v: np.ndarray, start: float, min_step_v: float, final: float) -> float:
+    """Time after ``start`` from which ``v`` stays within 10 % of its step of ``final`` (s).
+
+    ``final`` is the output's DC operating point for the sample (or, without one, its value at
+    the end of the period). Outputs whose step is below ``min_step_v`` do not transition and
+    settle at once; an output still outside the band at the end of the period gives NaN.
+    """
+    initial = v[0]
+    band = SETTLE_FRACTION * abs(final - initial)
+    if abs(final - initial) < min_step_v:
         return 0.0
     outside = np.flatnonzero(np.abs(v - final) > band)
     if outside.size == 0:
@@ -68,11 +79,16 @@ def _settle_time(t: np.ndarray, v: np.ndarray, start: float) -> float:
 
 
 def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
-                      period_s: float, rails: Rails) -> TransientMetrics:
+                      period_s: float, rails: Rails, reference: np.ndarray | None = None) -> TransientMetrics:
     """Delay, energy and final outputs per sample from a transient batch plot.
 
     The plot must come from :func:`memspice.validate.decks.transient_batch_deck`: sample ``s``
     occupies ``[(s+1)·T, (s+2)·T)`` with ``T = period_s``.
+
+    Args:
+        reference: ``(S, 2M)`` DC operating points of the last layer ``[outp…, outn…]`` (V) that
+            each sample settles to; without it the end-of-period values are used, which hides a
+            period too short to settle.
     """
     try:
         t = np.asarray(plot["time"], dtype=np.float64)
@@ -85,6 +101,7 @@ def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
         raise SimFailed(f"transient stopped early at {t[-1] if t.size else 0:g} s")
     delays = np.empty(n_samples)
     energies = np.empty(n_samples)
+    to_settle = np.full(n_samples, np.nan)
     finals = np.empty((n_samples, n_outputs))
     for s in range(n_samples):
         start, stop = (s + 1) * period_s, (s + 2) * period_s
@@ -94,6 +111,12 @@ def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
         tw = t[inside]
         energies[s] = float(np.trapezoid(power[inside], tw))
         finals[s] = outs[inside[-1]]
-        per_output = [_settle_time(tw, wave[inside], start) for wave in (*outs.T, *outn.T)]
+        min_step = TRANSITION_FRACTION * (rails.vdd - rails.vss)
+        waves = np.column_stack([outs[inside], outn[inside]])
+        targets = waves[-1] if reference is None else np.where(np.isnan(reference[s]), waves[-1], reference[s])
+        per_output = [_settle_time(tw, waves[:, k], start, min_step, float(targets[k])) for k in range(waves.shape[1])]
         delays[s] = float("nan") if np.any(np.isnan(per_output)) else max(per_output)
-    return TransientMetrics(delays, energies, finals)
+        if np.isfinite(delays[s]):
+            grid = np.linspace(start, start + max(delays[s], 0.0), 200)
+            to_settle[s] = float(np.trapezoid(np.interp(grid, tw, power[inside]), grid))
+    return TransientMetrics(delays, energies, to_settle, finals)

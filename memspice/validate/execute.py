@@ -44,6 +44,8 @@ class BatchJob:
         mode: ``dc`` (operating points) or ``transient`` (delay and energy).
         transient: time base of the transient mode.
         sim: how ngspice is run.
+        reference: transient mode: ``(S, 2M)`` DC operating points ``[outp…, outn…]`` of the last
+            layer that each sample settles to (V), NaN where unknown.
     """
 
     index: int
@@ -53,6 +55,7 @@ class BatchJob:
     mode: Mode = "dc"
     transient: TransientSpec = field(default_factory=TransientSpec)
     sim: SimOptions = field(default_factory=SimOptions)
+    reference: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,9 @@ def run_job(job: BatchJob) -> dict[str, Any]:
             result = simulate(transient_batch_deck(job.circuit, job.x, job.transient), job.sim)
             sizes = [g.shape[0] for g in job.circuit.conductances]
             metrics = transient_metrics(result.plot(0), len(sizes), sizes[-1], len(job.x),
-                                        job.transient.period_s, job.circuit.tech.rails)
+                                        job.transient.period_s, job.circuit.tech.rails, job.reference)
             arrays = {"delay_s": metrics.delay_s, "energy_j": metrics.energy_j,
+                      "energy_to_settle_j": metrics.energy_to_settle_j,
                       "tran_outp_last": metrics.final_outp}
     except SimError as exc:
         run_dir = getattr(exc, "run_dir", None)
