@@ -81,7 +81,7 @@ def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_
         f"| static power per inference (mean) | {_num(h['static_power_mean_w'], ' µW', 1e6)} |",
         f"| energy per inference (until the outputs settle) | {_num(h['energy_per_inference_j'], ' pJ', 1e12)} |",
         f"| settling delay to the DC point (mean, 10 % band) | {_num(h['delay_mean_s'], ' ns', 1e9)} "
-        f"({h['transient_settled']} samples settled within {_num(h['transient_period_s'], ' ns', 1e9)}) |",
+        f"({h['transient_settled']} samples settled within {_num(h['transient_period_s'], ' µs', 1e6)}) |",
         f"| SPICE validation throughput | {_num(h['validation_samples_per_s'], ' samples/s')} |",
     ]
     for name, rms in h["output_rms_error_v"].items():
