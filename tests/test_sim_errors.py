@@ -79,3 +79,10 @@ def test_shared_backend_reports_errors_too() -> None:
         simulate_text(text, options=SimOptions(backend="shared", keep="never"))
     # and the library is still usable afterwards
     assert simulate(_divider(), SimOptions(backend="shared")).plot(0)["b"][0] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_every_backend_name_has_a_runner() -> None:
+    from memspice.sim.options import BACKENDS
+    from memspice.sim.runner import RUNNERS
+
+    assert set(RUNNERS) == set(BACKENDS)

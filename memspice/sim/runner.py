@@ -22,17 +22,21 @@ from memspice.sim.options import SimOptions
 from memspice.sim.rawfile import Plot
 from memspice.sim.rundir import make_run_dir, populate_run_dir, remove_run_dir
 
-_BACKENDS: dict[str, Callable[[Path, float], tuple[list[Plot], str]]] = {}
+Runner = Callable[[Path, float, SimOptions], tuple[list[Plot], str]]
 
 
-def _backend(name: str, options: SimOptions) -> Callable[[Path, float], tuple[list[Plot], str]]:
-    if name == "batch":
-        return lambda run_dir, timeout: run_batch(run_dir, timeout, options.ngspice)
-    if name == "shared":
-        from memspice.sim.shared import run_shared
+def _run_batch(run_dir: Path, timeout_s: float, options: SimOptions) -> tuple[list[Plot], str]:
+    return run_batch(run_dir, timeout_s, options.ngspice)
 
-        return run_shared
-    return _BACKENDS[name]
+
+def _run_shared(run_dir: Path, timeout_s: float, options: SimOptions) -> tuple[list[Plot], str]:
+    from memspice.sim.shared import run_shared  # PySpice is imported only when this backend runs
+
+    return run_shared(run_dir, timeout_s)
+
+
+#: Backends by the name ``SimOptions.backend`` takes; each runs ``deck.cir`` in a run directory.
+RUNNERS: dict[str, Runner] = {"batch": _run_batch, "shared": _run_shared}
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ def simulate_text(
     start = time.monotonic()
     try:
         populate_run_dir(run_dir, deck_text, model_roots, settings)
-        plots, output = _backend(options.backend, options)(run_dir, options.timeout_s)
+        plots, output = RUNNERS[options.backend](run_dir, options.timeout_s, options)
     except SimError:
         keep = keep or options.keep == "on_failure"
         raise
