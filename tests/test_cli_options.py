@@ -66,3 +66,16 @@ def test_every_circuit_command_takes_the_same_options(command: str) -> None:
     flags = {s for action in sub._actions for s in action.option_strings}
     assert {"--tech", "--corner", "--flavor", "--pdk-path", "--lib", "--nmos", "--pmos", "--temp",
             "--wn", "--wp", "--ln", "--lp"} <= flags
+
+
+def test_train_mode_auto_follows_the_calibration() -> None:
+    import dataclasses
+
+    from analytic_inverter import synthetic_calibration
+
+    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.train.command import resolve_mode
+
+    assert resolve_mode("auto", phax_reference_calibration()) == "static"
+    assert resolve_mode("auto", synthetic_calibration(11)) == "coupled"
+    assert resolve_mode("load-aware", dataclasses.replace(synthetic_calibration(11))) == "load-aware"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from memspice.errors import ConfigError, MemspiceError
+from memspice.fit.calibration import Calibration
 
 DESCRIPTION = """\
 Train an inverter-based memristive network (PHAX mapping: sigma = g_min + (g_max - g_min) *
@@ -58,11 +59,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.003, help="learning rate (default: 0.003)")
     p.add_argument("--optimizer", choices=["adam", "sgd", "lbfgs", "cg"], default="adam",
                    help="adam/sgd mini-batch, lbfgs/cg full-batch (default: adam)")
-    p.add_argument("--mode", choices=["static", "load-aware", "coupled"], default="static",
+    p.add_argument("--mode", choices=["auto", "static", "load-aware", "coupled"], default="auto",
                    help="calibration mode of the model: static (PHAX: one tanh per inverter), load-aware "
                         "(tanh parameters as functions of each neuron's load) or coupled (solves the same DC "
                         "equations as SPICE; needs a calibration with an inverter current table, e.g. from "
-                        "`memspice calibrate`). Default static")
+                        "`memspice calibrate`). Default auto: coupled when the calibration has the "
+                        "current table, else static")
     p.add_argument("--loss", choices=["bce", "mse", "softmax_ce"], default="bce",
                    help="loss on outputs rescaled to [0,1] (default: bce, as PHAX)")
     p.add_argument("--levels", type=int, default=None,
@@ -114,21 +116,22 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     hardware = HardwareConfig(levels=levels, variation_sigma=args.variation)
     x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
     x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
-    probe = PhaxNetwork(cal, topology, evaluator=args.mode)
+    mode = resolve_mode(args.mode, cal)
+    probe = PhaxNetwork(cal, topology, evaluator=mode)
     faults = None
     if args.fault_rate > 0:
         shapes = [s.matrix_shape for s in probe.shapes]
         faults = draw_fault_map(shapes, args.fault_rate / 2, args.fault_rate / 2,
                                 np.random.default_rng([args.seed, 99]))
     model = PhaxNetwork(cal, topology, hardware, faults if args.fault_aware else None,
-                        evaluator=args.mode, init_mean=-2.0)
+                        evaluator=mode, init_mean=-2.0)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, loss=args.loss, seed=args.seed,
                          progress=not args.quiet, lr_decay=0.97)
     result = train(model, x_train, train_set.labels, config, args.out, args.resume)
     test_acc = accuracy(model.predict(result.params, x_test, faults=faults), test_set.labels)
     summary: dict[str, Any] = {
-        "dataset": args.dataset, "topology": list(topology), "mode": args.mode, "optimizer": args.optimizer,
+        "dataset": args.dataset, "topology": list(topology), "mode": mode, "optimizer": args.optimizer,
         "loss": args.loss, "epochs_run": int(len(result.history)),
         "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
         "levels": levels, "fault_rate": args.fault_rate, "fault_aware": bool(args.fault_aware),
@@ -164,3 +167,10 @@ def run(args: argparse.Namespace) -> int:
             shown = f"{100 * value:.2f} %" if "accuracy" in key and isinstance(value, float) else value
             print(f"{key:<{width}}  {shown}")
     return 0
+
+
+def resolve_mode(mode: str, calibration: Calibration) -> str:
+    """``auto`` → ``coupled`` when the calibration holds an inverter current table, else ``static``."""
+    if mode != "auto":
+        return mode
+    return "coupled" if calibration.inverter_current is not None else "static"
