@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist-dir", type=Path, default=DEFAULT_MNIST)
     parser.add_argument("--quick", action="store_true", help="2 epochs per model")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch timing")
     args = parser.parse_args(argv)
@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     x_test, y_test = x[cut : cut + 2000], data.labels[cut : cut + 2000]
     topology = (196, 100, 10)
     batch, lr, init_mean = 16, 0.005, -3.0
-    config = TrainConfig(epochs=epochs, batch_size=batch, lr=lr, lr_decay=0.93, loss="bce",
+    # The learning rate falls by the same total factor (0.93**30 ≈ 0.11) whatever the epoch count.
+    decay = 0.93 ** (30 / epochs)
+    config = TrainConfig(epochs=epochs, batch_size=batch, lr=lr, lr_decay=decay, loss="bce",
                          seed=args.seed, progress=False, val_fraction=0.1)
     figures: dict[str, float] = {"epochs": epochs, "dtype": "float64"}  # type: ignore[dict-item]
 
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return result, time.perf_counter() - t0
 
     baseline = TanhMLP(topology, cal.rails.vss, cal.rails.vdd)
-    base_cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=0.002, lr_decay=0.93,
+    base_cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=0.002, lr_decay=decay,
                            loss="bce", seed=args.seed, progress=False, val_fraction=0.1)
     res, _ = fit(baseline, base_cfg)
     figures["float_accuracy"] = accuracy(baseline.predict(res.params, x_test), y_test)
