@@ -132,7 +132,7 @@ class TrainingConfig:
     """Network and optimizer."""
 
     hidden: list[int] = field(default_factory=lambda: [32])  #: hidden layer sizes
-    epochs: int = 40
+    epochs: int = 80
     batch_size: int = 16
     learning_rate: float = 0.003
     lr_decay: float = 0.97  #: learning-rate factor per epoch
