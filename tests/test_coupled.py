@@ -31,6 +31,7 @@ from memspice.train.network_io import TrainedNetwork
 
 TOPOLOGIES = {1: (4, 3), 2: (4, 5, 3), 3: (4, 5, 4, 3)}
 from analytic_inverter import VDD, VSS, synthetic_calibration
+from gradcheck import richardson_gradient
 
 
 @pytest.fixture(scope="module")
@@ -110,22 +111,7 @@ def _loss(evaluator, g, x, labels, loss):
 
 
 def _richardson_gradient(evaluator, g, x, labels, loss, rel_step=2e-4):
-    """Central differences in each conductance, Richardson-extrapolated (error O(h⁴))."""
-    numeric = []
-    for index, matrix in enumerate(g):
-        out = np.zeros_like(matrix)
-        for idx in np.ndindex(matrix.shape):
-            estimates = []
-            for h in (rel_step * matrix[idx], 0.5 * rel_step * matrix[idx]):
-                values = []
-                for sign in (1.0, -1.0):
-                    moved = [m.copy() for m in g]
-                    moved[index][idx] += sign * h
-                    values.append(_loss(evaluator, moved, x, labels, loss)[0])
-                estimates.append((values[0] - values[1]) / (2 * h))
-            out[idx] = (4 * estimates[1] - estimates[0]) / 3
-        numeric.append(out)
-    return numeric
+    return richardson_gradient(lambda moved: _loss(evaluator, moved, x, labels, loss)[0], g, rel_step)
 
 
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)

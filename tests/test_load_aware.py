@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from gradcheck import richardson_gradient
 
 from memspice.errors import ConfigError
 from memspice.fit.calibration import (
@@ -119,18 +120,8 @@ def test_gradient_matches_finite_differences(depth, loss_name):
     evaluator = LoadAwareEvaluator(load_aware_calibration())
     _, grad_out = _loss(evaluator, g, x, labels, loss)
     analytic = evaluator.backward(evaluator.forward(g, x), grad_out)
-    for index, matrix in enumerate(g):
-        numeric = np.zeros_like(matrix)
-        for idx in np.ndindex(matrix.shape):
-            estimates = []
-            for h in (2e-4 * matrix[idx], 1e-4 * matrix[idx]):
-                values = []
-                for sign in (1.0, -1.0):
-                    moved = [m.copy() for m in g]
-                    moved[index][idx] += sign * h
-                    values.append(_loss(evaluator, moved, x, labels, loss)[0])
-                estimates.append((values[0] - values[1]) / (2 * h))
-            numeric[idx] = (4 * estimates[1] - estimates[0]) / 3
+    numerics = richardson_gradient(lambda moved: _loss(evaluator, moved, x, labels, loss)[0], g)
+    for index, (matrix, numeric) in enumerate(zip(g, numerics)):
         assert np.linalg.norm((analytic[index] - numeric) * matrix) <= 1e-6 * np.linalg.norm(numeric * matrix)
 
 
