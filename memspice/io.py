@@ -31,8 +31,3 @@ def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return write_atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return write_atomic(path, lambda tmp: tmp.write_bytes(data))

@@ -254,9 +254,3 @@ class Deck:
         for inc in self.includes:
             if inc.root not in roots:
                 raise NetlistError(f"include {inc.relpath!r} names model root {inc.root!r}, which the deck does not define")
-
-    def with_(self, **changes: object) -> Deck:
-        """A copy with some fields replaced (validated again)."""
-        from dataclasses import replace
-
-        return replace(self, **changes)

@@ -47,17 +47,20 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
         failed = ", ".join(str(f.index) for f in report.failures)
         raise SimError(f"validation batches {failed} failed; see {ctx.run_dir / 'validate'} "
                        "(re-run to resume: finished batches are kept)")
-    modes = compare_modes(network, x[report.sample_index], report.spice)
+    known = {report.summary.get("model_evaluator", network.evaluator): report.model}
+    modes = compare_modes(network, x[report.sample_index], report.spice, known)
     path = ctx.stage_dir("validate") / "modes.csv"
     write_atomic(path, lambda tmp: modes.to_csv(tmp, index=False))
     return {**report.summary, "modes": modes.to_dict(orient="records")}
 
 
-def compare_modes(network: TrainedNetwork, x: np.ndarray, spice: list[LayerVoltages]) -> pd.DataFrame:
+def compare_modes(network: TrainedNetwork, x: np.ndarray, spice: list[LayerVoltages],
+                  known: dict[str, list[LayerVoltages]] | None = None) -> pd.DataFrame:
     """Every calibration mode's prediction of the same SPICE run (no extra simulation).
 
     One row per mode: output-layer RMS/max error (V), worst hidden-layer RMS (V), the
-    classification agreement with SPICE, and the forward time (s).
+    classification agreement with SPICE, and the forward time (s; None for a mode whose
+    voltages were passed in ``known`` — the validation already computed them).
     """
     import time
 
@@ -65,12 +68,16 @@ def compare_modes(network: TrainedNetwork, x: np.ndarray, spice: list[LayerVolta
     spice_class = spice[-1].outp.argmax(axis=1)
     for mode in ("static", "load-aware", "coupled"):
         start = time.perf_counter()
-        try:
-            states = network.layer_voltages(x, mode)
-        except ConfigError as exc:  # e.g. a calibration without the model this mode needs
-            rows.append({"mode": mode, "error": str(exc)})
-            continue
-        seconds = time.perf_counter() - start
+        seconds: float | None = None
+        if known and mode in known:
+            states = known[mode]
+        else:
+            try:
+                states = network.layer_voltages(x, mode)
+            except ConfigError as exc:  # e.g. a calibration without the model this mode needs
+                rows.append({"mode": mode, "error": str(exc)})
+                continue
+            seconds = time.perf_counter() - start
         errors = [np.concatenate([(s.outn - m.outn).ravel(), (s.outp - m.outp).ravel()])
                   for s, m in zip(spice, states)]
         rows.append({
