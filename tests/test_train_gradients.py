@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from analytic_inverter import synthetic_calibration
 
 from memspice.fit.calibration import phax_reference_calibration
 from memspice.train.hardware import HardwareConfig, draw_fault_map
@@ -117,3 +118,56 @@ def test_variation_gradient_is_exact_for_a_fixed_draw():
 
     _, grads = model.loss_and_grad(params, x, labels, loss, np.random.default_rng(42))
     assert _relative_error(grads, _numeric_gradient(f, params)) <= 1e-6
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_phax_logit_gradient_matches_finite_differences(loss_name, n_layers, temperature):
+    cal = phax_reference_calibration()
+    model = PhaxNetwork(cal, TOPOLOGIES[n_layers], init_std=0.7)
+    rng = np.random.default_rng(20 + n_layers)
+    params = model.init_params(rng)
+    x = rng.uniform(cal.rails.vss, cal.rails.vdd, (6, 4))
+    labels = rng.integers(0, 3, 6)
+    loss = Loss(loss_name, link="logit", temperature=temperature)
+    _, grads = model.loss_and_grad(params, x, labels, loss)
+    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert _relative_error(grads, numeric) <= 1e-6
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.4])
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_baseline_logit_gradient_matches_finite_differences(loss_name, n_layers, temperature):
+    model = TanhMLP(TOPOLOGIES[n_layers], -0.25, 0.25)
+    rng = np.random.default_rng(30 + n_layers)
+    params = [p + 0.1 * rng.standard_normal(p.shape) for p in model.init_params(rng)]
+    x = rng.uniform(-0.25, 0.25, (6, 4))
+    labels = rng.integers(0, 3, 6)
+    loss = Loss(loss_name, link="logit", temperature=temperature)
+    _, grads = model.loss_and_grad(params, x, labels, loss)
+    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert _relative_error(grads, numeric) <= 1e-6
+
+
+def _load_aware_calibration():
+    from test_load_aware import load_aware_calibration
+
+    return load_aware_calibration()
+
+
+@pytest.mark.parametrize("evaluator,calibration", [
+    ("coupled", synthetic_calibration), ("load-aware", _load_aware_calibration)])
+def test_logit_gradient_is_exact_under_every_evaluator(evaluator, calibration):
+    """The extra ∂L/∂column of the last layer enters each evaluator's backward pass."""
+    cal = calibration()
+    model = PhaxNetwork(cal, (4, 5, 3), evaluator=evaluator, init_std=0.7, init_mean=-1.0)
+    rng = np.random.default_rng(41)
+    params = model.init_params(rng)
+    x = rng.uniform(cal.rails.vss, cal.rails.vdd, (6, 4))
+    labels = rng.integers(0, 3, 6)
+    loss = Loss("bce", link="logit", temperature=1.5)
+    _, grads = model.loss_and_grad(params, x, labels, loss)
+    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert _relative_error(grads, numeric) <= 1e-6

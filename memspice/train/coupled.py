@@ -111,13 +111,16 @@ class CoupledEvaluator:
             v_pos, v_neg = outp, outn
         return ForwardTrace(tuple(layers), tuple(conductances))
 
-    def backward(self, trace: ForwardTrace, grad_output: np.ndarray) -> list[np.ndarray]:
+    def backward(self, trace: ForwardTrace, grad_output: np.ndarray,
+                 grad_column: np.ndarray | None = None) -> list[np.ndarray]:
         """``∂L/∂G`` per layer (loss units per S) by implicit differentiation.
 
         Args:
             trace: a forward trace of this evaluator (voltages at the solution).
             grad_output: ``∂L/∂outp`` of the last layer, ``(B, n_classes)`` (1/V).
+            grad_column: further ``∂L/∂column`` of the last layer (1/V), or None.
         """
+        last = len(trace.conductances) - 1
         conductances = trace.conductances
         grads = [np.zeros_like(np.asarray(g, dtype=np.float64)) for g in conductances]
         grad_n = np.zeros_like(grad_output)
@@ -129,8 +132,10 @@ class CoupledEvaluator:
             lam_n, lam_p = jacobian_solve(lin, load, grad_n, grad_p, transpose=True)
             if load is not None:
                 grads[index + 1] += self._load_vjp(conductances[index + 1], trace.layers[index + 1], lam_n, lam_p)
-            grad_column = -lam_n * lin.i1_in
-            grad_g, grad_rows = column_vjp(conductances[index], state.rows, state.column, grad_column)
+            grad_col = -lam_n * lin.i1_in
+            if index == last and grad_column is not None:
+                grad_col = grad_col + grad_column
+            grad_g, grad_rows = column_vjp(conductances[index], state.rows, state.column, grad_col)
             grads[index] += grad_g
             n = (grad_rows.shape[1] - 2) // 2
             grad_p, grad_n = grad_rows[:, :n], grad_rows[:, n : 2 * n]

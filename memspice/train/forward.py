@@ -63,8 +63,13 @@ class NetworkEvaluator(Protocol):
         """Evaluate the network on input voltages ``x`` of shape ``(B, n_inputs)`` (V)."""
         ...
 
-    def backward(self, trace: ForwardTrace, grad_output: np.ndarray) -> list[np.ndarray]:
-        """Gradients w.r.t. each layer's conductance matrix (1/S), given ``∂L/∂output`` (1/V)."""
+    def backward(self, trace: ForwardTrace, grad_output: np.ndarray,
+                 grad_column: np.ndarray | None = None) -> list[np.ndarray]:
+        """Gradients w.r.t. each layer's conductance matrix (1/S), given ``∂L/∂output`` (1/V).
+
+        ``grad_column`` (1/V), when given, is a further ``∂L/∂column`` of the last layer, for
+        losses of the output neurons' logits (see :mod:`memspice.train.losses`).
+        """
         ...
 
 
@@ -107,7 +112,8 @@ class StaticEvaluator:
             v_pos, v_neg = outp, outn
         return ForwardTrace(tuple(layers), tuple(conductances))
 
-    def backward(self, trace: ForwardTrace, grad_output: np.ndarray) -> list[np.ndarray]:
+    def backward(self, trace: ForwardTrace, grad_output: np.ndarray,
+                 grad_column: np.ndarray | None = None) -> list[np.ndarray]:
         grads: list[np.ndarray] = [np.empty(0)] * len(trace.layers)
         grad_outp = grad_output
         grad_outn: np.ndarray | None = None
@@ -118,6 +124,8 @@ class StaticEvaluator:
             delta = grad_outp * _tanh_slope_from_output(self._non, state.outp)
             if grad_outn is not None:
                 delta = delta + grad_outn * _tanh_slope_from_output(self._inv, state.outn)
+            elif grad_column is not None:
+                delta = delta + grad_column
             # V_j = Σ_k G_jk R_k / S_j  ⇒  ∂V_j/∂G_jk = (R_k − V_j)/S_j.
             grads[index] = (
                 delta.T @ state.rows - (delta * state.column).sum(axis=0)[:, None]

@@ -149,8 +149,13 @@ class LoadAwareEvaluator:
             v_pos, v_neg = outp, outn
         return ForwardTrace(tuple(layers), tuple(conductances))
 
-    def backward(self, trace: ForwardTrace, grad_output: np.ndarray) -> list[np.ndarray]:
-        """``∂L/∂G`` per layer (loss units per S), given ``∂L/∂outp`` of the last layer (1/V)."""
+    def backward(self, trace: ForwardTrace, grad_output: np.ndarray,
+                 grad_column: np.ndarray | None = None) -> list[np.ndarray]:
+        """``∂L/∂G`` per layer (loss units per S), given ``∂L/∂outp`` of the last layer (1/V).
+
+        ``grad_column`` is a further ``∂L/∂column`` of the last layer (1/V), or None.
+        """
+        last = len(trace.conductances) - 1
         conductances = trace.conductances
         grads = [np.zeros_like(np.asarray(g, dtype=np.float64)) for g in conductances]
         grad_p = np.asarray(grad_output, dtype=np.float64)
@@ -158,19 +163,21 @@ class LoadAwareEvaluator:
         for index in range(len(conductances) - 1, -1, -1):
             state = trace.layers[index]
             g_n, g_p = self.loads(conductances, index)
-            grad_column = np.zeros_like(state.column)
+            grad_col = np.zeros_like(state.column)
+            if index == last and grad_column is not None:
+                grad_col += grad_column
             grad_loads = []
             for model, g_load, grad in ((self._inv, g_n, grad_n), (self._non, g_p, grad_p)):
                 params, slopes = activation_parameters(model, g_load)
                 _, t = _tanh(params, state.column)
                 d_column, d_params = _tanh_vjp(params, state.column, t, grad)
-                grad_column += d_column
+                grad_col += d_column
                 grad_loads.append((d_params * slopes).sum(axis=0))
             if index + 1 < len(conductances):
                 m = state.column.shape[1]
                 grads[index + 1][:, m : 2 * m] += grad_loads[0][None, :]
                 grads[index + 1][:, :m] += grad_loads[1][None, :]
-            grad_g, grad_rows = column_vjp(conductances[index], state.rows, state.column, grad_column)
+            grad_g, grad_rows = column_vjp(conductances[index], state.rows, state.column, grad_col)
             grads[index] += grad_g
             n = (grad_rows.shape[1] - 2) // 2
             grad_p, grad_n = grad_rows[:, :n], grad_rows[:, n : 2 * n]

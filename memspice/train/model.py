@@ -5,6 +5,7 @@ Both expose the same small interface the optimizers and the trainer use:
 - ``init_params(rng) -> list[np.ndarray]``
 - ``loss_and_grad(params, x, labels, loss, rng) -> (loss, grads)`` (one training step's work)
 - ``predict(params, x, rng=None) -> outputs``
+- ``predict_logits(params, x) -> logits`` (what losses with the ``logit`` link see)
 - ``output_range -> (lo, hi)`` (what the losses rescale to [0, 1])
 
 Computation is float64 throughout: the gradients are checked against finite differences to
@@ -128,6 +129,32 @@ class PhaxNetwork:
         """Network output voltages ``(B, n_classes)`` (V)."""
         return self.trace(params, x, rng, hardware, faults).output
 
+    @property
+    def logit_gain(self) -> float:
+        """``2·c4·sign(c2)`` of the output neuron's static fit (1/V): logit per column volt."""
+        act = self.calibration.activation.noninverting
+        return 2.0 * act.c4 * float(np.sign(act.c2))
+
+    def logits_of(self, trace: ForwardTrace) -> np.ndarray:
+        """Output logits ``z = 2·c4·sign(c2)·(column − c3)`` of the last layer (dimensionless).
+
+        Defined with the calibration's static output fit for every evaluator, so the loss means
+        the same under each; ``z`` increases with the output voltage.
+        """
+        act = self.calibration.activation.noninverting
+        return self.logit_gain * (trace.layers[-1].column - act.c3)
+
+    def predict_logits(
+        self,
+        params: Sequence[np.ndarray],
+        x: np.ndarray,
+        rng: np.random.Generator | None = None,
+        hardware: HardwareConfig | None = None,
+        faults: FaultMap | None = None,
+    ) -> np.ndarray:
+        """Output logits ``(B, n_classes)`` (see :meth:`logits_of`)."""
+        return self.logits_of(self.trace(params, x, rng, hardware, faults))
+
     def loss_and_grad(
         self,
         params: Sequence[np.ndarray],
@@ -143,9 +170,14 @@ class PhaxNetwork:
             config = HardwareConfig(levels=config.levels)
         g, slopes = realize_conductances(sigmas, self.window, config, self.faults, rng)
         trace = self.evaluator.forward(g, x)
-        lo, hi = self.output_range
-        value, grad_out = loss.value_and_grad(trace.output, labels, lo, hi)
-        grad_g = self.evaluator.backward(trace, grad_out)
+        if loss.link == "logit":
+            value, grad_z = loss.logit_value_and_grad(self.logits_of(trace), labels)
+            grad_g = self.evaluator.backward(
+                trace, np.zeros_like(trace.output), grad_column=grad_z * self.logit_gain
+            )
+        else:
+            value, grad_out = loss.value_and_grad(trace.output, labels, *self.output_range)
+            grad_g = self.evaluator.backward(trace, grad_out)
         grads = []
         for theta, grad, slope in zip(params, grad_g, slopes):
             grad_sigma = grad if slope is None else grad * slope
@@ -187,19 +219,30 @@ class TanhMLP:
             params.append(np.zeros(s.n_outputs))
         return params
 
-    def _forward(self, params: Sequence[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
+    def _forward(
+        self, params: Sequence[np.ndarray], x: np.ndarray
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Activations of every layer (input first) and the last layer's pre-activation."""
         h = (x - self._mid) / self._half
         activations = [h]
+        pre = h
         for index in range(len(self.shapes)):
-            h = np.tanh(h @ params[2 * index].T + params[2 * index + 1])
+            pre = h @ params[2 * index].T + params[2 * index + 1]
+            h = np.tanh(pre)
             activations.append(h)
-        return activations
+        return activations, pre
 
     def predict(
         self, params: Sequence[np.ndarray], x: np.ndarray, rng: np.random.Generator | None = None
     ) -> np.ndarray:
         """Outputs in (−1, 1), shape ``(B, n_classes)``."""
-        return self._forward(params, x)[-1]
+        return self._forward(params, x)[0][-1]
+
+    def predict_logits(
+        self, params: Sequence[np.ndarray], x: np.ndarray, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """Output logits ``z = 2a`` (``a`` the last pre-activation): ``sigmoid(z) = (1 + tanh a)/2``."""
+        return 2.0 * self._forward(params, x)[1]
 
     def loss_and_grad(
         self,
@@ -210,12 +253,18 @@ class TanhMLP:
         rng: np.random.Generator | None = None,
     ) -> tuple[float, list[np.ndarray]]:
         """Loss and exact gradients w.r.t. every weight and bias."""
-        acts = self._forward(params, x)
-        value, grad = loss.value_and_grad(acts[-1], labels, *self.output_range)
+        acts, pre = self._forward(params, x)
+        if loss.link == "logit":
+            value, grad_z = loss.logit_value_and_grad(2.0 * pre, labels)
+            delta = 2.0 * grad_z
+        else:
+            value, grad = loss.value_and_grad(acts[-1], labels, *self.output_range)
+            delta = grad * (1.0 - acts[-1] * acts[-1])
         grads: list[np.ndarray] = [np.empty(0)] * len(params)
         for index in range(len(self.shapes) - 1, -1, -1):
-            out = acts[index + 1]
-            delta = grad * (1.0 - out * out)
+            if index < len(self.shapes) - 1:
+                out = acts[index + 1]
+                delta = grad * (1.0 - out * out)
             grads[2 * index] = delta.T @ acts[index]
             grads[2 * index + 1] = delta.sum(axis=0)
             if index > 0:

@@ -19,7 +19,14 @@ import pandas as pd
 
 from memspice.errors import ConfigError
 from memspice.io import write_atomic, write_text_atomic
-from memspice.train.losses import LOSS_NAMES, Loss, LossName, accuracy
+from memspice.train.losses import (
+    LOSS_LINKS,
+    LOSS_NAMES,
+    Loss,
+    LossLink,
+    LossName,
+    accuracy,
+)
 from memspice.train.optim import (
     FULL_BATCH,
     OPTIMIZER_NAMES,
@@ -61,6 +68,10 @@ class TrainConfig:
         lr_decay: multiplicative learning-rate factor applied after every epoch.
         optimizer: ``adam``, ``sgd``, ``lbfgs`` or ``cg``.
         loss: ``bce``, ``mse`` or ``softmax_ce``.
+        loss_link: ``output`` (the loss sees the rescaled outputs, PHAX) or ``logit`` (it sees
+            the output neurons' logits, which keeps a saturated output neuron trainable; see
+            :mod:`memspice.train.losses`). The model needs ``predict_logits`` for ``logit``.
+        logit_temperature: divides the logits before the loss (``logit`` link only; > 0).
         seed: seeds the split, the initialization, the shuffles and the noise draws.
         val_fraction: share of the training data held out for validation (0 = none).
         patience: stop after this many epochs without a better validation loss (0 = never).
@@ -73,6 +84,8 @@ class TrainConfig:
     lr_decay: float = 1.0
     optimizer: OptimizerName = "adam"
     loss: LossName = "bce"
+    loss_link: LossLink = "output"
+    logit_temperature: float = 1.0
     seed: int = 0
     val_fraction: float = 0.1
     patience: int = 0
@@ -89,8 +102,18 @@ class TrainConfig:
             )
         if self.loss not in LOSS_NAMES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {list(LOSS_NAMES)}")
+        if self.loss_link not in LOSS_LINKS:
+            raise ConfigError(
+                f"unknown loss link {self.loss_link!r}; choose one of {list(LOSS_LINKS)}"
+            )
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not (np.isfinite(self.logit_temperature) and self.logit_temperature > 0):
+            raise ConfigError(
+                f"logit_temperature must be positive and finite, got {self.logit_temperature}"
+            )
+        if self.logit_temperature != 1.0 and self.loss_link != "logit":
+            raise ConfigError("logit_temperature needs loss_link='logit'")
         if self.patience < 0:
             raise ConfigError(f"patience must be non-negative, got {self.patience}")
         if not 0 < self.lr_decay <= 1:
@@ -213,7 +236,9 @@ def train(
     labels = np.asarray(labels, dtype=np.int64)
     if x.ndim != 2 or x.shape[0] != labels.shape[0] or x.shape[0] == 0:
         raise ConfigError(f"inputs {x.shape} and labels {labels.shape} do not match")
-    loss = Loss(config.loss)
+    loss = Loss(config.loss, link=config.loss_link, temperature=config.logit_temperature)
+    if loss.link == "logit" and not callable(getattr(model, "predict_logits", None)):
+        raise ConfigError(f"{type(model).__name__} has no logits; use loss_link='output'")
     train_idx, val_idx = split_validation(len(x), config.val_fraction, config.seed)
     x_train, y_train = x[train_idx], labels[train_idx]
     x_val, y_val = x[val_idx], labels[val_idx]
@@ -250,7 +275,11 @@ def train(
         improved = True
         if len(x_val):
             out_val = model.predict(current, x_val)
-            row["val_loss"] = loss.value_and_grad(out_val, y_val, lo, hi)[0]
+            if loss.link == "logit":
+                row["val_loss"] = loss.logit_value_and_grad(
+                    model.predict_logits(current, x_val), y_val)[0]  # type: ignore[attr-defined]
+            else:
+                row["val_loss"] = loss.value_and_grad(out_val, y_val, lo, hi)[0]
             row["val_accuracy"] = accuracy(out_val, y_val)
             improved = state["best_val"] is None or row["val_loss"] < state["best_val"]
         state["history"].append(row)
