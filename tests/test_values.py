@@ -7,7 +7,7 @@ import pytest
 
 from memspice.circuit.builders import InverterSizing, crossbar_layer
 from memspice.circuit.deck import Deck, Include, Save, Sweep
-from memspice.circuit.elements import Resistor, SubcktInstance, Transistor, VoltageSource
+from memspice.circuit.elements import Pwl, PwlOfVoltage, Resistor, SubcktInstance, Transistor, VoltageSource
 from memspice.errors import ConfigError, NetlistError
 from memspice.tech import builtin
 
@@ -93,3 +93,19 @@ def test_sweeps_saves_and_sizing_are_checked() -> None:
         InverterSizing(wn_m=0.6)  # metres, not micrometres
     with pytest.raises(ConfigError, match="below"):
         builtin().transistor("n", "1", "d", "g", "s", "b", 1e-6, 1e-9)
+
+
+@pytest.mark.parametrize("bad", [np.array([0.1, np.nan]), np.array([np.inf]), [0.1, True], [0.1, "2"], "0.1 0.2",
+                                 [0.1, None], np.array(["1"])])
+def test_pwl_lists_reject_non_finite_or_non_numeric_values(bad) -> None:
+    with pytest.raises(NetlistError):
+        PwlOfVoltage("x", "a", "0", "idx", tuple(float(i) for i in range(len(bad))), bad)
+    with pytest.raises(NetlistError):
+        Pwl(tuple(float(i) for i in range(len(bad))), bad)
+
+
+def test_pwl_lists_accept_arrays_and_store_plain_floats() -> None:
+    src = PwlOfVoltage("x", "a", "0", "idx", np.arange(3.0), np.array([0.1, -0.25, 0.0], dtype=np.float32))
+    assert src.xs == (0.0, 1.0, 2.0) and all(type(v) is float for v in src.ys)
+    with pytest.raises(NetlistError):
+        Pwl((0.0, -1e-9), (0.0, 1.0))

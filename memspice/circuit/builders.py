@@ -243,10 +243,11 @@ def indexed_input_sources(samples: np.ndarray) -> list[Element]:
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 1:
         raise NetlistError(f"samples must be a (S, N) array, got shape {x.shape}")
-    index = tuple(float(s) for s in range(x.shape[0]))
+    index = np.arange(x.shape[0], dtype=np.float64)
     elements: list[Element] = [VoltageSource(INDEX_NODE, INDEX_NODE, "0", 0.0)]
     for i in range(x.shape[1]):
-        elements.append(PwlOfVoltage(f"xp{i}", input_node(i, "p"), "0", INDEX_NODE, index, tuple(x[:, i])))
+        elements.append(PwlOfVoltage(f"xp{i}", input_node(i, "p"), "0", INDEX_NODE,
+                                     index, x[:, i]))  # type: ignore[arg-type]  # arrays: checked at once
         elements.append(Vcvs(f"xn{i}", input_node(i, "n"), "0", input_node(i, "p"), "0", -1.0))
     return elements
 

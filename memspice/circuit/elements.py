@@ -14,6 +14,7 @@ from memspice.circuit.values import (
     check_node,
     check_nonnegative,
     check_number,
+    check_numbers,
     check_positive,
 )
 from memspice.errors import NetlistError
@@ -68,8 +69,10 @@ class Pwl:
     values: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        times = tuple(check_nonnegative(t, "PWL time") for t in self.times_s)
-        values = tuple(check_number(v, "PWL value") for v in self.values)
+        times = check_numbers(self.times_s, "PWL time")
+        if any(t < 0 for t in times):
+            times = tuple(check_nonnegative(t, "PWL time") for t in times)
+        values = check_numbers(self.values, "PWL value")
         if len(times) != len(values) or len(times) < 1:
             raise NetlistError("PWL needs as many times as values, at least one")
         if any(b <= a for a, b in zip(times[:-1], times[1:])):
@@ -164,8 +167,8 @@ class PwlOfVoltage:
     def __post_init__(self) -> None:
         check_element_name(self.name, "B-source name")
         _nodes(self.np_, self.nn, self.control)
-        xs = tuple(check_number(x, "PWL abscissa") for x in self.xs)
-        ys = tuple(check_number(y, "PWL value") for y in self.ys)
+        xs = check_numbers(self.xs, "PWL abscissa")
+        ys = check_numbers(self.ys, "PWL value")
         if len(xs) != len(ys) or len(xs) < 1:
             raise NetlistError("PWL source needs as many abscissae as values, at least one")
         if any(b <= a for a, b in zip(xs[:-1], xs[1:])):

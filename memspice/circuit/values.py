@@ -64,6 +64,21 @@ def check_number(value: object, what: str) -> float:
     return number
 
 
+def check_numbers(values: object, what: str) -> tuple[float, ...]:
+    """Return ``values`` as a tuple of finite floats, else raise :class:`NetlistError`.
+
+    A one-dimensional integer or float NumPy array is checked at once; anything else goes
+    through :func:`check_number` item by item, so the message names the bad item.
+    """
+    if isinstance(values, (str, bytes)):
+        raise NetlistError(f"{what} must be numbers, got {values!r}")
+    if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "iuf":
+        array = values.astype(np.float64, copy=False)
+        if bool(np.isfinite(array).all()):
+            return tuple(array.tolist())
+    return tuple(check_number(v, what) for v in values)  # type: ignore[union-attr]
+
+
 def check_positive(value: object, what: str) -> float:
     """Return ``value`` as a finite float > 0, else raise :class:`NetlistError`."""
     number = check_number(value, what)

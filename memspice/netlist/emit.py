@@ -36,13 +36,29 @@ def fmt(value: float) -> str:
 
     No engineering suffixes are used (ngspice reads ``M`` as milli), so the text is unambiguous.
     """
-    number = check_number(value, "number")
+    return _shortest(check_number(value, "number"))
+
+
+def _shortest(number: float) -> str:
     if number == 0:
         return "0"
     text = repr(number)
-    if text.endswith(".0"):
-        text = text[:-2]
-    return text
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _fmt_checked(numbers: Iterable[float], memo: dict[float, str]) -> list[str]:
+    """:func:`fmt` for numbers an element already validated as finite floats (long PWL lists).
+
+    Drive waveforms repeat few distinct values (pixel levels, sample indices), so each
+    distinct value is formatted once per deck (``memo``).
+    """
+    out = []
+    for v in numbers:
+        text = memo.get(v)
+        if text is None:
+            text = memo[v] = _shortest(v)
+        out.append(text)
+    return out
 
 
 def emit(deck: Deck) -> str:
@@ -66,8 +82,9 @@ def _deck_lines(deck: Deck) -> Iterator[str]:
         yield ".options " + " ".join(f"{k}={fmt(v)}" for k, v in deck.options)
     for sub in deck.subckts:
         yield from _subckt_lines(sub)
+    memo: dict[float, str] = {}
     for element in deck.elements:
-        yield from element_lines(element)
+        yield from element_lines(element, memo)
     if deck.saves:
         yield from _wrap(".save", [_save_text(s) for s in deck.saves])
     for analysis in deck.analyses:
@@ -90,8 +107,12 @@ def _params(params: Iterable[tuple[str, float]]) -> str:
     return "".join(f" {k}={fmt(v)}" for k, v in params)
 
 
-def element_lines(element: Element) -> list[str]:
-    """Lines of one element (a long PWL is split into ``+`` continuation lines)."""
+def element_lines(element: Element, memo: dict[float, str] | None = None) -> list[str]:
+    """Lines of one element (a long PWL is split into ``+`` continuation lines).
+
+    ``memo`` caches the text of PWL numbers across the elements of one deck.
+    """
+    memo = {} if memo is None else memo
     name = f"{element_letter(element)}{element.name}"
     if isinstance(element, Resistor):
         return [f"{name} {element.n1} {element.n2} {fmt(element.resistance_ohm)}"]
@@ -99,11 +120,11 @@ def element_lines(element: Element) -> list[str]:
         return [f"{name} {element.n1} {element.n2} {fmt(element.capacitance_farad)}"]
     if isinstance(element, VoltageSource):
         head = f"{name} {element.np_} {element.nn} dc {fmt(element.dc_v)}"
-        return _waveform_lines(head, element.waveform)
+        return _waveform_lines(head, element.waveform, memo)
     if isinstance(element, Vcvs):
         return [f"{name} {element.np_} {element.nn} {element.cp} {element.cn} {fmt(element.gain)}"]
     if isinstance(element, PwlOfVoltage):
-        numbers = [fmt(v) for pair in zip(element.xs, element.ys) for v in pair]
+        numbers = _fmt_checked((v for pair in zip(element.xs, element.ys) for v in pair), memo)
         head = f"{name} {element.np_} {element.nn} v=pwl(v({element.control})"
         return _wrap(head, numbers, sep=", ", close=")", first=", ")
     if isinstance(element, Transistor):
@@ -114,11 +135,11 @@ def element_lines(element: Element) -> list[str]:
     raise NetlistError(f"cannot emit element of type {type(element).__name__}")
 
 
-def _waveform_lines(head: str, waveform: Pwl | Pulse | Sine | None) -> list[str]:
+def _waveform_lines(head: str, waveform: Pwl | Pulse | Sine | None, memo: dict[float, str]) -> list[str]:
     if waveform is None:
         return [head]
     if isinstance(waveform, Pwl):
-        numbers = [fmt(v) for pair in zip(waveform.times_s, waveform.values) for v in pair]
+        numbers = _fmt_checked((v for pair in zip(waveform.times_s, waveform.values) for v in pair), memo)
         return _wrap(head + " pwl(", numbers, close=")", first="")
     if isinstance(waveform, Pulse):
         values = (waveform.v1, waveform.v2, waveform.delay_s, waveform.rise_s, waveform.fall_s,
