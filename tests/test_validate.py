@@ -19,7 +19,7 @@ from memspice.fit.calibration import phax_reference_calibration
 from memspice.sim import simulate
 from memspice.tech import builtin
 from memspice.train.network_io import TrainedNetwork, save_network
-from memspice.validate.api import RunSettings, validate_network
+from memspice.validate.api import RunSettings, plan_batches, validate_network
 from memspice.validate.decks import NetworkCircuit, dc_arrays, dc_batch_deck, similarity_order
 from memspice.validate.nonideal import NonIdeality, apply_device_nonidealities, wired_network
 
@@ -44,6 +44,28 @@ def test_similarity_order_is_a_permutation_that_shortens_the_path() -> None:
     assert sorted(order.tolist()) == list(range(60))
     path = lambda o: np.linalg.norm(np.diff(x[o], axis=0), axis=1).sum()  # noqa: E731
     assert path(order) < 0.6 * path(np.arange(60))
+
+
+def test_similarity_order_in_blocks_is_a_permutation_from_row_zero_and_shortens_the_path() -> None:
+    x = np.random.default_rng(1).uniform(size=(500, 4))
+    path = lambda o: np.linalg.norm(np.diff(x[o], axis=0), axis=1).sum()  # noqa: E731
+    whole, blocked = similarity_order(x), similarity_order(x, block=64)
+    for order in (whole, blocked):
+        assert sorted(order.tolist()) == list(range(500)) and order[0] == 0
+    assert path(whole) < path(blocked) < 0.5 * path(np.arange(500))
+
+
+def test_plan_batches_cuts_one_path_through_the_given_features() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(40, 3))
+    features = np.repeat(np.arange(4.0), 10)[rng.permutation(40)][:, None]  # four tight groups
+    batches = plan_batches(x, 10, "similarity", features)
+    assert [len(b) for b in batches] == [10, 10, 10, 10]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(40))
+    for b in batches:  # each batch is one group: the path visits a group completely before leaving
+        assert len(set(features[b, 0].tolist())) == 1
+    given = plan_batches(x, 15, "given")
+    assert [b.tolist() for b in given] == [list(range(0, 15)), list(range(15, 30)), list(range(30, 40))]
 
 
 def test_device_nonidealities_are_seeded_and_stay_in_window() -> None:

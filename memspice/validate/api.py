@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from memspice.errors import ConfigError, DataError
 from memspice.io import write_text_atomic
 from memspice.sim import SimOptions
 from memspice.tech.technology import Technology
-from memspice.train.forward import make_evaluator
+from memspice.train.forward import LayerState, make_evaluator
 from memspice.train.network_io import TrainedNetwork
 from memspice.validate.compare import Comparison, LayerVoltages, compare
 from memspice.validate.decks import NetworkCircuit, TransientSpec, similarity_order
@@ -42,7 +43,8 @@ class RunSettings:
         workers: local ngspice processes at once (``None`` = CPU count).
         scheduler: Dask scheduler address or ``distributed.Client``; ``None`` = local pool.
         timeout_s: wall-clock limit per batch (s).
-        order: ``similarity`` (greedy nearest-neighbour order inside each batch) or ``given``.
+        order: ``similarity`` (one nearest-neighbour path through the model's hidden-neuron
+            voltages, cut into batches) or ``given``.
         transient_samples: samples also run in transient mode (0 = none).
         transient: time base of the transient mode.
         resume: reuse batches finished by an earlier run with the same inputs.
@@ -137,17 +139,28 @@ def check_data(network: TrainedNetwork, x: np.ndarray, labels: np.ndarray) -> tu
     return x, labels.astype(np.int64)
 
 
-def plan_batches(x: np.ndarray, batch_size: int, order: str) -> list[np.ndarray]:
+def plan_batches(x: np.ndarray, batch_size: int, order: str, features: np.ndarray | None = None) -> list[np.ndarray]:
     """Sample numbers of each batch, in deck order.
 
-    Samples are cut into contiguous batches of the given order; with ``similarity`` each
-    batch is then walked nearest-neighbour first (cheap: ``O(batch²)``).
+    With ``given``, contiguous batches in the given order. With ``similarity``, one
+    nearest-neighbour path through all samples (:func:`similarity_order` on ``features``,
+    default the inputs) is cut into consecutive batches, so each batch is a run of
+    neighbouring operating points. Validation passes the model's hidden-neuron voltages as
+    features: what Newton has to move between sweep points is the neurons' state, not the
+    pixels (measured on digits 64-32-10: 8.2 Newton iterations per sample when each batch of
+    500 was ordered by its inputs, 6.9 when 1,500 samples were ordered by hidden outputs).
     """
     n = len(x)
-    batches = [np.arange(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    sequence = np.arange(n)
     if order == "similarity":
-        batches = [b[similarity_order(x[b])] for b in batches]
-    return batches
+        sequence = similarity_order(x if features is None else features)
+    return [sequence[start : start + batch_size] for start in range(0, n, batch_size)]
+
+
+def ordering_features(states: Sequence[LayerState], x: np.ndarray) -> np.ndarray:
+    """What :func:`plan_batches` orders by: hidden layers' ``outp`` (V), or the inputs without hidden layers."""
+    hidden = [s.outp for s in states[:-1]]
+    return np.hstack(hidden) if hidden else x
 
 
 def _digest(*parts: Any) -> str:
@@ -238,11 +251,13 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     draw = apply_device_nonidealities(network.effective_conductances(), nonideal)
     circuit = NetworkCircuit(tech, sizing, draw.conductances, nonideal.wire_ohm)
     out_dir = Path(out_dir)
-    batches = plan_batches(x, int(settings.batch_size), settings.order)
+    states = network.layer_voltages(x, evaluator)
+    batches = plan_batches(x, int(settings.batch_size), settings.order, ordering_features(states, x))
     n_tran = min(int(settings.transient_samples), len(x))
     tran_batches = plan_batches(x[:n_tran], int(settings.batch_size), "given") if n_tran else []
     manifest = {"circuit": circuit.digest(), "inputs": _digest(x, labels), "batch_size": int(settings.batch_size),
-                "order": settings.order, "transient_samples": n_tran, "transient": repr(settings.transient),
+                "order": settings.order, "plan": _digest(*batches), "transient_samples": n_tran,
+                "transient": repr(settings.transient),
                 "nonideal": nonideal.as_dict()}
     prepare_run_dir(out_dir, manifest, settings.resume, settings.force)
     sim = SimOptions(timeout_s=settings.timeout_s, work_dir=out_dir / "failed" if settings.keep_failed else None,
@@ -261,7 +276,7 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
             transient = {name: np.concatenate([tr.batches[k][name] for k in keys])
                          for name in ("delay_s", "energy_j", "energy_to_settle_j", "sample_index")}
             transient["sample"] = transient.pop("sample_index")
-    report = assemble(network, draw, dc, labels, x, failures, transient, evaluator)
+    report = assemble(network, draw, dc, labels, x, failures, transient, evaluator, states)
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir))
     report.summary["model_evaluator"] = evaluator or network.evaluator
     if write_files:
@@ -273,8 +288,11 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
 
 def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, labels: np.ndarray, x: np.ndarray,
              failures: list[BatchFailure], transient: dict[str, np.ndarray],
-             evaluator: str | None = None) -> ValidationReport:
-    """Put finished batches back in sample order and compare them with the model."""
+             evaluator: str | None = None, states: Sequence[LayerState] | None = None) -> ValidationReport:
+    """Put finished batches back in sample order and compare them with the model.
+
+    ``states`` are the model's layer voltages for all of ``x`` when already computed.
+    """
     n_layers = len(network.topology) - 1
     keys = sorted(dc.batches)
     if not keys:
@@ -288,8 +306,10 @@ def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, lab
         return np.concatenate([dc.batches[k][name] for k in keys])[order]
 
     spice = [LayerVoltages(gather(f"outn{layer}"), gather(f"outp{layer}")) for layer in range(n_layers)]
-    states = network.layer_voltages(x[index], evaluator)
-    model = [LayerVoltages(s.outn, s.outp) for s in states]
+    if states is None:
+        model = [LayerVoltages(s.outn, s.outp) for s in network.layer_voltages(x[index], evaluator)]
+    else:
+        model = [LayerVoltages(s.outn[index], s.outp[index]) for s in states]
     power = static_power(gather("i_vdd"), gather("i_vss"), network.calibration.rails)
     comparison = compare(spice, model, labels[index], index, network.topology[-1])
     return ValidationReport(comparison, spice, model, labels[index], index, power, transient, failures, dc, draw)

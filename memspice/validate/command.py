@@ -22,7 +22,8 @@ samples at once, and compare every neuron output with the trained model.
 Speed: samples are batched (--batch-size per deck): one DC sweep of an index source drives
 all inputs through PWL B-sources, so one ngspice process evaluates hundreds of samples; one
 process runs per core (--workers) or, with --scheduler tcp://HOST:PORT, on a Dask cluster.
-Samples inside a batch are ordered nearest-neighbour first so Newton starts close.
+Samples are ordered along one nearest-neighbour path through the model's hidden-neuron voltages
+and cut into batches, so Newton starts each operating point close to the last one.
 
 Energy: static power per inference from the rail currents at every operating point.
 --transient N also drives the first N samples as PWL steps (--period, --rise) and measures
