@@ -152,3 +152,48 @@ def test_cli_reports_bad_input_as_one_line(tmp_path, capsys):
     args = _parse(["--calibration", str(bad), "--quiet"])
     assert args.func(args) == 2
     assert "version" in capsys.readouterr().err
+
+
+def test_parameter_average_is_bias_corrected_and_validated():
+    from memspice.train.optim import ParameterAverage
+
+    average = ParameterAverage(0.9)
+    with pytest.raises(ConfigError, match="no step yet"):
+        average.value()
+    steps = [np.array([1.0, -2.0]), np.array([3.0, 0.0]), np.array([5.0, 4.0])]
+    for p in steps:
+        average.update([p])
+    weights = 0.1 * 0.9 ** np.arange(2, -1, -1)
+    expected = (weights[:, None] * np.array(steps)).sum(axis=0) / (1 - 0.9**3)
+    np.testing.assert_allclose(average.value()[0], expected, rtol=1e-14)
+    constant = ParameterAverage(0.999)
+    constant.update([np.array([2.5])])
+    np.testing.assert_allclose(constant.value()[0], [2.5], rtol=1e-14)
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ConfigError, match="average decay must be in"):
+            ParameterAverage(bad)
+    for bad in (1.0, -0.1, 2.0):
+        with pytest.raises(ConfigError, match="average_decay must be 0"):
+            TrainConfig(average_decay=bad)
+    with pytest.raises(ConfigError, match="needs a mini-batch optimizer"):
+        TrainConfig(average_decay=0.9, optimizer="lbfgs")
+
+
+def test_averaged_training_resumes_exactly_and_returns_what_it_evaluated(iris, tmp_path):
+    from memspice.train.trainer import split_validation
+
+    x, y = iris
+    model = PhaxNetwork(CAL, (4, 6, 3), init_mean=-1.0)
+    settings = {"lr": 0.02, "batch_size": 16, "progress": False, "lr_decay": 0.9,
+                "average_decay": 0.95, "loss_link": "logit", "val_fraction": 0.2}
+    reference = train(model, x, y, TrainConfig(epochs=6, **settings))
+    train(model, x, y, TrainConfig(epochs=3, **settings), tmp_path)
+    resumed = train(model, x, y, TrainConfig(epochs=6, **settings), tmp_path, resume=True)
+    assert resumed.best_epoch == reference.best_epoch
+    for p, q in zip(reference.params, resumed.params):
+        np.testing.assert_allclose(p, q, rtol=0, atol=1e-12)
+    _, val_idx = split_validation(len(x), 0.2, 0)
+    row = reference.history.iloc[reference.best_epoch - 1]
+    assert row["val_accuracy"] == accuracy(model.predict(reference.params, x[val_idx]), y[val_idx])
+    plain = train(model, x, y, TrainConfig(epochs=6, **{**settings, "average_decay": 0.0}))
+    assert not all(np.array_equal(p, q) for p, q in zip(plain.params, reference.params))

@@ -102,6 +102,52 @@ class SGD:
         self.velocity = [np.array(state[f"velocity{i}"]) for i in range(len(state))]
 
 
+class ParameterAverage:
+    """Exponential moving average of the parameters over optimizer steps (Polyak averaging).
+
+    ``a_t = d·a_{t−1} + (1 − d)·p_t`` from ``a_0 = 0``, read out bias-corrected as
+    ``a_t/(1 − dᵗ)`` (as Adam corrects its moments), so early read-outs are not pulled toward
+    zero. The average of the last ~``1/(1 − d)`` steps sits nearer the middle of the basin
+    that mini-batch noise makes the parameters wander around than any single step does.
+
+    Args:
+        decay: ``d`` in (0, 1).
+    """
+
+    def __init__(self, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ConfigError(f"average decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.t = 0
+        self.average: list[np.ndarray] = []
+
+    def update(self, params: Sequence[np.ndarray]) -> None:
+        """Fold the current parameters into the average."""
+        if not self.average:
+            self.average = [np.zeros_like(p) for p in params]
+        self.t += 1
+        for a, p in zip(self.average, params):
+            a *= self.decay
+            a += (1.0 - self.decay) * p
+
+    def value(self) -> list[np.ndarray]:
+        """The bias-corrected average (new arrays)."""
+        if self.t == 0:
+            raise ConfigError("the parameter average has seen no step yet")
+        correction = 1.0 - self.decay**self.t
+        return [a / correction for a in self.average]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Named arrays for a checkpoint."""
+        return {"t": np.array(self.t), **{f"a{i}": a for i, a in enumerate(self.average)}}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.t = int(state["t"])
+        count = sum(1 for k in state if k.startswith("a"))
+        self.average = [np.array(state[f"a{i}"]) for i in range(count)]
+
+
 def make_optimizer(name: str, lr: float) -> Adam | SGD:
     """A mini-batch optimizer by name (``"adam"`` or ``"sgd"``)."""
     if name == "adam":

@@ -31,6 +31,7 @@ from memspice.train.optim import (
     FULL_BATCH,
     OPTIMIZER_NAMES,
     OptimizerName,
+    ParameterAverage,
     make_optimizer,
     minimize_full_batch,
 )
@@ -72,6 +73,11 @@ class TrainConfig:
             the output neurons' logits, which keeps a saturated output neuron trainable; see
             :mod:`memspice.train.losses`). The model needs ``predict_logits`` for ``logit``.
         logit_temperature: divides the logits before the loss (``logit`` link only; > 0).
+        average_decay: 0 (off) or ``d`` in (0, 1): evaluate, select and return an exponential
+            moving average of the parameters over optimizer steps (mini-batch optimizers
+            only); it averages over the last ~``1/(1 − d)`` steps. The history's
+            ``train_loss`` stays that of the steps; its accuracies and ``val_loss`` are the
+            average's.
         seed: seeds the split, the initialization, the shuffles and the noise draws.
         val_fraction: share of the training data held out for validation (0 = none).
         patience: stop after this many epochs without a better validation loss (0 = never).
@@ -86,6 +92,7 @@ class TrainConfig:
     loss: LossName = "bce"
     loss_link: LossLink = "output"
     logit_temperature: float = 1.0
+    average_decay: float = 0.0
     seed: int = 0
     val_fraction: float = 0.1
     patience: int = 0
@@ -114,6 +121,10 @@ class TrainConfig:
             )
         if self.logit_temperature != 1.0 and self.loss_link != "logit":
             raise ConfigError("logit_temperature needs loss_link='logit'")
+        if not 0 <= self.average_decay < 1:
+            raise ConfigError(f"average_decay must be 0 (off) or in (0, 1), got {self.average_decay}")
+        if self.average_decay and self.optimizer in FULL_BATCH:
+            raise ConfigError(f"average_decay needs a mini-batch optimizer, not {self.optimizer!r}")
         if self.patience < 0:
             raise ConfigError(f"patience must be non-negative, got {self.patience}")
         if not 0 < self.lr_decay <= 1:
@@ -125,7 +136,8 @@ class TrainResult:
     """Outcome of :func:`train`.
 
     Attributes:
-        params: best parameters (lowest validation loss; the last ones without validation).
+        params: best parameters (lowest validation loss; the last ones without validation),
+            averaged ones when ``average_decay`` is set.
         history: one row per epoch (loss, accuracy, seconds, learning rate).
         best_epoch: epoch the returned parameters come from (1-based).
         stopped_early: whether early stopping ended the run.
@@ -157,6 +169,8 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         arrays[f"best{i}"] = p
     for key, value in state["optimizer"].items():
         arrays[f"opt_{key}"] = value
+    for key, value in state["average"].items():
+        arrays[f"avg_{key}"] = value
     meta = {k: state[k] for k in ("epoch", "best_epoch", "best_val", "lr", "history",
                                   "config", "n_params", "bad_epochs")}
     arrays["meta"] = np.array(json.dumps(meta))
@@ -176,6 +190,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         state["params"] = [np.array(data[f"param{i}"]) for i in range(n)]
         state["best_params"] = [np.array(data[f"best{i}"]) for i in range(n)]
         state["optimizer"] = {k[4:]: np.array(data[k]) for k in data.files if k.startswith("opt_")}
+        state["average"] = {k[4:]: np.array(data[k]) for k in data.files if k.startswith("avg_")}
     return state
 
 
@@ -248,8 +263,10 @@ def train(
         params = model.init_params(np.random.default_rng([config.seed, _INIT]))
     full_batch = config.optimizer in FULL_BATCH
     optimizer = None if full_batch else make_optimizer(config.optimizer, config.lr)
+    average = ParameterAverage(config.average_decay) if config.average_decay else None
     state: dict[str, Any] = {
         "params": params, "best_params": [p.copy() for p in params], "optimizer": {},
+        "average": {},
         "epoch": 0, "best_epoch": 0, "best_val": None, "lr": config.lr, "history": [],
         "config": asdict(config), "n_params": len(params), "bad_epochs": 0,
     }
@@ -262,12 +279,18 @@ def train(
         if optimizer is not None and state["optimizer"]:
             optimizer.load_state_dict(state["optimizer"])
             optimizer.lr = state["lr"]
+        if average is not None and state["average"]:
+            average.load_state_dict(state["average"])
 
     stopped = False
 
     def end_epoch(epoch: int, train_loss: float, seconds: float, current: list[np.ndarray],
                   lr_used: float) -> bool:
         lo, hi = model.output_range
+        state["params"] = current
+        if average is not None:
+            state["average"] = average.state_dict()
+            current = average.value()
         out_train = model.predict(current, x_train)
         row = {"epoch": epoch, "train_loss": train_loss,
                "train_accuracy": accuracy(out_train, y_train),
@@ -284,7 +307,6 @@ def train(
             improved = state["best_val"] is None or row["val_loss"] < state["best_val"]
         state["history"].append(row)
         state["epoch"] = epoch
-        state["params"] = current
         if improved:
             state["best_val"] = row["val_loss"] if len(x_val) else None
             state["best_epoch"] = epoch
@@ -339,6 +361,8 @@ def train(
                         current, x_train[batch], y_train[batch], loss, rng
                     )
                     optimizer.step(current, grads)
+                    if average is not None:
+                        average.update(current)
                     total += value * len(batch)
                     count += len(batch)
                 seconds = time.perf_counter() - t0
@@ -360,6 +384,11 @@ def train(
         files = save_history(history, Path(out_dir))
         if checkpoint is not None and checkpoint.exists():
             files["checkpoint"] = checkpoint
-    chosen = state["best_params"] if len(x_val) else state["params"]
+    if len(x_val):
+        chosen = state["best_params"]
+    elif average is not None and average.t:
+        chosen = average.value()
+    else:
+        chosen = state["params"]
     return TrainResult([np.array(p) for p in chosen], history,
                        state["best_epoch"] if len(x_val) else state["epoch"], stopped, files)
