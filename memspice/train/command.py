@@ -67,6 +67,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "current table, else static")
     p.add_argument("--loss", choices=["bce", "mse", "softmax_ce"], default="bce",
                    help="loss on outputs rescaled to [0,1] (default: bce, as PHAX)")
+    p.add_argument("--loss-link", choices=["output", "logit"], default="output",
+                   help="what the loss sees: the rescaled outputs (PHAX) or the output neurons' "
+                        "logits, which keeps a saturated output neuron trainable (default: output)")
+    p.add_argument("--logit-temperature", type=float, default=1.0,
+                   help="divides the logits before the loss, with --loss-link logit (default: 1)")
+    p.add_argument("--average-decay", type=float, default=0.0,
+                   help="return a moving average of the parameters over steps with this decay, "
+                        "e.g. 0.999 (default: 0 = off)")
     p.add_argument("--levels", type=int, default=None,
                    help="conductance levels, 0 = continuous (default: the calibration's)")
     p.add_argument("--fault-rate", type=float, default=0.0,
@@ -127,12 +135,14 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
                         evaluator=mode, init_mean=-2.0)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, loss=args.loss, seed=args.seed,
-                         progress=not args.quiet, lr_decay=0.97)
+                         progress=not args.quiet, lr_decay=0.97, loss_link=args.loss_link,
+                         logit_temperature=args.logit_temperature,
+                         average_decay=args.average_decay)
     result = train(model, x_train, train_set.labels, config, args.out, args.resume)
     test_acc = accuracy(model.predict(result.params, x_test, faults=faults), test_set.labels)
     summary: dict[str, Any] = {
         "dataset": args.dataset, "topology": list(topology), "mode": mode, "optimizer": args.optimizer,
-        "loss": args.loss, "epochs_run": int(len(result.history)),
+        "loss": args.loss, "loss_link": args.loss_link, "epochs_run": int(len(result.history)),
         "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
         "levels": levels, "fault_rate": args.fault_rate, "fault_aware": bool(args.fault_aware),
         "variation": args.variation,
