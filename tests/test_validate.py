@@ -206,3 +206,22 @@ def test_benchmark_script_has_a_main() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert callable(module.main) and set(module.CONFIGS) >= {"64-32-10/builtin", "196-100-10/builtin"}
+
+
+def test_indexed_inputs_keep_only_run_edges_and_every_sample_value() -> None:
+    from memspice.circuit.builders import indexed_input_sources
+    from memspice.circuit.elements import PwlOfVoltage
+
+    rng = np.random.default_rng(5)
+    x = rng.choice([-0.25, 0.0, 0.25], size=(60, 4))
+    x[:, 1] = -0.25  # constant input: two breakpoints
+    x[10:40, 2] = 0.25  # a long run
+    sources = [e for e in indexed_input_sources(x) if isinstance(e, PwlOfVoltage)]
+    assert len(sources) == 4
+    index = np.arange(60.0)
+    for i, src in enumerate(sources):
+        np.testing.assert_array_equal(np.interp(index, src.xs, src.ys), x[:, i])
+    assert sources[1].xs == (0.0, 59.0)
+    assert len(sources[2].xs) < 60 - 25
+    single = [e for e in indexed_input_sources(x[:1]) if isinstance(e, PwlOfVoltage)]
+    assert single[0].xs == (0.0,) and single[0].ys == (x[0, 0],)

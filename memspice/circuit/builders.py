@@ -237,17 +237,27 @@ INDEX_NODE = "idx"
 def indexed_input_sources(samples: np.ndarray) -> list[Element]:
     """Drive all inputs from one index source ``Vidx``: sample ``s`` at ``v(idx) = s``.
 
-    Each ``xp_i`` is a B-source ``pwl(v(idx), 0, x_0i, 1, x_1i, …)`` and each ``xn_i`` an
-    E-source of gain −1, so a ``.dc Vidx 0 S-1 1`` sweep evaluates ``S`` samples in one run.
+    Each ``xp_i`` is a B-source ``pwl(v(idx), …)`` and each ``xn_i`` an E-source of gain −1,
+    so a ``.dc Vidx 0 S-1 1`` sweep evaluates ``S`` samples in one run. A run of samples
+    with the same value of input ``i`` keeps only its first and last breakpoint: the value
+    at every integer index is unchanged, and the shorter table is cheaper for ngspice to
+    search at every Newton iteration.
     """
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 1:
         raise NetlistError(f"samples must be a (S, N) array, got shape {x.shape}")
     index = np.arange(x.shape[0], dtype=np.float64)
+    # keep[s, i]: sample s is a breakpoint of input i (first/last sample, or a run edge)
+    keep = np.ones(x.shape, dtype=bool)
+    if x.shape[0] > 2:
+        same_as_prev = x[1:-1] == x[:-2]
+        same_as_next = x[1:-1] == x[2:]
+        keep[1:-1] = ~(same_as_prev & same_as_next)
     elements: list[Element] = [VoltageSource(INDEX_NODE, INDEX_NODE, "0", 0.0)]
     for i in range(x.shape[1]):
+        rows = keep[:, i]
         elements.append(PwlOfVoltage(f"xp{i}", input_node(i, "p"), "0", INDEX_NODE,
-                                     index, x[:, i]))  # type: ignore[arg-type]  # arrays: checked at once
+                                     index[rows], x[rows, i]))  # type: ignore[arg-type]  # arrays: checked at once
         elements.append(Vcvs(f"xn{i}", input_node(i, "n"), "0", input_node(i, "p"), "0", -1.0))
     return elements
 
