@@ -64,8 +64,9 @@ def test_plan_batches_cuts_one_path_through_the_given_features() -> None:
     assert sorted(np.concatenate(batches).tolist()) == list(range(40))
     for b in batches:  # each batch is one group: the path visits a group completely before leaving
         assert len(set(features[b, 0].tolist())) == 1
-    given = plan_batches(x, 15, "given")
-    assert [b.tolist() for b in given] == [list(range(0, 15)), list(range(15, 30)), list(range(30, 40))]
+    given = plan_batches(x, 15, "given")  # 3 batches are needed; they are made equal
+    assert [b.tolist() for b in given] == [list(range(0, 14)), list(range(14, 27)), list(range(27, 40))]
+    assert [len(b) for b in plan_batches(x, 100, "given")] == [40]
 
 
 def test_device_nonidealities_are_seeded_and_stay_in_window() -> None:

@@ -39,7 +39,8 @@ class RunSettings:
     """How validation runs (not what it validates).
 
     Attributes:
-        batch_size: samples per deck (one ngspice process each).
+        batch_size: most samples per deck (one ngspice process each); the samples are split
+            into equal batches no larger than this.
         workers: local ngspice processes at once (``None`` = CPU count).
         scheduler: Dask scheduler address or ``distributed.Client``; ``None`` = local pool.
         timeout_s: wall-clock limit per batch (s).
@@ -142,7 +143,9 @@ def check_data(network: TrainedNetwork, x: np.ndarray, labels: np.ndarray) -> tu
 def plan_batches(x: np.ndarray, batch_size: int, order: str, features: np.ndarray | None = None) -> list[np.ndarray]:
     """Sample numbers of each batch, in deck order.
 
-    With ``given``, contiguous batches in the given order. With ``similarity``, one
+    ``batch_size`` is an upper bound: the samples are split into as few batches as it allows,
+    of equal size (±1), so parallel workers finish together. With ``given``, contiguous
+    batches in the given order. With ``similarity``, one
     nearest-neighbour path through all samples (:func:`similarity_order` on ``features``,
     default the inputs) is cut into consecutive batches, so each batch is a run of
     neighbouring operating points. Validation passes the model's hidden-neuron voltages as
@@ -154,7 +157,9 @@ def plan_batches(x: np.ndarray, batch_size: int, order: str, features: np.ndarra
     sequence = np.arange(n)
     if order == "similarity":
         sequence = similarity_order(x if features is None else features)
-    return [sequence[start : start + batch_size] for start in range(0, n, batch_size)]
+    # as few batches as batch_size allows, of equal size (±1): no short straggler at the end
+    count = max(1, -(-n // batch_size))
+    return [part for part in np.array_split(sequence, count) if len(part)]
 
 
 def ordering_features(states: Sequence[LayerState], x: np.ndarray) -> np.ndarray:

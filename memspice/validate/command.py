@@ -70,7 +70,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     nonideal.add_argument("--fault-rate", type=float, default=0.0, help="fraction of stuck devices, e.g. 0.01")
     nonideal.add_argument("--wire-ohm", type=float, default=0.0, help="wire resistance per crossbar cell in Ω")
     run = p.add_argument_group("execution")
-    run.add_argument("--batch-size", type=int, default=500, help="samples per ngspice deck (default: 500)")
+    run.add_argument("--batch-size", type=int, default=500, help="most samples per ngspice deck; the samples are split into equal batches no larger than this (default: 500)")
     run.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: CPU count)")
     run.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.add_argument("--timeout", type=float, default=600.0, help="time limit per batch in s (default: 600)")
