@@ -226,3 +226,15 @@ def test_indexed_inputs_keep_only_run_edges_and_every_sample_value() -> None:
     assert len(sources[2].xs) < 60 - 25
     single = [e for e in indexed_input_sources(x[:1]) if isinstance(e, PwlOfVoltage)]
     assert single[0].xs == (0.0,) and single[0].ys == (x[0, 0],)
+
+
+def test_stored_plan_round_trips_and_is_ignored_when_it_does_not_fit(tmp_path: Path) -> None:
+    from memspice.validate.api import save_plan, stored_plan
+
+    assert stored_plan(tmp_path, 5) is None
+    save_plan(tmp_path, [np.array([3, 0]), np.array([4, 1, 2])])
+    got = stored_plan(tmp_path, 5)
+    assert got is not None and [b.tolist() for b in got] == [[3, 0], [4, 1, 2]]
+    assert stored_plan(tmp_path, 6) is None
+    (tmp_path / "plan.npz").write_bytes(b"not an npz")
+    assert stored_plan(tmp_path, 5) is None

@@ -77,7 +77,9 @@ def test_killed_ngspice_fails_one_batch_and_resume_redoes_only_it(tmp_path: Path
     assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err
 
+    plan = (out / "plan.npz").read_bytes()
     assert main([*argv, "--resume"]) == 0
+    assert (out / "plan.npz").read_bytes() == plan, "a resumed run keeps the stored batch plan"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["n_samples"] == 80
     assert summary["batches_reused"] == 3 and summary["batches_simulated"] == 1

@@ -20,7 +20,7 @@ import numpy as np
 
 from memspice.circuit.builders import InverterSizing
 from memspice.errors import ConfigError, DataError
-from memspice.io import write_text_atomic
+from memspice.io import write_atomic, write_text_atomic
 from memspice.sim import SimOptions
 from memspice.tech.technology import Technology
 from memspice.train.forward import LayerState, make_evaluator
@@ -168,6 +168,34 @@ def ordering_features(states: Sequence[LayerState], x: np.ndarray) -> np.ndarray
     return np.hstack(hidden) if hidden else x
 
 
+PLAN_NAME = "plan.npz"
+
+
+def save_plan(out_dir: Path, batches: list[np.ndarray]) -> None:
+    """Store the batch plan, so a resumed run cuts exactly the same batches."""
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, *batches)
+
+    write_atomic(out_dir / PLAN_NAME, writer)
+
+
+def stored_plan(out_dir: Path, n_samples: int) -> list[np.ndarray] | None:
+    """The stored batch plan, or ``None`` when there is none that covers ``n_samples`` samples."""
+    path = out_dir / PLAN_NAME
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            batches = [data[f"arr_{i}"] for i in range(len(data.files))]
+    except (OSError, ValueError, KeyError):
+        return None
+    joined = np.concatenate(batches) if batches else np.empty(0, dtype=np.int64)
+    if len(joined) != n_samples or not np.array_equal(np.sort(joined), np.arange(n_samples)):
+        return None
+    return batches
+
+
 def _digest(*parts: Any) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -257,14 +285,16 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     circuit = NetworkCircuit(tech, sizing, draw.conductances, nonideal.wire_ohm)
     out_dir = Path(out_dir)
     states = network.layer_voltages(x, evaluator)
-    batches = plan_batches(x, int(settings.batch_size), settings.order, ordering_features(states, x))
     n_tran = min(int(settings.transient_samples), len(x))
     tran_batches = plan_batches(x[:n_tran], int(settings.batch_size), "given") if n_tran else []
     manifest = {"circuit": circuit.digest(), "inputs": _digest(x, labels), "batch_size": int(settings.batch_size),
-                "order": settings.order, "plan": _digest(*batches), "transient_samples": n_tran,
-                "transient": repr(settings.transient),
+                "order": settings.order, "transient_samples": n_tran, "transient": repr(settings.transient),
                 "nonideal": nonideal.as_dict()}
     prepare_run_dir(out_dir, manifest, settings.resume, settings.force)
+    batches = stored_plan(out_dir, len(x)) if settings.resume else None
+    if batches is None:
+        batches = plan_batches(x, int(settings.batch_size), settings.order, ordering_features(states, x))
+        save_plan(out_dir, batches)
     sim = SimOptions(timeout_s=settings.timeout_s, work_dir=out_dir / "failed" if settings.keep_failed else None,
                      keep="on_failure" if settings.keep_failed else "never")
     dc = execute(_jobs("dc", batches, x, circuit, settings, sim), BatchStore(out_dir, "dc"),
