@@ -30,28 +30,40 @@ REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist"
 
 
-def prepare_network(topology: tuple[int, ...], directory: Path, quick: bool) -> str:
-    """Train the benchmark network into ``directory`` (or save random conductances); describe it."""
+def prepare_network(topology: tuple[int, ...], tech_name: str, directory: Path, quick: bool) -> str:
+    """Train the benchmark network into ``directory`` (or save random conductances); describe it.
+
+    Networks are trained on a calibration of the technology they are validated on (coupled
+    mode, the model that predicts the circuit), so sweeps visit realistic operating points
+    and the reported SPICE/model agreement means something.
+    """
+    from memspice.characterize.calibrate import calibrate
     from memspice.cli import main as cli_main
-    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.fit.calibration import phax_reference_calibration, save_calibration
     from memspice.train.network_io import TrainedNetwork, save_network
 
+    mnist = (MNIST / "t10k-images-idx3-ubyte.gz").is_file() or (MNIST / "t10k-images-idx3-ubyte").is_file()
     if topology[0] == 64:
         name, extra = "digits", []
-    elif not quick and (MNIST / "t10k-images-idx3-ubyte.gz").is_file() or (MNIST / "t10k-images-idx3-ubyte").is_file():
+    elif not quick and mnist:
         name, extra = "mnist", ["--mnist-dir", str(MNIST)]
     else:
         rng = np.random.default_rng(0)
         g = tuple(rng.uniform(0.12e-6, 8e-6, (b, 2 * a + 2)) for a, b in zip(topology[:-1], topology[1:]))
         save_network(TrainedNetwork(topology, g, phax_reference_calibration()), directory)
         return "random conductances"
-    epochs = "3" if quick else "10" if name == "digits" else "2"
+    directory.mkdir(parents=True, exist_ok=True)
+    tech, sizing = _technology(tech_name)
+    cal_path = directory / "calibration.json"
+    save_calibration(calibrate(tech, sizing), cal_path)
+    epochs = ("5" if quick else "30") if name == "digits" else "2"
     with contextlib.redirect_stdout(io.StringIO()):
         code = cli_main(["train", "--dataset", name, *extra, "--topology", ",".join(map(str, topology)),
-                         "--epochs", epochs, "--lr", "0.01", "--quiet", "--out", str(directory)])
+                         "--calibration", str(cal_path), "--mode", "coupled", "--epochs", epochs,
+                         "--quiet", "--out", str(directory)])
     if code != 0:
         raise SystemExit(f"training the benchmark network failed ({code})")
-    return f"trained on {name} ({epochs} epochs)"
+    return f"trained on {name} ({epochs} epochs, coupled, {tech_name} calibration)"
 
 
 def _samples(topology: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -70,12 +82,13 @@ def _samples(topology: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _technology(name: str):
-    from memspice.circuit.builders import InverterSizing
+    """Technology and the toolkit's default inverter sizing for it (sky130: tt corner, LVT)."""
+    from memspice.characterize.presets import default_sizing
     from memspice.tech.technology import builtin, sky130
 
     if name == "sky130":
-        return sky130("tt", flavor="lvt"), InverterSizing(50e-6, 25e-6, 1e-6, 1e-6)
-    return builtin(), InverterSizing()
+        return sky130("tt", flavor="lvt"), default_sizing("sky130", "lvt")
+    return builtin(), default_sizing("builtin")
 
 
 def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, batch_sizes: list[int],
@@ -145,18 +158,22 @@ CONFIGS = {
 
 
 def _child(name: str, network_dir: Path, quick: bool, workers: int) -> dict:
+    """One configuration; batch sizes split the samples evenly over the workers (1, 2 or 4 rounds)."""
     topology, tech = CONFIGS[name]
     big = topology[0] > 100
-    sky = tech == "sky130"
     if quick:
-        n, base, sizes = (250, 8, [250]) if big else (1000, 20, [500])
-        if sky:
-            n, base, sizes = 250, 8, [250]
+        n, base, rounds = (250, 8, [1]) if big or tech == "sky130" else (1000, 20, [1])
     else:
-        n, base, sizes = 2000, 60, ([250, 500, 1000] if not big else [500, 1000])
-        if sky:
-            n, base, sizes = 1000, 30, [500]
+        n, base, rounds = (2000, 60, [4, 2, 1]) if not big else (2000, 60, [2, 1])
+        if tech == "sky130":
+            n, base, rounds = 1000, 30, [1]
+    n = min(n, _available(topology))
+    sizes = sorted({-(-n // (r * workers)) for r in rounds})
     return measure(network_dir, tech, n, base, sizes, workers)
+
+
+def _available(topology: tuple[int, ...]) -> int:
+    return len(_samples(topology)[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,14 +197,14 @@ def main(argv: list[str] | None = None) -> int:
         names.remove("64-32-10/sky130")
     load_before = os.getloadavg()
     results = {}
-    networks: dict[tuple[int, ...], tuple[Path, str]] = {}
+    networks: dict[tuple[tuple[int, ...], str], tuple[Path, str]] = {}
     keep = tempfile.TemporaryDirectory(prefix="bench-validate-nets-")
     for name in names:
-        topology = CONFIGS[name][0]
-        if topology not in networks:
-            directory = Path(keep.name) / "-".join(map(str, topology))
-            networks[topology] = (directory, prepare_network(topology, directory, args.quick))
-        network_dir, origin = networks[topology]
+        topology, tech_name = CONFIGS[name]
+        if (topology, tech_name) not in networks:
+            directory = Path(keep.name) / name.replace("/", "_")
+            networks[(topology, tech_name)] = (directory, prepare_network(topology, tech_name, directory, args.quick))
+        network_dir, origin = networks[(topology, tech_name)]
         cmd = [sys.executable, str(Path(__file__).resolve()), "--only", name, "--workers", str(args.workers),
                "--network", str(network_dir)]
         if args.quick:
