@@ -11,9 +11,6 @@ from typing import Any
 from memspice.cli_options import add_technology_options, sizing_from_args, technology_from_args
 from memspice.errors import ConfigError
 
-#: Default inverter sizes (Wn, Wp, Ln, Lp) in µm: PHAX's 90 nm sizing on the built-in card, and
-#: the balanced sky130 LVT sizing at ±0.25 V (V_M ≈ +3 mV, full swing) from characterization.
-
 DESCRIPTION = """\
 Build the full circuit of a trained network (rails, differential input rows driven by the
 data, every crossbar conductance, every two-inverter neuron), evaluate it in ngspice on many
