@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
 
@@ -27,5 +28,9 @@ def test_bench_train_main_prints_json_last(tmp_path, capsys):
     assert module.main(["--quick", "--no-torch", "--mnist-dir", str(tmp_path)]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("float_accuracy", "constrained_accuracy", "levels32_accuracy",
-                "fault20_aware_accuracy", "fault20_oblivious_accuracy", "numpy_epoch_s"):
-        assert 0 <= figures[key] <= 1 or key == "numpy_epoch_s"
+                "fault20_aware_accuracy", "fault20_oblivious_accuracy", "float_val_accuracy",
+                "constrained_val_accuracy"):
+        assert 0 <= figures[key] <= 1
+    assert figures["numpy_epoch_s"] > 0
+    assert figures["gap_float_minus_constrained_points"] == pytest.approx(
+        100 * (figures["float_accuracy"] - figures["constrained_accuracy"]))
