@@ -199,14 +199,14 @@ def test_averaged_training_resumes_exactly_and_returns_what_it_evaluated(iris, t
     assert not all(np.array_equal(p, q) for p, q in zip(plain.params, reference.params))
 
 
-def test_cli_takes_the_logit_link_and_averaging_and_rejects_a_bad_temperature(capsys):
+def test_cli_takes_the_logit_link_and_averaging_and_rejects_a_bad_temperature(tmp_path, capsys):
     args = _parse(["--dataset", "iris", "--topology", "4,6,3", "--epochs", "3", "--lr", "0.02",
                    "--loss-link", "logit", "--logit-temperature", "2", "--average-decay", "0.9",
-                   "--mc-trials", "2", "--json", "--quiet"])
+                   "--mc-trials", "2", "--out", str(tmp_path), "--json", "--quiet"])
     assert args.func(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["loss_link"] == "logit" and 0 <= summary["test_accuracy"] <= 1
     args = _parse(["--dataset", "iris", "--loss-link", "logit", "--logit-temperature", "0",
-                   "--quiet"])
+                   "--out", str(tmp_path / "bad"), "--quiet"])
     assert args.func(args) == 2
     assert "logit_temperature must be positive" in capsys.readouterr().err
