@@ -150,6 +150,9 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: Throughput the project aims for (samples/s, speed-up over one process per sample), 2 cores.
+TARGETS = {"64-32-10/builtin": (1400, 30.0)}
+
 CONFIGS = {
     "64-32-10/builtin": ((64, 32, 10), "builtin"),
     "196-100-10/builtin": ((196, 100, 10), "builtin"),
@@ -222,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{b['samples_per_s']:.1f} samples/s one process per sample ({b['ms_per_sample']:.1f} ms/sample) "
               f"→ {r['speedup_vs_per_sample']:.1f}×; ngspice peak program size {r['ngspice_peak_program_mb']:.0f} MB per worker; "
               f"SPICE/model agreement {100 * r['batched'][str(r['best_batch_size'])]['agreement']:.1f} %")
+        if name in TARGETS:
+            rate, ratio = TARGETS[name]
+            r["target"] = {"samples_per_s": rate, "speedup": ratio,
+                           "met": r["samples_per_s"] >= rate and r["speedup_vs_per_sample"] >= ratio}
+            print(f"    target (issue): >= {rate} samples/s and >= {ratio}x on {os.cpu_count()} cores: "
+                  f"{'met' if r['target']['met'] else 'NOT met'}")
         for size, fig in r["batched"].items():
             print(f"    batch {size}: {fig['samples_per_s']:.0f} samples/s, end-to-end {fig['end_to_end_s']:.2f} s, "
                   f"ngspice CPU {fig['ngspice_cpu_ms_per_sample']:.2f} ms/sample "
