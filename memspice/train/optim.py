@@ -216,3 +216,16 @@ def minimize_full_batch(
     result = minimize(fun, flatten(params), jac=True, method=scipy_method,
                       callback=step_callback, options={"maxiter": int(max_iter)})
     return unflatten(result.x, like)
+
+
+def clip_global_norm(grads: Sequence[np.ndarray], max_norm: float) -> list[np.ndarray]:
+    """Scale ``grads`` together so their joint L2 norm is at most ``max_norm`` (new arrays).
+
+    One factor for all arrays keeps the step's direction; only a rare outsized mini-batch
+    gradient (a burst of saturated neurons) is shortened.
+    """
+    if not max_norm > 0:
+        raise ConfigError(f"max_norm must be positive, got {max_norm}")
+    norm = float(np.sqrt(sum(float(np.sum(g * g)) for g in grads)))
+    scale = max_norm / norm if norm > max_norm else 1.0
+    return [g * scale for g in grads]

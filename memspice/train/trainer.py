@@ -32,8 +32,15 @@ from memspice.train.optim import (
     OPTIMIZER_NAMES,
     OptimizerName,
     ParameterAverage,
+    clip_global_norm,
     make_optimizer,
     minimize_full_batch,
+)
+from memspice.train.schedule import (
+    ScheduleName,
+    check_schedule,
+    epoch_learning_rate,
+    warmup_factor,
 )
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -66,7 +73,16 @@ class TrainConfig:
         epochs: passes over the training set (iterations for full-batch methods).
         batch_size: samples per mini-batch step.
         lr: learning rate (θ units per step for the constrained network).
-        lr_decay: multiplicative learning-rate factor applied after every epoch.
+        lr_decay: multiplicative learning-rate factor applied after every epoch (``exponential``
+            schedule only).
+        schedule: ``exponential`` (``lr_decay`` per epoch) or ``cosine`` (half a cosine from
+            ``lr`` to ``lr · lr_floor_fraction`` over the epochs after the warm-up); see
+            :mod:`memspice.train.schedule`. Mini-batch optimizers only.
+        warmup_epochs: epochs over which the learning rate rises linearly, step by step, to
+            ``lr`` before the decay starts (0 = none).
+        lr_floor_fraction: where the cosine ends, as a fraction of ``lr``, in [0, 1).
+        grad_clip_norm: 0 (off) or the largest joint L2 norm of a mini-batch gradient (over all
+            parameter arrays, in loss units per parameter unit); longer ones are scaled down.
         optimizer: ``adam``, ``sgd``, ``lbfgs`` or ``cg``.
         loss: ``bce``, ``mse`` or ``softmax_ce``.
         loss_link: ``output`` (the loss sees the rescaled outputs, PHAX) or ``logit`` (it sees
@@ -88,6 +104,10 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 0.02
     lr_decay: float = 1.0
+    schedule: ScheduleName = "exponential"
+    warmup_epochs: int = 0
+    lr_floor_fraction: float = 0.0
+    grad_clip_norm: float = 0.0
     optimizer: OptimizerName = "adam"
     loss: LossName = "bce"
     loss_link: LossLink = "output"
@@ -129,6 +149,19 @@ class TrainConfig:
             raise ConfigError(f"patience must be non-negative, got {self.patience}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        check_schedule(self.schedule, self.epochs, self.lr_decay, self.warmup_epochs,
+                       self.lr_floor_fraction)
+        if not (np.isfinite(self.grad_clip_norm) and self.grad_clip_norm >= 0):
+            raise ConfigError(
+                f"grad_clip_norm must be 0 (off) or positive, got {self.grad_clip_norm}")
+        uses_steps = (self.schedule != "exponential" or self.warmup_epochs
+                      or self.grad_clip_norm)
+        if uses_steps and self.optimizer in FULL_BATCH:
+            raise ConfigError("schedule, warmup_epochs and grad_clip_norm need a mini-batch "
+                              f"optimizer, not {self.optimizer!r}")
 
 
 @dataclass
@@ -353,21 +386,29 @@ def train(
                 rng = np.random.default_rng([config.seed, _EPOCH, epoch])
                 order = rng.permutation(len(x_train))
                 current = state["params"]
+                epoch_lr = epoch_learning_rate(
+                    config.lr, epoch, config.epochs, config.schedule, config.lr_decay,
+                    config.warmup_epochs, config.lr_floor_fraction)
+                steps = -(-len(order) // config.batch_size)
                 t0 = time.perf_counter()
                 total, count = 0.0, 0
-                for start in range(0, len(order), config.batch_size):
+                for step, start in enumerate(range(0, len(order), config.batch_size)):
                     batch = order[start : start + config.batch_size]
                     value, grads = model.loss_and_grad(
                         current, x_train[batch], y_train[batch], loss, rng
                     )
+                    if config.grad_clip_norm:
+                        grads = clip_global_norm(grads, config.grad_clip_norm)
+                    optimizer.lr = epoch_lr * warmup_factor(epoch, step, steps,
+                                                            config.warmup_epochs)
                     optimizer.step(current, grads)
                     if average is not None:
                         average.update(current)
                     total += value * len(batch)
                     count += len(batch)
                 seconds = time.perf_counter() - t0
-                lr_used = optimizer.lr
-                state["lr"] = optimizer.lr = lr_used * config.lr_decay
+                lr_used = optimizer.lr  # the epoch's last (largest, during warm-up) step size
+                state["lr"] = lr_used
                 stop = end_epoch(epoch, total / count, seconds, current, lr_used)
                 bar.update(1)
                 bar.set_postfix(loss=f"{total / count:.4g}",
