@@ -1,13 +1,16 @@
 """Learning-rate schedules (warm-up, exponential, cosine) and gradient-norm clipping."""
 
+import argparse
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from memspice.datasets import features_to_voltages, load_iris
 from memspice.errors import ConfigError
 from memspice.fit.calibration import phax_reference_calibration
+from memspice.train import command
 from memspice.train.model import PhaxNetwork
 from memspice.train.optim import clip_global_norm
 from memspice.train.schedule import epoch_learning_rate, warmup_factor
@@ -138,3 +141,22 @@ def test_clipping_bounds_the_first_sgd_step(iris):
 
     assert step_norm(clipped.params) == pytest.approx(lr * clip, rel=1e-9)
     assert step_norm(free.params) > 10 * lr * clip
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    return parser.parse_args(["train", *argv])
+
+
+def test_cli_takes_the_schedule_and_rejects_a_warmup_longer_than_the_run(tmp_path, capsys):
+    args = _parse(["--dataset", "iris", "--topology", "4,6,3", "--epochs", "4", "--lr", "0.02",
+                   "--schedule", "cosine", "--warmup-epochs", "1", "--lr-floor-fraction", "0.1",
+                   "--grad-clip-norm", "1", "--out", str(tmp_path), "--quiet"])
+    assert args.func(args) == 0
+    history = pd.read_csv(tmp_path / "history.csv")
+    np.testing.assert_allclose(history["lr"], [0.02, 0.02, 0.011, 0.002], rtol=1e-12)
+    args = _parse(["--dataset", "iris", "--epochs", "3", "--warmup-epochs", "3",
+                   "--out", str(tmp_path / "bad"), "--quiet"])
+    assert args.func(args) == 2
+    assert "warmup_epochs must be in" in capsys.readouterr().err

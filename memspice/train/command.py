@@ -75,6 +75,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--average-decay", type=float, default=0.0,
                    help="return a moving average of the parameters over steps with this decay, "
                         "e.g. 0.999 (default: 0 = off)")
+    p.add_argument("--schedule", choices=["exponential", "cosine"], default="exponential",
+                   help="learning-rate decay: x0.97 per epoch, or half a cosine down to "
+                        "--lr-floor-fraction of --lr (default: exponential)")
+    p.add_argument("--warmup-epochs", type=int, default=0,
+                   help="epochs of linear learning-rate warm-up before the decay (default: 0)")
+    p.add_argument("--lr-floor-fraction", type=float, default=0.0,
+                   help="where the cosine schedule ends, as a fraction of --lr (default: 0)")
+    p.add_argument("--grad-clip-norm", type=float, default=0.0,
+                   help="clip each mini-batch gradient to this joint L2 norm (default: 0 = off)")
     p.add_argument("--levels", type=int, default=None,
                    help="conductance levels, 0 = continuous (default: the calibration's)")
     p.add_argument("--fault-rate", type=float, default=0.0,
@@ -135,7 +144,11 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
                         evaluator=mode, init_mean=-2.0)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, loss=args.loss, seed=args.seed,
-                         progress=not args.quiet, lr_decay=0.97, loss_link=args.loss_link,
+                         progress=not args.quiet, loss_link=args.loss_link,
+                         lr_decay=0.97 if args.schedule == "exponential" else 1.0,
+                         schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+                         lr_floor_fraction=args.lr_floor_fraction,
+                         grad_clip_norm=args.grad_clip_norm,
                          logit_temperature=args.logit_temperature,
                          average_decay=args.average_decay)
     result = train(model, x_train, train_set.labels, config, args.out, args.resume)
