@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from memspice.cli import main
 from memspice.errors import ConfigError
 from memspice.pipeline.config import RunConfig, config_from_dict, config_to_toml, default_config_toml, load_config
+from memspice.pipeline.run import stages as pipeline_stages
+from memspice.pipeline.stages import fingerprint
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -44,12 +47,46 @@ def test_defaults_round_trip_through_toml(tmp_path: Path) -> None:
         ({"validation": {"batch_size": -1}}, "validation.batch_size must be 0 (automatic) or in [1, 5000]"),
         ({"sizing": {"wn_um": 1e6}}, "sizing.wn_um"),
         ({"training": {"learning_rate": float("nan")}}, "training.learning_rate must be finite"),
+        ({"training": {"loss_link": "probit"}}, "training.loss_link must be output or logit"),
+        ({"training": {"loss_link": 1}}, "training.loss_link must be a string"),
+        ({"training": {"loss_link": "logit", "logit_temperature": 0.0}}, "training.logit_temperature must be in (0, 100]"),
+        ({"training": {"logit_temperature": 2.0}}, "training.logit_temperature other than 1 needs loss_link"),
+        ({"training": {"average_decay": 1.0}}, "training.average_decay must be 0 (off) or in (0, 1)"),
+        ({"training": {"average_decay": -0.1}}, "training.average_decay must be 0 (off) or in (0, 1)"),
+        ({"training": {"average_decay": 0.99, "optimizer": "lbfgs"}}, "training.average_decay needs a mini-batch optimizer"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, needle: str) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(data)
     assert needle in str(info.value)
+
+
+def test_print_default_config_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--print-default-config"]) == 0
+    path = tmp_path / "default.toml"
+    path.write_text(capsys.readouterr().out)
+    assert load_config(path) == RunConfig()
+    recipe = {"loss_link": "logit", "logit_temperature": 2.0, "average_decay": 0.999}
+    changed = config_from_dict({"training": recipe})
+    path.write_text(config_to_toml(changed))
+    loaded = load_config(path)
+    assert loaded == changed
+    assert {k: getattr(loaded.training, k) for k in recipe} == recipe
+
+
+@pytest.mark.parametrize(
+    ("key", "old", "new"),
+    [("loss_link", "output", "logit"), ("average_decay", 0.0, 0.99), ("logit_temperature", 1.0, 2.0)],
+)
+def test_training_recipe_changes_the_train_fingerprint(key: str, old: object, new: object) -> None:
+    stages = {s.name: s for s in pipeline_stages()}
+    link = {"loss_link": "logit"} if key == "logit_temperature" else {}
+    before = config_from_dict({"training": {**link, key: old}})
+    after = config_from_dict({"training": {**link, key: new}})
+    for name in ("train", "loop"):
+        assert fingerprint(stages[name], before, {}) != fingerprint(stages[name], after, {})
+    assert fingerprint(stages["calibrate"], before, {}) == fingerprint(stages["calibrate"], after, {})
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:

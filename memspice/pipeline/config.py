@@ -139,6 +139,11 @@ class TrainingConfig:
     init_theta_mean: float = -2.0  #: start most devices near g_min (see the trainer's notes)
     optimizer: str = "adam"  #: adam | sgd | lbfgs | cg
     loss: str = "bce"  #: bce | mse | softmax_ce
+    #: output (the loss sees the output voltages rescaled to [0, 1], PHAX) | logit (it sees the output
+    #: neurons' logits 2·c4·sign(c2)·(column − c3), so a saturated output neuron stays trainable)
+    loss_link: str = "output"
+    logit_temperature: float = 1.0  #: divides the logits (logit link only; dimensionless, > 0)
+    average_decay: float = 0.0  #: 0 = off, else EMA of the parameters over steps, decay in (0, 1)
     mode: str = "coupled"  #: calibration mode used by the trainer: static | load-aware | coupled
     seed: int = 0
 
@@ -151,6 +156,13 @@ class TrainingConfig:
         _need(-20 <= self.init_theta_mean <= 20, f"{key}.init_theta_mean", "must be in [-20, 20]", self.init_theta_mean)
         _need(self.optimizer in ("adam", "sgd", "lbfgs", "cg"), f"{key}.optimizer", "must be adam, sgd, lbfgs or cg", self.optimizer)
         _need(self.loss in ("bce", "mse", "softmax_ce"), f"{key}.loss", "must be bce, mse or softmax_ce", self.loss)
+        _need(self.loss_link in ("output", "logit"), f"{key}.loss_link", "must be output or logit", self.loss_link)
+        _need(0 < self.logit_temperature <= 100, f"{key}.logit_temperature", "must be in (0, 100]", self.logit_temperature)
+        _need(self.logit_temperature == 1.0 or self.loss_link == "logit", f"{key}.logit_temperature",
+              "other than 1 needs loss_link = \"logit\"", self.logit_temperature)
+        _need(0 <= self.average_decay < 1, f"{key}.average_decay", "must be 0 (off) or in (0, 1)", self.average_decay)
+        _need(self.average_decay == 0 or self.optimizer in ("adam", "sgd"), f"{key}.average_decay",
+              f"needs a mini-batch optimizer (adam or sgd, not {self.optimizer})", self.average_decay)
         _need(self.mode in ("static", "load-aware", "coupled"), f"{key}.mode", "must be static, load-aware or coupled", self.mode)
 
 

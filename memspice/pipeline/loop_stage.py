@@ -33,7 +33,10 @@ def run_loop(ctx: StageContext) -> dict[str, Any]:
     rails = network.calibration.rails
     x_train, y_train = data.voltages(train_set, rails), train_set.labels
     n = min(cfg.loop.samples, len(y_train))
-    fine_tune = dataclasses.replace(DEFAULT_FINE_TUNE, epochs=cfg.loop.fine_tune_epochs, seed=cfg.training.seed)
+    # Fine-tuning keeps the loss the network was trained with (its logits stay trainable).
+    fine_tune = dataclasses.replace(DEFAULT_FINE_TUNE, epochs=cfg.loop.fine_tune_epochs, seed=cfg.training.seed,
+                                    loss_link=cfg.training.loss_link,  # type: ignore[arg-type]
+                                    logit_temperature=cfg.training.logit_temperature)
     v = cfg.validation
     result = closed_loop(network, data.technology(cfg), x_train, y_train, x_train[:n], y_train[:n], out / "rounds",
                          sizing=data.sizing(cfg), mode=cfg.training.mode, tolerance_v=cfg.loop.tolerance_mv * 1e-3,

@@ -17,13 +17,25 @@ from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import accuracy
 from memspice.train.model import PhaxNetwork, TanhMLP
 from memspice.train.network_io import save_network
-from memspice.train.trainer import TrainConfig, train
+from memspice.train.trainer import TrainConfig, TrainResult, train
 
 CALIBRATION_FILE = "calibration.json"
 
 
 def topology(ctx: StageContext, n_features: int, n_classes: int) -> tuple[int, ...]:
     return (n_features, *ctx.config.training.hidden, n_classes)
+
+
+def baseline_settings(settings: TrainConfig) -> TrainConfig:
+    """The float baseline's training settings, derived from the constrained network's.
+
+    With the ``output`` link the baseline keeps its softmax cross-entropy of the rescaled
+    outputs. With the ``logit`` link it takes the configured loss on its logits ``2a`` (its
+    outputs are ``tanh(a)``, so BCE there is exactly BCE of its rescaled outputs, minus the clip).
+    """
+    if settings.loss_link == "logit":
+        return settings
+    return dataclasses.replace(settings, loss="softmax_ce")
 
 
 def run_train(ctx: StageContext) -> dict[str, Any]:
@@ -39,7 +51,8 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
     sizes = topology(ctx, train_set.n_features, train_set.n_classes)
     t = cfg.training
     settings = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.learning_rate, optimizer=t.optimizer,  # type: ignore[arg-type]
-                           loss=t.loss, seed=t.seed, val_fraction=0.1, lr_decay=t.lr_decay,
+                           loss=t.loss, loss_link=t.loss_link, logit_temperature=t.logit_temperature,  # type: ignore[arg-type]
+                           average_decay=t.average_decay, seed=t.seed, val_fraction=0.1, lr_decay=t.lr_decay,
                            progress=not ctx.quiet)  # type: ignore[arg-type]
     model = PhaxNetwork(calibration, sizes, HardwareConfig(levels=cfg.device.levels), evaluator=t.mode,
                         init_mean=t.init_theta_mean)
@@ -50,7 +63,7 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
     acc_test = accuracy(network.predict(x_test), test_set.labels)
 
     baseline = TanhMLP(sizes, rails.vss, rails.vdd)
-    base = train(baseline, x_train, train_set.labels, dataclasses.replace(settings, loss="softmax_ce"),
+    base = train(baseline, x_train, train_set.labels, baseline_settings(settings),
                  out_dir=out / "baseline", resume=True)
     base_test = accuracy(baseline.predict(base.params, x_test), test_set.labels)
     summary = {
@@ -61,7 +74,18 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
         "model_test_accuracy": round(acc_test, 5),
         "float_baseline_test_accuracy": round(base_test, 5),
         "best_epoch": int(result.best_epoch),
+        "model_val_accuracy": _val_accuracy(result),
+        "float_baseline_val_accuracy": _val_accuracy(base),
+        "loss": settings.loss, "loss_link": settings.loss_link, "baseline_loss": baseline_settings(settings).loss,
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _val_accuracy(result: TrainResult) -> float | None:
+    """Validation accuracy of the epoch whose parameters were kept (the split the recipe is chosen on)."""
+    column = result.history.get("val_accuracy")
+    if column is None or not result.best_epoch or np.isnan(column.iloc[result.best_epoch - 1]):
+        return None
+    return round(float(column.iloc[result.best_epoch - 1]), 5)
