@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,36 @@ def test_small_end_to_end_run_writes_the_report(tmp_path: Path) -> None:
     mtime = (run_dir / "train/network/network.npz").stat().st_mtime_ns
     assert main(["run", str(config), "--run-dir", str(run_dir), "-q"]) == 0
     assert (run_dir / "train/network/network.npz").stat().st_mtime_ns == mtime
+    # a changed recipe retrains from scratch (not from the finished checkpoint) and re-validates
+    before = hashlib.sha256((run_dir / "train/network/network.npz").read_bytes()).hexdigest()
+    config.write_text(config.read_text().replace("epochs = 3\n", "epochs = 3\nloss_link = \"logit\"\n"))
+    assert main(["run", str(config), "--run-dir", str(run_dir), "-q"]) == 0
+    assert hashlib.sha256((run_dir / "train/network/network.npz").read_bytes()).hexdigest() != before
+    retrained = json.loads((run_dir / "summary.json").read_text())["stages"]
+    assert retrained["train"]["loss_link"] == "logit" and retrained["validate"]["n_samples"] == 40
+
+
+def test_a_stage_resumes_only_work_its_own_configuration_started(tmp_path: Path) -> None:
+    seen: list[bool] = []
+
+    def interrupted(ctx: StageContext) -> dict[str, Any]:
+        seen.append(ctx.fresh)
+        raise KeyboardInterrupt
+
+    def finishing(ctx: StageContext) -> dict[str, Any]:
+        seen.append(ctx.fresh)
+        return {}
+
+    def stage(run):
+        return [Stage("b", "B", ("training",), (), run)]
+
+    config = config_from_dict({})
+    for run in (interrupted, interrupted):
+        with pytest.raises(KeyboardInterrupt):
+            run_stages(stage(run), StageContext(config, tmp_path, {}, quiet=True))
+    assert seen == [True, False]  # the second attempt may resume the first one's work
+    changed = config_from_dict({"training": {"epochs": 3}})
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(stage(interrupted), StageContext(changed, tmp_path, {}, quiet=True))
+    run_stages(stage(finishing), StageContext(changed, tmp_path, {}, quiet=True), force=True)
+    assert seen == [True, False, True, True]  # another configuration's work, then --force

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,10 @@ def run_loop(ctx: StageContext) -> dict[str, Any]:
     fine_tune = dataclasses.replace(DEFAULT_FINE_TUNE, epochs=cfg.loop.fine_tune_epochs, seed=cfg.training.seed,
                                     loss_link=cfg.training.loss_link,  # type: ignore[arg-type]
                                     logit_temperature=cfg.training.logit_temperature)
+    if ctx.fresh:
+        # Start over here rather than through closed_loop(force=True), whose clean-up trips over
+        # its own rounds.csv/rounds.png (it removes "round*" with rmtree).
+        shutil.rmtree(out / "rounds", ignore_errors=True)
     v = cfg.validation
     result = closed_loop(network, data.technology(cfg), x_train, y_train, x_train[:n], y_train[:n], out / "rounds",
                          sizing=data.sizing(cfg), mode=cfg.training.mode, tolerance_v=cfg.loop.tolerance_mv * 1e-3,

@@ -5,7 +5,10 @@ finished, its fingerprint and summary go into ``<run_dir>/stages.json`` (atomica
 whose fingerprint (its configuration sections, upstream fingerprints, memspice version) is
 unchanged is skipped on the next run; ``force`` redoes everything. A stage interrupted half way
 leaves no manifest entry, so the next run re-enters it (stages that can resume, such as
-training from its checkpoint and validation batch by batch, pick up where they stopped).
+training from its checkpoint and validation batch by batch, pick up where they stopped). They
+resume only what the same fingerprint started: a stage records its fingerprint in
+``<stage>/started.json`` when it starts, and :attr:`StageContext.fresh` tells it whether to
+discard what an earlier, different run (or ``force``) left in its directory.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from memspice.pipeline.config import RunConfig
 
 MANIFEST = "stages.json"
 LOG_FILE = "memspice.log"
+STARTED = "started.json"
 
 log = logging.getLogger("memspice.pipeline")
 
@@ -57,6 +61,8 @@ class StageContext:
     summaries: dict[str, dict[str, Any]]
     quiet: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    #: the running stage must start over (forced, or its directory holds another configuration's work)
+    fresh: bool = True
 
     def stage_dir(self, name: str) -> Path:
         path = self.run_dir / name
@@ -73,6 +79,13 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError:
         log.warning("ignoring unreadable %s", path)
         return {}
+
+
+def _started_fingerprint(stage_dir: Path) -> str | None:
+    try:
+        return json.loads((stage_dir / STARTED).read_text()).get("fingerprint")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return None
 
 
 def fingerprint(stage: Stage, config: RunConfig, manifest: dict[str, Any]) -> str:
@@ -119,7 +132,9 @@ def run_stages(stages: list[Stage], ctx: StageContext, force: bool = False) -> d
                 ctx.summaries[stage.name] = entry.get("summary", {})
                 bar.update(1)
                 continue
-            log.info("%s ...", stage.title)
+            ctx.fresh = force or _started_fingerprint(ctx.run_dir / stage.name) != fp
+            log.info("%s%s ...", stage.title, "" if ctx.fresh else " (resuming)")
+            write_text_atomic(ctx.stage_dir(stage.name) / STARTED, json.dumps({"fingerprint": fp}) + "\n")
             start = time.monotonic()
             summary = stage.run(ctx)
             elapsed = time.monotonic() - start

@@ -17,7 +17,7 @@ from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import accuracy
 from memspice.train.model import PhaxNetwork, TanhMLP
 from memspice.train.network_io import save_network
-from memspice.train.trainer import TrainConfig, TrainResult, train
+from memspice.train.trainer import CHECKPOINT_NAME, TrainConfig, TrainResult, train
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -54,6 +54,9 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
                            loss=t.loss, loss_link=t.loss_link, logit_temperature=t.logit_temperature,  # type: ignore[arg-type]
                            average_decay=t.average_decay, seed=t.seed, val_fraction=0.1, lr_decay=t.lr_decay,
                            progress=not ctx.quiet)  # type: ignore[arg-type]
+    if ctx.fresh:  # a changed configuration or --force: earlier checkpoints belong to another run
+        for name in ("constrained", "baseline"):
+            (out / name / CHECKPOINT_NAME).unlink(missing_ok=True)
     model = PhaxNetwork(calibration, sizes, HardwareConfig(levels=cfg.device.levels), evaluator=t.mode,
                         init_mean=t.init_theta_mean)
     result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True)
