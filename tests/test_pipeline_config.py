@@ -51,6 +51,7 @@ def test_defaults_round_trip_through_toml(tmp_path: Path) -> None:
         ({"training": {"loss_link": 1}}, "training.loss_link must be a string"),
         ({"training": {"loss_link": "logit", "logit_temperature": 0.0}}, "training.logit_temperature must be in (0, 100]"),
         ({"training": {"logit_temperature": 2.0}}, "training.logit_temperature other than 1 needs loss_link"),
+        ({"training": {"float_learning_rate": -0.001}}, "training.float_learning_rate must be 0 (= learning_rate)"),
         ({"training": {"average_decay": 1.0}}, "training.average_decay must be 0 (off) or in (0, 1)"),
         ({"training": {"average_decay": -0.1}}, "training.average_decay must be 0 (off) or in (0, 1)"),
         ({"training": {"average_decay": 0.99, "optimizer": "lbfgs"}}, "training.average_decay needs a mini-batch optimizer"),
@@ -67,7 +68,7 @@ def test_print_default_config_round_trips(tmp_path: Path, capsys: pytest.Capture
     path = tmp_path / "default.toml"
     path.write_text(capsys.readouterr().out)
     assert load_config(path) == RunConfig()
-    recipe = {"loss_link": "logit", "logit_temperature": 2.0, "average_decay": 0.999}
+    recipe = {"loss_link": "logit", "logit_temperature": 2.0, "average_decay": 0.999, "float_learning_rate": 0.001}
     changed = config_from_dict({"training": recipe})
     path.write_text(config_to_toml(changed))
     loaded = load_config(path)
@@ -77,7 +78,8 @@ def test_print_default_config_round_trips(tmp_path: Path, capsys: pytest.Capture
 
 @pytest.mark.parametrize(
     ("key", "old", "new"),
-    [("loss_link", "output", "logit"), ("average_decay", 0.0, 0.99), ("logit_temperature", 1.0, 2.0)],
+    [("loss_link", "output", "logit"), ("average_decay", 0.0, 0.99), ("logit_temperature", 1.0, 2.0),
+     ("float_learning_rate", 0.0, 0.001)],
 )
 def test_training_recipe_changes_the_train_fingerprint(key: str, old: object, new: object) -> None:
     stages = {s.name: s for s in pipeline_stages()}

@@ -135,6 +135,7 @@ class TrainingConfig:
     epochs: int = 80
     batch_size: int = 16
     learning_rate: float = 0.003
+    float_learning_rate: float = 0.0  #: the float baseline's learning rate (0 = learning_rate)
     lr_decay: float = 0.97  #: learning-rate factor per epoch
     init_theta_mean: float = -2.0  #: start most devices near g_min (see the trainer's notes)
     optimizer: str = "adam"  #: adam | sgd | lbfgs | cg
@@ -152,6 +153,8 @@ class TrainingConfig:
         _need(1 <= self.epochs <= 100000, f"{key}.epochs", "must be in [1, 100000]", self.epochs)
         _need(1 <= self.batch_size <= 1000000, f"{key}.batch_size", "must be ≥ 1", self.batch_size)
         _need(0 < self.learning_rate <= 10, f"{key}.learning_rate", "must be in (0, 10]", self.learning_rate)
+        _need(0 <= self.float_learning_rate <= 10, f"{key}.float_learning_rate", "must be 0 (= learning_rate) or in (0, 10]",
+              self.float_learning_rate)
         _need(0 < self.lr_decay <= 1, f"{key}.lr_decay", "must be in (0, 1]", self.lr_decay)
         _need(-20 <= self.init_theta_mean <= 20, f"{key}.init_theta_mean", "must be in [-20, 20]", self.init_theta_mean)
         _need(self.optimizer in ("adam", "sgd", "lbfgs", "cg"), f"{key}.optimizer", "must be adam, sgd, lbfgs or cg", self.optimizer)

@@ -26,16 +26,19 @@ def topology(ctx: StageContext, n_features: int, n_classes: int) -> tuple[int, .
     return (n_features, *ctx.config.training.hidden, n_classes)
 
 
-def baseline_settings(settings: TrainConfig) -> TrainConfig:
+def baseline_settings(settings: TrainConfig, float_lr: float = 0.0) -> TrainConfig:
     """The float baseline's training settings, derived from the constrained network's.
 
     With the ``output`` link the baseline keeps its softmax cross-entropy of the rescaled
     outputs. With the ``logit`` link it takes the configured loss on its logits ``2a`` (its
     outputs are ``tanh(a)``, so BCE there is exactly BCE of its rescaled outputs, minus the clip).
+    ``float_lr`` (0 = the constrained network's) is its own learning rate: the two models
+    parameterize their weights differently, so one step size rarely suits both.
     """
+    lr = float_lr or settings.lr
     if settings.loss_link == "logit":
-        return settings
-    return dataclasses.replace(settings, loss="softmax_ce")
+        return dataclasses.replace(settings, lr=lr)
+    return dataclasses.replace(settings, loss="softmax_ce", lr=lr)
 
 
 def run_train(ctx: StageContext) -> dict[str, Any]:
@@ -66,7 +69,7 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
     acc_test = accuracy(network.predict(x_test), test_set.labels)
 
     baseline = TanhMLP(sizes, rails.vss, rails.vdd)
-    base = train(baseline, x_train, train_set.labels, baseline_settings(settings),
+    base = train(baseline, x_train, train_set.labels, baseline_settings(settings, t.float_learning_rate),
                  out_dir=out / "baseline", resume=True)
     base_test = accuracy(baseline.predict(base.params, x_test), test_set.labels)
     summary = {
@@ -80,6 +83,7 @@ def run_train(ctx: StageContext) -> dict[str, Any]:
         "model_val_accuracy": _val_accuracy(result),
         "float_baseline_val_accuracy": _val_accuracy(base),
         "loss": settings.loss, "loss_link": settings.loss_link, "baseline_loss": baseline_settings(settings).loss,
+        "baseline_learning_rate": baseline_settings(settings, t.float_learning_rate).lr,
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
