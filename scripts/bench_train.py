@@ -89,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch timing")
+    parser.add_argument("--schedule", choices=["exponential", "cosine"], default="exponential",
+                        help="learning-rate decay for every model (default: exponential, "
+                             "0.93**30 in total)")
+    parser.add_argument("--warmup-epochs", type=int, default=0,
+                        help="linear warm-up epochs for every model (default: 0)")
+    parser.add_argument("--lr-floor-fraction", type=float, default=0.0,
+                        help="end of the cosine schedule as a fraction of the lr (default: 0)")
     args = parser.parse_args(argv)
 
     from memspice.datasets import features_to_voltages, load_mnist
@@ -111,10 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     topology = (196, 100, 10)
     batch, lr, float_lr, init_mean = 16, 0.005, 0.001, -1.5
     # The learning rate falls by the same total factor (0.93**30 ≈ 0.11) whatever the epoch count.
-    decay = 0.93 ** (30 / epochs)
+    decay = 0.93 ** (30 / epochs) if args.schedule == "exponential" else 1.0
     config = TrainConfig(epochs=epochs, batch_size=batch, lr=lr, lr_decay=decay, loss="bce",
-                         loss_link="logit", seed=args.seed, progress=False, val_fraction=0.1)
-    figures: dict[str, float] = {"epochs": epochs, "dtype": "float64"}  # type: ignore[dict-item]
+                         loss_link="logit", seed=args.seed, progress=False, val_fraction=0.1,
+                         schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+                         lr_floor_fraction=args.lr_floor_fraction)
+    figures: dict[str, float] = {"epochs": epochs, "dtype": "float64",  # type: ignore[dict-item]
+                                 "schedule": args.schedule,  # type: ignore[dict-item]
+                                 "warmup_epochs": args.warmup_epochs}
 
     def fit(model, cfg=config):
         t0 = time.perf_counter()
