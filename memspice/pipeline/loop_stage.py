@@ -10,6 +10,7 @@ from typing import Any
 from memspice.loop.closed_loop import DEFAULT_FINE_TUNE, closed_loop
 from memspice.pipeline import data
 from memspice.pipeline.stages import StageContext
+from memspice.pipeline.train_stage import single_threaded_blas
 from memspice.train.network_io import load_network, save_network
 from memspice.validate.api import RunSettings
 
@@ -23,6 +24,11 @@ def final_network_dir(run_dir: Path) -> Path:
 
 
 def run_loop(ctx: StageContext) -> dict[str, Any]:
+    with single_threaded_blas():  # its fine-tuning rounds train like the train stage
+        return _loop(ctx)
+
+
+def _loop(ctx: StageContext) -> dict[str, Any]:
     cfg = ctx.config
     out = ctx.stage_dir("loop")
     if not cfg.loop.enabled:

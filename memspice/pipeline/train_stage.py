@@ -42,7 +42,26 @@ def baseline_settings(settings: TrainConfig, float_lr: float = 0.0) -> TrainConf
 
 
 def run_train(ctx: StageContext) -> dict[str, Any]:
-    """Train the PHAX network against the calibration; train the float baseline alike."""
+    """Train the PHAX network against the calibration; train the float baseline alike.
+
+    BLAS runs single-threaded here: the products are small (batch 16 × a few hundred inputs), so
+    thread hand-off costs more than it saves (as in scripts/bench_train.py), and on a loaded
+    2-core machine OpenBLAS's spinning threads made MNIST epochs ~6× slower (measured: 50
+    coupled 196-100-10 steps 6.4 s with its default threads, 1.1 s with one, next to another
+    CPU-bound process).
+    """
+    with single_threaded_blas():
+        return _train(ctx)
+
+
+def single_threaded_blas() -> Any:
+    """A context in which NumPy's BLAS uses one thread (threadpoolctl comes with scikit-learn)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _train(ctx: StageContext) -> dict[str, Any]:
     cfg = ctx.config
     out = ctx.stage_dir("train")
     calibration = load_calibration(ctx.run_dir / "calibrate" / CALIBRATION_FILE)
