@@ -62,6 +62,9 @@ def test_coupled_loop_refines_the_current_model_and_resumes(setup, tmp_path):
     assert again.rounds["spice_accuracy"].tolist() == rounds["spice_accuracy"].tolist()
     with pytest.raises(ConfigError, match="other inputs"):
         closed_loop(network, tech, x_train, y_train, x_test[:20], y_test[:20], tmp_path, **kwargs)
+    # force replaces the old rounds, including its own rounds.csv / rounds.png files
+    other = closed_loop(network, tech, x_train, y_train, x_test[:20], y_test[:20], tmp_path, **kwargs, force=True)
+    assert not other.rounds["reused"].any() and (tmp_path / "rounds.csv").is_file()
 
 
 def test_static_loop_refits_the_activation(setup, tmp_path):

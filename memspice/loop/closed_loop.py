@@ -170,8 +170,11 @@ def closed_loop(
             if not force:
                 raise ConfigError(f"{out_dir} holds a closed loop of other inputs; pass force=True "
                                   "(--force) to replace it or choose another directory")
-            for old in out_dir.glob("round*"):
-                shutil.rmtree(old)
+            for old in out_dir.glob("round*"):  # round0/, round1/, … and rounds.csv/.png
+                if old.is_dir():
+                    shutil.rmtree(old)
+                else:
+                    old.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(loop_json, json.dumps({"digest": digest, "mode": mode, "max_rounds": max_rounds,
                                              "tolerance_v": tolerance_v, "agreement_target": agreement_target},

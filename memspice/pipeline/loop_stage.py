@@ -45,8 +45,7 @@ def _loop(ctx: StageContext) -> dict[str, Any]:
                                     loss_link=cfg.training.loss_link,  # type: ignore[arg-type]
                                     logit_temperature=cfg.training.logit_temperature)
     if ctx.fresh:
-        # Start over here rather than through closed_loop(force=True), whose clean-up trips over
-        # its own rounds.csv/rounds.png (it removes "round*" with rmtree).
+        # A fresh stage starts from an empty rounds directory (nothing of an older loop survives).
         shutil.rmtree(out / "rounds", ignore_errors=True)
     v = cfg.validation
     result = closed_loop(network, data.technology(cfg), x_train, y_train, x_train[:n], y_train[:n], out / "rounds",
