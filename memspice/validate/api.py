@@ -33,6 +33,12 @@ from memspice.validate.nonideal import DeviceDraw, NonIdeality, apply_device_non
 
 MANIFEST_NAME = "manifest.json"
 
+#: Samples per transient deck. Transient decks are long (``points_per_period`` time points per
+#: sample), so they are cut small to run in parallel; the size is fixed, not derived from the
+#: worker count, because each deck starts from the reset step and results must not depend on
+#: how many workers ran them.
+TRANSIENT_BATCH = 4
+
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -286,7 +292,7 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     out_dir = Path(out_dir)
     states = network.layer_voltages(x, evaluator)
     n_tran = min(int(settings.transient_samples), len(x))
-    tran_batches = plan_batches(x[:n_tran], int(settings.batch_size), "given") if n_tran else []
+    tran_batches = plan_batches(x[:n_tran], TRANSIENT_BATCH, "given") if n_tran else []
     manifest = {"circuit": circuit.digest(), "inputs": _digest(x, labels), "batch_size": int(settings.batch_size),
                 "order": settings.order, "transient_samples": n_tran, "transient": repr(settings.transient),
                 "nonideal": nonideal.as_dict()}

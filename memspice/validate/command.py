@@ -25,7 +25,8 @@ and cut into batches, so Newton starts each operating point close to the last on
 Energy: static power per inference from the rail currents at every operating point.
 --transient N also drives the first N samples as PWL steps (--period, --rise) and measures
 the settling delay (all last-layer outputs within 10 % of their step) and the energy per
-sample (integral of V*I over both rails).
+sample (integral of V*I over both rails). They run in decks of 4 samples (in parallel), each
+deck starting from a reset step with all inputs at mid-rail.
 
 Non-idealities (SPICE only; the model stays ideal): --variation (lognormal sigma),
 --fault-rate (stuck at g_max/g_min, half each), --wire-ohm (a wire resistor between adjacent
