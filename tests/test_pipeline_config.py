@@ -103,3 +103,16 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_examples_are_valid(path: Path) -> None:
     load_config(path)
+
+
+def test_relative_paths_are_relative_to_the_configuration_file(tmp_path: Path, monkeypatch) -> None:
+    from memspice.pipeline.config import load_config
+
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "run.toml").write_text('[dataset]\nname = "mnist"\nmnist_dir = "../data/mnist"\n'
+                                     '[technology]\nlib = "/abs/models.lib"\nnmos = "n1"\npmos = "p1"\n')
+    monkeypatch.chdir(tmp_path / "configs")
+    config = load_config(Path("run.toml"))
+    assert config.dataset.mnist_dir == str(tmp_path / "data" / "mnist")
+    assert config.technology.lib == "/abs/models.lib"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -273,8 +274,16 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return RunConfig(**built)
 
 
+#: Keys that name files or directories: relative values are relative to the configuration file.
+PATH_KEYS = (("technology", "pdk_path"), ("technology", "lib"), ("dataset", "mnist_dir"))
+
+
 def load_config(path: Path | None) -> RunConfig:
-    """Read a TOML configuration (``None`` = the defaults: built-in card, digits)."""
+    """Read a TOML configuration (``None`` = the defaults: built-in card, digits).
+
+    Relative paths in it (:data:`PATH_KEYS`) are taken relative to the file's directory, so a
+    configuration means the same whatever directory ``memspice run`` is started from.
+    """
     if path is None:
         return config_from_dict({})
     path = Path(path)
@@ -284,6 +293,12 @@ def load_config(path: Path | None) -> RunConfig:
         raise ConfigError(f"configuration file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    for section, key in PATH_KEYS:
+        table = data.get(section)
+        value = table.get(key) if isinstance(table, dict) else None
+        if isinstance(value, str) and value:
+            value = os.path.expanduser(value)
+            table[key] = value if os.path.isabs(value) else os.path.normpath(path.resolve().parent / value)
     return config_from_dict(data)
 
 
