@@ -55,6 +55,12 @@ def test_defaults_round_trip_through_toml(tmp_path: Path) -> None:
         ({"training": {"average_decay": 1.0}}, "training.average_decay must be 0 (off) or in (0, 1)"),
         ({"training": {"average_decay": -0.1}}, "training.average_decay must be 0 (off) or in (0, 1)"),
         ({"training": {"average_decay": 0.99, "optimizer": "lbfgs"}}, "training.average_decay needs a mini-batch optimizer"),
+        ({"training": {"schedule": "step"}}, "training.schedule must be exponential or cosine"),
+        ({"training": {"warmup_epochs": 80}}, "training.warmup_epochs must be an integer in [0, epochs)"),
+        ({"training": {"lr_floor_fraction": 0.1}}, "training.lr_floor_fraction other than 0 needs schedule"),
+        ({"training": {"schedule": "cosine", "lr_floor_fraction": 1.0}}, "training.lr_floor_fraction must be in [0, 1)"),
+        ({"training": {"grad_clip_norm": -1.0}}, "training.grad_clip_norm must be 0 (off)"),
+        ({"training": {"schedule": "cosine", "optimizer": "cg"}}, "training.schedule warm-up, cosine and clipping need"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, needle: str) -> None:
@@ -68,7 +74,8 @@ def test_print_default_config_round_trips(tmp_path: Path, capsys: pytest.Capture
     path = tmp_path / "default.toml"
     path.write_text(capsys.readouterr().out)
     assert load_config(path) == RunConfig()
-    recipe = {"loss_link": "logit", "logit_temperature": 2.0, "average_decay": 0.999, "float_learning_rate": 0.001}
+    recipe = {"loss_link": "logit", "logit_temperature": 2.0, "average_decay": 0.999, "float_learning_rate": 0.001,
+              "schedule": "cosine", "warmup_epochs": 3, "lr_floor_fraction": 0.01, "grad_clip_norm": 1.0}
     changed = config_from_dict({"training": recipe})
     path.write_text(config_to_toml(changed))
     loaded = load_config(path)
@@ -79,7 +86,8 @@ def test_print_default_config_round_trips(tmp_path: Path, capsys: pytest.Capture
 @pytest.mark.parametrize(
     ("key", "old", "new"),
     [("loss_link", "output", "logit"), ("average_decay", 0.0, 0.99), ("logit_temperature", 1.0, 2.0),
-     ("float_learning_rate", 0.0, 0.001)],
+     ("float_learning_rate", 0.0, 0.001), ("schedule", "exponential", "cosine"), ("warmup_epochs", 0, 2),
+     ("grad_clip_norm", 0.0, 1.0)],
 )
 def test_training_recipe_changes_the_train_fingerprint(key: str, old: object, new: object) -> None:
     stages = {s.name: s for s in pipeline_stages()}

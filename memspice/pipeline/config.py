@@ -137,7 +137,11 @@ class TrainingConfig:
     batch_size: int = 16
     learning_rate: float = 0.003
     float_learning_rate: float = 0.0  #: the float baseline's learning rate (0 = learning_rate)
-    lr_decay: float = 0.97  #: learning-rate factor per epoch
+    lr_decay: float = 0.97  #: learning-rate factor per epoch (exponential schedule only)
+    schedule: str = "exponential"  #: exponential (lr_decay per epoch) | cosine (to lr · lr_floor_fraction)
+    warmup_epochs: int = 0  #: epochs of linear learning-rate warm-up (0 = none)
+    lr_floor_fraction: float = 0.0  #: where the cosine schedule ends, as a fraction of the learning rate
+    grad_clip_norm: float = 0.0  #: 0 = off, else the largest L2 norm of a mini-batch gradient
     init_theta_mean: float = -2.0  #: start most devices near g_min (see the trainer's notes)
     optimizer: str = "adam"  #: adam | sgd | lbfgs | cg
     loss: str = "bce"  #: bce | mse | softmax_ce
@@ -157,6 +161,16 @@ class TrainingConfig:
         _need(0 <= self.float_learning_rate <= 10, f"{key}.float_learning_rate", "must be 0 (= learning_rate) or in (0, 10]",
               self.float_learning_rate)
         _need(0 < self.lr_decay <= 1, f"{key}.lr_decay", "must be in (0, 1]", self.lr_decay)
+        _need(self.schedule in ("exponential", "cosine"), f"{key}.schedule", "must be exponential or cosine", self.schedule)
+        _need(isinstance(self.warmup_epochs, int) and 0 <= self.warmup_epochs < self.epochs, f"{key}.warmup_epochs",
+              "must be an integer in [0, epochs)", self.warmup_epochs)
+        _need(0 <= self.lr_floor_fraction < 1, f"{key}.lr_floor_fraction", "must be in [0, 1)", self.lr_floor_fraction)
+        _need(self.lr_floor_fraction == 0 or self.schedule == "cosine", f"{key}.lr_floor_fraction",
+              "other than 0 needs schedule = \"cosine\"", self.lr_floor_fraction)
+        _need(0 <= self.grad_clip_norm <= 1e6, f"{key}.grad_clip_norm", "must be 0 (off) or in (0, 1e6]", self.grad_clip_norm)
+        _need((self.schedule == "exponential" and self.warmup_epochs == 0 and self.grad_clip_norm == 0)
+              or self.optimizer in ("adam", "sgd"), f"{key}.schedule",
+              f"warm-up, cosine and clipping need a mini-batch optimizer (adam or sgd, not {self.optimizer})", self.schedule)
         _need(-20 <= self.init_theta_mean <= 20, f"{key}.init_theta_mean", "must be in [-20, 20]", self.init_theta_mean)
         _need(self.optimizer in ("adam", "sgd", "lbfgs", "cg"), f"{key}.optimizer", "must be adam, sgd, lbfgs or cg", self.optimizer)
         _need(self.loss in ("bce", "mse", "softmax_ce"), f"{key}.loss", "must be bce, mse or softmax_ce", self.loss)

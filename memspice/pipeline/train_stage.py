@@ -74,7 +74,10 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     t = cfg.training
     settings = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.learning_rate, optimizer=t.optimizer,  # type: ignore[arg-type]
                            loss=t.loss, loss_link=t.loss_link, logit_temperature=t.logit_temperature,  # type: ignore[arg-type]
-                           average_decay=t.average_decay, seed=t.seed, val_fraction=0.1, lr_decay=t.lr_decay,
+                           average_decay=t.average_decay, seed=t.seed, val_fraction=0.1,
+                           lr_decay=t.lr_decay if t.schedule == "exponential" else 1.0,  # cosine ignores it
+                           schedule=t.schedule, warmup_epochs=t.warmup_epochs,  # type: ignore[arg-type]
+                           lr_floor_fraction=t.lr_floor_fraction, grad_clip_norm=t.grad_clip_norm,
                            progress=not ctx.quiet)  # type: ignore[arg-type]
     if ctx.fresh:  # a changed configuration or --force: earlier checkpoints belong to another run
         for name in ("constrained", "baseline"):
