@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -156,8 +156,8 @@ def plan_batches(x: np.ndarray, batch_size: int, order: str, features: np.ndarra
     default the inputs) is cut into consecutive batches, so each batch is a run of
     neighbouring operating points. Validation passes the model's hidden-neuron voltages as
     features: what Newton has to move between sweep points is the neurons' state, not the
-    pixels (measured on digits 64-32-10: 8.2 Newton iterations per sample when each batch of
-    500 was ordered by its inputs, 6.9 when 1,500 samples were ordered by hidden outputs).
+    pixels (measured on digits 64-32-10, Newton iterations per sample: 7.79 with each batch of
+    450 ordered by its own inputs, 7.51 with one path through all 1,797 by hidden outputs).
     """
     n = len(x)
     sequence = np.arange(n)
