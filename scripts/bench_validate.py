@@ -91,9 +91,13 @@ def _technology(name: str):
     return builtin(), default_sizing("builtin")
 
 
-def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, batch_sizes: list[int],
+def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, rounds: list[int],
             workers: int) -> dict:
-    """Batched and per-sample throughput of one configuration (runs in a child process)."""
+    """Batched and per-sample throughput of one configuration (runs in a child process).
+
+    Each entry of ``rounds`` gives one batch size: the samples split evenly over the workers in
+    that many rounds.
+    """
     from memspice.circuit.builders import dc_input_sources, network_deck, network_output_saves
     from memspice.circuit.deck import Op, Save
     from memspice.sim import SimOptions, simulate_many
@@ -107,6 +111,7 @@ def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, 
         tech, sizing = _technology(tech_name)
         n = min(n_samples, len(x))
         x, labels = x[:n], labels[:n]
+        batch_sizes = sorted({-(-n // (r * workers)) for r in rounds})
         result: dict = {"topology": "-".join(map(str, network.topology)), "tech": tech_name,
                         "workers": workers, "samples": n}
         batched = {}
@@ -170,13 +175,7 @@ def _child(name: str, network_dir: Path, quick: bool, workers: int) -> dict:
         n, base, rounds = (2000, 60, [4, 2, 1]) if not big else (2000, 60, [2, 1])
         if tech == "sky130":
             n, base, rounds = 1000, 30, [1]
-    n = min(n, _available(topology))
-    sizes = sorted({-(-n // (r * workers)) for r in rounds})
-    return measure(network_dir, tech, n, base, sizes, workers)
-
-
-def _available(topology: tuple[int, ...]) -> int:
-    return len(_samples(topology)[1])
+    return measure(network_dir, tech, n, base, rounds, workers)
 
 
 def main(argv: list[str] | None = None) -> int:
