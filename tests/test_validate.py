@@ -20,7 +20,7 @@ from memspice.sim import simulate
 from memspice.tech import builtin
 from memspice.train.network_io import TrainedNetwork, save_network
 from memspice.validate.api import RunSettings, plan_batches, validate_network
-from memspice.validate.decks import NetworkCircuit, dc_arrays, dc_batch_deck, similarity_order
+from memspice.validate.decks import NetworkCircuit, balanced_cuts, dc_arrays, dc_batch_deck, similarity_order, sweep_work
 from memspice.validate.nonideal import NonIdeality, apply_device_nonidealities, wired_network
 
 TOPOLOGY = (8, 4, 3)
@@ -60,13 +60,51 @@ def test_plan_batches_cuts_one_path_through_the_given_features() -> None:
     x = rng.uniform(size=(40, 3))
     features = np.repeat(np.arange(4.0), 10)[rng.permutation(40)][:, None]  # four tight groups
     batches = plan_batches(x, 10, "similarity", features)
-    assert [len(b) for b in batches] == [10, 10, 10, 10]
-    assert sorted(np.concatenate(batches).tolist()) == list(range(40))
-    for b in batches:  # each batch is one group: the path visits a group completely before leaving
-        assert len(set(features[b, 0].tolist())) == 1
+    assert len(batches) == 4 and all(len(b) for b in batches)
+    path = np.concatenate(batches)
+    assert sorted(path.tolist()) == list(range(40))
+    groups = features[path, 0]
+    assert int((np.diff(groups) != 0).sum()) == 3  # the path visits a group completely before leaving
     given = plan_batches(x, 15, "given")  # 3 batches are needed; they are made equal
     assert [b.tolist() for b in given] == [list(range(0, 14)), list(range(14, 27)), list(range(27, 40))]
     assert [len(b) for b in plan_batches(x, 100, "given")] == [40]
+
+
+def test_sweep_work_grows_with_the_extrapolation_error() -> None:
+    t = np.arange(8.0)
+    straight = sweep_work(np.c_[t, 2 * t])  # linear: the predictor is exact (error 0, up to rounding)
+    bent = sweep_work(np.c_[t, t**2 / 10])  # constant second difference 0.2 V
+    assert straight.shape == (8,) and np.all(straight[2:] == 2.0)  # clipped at the minimum
+    assert np.allclose(bent, 7.5)  # every point at the median error gets the median work
+    second = np.random.default_rng(5).lognormal(-3, 1, 50)  # second differences of a 1-D path (V)
+    work = sweep_work(np.cumsum(np.cumsum(np.r_[0.0, 0.0, second]))[:, None])
+    ranked = work[2:][np.argsort(second)]
+    assert np.all(np.diff(ranked) >= 0) and ranked[-1] > ranked[len(ranked) // 2] > ranked[0]
+
+
+def test_balanced_cuts_equalise_work_and_never_leave_a_batch_empty() -> None:
+    work = np.r_[np.full(60, 2.0), np.full(40, 10.0)]  # the end of the path is expensive
+    parts = balanced_cuts(work, 2)
+    assert [len(p) for p in parts] == [74, 26]  # 60·2 + 14·10 = 260 = 26·10: exactly half of 520
+    assert work[parts[0]].sum() == work[parts[1]].sum()
+    assert np.array_equal(np.concatenate(parts), np.arange(100))
+    tiny = balanced_cuts(np.array([1.0, 1.0, 50.0]), 3)
+    assert [p.tolist() for p in tiny] == [[0], [1], [2]]
+    assert [len(p) for p in balanced_cuts(np.ones(3), 5)] == [1, 1, 1]
+
+
+def test_plan_batches_balances_predicted_work_along_the_path() -> None:
+    # dense, smooth start and scattered end: equal-size halves would give the second worker more work
+    rng = np.random.default_rng(4)
+    dense = np.linspace(0, 1, 150)[:, None] * np.ones((1, 3))
+    sparse = rng.uniform(2, 50, (50, 3))
+    features = np.vstack([dense, sparse])
+    batches = plan_batches(features, 100, "similarity", features)
+    path = np.concatenate(batches)
+    work = sweep_work(features[path])
+    halves = np.split(work, [len(batches[0])])
+    assert len(batches[0]) > len(batches[1])
+    assert abs(halves[0].sum() - halves[1].sum()) <= work.max()
 
 
 def test_device_nonidealities_are_seeded_and_stay_in_window() -> None:

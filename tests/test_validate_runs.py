@@ -70,7 +70,10 @@ def test_killed_ngspice_fails_one_batch_and_resume_redoes_only_it(tmp_path: Path
     assert "batch 0 failed" in captured.err and "signal 9" in captured.err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "incomplete" and summary["batches_simulated"] == 3
-    assert summary["n_samples"] == 60 and [f["batch"] for f in summary["failed_batches"]] == [0]
+    with np.load(out / "plan.npz") as plan_arrays:  # batches balance predicted work, so sizes differ a little
+        first = len(plan_arrays["arr_0"])
+    assert 0 < first < 80 and summary["n_samples"] == 80 - first
+    assert [f["batch"] for f in summary["failed_batches"]] == [0]
     assert any((out / "failed").iterdir()), "the failed ngspice run directory is kept"
 
     # Without --resume or --force the earlier results are protected.

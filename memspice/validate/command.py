@@ -19,8 +19,9 @@ samples at once, and compare every neuron output with the trained model.
 Speed: samples are batched (--batch-size per deck): one DC sweep of an index source drives
 all inputs through PWL B-sources, so one ngspice process evaluates hundreds of samples; one
 process runs per core (--workers) or, with --scheduler tcp://HOST:PORT, on a Dask cluster.
-Samples are ordered along one nearest-neighbour path through the model's hidden-neuron voltages
-and cut into batches, so Newton starts each operating point close to the last one.
+Samples are ordered along one nearest-neighbour path through the model's neuron voltages, so
+Newton starts each operating point close to the last one, and the path is cut into batches of
+equal predicted Newton work, so the workers finish together.
 
 Energy: static power per inference from the rail currents at every operating point.
 --transient N also drives the first N samples as PWL steps (--period, --rise) and measures
@@ -68,7 +69,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     nonideal.add_argument("--fault-rate", type=float, default=0.0, help="fraction of stuck devices, e.g. 0.01")
     nonideal.add_argument("--wire-ohm", type=float, default=0.0, help="wire resistance per crossbar cell in Ω")
     run = p.add_argument_group("execution")
-    run.add_argument("--batch-size", type=int, default=500, help="most samples per ngspice deck; the samples are split into equal batches no larger than this (default: 500)")
+    run.add_argument("--batch-size", type=int, default=500, help="samples per ngspice deck: the samples go into ceil(N / this) batches of equal predicted Newton work, so sizes differ a little (default: 500)")
     run.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: CPU count)")
     run.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.add_argument("--timeout", type=float, default=600.0, help="time limit per batch in s (default: 600)")
