@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,34 @@ def test_relative_paths_are_relative_to_the_configuration_file(tmp_path: Path, m
     config = load_config(Path("run.toml"))
     assert config.dataset.mnist_dir == str(tmp_path / "data" / "mnist")
     assert config.technology.lib == "/abs/models.lib"
+
+
+def test_code_digest_is_part_of_every_fingerprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import memspice.pipeline.stages as stages_module
+
+    stages = {s.name: s for s in pipeline_stages()}
+    config = config_from_dict({})
+    digest = stages_module.code_digest()
+    assert len(digest) == 64 and digest == stages_module.code_digest()
+    before = {name: fingerprint(stage, config, {}) for name, stage in stages.items()}
+    monkeypatch.setattr(stages_module, "code_digest", lambda: "edited")
+    after = {name: fingerprint(stage, config, {}) for name, stage in stages.items()}
+    assert all(before[name] != after[name] for name in stages)
+
+    # the digest covers the package's sources: a copy with one changed byte digests differently
+    package = Path(stages_module.__file__).resolve().parents[1]
+    copy = tmp_path / "memspice"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.undo()
+    fake_file = copy / "pipeline" / "stages.py"
+    monkeypatch.setattr(stages_module, "__file__", str(fake_file))
+    stages_module.code_digest.cache_clear()
+    try:
+        same = stages_module.code_digest()
+        stages_module.code_digest.cache_clear()
+        (copy / "fit" / "tanh_fit.py").write_text((copy / "fit" / "tanh_fit.py").read_text() + "\n# edited\n")
+        edited = stages_module.code_digest()
+    finally:
+        monkeypatch.undo()
+        stages_module.code_digest.cache_clear()
+    assert same == digest and edited != digest
