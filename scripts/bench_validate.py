@@ -124,6 +124,7 @@ def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, 
             batched[size] = {"samples_per_s": report.summary["samples_per_s"], "end_to_end_s": total,
                              "ngspice_cpu_ms_per_sample": 1e3 * (_children_cpu_s() - cpu0) / n,
                              "agreement": report.summary["agreement"],
+                             "batch_seconds": report.summary["dc_batch_elapsed_s"],
                              "rms_v_last_outp": report.summary["layer_errors"][-1]["rms_v"]}
         best = max(batched, key=lambda k: batched[k]["samples_per_s"])
         result["batched"] = {str(k): v for k, v in batched.items()}
@@ -233,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         for size, fig in r["batched"].items():
             print(f"    batch {size}: {fig['samples_per_s']:.0f} samples/s, end-to-end {fig['end_to_end_s']:.2f} s, "
                   f"ngspice CPU {fig['ngspice_cpu_ms_per_sample']:.2f} ms/sample "
-                  f"(per-sample baseline: {b['ngspice_cpu_ms_per_sample']:.1f} ms/sample)")
+                  f"(per-sample baseline: {b['ngspice_cpu_ms_per_sample']:.1f} ms/sample); "
+                  f"batch wall times {min(fig['batch_seconds']):.2f}-{max(fig['batch_seconds']):.2f} s")
     keep.cleanup()
     line = {"bench": "validate", "quick": args.quick, "workers": args.workers, "cpus": os.cpu_count(),
             "load_average_before": [round(v, 2) for v in load_before],

@@ -166,6 +166,8 @@ def test_validate_network_writes_a_complete_report(tmp_path: Path) -> None:
     assert np.all(np.isfinite(report.transient["delay_s"])) and np.all(report.transient["energy_j"] > 0)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["batches_simulated"] == 3
+    times = summary["dc_batch_elapsed_s"]
+    assert len(times) == 3 and all(0 < t <= summary["dc_elapsed_s"] for t in times)
     for name in ("report.md", "scatter.png", "error_histograms.png", "confusion.png", "neuron_errors.csv"):
         assert (tmp_path / "run" / name).is_file(), name
     import pandas as pd

@@ -86,6 +86,7 @@ def test_killed_ngspice_fails_one_batch_and_resume_redoes_only_it(tmp_path: Path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["n_samples"] == 80
     assert summary["batches_reused"] == 3 and summary["batches_simulated"] == 1
+    assert len(summary["dc_batch_elapsed_s"]) == 1, "only batches simulated in this run are timed"
 
     assert main([*argv, "--force"]) == 0
     fresh = json.loads((out / "summary.json").read_text())
