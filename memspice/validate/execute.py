@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +24,8 @@ import numpy as np
 
 from memspice.errors import ConfigError, SimError
 from memspice.io import write_atomic
-from memspice.sim import SimOptions, simulate
+from memspice.netlist.emit import emit
+from memspice.sim import SimOptions, simulate_text
 from memspice.validate.decks import NetworkCircuit, TransientSpec, dc_arrays, dc_batch_deck, transient_batch_deck
 from memspice.validate.energy import transient_metrics
 
@@ -73,15 +76,31 @@ class BatchFailure:
     run_dir: str | None = None
 
 
-def run_job(job: BatchJob) -> dict[str, Any]:
-    """Simulate one batch; return its arrays (``sample_index`` included) or ``{"error": …}``."""
+#: Building and emitting a deck is pure Python (≈ 20 ms for 900 samples of 64-32-10). Threads
+#: that do it at once only trade the GIL, so every ngspice of the first round started late
+#: (both at ≈ 70 ms with two workers); one at a time, the first starts after one deck's worth.
+#: Measured with 2 workers on 1,797 digits samples, 4 runs each, median samples/s: batches of 899
+#: 1,386 -> 1,417, batches of 450 1,351 -> 1,368.
+_PREPARING = threading.Lock()
+
+
+def run_job(job: BatchJob, slots: threading.Semaphore | None = None) -> dict[str, Any]:
+    """Simulate one batch; return its arrays (``sample_index`` included) or ``{"error": …}``.
+
+    ``slots`` (local pool) bounds the ngspice processes running at once, so a spare thread can
+    prepare the next deck while they run.
+    """
     start = time.monotonic()
     try:
+        with _PREPARING:
+            deck = (dc_batch_deck(job.circuit, job.x) if job.mode == "dc"
+                    else transient_batch_deck(job.circuit, job.x, job.transient))
+            text = emit(deck)
+        with slots if slots is not None else nullcontext():
+            result = simulate_text(text, deck.model_roots, deck.settings, job.sim)
         if job.mode == "dc":
-            result = simulate(dc_batch_deck(job.circuit, job.x), job.sim)
             arrays = dc_arrays(result.plot(0), job.circuit.conductances, len(job.x))
         else:
-            result = simulate(transient_batch_deck(job.circuit, job.x, job.transient), job.sim)
             sizes = [g.shape[0] for g in job.circuit.conductances]
             metrics = transient_metrics(result.plot(0), len(sizes), sizes[-1], len(job.x),
                                         job.transient.period_s, job.circuit.tech.rails, job.reference)
@@ -190,9 +209,11 @@ def execute(jobs: Sequence[BatchJob], store: BatchStore, *, workers: int | None 
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         n_workers = max(1, min(workers or os.cpu_count() or 1, len(pending)))
-        # Each thread only waits on its own ngspice subprocess: one process per core.
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            futures = {pool.submit(run_job, job): job.index for job in pending}
+        # Threads only wait on their ngspice subprocesses: `n_workers` of those run at once (one
+        # per core), and one more thread builds the next deck meanwhile.
+        slots = threading.Semaphore(n_workers)
+        with ThreadPoolExecutor(max_workers=min(n_workers + 1, len(pending))) as pool:
+            futures = {pool.submit(run_job, job, slots): job.index for job in pending}
             for future in as_completed(futures):
                 _collect(futures[future], future.result(), store, out)
                 done += 1
