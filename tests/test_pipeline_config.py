@@ -127,6 +127,22 @@ def test_relative_paths_are_relative_to_the_configuration_file(tmp_path: Path, m
     assert config.technology.lib == "/abs/models.lib"
 
 
+@pytest.mark.parametrize(("given", "expected"), [("ngspice", "ngspice"), ("ngspice-42", "ngspice-42"),
+                                                  ("../bin/ngspice", "{root}/bin/ngspice"),
+                                                  ("/opt/ng/bin/ngspice", "/opt/ng/bin/ngspice")])
+def test_the_validation_ngspice_is_a_program_name_or_a_path_relative_to_the_file(
+        tmp_path: Path, given: str, expected: str) -> None:
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "run.toml").write_text(f'[validation]\nngspice = "{given}"\n')
+    assert load_config(folder / "run.toml").validation.ngspice == expected.format(root=tmp_path)
+
+
+def test_an_empty_validation_ngspice_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="validation.ngspice must name an ngspice executable"):
+        config_from_dict({"validation": {"ngspice": " "}})
+
+
 def test_code_digest_is_part_of_every_fingerprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import memspice.pipeline.stages as stages_module
 

@@ -30,7 +30,8 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
         x, labels = x[: cfg.validation.samples], labels[: cfg.validation.samples]
     v = cfg.validation
     settings = RunSettings(batch_size=data.batch_size(cfg, len(x)), workers=v.workers or None, timeout_s=v.timeout_s,
-                           transient_samples=min(8, len(x)), resume=not ctx.fresh, force=ctx.fresh)
+                           transient_samples=min(8, len(x)), resume=not ctx.fresh, force=ctx.fresh,
+                           ngspice=v.ngspice)
     bar = tqdm(total=len(x), desc="SPICE validation", unit="batch", disable=ctx.quiet, leave=False)
 
     def progress(done: int, total: int) -> None:
