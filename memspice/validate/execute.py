@@ -111,7 +111,8 @@ def run_job(job: BatchJob, slots: threading.Semaphore | None = None) -> dict[str
         run_dir = getattr(exc, "run_dir", None)
         return {"error": str(exc), "run_dir": None if run_dir is None else str(run_dir), "index": job.index}
     arrays["sample_index"] = np.asarray(job.sample_index, dtype=np.int64)
-    arrays["elapsed_s"] = np.array(time.monotonic() - start)
+    arrays["elapsed_s"] = np.array(time.monotonic() - start)  # preparation and waits for a free worker included
+    arrays["sim_elapsed_s"] = np.array(result.elapsed_s)  # writing the run directory, ngspice, reading its output
     size = _PROGRAM_SIZE.search(result.output)
     arrays["ngspice_program_mb"] = np.array(float(size.group(1)) if size else np.nan)
     return arrays
