@@ -53,7 +53,8 @@ if [ -n "${NGSPICE_SRC:-}" ]; then
     if [ -d "$NGSPICE_SRC" ]; then
         cp -a "$NGSPICE_SRC" src
     elif [ -f "$NGSPICE_SRC" ]; then
-        mkdir src && tar -xf "$NGSPICE_SRC" -C src --strip-components=1 || die "cannot unpack $NGSPICE_SRC"
+        mkdir src
+        tar -xf "$NGSPICE_SRC" -C src --strip-components=1 || die "cannot unpack $NGSPICE_SRC"
     else
         die "NGSPICE_SRC=$NGSPICE_SRC is neither a directory nor a tarball"
     fi
