@@ -189,7 +189,7 @@ class ValidationConfig:
     """SPICE validation of the trained network."""
 
     samples: int = 0  #: test samples to validate in SPICE (0 = all)
-    batch_size: int = 0  #: samples per ngspice deck (0 = automatic: split evenly over the workers, ≤ 900)
+    batch_size: int = 0  #: samples per ngspice deck, on average (0 = automatic: one per worker, ≤ 900)
     workers: int = 0  #: ngspice processes (0 = one per core)
     timeout_s: float = 600.0  #: per deck
     #: ngspice for the validation decks: a name on PATH, or a path (relative to this file), e.g. the

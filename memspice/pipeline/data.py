@@ -61,7 +61,10 @@ def voltages(dataset: Dataset, rails: Rails) -> np.ndarray:
 
 
 def batch_size(config: RunConfig, n_samples: int) -> int:
-    """The configured batch size, or for 0 an even split over the workers capped at 900 samples.
+    """The configured batch size, or for 0 one batch per worker, at most 900 samples each on average.
+
+    Validation then cuts the batches at equal predicted Newton work, so single decks may hold a
+    little more or less than this.
 
     Measured (64-32-10, 1,797 samples, 2 workers): 666 samples/s at 250 per deck, 749 at 450,
     802 at 900 — longer sweeps amortize process start and keep consecutive samples similar.
