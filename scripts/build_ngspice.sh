@@ -17,7 +17,9 @@
 # as NGSPICE_SRC=/path. Needs a C compiler, make, bison, flex, autoconf, automake and libtool
 # (installed with apt-get when missing, as root or through passwordless sudo). About 4 minutes
 # on 2 cores. Nothing outside PREFIX and a temporary build directory is written, except the
-# packages above.
+# packages above. CFLAGS from the environment replace ngspice's default -O2: here
+# CFLAGS="-O3 -march=native" made the same decks 2 % faster (outputs within 1e-13 V), but such
+# a binary only runs on CPUs like the one it was built on.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
