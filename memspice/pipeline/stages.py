@@ -3,12 +3,13 @@
 Each stage writes into ``<run_dir>/<stage>/`` (atomically, file by file) and, when it has
 finished, its fingerprint and summary go into ``<run_dir>/stages.json`` (atomically). A stage
 whose fingerprint (its configuration sections, upstream fingerprints, memspice version and a
-digest of memspice's own source and model files) is unchanged is skipped on the next run; ``force`` redoes everything. A stage interrupted half way
-leaves no manifest entry, so the next run re-enters it (stages that can resume, such as
-training from its checkpoint and validation batch by batch, pick up where they stopped). They
-resume only what the same fingerprint started: a stage records its fingerprint in
-``<stage>/started.json`` when it starts, and :attr:`StageContext.fresh` tells it whether to
-discard what an earlier, different run (or ``force``) left in its directory.
+digest of memspice's own source and model files) is unchanged is skipped on the next run;
+``force`` redoes everything. A stage interrupted half way leaves no manifest entry, so the next
+run re-enters it (stages that can resume, such as training from its checkpoint and validation
+batch by batch, pick up where they stopped). They resume only what the same fingerprint
+started: a stage records its fingerprint in ``<stage>/started.json`` when it starts, and
+:attr:`StageContext.fresh` tells it whether to discard what an earlier, different run (or
+``force``) left in its directory.
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ def _started_fingerprint(stage_dir: Path) -> str | None:
         return None
 
 
+#: Files of the package that :func:`code_digest` covers.
+_CODE_SUFFIXES = frozenset({".py", ".lib", ".sub", ".spice", ".json", ".toml"})
+
+
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
     """SHA-256 over memspice's Python sources and bundled model files (paths and contents).
@@ -102,9 +107,6 @@ def code_digest() -> str:
         digest.update(path.relative_to(package).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
-
-
-_CODE_SUFFIXES = frozenset({".py", ".lib", ".sub", ".spice", ".json", ".toml"})
 
 
 def fingerprint(stage: Stage, config: RunConfig, manifest: dict[str, Any]) -> str:
