@@ -143,32 +143,58 @@ def test_an_empty_validation_ngspice_is_rejected() -> None:
         config_from_dict({"validation": {"ngspice": " "}})
 
 
-def test_code_digest_is_part_of_every_fingerprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_code_digest_is_part_of_every_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
     import memspice.pipeline.stages as stages_module
 
     stages = {s.name: s for s in pipeline_stages()}
     config = config_from_dict({})
-    digest = stages_module.code_digest()
-    assert len(digest) == 64 and digest == stages_module.code_digest()
+    for stage in stages.values():
+        digest = stages_module.code_digest(stage.run.__module__)
+        assert len(digest) == 64 and digest == stages_module.code_digest(stage.run.__module__)
     before = {name: fingerprint(stage, config, {}) for name, stage in stages.items()}
-    monkeypatch.setattr(stages_module, "code_digest", lambda: "edited")
+    monkeypatch.setattr(stages_module, "code_digest", lambda module: "edited " + module)
     after = {name: fingerprint(stage, config, {}) for name, stage in stages.items()}
     assert all(before[name] != after[name] for name in stages)
 
-    # the digest covers the package's sources: a copy with one changed byte digests differently
+
+def _digests_of_a_copy(copy: Path, monkeypatch: pytest.MonkeyPatch, stages: dict) -> dict[str, str]:
+    import memspice.pipeline.stages as stages_module
+
+    monkeypatch.setattr(stages_module, "_PACKAGE", copy)
+    stages_module.code_digest.cache_clear()
+    stages_module._memspice_imports.cache_clear()
+    try:
+        return {name: stages_module.code_digest(stage.run.__module__) for name, stage in stages.items()}
+    finally:
+        stages_module.code_digest.cache_clear()
+        stages_module._memspice_imports.cache_clear()
+
+
+def test_a_stage_digest_covers_the_code_it_imports_and_nothing_else(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import memspice.pipeline.stages as stages_module
+
+    stages = {s.name: s for s in pipeline_stages()}
     package = Path(stages_module.__file__).resolve().parents[1]
     copy = tmp_path / "memspice"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.undo()
-    fake_file = copy / "pipeline" / "stages.py"
-    monkeypatch.setattr(stages_module, "__file__", str(fake_file))
-    stages_module.code_digest.cache_clear()
-    try:
-        same = stages_module.code_digest()
-        stages_module.code_digest.cache_clear()
-        (copy / "fit" / "tanh_fit.py").write_text((copy / "fit" / "tanh_fit.py").read_text() + "\n# edited\n")
-        edited = stages_module.code_digest()
-    finally:
-        monkeypatch.undo()
-        stages_module.code_digest.cache_clear()
-    assert same == digest and edited != digest
+    original = _digests_of_a_copy(copy, monkeypatch, stages)
+    assert original == {name: stages_module.code_digest(stage.run.__module__) for name, stage in stages.items()}
+
+    # the validation report is imported (inside a function) by the validate stage, not by training
+    report = copy / "validate" / "report.py"
+    report.write_text(report.read_text() + "\n# edited\n")
+    edited = _digests_of_a_copy(copy, monkeypatch, stages)
+    assert edited["validate"] != original["validate"]
+    assert edited["train"] == original["train"] and edited["characterize"] == original["characterize"]
+
+    # the trainer's optimizers reach the train stage through imports of imports
+    optim = copy / "train" / "optim.py"
+    optim.write_text(optim.read_text() + "\n# edited\n")
+    assert _digests_of_a_copy(copy, monkeypatch, stages)["train"] != original["train"]
+
+    # a bundled model card changes every stage
+    card = copy / "data" / "models" / "builtin_mos.lib"
+    card.write_text(card.read_text() + "\n* edited\n")
+    last = _digests_of_a_copy(copy, monkeypatch, stages)
+    assert all(last[name] != edited[name] for name in stages)
