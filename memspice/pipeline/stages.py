@@ -146,7 +146,7 @@ def code_digest(module: str) -> str:
     Part of every stage fingerprint, so results computed by other code are not reused: a checkout
     where a stage's code changed re-runs that stage (and, through the upstream fingerprints, the
     stages after it) without ``--force``, and an edit elsewhere (the report, another stage) does
-    not. Paths and contents are hashed; a few ms per stage, once per process.
+    not. Paths and contents are hashed; tens of ms per stage, once per process.
     """
     files = [*module_closure(module),
              *sorted(p for p in _PACKAGE.rglob("*") if p.is_file() and p.suffix in _DATA_SUFFIXES)]
