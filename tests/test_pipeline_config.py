@@ -198,3 +198,16 @@ def test_a_stage_digest_covers_the_code_it_imports_and_nothing_else(tmp_path: Pa
     card.write_text(card.read_text() + "\n* edited\n")
     last = _digests_of_a_copy(copy, monkeypatch, stages)
     assert all(last[name] != edited[name] for name in stages)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 4])
+def test_automatic_batch_size_gives_every_worker_the_same_number_of_decks(workers: int) -> None:
+    from memspice.pipeline.data import batch_size
+
+    config = config_from_dict({"validation": {"workers": workers}})
+    for n in (40, 359, 1797, 2000, 5000, 10000):
+        size = batch_size(config, n)
+        decks = -(-n // size)
+        assert size <= 900 and decks % workers == 0, (n, size, decks)
+        assert -(-n // (size - 1)) > decks or size == 1, "no smaller decks in the same number of rounds"
+    assert batch_size(config_from_dict({"validation": {"workers": workers, "batch_size": 123}}), 2000) == 123

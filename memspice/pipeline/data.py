@@ -61,10 +61,13 @@ def voltages(dataset: Dataset, rails: Rails) -> np.ndarray:
 
 
 def batch_size(config: RunConfig, n_samples: int) -> int:
-    """The configured batch size, or for 0 one batch per worker, at most 900 samples each on average.
+    """The configured batch size, or for 0 the same number of batches for every worker, as few as
+    keep them at most 900 samples each on average.
 
     Validation then cuts the batches at equal predicted Newton work, so single decks may hold a
-    little more or less than this.
+    little more or less than this, and every worker gets the same work. (Before, 2,000 MNIST
+    samples on 2 workers made 3 batches of ≤ 900: one worker ran two of them, and validation took
+    111 s at 37 samples/s where 4 batches of 500 take about 45 s.)
 
     Measured (64-32-10, 1,797 samples, 2 workers): 666 samples/s at 250 per deck, 749 at 450,
     802 at 900 — longer sweeps amortize process start and keep consecutive samples similar.
@@ -72,4 +75,5 @@ def batch_size(config: RunConfig, n_samples: int) -> int:
     if config.validation.batch_size:
         return config.validation.batch_size
     workers = config.validation.workers or os.cpu_count() or 1
-    return max(1, min(900, -(-n_samples // workers)))
+    rounds = max(1, -(-n_samples // (workers * 900)))
+    return max(1, -(-n_samples // (workers * rounds)))
