@@ -96,6 +96,8 @@ def _torch_epoch_seconds(cal, topology, x, labels, batch_size, lr, init_mean, se
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; ``--quick`` trains 2 epochs per model (under a minute)."""
+    from memspice.train.command import add_schedule_options
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist-dir", type=Path, default=DEFAULT_MNIST)
@@ -103,13 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch timing")
-    parser.add_argument("--schedule", choices=["exponential", "cosine"], default="cosine",
-                        help="learning-rate decay for every model: cosine to --lr-floor-fraction "
-                             "or exponential by 0.93**30 in total (default: cosine)")
-    parser.add_argument("--warmup-epochs", type=int, default=0,
-                        help="linear warm-up epochs for every model (default: 0)")
-    parser.add_argument("--lr-floor-fraction", type=float, default=0.0,
-                        help="end of the cosine schedule as a fraction of the lr (default: 0)")
+    add_schedule_options(parser, default="cosine", exponential="by 0.93**30 in total, for every model")
     args = parser.parse_args(argv)
 
     from memspice.datasets import features_to_voltages, load_mnist

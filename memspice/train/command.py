@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from memspice.errors import ConfigError, MemspiceError
 from memspice.fit.calibration import Calibration
+from memspice.train.schedule import ScheduleName
 
 DESCRIPTION = """\
 Train an inverter-based memristive network (PHAX mapping: sigma = g_min + (g_max - g_min) *
@@ -37,6 +38,20 @@ def _topology(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"topology must be comma-separated integers like 64,32,10, got {text!r}"
         ) from None
+
+
+def add_schedule_options(parser: argparse.ArgumentParser, *, default: str, exponential: str) -> None:
+    """``--schedule``, ``--warmup-epochs`` and ``--lr-floor-fraction`` (:mod:`memspice.train.schedule`).
+
+    ``exponential`` says what the exponential schedule does where the option is used.
+    """
+    parser.add_argument("--schedule", choices=list(get_args(ScheduleName)), default=default,
+                        help=f"learning-rate decay: {exponential}, or half a cosine down to "
+                             f"--lr-floor-fraction of the learning rate (default: {default})")
+    parser.add_argument("--warmup-epochs", type=int, default=0,
+                        help="epochs of linear learning-rate warm-up before the decay (default: 0)")
+    parser.add_argument("--lr-floor-fraction", type=float, default=0.0,
+                        help="where the cosine schedule ends, as a fraction of the learning rate (default: 0)")
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -75,13 +90,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--average-decay", type=float, default=0.0,
                    help="return a moving average of the parameters over steps with this decay, "
                         "e.g. 0.999 (default: 0 = off)")
-    p.add_argument("--schedule", choices=["exponential", "cosine"], default="exponential",
-                   help="learning-rate decay: x0.97 per epoch, or half a cosine down to "
-                        "--lr-floor-fraction of --lr (default: exponential)")
-    p.add_argument("--warmup-epochs", type=int, default=0,
-                   help="epochs of linear learning-rate warm-up before the decay (default: 0)")
-    p.add_argument("--lr-floor-fraction", type=float, default=0.0,
-                   help="where the cosine schedule ends, as a fraction of --lr (default: 0)")
+    add_schedule_options(p, default="exponential", exponential="x0.97 per epoch")
     p.add_argument("--grad-clip-norm", type=float, default=0.0,
                    help="clip each mini-batch gradient to this joint L2 norm (default: 0 = off)")
     p.add_argument("--levels", type=int, default=None,
