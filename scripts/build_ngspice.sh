@@ -47,7 +47,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         || die "could not install the build tools (needs root or passwordless sudo): apt-get install build-essential bison flex autoconf automake libtool dpkg-dev"
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/memspice-ngspice-build.XXXXXX")"
+work="$(mktemp -d)"  # a fresh build directory under $TMPDIR, removed on exit
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
