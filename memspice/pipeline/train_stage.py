@@ -91,8 +91,8 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     acc_test = accuracy(network.predict(x_test), test_set.labels)
 
     baseline = TanhMLP(sizes, rails.vss, rails.vdd)
-    base = train(baseline, x_train, train_set.labels, baseline_settings(settings, t.float_learning_rate),
-                 out_dir=out / "baseline", resume=True)
+    base_settings = baseline_settings(settings, t.float_learning_rate)
+    base = train(baseline, x_train, train_set.labels, base_settings, out_dir=out / "baseline", resume=True)
     base_test = accuracy(baseline.predict(base.params, x_test), test_set.labels)
     summary = {
         "topology": list(sizes),
@@ -104,8 +104,8 @@ def _train(ctx: StageContext) -> dict[str, Any]:
         "best_epoch": int(result.best_epoch),
         "model_val_accuracy": _val_accuracy(result),
         "float_baseline_val_accuracy": _val_accuracy(base),
-        "loss": settings.loss, "loss_link": settings.loss_link, "baseline_loss": baseline_settings(settings).loss,
-        "baseline_learning_rate": baseline_settings(settings, t.float_learning_rate).lr,
+        "loss": settings.loss, "loss_link": settings.loss_link, "baseline_loss": base_settings.loss,
+        "baseline_learning_rate": base_settings.lr,
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
