@@ -107,6 +107,28 @@ def test_plan_batches_balances_predicted_work_along_the_path() -> None:
     assert abs(halves[0].sum() - halves[1].sum()) <= work.max()
 
 
+def test_in_turn_lets_holders_through_in_the_given_order_whoever_arrives_first() -> None:
+    import threading
+    import time
+
+    from memspice.validate.execute import InTurn
+
+    turns, seen = InTurn([4, 0, 7, 2]), []
+
+    def take(index: int) -> None:
+        with turns.hold(index):
+            seen.append(index)
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in (2, 7, 0, 4)]  # the last in turn starts first
+    for thread in threads:
+        thread.start()
+        time.sleep(0.005)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert seen == [4, 0, 7, 2]
+
+
 def test_device_nonidealities_are_seeded_and_stay_in_window() -> None:
     g = tiny_network().conductances
     spec = NonIdeality(variation_sigma=0.2, fault_rate=0.2, seed=3, g_min_siemens=0.125e-6, g_max_siemens=8e-6)

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -84,15 +84,42 @@ class BatchFailure:
 _PREPARING = threading.Lock()
 
 
-def run_job(job: BatchJob, slots: threading.Semaphore | None = None) -> dict[str, Any]:
+class InTurn:
+    """A lock its holders take in a fixed order of batch indices (the local pool's deck building).
+
+    Threads pick jobs up in submission order, but which of two fresh threads reaches a plain lock
+    first is up to the scheduler: with one worker, batch 1 was sometimes simulated before batch 0.
+    Taking turns makes the start order the plan's order on every run.
+    """
+
+    def __init__(self, order: Sequence[int]) -> None:
+        self._order = list(order)
+        self._position = 0
+        self._turn = threading.Condition()
+
+    @contextmanager
+    def hold(self, index: int):
+        """Wait for batch ``index``'s turn, hold the lock while the body runs, then pass it on."""
+        with self._turn:
+            self._turn.wait_for(lambda: self._order[self._position] == index)
+            try:
+                yield
+            finally:
+                self._position += 1
+                self._turn.notify_all()
+
+
+def run_job(job: BatchJob, slots: threading.Semaphore | None = None,
+            turns: InTurn | None = None) -> dict[str, Any]:
     """Simulate one batch; return its arrays (``sample_index`` included) or ``{"error": …}``.
 
     ``slots`` (local pool) bounds the ngspice processes running at once, so a spare thread can
-    prepare the next deck while they run.
+    prepare the next deck while they run; ``turns`` makes decks be built in the plan's order.
     """
     start = time.monotonic()
+    preparing: AbstractContextManager[Any] = _PREPARING if turns is None else turns.hold(job.index)
     try:
-        with _PREPARING:
+        with preparing:
             deck = (dc_batch_deck(job.circuit, job.x) if job.mode == "dc"
                     else transient_batch_deck(job.circuit, job.x, job.transient))
             text = emit(deck)
@@ -212,9 +239,9 @@ def execute(jobs: Sequence[BatchJob], store: BatchStore, *, workers: int | None 
         n_workers = max(1, min(workers or os.cpu_count() or 1, len(pending)))
         # Threads only wait on their ngspice subprocesses: `n_workers` of those run at once (one
         # per core), and one more thread builds the next deck meanwhile.
-        slots = threading.Semaphore(n_workers)
+        slots, turns = threading.Semaphore(n_workers), InTurn([job.index for job in pending])
         with ThreadPoolExecutor(max_workers=min(n_workers + 1, len(pending))) as pool:
-            futures = {pool.submit(run_job, job, slots): job.index for job in pending}
+            futures = {pool.submit(run_job, job, slots, turns): job.index for job in pending}
             for future in as_completed(futures):
                 _collect(futures[future], future.result(), store, out)
                 done += 1
