@@ -76,5 +76,28 @@ def test_the_cli_transient_defaults_are_the_transient_spec_defaults() -> None:
     spec = TransientSpec()
     assert command.DEFAULT_PERIOD_NS * 1e-9 == pytest.approx(spec.period_s, rel=1e-12)
     assert command.DEFAULT_RISE_NS * 1e-9 == pytest.approx(spec.rise_s, rel=1e-12)
+    assert command.DEFAULT_POINTS_PER_PERIOD == spec.points_per_period
     args = build_parser().parse_args(["validate", "somewhere"])
     assert (args.period, args.rise) == (command.DEFAULT_PERIOD_NS, command.DEFAULT_RISE_NS)
+    assert args.points_per_period == command.DEFAULT_POINTS_PER_PERIOD
+
+
+def test_the_default_time_step_gives_the_delays_and_energies_of_a_ten_times_finer_one() -> None:
+    """Subthreshold outputs that settle in 50-60 ns: the default step bound is accurate enough."""
+    rng = np.random.default_rng(5)
+    topology = (16, 8, 4)
+    g = tuple(rng.uniform(0.12e-6, 8e-6, (b, 2 * a + 2)) for a, b in zip(topology[:-1], topology[1:]))
+    network = TrainedNetwork(topology, g, phax_reference_calibration())
+    x0 = rng.uniform(-0.25, 0.25, topology[0])
+    x = np.array([x0, -x0, x0])  # samples 1 and 2 flip every input
+    circuit = NetworkCircuit(builtin(), InverterSizing(), network.conductances)
+    dc = run_job(BatchJob(0, np.arange(3), x, circuit, "dc"))
+    reference = np.column_stack([dc["outp1"], dc["outn1"]])
+    default = TransientSpec()
+    fine = TransientSpec(default.period_s, default.rise_s, 10 * default.points_per_period)
+    a, b = (run_job(BatchJob(0, np.arange(3), x, circuit, "transient", spec, reference=reference))
+            for spec in (default, fine))
+    assert np.all(b["delay_s"][1:] > 20e-9), "the flipped samples switch"
+    np.testing.assert_allclose(a["delay_s"], b["delay_s"], rtol=0.01, atol=0.2e-9)
+    np.testing.assert_allclose(a["energy_j"], b["energy_j"], rtol=1e-5)
+    np.testing.assert_allclose(a["energy_to_settle_j"], b["energy_to_settle_j"], rtol=0.01)

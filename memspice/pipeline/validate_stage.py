@@ -15,12 +15,11 @@ from memspice.pipeline.stages import StageContext
 from memspice.train.network_io import TrainedNetwork, load_network
 from memspice.validate.api import RunSettings, validate_network
 from memspice.validate.compare import LayerVoltages
+from memspice.validate.progress import batch_bars
 
 
 def run_validate(ctx: StageContext) -> dict[str, Any]:
     """Simulate the test set through the full-network deck and compare with the model."""
-    from tqdm.auto import tqdm
-
     cfg = ctx.config
     network = load_network(final_network_dir(ctx.run_dir))
     _, test_set = data.split_dataset(cfg)
@@ -32,18 +31,9 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     settings = RunSettings(batch_size=data.batch_size(cfg, len(x)), workers=v.workers or None, timeout_s=v.timeout_s,
                            transient_samples=min(8, len(x)), resume=not ctx.fresh, force=ctx.fresh,
                            ngspice=v.ngspice)
-    bar = tqdm(total=len(x), desc="SPICE validation", unit="batch", disable=ctx.quiet, leave=False)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
+    with batch_bars(disable=ctx.quiet) as progress:
         report = validate_network(network, data.technology(cfg), x, labels, ctx.stage_dir("validate"),
                                   sizing=data.sizing(cfg), settings=settings, progress=progress)
-    finally:
-        bar.close()
     if not report.complete:
         failed = ", ".join(str(f.index) for f in report.failures)
         raise SimError(f"validation batches {failed} failed; see {ctx.run_dir / 'validate'} "

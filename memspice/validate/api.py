@@ -261,6 +261,11 @@ def _jobs(mode: Mode, batches: list[np.ndarray], x: np.ndarray, circuit: Network
             for i, b in enumerate(batches)]
 
 
+def _for_mode(progress: Any, mode: Mode) -> Any:
+    """``progress(mode, done, total)`` as the ``callable(done, total)`` that :func:`execute` calls."""
+    return None if progress is None else (lambda done, total: progress(mode, done, total))
+
+
 def dc_reference(dc: ExecutionResult, n_samples: int, last_layer: int) -> np.ndarray:
     """``(S, 2M)`` last-layer DC operating points ``[outp…, outn…]`` by sample (NaN where missing)."""
     reference: np.ndarray | None = None
@@ -291,7 +296,8 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
         evaluator: model evaluator to compare against (``static``, ``load-aware``, ``coupled``);
             ``None`` = the one the network was trained with.
         write_files: write the table, summary, report and plots.
-        progress: optional ``callable(done, total)``.
+        progress: optional ``callable(mode, done, total)``, called with ``mode`` ``"dc"`` and then
+            ``"transient"``, counting that mode's batches.
 
     Returns:
         The report; ``report.complete`` is False when a batch failed (the rest still finished).
@@ -323,13 +329,15 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     sim = SimOptions(timeout_s=settings.timeout_s, work_dir=out_dir / "failed" if settings.keep_failed else None,
                      keep="on_failure" if settings.keep_failed else "never", ngspice=settings.ngspice)
     dc = execute(_jobs("dc", batches, x, circuit, settings, sim), BatchStore(out_dir, "dc"),
-                 workers=settings.workers, scheduler=settings.scheduler, progress=progress)
+                 workers=settings.workers, scheduler=settings.scheduler, progress=_for_mode(progress, "dc"))
     failures = list(dc.failures)
     transient: dict[str, np.ndarray] = {}
+    transient_elapsed_s = 0.0
     if n_tran:
         reference = dc_reference(dc, len(x), len(network.topology) - 2)
         tr = execute(_jobs("transient", tran_batches, x, circuit, settings, sim, reference), BatchStore(out_dir, "transient"),
-                     workers=settings.workers, scheduler=settings.scheduler)
+                     workers=settings.workers, scheduler=settings.scheduler, progress=_for_mode(progress, "transient"))
+        transient_elapsed_s = tr.elapsed_s
         failures += [BatchFailure(f.index, f"transient batch: {f.message}", f.run_dir) for f in tr.failures]
         if tr.batches:
             keys = sorted(tr.batches)
@@ -338,6 +346,8 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
             transient["sample"] = transient.pop("sample_index")
     report = assemble(network, draw, dc, labels, x, failures, transient, evaluator, states)
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir))
+    if "transient" in report.summary:
+        report.summary["transient"]["elapsed_s"] = transient_elapsed_s
     report.summary["model_evaluator"] = evaluator or network.evaluator
     if write_files:
         from memspice.validate.report import write_outputs
@@ -414,6 +424,7 @@ def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technol
         delay, energy = report.transient["delay_s"], report.transient["energy_j"]
         summary["transient"] = {
             "samples": int(len(delay)), "period_s": settings.transient.period_s,
+            "points_per_period": int(settings.transient.points_per_period),
             "settled": int(np.isfinite(delay).sum()),
             "delay_s_mean": float(np.nanmean(delay)) if np.isfinite(delay).any() else None,
             "delay_s_max": float(np.nanmax(delay)) if np.isfinite(delay).any() else None,

@@ -15,6 +15,7 @@ from memspice.errors import ConfigError
 #: until it runs). Until this was tied, the CLI's 50 ns left every sample "not settled".
 DEFAULT_PERIOD_NS = 1000.0
 DEFAULT_RISE_NS = 0.1
+DEFAULT_POINTS_PER_PERIOD = 200
 
 DESCRIPTION = """\
 Build the full circuit of a trained network (rails, differential input rows driven by the
@@ -32,7 +33,10 @@ Energy: static power per inference from the rail currents at every operating poi
 --transient N also drives the first N samples as PWL steps (--period, --rise) and measures
 the settling delay (all last-layer outputs within 10 % of their step) and the energy per
 sample (integral of V*I over both rails). They run in decks of 4 samples (in parallel), each
-deck starting from a reset step with all inputs at mid-rail.
+deck starting from a reset step with all inputs at mid-rail. --points-per-period bounds
+ngspice's time step to period/points where the outputs move slowly; its own error control takes
+smaller steps on fast edges, so 200 points gave the same delays (within 1 ns) as 1,000 and
+20,000 on a trained 64-32-10, 3-4x faster than 1,000.
 
 Non-idealities (SPICE only; the model stays ideal): --variation (lognormal sigma),
 --fault-rate (stuck at g_max/g_min, half each), --wire-ohm (a wire resistor between adjacent
@@ -89,6 +93,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                           "100-500 ns)")
     run.add_argument("--rise", type=float, default=DEFAULT_RISE_NS,
                      help=f"transient: input ramp in ns (default: {DEFAULT_RISE_NS:g})")
+    run.add_argument("--points-per-period", type=int, default=DEFAULT_POINTS_PER_PERIOD, metavar="P",
+                     help="transient: the largest time step is period/P (default: "
+                          f"{DEFAULT_POINTS_PER_PERIOD}; ngspice steps finer on fast edges by itself)")
     run.add_argument("--out", type=Path, default=Path("validate_run"), help="run directory (default: ./validate_run)")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="reuse batches finished by an earlier run")
@@ -124,6 +131,7 @@ def run_validation(args: argparse.Namespace) -> Any:
     from memspice.validate.api import RunSettings, validate_network
     from memspice.validate.decks import TransientSpec
     from memspice.validate.nonideal import NonIdeality
+    from memspice.validate.progress import batch_bars
 
     calibration = load_calibration(args.calibration) if args.calibration is not None else None
     network = load_network(args.network, calibration)
@@ -134,10 +142,11 @@ def run_validation(args: argparse.Namespace) -> Any:
                            cal.device.g_min_siemens, cal.device.g_max_siemens)
     settings = RunSettings(batch_size=args.batch_size, workers=args.workers, scheduler=args.scheduler,
                            timeout_s=args.timeout, transient_samples=args.transient,
-                           transient=TransientSpec(args.period * 1e-9, args.rise * 1e-9),
+                           transient=TransientSpec(args.period * 1e-9, args.rise * 1e-9, args.points_per_period),
                            resume=args.resume, force=args.force, ngspice=args.ngspice)
-    return validate_network(network, tech, x, labels, args.out, sizing=sizing, nonideal=nonideal, settings=settings,
-                            evaluator=args.evaluator)
+    with batch_bars() as progress:  # on stderr, shown only on a terminal
+        return validate_network(network, tech, x, labels, args.out, sizing=sizing, nonideal=nonideal,
+                                settings=settings, evaluator=args.evaluator, progress=progress)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -51,12 +51,17 @@ class TransientSpec:
             to settle (built-in card, PHAX sizing); an output that has not reached its DC
             operating point within the period is reported as not settled.
         rise_s: input ramp time from one sample to the next (s).
-        points_per_period: output time points per period (resolution of the delay, dimensionless).
+        points_per_period: period / ngspice's largest time step (dimensionless). ngspice takes
+            smaller steps where its truncation-error control asks for them (fast edges), so this
+            bounds the step only where the outputs move slowly. Measured against 20,000 points on a
+            trained 64-32-10 (built-in card, 1 µs period, 6 samples): delays of 170–450 ns within
+            1.0 ns at 200 and at 1,000 points, energy per period equal to 5 digits; 200 points run
+            3.7× faster than 1,000 (0.83 vs 3.04 s), 3.1× on the MNIST sky130 196-100-10.
     """
 
     period_s: float = 1e-6
     rise_s: float = 0.1e-9
-    points_per_period: int = 1000
+    points_per_period: int = 200
 
     def __post_init__(self) -> None:
         if not (self.period_s > 0 and 0 < self.rise_s < self.period_s):
