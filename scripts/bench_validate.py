@@ -12,6 +12,10 @@ With a second ngspice build (``--alt-ngspice EXE``, or ``.ngspice-predictor/bin/
 run, each right after Debian's: its best throughput, its ratios to Debian's best and to the
 per-sample baseline, and how far its outputs are from Debian's.
 
+Transient mode (8 samples; 4 and the built-in 64-32-10 only with ``--quick``) runs at the default
+time-step bound and at the former one (period/1000) in the same run: samples/s, the ratio, and
+how far delays and energies move.
+
 Usage: ``python scripts/bench_validate.py [--quick] [--workers 2] [--alt-ngspice EXE]``
 """
 
@@ -100,11 +104,12 @@ def _technology(name: str):
 
 
 def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, rounds: list[int],
-            workers: int, alt_ngspice: str | None = None) -> dict:
+            workers: int, alt_ngspice: str | None = None, n_transient: int = 0) -> dict:
     """Batched and per-sample throughput of one configuration (runs in a child process).
 
     Each entry of ``rounds`` gives one batch size: the samples split evenly over the workers in
-    that many rounds.
+    that many rounds. ``n_transient`` samples also run in transient mode, at the default
+    time-step bound and at :data:`BASELINE_POINTS_PER_PERIOD`.
     """
     from memspice.circuit.builders import dc_input_sources, network_deck, network_output_saves
     from memspice.circuit.deck import Op, Save
@@ -173,7 +178,40 @@ def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, 
                                                               / result["per_sample_baseline"]["samples_per_s"])
         # getrusage(RUSAGE_CHILDREN) would count the forked Python image; ngspice reports its own peak.
         result["ngspice_peak_program_mb"] = report.summary["ngspice_program_mb_max"]
+        if n_transient:
+            result["transient"] = _transient(network, tech, sizing, x[:n_transient], labels[:n_transient], work, workers)
     return result
+
+
+#: The transient time-step bound before it became period/200: the baseline of the transient figures.
+BASELINE_POINTS_PER_PERIOD = 1000
+
+
+def _transient(network: Any, tech: Any, sizing: Any, x: np.ndarray, labels: np.ndarray, work: Path,
+               workers: int) -> dict:
+    """Transient samples/s at the default time-step bound and at the former one, and how far apart."""
+    from memspice.validate.api import RunSettings, validate_network
+    from memspice.validate.decks import TransientSpec
+
+    runs = {}
+    for name, spec in (("default", TransientSpec()),
+                       ("baseline", TransientSpec(points_per_period=BASELINE_POINTS_PER_PERIOD))):
+        report = validate_network(network, tech, x, labels, work / f"tran_{name}", sizing=sizing, write_files=False,
+                                  settings=RunSettings(batch_size=len(x), workers=workers,
+                                                       transient_samples=len(x), transient=spec))
+        elapsed = report.summary["transient"]["elapsed_s"]
+        runs[name] = {"points_per_period": spec.points_per_period, "elapsed_s": elapsed,
+                      "samples_per_s": len(x) / elapsed, "delay_s": report.transient["delay_s"],
+                      "energy_j": report.transient["energy_j"]}
+    a, b = runs["default"], runs["baseline"]
+    both = np.isfinite(a["delay_s"]) & np.isfinite(b["delay_s"])
+    return {"samples": len(x), "period_s": TransientSpec().period_s,
+            "settled": int(np.isfinite(a["delay_s"]).sum()),
+            "delay_s_mean": float(np.nanmean(a["delay_s"])) if both.any() else None,
+            "max_abs_delay_diff_s": float(np.max(np.abs(a["delay_s"] - b["delay_s"])[both])) if both.any() else None,
+            "max_rel_energy_diff": float(np.max(np.abs(a["energy_j"] / b["energy_j"] - 1))),
+            "speedup_vs_baseline": b["elapsed_s"] / a["elapsed_s"],
+            **{name: {k: v for k, v in run.items() if k not in ("delay_s", "energy_j")} for name, run in runs.items()}}
 
 
 def _children_cpu_s() -> float:
@@ -198,11 +236,13 @@ def _child(name: str, network_dir: Path, quick: bool, workers: int, alt_ngspice:
     big = topology[0] > 100
     if quick:
         n, base, rounds = (250, 8, [1]) if big or tech == "sky130" else (1000, 20, [1])
+        n_transient = 0 if big or tech == "sky130" else 4
     else:
         n, base, rounds = (2000, 60, [4, 2, 1]) if not big else (2000, 60, [2, 1])
         if tech == "sky130":
             n, base, rounds = 1000, 30, [1]
-    return measure(network_dir, tech, n, base, rounds, workers, alt_ngspice)
+        n_transient = 8
+    return measure(network_dir, tech, n, base, rounds, workers, alt_ngspice, n_transient)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,6 +314,15 @@ def main(argv: list[str] | None = None) -> int:
                 rate, ratio = TARGETS[name]
                 a["target_met"] = a["samples_per_s"] >= rate and a["speedup_vs_per_sample"] >= ratio
                 print(f"    target with this build: {'met' if a['target_met'] else 'NOT met'}")
+        if "transient" in r:
+            t = r["transient"]
+            delay = "no sample settled" if t["delay_s_mean"] is None else (
+                f"mean delay {1e9 * t['delay_s_mean']:.1f} ns, within {1e9 * t['max_abs_delay_diff_s']:.2f} ns")
+            print(f"    transient ({t['samples']} samples, {1e9 * t['period_s']:.0f} ns each): "
+                  f"{t['default']['samples_per_s']:.2f} samples/s at {t['default']['points_per_period']} points per period "
+                  f"vs {t['baseline']['samples_per_s']:.2f} at {t['baseline']['points_per_period']} "
+                  f"→ {t['speedup_vs_baseline']:.1f}×; {t['settled']} settled, {delay}, energy within "
+                  f"{t['max_rel_energy_diff']:.1e} (relative)")
         for size, fig in r["batched"].items():
             print(f"    batch {size}: {fig['samples_per_s']:.0f} samples/s, end-to-end {fig['end_to_end_s']:.2f} s, "
                   f"ngspice CPU {fig['ngspice_cpu_ms_per_sample']:.2f} ms/sample "
