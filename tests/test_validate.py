@@ -300,3 +300,18 @@ def test_stored_plan_round_trips_and_is_ignored_when_it_does_not_fit(tmp_path: P
     assert stored_plan(tmp_path, 6) is None
     (tmp_path / "plan.npz").write_bytes(b"not an npz")
     assert stored_plan(tmp_path, 5) is None
+
+
+def test_the_report_states_delay_energy_and_how_the_transient_ran() -> None:
+    from memspice.validate.report import transient_sentence
+
+    tran = {"samples": 8, "period_s": 1e-6, "points_per_period": 200, "elapsed_s": 0.7, "settled": 7,
+            "delay_s_mean": 388.3e-9, "delay_s_max": 582.1e-9, "energy_j_mean": 16.2e-12,
+            "energy_to_settle_j_mean": 6.29e-12}
+    line = transient_sentence(tran)
+    for part in ("8 samples, 1000 ns each", "period/200", "0.7 s", "mean 388.3 ns", "max 582.1 ns",
+                 "7 of 8 settled", "6.290 pJ", "16.200 pJ"):
+        assert part in line, part
+    line = transient_sentence({**tran, "settled": 0, "delay_s_mean": None, "delay_s_max": None,
+                               "energy_to_settle_j_mean": None})
+    assert "no sample settled" in line and "16.200 pJ" in line and "until settled" not in line

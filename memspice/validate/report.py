@@ -149,10 +149,7 @@ def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
                   f"min {1e6 * power.get('min', float('nan')):.3f} µW, max {1e6 * power.get('max', float('nan')):.3f} µW."]
         tran = s.get("transient")
         if tran:
-            delay = "n/a" if tran["delay_s_mean"] is None else f"{1e9 * tran['delay_s_mean']:.3f} ns"
-            lines.append(f"Transient ({tran['samples']} samples, period {1e9 * tran['period_s']:.1f} ns): settling delay "
-                         f"(10 %) mean {delay}, {tran['settled']} settled; energy per sample "
-                         f"{1e15 * tran['energy_j_mean']:.3f} fJ.")
+            lines.append(transient_sentence(tran))
         if len(c.disagreements):
             lines += ["", "## Samples where SPICE and the model disagree", "",
                       "| sample | label | SPICE | model | SPICE margin (mV) |", "|---|---|---|---|---|"]
@@ -166,3 +163,22 @@ def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
     lines += ["", f"Batches: {s.get('batches_simulated')} simulated, {s.get('batches_reused')} reused; "
               + (f"{speed:.0f} samples/s." if speed else "no new samples simulated."), ""]
     return "\n".join(lines)
+
+
+def transient_sentence(tran: dict[str, Any]) -> str:
+    """The report's line on the transient samples (``summary["transient"]``)."""
+    how = f"{tran['samples']} samples, {1e9 * tran['period_s']:.0f} ns each"
+    if tran.get("points_per_period"):
+        how += f", time step ≤ period/{tran['points_per_period']}"
+    if tran.get("elapsed_s") is not None:
+        how += f", simulated in {tran['elapsed_s']:.1f} s"
+    if tran["delay_s_mean"] is None:
+        delay = "no sample settled within the period (try a longer --period)"
+    else:
+        delay = (f"settling delay (every last-layer output within 10 % of its step) mean "
+                 f"{1e9 * tran['delay_s_mean']:.1f} ns, max {1e9 * tran['delay_s_max']:.1f} ns, "
+                 f"{tran['settled']} of {tran['samples']} settled")
+    energy = f"energy per period {1e12 * tran['energy_j_mean']:.3f} pJ"
+    if tran.get("energy_to_settle_j_mean") is not None:
+        energy = f"energy per inference (until settled) {1e12 * tran['energy_to_settle_j_mean']:.3f} pJ, " + energy
+    return f"Transient ({how}): {delay}; {energy}."
