@@ -190,13 +190,20 @@ def test_validate_network_writes_a_complete_report(tmp_path: Path) -> None:
     assert summary["status"] == "complete" and summary["batches_simulated"] == 3
     times = summary["dc_batch_elapsed_s"]
     assert len(times) == 3 and all(0 < t <= summary["dc_elapsed_s"] for t in times)
-    for name in ("report.md", "scatter.png", "error_histograms.png", "confusion.png", "neuron_errors.csv"):
+    for name in ("report.md", "scatter.png", "error_histograms.png", "confusion.png", "neuron_errors.csv",
+                 "transient.png"):
         assert (tmp_path / "run" / name).is_file(), name
+    assert "transient.png" in (tmp_path / "run" / "report.md").read_text()
+    waves = report.transient_waves
+    assert np.all(np.diff(waves["time_s"]) > 0) and waves["time_s"][-1] == pytest.approx(3 * 1e-6, rel=1e-9)
+    assert waves["outp"].shape == (len(waves["time_s"]), network.topology[-1]) and waves["power_w"].shape == waves["time_s"].shape
+    np.testing.assert_array_equal(waves["sample"], [0, 1])
     import pandas as pd
 
     table = pd.read_parquet(tmp_path / "run" / "samples.parquet")
     assert len(table) == 30 and "spice_l1_outp2" in table and "model_l0_outn3" in table
-    assert table["delay_s"].notna().sum() == 2
+    assert table["delay_s"].notna().sum() == 2 and table["energy_to_settle_j"].notna().sum() == 2
+    np.testing.assert_array_equal(table["energy_j"].to_numpy()[:2], report.transient["energy_j"])
 
 
 @pytest.mark.ngspice

@@ -18,6 +18,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("validate", "validate/scatter.png", "SPICE vs model, every neuron output, per layer"),
     ("validate", "validate/error_histograms.png", "SPICE − model output-voltage error"),
     ("validate", "validate/confusion.png", "Confusion matrix of the SPICE circuit"),
+    ("validate", "validate/transient.png", "Transient: last-layer outputs and rail power as samples change"),
     ("loop", "loop/rounds/rounds.png", "Closed loop: model–SPICE error and agreement per round"),
 )
 

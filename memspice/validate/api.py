@@ -106,6 +106,8 @@ class ValidationReport:
         draw: conductances as netlisted and the stuck-device masks.
         summary: JSON-safe summary (also written to ``summary.json``).
         files: written artifacts by name.
+        transient_waves: waveforms of the first transient batch: ``time_s``, last-layer ``outp``,
+            rail ``power_w``, and that batch's ``sample``, ``delay_s`` and ``period_s``.
     """
 
     comparison: Comparison | None
@@ -120,6 +122,7 @@ class ValidationReport:
     draw: DeviceDraw
     summary: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    transient_waves: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -332,6 +335,7 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
                  workers=settings.workers, scheduler=settings.scheduler, progress=_for_mode(progress, "dc"))
     failures = list(dc.failures)
     transient: dict[str, np.ndarray] = {}
+    waves: dict[str, np.ndarray] = {}
     transient_elapsed_s = 0.0
     if n_tran:
         reference = dc_reference(dc, len(x), len(network.topology) - 2)
@@ -344,7 +348,13 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
             transient = {name: np.concatenate([tr.batches[k][name] for k in keys])
                          for name in ("delay_s", "energy_j", "energy_to_settle_j", "sample_index")}
             transient["sample"] = transient.pop("sample_index")
+            first = tr.batches[keys[0]]  # batches stored before waveforms were kept have none
+            if "wave_time_s" in first:
+                waves = {"time_s": first["wave_time_s"], "outp": first["wave_outp"], "power_w": first["wave_power_w"],
+                         "sample": first["sample_index"], "delay_s": first["delay_s"],
+                         "period_s": np.array(settings.transient.period_s)}
     report = assemble(network, draw, dc, labels, x, failures, transient, evaluator, states)
+    report.transient_waves = waves
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir))
     if "transient" in report.summary:
         report.summary["transient"]["elapsed_s"] = transient_elapsed_s

@@ -42,9 +42,11 @@ Non-idealities (SPICE only; the model stays ideal): --variation (lognormal sigma
 --fault-rate (stuck at g_max/g_min, half each), --wire-ohm (a wire resistor between adjacent
 crossbar cells along every row and column), all seeded with --seed.
 
-Outputs in --out: samples.parquet (per-sample SPICE and model voltages), neuron_errors.csv,
-disagreements.csv, summary.json, report.md with scatter.png, error_histograms.png and
-confusion.png, and batches/*.npz (one file per finished batch, written atomically).
+Outputs in --out: samples.parquet (per-sample SPICE and model voltages, static power, and
+delay and energy for the transient samples), neuron_errors.csv, disagreements.csv,
+summary.json, report.md with scatter.png, error_histograms.png, confusion.png and (with
+--transient) transient.png, the first transient deck's output and power waveforms, and
+batches/*.npz (one file per finished batch, written atomically).
 A re-run with --resume reuses finished batches; --force starts over. A failed batch does
 not stop the others: the run finishes, names the batch, keeps its ngspice directory under
 --out/failed and exits with status 1.

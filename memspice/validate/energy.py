@@ -47,12 +47,18 @@ class TransientMetrics:
         energy_to_settle_j: ``(S,)`` energy drawn from both rails from the start of the sample until
             its outputs settled (J): the energy of one inference; NaN when it did not settle.
         final_outp: ``(S, M)`` last-layer ``outp`` at the end of each period (V).
+        time_s: ``(T,)`` the simulator's time points, reset step included (s).
+        outp: ``(T, M)`` last-layer ``outp`` waveforms (V).
+        power_w: ``(T,)`` power drawn from both rails (W).
     """
 
     delay_s: np.ndarray
     energy_j: np.ndarray
     energy_to_settle_j: np.ndarray
     final_outp: np.ndarray
+    time_s: np.ndarray
+    outp: np.ndarray
+    power_w: np.ndarray
 
 
 def _settle_time(t: np.ndarray, v: np.ndarray, start: float, min_step_v: float, final: float) -> float:
@@ -119,4 +125,4 @@ def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
         if np.isfinite(delays[s]):
             grid = np.linspace(start, start + max(delays[s], 0.0), 200)
             to_settle[s] = float(np.trapezoid(np.interp(grid, tw, power[inside]), grid))
-    return TransientMetrics(delays, energies, to_settle, finals)
+    return TransientMetrics(delays, energies, to_settle, finals, t, outs, power)

@@ -133,7 +133,8 @@ def run_job(job: BatchJob, slots: threading.Semaphore | None = None,
                                         job.transient.period_s, job.circuit.tech.rails, job.reference)
             arrays = {"delay_s": metrics.delay_s, "energy_j": metrics.energy_j,
                       "energy_to_settle_j": metrics.energy_to_settle_j,
-                      "tran_outp_last": metrics.final_outp}
+                      "tran_outp_last": metrics.final_outp, "wave_time_s": metrics.time_s,
+                      "wave_outp": metrics.outp, "wave_power_w": metrics.power_w}
     except SimError as exc:
         run_dir = getattr(exc, "run_dir", None)
         return {"error": str(exc), "run_dir": None if run_dir is None else str(run_dir), "index": job.index}

@@ -47,13 +47,13 @@ def write_outputs(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
     if comparison is not None:
         extra: dict[str, np.ndarray] = {"static_power_w": report.power_w}
         if report.transient:
-            delay = np.full(len(report.sample_index), np.nan)
-            energy = np.full(len(report.sample_index), np.nan)
             where = {s: i for i, s in enumerate(report.sample_index)}
-            for s, d, e in zip(report.transient["sample"], report.transient["delay_s"], report.transient["energy_j"]):
-                if int(s) in where:
-                    delay[where[int(s)]], energy[where[int(s)]] = d, e
-            extra.update(delay_s=delay, energy_j=energy)
+            rows = [(k, where[int(s)]) for k, s in enumerate(report.transient["sample"]) if int(s) in where]
+            for name in ("delay_s", "energy_j", "energy_to_settle_j"):
+                column = np.full(len(report.sample_index), np.nan)
+                for k, i in rows:
+                    column[i] = report.transient[name][k]
+                extra[name] = column
         table = sample_table(report.spice, report.model, report.labels, report.sample_index, extra)
         files["samples"] = _write_table(table, out_dir / "samples")
         files["neuron_errors"] = write_atomic(out_dir / "neuron_errors.csv",
@@ -106,7 +106,35 @@ def write_plots(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
             ax.text(j, i, str(count), ha="center", va="center", fontsize=7)
     ax.set(title="confusion (SPICE)", xlabel="predicted class", ylabel="true class")
     files["confusion_png"] = _save(fig, out_dir / "confusion.png", plt)
+    if report.transient_waves:
+        files["transient_png"] = _save(transient_figure(report.transient_waves, plt), out_dir / "transient.png", plt)
     return files
+
+
+def transient_figure(waves: dict[str, np.ndarray], plt: Any) -> Any:
+    """Last-layer outputs and rail power against time for the first transient deck.
+
+    Dashed lines mark where each sample's inputs change, dotted lines where its outputs settled.
+    """
+    t_us = 1e6 * np.asarray(waves["time_s"])
+    period_us = 1e6 * float(waves["period_s"])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True, height_ratios=(2, 1))
+    outp = np.asarray(waves["outp"])
+    for j in range(outp.shape[1]):
+        top.plot(t_us, outp[:, j], lw=0.9, label=f"class {j}")
+    bottom.plot(t_us, 1e6 * np.asarray(waves["power_w"]), color="tab:red", lw=0.9)
+    for k, (sample, delay) in enumerate(zip(waves["sample"], waves["delay_s"])):
+        start = (k + 1) * period_us
+        for ax in (top, bottom):
+            ax.axvline(start, color="k", ls="--", lw=0.6)
+            if np.isfinite(delay) and delay > 0:
+                ax.axvline(start + 1e6 * float(delay), color="k", ls=":", lw=0.8)
+        top.annotate(f"sample {int(sample)}", (start, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                     xytext=(2, -10), textcoords="offset points")
+    top.set(ylabel="last-layer outp (V)", title="transient: inputs change at dashed lines, outputs settled at dotted")
+    top.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    bottom.set(xlabel="time (µs)", ylabel="rail power (µW)")
+    return fig
 
 
 def _save(fig: Any, path: Path, plt: Any) -> Path:
@@ -156,7 +184,7 @@ def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
             for r in c.disagreements.head(50).itertuples():
                 lines.append(f"| {r.sample} | {r.label} | {r.spice_class} | {r.model_class} | {1e3 * r.spice_margin_v:.2f} |")
         lines += ["", "## Plots", ""]
-        for key in ("scatter_png", "errors_png", "confusion_png"):
+        for key in ("scatter_png", "errors_png", "confusion_png", "transient_png"):
             if key in files:
                 lines.append(f"![{key}]({files[key].name})")
     speed = s.get("samples_per_s")
