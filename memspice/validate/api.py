@@ -359,6 +359,8 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     if "transient" in report.summary:
         report.summary["transient"]["elapsed_s"] = transient_elapsed_s
     report.summary["model_evaluator"] = evaluator or network.evaluator
+    if nonideal.any_device_change and report.comparison is not None:
+        report.summary["drawn_devices_model"] = drawn_devices_model(network, draw, x, report, evaluator)
     if write_files:
         from memspice.validate.report import write_outputs
 
@@ -393,6 +395,22 @@ def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, lab
     power = static_power(gather("i_vdd"), gather("i_vss"), network.calibration.rails)
     comparison = compare(spice, model, labels[index], index, network.topology[-1])
     return ValidationReport(comparison, spice, model, labels[index], index, power, transient, failures, dc, draw)
+
+
+def drawn_devices_model(network: TrainedNetwork, draw: DeviceDraw, x: np.ndarray, report: ValidationReport,
+                        evaluator: str | None = None) -> dict[str, Any]:
+    """The model run on the conductances SPICE was given (variation and faults), against SPICE.
+
+    The report's ``model_*`` figures are the trained, ideal network: the gap between the two
+    models is what the devices cost, the gap between this one and SPICE is the model's own
+    error. Wire resistance is not in the model.
+    """
+    model = make_evaluator(evaluator or network.evaluator, network.calibration)
+    states = model.forward(draw.conductances, x[report.sample_index]).layers
+    c = compare(report.spice, [LayerVoltages(s.outn, s.outp) for s in states], report.labels, report.sample_index,
+                network.topology[-1])
+    return {"model_accuracy": c.model_accuracy, "agreement": c.agreement,
+            "layer_errors": c.layer_errors.to_dict(orient="records")}
 
 
 def _max_program_size(dc: ExecutionResult) -> float | None:

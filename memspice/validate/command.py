@@ -38,9 +38,12 @@ ngspice's time step to period/points where the outputs move slowly; its own erro
 smaller steps on fast edges, so 200 points gave the same delays (within 1 ns) as 1,000 and
 20,000 on a trained 64-32-10, 3-4x faster than 1,000.
 
-Non-idealities (SPICE only; the model stays ideal): --variation (lognormal sigma),
+Non-idealities (in SPICE; the trained model stays ideal): --variation (lognormal sigma),
 --fault-rate (stuck at g_max/g_min, half each), --wire-ohm (a wire resistor between adjacent
-crossbar cells along every row and column), all seeded with --seed.
+crossbar cells along every row and column), all seeded with --seed. With variation or faults
+the report also runs the model on the drawn conductances, which separates what the devices
+cost from the model's own error. --draws N repeats the run for seeds --seed ... --seed+N-1
+(Monte Carlo) and summarises the spread in draws.csv, draws.json and draws.png.
 
 Outputs in --out: samples.parquet (per-sample SPICE and model voltages, static power, and
 delay and energy for the transient samples), neuron_errors.csv, disagreements.csv,
@@ -79,6 +82,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     nonideal.add_argument("--variation", type=float, default=0.0, help="lognormal device variation sigma, e.g. 0.05")
     nonideal.add_argument("--fault-rate", type=float, default=0.0, help="fraction of stuck devices, e.g. 0.01")
     nonideal.add_argument("--wire-ohm", type=float, default=0.0, help="wire resistance per crossbar cell in Ω")
+    nonideal.add_argument("--draws", type=int, default=1, metavar="N",
+                          help="Monte Carlo: validate N device draws (seeds --seed ... --seed+N-1) into "
+                               "--out/draw_NNN, with draws.csv, draws.json and draws.png (default: 1, one run)")
     run = p.add_argument_group("execution")
     run.add_argument("--batch-size", type=int, default=500, help="samples per ngspice deck: the samples go into ceil(N / this) batches of equal predicted Newton work, so sizes differ a little (default: 500)")
     run.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: CPU count)")
@@ -147,12 +153,19 @@ def run_validation(args: argparse.Namespace) -> Any:
                            transient=TransientSpec(args.period * 1e-9, args.rise * 1e-9, args.points_per_period),
                            resume=args.resume, force=args.force, ngspice=args.ngspice)
     with batch_bars() as progress:  # on stderr, shown only on a terminal
+        if args.draws != 1:
+            from memspice.validate.montecarlo import validate_draws
+
+            return validate_draws(network, tech, x, labels, args.out, nonideal, args.draws, settings,
+                                  sizing=sizing, evaluator=args.evaluator, progress=progress)
         return validate_network(network, tech, x, labels, args.out, sizing=sizing, nonideal=nonideal,
                                 settings=settings, evaluator=args.evaluator, progress=progress)
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Entry point: print the summary; exit 0 when complete, 1 when a batch failed."""
+    if args.draws != 1:
+        return _draws_command(args)
     report = run_validation(args)
     summary = report.summary
     if args.json:
@@ -171,6 +184,30 @@ def run_command(args: argparse.Namespace) -> int:
     if report.failures:
         print(f"memspice: run directory kept: {args.out} (re-run with --resume to redo only the failed batches)",
               file=sys.stderr)
+        return 1
+    return 0
+
+
+def _draws_command(args: argparse.Namespace) -> int:
+    """``--draws N``: print the spread over the draws; exit 1 when a batch of any draw failed."""
+    run = run_validation(args)
+    s = run.summary
+    if args.json:
+        print(json.dumps(s, sort_keys=True, default=float))
+    else:
+        spice, drawn = s["spice_accuracy"], s["drawn_model_accuracy"]
+        print(f"{s['draws']} device draws {s['nonideal']}: SPICE accuracy "
+              f"{100 * spice['mean']:.2f} ± {100 * spice['std']:.2f} % (min {100 * spice['min']:.2f}, "
+              f"max {100 * spice['max']:.2f}); model on the same draws {100 * drawn['mean']:.2f} ± "
+              f"{100 * drawn['std']:.2f} %, agreeing with SPICE on {100 * s['drawn_model_agreement']['mean']:.2f} % "
+              f"of samples; trained model (ideal devices) {100 * s['model_accuracy_ideal']:.2f} %")
+        print(f"  table: {run.files.get('draws_csv', args.out)}")
+    failed = [(row.seed, f) for row, report in zip(run.table.itertuples(), run.reports) for f in report.failures]
+    for seed, failure in failed:
+        print(f"memspice: draw with seed {seed}: batch {failure.index} failed: {failure.message}", file=sys.stderr)
+    if failed:
+        print(f"memspice: run directories kept under {args.out} (re-run with --resume to redo only the failed "
+              "batches)", file=sys.stderr)
         return 1
     return 0
 

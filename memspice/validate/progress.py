@@ -13,25 +13,28 @@ _LABELS = {"dc": "SPICE validation (DC batches)", "transient": "SPICE validation
 def batch_bars(disable: bool | None = None) -> Iterator[Callable[[str, int, int], None]]:
     """Yield the ``progress(mode, done, total)`` callback that :func:`validate_network` takes.
 
+    One bar at a time: a new one starts when the mode changes or the count starts again (the
+    next draw of a Monte Carlo series).
+
     Args:
         disable: hide the bars; ``None`` hides them when stderr is not a terminal (tqdm's rule).
     """
     from tqdm.auto import tqdm
 
-    bars: dict[str, Any] = {}
+    current: list[Any] = []  # [mode, bar] of the bar on screen
 
     def progress(mode: str, done: int, total: int) -> None:
-        bar = bars.get(mode)
-        if bar is None:
-            for earlier in bars.values():
-                earlier.close()
-            bar = bars[mode] = tqdm(total=total, desc=_LABELS.get(mode, mode), unit="batch", disable=disable,
-                                    leave=False)
+        if not current or current[0] != mode or done < current[1].n:  # next mode, or the next run of a series
+            if current:
+                current[1].close()
+            current[:] = [mode, tqdm(total=total, desc=_LABELS.get(mode, mode), unit="batch", disable=disable,
+                                     leave=False)]
+        bar = current[1]
         bar.total, bar.n = total, done
         bar.refresh()
 
     try:
         yield progress
     finally:
-        for bar in bars.values():
-            bar.close()
+        if current:
+            current[1].close()

@@ -168,6 +168,9 @@ def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
         for row in c.layer_errors.itertuples():
             lines.append(f"| {row.layer} | {row.output} | {1e3 * row.rms_v:.3f} | {1e3 * row.max_v:.3f} | "
                          f"{1e3 * row.mean_v:.3f} |")
+        drawn = s.get("drawn_devices_model")
+        if drawn:
+            lines += nonideal_lines(s, c, drawn)
         worst = c.neuron_errors.sort_values("rms_v", ascending=False).head(5)
         lines += ["", "Worst neurons by RMS error: " + ", ".join(
             f"L{r.layer} #{r.neuron} {r.output} {1e3 * r.rms_v:.2f} mV" for r in worst.itertuples()), ""]
@@ -210,3 +213,22 @@ def transient_sentence(tran: dict[str, Any]) -> str:
     if tran.get("energy_to_settle_j_mean") is not None:
         energy = f"energy per inference (until settled) {1e12 * tran['energy_to_settle_j_mean']:.3f} pJ, " + energy
     return f"Transient ({how}): {delay}; {energy}."
+
+
+def _last_outp_rms(layer_errors: Any) -> float:
+    rows = [r for r in layer_errors if r["output"] == "outp"]
+    return float(rows[-1]["rms_v"])
+
+
+def nonideal_lines(s: dict[str, Any], c: Any, drawn: dict[str, Any]) -> list[str]:
+    """The report's table of the trained model, the model on the drawn devices, and SPICE."""
+    return ["", "## Non-ideal devices", "",
+            f"SPICE ran with the drawn devices ({s.get('nonideal')}; {s.get('stuck_devices', 0)} stuck). "
+            "The trained model assumes ideal devices; the same model run on the drawn conductances "
+            "separates what the devices cost from the model's own error (wire resistance is not in the model).", "",
+            "| | accuracy | agreement with SPICE | last-layer outp RMS error vs SPICE (mV) |", "|---|---|---|---|",
+            f"| trained model (ideal devices) | {_fmt_pct(c.model_accuracy)} | {_fmt_pct(c.agreement)} | "
+            f"{1e3 * _last_outp_rms(c.layer_errors.to_dict(orient='records')):.3f} |",
+            f"| model on the drawn devices | {_fmt_pct(drawn['model_accuracy'])} | {_fmt_pct(drawn['agreement'])} | "
+            f"{1e3 * _last_outp_rms(drawn['layer_errors']):.3f} |",
+            f"| SPICE | {_fmt_pct(c.spice_accuracy)} | | |", ""]
