@@ -89,3 +89,29 @@ def test_draws_need_something_to_draw(coupled_network: TrainedNetwork, tmp_path:
     with pytest.raises(ConfigError, match="at least 1"):
         validate_draws(coupled_network, builtin(), x, labels, tmp_path, _spec(coupled_network, variation_sigma=0.1), 0)
     assert not any(tmp_path.iterdir()), "nothing is simulated or written"
+
+
+@pytest.mark.ngspice
+def test_the_cli_runs_draws_and_prints_their_spread(coupled_network: TrainedNetwork, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from memspice.cli import main
+    from memspice.train.network_io import save_network
+
+    rng = np.random.default_rng(2)
+    topology = (64, 8, 10)  # the digits' 64 features, 10 classes
+    g = tuple(np.exp(rng.uniform(np.log(0.12e-6), np.log(8e-6), (m, 2 * n + 2)))
+              for n, m in zip(topology[:-1], topology[1:]))
+    save_network(TrainedNetwork(topology, g, coupled_network.calibration, evaluator="coupled"), tmp_path / "net")
+    base = ["validate", str(tmp_path / "net"), "--split", "all", "--samples", "20", "--batch-size", "20",
+            "--workers", "1", "--out", str(tmp_path / "mc")]
+    assert main([*base, "--draws", "2"]) == 2
+    assert "variation or faults" in capsys.readouterr().err
+    assert main([*base, "--draws", "2", "--variation", "0.2", "--seed", "3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["draws"] == 2 and summary["seeds"] == [3, 4] and summary["complete"]
+    assert 0.0 <= summary["spice_accuracy"]["min"] <= summary["spice_accuracy"]["max"] <= 1.0
+    assert main([*base, "--draws", "2", "--variation", "0.2", "--seed", "3", "--resume"]) == 0
+    assert "2 device draws" in capsys.readouterr().out
+    for k in range(2):
+        on_disk = json.loads((tmp_path / "mc" / f"draw_{k:03d}" / "summary.json").read_text())
+        assert on_disk["batches_reused"] == 1 and on_disk["batches_simulated"] == 0, "resume reuses every draw"
