@@ -90,3 +90,14 @@ def test_waveforms_and_pwl_continuations() -> None:
 def test_duplicate_elements_are_rejected() -> None:
     with pytest.raises(NetlistError, match="duplicate"):
         Deck("dup", (Resistor("1", "a", "0", 1.0), Resistor("1", "b", "0", 2.0)))
+
+
+def test_saved_currents_name_the_element_letter() -> None:
+    from memspice.circuit.deck import Save
+    from memspice.errors import NetlistError
+
+    assert Save("i", "dd").vector == "i(vdd)"
+    assert Save("i", "xp0", "b").vector == "i(bxp0)" and Save("i", "xn3", "e").vector == "i(exn3)"
+    assert Save("v", "l0c1").vector == "v(l0c1)"
+    with pytest.raises(NetlistError, match="currents can be saved"):
+        Save("i", "r1", "r")

@@ -171,6 +171,31 @@ def test_batched_sweep_matches_one_operating_point_per_sample() -> None:
 
 
 @pytest.mark.ngspice
+@pytest.mark.ngspice
+def test_input_drive_power_is_the_power_the_first_crossbar_draws_from_the_inputs() -> None:
+    """From the drivers' branch currents (batched) = from Ohm's law on each device (column voltages)."""
+    from memspice.circuit.deck import Save
+    from memspice.circuit.wiring import column_node, row_voltages
+
+    network = tiny_network()
+    x, _ = tiny_data(4)
+    tech = builtin()
+    circuit = NetworkCircuit(tech, InverterSizing(), network.conductances)
+    batched = dc_arrays(simulate(dc_batch_deck(circuit, x)).plot(0), network.conductances, len(x), x)
+    g = network.conductances[0]
+    n = x.shape[1]
+    saves = [Save("v", column_node(0, j)) for j in range(g.shape[0])]
+    for s in range(len(x)):
+        deck = network_deck(tech, InverterSizing(), network.conductances, dc_input_sources(x[s]), [Op()], saves)
+        plot = simulate(deck).plot(0)
+        columns = np.array([plot[column_node(0, j)][0] for j in range(g.shape[0])])
+        rows = row_voltages(x[s:s + 1], -x[s:s + 1], tech.rails.vdd, tech.rails.vss)[0][: 2 * n]
+        device_current = g[:, : 2 * n] * (rows[None, :] - columns[:, None])  # into each column, from each row
+        expected = float(np.sum(rows * device_current.sum(axis=0)))
+        assert expected > 1e-7
+        assert batched["p_in"][s] == pytest.approx(expected, rel=1e-6)
+
+
 def test_validate_network_writes_a_complete_report(tmp_path: Path) -> None:
     network = tiny_network()
     x, labels = tiny_data(30)
@@ -203,6 +228,13 @@ def test_validate_network_writes_a_complete_report(tmp_path: Path) -> None:
     table = pd.read_parquet(tmp_path / "run" / "samples.parquet")
     assert len(table) == 30 and "spice_l1_outp2" in table and "model_l0_outn3" in table
     assert table["delay_s"].notna().sum() == 2 and table["energy_to_settle_j"].notna().sum() == 2
+    assert table["input_drive_power_w"].notna().all() and (table["input_drive_power_w"] > 0).all()
+    assert table["input_energy_j"].notna().sum() == 2
+    # the drivers deliver, over a period, about their DC power times the period (the ramp is 0.1 ns)
+    dc_energy = table["input_drive_power_w"].to_numpy()[:2] * 1e-6
+    np.testing.assert_allclose(report.transient["input_energy_j"], dc_energy, rtol=0.05)
+    assert summary["total_static_power_w"]["mean"] == pytest.approx(
+        summary["static_power_w"]["mean"] + summary["input_drive_power_w"]["mean"])
     np.testing.assert_array_equal(table["energy_j"].to_numpy()[:2], report.transient["energy_j"])
 
 

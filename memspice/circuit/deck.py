@@ -132,12 +132,22 @@ class ModelRoot:
         check_name(self.alias, "model root alias")
 
 
+#: Elements whose branch current a :class:`Save` can keep.
+SAVED_CURRENT_SOURCES = ("v", "b", "e")
+
+
 @dataclass(frozen=True, slots=True)
 class Save:
-    """A vector to keep: ``kind='v'`` for a node voltage, ``'i'`` for a source's current."""
+    """A vector to keep: ``kind='v'`` for a node voltage, ``'i'`` for a source's branch current.
+
+    ``source`` is the letter of the element whose current is kept: ``v`` (independent voltage
+    source, the default), ``b`` (behavioural voltage source) or ``e`` (VCVS); ngspice names the
+    vector ``i(<letter><name>)``.
+    """
 
     kind: str
     name: str
+    source: str = "v"
 
     def __post_init__(self) -> None:
         if self.kind == "v":
@@ -146,6 +156,13 @@ class Save:
             check_name(self.name, "saved source")
         else:
             raise NetlistError(f"save kind must be 'v' or 'i', got {self.kind!r}")
+        if self.source not in SAVED_CURRENT_SOURCES:
+            raise NetlistError(f"currents can be saved for elements {SAVED_CURRENT_SOURCES}, got {self.source!r}")
+
+    @property
+    def vector(self) -> str:
+        """The name of the vector in ngspice's output (``v(node)`` or ``i(vname)``)."""
+        return f"v({self.name})" if self.kind == "v" else f"i({self.source}{self.name})"
 
 
 # ---- subcircuits and decks -----------------------------------------------------------------

@@ -100,7 +100,7 @@ def _subckt_lines(sub: Subckt) -> Iterator[str]:
 
 
 def _save_text(save: Save) -> str:
-    return f"v({save.name})" if save.kind == "v" else f"i(v{save.name})"
+    return save.vector
 
 
 def _params(params: Iterable[tuple[str, float]]) -> str:

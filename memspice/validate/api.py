@@ -99,7 +99,8 @@ class ValidationReport:
         model: per layer, model outputs for the same samples (V).
         labels: classes of the compared samples.
         sample_index: sample numbers of the compared samples.
-        power_w: ``(S,)`` static power per sample from both rails (W).
+        power_w: ``(S,)`` static power per sample from both rails (W): the inverters, and the
+            crossbars they drive.
         transient: per-sample ``delay_s``, ``energy_j`` and ``sample`` for the transient subset.
         failures: failed batches (the run is incomplete when non-empty).
         execution: timing and reuse of the DC batches.
@@ -108,6 +109,8 @@ class ValidationReport:
         files: written artifacts by name.
         transient_waves: waveforms of the first transient batch: ``time_s``, last-layer ``outp``,
             rail ``power_w``, and that batch's ``sample``, ``delay_s`` and ``period_s``.
+        input_power_w: ``(S,)`` static power the input drivers deliver per sample (W): the first
+            crossbar, which the rails do not feed (empty for batches stored without it).
     """
 
     comparison: Comparison | None
@@ -123,6 +126,7 @@ class ValidationReport:
     summary: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     transient_waves: dict[str, np.ndarray] = field(default_factory=dict)
+    input_power_w: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def complete(self) -> bool:
@@ -345,8 +349,10 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
         failures += [BatchFailure(f.index, f"transient batch: {f.message}", f.run_dir) for f in tr.failures]
         if tr.batches:
             keys = sorted(tr.batches)
-            transient = {name: np.concatenate([tr.batches[k][name] for k in keys])
-                         for name in ("delay_s", "energy_j", "energy_to_settle_j", "sample_index")}
+            names = ["delay_s", "energy_j", "energy_to_settle_j", "sample_index"]
+            if all("input_energy_j" in tr.batches[k] for k in keys):  # batches stored before it have none
+                names += ["input_energy_j", "input_energy_to_settle_j"]
+            transient = {name: np.concatenate([tr.batches[k][name] for k in keys]) for name in names}
             transient["sample"] = transient.pop("sample_index")
             first = tr.batches[keys[0]]  # batches stored before waveforms were kept have none
             if "wave_time_s" in first:
@@ -393,8 +399,10 @@ def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, lab
     else:
         model = [LayerVoltages(s.outn[index], s.outp[index]) for s in states]
     power = static_power(gather("i_vdd"), gather("i_vss"), network.calibration.rails)
+    input_power = gather("p_in") if all("p_in" in dc.batches[k] for k in keys) else np.empty(0)
     comparison = compare(spice, model, labels[index], index, network.topology[-1])
-    return ValidationReport(comparison, spice, model, labels[index], index, power, transient, failures, dc, draw)
+    return ValidationReport(comparison, spice, model, labels[index], index, power, transient, failures, dc, draw,
+                            input_power_w=input_power)
 
 
 def drawn_devices_model(network: TrainedNetwork, draw: DeviceDraw, x: np.ndarray, report: ValidationReport,
@@ -411,6 +419,16 @@ def drawn_devices_model(network: TrainedNetwork, draw: DeviceDraw, x: np.ndarray
                 network.topology[-1])
     return {"model_accuracy": c.model_accuracy, "agreement": c.agreement,
             "layer_errors": c.layer_errors.to_dict(orient="records")}
+
+
+def _nanmean(values: np.ndarray) -> float | None:
+    """Mean over the finite values, None when there are none."""
+    finite = np.asarray(values)[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "max": float(np.max(values)), "min": float(np.min(values))}
 
 
 def _max_program_size(dc: ExecutionResult) -> float | None:
@@ -446,8 +464,10 @@ def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technol
     }
     if report.comparison is not None:
         summary.update(report.comparison.summary())
-        summary["static_power_w"] = {"mean": float(report.power_w.mean()), "max": float(report.power_w.max()),
-                                     "min": float(report.power_w.min())}
+        summary["static_power_w"] = _spread(report.power_w)
+        if report.input_power_w.size:
+            summary["input_drive_power_w"] = _spread(report.input_power_w)
+            summary["total_static_power_w"] = _spread(report.power_w + report.input_power_w)
     if report.transient:
         delay, energy = report.transient["delay_s"], report.transient["energy_j"]
         summary["transient"] = {
@@ -457,7 +477,13 @@ def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technol
             "delay_s_mean": float(np.nanmean(delay)) if np.isfinite(delay).any() else None,
             "delay_s_max": float(np.nanmax(delay)) if np.isfinite(delay).any() else None,
             "energy_j_mean": float(energy.mean()),
-            "energy_to_settle_j_mean": float(np.nanmean(report.transient["energy_to_settle_j"]))
-            if np.isfinite(report.transient["energy_to_settle_j"]).any() else None,
+            "energy_to_settle_j_mean": _nanmean(report.transient["energy_to_settle_j"]),
         }
+        if "input_energy_j" in report.transient:
+            t = report.transient
+            summary["transient"].update(
+                input_energy_j_mean=_nanmean(t["input_energy_j"]),
+                input_energy_to_settle_j_mean=_nanmean(t["input_energy_to_settle_j"]),
+                total_energy_j_mean=_nanmean(t["energy_j"] + t["input_energy_j"]),
+                total_energy_to_settle_j_mean=_nanmean(t["energy_to_settle_j"] + t["input_energy_to_settle_j"]))
     return summary

@@ -219,10 +219,48 @@ def dc_batch_deck(circuit: NetworkCircuit, x: np.ndarray, title: str = "memspice
     x = np.asarray(x, dtype=np.float64)
     drive = indexed_input_sources(x)
     analyses = [Dc(Sweep(INDEX_NODE, 0, x.shape[0] - 1, 1))] if x.shape[0] > 1 else [Dc(Sweep(INDEX_NODE, 0, 0, 1))]
-    saves = [*network_output_saves(circuit.conductances, "all"), *SUPPLY_SAVES]
+    saves = [*network_output_saves(circuit.conductances, "all"), *SUPPLY_SAVES, *input_drive_saves(x.shape[1])]
     elements = [*supply_sources(circuit.tech.rails), *drive, *circuit_elements(circuit)]
     return technology_deck(circuit.tech, title, elements, [inverter_subckt(circuit.tech, circuit.sizing), neuron_subckt()],
                            analyses, saves, precise=circuit.precise)
+
+
+def input_drive_saves(n_inputs: int) -> list[Save]:
+    """Branch currents of every input driver: the ``xp_i`` B-sources and the ``xn_i`` VCVSs."""
+    return [save for i in range(n_inputs) for save in (Save("i", f"xp{i}", "b"), Save("i", f"xn{i}", "e"))]
+
+
+def input_drive_power(plot: Plot, x: np.ndarray) -> np.ndarray:
+    """Power the input drivers deliver at each sweep or time point (W), from their branch currents.
+
+    Row ``ip_i`` is driven at ``x_i`` and row ``in_i`` at ``−x_i``; a source delivers ``−V·I``
+    with ngspice's branch current ``I`` (into its + terminal). This is the power of the input
+    crossbar, which the rails do not see: on a trained digits 64-32-10 it is ~16× the rails'.
+    """
+    x = np.asarray(x, dtype=np.float64)  # (points, N): one row per sweep or time point
+    try:
+        i_p = np.column_stack([plot[f"i(bxp{i})"] for i in range(x.shape[1])])
+        i_n = np.column_stack([plot[f"i(exn{i})"] for i in range(x.shape[1])])
+    except KeyError as exc:
+        raise SimFailed(f"batch results lack an input driver current: {exc}") from exc
+    return np.sum(x * (i_n - i_p), axis=1)
+
+
+def transient_inputs(plot: Plot, x: np.ndarray, rails_mid: float) -> np.ndarray:
+    """Input voltages ``(T, N)`` at every time point of a transient batch (V).
+
+    The inputs are the deck's PWL of the index node: the reset row at mid-rail, then ``x``,
+    interpolated linearly in ``v(idx)`` as ngspice does.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    staged = np.vstack([np.full((1, x.shape[1]), rails_mid), x])
+    try:
+        index = np.clip(np.asarray(plot[f"v({INDEX_NODE})"], dtype=np.float64), 0.0, staged.shape[0] - 1)
+    except KeyError as exc:
+        raise SimFailed(f"transient results lack the index voltage: {exc}") from exc
+    lo = np.minimum(np.floor(index).astype(np.int64), staged.shape[0] - 2)  # staged has >= 2 rows
+    frac = (index - lo)[:, None]
+    return staged[lo] * (1 - frac) + staged[lo + 1] * frac
 
 
 def transient_batch_deck(circuit: NetworkCircuit, x: np.ndarray, spec: TransientSpec,
@@ -240,7 +278,8 @@ def transient_batch_deck(circuit: NetworkCircuit, x: np.ndarray, spec: Transient
     drive[0] = VoltageSource(INDEX_NODE, INDEX_NODE, "0", 0.0, Pwl(tuple(times), tuple(values)))
     stop = staged.shape[0] * spec.period_s
     step = spec.period_s / spec.points_per_period
-    saves = [*network_output_saves(circuit.conductances, "last"), *SUPPLY_SAVES]
+    saves = [*network_output_saves(circuit.conductances, "last"), *SUPPLY_SAVES, Save("v", INDEX_NODE),
+             *input_drive_saves(x.shape[1])]
     elements = [*supply_sources(rails), *drive, *circuit_elements(circuit)]
     return technology_deck(circuit.tech, title, elements, [inverter_subckt(circuit.tech, circuit.sizing), neuron_subckt()],
                            [Tran(step, stop, max_step_s=step)], saves, precise=circuit.precise)
@@ -251,12 +290,17 @@ def layer_sizes(conductances: Sequence[np.ndarray]) -> list[int]:
     return [int(np.asarray(g).shape[0]) for g in conductances]
 
 
-def dc_arrays(plot: Plot, conductances: Sequence[np.ndarray], n_samples: int) -> dict[str, np.ndarray]:
+def dc_arrays(plot: Plot, conductances: Sequence[np.ndarray], n_samples: int,
+              x: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-sample arrays from a DC batch plot.
 
+    Args:
+        x: the batch's input voltages ``(S, N)`` in sweep order; given, ``p_in`` is added.
+
     Returns:
-        ``outn{L}``/``outp{L}`` ``(S, M_L)`` neuron outputs (V) and ``i_vdd``/``i_vss`` ``(S,)``
-        supply branch currents (A, ngspice sign: positive into the source's + terminal).
+        ``outn{L}``/``outp{L}`` ``(S, M_L)`` neuron outputs (V), ``i_vdd``/``i_vss`` ``(S,)``
+        supply branch currents (A, ngspice sign: positive into the source's + terminal) and
+        ``p_in`` ``(S,)`` the input drivers' power (W, see :func:`input_drive_power`).
 
     Raises:
         SimFailed: the plot has the wrong number of points or lacks a vector.
@@ -275,4 +319,6 @@ def dc_arrays(plot: Plot, conductances: Sequence[np.ndarray], n_samples: int) ->
         arrays["i_vss"] = np.asarray(plot["i(vss)"], dtype=np.float64)
     except KeyError as exc:
         raise SimFailed(f"batch results lack a vector: {exc}") from exc
+    if x is not None:
+        arrays["p_in"] = input_drive_power(plot, x)
     return arrays

@@ -50,6 +50,9 @@ class TransientMetrics:
         time_s: ``(T,)`` the simulator's time points, reset step included (s).
         outp: ``(T, M)`` last-layer ``outp`` waveforms (V).
         power_w: ``(T,)`` power drawn from both rails (W).
+        input_energy_j: ``(S,)`` energy the input drivers deliver during the period (J; NaN
+            without their power).
+        input_energy_to_settle_j: ``(S,)`` the same until the outputs settled (J).
     """
 
     delay_s: np.ndarray
@@ -59,6 +62,8 @@ class TransientMetrics:
     time_s: np.ndarray
     outp: np.ndarray
     power_w: np.ndarray
+    input_energy_j: np.ndarray
+    input_energy_to_settle_j: np.ndarray
 
 
 def _settle_time(t: np.ndarray, v: np.ndarray, start: float, min_step_v: float, final: float) -> float:
@@ -85,7 +90,8 @@ def _settle_time(t: np.ndarray, v: np.ndarray, start: float, min_step_v: float, 
 
 
 def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
-                      period_s: float, rails: Rails, reference: np.ndarray | None = None) -> TransientMetrics:
+                      period_s: float, rails: Rails, reference: np.ndarray | None = None,
+                      input_power: np.ndarray | None = None) -> TransientMetrics:
     """Delay, energy and final outputs per sample from a transient batch plot.
 
     The plot must come from :func:`memspice.validate.decks.transient_batch_deck`: sample ``s``
@@ -95,6 +101,8 @@ def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
         reference: ``(S, 2M)`` DC operating points of the last layer ``[outp…, outn…]`` (V) that
             each sample settles to; without it the end-of-period values are used, which hides a
             period too short to settle.
+        input_power: ``(T,)`` power the input drivers deliver at every time point (W), from
+            :func:`memspice.validate.decks.input_drive_power`; the rails' power excludes it.
     """
     try:
         t = np.asarray(plot["time"], dtype=np.float64)
@@ -108,6 +116,8 @@ def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
     delays = np.empty(n_samples)
     energies = np.empty(n_samples)
     to_settle = np.full(n_samples, np.nan)
+    in_energies = np.full(n_samples, np.nan)
+    in_to_settle = np.full(n_samples, np.nan)
     finals = np.empty((n_samples, n_outputs))
     for s in range(n_samples):
         start, stop = (s + 1) * period_s, (s + 2) * period_s
@@ -116,6 +126,8 @@ def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
             raise SimFailed(f"too few time points in the period of sample {s}")
         tw = t[inside]
         energies[s] = float(np.trapezoid(power[inside], tw))
+        if input_power is not None:
+            in_energies[s] = float(np.trapezoid(input_power[inside], tw))
         finals[s] = outs[inside[-1]]
         min_step = TRANSITION_FRACTION * (rails.vdd - rails.vss)
         waves = np.column_stack([outs[inside], outn[inside]])
@@ -125,4 +137,6 @@ def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
         if np.isfinite(delays[s]):
             grid = np.linspace(start, start + max(delays[s], 0.0), 200)
             to_settle[s] = float(np.trapezoid(np.interp(grid, tw, power[inside]), grid))
-    return TransientMetrics(delays, energies, to_settle, finals, t, outs, power)
+            if input_power is not None:
+                in_to_settle[s] = float(np.trapezoid(np.interp(grid, tw, input_power[inside]), grid))
+    return TransientMetrics(delays, energies, to_settle, finals, t, outs, power, in_energies, in_to_settle)

@@ -26,7 +26,8 @@ from memspice.errors import ConfigError, SimError
 from memspice.io import write_atomic
 from memspice.netlist.emit import emit
 from memspice.sim import SimOptions, simulate_text
-from memspice.validate.decks import NetworkCircuit, TransientSpec, dc_arrays, dc_batch_deck, transient_batch_deck
+from memspice.validate.decks import (NetworkCircuit, TransientSpec, dc_arrays, dc_batch_deck, input_drive_power,
+                                    transient_batch_deck, transient_inputs)
 from memspice.validate.energy import transient_metrics
 
 Mode = Literal["dc", "transient"]
@@ -126,13 +127,16 @@ def run_job(job: BatchJob, slots: threading.Semaphore | None = None,
         with slots if slots is not None else nullcontext():
             result = simulate_text(text, deck.model_roots, deck.settings, job.sim)
         if job.mode == "dc":
-            arrays = dc_arrays(result.plot(0), job.circuit.conductances, len(job.x))
+            arrays = dc_arrays(result.plot(0), job.circuit.conductances, len(job.x), job.x)
         else:
             sizes = [g.shape[0] for g in job.circuit.conductances]
-            metrics = transient_metrics(result.plot(0), len(sizes), sizes[-1], len(job.x),
-                                        job.transient.period_s, job.circuit.tech.rails, job.reference)
+            plot = result.plot(0)
+            inputs = transient_inputs(plot, job.x, job.circuit.tech.rails.mid)
+            metrics = transient_metrics(plot, len(sizes), sizes[-1], len(job.x), job.transient.period_s,
+                                        job.circuit.tech.rails, job.reference, input_drive_power(plot, inputs))
             arrays = {"delay_s": metrics.delay_s, "energy_j": metrics.energy_j,
-                      "energy_to_settle_j": metrics.energy_to_settle_j,
+                      "energy_to_settle_j": metrics.energy_to_settle_j, "input_energy_j": metrics.input_energy_j,
+                      "input_energy_to_settle_j": metrics.input_energy_to_settle_j,
                       "tran_outp_last": metrics.final_outp, "wave_time_s": metrics.time_s,
                       "wave_outp": metrics.outp, "wave_power_w": metrics.power_w}
     except SimError as exc:

@@ -46,10 +46,14 @@ def write_outputs(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
     comparison = report.comparison
     if comparison is not None:
         extra: dict[str, np.ndarray] = {"static_power_w": report.power_w}
+        if report.input_power_w.size:
+            extra["input_drive_power_w"] = report.input_power_w
         if report.transient:
             where = {s: i for i, s in enumerate(report.sample_index)}
             rows = [(k, where[int(s)]) for k, s in enumerate(report.transient["sample"]) if int(s) in where]
-            for name in ("delay_s", "energy_j", "energy_to_settle_j"):
+            for name in ("delay_s", "energy_j", "energy_to_settle_j", "input_energy_j", "input_energy_to_settle_j"):
+                if name not in report.transient:
+                    continue
                 column = np.full(len(report.sample_index), np.nan)
                 for k, i in rows:
                     column[i] = report.transient[name][k]
@@ -174,10 +178,7 @@ def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
         worst = c.neuron_errors.sort_values("rms_v", ascending=False).head(5)
         lines += ["", "Worst neurons by RMS error: " + ", ".join(
             f"L{r.layer} #{r.neuron} {r.output} {1e3 * r.rms_v:.2f} mV" for r in worst.itertuples()), ""]
-        power = s.get("static_power_w", {})
-        lines += ["## Power and delay", "",
-                  f"Static power per inference (both rails): mean {1e6 * power.get('mean', float('nan')):.3f} µW, "
-                  f"min {1e6 * power.get('min', float('nan')):.3f} µW, max {1e6 * power.get('max', float('nan')):.3f} µW."]
+        lines += ["## Power and delay", "", *power_lines(s)]
         tran = s.get("transient")
         if tran:
             lines.append(transient_sentence(tran))
@@ -209,10 +210,27 @@ def transient_sentence(tran: dict[str, Any]) -> str:
         delay = (f"settling delay (every last-layer output within 10 % of its step) mean "
                  f"{1e9 * tran['delay_s_mean']:.1f} ns, max {1e9 * tran['delay_s_max']:.1f} ns, "
                  f"{tran['settled']} of {tran['samples']} settled")
-    energy = f"energy per period {1e12 * tran['energy_j_mean']:.3f} pJ"
-    if tran.get("energy_to_settle_j_mean") is not None:
-        energy = f"energy per inference (until settled) {1e12 * tran['energy_to_settle_j_mean']:.3f} pJ, " + energy
-    return f"Transient ({how}): {delay}; {energy}."
+    return f"Transient ({how}): {delay}; {_energy_words(tran)}."
+
+
+def _energy_words(tran: dict[str, Any]) -> str:
+    """Energy per inference and per period: rails, and with the input drivers when known."""
+    def pj(value: float) -> str:
+        return f"{1e12 * value:.3f} pJ"
+
+    drivers = tran.get("input_energy_j_mean") is not None
+    rails = "from the rails " if drivers else ""
+    period = f"energy per period {rails}{pj(tran['energy_j_mean'])}"
+    if drivers:
+        period += f" + input drivers {pj(tran['input_energy_j_mean'])} = {pj(tran['total_energy_j_mean'])}"
+    settle = tran.get("energy_to_settle_j_mean")
+    if settle is None:
+        return period
+    inference = f"energy per inference (until settled) {rails}{pj(settle)}"
+    if drivers and tran.get("total_energy_to_settle_j_mean") is not None:
+        inference += (f" + input drivers {pj(tran['input_energy_to_settle_j_mean'])} = "
+                      f"{pj(tran['total_energy_to_settle_j_mean'])}")
+    return f"{inference}; {period}"
 
 
 def _last_outp_rms(layer_errors: Any) -> float:
@@ -232,3 +250,16 @@ def nonideal_lines(s: dict[str, Any], c: Any, drawn: dict[str, Any]) -> list[str
             f"| model on the drawn devices | {_fmt_pct(drawn['model_accuracy'])} | {_fmt_pct(drawn['agreement'])} | "
             f"{1e3 * _last_outp_rms(drawn['layer_errors']):.3f} |",
             f"| SPICE | {_fmt_pct(c.spice_accuracy)} | | |", ""]
+
+
+def power_lines(s: dict[str, Any]) -> list[str]:
+    """The report's static power table: rails, input drivers, total (µW per inference)."""
+    rows = [("both rails (inverters, and the crossbars they drive)", s.get("static_power_w")),
+            ("input drivers (the first crossbar)", s.get("input_drive_power_w")),
+            ("total", s.get("total_static_power_w"))]
+    lines = ["Static power per inference, from the sources' currents at each operating point:", "",
+             "| supplied by | mean (µW) | min (µW) | max (µW) |", "|---|---|---|---|"]
+    for name, spread in rows:
+        if spread:
+            lines.append(f"| {name} | {1e6 * spread['mean']:.3f} | {1e6 * spread['min']:.3f} | {1e6 * spread['max']:.3f} |")
+    return [*lines, ""]
