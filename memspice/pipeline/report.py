@@ -55,6 +55,7 @@ def headline(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "static_power_mean_w": power.get("mean"),
         "input_drive_power_mean_w": va.get("input_drive_power_w", {}).get("mean"),
         "energy_per_inference_j": transient.get("energy_to_settle_j_mean"),
+        "energy_per_inference_total_j": transient.get("total_energy_to_settle_j_mean"),
         "energy_per_period_j": transient.get("energy_j_mean"),
         "transient_period_s": transient.get("period_s"),
         "transient_settled": f"{transient.get('settled')}/{transient.get('samples')}" if transient else None,
@@ -83,7 +84,9 @@ def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_
         f"| static power per inference from the rails (mean) | {_num(h['static_power_mean_w'], ' µW', 1e6)} |",
         f"| static power per inference from the input drivers (mean) | "
         f"{_num(h['input_drive_power_mean_w'], ' µW', 1e6)} |",
-        f"| energy per inference (until the outputs settle) | {_num(h['energy_per_inference_j'], ' pJ', 1e12)} |",
+        f"| energy per inference from the rails (until the outputs settle) | "
+        f"{_num(h['energy_per_inference_j'], ' pJ', 1e12)} |",
+        f"| energy per inference, rails and input drivers | {_num(h['energy_per_inference_total_j'], ' pJ', 1e12)} |",
         f"| settling delay to the DC point (mean, 10 % band) | {_num(h['delay_mean_s'], ' ns', 1e9)} "
         f"({h['transient_settled']} samples settled within {_num(h['transient_period_s'], ' µs', 1e6)}) |",
         f"| SPICE validation throughput | {_num(h['validation_samples_per_s'], ' samples/s')} |",
