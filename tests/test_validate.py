@@ -171,7 +171,6 @@ def test_batched_sweep_matches_one_operating_point_per_sample() -> None:
 
 
 @pytest.mark.ngspice
-@pytest.mark.ngspice
 def test_input_drive_power_is_the_power_the_first_crossbar_draws_from_the_inputs() -> None:
     """From the drivers' branch currents (batched) = from Ohm's law on each device (column voltages)."""
     from memspice.circuit.deck import Save
@@ -196,6 +195,7 @@ def test_input_drive_power_is_the_power_the_first_crossbar_draws_from_the_inputs
         assert batched["p_in"][s] == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.ngspice
 def test_validate_network_writes_a_complete_report(tmp_path: Path) -> None:
     network = tiny_network()
     x, labels = tiny_data(30)
