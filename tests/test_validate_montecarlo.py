@@ -18,6 +18,7 @@ from memspice.validate.montecarlo import validate_draws
 from memspice.validate.nonideal import NonIdeality
 
 TOPOLOGY = (12, 8, 4)
+pytestmark = pytest.mark.ngspice  # the network's calibration is simulated, even where nothing else is
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,6 @@ def _spec(network: TrainedNetwork, **kw) -> NonIdeality:
     return NonIdeality(g_min_siemens=d.g_min_siemens, g_max_siemens=d.g_max_siemens, **kw)
 
 
-@pytest.mark.ngspice
 def test_the_model_on_the_drawn_devices_predicts_spice_where_the_ideal_model_cannot(
         coupled_network: TrainedNetwork, tmp_path: Path) -> None:
     x, labels = _data()
@@ -59,7 +59,6 @@ def test_the_model_on_the_drawn_devices_predicts_spice_where_the_ideal_model_can
     assert "## Non-ideal devices" in text and "model on the drawn devices" in text
 
 
-@pytest.mark.ngspice
 def test_draws_are_seeded_runs_summarised(coupled_network: TrainedNetwork, tmp_path: Path) -> None:
     x, labels = _data(30)
     spec = _spec(coupled_network, variation_sigma=0.3, seed=7)
@@ -91,7 +90,6 @@ def test_draws_need_something_to_draw(coupled_network: TrainedNetwork, tmp_path:
     assert not any(tmp_path.iterdir()), "nothing is simulated or written"
 
 
-@pytest.mark.ngspice
 def test_the_cli_runs_draws_and_prints_their_spread(coupled_network: TrainedNetwork, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from memspice.cli import main
