@@ -29,10 +29,12 @@ Samples are ordered along one nearest-neighbour path through the model's neuron 
 Newton starts each operating point close to the last one, and the path is cut into batches of
 equal predicted Newton work, so the workers finish together.
 
-Energy: static power per inference from the rail currents at every operating point.
+Energy: static power per inference at every operating point, from the rails' currents (the
+inverters and the crossbars they drive) and from the input drivers' currents (the first
+crossbar, which the rails do not feed; often most of the power).
 --transient N also drives the first N samples as PWL steps (--period, --rise) and measures
 the settling delay (all last-layer outputs within 10 % of their step) and the energy per
-sample (integral of V*I over both rails). They run in decks of 4 samples (in parallel), each
+sample (integral of V*I over the rails and over the input drivers). They run in decks of 4 samples (in parallel), each
 deck starting from a reset step with all inputs at mid-rail. --points-per-period bounds
 ngspice's time step to period/points where the outputs move slowly; its own error control takes
 smaller steps on fast edges, so 200 points gave the same delays (within 1 ns) as 1,000 and
