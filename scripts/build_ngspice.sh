@@ -17,9 +17,11 @@
 # as NGSPICE_SRC=/path. Needs a C compiler, make, bison, flex, autoconf, automake and libtool
 # (installed with apt-get when missing, as root or through passwordless sudo). About 4 minutes
 # on 2 cores. Nothing outside PREFIX and a temporary build directory is written, except the
-# packages above. CFLAGS from the environment replace ngspice's default -O2: here
-# CFLAGS="-O3 -march=native" made the same decks 2 % faster (outputs within 1e-13 V), but such
-# a binary only runs on CPUs like the one it was built on.
+# packages above. The binary is tuned for this machine: CFLAGS default to
+# "-O3 -march=native -flto=auto" (and LDFLAGS to -flto=auto). Against ngspice's own -O2, on the
+# digits 64-32-10 (1,797 samples, 2 workers, 6 interleaved runs): median 1,453 against 1,407
+# samples/s, faster in every pair, outputs within 1e-13 V. Such a binary only runs on CPUs like
+# the one it was built on; set CFLAGS (e.g. CFLAGS=-O2) for a portable one.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,6 +75,10 @@ fi
 cd src
 [ -x configure ] || { say "generating configure"; ./autogen.sh >"$work/autogen.log" 2>&1 || die "autogen.sh failed (see a copy of $work/autogen.log)"; }
 mkdir -p build && cd build
+if [ -z "${CFLAGS+x}" ]; then
+    export CFLAGS="-O3 -march=native -flto=auto" LDFLAGS="${LDFLAGS:+$LDFLAGS }-flto=auto"
+fi
+say "CFLAGS: $CFLAGS"
 say "configuring (--enable-predictor) for $prefix"
 ../configure --prefix="$prefix" --enable-predictor --disable-debug --without-x --with-readline=no \
     >"$work/configure.log" 2>&1 || { tail -n 20 "$work/configure.log" >&2; die "configure failed"; }
