@@ -154,13 +154,18 @@ def test_wired_network_has_a_segment_per_cell() -> None:
     assert len(wires) == 2 * rows0 * cols0
 
 
+def _batched_tiny(n: int) -> tuple[TrainedNetwork, np.ndarray, dict[str, np.ndarray]]:
+    """The tiny network's batched DC arrays for ``n`` samples (built-in card)."""
+    network = tiny_network()
+    x, _ = tiny_data(n)
+    circuit = NetworkCircuit(builtin(), InverterSizing(), network.conductances)
+    return network, x, dc_arrays(simulate(dc_batch_deck(circuit, x)).plot(0), network.conductances, len(x), x)
+
+
 @pytest.mark.ngspice
 def test_batched_sweep_matches_one_operating_point_per_sample() -> None:
-    network = tiny_network()
-    x, _ = tiny_data(5)
+    network, x, batched = _batched_tiny(5)
     tech = builtin()
-    circuit = NetworkCircuit(tech, InverterSizing(), network.conductances)
-    batched = dc_arrays(simulate(dc_batch_deck(circuit, x)).plot(0), network.conductances, len(x))
     saves = network_output_saves(network.conductances)
     for s in range(len(x)):
         deck = network_deck(tech, InverterSizing(), network.conductances, dc_input_sources(x[s]), [Op()], saves)
@@ -176,11 +181,8 @@ def test_input_drive_power_is_the_power_the_first_crossbar_draws_from_the_inputs
     from memspice.circuit.deck import Save
     from memspice.circuit.wiring import column_node, row_voltages
 
-    network = tiny_network()
-    x, _ = tiny_data(4)
+    network, x, batched = _batched_tiny(4)
     tech = builtin()
-    circuit = NetworkCircuit(tech, InverterSizing(), network.conductances)
-    batched = dc_arrays(simulate(dc_batch_deck(circuit, x)).plot(0), network.conductances, len(x), x)
     g = network.conductances[0]
     n = x.shape[1]
     saves = [Save("v", column_node(0, j)) for j in range(g.shape[0])]
