@@ -361,9 +361,7 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
                          "period_s": np.array(settings.transient.period_s)}
     report = assemble(network, draw, dc, labels, x, failures, transient, evaluator, states)
     report.transient_waves = waves
-    report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir))
-    if "transient" in report.summary:
-        report.summary["transient"]["elapsed_s"] = transient_elapsed_s
+    report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir, transient_elapsed_s))
     report.summary["model_evaluator"] = evaluator or network.evaluator
     if nonideal.any_device_change and report.comparison is not None:
         report.summary["drawn_devices_model"] = drawn_devices_model(network, draw, x, report, evaluator)
@@ -439,7 +437,7 @@ def _max_program_size(dc: ExecutionResult) -> float | None:
 
 
 def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technology, nonideal: NonIdeality,
-                settings: RunSettings, out_dir: Path) -> dict[str, Any]:
+                settings: RunSettings, out_dir: Path, transient_elapsed_s: float = 0.0) -> dict[str, Any]:
     """The JSON-safe summary of a validation run."""
     dc = report.execution
     simulated = sum(len(dc.batches[k]["sample_index"]) for k in dc.simulated)
@@ -473,6 +471,7 @@ def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technol
         summary["transient"] = {
             "samples": int(len(delay)), "period_s": settings.transient.period_s,
             "points_per_period": int(settings.transient.points_per_period),
+            "elapsed_s": transient_elapsed_s,  # wall time of the transient batches simulated in this run
             "settled": int(np.isfinite(delay).sum()),
             "delay_s_mean": float(np.nanmean(delay)) if np.isfinite(delay).any() else None,
             "delay_s_max": float(np.nanmax(delay)) if np.isfinite(delay).any() else None,

@@ -34,6 +34,7 @@ from memspice.circuit.builders import (
     technology_deck,
 )
 from memspice.circuit.deck import Dc, Deck, Save, Sweep, Tran
+from memspice.circuit.wiring import input_node, output_node
 from memspice.circuit.elements import Element, Pwl, VoltageSource
 from memspice.errors import ConfigError, SimFailed
 from memspice.sim.rawfile import Plot
@@ -225,42 +226,44 @@ def dc_batch_deck(circuit: NetworkCircuit, x: np.ndarray, title: str = "memspice
                            analyses, saves, precise=circuit.precise)
 
 
+def _driver_currents(n_inputs: int) -> list[tuple[Save, Save]]:
+    """Branch currents of input ``i``'s two drivers, as :func:`indexed_input_sources` names them:
+    the ``xp_i`` B-source (row ``ip_i`` at ``x_i``) and the ``xn_i`` VCVS (row ``in_i`` at ``−x_i``)."""
+    return [(Save("i", f"xp{i}", "b"), Save("i", f"xn{i}", "e")) for i in range(n_inputs)]
+
+
 def input_drive_saves(n_inputs: int) -> list[Save]:
-    """Branch currents of every input driver: the ``xp_i`` B-sources and the ``xn_i`` VCVSs."""
-    return [save for i in range(n_inputs) for save in (Save("i", f"xp{i}", "b"), Save("i", f"xn{i}", "e"))]
+    """Branch currents of every input driver (see :func:`input_drive_power`)."""
+    return [save for pair in _driver_currents(n_inputs) for save in pair]
+
+
+def input_voltage_saves(n_inputs: int) -> list[Save]:
+    """The ``xp_i`` input nodes (``x_i``; the ``xn_i`` nodes hold ``−x_i``)."""
+    return [Save("v", input_node(i, "p")) for i in range(n_inputs)]
+
+
+def input_voltages(plot: Plot, n_inputs: int) -> np.ndarray:
+    """``(points, N)`` input voltages as simulated (V), from the :func:`input_voltage_saves`."""
+    try:
+        return np.column_stack([plot[save.vector] for save in input_voltage_saves(n_inputs)])
+    except KeyError as exc:
+        raise SimFailed(f"results lack an input voltage: {exc}") from exc
 
 
 def input_drive_power(plot: Plot, x: np.ndarray) -> np.ndarray:
     """Power the input drivers deliver at each sweep or time point (W), from their branch currents.
 
-    Row ``ip_i`` is driven at ``x_i`` and row ``in_i`` at ``−x_i``; a source delivers ``−V·I``
-    with ngspice's branch current ``I`` (into its + terminal). This is the power of the input
-    crossbar, which the rails do not see: on a trained digits 64-32-10 it is ~16× the rails'.
+    ``x`` ``(points, N)`` holds the inputs at those points. Row ``ip_i`` is driven at ``x_i`` and
+    row ``in_i`` at ``−x_i``; a source delivers ``−V·I`` with ngspice's branch current ``I`` (into
+    its + terminal). This is the power of the input crossbar, which the rails do not see: on a
+    trained digits 64-32-10 it is ~16× the rails'.
     """
-    x = np.asarray(x, dtype=np.float64)  # (points, N): one row per sweep or time point
+    x = np.asarray(x, dtype=np.float64)
     try:
-        i_p = np.column_stack([plot[f"i(bxp{i})"] for i in range(x.shape[1])])
-        i_n = np.column_stack([plot[f"i(exn{i})"] for i in range(x.shape[1])])
+        i_p, i_n = (np.column_stack([plot[pair[k].vector] for pair in _driver_currents(x.shape[1])]) for k in (0, 1))
     except KeyError as exc:
         raise SimFailed(f"batch results lack an input driver current: {exc}") from exc
     return np.sum(x * (i_n - i_p), axis=1)
-
-
-def transient_inputs(plot: Plot, x: np.ndarray, rails_mid: float) -> np.ndarray:
-    """Input voltages ``(T, N)`` at every time point of a transient batch (V).
-
-    The inputs are the deck's PWL of the index node: the reset row at mid-rail, then ``x``,
-    interpolated linearly in ``v(idx)`` as ngspice does.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    staged = np.vstack([np.full((1, x.shape[1]), rails_mid), x])
-    try:
-        index = np.clip(np.asarray(plot[f"v({INDEX_NODE})"], dtype=np.float64), 0.0, staged.shape[0] - 1)
-    except KeyError as exc:
-        raise SimFailed(f"transient results lack the index voltage: {exc}") from exc
-    lo = np.minimum(np.floor(index).astype(np.int64), staged.shape[0] - 2)  # staged has >= 2 rows
-    frac = (index - lo)[:, None]
-    return staged[lo] * (1 - frac) + staged[lo + 1] * frac
 
 
 def transient_batch_deck(circuit: NetworkCircuit, x: np.ndarray, spec: TransientSpec,
@@ -278,8 +281,8 @@ def transient_batch_deck(circuit: NetworkCircuit, x: np.ndarray, spec: Transient
     drive[0] = VoltageSource(INDEX_NODE, INDEX_NODE, "0", 0.0, Pwl(tuple(times), tuple(values)))
     stop = staged.shape[0] * spec.period_s
     step = spec.period_s / spec.points_per_period
-    saves = [*network_output_saves(circuit.conductances, "last"), *SUPPLY_SAVES, Save("v", INDEX_NODE),
-             *input_drive_saves(x.shape[1])]
+    saves = [*network_output_saves(circuit.conductances, "last"), *SUPPLY_SAVES,
+             *input_voltage_saves(x.shape[1]), *input_drive_saves(x.shape[1])]
     elements = [*supply_sources(rails), *drive, *circuit_elements(circuit)]
     return technology_deck(circuit.tech, title, elements, [inverter_subckt(circuit.tech, circuit.sizing), neuron_subckt()],
                            [Tran(step, stop, max_step_s=step)], saves, precise=circuit.precise)
@@ -307,8 +310,6 @@ def dc_arrays(plot: Plot, conductances: Sequence[np.ndarray], n_samples: int,
     """
     if plot.n_points != n_samples:
         raise SimFailed(f"batch returned {plot.n_points} sweep points for {n_samples} samples")
-    from memspice.circuit.wiring import output_node
-
     arrays: dict[str, np.ndarray] = {}
     try:
         for layer, m in enumerate(layer_sizes(conductances)):

@@ -27,7 +27,7 @@ from memspice.io import write_atomic
 from memspice.netlist.emit import emit
 from memspice.sim import SimOptions, simulate_text
 from memspice.validate.decks import (NetworkCircuit, TransientSpec, dc_arrays, dc_batch_deck, input_drive_power,
-                                    transient_batch_deck, transient_inputs)
+                                    input_voltages, transient_batch_deck)
 from memspice.validate.energy import transient_metrics
 
 Mode = Literal["dc", "transient"]
@@ -131,7 +131,7 @@ def run_job(job: BatchJob, slots: threading.Semaphore | None = None,
         else:
             sizes = [g.shape[0] for g in job.circuit.conductances]
             plot = result.plot(0)
-            inputs = transient_inputs(plot, job.x, job.circuit.tech.rails.mid)
+            inputs = input_voltages(plot, job.x.shape[1])  # ramps included
             metrics = transient_metrics(plot, len(sizes), sizes[-1], len(job.x), job.transient.period_s,
                                         job.circuit.tech.rails, job.reference, input_drive_power(plot, inputs))
             arrays = {"delay_s": metrics.delay_s, "energy_j": metrics.energy_j,
