@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from memspice.errors import ConfigError
+from memspice.train.schedule import SCHEDULE_NAMES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -161,7 +162,7 @@ class TrainingConfig:
         _need(0 <= self.float_learning_rate <= 10, f"{key}.float_learning_rate", "must be 0 (= learning_rate) or in (0, 10]",
               self.float_learning_rate)
         _need(0 < self.lr_decay <= 1, f"{key}.lr_decay", "must be in (0, 1]", self.lr_decay)
-        _need(self.schedule in ("exponential", "cosine"), f"{key}.schedule", "must be exponential or cosine", self.schedule)
+        _need(self.schedule in SCHEDULE_NAMES, f"{key}.schedule", f"must be {' or '.join(SCHEDULE_NAMES)}", self.schedule)
         _need(isinstance(self.warmup_epochs, int) and 0 <= self.warmup_epochs < self.epochs, f"{key}.warmup_epochs",
               "must be an integer in [0, epochs)", self.warmup_epochs)
         _need(0 <= self.lr_floor_fraction < 1, f"{key}.lr_floor_fraction", "must be in [0, 1)", self.lr_floor_fraction)

@@ -110,6 +110,8 @@ def write_draws(run: MonteCarloRun, out_dir: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from memspice.validate.report import save_figure
+
     files = {"draws_csv": write_atomic(out_dir / "draws.csv", lambda tmp: run.table.to_csv(tmp, index=False)),
              "draws_json": write_text_atomic(out_dir / "draws.json", json.dumps(run.summary, indent=2) + "\n")}
     t = run.table.dropna(subset=["spice_accuracy", "drawn_model_accuracy"])
@@ -124,7 +126,5 @@ def write_draws(run: MonteCarloRun, out_dir: Path) -> dict[str, Path]:
     ax.set(xlabel="model on the drawn devices: accuracy (%)", ylabel="SPICE accuracy (%)",
            title=f"{run.summary['draws']} device draws")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    files["draws_png"] = write_atomic(out_dir / "draws.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    files["draws_png"] = save_figure(fig, out_dir / "draws.png", plt)
     return files

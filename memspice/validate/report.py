@@ -91,7 +91,7 @@ def write_plots(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set(title=f"layer {layer}", xlabel="model output (V)", ylabel="SPICE output (V)")
         ax.legend(loc="upper left", fontsize=8)
-    files["scatter_png"] = _save(fig, out_dir / "scatter.png", plt)
+    files["scatter_png"] = save_figure(fig, out_dir / "scatter.png", plt)
 
     fig, axes = plt.subplots(1, n_layers, figsize=(4 * n_layers, 3.5), squeeze=False)
     for layer, ax in enumerate(axes[0]):
@@ -99,7 +99,7 @@ def write_plots(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
                               (report.spice[layer].outp - report.model[layer].outp).ravel()])
         ax.hist(err * 1e3, bins=60, color="tab:gray")
         ax.set(title=f"layer {layer}", xlabel="SPICE − model (mV)", ylabel="count")
-    files["errors_png"] = _save(fig, out_dir / "error_histograms.png", plt)
+    files["errors_png"] = save_figure(fig, out_dir / "error_histograms.png", plt)
 
     assert report.comparison is not None
     matrix = report.comparison.confusion_spice
@@ -109,9 +109,9 @@ def write_plots(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
         if count:
             ax.text(j, i, str(count), ha="center", va="center", fontsize=7)
     ax.set(title="confusion (SPICE)", xlabel="predicted class", ylabel="true class")
-    files["confusion_png"] = _save(fig, out_dir / "confusion.png", plt)
+    files["confusion_png"] = save_figure(fig, out_dir / "confusion.png", plt)
     if report.transient_waves:
-        files["transient_png"] = _save(transient_figure(report.transient_waves, plt), out_dir / "transient.png", plt)
+        files["transient_png"] = save_figure(transient_figure(report.transient_waves, plt), out_dir / "transient.png", plt)
     return files
 
 
@@ -141,7 +141,8 @@ def transient_figure(waves: dict[str, np.ndarray], plt: Any) -> Any:
     return fig
 
 
-def _save(fig: Any, path: Path, plt: Any) -> Path:
+def save_figure(fig: Any, path: Path, plt: Any) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG (atomically) and close it."""
     fig.tight_layout()
     written = write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
