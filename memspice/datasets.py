@@ -187,7 +187,9 @@ def load_dataset(name: str, mnist_dir: Path | None = None) -> Dataset:
     """Load a dataset by name (one of :data:`DATASET_NAMES`).
 
     Raises:
-        ConfigError: unknown name, or MNIST without a directory.
+        ConfigError: unknown name.
+        DataError: MNIST without a directory (``mnist_dir``, ``$MEMSPICE_MNIST_DIR``) and
+            nothing in the cache (:mod:`memspice.data_cache`).
     """
     if name == "digits":
         return load_digits()
@@ -196,9 +198,9 @@ def load_dataset(name: str, mnist_dir: Path | None = None) -> Dataset:
     if name == "breast_cancer":
         return load_breast_cancer()
     if name == "mnist":
-        if mnist_dir is None:
-            raise ConfigError("the mnist dataset needs a directory of IDX files (--mnist-dir)")
-        return load_mnist(Path(mnist_dir))
+        from memspice.data_cache import resolve_mnist_dir
+
+        return load_mnist(resolve_mnist_dir(mnist_dir))
     raise ConfigError(f"unknown dataset {name!r}; choose one of {list(DATASET_NAMES)}")
 
 

@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corner-test", type=int, default=200, help="test samples per corner (default: 200)")
     parser.add_argument("--mnist", action="store_true", help="MNIST 196-100-10 on the built-in card")
     parser.add_argument("--mnist-sky130", action="store_true", help="MNIST 196-100-10 on sky130 tt LVT")
-    parser.add_argument("--mnist-dir", type=Path, default=Path("/work/shared/data/mnist"))
+    parser.add_argument("--mnist-dir", type=Path, default=None,
+                        help="folder of MNIST IDX files (default: $MEMSPICE_MNIST_DIR, else the cache `memspice data mnist` fills)")
     parser.add_argument("--mnist-test", type=int, default=2000, help="MNIST test samples simulated (default: 2000)")
     parser.add_argument("--mnist-sky130-test", type=int, default=500,
                         help="MNIST test samples simulated on sky130 (default: 500)")
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from memspice.characterize.calibrate import calibrate
     from memspice.characterize.presets import BUILTIN_SIZING, SKY130_LVT_SIZING
+    from memspice.data_cache import resolve_mnist_dir
     from memspice.datasets import features_to_voltages, load_digits, load_mnist, train_test_split
     from memspice.loop.closed_loop import closed_loop
     from memspice.loop.corners import SKY130_CORNERS, corner_study
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         m_tech = make()
         m_cal = cal if name == "mnist_builtin" else calibrate(m_tech, size, loads_ohm=LOADS_OHM, degree=LOAD_DEGREE)
-        data = load_mnist(args.mnist_dir)
+        data = load_mnist(resolve_mnist_dir(args.mnist_dir))
         tr, te = data.subset(slice(0, 8000)), data.subset(slice(8000, 8000 + n_test))
         xm_train = features_to_voltages(tr.features, m_cal.rails.vdd, m_cal.rails.vss)
         xm_test = features_to_voltages(te.features, m_cal.rails.vdd, m_cal.rails.vss)

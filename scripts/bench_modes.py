@@ -27,7 +27,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 MODES = ("static", "load-aware", "coupled")
-DEFAULT_MNIST = Path("/work/shared/data/mnist")
 #: Load grid (Ω) and polynomial degree of the load-aware fit. Hidden outputs of these networks
 #: see ~2–30 µS, beyond the default grid's 10 µS; the default cubic in ln G turns c4 negative
 #: when the grid reaches 40 µS, so 0.5–20 µS with a quartic (heavier loads are clamped).
@@ -86,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small run (< 1 min)")
     parser.add_argument("--mnist", action="store_true", help="also MNIST 196-100-10")
-    parser.add_argument("--mnist-dir", type=Path, default=DEFAULT_MNIST)
+    parser.add_argument("--mnist-dir", type=Path, default=None,
+                        help="folder of MNIST IDX files (default: $MEMSPICE_MNIST_DIR, else the cache `memspice data mnist` fills)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs per mode")
     parser.add_argument("--grid", type=float, nargs="*", default=None,
                         help="current-sweep steps (V) for the grid study (table step is twice)")
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from memspice.characterize.calibrate import calibrate
     from memspice.circuit.builders import InverterSizing
+    from memspice.data_cache import resolve_mnist_dir
     from memspice.datasets import features_to_voltages, load_digits, load_mnist, train_test_split
     from memspice.tech import builtin
     from memspice.train.model import PhaxNetwork
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if task == "digits":
             train_set, test_set = train_test_split(load_digits(), 0.2, args.seed)
         else:
-            data = load_mnist(args.mnist_dir)
+            data = load_mnist(resolve_mnist_dir(args.mnist_dir))
             train_set, test_set = data.subset(slice(0, 8000)), data.subset(slice(8000, 10000))
         x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
         x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)

@@ -50,8 +50,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-DEFAULT_MNIST = Path("/work/shared/data/mnist")
-
 
 def _torch_epoch_seconds(cal, topology, x, labels, batch_size, lr, init_mean, seed, epochs):
     """Mean epoch time (s) of the same PHAX model and logit BCE loss, trained with torch's Adam."""
@@ -100,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mnist-dir", type=Path, default=DEFAULT_MNIST)
+    parser.add_argument("--mnist-dir", type=Path, default=None,
+                        help="folder of MNIST IDX files (default: $MEMSPICE_MNIST_DIR, else the cache `memspice data mnist` fills)")
     parser.add_argument("--quick", action="store_true", help="2 epochs per model")
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
@@ -108,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     add_schedule_options(parser, default="cosine", exponential="by 0.93**30 in total, for every model")
     args = parser.parse_args(argv)
 
+    from memspice.data_cache import resolve_mnist_dir
     from memspice.datasets import features_to_voltages, load_mnist
     from memspice.fit.calibration import phax_reference_calibration
     from memspice.train.hardware import HardwareConfig, draw_fault_map
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter()
     epochs = 2 if args.quick else args.epochs
     cal = phax_reference_calibration()
-    data = load_mnist(args.mnist_dir)
+    data = load_mnist(resolve_mnist_dir(args.mnist_dir))
     if len(data.labels) < 10000:
         print(f"note: {len(data.labels)} images; using 80/20 instead of 8000/2000")
     cut = 8000 if len(data.labels) >= 10000 else int(0.8 * len(data.labels))

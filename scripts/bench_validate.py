@@ -4,7 +4,8 @@ Each configuration runs in its own child process. Memory per worker is ngspice's
 its peak program size (``getrusage(RUSAGE_CHILDREN)`` would include the forked Python image);
 CPU time per sample comes from ``getrusage(RUSAGE_CHILDREN)``, which stays meaningful when
 other jobs share the cores. Figures: 64-32-10 on the built-in card (trained on digits), 196-100-10 (trained
-on pooled MNIST when ``../shared/data/mnist`` exists, else random conductances), and sky130
+on pooled MNIST when ``--mnist-dir``, ``$MEMSPICE_MNIST_DIR`` or the cache that
+``memspice data mnist`` fills holds it, else random conductances), and sky130
 (tt, LVT) when its models are installed. Prints absolute figures and ratios, then ONE JSON line.
 
 With a second ngspice build (``--alt-ngspice EXE``, or ``.ngspice-predictor/bin/ngspice`` when
@@ -37,9 +38,20 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST = REPO.parent / "shared" / "data" / "mnist"
 #: Where scripts/build_ngspice.sh installs ngspice built with --enable-predictor.
 DEFAULT_ALT = REPO / ".ngspice-predictor" / "bin" / "ngspice"
+
+
+def _mnist_dir() -> Path | None:
+    """The MNIST folder (``$MEMSPICE_MNIST_DIR``, else the cache), or ``None`` without one."""
+    from memspice.data_cache import resolve_mnist_dir, status
+    from memspice.errors import DataError
+
+    try:
+        directory = resolve_mnist_dir()
+    except DataError:
+        return None
+    return directory if "t10k" in status(directory).splits else None
 
 
 def prepare_network(topology: tuple[int, ...], tech_name: str, directory: Path, quick: bool) -> str:
@@ -54,11 +66,11 @@ def prepare_network(topology: tuple[int, ...], tech_name: str, directory: Path, 
     from memspice.fit.calibration import phax_reference_calibration, save_calibration
     from memspice.train.network_io import TrainedNetwork, save_network
 
-    mnist = (MNIST / "t10k-images-idx3-ubyte.gz").is_file() or (MNIST / "t10k-images-idx3-ubyte").is_file()
+    mnist = _mnist_dir()
     if topology[0] == 64:
         name, extra = "digits", []
     elif not quick and mnist:
-        name, extra = "mnist", ["--mnist-dir", str(MNIST)]
+        name, extra = "mnist", ["--mnist-dir", str(mnist)]
     else:
         rng = np.random.default_rng(0)
         g = tuple(rng.uniform(0.12e-6, 8e-6, (b, 2 * a + 2)) for a, b in zip(topology[:-1], topology[1:]))
@@ -84,8 +96,8 @@ def _samples(topology: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
 
     if topology[0] == 64:
         data = load_dataset("digits")
-    elif (MNIST / "t10k-images-idx3-ubyte.gz").is_file() or (MNIST / "t10k-images-idx3-ubyte").is_file():
-        data = load_dataset("mnist", MNIST)
+    elif _mnist_dir() is not None:
+        data = load_dataset("mnist", _mnist_dir())
         data = data.subset(slice(int(round(0.8 * len(data.labels))), None))
     else:
         rng = np.random.default_rng(0)
@@ -254,9 +266,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the best batched configuration with this ngspice (default: "
                              f"{DEFAULT_ALT.relative_to(REPO)} when scripts/build_ngspice.sh has built it)")
     parser.add_argument("--no-alt", action="store_true", help="do not look for a second ngspice build")
+    parser.add_argument("--mnist-dir", type=Path, default=None,
+                        help="folder of MNIST IDX files for 196-100-10 (default: $MEMSPICE_MNIST_DIR, else "
+                             "the cache `memspice data mnist` fills; without MNIST: random conductances)")
     parser.add_argument("--only", choices=sorted(CONFIGS), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--network", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.mnist_dir is not None:  # the child processes read it from the environment
+        os.environ["MEMSPICE_MNIST_DIR"] = str(args.mnist_dir.resolve())
     alt = None if args.no_alt else args.alt_ngspice or (str(DEFAULT_ALT) if os.access(DEFAULT_ALT, os.X_OK) else None)
     if args.only:
         print(json.dumps(_child(args.only, args.network, args.quick, args.workers, alt)))

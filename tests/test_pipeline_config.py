@@ -43,7 +43,6 @@ def test_defaults_round_trip_through_toml(tmp_path: Path) -> None:
         ({"technology": {"name": "user"}}, "technology.lib is required"),
         ({"technology": {"subckt_devices": 1}}, "technology.subckt_devices must be true or false"),
         ({"characterize": {"load_min_ohm": -5.0}}, "characterize.load_min_ohm must be positive"),
-        ({"dataset": {"name": "mnist"}}, "dataset.mnist_dir is required"),
         ({"dataset": {"test_fraction": 1.5}}, "dataset.test_fraction"),
         ({"validation": {"batch_size": -1}}, "validation.batch_size must be 0 (automatic) or in [1, 5000]"),
         ({"sizing": {"wn_um": 1e6}}, "sizing.wn_um"),

@@ -114,7 +114,7 @@ class DatasetConfig:
     """Which data, and how it is split."""
 
     name: str = "digits"  #: digits | iris | breast_cancer | mnist
-    mnist_dir: str = ""  #: directory of IDX files (mnist only)
+    mnist_dir: str = ""  #: directory of IDX files (mnist only; "" = `memspice data mnist`'s cache)
     test_fraction: float = 0.2  #: held-out share (ignored for mnist's fixed split)
     max_train: int = 0  #: cap on training samples (0 = all)
     max_test: int = 0  #: cap on test samples (0 = all)
@@ -123,7 +123,6 @@ class DatasetConfig:
     def check(self, key: str) -> None:
         _need(self.name in ("digits", "iris", "breast_cancer", "mnist"), f"{key}.name",
               "must be digits, iris, breast_cancer or mnist", self.name)
-        _need(self.name != "mnist" or bool(self.mnist_dir), f"{key}.mnist_dir", "is required for mnist", self.mnist_dir)
         _need(0 < self.test_fraction < 1, f"{key}.test_fraction", "must be in (0, 1)", self.test_fraction)
         _need(self.max_train >= 0, f"{key}.max_train", "must be ≥ 0", self.max_train)
         _need(self.max_test >= 0, f"{key}.max_test", "must be ≥ 0", self.max_test)
