@@ -1,6 +1,7 @@
 """pytest plug-in (registered through the ``pytest11`` entry point).
 
-Gives a ``ngspice`` marker and ``--ngspice required|if_available|disabled``:
+Gives a ``ngspice`` marker and ``--memspice-ngspice required|if_available|disabled`` (every
+option is prefixed ``--memspice-`` so that it cannot collide with a project's own ``--ngspice``):
 
 - ``required`` (default): tests marked ``ngspice`` run; a missing ngspice fails them.
 - ``if_available``: they are skipped when ngspice is not on PATH.
@@ -35,13 +36,14 @@ if TYPE_CHECKING:
     from memspice.sim import SimOptions, SimResult
 
 MODES = ("required", "if_available", "disabled")
+NGSPICE_FLAG = "--memspice-ngspice"
 UPDATE_FLAG = "--memspice-update-goldens"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("memspice")
     group.addoption(
-        "--ngspice",
+        NGSPICE_FLAG,
         choices=MODES,
         default="required",
         help="run tests marked 'ngspice': required (default), if_available, or disabled",
@@ -59,12 +61,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    mode = config.getoption("--ngspice")
+    mode = config.getoption(NGSPICE_FLAG)
     if mode == "required":
         return
     if mode == "if_available" and shutil.which("ngspice") is not None:
         return
-    reason = "ngspice tests disabled (--ngspice=disabled)" if mode == "disabled" else "ngspice not found on PATH"
+    reason = f"ngspice tests disabled ({NGSPICE_FLAG}=disabled)" if mode == "disabled" else "ngspice not found on PATH"
     skip = pytest.mark.skip(reason=reason)
     for item in items:
         if "ngspice" in item.keywords:

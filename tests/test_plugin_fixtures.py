@@ -79,5 +79,5 @@ import pytest
 def test_needs_ngspice():
     pass
 ''')
-    _run(inner, "--ngspice=disabled").assert_outcomes(skipped=1)
-    _run(inner, "--ngspice=required").assert_outcomes(passed=1)
+    _run(inner, "--memspice-ngspice=disabled").assert_outcomes(skipped=1)
+    _run(inner, "--memspice-ngspice=required").assert_outcomes(passed=1)

@@ -106,6 +106,12 @@ def run_study(study: Study, out_dir: Path, table_format: TableFormat = "csv", ma
     """
     if table_format not in ("csv", "parquet"):
         raise ConfigError(f"unknown table format {table_format!r}; choose csv or parquet")
+    if table_format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ConfigError("parquet tables need pyarrow, which is not installed: "
+                              "pip install 'memspice[parquet]' (or use --format csv)") from None
     sections = _sections(study)
     out_dir = Path(out_dir)
     summary: dict[str, Any] = {"sections": {}, "files": []}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,23 @@ def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_
     return "\n".join(lines)
 
 
+def html_body(text: str) -> str:
+    """``text`` (Markdown) as HTML; without the optional Markdown package, the text as it is and
+    a line saying how to get the formatted report."""
+    try:
+        import markdown
+    except ImportError:
+        return ("<p><em>This is the plain text of report.md. For a formatted report install the "
+                "Markdown package (<code>pip install 'memspice[html]'</code>) and run "
+                "<code>memspice run</code> again (finished stages are not repeated).</em></p>\n"
+                "<pre>" + html.escape(text) + "</pre>")
+    return markdown.markdown(text, extensions=["tables", "fenced_code"])
+
+
 def write_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_toml: str) -> dict[str, Path]:
     """Write report.md, report.html and summary.json into ``run_dir`` (atomically)."""
-    import markdown
-
     text = markdown_report(run_dir, summaries, config_toml)
-    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+    body = html_body(text)
     html = ("<!doctype html>\n<html><head><meta charset='utf-8'><title>memspice run report</title>"
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:.2em .6em}img{max-width:100%}pre{background:#f6f6f6;"

@@ -28,8 +28,13 @@ def _ngspice() -> Any:
 
         try:
             from PySpice.Spice.NgSpice.Shared import NgSpiceShared
-        except ImportError as exc:  # pragma: no cover - PySpice is a declared dependency
-            raise SimulatorNotFound(f"PySpice is not installed: {exc}") from exc
+        except ImportError as exc:  # PySpice is the optional `shared` extra
+            missing = isinstance(exc, ModuleNotFoundError) and str(exc.name).startswith("PySpice")
+            raise SimulatorNotFound(
+                "the shared backend needs PySpice, which is "
+                + ("not installed" if missing else f"not importable ({exc})")
+                + ": pip install 'memspice[shared]', or use the default batch backend (--backend batch)"
+            ) from exc
         # PySpice 1.5 logs an error-level 'Unsupported Ngspice version' for ngspice ≥ 35.
         logging.getLogger("PySpice").setLevel(logging.CRITICAL)
         try:

@@ -107,6 +107,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                      help="transient: the largest time step is period/P (default: "
                           f"{DEFAULT_POINTS_PER_PERIOD}; ngspice steps finer on fast edges by itself)")
     run.add_argument("--out", type=Path, default=Path("validate_run"), help="run directory (default: ./validate_run)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="reuse batches finished by an earlier run")
     mode.add_argument("--force", action="store_true", help="discard earlier results in --out")
@@ -154,7 +155,7 @@ def run_validation(args: argparse.Namespace) -> Any:
                            timeout_s=args.timeout, transient_samples=args.transient,
                            transient=TransientSpec(args.period * 1e-9, args.rise * 1e-9, args.points_per_period),
                            resume=args.resume, force=args.force, ngspice=args.ngspice)
-    with batch_bars() as progress:  # on stderr, shown only on a terminal
+    with batch_bars(disable=True if args.quiet else None) as progress:  # on stderr, shown only on a terminal
         if args.draws != 1:
             from memspice.validate.montecarlo import validate_draws
 
