@@ -225,6 +225,11 @@ def test_validate_network_writes_a_complete_report(tmp_path: Path) -> None:
     assert np.all(np.diff(waves["time_s"]) > 0) and waves["time_s"][-1] == pytest.approx(3 * 1e-6, rel=1e-9)
     assert waves["outp"].shape == (len(waves["time_s"]), network.topology[-1]) and waves["power_w"].shape == waves["time_s"].shape
     np.testing.assert_array_equal(waves["sample"], [0, 1])
+    # the plotted input-driver power is the one the first sample's input energy integrates
+    inside = (waves["time_s"] >= 1e-6 * (1 - 1e-12)) & (waves["time_s"] <= 2e-6 * (1 + 1e-12))
+    assert waves["input_power_w"].shape == waves["time_s"].shape
+    assert np.trapezoid(waves["input_power_w"][inside], waves["time_s"][inside]) == pytest.approx(
+        report.transient["input_energy_j"][0], rel=1e-9)
     import pandas as pd
 
     table = pd.read_parquet(tmp_path / "run" / "samples.parquet")

@@ -143,15 +143,15 @@ def _plot_section(out_dir: Path, name: str, result: FamilyResult, by: str) -> li
     curves = result.curves
     if name == "loads" and curves["sizing"].nunique() > 1:
         curves = curves[curves["sizing"] == 0]
-    files = [plots.vtc_family(curves, by, out_dir / f"{name}_vtc.png", f"VTC family: {name}"),
-             plots.vtc_family(curves, by, out_dir / f"{name}_gain.png", f"gain: {name}", gain=True)]
+    files = [plots.vtc_family(curves, by, out_dir / f"{name}_vtc.png", f"transfer curves: {name}"),
+             plots.vtc_family(curves, by, out_dir / f"{name}_gain.png", f"small-signal gain: {name}", gain=True)]
     if name == "montecarlo":
         files.append(plots.histograms(result.metrics, out_dir / f"{name}_hist.png", "Monte Carlo"))
     else:
         metrics = result.metrics
         if name == "loads" and metrics["sizing"].nunique() > 1:
             metrics = metrics[metrics["sizing"] == 0]
-        files.append(plots.metrics_vs(metrics, by, out_dir / f"{name}_metrics.png", f"metrics vs {by}"))
+        files.append(plots.metrics_vs(metrics, by, out_dir / f"{name}_metrics.png", f"metrics vs {plots.AXES.get(by, (by,))[0]}"))
     return files
 
 

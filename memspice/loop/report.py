@@ -41,7 +41,8 @@ def write_rounds(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
     """Write the round table (``rounds.csv``) and its plot (``rounds.png``) atomically.
 
     The plot shows the output and worst-layer RMS error (mV, log scale) and the agreement and
-    SPICE/model accuracy (%) per round. matplotlib is imported here, lazily.
+    SPICE/model accuracy (%) per round, on the samples the loop simulates (``memspice run``'s loop
+    simulates training samples; its report says so). matplotlib is imported here, lazily.
     """
     out_dir = Path(out_dir)
     table = pd.DataFrame(rows)
@@ -57,15 +58,22 @@ def write_rounds(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
                           ("worst_rms_v", "worst layer RMS")):
         values = np.maximum(1e3 * table[column].to_numpy(dtype=float), 1e-6)
         ax_err.semilogy(rounds, values, marker="o", label=label)
-    for column in ("agreement", "spice_accuracy", "model_accuracy"):
-        ax_acc.plot(rounds, 100 * table[column].to_numpy(dtype=float), marker="o", label=column)
-    ax_err.set(xlabel="round", ylabel="model − SPICE (mV)")
-    ax_acc.set(xlabel="round", ylabel="%")
+    for column, label in (("agreement", "model/SPICE agreement"), ("spice_accuracy", "SPICE accuracy"),
+                          ("model_accuracy", "model accuracy")):
+        ax_acc.plot(rounds, 100 * table[column].to_numpy(dtype=float), marker="o", label=label)
+    n = int(table["n_samples"].iloc[0]) if "n_samples" in table and len(table) else 0
+    ax_err.set(xlabel="round", ylabel="model − SPICE (mV)", title="output-voltage error")
+    ax_acc.set(xlabel="round", ylabel="% of the simulated samples",
+               title=f"on the {n} samples each round simulates" if n else "on the samples each round simulates")
+    from matplotlib.ticker import FuncFormatter
+
+    ax_err.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.1, not 10⁻¹
+    ax_err.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
     for ax in (ax_err, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_xticks(rounds)
     fig.tight_layout()
-    png_path = write_atomic(out_dir / ROUNDS_PNG, lambda tmp: fig.savefig(tmp, format="png"))
+    png_path = write_atomic(out_dir / ROUNDS_PNG, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
     return {"rounds_csv": csv_path, "rounds_png": png_path}

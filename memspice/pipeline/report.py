@@ -19,7 +19,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("validate", "validate/scatter.png", "SPICE vs model, every neuron output, per layer"),
     ("validate", "validate/error_histograms.png", "SPICE − model output-voltage error"),
     ("validate", "validate/confusion.png", "Confusion matrix of the SPICE circuit"),
-    ("validate", "validate/transient.png", "Transient: last-layer outputs and rail power as samples change"),
+    ("validate", "validate/transient.png", "Transient: last-layer outputs, rail and input-driver power as samples change"),
     ("loop", "loop/rounds/rounds.png", "Closed loop: model–SPICE error and agreement per round"),
 )
 
@@ -98,10 +98,14 @@ def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_
         lines.append(f"| closed loop: final output RMS error | {_num(h['loop_final_rms_v'], ' mV', 1e3)} |")
     loop = summaries.get("loop", {})
     if loop.get("enabled"):
+        n_loop = next((r.get("n_samples") for r in loop.get("table", []) if r.get("n_samples")), None)
         lines += ["", f"## Closed loop ({loop['mode']} mode)", "",
                   f"{loop['rounds']} round(s), {'converged' if loop['converged'] else 'did not converge'} "
-                  "(targets: worst-layer RMS and agreement, see the configuration).", "",
-                  "| round | action | SPICE acc. | model acc. | agreement | output RMS | worst-layer RMS |",
+                  "(targets: worst-layer RMS and agreement, see the configuration). Each round simulates "
+                  f"{'the first ' + str(n_loop) if n_loop else 'some'} *training* samples, so the accuracies in this "
+                  "table are on training samples, not the test set (test accuracy: see above).", "",
+                  "| round | action | SPICE acc. (train samples) | model acc. (train samples) | agreement | output RMS "
+                  "| worst-layer RMS |",
                   "|---|---|---|---|---|---|---|"]
         for r in loop.get("table", []):
             lines.append(f"| {r.get('round')} | {r.get('action')} | {_pct(r.get('spice_accuracy'))} | "

@@ -359,6 +359,8 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
                 waves = {"time_s": first["wave_time_s"], "outp": first["wave_outp"], "power_w": first["wave_power_w"],
                          "sample": first["sample_index"], "delay_s": first["delay_s"],
                          "period_s": np.array(settings.transient.period_s)}
+                if "wave_input_power_w" in first:
+                    waves["input_power_w"] = first["wave_input_power_w"]
     report = assemble(network, draw, dc, labels, x, failures, transient, evaluator, states)
     report.transient_waves = waves
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir, transient_elapsed_s))

@@ -132,13 +132,15 @@ def run_job(job: BatchJob, slots: threading.Semaphore | None = None,
             sizes = [g.shape[0] for g in job.circuit.conductances]
             plot = result.plot(0)
             inputs = input_voltages(plot, job.x.shape[1])  # ramps included
+            drive_power = input_drive_power(plot, inputs)
             metrics = transient_metrics(plot, len(sizes), sizes[-1], len(job.x), job.transient.period_s,
-                                        job.circuit.tech.rails, job.reference, input_drive_power(plot, inputs))
+                                        job.circuit.tech.rails, job.reference, drive_power)
             arrays = {"delay_s": metrics.delay_s, "energy_j": metrics.energy_j,
                       "energy_to_settle_j": metrics.energy_to_settle_j, "input_energy_j": metrics.input_energy_j,
                       "input_energy_to_settle_j": metrics.input_energy_to_settle_j,
                       "tran_outp_last": metrics.final_outp, "wave_time_s": metrics.time_s,
-                      "wave_outp": metrics.outp, "wave_power_w": metrics.power_w}
+                      "wave_outp": metrics.outp, "wave_power_w": metrics.power_w,
+                      "wave_input_power_w": drive_power}
     except SimError as exc:
         run_dir = getattr(exc, "run_dir", None)
         return {"error": str(exc), "run_dir": None if run_dir is None else str(run_dir), "index": job.index}

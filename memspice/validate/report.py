@@ -116,7 +116,8 @@ def write_plots(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
 
 
 def transient_figure(waves: dict[str, np.ndarray], plt: Any) -> Any:
-    """Last-layer outputs and rail power against time for the first transient deck.
+    """Last-layer outputs and the power of the rails and of the input drivers against time for the
+    first transient deck.
 
     Dashed lines mark where each sample's inputs change, dotted lines where its outputs settled.
     """
@@ -126,7 +127,13 @@ def transient_figure(waves: dict[str, np.ndarray], plt: Any) -> Any:
     outp = np.asarray(waves["outp"])
     for j in range(outp.shape[1]):
         top.plot(t_us, outp[:, j], lw=0.9, label=f"class {j}")
-    bottom.plot(t_us, 1e6 * np.asarray(waves["power_w"]), color="tab:red", lw=0.9)
+    rails = 1e6 * np.asarray(waves["power_w"])
+    bottom.plot(t_us, rails, color="tab:red", lw=0.9, label="rails (inverters)")
+    if "input_power_w" in waves:
+        drivers = 1e6 * np.asarray(waves["input_power_w"])
+        bottom.plot(t_us, drivers, color="tab:blue", lw=0.9, label="input drivers (first crossbar)")
+        bottom.plot(t_us, rails + drivers, color="k", lw=0.7, alpha=0.6, label="total")
+        bottom.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     for k, (sample, delay) in enumerate(zip(waves["sample"], waves["delay_s"])):
         start = (k + 1) * period_us
         for ax in (top, bottom):
@@ -137,7 +144,7 @@ def transient_figure(waves: dict[str, np.ndarray], plt: Any) -> Any:
                      xytext=(2, -10), textcoords="offset points")
     top.set(ylabel="last-layer outp (V)", title="transient: inputs change at dashed lines, outputs settled at dotted")
     top.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    bottom.set(xlabel="time (µs)", ylabel="rail power (µW)")
+    bottom.set(xlabel="time (µs)", ylabel="static power (µW)")
     return fig
 
 
