@@ -12,7 +12,11 @@ import numpy as np
 
 from memspice.errors import ConfigError, MemspiceError
 from memspice.fit.calibration import Calibration
+from memspice.pipeline.config import TrainingConfig
 from memspice.train.schedule import ScheduleName
+
+#: The training defaults of `memspice run` (one source of truth for both commands).
+DEFAULTS = TrainingConfig()
 
 DESCRIPTION = """\
 Train an inverter-based memristive network (PHAX mapping: sigma = g_min + (g_max - g_min) *
@@ -40,7 +44,8 @@ def _topology(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def add_schedule_options(parser: argparse.ArgumentParser, *, default: str, exponential: str) -> None:
+def add_schedule_options(parser: argparse.ArgumentParser, *, default: str = DEFAULTS.schedule,
+                         exponential: str = f"x{DEFAULTS.lr_decay:g} per epoch") -> None:
     """``--schedule``, ``--warmup-epochs`` and ``--lr-floor-fraction`` (:mod:`memspice.train.schedule`).
 
     ``exponential`` says what the exponential schedule does where the option is used.
@@ -48,10 +53,11 @@ def add_schedule_options(parser: argparse.ArgumentParser, *, default: str, expon
     parser.add_argument("--schedule", choices=list(get_args(ScheduleName)), default=default,
                         help=f"learning-rate decay: {exponential}, or half a cosine down to "
                              f"--lr-floor-fraction of the learning rate (default: {default})")
-    parser.add_argument("--warmup-epochs", type=int, default=0,
-                        help="epochs of linear learning-rate warm-up before the decay (default: 0)")
-    parser.add_argument("--lr-floor-fraction", type=float, default=0.0,
-                        help="where the cosine schedule ends, as a fraction of the learning rate (default: 0)")
+    parser.add_argument("--warmup-epochs", type=int, default=DEFAULTS.warmup_epochs,
+                        help=f"epochs of linear learning-rate warm-up before the decay (default: {DEFAULTS.warmup_epochs})")
+    parser.add_argument("--lr-floor-fraction", type=float, default=DEFAULTS.lr_floor_fraction,
+                        help="where the cosine schedule ends, as a fraction of the learning rate "
+                             f"(default: {DEFAULTS.lr_floor_fraction:g})")
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -61,37 +67,41 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--calibration", type=Path, default=None,
-                   help="calibration JSON (default: PHAX reference calibration)")
+                   help="calibration JSON from `memspice calibrate` (default: PHAX's published "
+                        "reference calibration, which does not predict memspice's circuits; a warning says so)")
     p.add_argument("--dataset", choices=["digits", "iris", "breast_cancer", "mnist"],
                    default="digits", help="dataset (default: digits)")
     p.add_argument("--mnist-dir", type=Path, default=None,
-                   help="folder with MNIST IDX files (*-images-idx3-ubyte[.gz])")
+                   help="folder with MNIST IDX files (default: $MEMSPICE_MNIST_DIR, else the cache "
+                        "`memspice data mnist` fills)")
     p.add_argument("--topology", type=_topology, default=None,
                    help="layer sizes incl. input and output, e.g. 64,32,10 "
-                        "(default: n_features,32,n_classes)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs (default: 30)")
-    p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
-    p.add_argument("--lr", type=float, default=0.003, help="learning rate (default: 0.003)")
-    p.add_argument("--optimizer", choices=["adam", "sgd", "lbfgs", "cg"], default="adam",
-                   help="adam/sgd mini-batch, lbfgs/cg full-batch (default: adam)")
+                        f"(default: n_features,{','.join(map(str, DEFAULTS.hidden))},n_classes)")
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"epochs (default: {DEFAULTS.epochs})")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                   help=f"mini-batch size (default: {DEFAULTS.batch_size})")
+    p.add_argument("--lr", type=float, default=DEFAULTS.learning_rate,
+                   help=f"learning rate (default: {DEFAULTS.learning_rate:g})")
+    p.add_argument("--optimizer", choices=["adam", "sgd", "lbfgs", "cg"], default=DEFAULTS.optimizer,
+                   help=f"adam/sgd mini-batch, lbfgs/cg full-batch (default: {DEFAULTS.optimizer})")
     p.add_argument("--mode", choices=["auto", "static", "load-aware", "coupled"], default="auto",
                    help="calibration mode of the model: static (PHAX: one tanh per inverter), load-aware "
                         "(tanh parameters as functions of each neuron's load) or coupled (solves the same DC "
                         "equations as SPICE; needs a calibration with an inverter current table, e.g. from "
                         "`memspice calibrate`). Default auto: coupled when the calibration has the "
                         "current table, else static")
-    p.add_argument("--loss", choices=["bce", "mse", "softmax_ce"], default="bce",
-                   help="loss on outputs rescaled to [0,1] (default: bce, as PHAX)")
-    p.add_argument("--loss-link", choices=["output", "logit"], default="output",
+    p.add_argument("--loss", choices=["bce", "mse", "softmax_ce"], default=DEFAULTS.loss,
+                   help=f"loss on outputs rescaled to [0,1] (default: {DEFAULTS.loss})")
+    p.add_argument("--loss-link", choices=["output", "logit"], default=DEFAULTS.loss_link,
                    help="what the loss sees: the rescaled outputs (PHAX) or the output neurons' "
-                        "logits, which keeps a saturated output neuron trainable (default: output)")
-    p.add_argument("--logit-temperature", type=float, default=1.0,
+                        f"logits, which keeps a saturated output neuron trainable (default: {DEFAULTS.loss_link})")
+    p.add_argument("--logit-temperature", type=float, default=DEFAULTS.logit_temperature,
                    help="divides the logits before the loss, with --loss-link logit (default: 1)")
-    p.add_argument("--average-decay", type=float, default=0.0,
+    p.add_argument("--average-decay", type=float, default=DEFAULTS.average_decay,
                    help="return a moving average of the parameters over steps with this decay, "
                         "e.g. 0.999 (default: 0 = off)")
-    add_schedule_options(p, default="exponential", exponential="x0.97 per epoch")
-    p.add_argument("--grad-clip-norm", type=float, default=0.0,
+    add_schedule_options(p)
+    p.add_argument("--grad-clip-norm", type=float, default=DEFAULTS.grad_clip_norm,
                    help="clip each mini-batch gradient to this joint L2 norm (default: 0 = off)")
     p.add_argument("--levels", type=int, default=None,
                    help="conductance levels, 0 = continuous (default: the calibration's)")
@@ -103,12 +113,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="relative lognormal device variation, e.g. 0.05 (default: 0)")
     p.add_argument("--mc-trials", type=int, default=20,
                    help="Monte Carlo trials for the variation test (default: 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default: {DEFAULTS.seed})")
     p.add_argument("--out", type=Path, default=Path("train_run"),
                    help="output directory (default: ./train_run)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
 
@@ -124,25 +134,36 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     from memspice.train.network_io import save_network
     from memspice.train.trainer import TrainConfig, train
 
-    cal = (phax_reference_calibration() if args.calibration is None
-           else load_calibration(args.calibration))
+    if args.calibration is None:
+        print("memspice: warning: no --calibration: training against PHAX's published reference "
+              "calibration, which does not describe memspice's circuits (digits with the defaults: model "
+              "76 %, its circuit in SPICE 20 %); run `memspice calibrate --out cal.json` and pass "
+              "--calibration cal.json", file=sys.stderr)
+        cal = phax_reference_calibration()
+    else:
+        cal = load_calibration(args.calibration)
     data = load_dataset(args.dataset, args.mnist_dir)
     if args.dataset == "mnist":
         cut = int(round(0.8 * len(data.labels)))
         train_set, test_set = data.subset(slice(0, cut)), data.subset(slice(cut, None))
     else:
         train_set, test_set = train_test_split(data, 0.2, args.seed)
-    topology = args.topology or (data.n_features, 32, data.n_classes)
+    topology = args.topology or (data.n_features, *DEFAULTS.hidden, data.n_classes)
     if topology[0] != data.n_features or topology[-1] != data.n_classes:
         raise ConfigError(f"topology {topology} must start with {data.n_features} inputs and "
                           f"end with {data.n_classes} outputs for {args.dataset}")
     if not 0 <= args.fault_rate <= 1:
         raise ConfigError(f"--fault-rate must be in [0, 1], got {args.fault_rate}")
+    mode = resolve_mode(args.mode, cal)
+    if mode == "static" and args.calibration is not None:
+        print("memspice: warning: --mode static: the PHAX model ignores how the crossbar loads each "
+              "inverter, so the trained network's SPICE circuit can disagree with it on most samples; "
+              "the default (coupled, with a calibration from `memspice calibrate`) predicts it",
+              file=sys.stderr)
     levels = cal.device.levels if args.levels is None else args.levels
     hardware = HardwareConfig(levels=levels, variation_sigma=args.variation)
     x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
     x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
-    mode = resolve_mode(args.mode, cal)
     probe = PhaxNetwork(cal, topology, evaluator=mode)
     faults = None
     if args.fault_rate > 0:
@@ -150,11 +171,11 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         faults = draw_fault_map(shapes, args.fault_rate / 2, args.fault_rate / 2,
                                 np.random.default_rng([args.seed, 99]))
     model = PhaxNetwork(cal, topology, hardware, faults if args.fault_aware else None,
-                        evaluator=mode, init_mean=-2.0)
+                        evaluator=mode, init_mean=DEFAULTS.init_theta_mean)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, loss=args.loss, seed=args.seed,
                          progress=not args.quiet, loss_link=args.loss_link,
-                         lr_decay=0.97 if args.schedule == "exponential" else 1.0,
+                         lr_decay=DEFAULTS.lr_decay if args.schedule == "exponential" else 1.0,
                          schedule=args.schedule, warmup_epochs=args.warmup_epochs,
                          lr_floor_fraction=args.lr_floor_fraction,
                          grad_clip_norm=args.grad_clip_norm,
