@@ -312,3 +312,20 @@ def resolve_mnist_dir(explicit: Path | str | None = None) -> Path:
             f"(or give the folder with --mnist-dir / ${MNIST_ENV})"
         )
     return cached.directory
+
+
+def require_mnist_dir(explicit: Path | str | None = None) -> Path:
+    """:func:`resolve_mnist_dir`, also checking by file name that the folder holds a complete split.
+
+    For a check before long work starts (``memspice run`` calls it before its first stage).
+
+    Raises:
+        DataError: no folder, or one without images and labels of ``t10k`` or ``train``.
+    """
+    directory = resolve_mnist_dir(explicit)
+    if not status(directory).splits:
+        raise DataError(
+            f"{directory} holds no MNIST images and labels of one split (t10k or train); "
+            "`memspice data mnist` downloads them"
+        )
+    return directory

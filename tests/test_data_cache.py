@@ -178,6 +178,8 @@ def test_empty_cache_says_how_to_fill_it(tmp_path, fake_mnist):
 
 def test_explicit_folder_and_environment_win_over_the_cache(tmp_path, fake_mnist, monkeypatch):
     assert data_cache.resolve_mnist_dir(tmp_path / "given") == tmp_path / "given"
+    with pytest.raises(DataError, match="holds no MNIST images and labels"):
+        data_cache.require_mnist_dir(tmp_path / "given")
     monkeypatch.setenv(data_cache.MNIST_ENV, str(tmp_path / "env"))
     assert data_cache.resolve_mnist_dir() == tmp_path / "env"
 
@@ -211,6 +213,10 @@ def test_example_config_resolves_after_an_offline_import(tmp_path, monkeypatch, 
     assert config.dataset.name == "mnist" and config.dataset.mnist_dir == ""
     with pytest.raises(DataError, match="no MNIST files in the cache"):
         split_dataset(config)
+    # `memspice run` says so before its first stage, and leaves no run directory behind
+    assert main(["run", str(EXAMPLE), "--run-dir", str(tmp_path / "run"), "-q"]) == 2
+    assert "memspice data mnist" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
     assert main(["data", "mnist", "--from", str(local), "-q"]) == 0
     train, test = split_dataset(config)
     assert (len(train.labels), len(test.labels), train.n_features) == (8000, 2000, 196)

@@ -36,6 +36,10 @@ def stages() -> list[Stage]:
 def run_pipeline(config: RunConfig, run_dir: Path, *, force: bool = False, quiet: bool = False,
                  verbose: bool = False) -> dict[str, Any]:
     """Run every stage into ``run_dir`` and write the report; return the JSON summary."""
+    if config.dataset.name == "mnist":  # found missing now, not after the SPICE stages
+        from memspice.data_cache import require_mnist_dir
+
+        require_mnist_dir(config.dataset.mnist_dir or None)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(run_dir, verbose=verbose, quiet=quiet)
