@@ -142,6 +142,10 @@ def transient_figure(waves: dict[str, np.ndarray], plt: Any) -> Any:
                 ax.axvline(start + 1e6 * float(delay), color="k", ls=":", lw=0.8)
         top.annotate(f"sample {int(sample)}", (start, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
                      xytext=(2, -10), textcoords="offset points")
+    lo, hi = float(np.min(outp)), float(np.max(outp))
+    if hi - lo < 0.05:  # nearly flat outputs: a 50 mV window, not an offset axis in 10 µV steps
+        top.set_ylim((lo + hi) / 2 - 0.025, (lo + hi) / 2 + 0.025)
+    top.ticklabel_format(axis="y", useOffset=False)
     top.set(ylabel="last-layer outp (V)", title="transient: inputs change at dashed lines, outputs settled at dotted")
     top.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     bottom.set(xlabel="time (µs)", ylabel="static power (µW)")
