@@ -76,7 +76,8 @@ def test_parquet_without_pyarrow_is_one_line_and_writes_nothing(tmp_path, monkey
     assert not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize("command", [["train"], ["validate", "net"], ["run"], ["data", "mnist"]])
+@pytest.mark.parametrize("command", [["train"], ["validate", "net"], ["run"], ["data", "mnist"], ["loop", "net"],
+                                     ["hybrid", "net"], ["corners"]])
 def test_quiet_is_spelled_alike_everywhere(command):
     from memspice.cli import build_parser
 

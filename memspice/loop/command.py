@@ -64,6 +64,7 @@ def _run_options(p: argparse.ArgumentParser, out: str) -> None:
     run.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: CPU count)")
     run.add_argument("--out", type=Path, default=Path(out), help=f"run directory (default: ./{out})")
     run.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    run.add_argument("-q", "--quiet", action="store_true", help="no line per round or step, only the result")
 
 
 def register(subparsers: Any) -> None:
@@ -180,7 +181,7 @@ def run_loop(args: argparse.Namespace) -> int:
     result = closed_loop(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
                          args.out, sizing=sizing_of(args), mode=args.mode, tolerance_v=1e-3 * args.tolerance_mv,
                          agreement_target=args.agreement, max_rounds=args.max_rounds, fine_tune=config,
-                         settings=_settings(args), force=args.force, log=None if args.json else print)
+                         settings=_settings(args), force=args.force, log=None if args.json or args.quiet else print)
     if args.json:
         rows = [{k: _clean(v) for k, v in row.items()} for row in result.rounds.to_dict(orient="records")]
         print(json.dumps({"converged": result.converged, "rounds": rows, "out": str(args.out)}, default=float))
@@ -203,7 +204,7 @@ def run_hybrid(args: argparse.Namespace) -> int:
                          progress=False)
     result = hybrid_train(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
                           args.out, sizing=sizing_of(args), mode=args.mode, iterations=args.iterations,
-                          config=config, settings=_settings(args), log=None if args.json else print)
+                          config=config, settings=_settings(args), log=None if args.json or args.quiet else print)
     summary = {"accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after,
                "spice_samples": result.spice_samples, "seconds": result.seconds,
                "iterations": [{k: _clean(v) for k, v in r.items()} for r in result.iterations.to_dict(orient="records")]}
@@ -245,7 +246,7 @@ def run_corners(args: argparse.Namespace) -> int:
     study = corner_study(make, x_train, y_train, x_test, y_test, args.out, sizing=sizing_of(args), corners=corners,
                          train_corner=args.train_corner or corners[0], multi=not args.no_multi,
                          topology=(x_train.shape[1], args.hidden, n_classes), mode=args.mode, config=config,
-                         settings=_settings(args), log=None if args.json else print)
+                         settings=_settings(args), log=None if args.json or args.quiet else print)
     if args.json:
         print(json.dumps({"table": study.table.to_dict(orient="records"), "train_seconds": study.train_seconds},
                          default=float))

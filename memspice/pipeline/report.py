@@ -89,7 +89,7 @@ def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_
         f"{_num(h['energy_per_inference_j'], ' pJ', 1e12)} |",
         f"| energy per inference, rails and input drivers | {_num(h['energy_per_inference_total_j'], ' pJ', 1e12)} |",
         f"| settling delay to the DC point (mean, 10 % band) | {_num(h['delay_mean_s'], ' ns', 1e9)} "
-        f"({h['transient_settled']} samples settled within {_num(h['transient_period_s'], ' µs', 1e6)}) |",
+        f"({h['transient_settled']} samples settled within {_num(h['transient_period_s'], ' ns', 1e9, 4)}) |",
         f"| SPICE validation throughput | {_num(h['validation_samples_per_s'], ' samples/s')} |",
     ]
     for name, rms in h["output_rms_error_v"].items():
