@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from memspice import data_cache
+from memspice.errors import DataError, MemspiceError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +57,11 @@ def run_data(args: argparse.Namespace) -> int:
         result = data_cache.status()
         for name in result.present:
             idx = next(f for f in data_cache.MNIST_FILES if f.name == name)
-            data_cache.verify_file(data_cache.present_file(result.directory, idx), idx)
+            path = data_cache.present_file(result.directory, idx)
+            try:
+                data_cache.verify_file(path, idx)
+            except MemspiceError as exc:
+                raise DataError(f"{exc}; delete it and run `memspice data mnist` again") from None
             report(f"{name}: checksum ok")
     elif args.from_dir is not None:
         result = data_cache.import_from(args.from_dir, report=report)

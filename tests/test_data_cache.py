@@ -121,6 +121,11 @@ def test_download_fills_the_cache_once(tmp_path, server, capsys):
     assert len(requests) == 4
     assert capsys.readouterr().out.strip() == str(tmp_path / "cache" / "mnist")
     assert main(["data", "mnist", "--check"]) == 0
+    (tmp_path / "cache" / "mnist" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"garbage")
+    capsys.readouterr()
+    assert main(["data", "mnist", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "is not the published t10k-labels-idx1-ubyte" in err and "delete it" in err
 
 
 def test_download_falls_back_to_the_next_mirror(tmp_path, server):
