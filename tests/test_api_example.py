@@ -86,3 +86,14 @@ def test_api_quickstart_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert report.comparison.agreement >= 0.98
     assert ns["output_rms"] < 5e-3
     assert (tmp_path / "validate").is_dir()
+
+
+def test_readme_quotes_the_example() -> None:
+    readme = (EXAMPLE.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    example_lines = {line.strip() for line in EXAMPLE.read_text(encoding="utf-8").splitlines()}
+    quoted = [line.strip() for line in block.splitlines() if line.strip()]
+    assert len(quoted) > 10
+    missing = [line for line in quoted if line not in example_lines]
+    assert not missing, f"README lines not in {EXAMPLE.name}: {missing}"
