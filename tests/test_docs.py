@@ -6,6 +6,7 @@ link between pages fails the build, so the docs cannot rot silently.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,30 @@ def test_mkdocs_builds_strict(tmp_path: Path) -> None:
     assert "Simulate a trained network on samples in SPICE" in validation
     # Sphinx roles in docstrings are shown as plain code, not as ":func:" text.
     assert ":func:" not in page and ":class:" not in validation
+
+
+README = ROOT / "README.md"
+
+
+def test_readme_is_documentation_not_a_diary() -> None:
+    text = README.read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+    for section in ("Install", "Quickstart", "Concepts", "Commands", "Python API", "Benchmarks",
+                    "More documentation", "Citations", "License"):
+        assert section in headings, f"README lacks a '## {section}' section"
+    body = text.split("\n## Benchmarks", 1)[0]
+    assert len(body.split()) < 1600, "README grew past ~1,500 words before the reference sections"
+    # History belongs in CHANGELOG.md, tracker numbers and machine paths nowhere.
+    assert not re.search(r"\bre-run after\b|\bcommit [0-9a-f]{7,40}\b", text, flags=re.IGNORECASE)
+    assert not re.search(r"\bissue #?\d+", text, flags=re.IGNORECASE)
+    assert "/work/" not in text and "../shared" not in text
+
+
+def test_readme_local_links_exist() -> None:
+    text = README.read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if "://" not in t]
+    assert local, "expected links to LICENSE, CHANGELOG.md and docs/"
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert not missing, f"README links to missing files: {missing}"
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").lstrip().startswith("Apache License")
