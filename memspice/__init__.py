@@ -30,7 +30,8 @@ Types:
 
 Loaders and helpers:
 
-- `builtin()`, `sky130(corner=...)`, `user_library(path, nmos, pmos)`: technologies.
+- `builtin()`, `sky130(corner="tt", flavor="lvt")`, `user_library(path, nmos_model, pmos_model)`:
+  technologies (rails in V, temperature in °C as SPICE takes it).
 - `load_calibration(path)`, `save_calibration(calibration, path)`,
   `phax_reference_calibration()`: calibration files, and PHAX's published fits built in code.
 - `load_network(directory)`, `save_network(network, directory)`: network NPZ + JSON.
