@@ -1,4 +1,4 @@
-"""Issue 6 numbers side by side: modes, closed loop, hybrid training and process corners.
+"""Benchmark: calibration modes, closed loop, hybrid training and process corners side by side.
 
 Digits 64-32-10 on the built-in card (80/20 split, all 360 test samples simulated):
 

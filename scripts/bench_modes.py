@@ -1,4 +1,4 @@
-"""Issue 6 benchmark: how well does each calibration mode predict its circuit?
+"""Benchmark: how well does each calibration mode predict its circuit?
 
 For digits 64-32-10 on the built-in card (``--mnist``: MNIST 196-100-10, first 8000 of the
 10k set for training, last 2000 for testing): calibrate from SPICE, train one network per mode

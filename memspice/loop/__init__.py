@@ -1,4 +1,4 @@
-"""Closing the loop between the trained model and its circuit (issue 6).
+"""Closing the loop between the trained model and its circuit.
 
 - :mod:`memspice.loop.operating_points`: the circuit's own operating points from SPICE voltages;
 - :mod:`memspice.loop.recalibrate`: refit the calibration where the model misses them;
