@@ -63,8 +63,8 @@ def _inverter(tech: DeviceSource, name: str, sizing: InverterSizing, mismatch: M
     """``.subckt name in out vdd vss`` with optional gate-referred threshold and width shifts."""
     if mismatch is None:
         return Subckt(name, ("in", "out", "vdd", "vss"), (
-            tech.transistor("n", "n", "out", "in", "vss", "vss", sizing.wn_m, sizing.ln_m),
-            tech.transistor("p", "p", "out", "in", "vdd", "vdd", sizing.wp_m, sizing.lp_m),
+            tech.transistor("n", "n", "out", "in", "vss", "vss", sizing.wn_m, sizing.ln_m, sizing.mn),
+            tech.transistor("p", "p", "out", "in", "vdd", "vdd", sizing.wp_m, sizing.lp_m, sizing.mp),
         ))
     wn = sizing.wn_m * (1.0 + mismatch.dw_n)
     wp = sizing.wp_m * (1.0 + mismatch.dw_p)
@@ -74,8 +74,8 @@ def _inverter(tech: DeviceSource, name: str, sizing: InverterSizing, mismatch: M
         # v(gn) = v(in) − ΔVth_n weakens the nMOS; v(gp) = v(in) + ΔVth_p weakens the pMOS.
         VoltageSource("gn", "in", "gn", mismatch.dvth_n_v),
         VoltageSource("gp", "gp", "in", mismatch.dvth_p_v),
-        tech.transistor("n", "n", "out", "gn", "vss", "vss", wn, sizing.ln_m),
-        tech.transistor("p", "p", "out", "gp", "vdd", "vdd", wp, sizing.lp_m),
+        tech.transistor("n", "n", "out", "gn", "vss", "vss", wn, sizing.ln_m, sizing.mn),
+        tech.transistor("p", "p", "out", "gp", "vdd", "vdd", wp, sizing.lp_m, sizing.mp),
     ))
 
 

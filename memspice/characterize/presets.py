@@ -42,3 +42,22 @@ def default_sizing(technology: str, flavor: str = "lvt") -> InverterSizing:
     if technology == "sky130":
         return SKY130_LVT_SIZING
     return BUILTIN_SIZING
+
+
+def default_grid(technology: str):  # noqa: ANN201 - SizingGrid | None (imported lazily: no cycle)
+    """The size grid ``memspice size`` sweeps by default (``None`` for a user library).
+
+    builtin: Wn × Wp around PHAX's reference at L = 0.1 µm (16 sizes). sky130 LVT: strong,
+    parallel nMOS (Wn 50 µm × 4…16, which no single device in the bins can match) against a
+    moderate pMOS at Lp 0.5 µm, the region where V_M centres with full swing and high gain.
+    """
+    from memspice.characterize.sizing import SizingGrid
+
+    um = 1e-6
+    if technology == "builtin":
+        return SizingGrid(wn_m=tuple(v * um for v in (0.3, 0.6, 1.2, 2.4)), wp_m=tuple(v * um for v in (0.5, 1.0, 2.0, 4.0)),
+                          ln_m=(0.1 * um,), lp_m=(0.1 * um,))
+    if technology == "sky130":
+        return SizingGrid(wn_m=(50 * um,), wp_m=tuple(v * um for v in (20, 25, 30, 35, 40, 50)),
+                          ln_m=(0.5 * um, 0.8 * um), lp_m=(0.5 * um,), mn=(4, 8, 16))
+    return None

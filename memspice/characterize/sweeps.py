@@ -83,7 +83,7 @@ def load_copies(sizings: Sequence[InverterSizing], loads_ohm: Sequence[float | N
     for j, s in enumerate(sizings):
         for load in check_loads(loads_ohm):
             copies.append(LabeledCopy(ChainCopy(s, load), {
-                "sizing": j, "wn_m": s.wn_m, "wp_m": s.wp_m, "ln_m": s.ln_m, "lp_m": s.lp_m,
+                "sizing": j, "wn_m": s.wn_m, "wp_m": s.wp_m, "ln_m": s.ln_m, "lp_m": s.lp_m, "mn": s.mn, "mp": s.mp,
                 "load_ohm": math.inf if load is None else float(load),
                 "g_load_s": 0.0 if load is None else 1.0 / float(load),
             }))
@@ -98,8 +98,12 @@ def run_family(
     options: SimOptions = SimOptions(),
     max_copies: int = 40,
     fit: bool = True,
+    keep_curves: bool = True,
 ) -> FamilyResult:
     """Simulate every copy under every condition and tabulate curves, metrics and fits.
+
+    With ``keep_curves=False`` the long curve table is left empty (it costs more than the
+    metrics when there are hundreds of curves).
 
     Raises:
         ConfigError: no conditions/copies or a bad step.
@@ -127,12 +131,14 @@ def run_family(
             for stage in (1, 2):
                 v_out = np.asarray(plot[stage_node(k, stage)])
                 labels = {**condition.labels, **labeled.labels, "stage": STAGES[stage]}
-                curve_frames.append(pd.DataFrame({**{key: [val] * v_in.size for key, val in labels.items()},
-                                                  "v_in": v_in, "v_out": v_out}))
+                if keep_curves:
+                    curve_frames.append(pd.DataFrame({**{key: [val] * v_in.size for key, val in labels.items()},
+                                                      "v_in": v_in, "v_out": v_out}))
                 row = {**labels, **_curve_metrics(v_in, v_out, rails.mid, fit)}
                 row.update(supply_metrics(plot[f"i(vdd{k}_{stage})"], plot[f"i(vss{k}_{stage})"], rails.vdd, rails.vss))
                 metric_rows.append(row)
-    return FamilyResult(pd.concat(curve_frames, ignore_index=True), pd.DataFrame(metric_rows), len(jobs), seconds)
+    curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame(columns=["stage", "v_in", "v_out"])
+    return FamilyResult(curves, pd.DataFrame(metric_rows), len(jobs), seconds)
 
 
 def _curve_metrics(v_in: np.ndarray, v_out: np.ndarray, midpoint: float, fit: bool) -> dict[str, object]:
