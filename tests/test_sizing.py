@@ -19,6 +19,7 @@ from memspice.characterize.sizing import (
     choose,
     copies_per_deck,
     judge,
+    layer_loads,
     no_design_message,
     require_usable,
     run_sizing,
@@ -161,3 +162,34 @@ def test_size_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     err = capsys.readouterr().err
     assert err.startswith("memspice: error:") and message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_layer_loads_sum_the_next_crossbar_rows() -> None:
+    g0 = np.full((2, 2 * 3 + 2), 1e-6)  # 3 inputs -> 2 neurons
+    g1 = np.array([[1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6], [1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6]])  # 2 -> 2
+    (layer, neurons, median, heaviest), = layer_loads([g0, g1])
+    assert (layer, neurons) == (0, 2)
+    # rows ip0, ip1, in0, in1 carry 2, 4, 6, 8 µS in total; the bias rows drive nothing of layer 0
+    assert heaviest == pytest.approx(1 / 8e-6) and median == pytest.approx(1 / 5e-6)
+
+
+@pytest.mark.ngspice
+def test_size_command_sizes_each_hidden_layer_of_a_network(tmp_path: Path) -> None:
+    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.train.network_io import TrainedNetwork, save_network
+
+    rng = np.random.default_rng(3)
+    topology = (4, 3, 2)
+    g = tuple(rng.uniform(0.12e-6, 8e-6, (b, 2 * a + 2)) for a, b in zip(topology[:-1], topology[1:]))
+    save_network(TrainedNetwork(topology, g, phax_reference_calibration()), tmp_path / "net")
+    out = tmp_path / "size"
+    assert main(["size", "--out", str(out), "--wn", "0.6,1.2", "--wp", "1,2", "--ln", "0.1", "--lp", "0.1",
+                 "--loads", "9e5", "--min-gain", "5", "--step", "2e-3", "--no-plots", "--network",
+                 str(tmp_path / "net")]) == 0
+    layers = pd.read_csv(out / "sizing_layers.csv")
+    assert layers["layer"].tolist() == [0] and layers.loc[0, "neurons"] == 3
+    loads = layer_loads(g)[0]
+    assert layers.loc[0, "heaviest_load_ohm"] == pytest.approx(loads[3])
+    table = pd.read_csv(out / "sizing_table.csv")
+    assert np.isclose(table["load_ohm"], loads[3]).any()  # the layer's load was simulated
+    assert "## Per-layer sizing" in (out / "summary.md").read_text()

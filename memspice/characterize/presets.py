@@ -47,9 +47,11 @@ def default_sizing(technology: str, flavor: str = "lvt") -> InverterSizing:
 def default_grid(technology: str):  # noqa: ANN201 - SizingGrid | None (imported lazily: no cycle)
     """The size grid ``memspice size`` sweeps by default (``None`` for a user library).
 
-    builtin: Wn × Wp around PHAX's reference at L = 0.1 µm (16 sizes). sky130 LVT: strong,
-    parallel nMOS (Wn 50 µm × 4…16, which no single device in the bins can match) against a
-    moderate pMOS at Lp 0.5 µm, the region where V_M centres with full swing and high gain.
+    builtin: Wn × Wp around PHAX's reference at L = 0.1 µm (16 sizes). sky130 LVT (30 sizes):
+    strong, parallel nMOS (50 µm × 6…12 = 300…600 µm, which no single device in the bins can
+    match) against a 25–50 µm pMOS at Lp 0.5 µm, the region a 210-size sweep (Wn 50 µm ×
+    4…16, Ln 0.5–1 µm, Wp 15–50 µm, Lp 0.35/0.5 µm; tt, 0.9 MΩ) found to centre V_M within
+    10 mV with full swing and neuron gain ≥ 50.
     """
     from memspice.characterize.sizing import SizingGrid
 
@@ -58,6 +60,6 @@ def default_grid(technology: str):  # noqa: ANN201 - SizingGrid | None (imported
         return SizingGrid(wn_m=tuple(v * um for v in (0.3, 0.6, 1.2, 2.4)), wp_m=tuple(v * um for v in (0.5, 1.0, 2.0, 4.0)),
                           ln_m=(0.1 * um,), lp_m=(0.1 * um,))
     if technology == "sky130":
-        return SizingGrid(wn_m=(50 * um,), wp_m=tuple(v * um for v in (20, 25, 30, 35, 40, 50)),
-                          ln_m=(0.5 * um, 0.8 * um), lp_m=(0.5 * um,), mn=(4, 8, 16))
+        return SizingGrid(wn_m=(50 * um,), wp_m=tuple(v * um for v in (25, 30, 35, 40, 50)),
+                          ln_m=(0.5 * um, 0.8 * um), lp_m=(0.5 * um,), mn=(6, 8, 12))
     return None

@@ -51,6 +51,9 @@ def register(subparsers: Any) -> None:
     targets.add_argument("--max-tanh-rms", type=float, default=None, help="largest neuron tanh-fit RMS residual in mV (default: none)")
     targets.add_argument("--min-noise-margin", type=float, default=None,
                          help="smallest noise margin NM_L/NM_H in mV (default: none)")
+    p.add_argument("--network", type=Path, default=None, metavar="DIR",
+                   help="a trained network (memspice train --out DIR): also tabulate which size each hidden "
+                        "layer's load calls for (judged at its median and heaviest neuron load)")
     p.add_argument("--step", type=float, default=1e-3, help="input sweep step in volts (default 1e-3)")
     p.add_argument("--timeout", type=float, default=600.0, help="ngspice timeout per run in seconds")
     p.add_argument("--allow-unmet", action="store_true",
@@ -90,7 +93,7 @@ def grid_from_args(args: argparse.Namespace):  # noqa: ANN201 - SizingGrid (impo
 def run_size(args: argparse.Namespace) -> int:
     """``memspice size``."""
     from memspice.characterize.size_report import write_sizing
-    from memspice.characterize.sizing import Targets, run_sizing
+    from memspice.characterize.sizing import Targets, layer_loads, run_sizing, size_layers
     from memspice.characterize.sweeps import Condition, load_copies, run_family
 
     def mv(value: float | None, flag: str) -> float | None:
@@ -108,14 +111,23 @@ def run_size(args: argparse.Namespace) -> int:
     loads = parse_loads(args.loads)
     design = loads if args.design_loads.strip() == "all" else parse_loads(args.design_loads)
     options = SimOptions(timeout_s=args.timeout)
+    per_layer = []
+    if args.network is not None:
+        from memspice.train.network_io import load_network
+
+        per_layer = layer_loads(load_network(args.network).conductances)
+        if not per_layer:
+            raise ConfigError(f"the network in {args.network} has no hidden layer to size")
+    extra = [load for _, _, median, heaviest in per_layer for load in (median, heaviest)]
     result = run_sizing(tech, grid, loads, design_loads_ohm=design, targets=targets, step_v=args.step,
-                        options=options, require=not args.allow_unmet)
+                        options=options, require=not args.allow_unmet, extra_loads_ohm=extra)
+    layers = size_layers(result, per_layer) if per_layer else None
     curves = None
     if result.chosen_sizing is not None and not args.no_plots:
         shown = sorted(set(loads[:: max(1, len(loads) // 8)]) | set(result.design_loads_ohm))
         curves = run_family([Condition(tech)], load_copies([result.chosen_sizing], shown), step_v=args.step,
                             options=options, fit=False).curves
-    summary = write_sizing(result, args.out, make_plots=not args.no_plots, chosen_curves=curves)
+    summary = write_sizing(result, args.out, make_plots=not args.no_plots, chosen_curves=curves, layers=layers)
     if args.json:
         print(json.dumps(summary, default=float))
     elif summary["chosen"] is None:

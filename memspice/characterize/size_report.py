@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from memspice.characterize import plots
-from memspice.characterize.sizing import SizingResult, describe_sizing
+from memspice.characterize.sizing import SizingResult, describe_sizing, plain_value
 from memspice.io import write_atomic, write_text_atomic
 
 #: Columns of the per-design table shown in ``summary.md``.
@@ -47,12 +47,14 @@ def sizing_summary(result: SizingResult) -> dict[str, Any]:
 
 
 def write_sizing(result: SizingResult, out_dir: Path, *, make_plots: bool = True,
-                 chosen_curves: pd.DataFrame | None = None) -> dict[str, Any]:
+                 chosen_curves: pd.DataFrame | None = None, layers: pd.DataFrame | None = None) -> dict[str, Any]:
     """Write tables, plots, ``summary.md`` and ``summary.json`` to ``out_dir``.
 
     Args:
         chosen_curves: VTC curves of the chosen design (a family table with ``load_ohm``), plotted
             when given.
+        layers: per-layer sizing (:func:`~memspice.characterize.sizing.size_layers`), written as
+            ``sizing_layers.csv`` and summarized when given.
 
     Returns:
         The summary, with the written file names under ``files``.
@@ -60,7 +62,10 @@ def write_sizing(result: SizingResult, out_dir: Path, *, make_plots: bool = True
     out_dir = Path(out_dir)
     files: list[Path] = []
     parquet = importlib.util.find_spec("pyarrow") is not None
-    for name, frame in (("sizing_table", result.table), ("sizing_designs", result.designs)):
+    tables = [("sizing_table", result.table), ("sizing_designs", result.designs)]
+    if layers is not None:
+        tables.append(("sizing_layers", layers))
+    for name, frame in tables:
         files.append(write_atomic(out_dir / f"{name}.csv", lambda tmp, f=frame: f.to_csv(tmp, index=False)))
         if parquet:
             files.append(write_atomic(out_dir / f"{name}.parquet", lambda tmp, f=frame: f.to_parquet(tmp, index=False)))
@@ -78,6 +83,8 @@ def write_sizing(result: SizingResult, out_dir: Path, *, make_plots: bool = True
             files.append(plots.vtc_family(chosen_curves, "load_ohm", out_dir / "sizing_chosen_vtc.png",
                                           "chosen design: VTC over the load grid"))
     summary = sizing_summary(result)
+    if layers is not None:
+        summary["layers"] = [{k: plain_value(v) for k, v in r.items()} for r in layers.to_dict("records")]
     summary["files"] = [p.name for p in files] + ["summary.md", "summary.json"]
     write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     write_text_atomic(out_dir / "summary.md", sizing_markdown(result, summary))
@@ -148,6 +155,15 @@ def sizing_markdown(result: SizingResult, summary: dict[str, Any]) -> str:
                       "neuron_nm_l_mv": one["neuron_nm_l"] * 1e3, "neuron_nm_h_mv": one["neuron_nm_h"] * 1e3,
                       "neuron_tanh_rms_mv": one["neuron_rms_v"] * 1e3, "static_power_nw": one["static_power_w"] * 1e9}),
                       max_rows=len(one) if len(one) <= 13 else 13, every=max(1, math.ceil(len(one) / 13))), ""]
+    if "layers" in summary:
+        lines += ["## Per-layer sizing", "", "Each hidden layer judged at its median and heaviest neuron load "
+                  "(the sum of the next crossbar's row conductances):", "",
+                  _markdown_table(pd.DataFrame([{
+                      "layer": r["layer"], "neurons": r["neurons"], "median_load_mohm": r["median_load_ohm"] / 1e6,
+                      "heaviest_load_mohm": r["heaviest_load_ohm"] / 1e6, "size": r["description"],
+                      "static_power_nw": float(r.get("static_power_w", math.nan)) * 1e9,
+                      "closest_misses": r.get("shortfall") or ""}
+                      for r in summary["layers"]])), ""]
     lines += ["## Best candidates", "", _markdown_table(ranked, max_rows=15), "",
               "Files: " + ", ".join(summary["files"]), ""]
     return "\n".join(lines)
