@@ -4,7 +4,8 @@ For each technology the default size grid of ``memspice size`` and the reference
 Wn 0.6 µm / Wp 1.0 µm / L 0.1 µm on the built-in card, the current preset on sky130) are
 swept together over the load grid; the design meeting the targets at the least static power
 is chosen and compared with the reference at the design load. The sweep speed is compared
-with its baseline, one ngspice process per size x load point, on the design-load points.
+with its baselines on the design-load points: one ngspice process per size x load point, and
+one scipy tanh fit per curve.
 Ends with one line of JSON.
 
     python scripts/bench_sizing.py [--quick] [--techs builtin,sky130] [--corner tt]
@@ -41,6 +42,27 @@ def _figures(result: Any, index: int) -> dict[str, Any]:
     }
 
 
+def _bench_fits(curves: Any, midpoint: float) -> dict[str, Any]:
+    """One ``fit_tanh`` per curve against ``fit_tanh_many`` on the same curves."""
+    from memspice.fit.tanh_batch import fit_tanh_many
+    from memspice.fit.tanh_fit import fit_tanh
+
+    groups = [g for _, g in curves.groupby(["sizing", "load_ohm", "stage"], sort=True)]
+    v_in = groups[0]["v_in"].to_numpy()
+    outputs = np.array([g["v_out"].to_numpy() for g in groups])
+    fit_tanh(v_in, outputs[0], midpoint=midpoint)  # warm-up: scipy's import is not the fit's cost
+    fit_tanh_many(v_in, outputs[:1], midpoint=midpoint)
+    start = time.perf_counter()
+    single = [fit_tanh(v_in, y, midpoint=midpoint) for y in outputs]
+    single_s = time.perf_counter() - start
+    start = time.perf_counter()
+    many = fit_tanh_many(v_in, outputs, midpoint=midpoint)
+    batched_s = time.perf_counter() - start
+    diff = max(abs(b.rms_v - a.rms_v) / a.rms_v for a, b in zip(single, many))  # type: ignore[union-attr]
+    return {"curves": len(groups), "single_s": round(single_s, 3), "batched_s": round(batched_s, 3),
+            "ratio": round(single_s / batched_s, 2), "max_rms_rel_diff": float(diff)}
+
+
 def _quick_grid(tech_name: str) -> Any:
     from memspice.characterize.sizing import SizingGrid
 
@@ -72,12 +94,14 @@ def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: f
     copies = load_copies(sizings, [DESIGN_LOAD_OHM])
     start = time.perf_counter()
     batched = run_family([Condition(tech)], copies, options=options, max_copies=copies_per_deck(len(copies)),
-                         fit=False, keep_curves=False)
+                         fit=False, keep_curves=True)
     batched_s = time.perf_counter() - start
     start = time.perf_counter()
     per_point = run_family([Condition(tech)], copies, options=options, max_copies=1, fit=False, keep_curves=False)
     per_point_s = time.perf_counter() - start
     agree = float(np.max(np.abs(batched.metrics["v_m"].to_numpy() - per_point.metrics["v_m"].to_numpy())))
+
+    fits = _bench_fits(batched.curves, tech.rails.mid)
 
     ref = _figures(result, len(sizings) - 1)
     out: dict[str, Any] = {"corner": corner, "n_sizes": len(sizings), "n_loads": len(result.table["load_ohm"].unique()),
@@ -87,12 +111,15 @@ def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: f
                                      "batched_decks": batched.n_decks, "per_point_s": round(per_point_s, 3),
                                      "per_point_decks": per_point.n_decks,
                                      "ratio": round(per_point_s / batched_s, 3), "max_v_m_diff_v": agree},
+                           "fits": fits,
                            "reference": ref, "chosen": None}
     print(f"\n== {tech_name} {corner}: {len(sizings)} sizes x {out['n_loads']} loads, {result.n_decks} ngspice runs, "
           f"{result.wall_seconds:.1f} s (simulation {result.sim_seconds:.1f} s summed over processes)")
     print(f"speed on {len(copies)} design-load points: batched {batched_s:.2f} s in {batched.n_decks} runs, "
           f"one process per point {per_point_s:.2f} s in {per_point.n_decks} runs "
           f"(ratio {per_point_s / batched_s:.2f}x; V_M agree to {agree:.2g} V)")
+    print(f"tanh fits of those {fits['curves']} curves: one fit_tanh each {fits['single_s']:.2f} s, batched "
+          f"{fits['batched_s']:.2f} s (ratio {fits['ratio']:.1f}x; RMS agree to {fits['max_rms_rel_diff']:.1g} relative)")
     _print("reference", describe_sizing(reference), ref)
     if result.chosen is None:
         designs = result.designs

@@ -193,3 +193,28 @@ def test_size_command_sizes_each_hidden_layer_of_a_network(tmp_path: Path) -> No
     table = pd.read_csv(out / "sizing_table.csv")
     assert np.isclose(table["load_ohm"], loads[3]).any()  # the layer's load was simulated
     assert "## Per-layer sizing" in (out / "summary.md").read_text()
+
+
+@pytest.mark.ngspice
+def test_out_of_bin_sizes_of_a_user_library_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the failed run's kept directory goes here
+    # a binned copy of the built-in card whose only bins cover W = 0.3-5 µm: memspice does not
+    # know these bins, so ngspice's "could not find a valid modelname" becomes the error
+    card = (Path(__file__).resolve().parent.parent / "memspice" / "data" / "models" / "builtin_mos.lib").read_text()
+    lib = card.replace(".model memspice_nmos nmos level=54 version=4.8.1",
+                       ".model bn.1 nmos level=54 version=4.8.1 lmin=5e-8 lmax=1e-5 wmin=3e-7 wmax=5e-6")
+    lib = lib.replace(".model memspice_pmos pmos level=54 version=4.8.1",
+                      ".model bp.1 pmos level=54 version=4.8.1 lmin=5e-8 lmax=1e-5 wmin=3e-7 wmax=5e-6")
+    (tmp_path / "binned.lib").write_text(lib)
+    base = ["size", "--tech", "user", "--lib", str(tmp_path / "binned.lib"), "--nmos", "bn", "--pmos", "bp",
+            "--wp", "1", "--ln", "0.1", "--lp", "0.1", "--loads", "9e5", "--step", "5e-3", "--min-gain", "1",
+            "--max-vm", "500", "--no-plots"]
+    assert main([*base, "--wn", "1", "--out", str(tmp_path / "ok")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--wn", "1,8", "--out", str(tmp_path / "bad"), "--timeout", "60"]) == 2
+    err = capsys.readouterr().err
+    assert "outside the model bins of bn/bp" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()

@@ -244,9 +244,9 @@ def run_sizing(
             raise ConfigError("sizing grid: no sizes to sweep")
         for s in sizings:
             SizingGrid((s.wn_m,), (s.wp_m,), (s.ln_m,), (s.lp_m,), (s.mn,), (s.mp,)).check(tech)
-    design = tuple(float(v) for v in check_loads(design_loads_ohm))
     if any(v is None for v in design_loads_ohm):
         raise ConfigError("design loads must be resistances in ohms")
+    design = tuple(float(v) for v in check_loads(design_loads_ohm))  # type: ignore[arg-type]  # None refused above
     loads = [float(v) for v in check_loads(loads_ohm)]
     # a design load equal to a grid load (to 1e-9) is that grid load; any other joins the grid
     design = tuple(next((v for v in loads if math.isclose(d, v, rel_tol=1e-9)), d) for d in design)
@@ -259,8 +259,10 @@ def run_sizing(
                             max_copies=copies_per_deck(len(copies)), keep_curves=False)
     except SimFailed as exc:
         if _BIN_ERROR in (exc.error_line + exc.stdout).lower():
+            kept = f" (run directory kept: {exc.run_dir})" if exc.run_dir is not None else ""
             raise ConfigError(f"a size in the grid is outside the model bins of {tech.nmos_model}/{tech.pmos_model} "
-                              f"(ngspice: {_BIN_ERROR}); narrow the widths/lengths and use parallel devices (m)") from None
+                              f"(ngspice: {_BIN_ERROR}); narrow the widths/lengths and use parallel devices (m)"
+                              + kept) from None
         raise
     wall = time.monotonic() - start
     table = size_table(family.metrics, tech)
