@@ -13,8 +13,8 @@ from memspice.cli_options import add_technology_options, rails_from_args, techno
 from memspice.errors import ConfigError
 from memspice.sim import SimOptions
 
-_AXES = (("wn", "n-channel width of one device"), ("wp", "p-channel width of one device"),
-         ("ln", "n-channel length"), ("lp", "p-channel length"))
+_AXES = (("wn", "n-channel widths of one device"), ("wp", "p-channel widths of one device"),
+         ("ln", "n-channel lengths"), ("lp", "p-channel lengths"))
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     add_technology_options(p)
     grid = p.add_argument_group("size grid (µm; default: the technology's sizing grid)")
     for name, what in _AXES:
-        grid.add_argument(f"--{name}", default=None, metavar="LIST", help=f"{what}s in µm, e.g. 0.5,1,2")
+        grid.add_argument(f"--{name}", default=None, metavar="LIST", help=f"{what} in µm, e.g. 0.5,1,2")
     grid.add_argument("--mn", default=None, metavar="LIST", help="parallel n-channel devices, e.g. 1,2,4")
     grid.add_argument("--mp", default=None, metavar="LIST", help="parallel p-channel devices, e.g. 1,2")
     p.add_argument("--loads", default="geom:1e5:2e6:39", help=LOADS_HELP + " (default geom:1e5:2e6:39)")
