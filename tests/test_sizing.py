@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from memspice.characterize.layer_sizing import layer_loads
 from memspice.characterize.sizing import (
     NoDesignMeetsTargets,
     SizingGrid,
@@ -19,7 +20,6 @@ from memspice.characterize.sizing import (
     choose,
     copies_per_deck,
     judge,
-    layer_loads,
     no_design_message,
     require_usable,
     run_sizing,

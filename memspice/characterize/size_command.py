@@ -93,7 +93,8 @@ def grid_from_args(args: argparse.Namespace):  # noqa: ANN201 - SizingGrid (impo
 def run_size(args: argparse.Namespace) -> int:
     """``memspice size``."""
     from memspice.characterize.size_report import write_sizing
-    from memspice.characterize.sizing import Targets, layer_loads, run_sizing, size_layers
+    from memspice.characterize.layer_sizing import layer_loads, size_layers
+    from memspice.characterize.sizing import Targets, run_sizing
     from memspice.characterize.sweeps import Condition, load_copies, run_family
 
     def mv(value: float | None, flag: str) -> float | None:

@@ -53,7 +53,7 @@ def write_sizing(result: SizingResult, out_dir: Path, *, make_plots: bool = True
     Args:
         chosen_curves: VTC curves of the chosen design (a family table with ``load_ohm``), plotted
             when given.
-        layers: per-layer sizing (:func:`~memspice.characterize.sizing.size_layers`), written as
+        layers: per-layer sizing (:func:`~memspice.characterize.layer_sizing.size_layers`), written as
             ``sizing_layers.csv`` and summarized when given.
 
     Returns:
