@@ -142,7 +142,7 @@ def size_load_maps(table: pd.DataFrame, column: str, path: Path, title: str, uni
     plt = _pyplot()
     sizes = sorted(table["sizing"].unique())
     loads = np.sort(table["load_ohm"].unique())
-    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.5, 0.22 * len(sizes) + 1.6)), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(12, min(max(3.5, 0.22 * len(sizes) + 1.6), 9.0)), squeeze=False)
     if loads.size > 1:  # cell edges halfway (geometrically) between the loads
         mid = np.sqrt(loads[:-1] * loads[1:])
         edges = np.concatenate([[loads[0] ** 2 / mid[0]], mid, [loads[-1] ** 2 / mid[-1]]])

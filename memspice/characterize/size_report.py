@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from memspice.characterize import plots
@@ -146,15 +147,20 @@ def sizing_markdown(result: SizingResult, summary: dict[str, Any]) -> str:
         lines += ["## Chosen design", "", f"**{chosen['description']}** (size #{chosen['sizing']}).", "", why + ".", ""]
         ranked = pd.concat([met, view[~view["meets"]].assign(_v=result.designs["violation"])
                             .sort_values("_v").drop(columns="_v")])
-        one = result.table[result.table["sizing"] == chosen["sizing"]]
-        lines += ["Chosen design over the load grid:", "",
+        one = result.table[result.table["sizing"] == chosen["sizing"]].sort_values("load_ohm")
+        # about a dozen loads spread over the grid, the design loads always among them
+        shown = np.zeros(len(one), dtype=bool)
+        shown[::max(1, math.ceil(len(one) / 12))] = True
+        shown |= np.isin(one["load_ohm"].to_numpy(), np.asarray(result.design_loads_ohm))
+        one = one[shown]
+        lines += ["Chosen design over the load grid (design loads included):", "",
                   _markdown_table(pd.DataFrame({
                       "load_mohm": one["load_ohm"] / 1e6, "inv_v_m_mv": one["inverter_v_m_v"] * 1e3,
                       "neuron_v_m_mv": one["neuron_v_m_v"] * 1e3, "inv_gain": one["inverter_peak_gain"],
                       "neuron_gain": one["neuron_peak_gain"], "neuron_swing_pct": one["neuron_swing_fraction"] * 100,
                       "neuron_nm_l_mv": one["neuron_nm_l"] * 1e3, "neuron_nm_h_mv": one["neuron_nm_h"] * 1e3,
                       "neuron_tanh_rms_mv": one["neuron_rms_v"] * 1e3, "static_power_nw": one["static_power_w"] * 1e9}),
-                      max_rows=len(one) if len(one) <= 13 else 13, every=max(1, math.ceil(len(one) / 13))), ""]
+                      max_rows=len(one)), ""]
     if "layers" in summary:
         lines += ["## Per-layer sizing", "", "Each hidden layer judged at its median and heaviest neuron load "
                   "(the sum of the next crossbar's row conductances):", "",
