@@ -218,3 +218,11 @@ def test_out_of_bin_sizes_of_a_user_library_are_one_clear_error(tmp_path: Path, 
     err = capsys.readouterr().err
     assert "outside the model bins of bn/bp" in err and err.count("\n") == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_parallel_devices_average_their_threshold_mismatch() -> None:
+    from memspice.characterize.decks import sample_mismatch
+
+    one = sample_mismatch(np.random.default_rng(4), InverterSizing(), 5e-9, 0.01)
+    four = sample_mismatch(np.random.default_rng(4), InverterSizing(mn=4, mp=4), 5e-9, 0.01)
+    assert four.dvth_n_v == pytest.approx(one.dvth_n_v / 2) and four.dvth_p_v == pytest.approx(one.dvth_p_v / 2)

@@ -152,9 +152,10 @@ def current_deck(tech: DeviceSource, sizing: InverterSizing, *, step_in_v: float
 
 
 def sample_mismatch(rng: np.random.Generator, sizing: InverterSizing, a_vt_vm: float, sigma_w: float) -> Mismatch:
-    """Pelgrom sample: ``σ(ΔVth) = a_vt_vm / sqrt(W·L)`` (V, with ``a_vt_vm`` in V·m), and a
-    relative width error of standard deviation ``sigma_w``."""
-    sn = a_vt_vm / np.sqrt(sizing.wn_m * sizing.ln_m)
-    sp = a_vt_vm / np.sqrt(sizing.wp_m * sizing.lp_m)
+    """Pelgrom sample: ``σ(ΔVth) = a_vt_vm / sqrt(m·W·L)`` (V, with ``a_vt_vm`` in V·m; ``m``
+    parallel devices average their thresholds), and a relative width error of standard
+    deviation ``sigma_w``."""
+    sn = a_vt_vm / np.sqrt(sizing.mn * sizing.wn_m * sizing.ln_m)
+    sp = a_vt_vm / np.sqrt(sizing.mp * sizing.wp_m * sizing.lp_m)
     dn, dp, wn, wp = rng.standard_normal(4)
     return Mismatch(float(sn * dn), float(sp * dp), float(sigma_w * wn), float(sigma_w * wp))
