@@ -19,6 +19,7 @@ from memspice.errors import MemspiceError
 COMMAND_MODULES: tuple[str, ...] = (
     "memspice.commands",
     "memspice.characterize.command",
+    "memspice.characterize.size_command",
     "memspice.train.command",
     "memspice.validate.command",
     "memspice.regress.command",

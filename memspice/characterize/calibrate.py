@@ -101,6 +101,8 @@ def calibrate(
     source = {
         **tech.describe(),
         "wn_m": repr(sizing.wn_m), "wp_m": repr(sizing.wp_m), "ln_m": repr(sizing.ln_m), "lp_m": repr(sizing.lp_m),
+        # parallel devices only when used, so single-device calibrations read as before
+        **({"mn": repr(sizing.mn), "mp": repr(sizing.mp)} if (sizing.mn, sizing.mp) != (1, 1) else {}),
         "load_ohm": repr(load_ohm),
         "load_grid_ohm": ",".join(f"{r:.6g}" for r in grid),
         "vtc_step_v": repr(step_v),

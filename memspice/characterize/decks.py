@@ -63,8 +63,8 @@ def _inverter(tech: DeviceSource, name: str, sizing: InverterSizing, mismatch: M
     """``.subckt name in out vdd vss`` with optional gate-referred threshold and width shifts."""
     if mismatch is None:
         return Subckt(name, ("in", "out", "vdd", "vss"), (
-            tech.transistor("n", "n", "out", "in", "vss", "vss", sizing.wn_m, sizing.ln_m),
-            tech.transistor("p", "p", "out", "in", "vdd", "vdd", sizing.wp_m, sizing.lp_m),
+            tech.transistor("n", "n", "out", "in", "vss", "vss", sizing.wn_m, sizing.ln_m, sizing.mn),
+            tech.transistor("p", "p", "out", "in", "vdd", "vdd", sizing.wp_m, sizing.lp_m, sizing.mp),
         ))
     wn = sizing.wn_m * (1.0 + mismatch.dw_n)
     wp = sizing.wp_m * (1.0 + mismatch.dw_p)
@@ -74,8 +74,8 @@ def _inverter(tech: DeviceSource, name: str, sizing: InverterSizing, mismatch: M
         # v(gn) = v(in) − ΔVth_n weakens the nMOS; v(gp) = v(in) + ΔVth_p weakens the pMOS.
         VoltageSource("gn", "in", "gn", mismatch.dvth_n_v),
         VoltageSource("gp", "gp", "in", mismatch.dvth_p_v),
-        tech.transistor("n", "n", "out", "gn", "vss", "vss", wn, sizing.ln_m),
-        tech.transistor("p", "p", "out", "gp", "vdd", "vdd", wp, sizing.lp_m),
+        tech.transistor("n", "n", "out", "gn", "vss", "vss", wn, sizing.ln_m, sizing.mn),
+        tech.transistor("p", "p", "out", "gp", "vdd", "vdd", wp, sizing.lp_m, sizing.mp),
     ))
 
 
@@ -152,9 +152,10 @@ def current_deck(tech: DeviceSource, sizing: InverterSizing, *, step_in_v: float
 
 
 def sample_mismatch(rng: np.random.Generator, sizing: InverterSizing, a_vt_vm: float, sigma_w: float) -> Mismatch:
-    """Pelgrom sample: ``σ(ΔVth) = a_vt_vm / sqrt(W·L)`` (V, with ``a_vt_vm`` in V·m), and a
-    relative width error of standard deviation ``sigma_w``."""
-    sn = a_vt_vm / np.sqrt(sizing.wn_m * sizing.ln_m)
-    sp = a_vt_vm / np.sqrt(sizing.wp_m * sizing.lp_m)
+    """Pelgrom sample: ``σ(ΔVth) = a_vt_vm / sqrt(m·W·L)`` (V, with ``a_vt_vm`` in V·m; ``m``
+    parallel devices average their thresholds), and a relative width error of standard
+    deviation ``sigma_w``."""
+    sn = a_vt_vm / np.sqrt(sizing.mn * sizing.wn_m * sizing.ln_m)
+    sp = a_vt_vm / np.sqrt(sizing.mp * sizing.wp_m * sizing.lp_m)
     dn, dp, wn, wp = rng.standard_normal(4)
     return Mismatch(float(sn * dn), float(sp * dp), float(sigma_w * wn), float(sigma_w * wp))

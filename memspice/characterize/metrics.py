@@ -6,7 +6,8 @@ of the slope):
 
 - ``v_m``: switching threshold, where ``v_out`` crosses the midpoint of its own extremes;
 - ``peak_gain``: largest ``|dV_out/dV_in|``;
-- ``v_il`` / ``v_ih``: the unity-gain points (``|slope| = 1``) below / above ``v_m``;
+- ``v_il`` / ``v_ih``: the unity-gain points (``|slope| = 1``) nearest ``v_m`` below / above it
+  (so ``v_il ≤ v_m ≤ v_ih`` even when the gain curve has two peaks);
 - ``v_ol`` / ``v_oh``: lowest / highest output level (V);
 - ``nm_l = v_il − v_ol``, ``nm_h = v_oh − v_ih`` (V);
 - ``swing = v_oh − v_ol`` (V).
@@ -21,15 +22,25 @@ import numpy as np
 from memspice.fit.tanh_fit import midpoint_crossing
 
 
-def _unity_crossing(x: np.ndarray, gain: np.ndarray, start: int, stop: int, step: int) -> float:
-    """Walk from index ``start`` towards ``stop`` and interpolate where |gain| falls to 1."""
-    i = start
-    while i != stop:
-        j = i + step
-        if gain[i] >= 1.0 > gain[j]:
-            return float(x[i] + (1.0 - gain[i]) * (x[j] - x[i]) / (gain[j] - gain[i]))
-        i = j
-    return math.nan
+def unity_gain_points(x: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Every input (V) where ``gain`` crosses 1, linearly interpolated, in increasing order."""
+    d = gain - 1.0
+    edges = np.nonzero((d[:-1] >= 0) != (d[1:] >= 0))[0]
+    return x[edges] - d[edges] * (x[edges + 1] - x[edges]) / (d[edges + 1] - d[edges])
+
+
+def bracketing_unity_points(x: np.ndarray, gain: np.ndarray, v_m: float) -> tuple[float, float]:
+    """``(v_il, v_ih)``: the unity-gain points nearest ``v_m`` below and above it (V).
+
+    A heavily loaded inverter can have a two-peaked gain curve (a double step with a shoulder
+    near mid-rail); walking out from the highest peak would then put both points on one side
+    of the threshold. Taking the nearest crossing on each side keeps ``v_il ≤ v_m ≤ v_ih``
+    for any curve. A side with no crossing gives NaN.
+    """
+    points = unity_gain_points(x, gain)
+    below = points[points <= v_m]
+    above = points[points >= v_m]
+    return (float(below[-1]) if below.size else math.nan, float(above[0]) if above.size else math.nan)
 
 
 def vtc_metrics(v_in: np.ndarray, v_out: np.ndarray) -> dict[str, float]:
@@ -49,11 +60,7 @@ def vtc_metrics(v_in: np.ndarray, v_out: np.ndarray) -> dict[str, float]:
     gain = np.abs(slope)
     peak_index = int(np.argmax(gain))
     peak = float(gain[peak_index])
-    if peak > 1.0:
-        v_il = _unity_crossing(x, gain, peak_index, 0, -1)
-        v_ih = _unity_crossing(x, gain, peak_index, x.size - 1, 1)
-    else:
-        v_il = v_ih = math.nan
+    v_il, v_ih = bracketing_unity_points(x, gain, v_m) if peak > 1.0 else (math.nan, math.nan)
     inverting = bool(slope[peak_index] < 0)
     # For an inverter a low input gives the HIGH output: NM_L = V_IL − V_OL, NM_H = V_OH − V_IH.
     return {

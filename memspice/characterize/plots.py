@@ -199,3 +199,54 @@ def memristor_plots(hysteresis: pd.DataFrame, pulses: pd.DataFrame, path: Path) 
     b.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def size_load_maps(table: pd.DataFrame, column: str, path: Path, title: str, unit: str, *,
+                   quantity: str | None = None, scale: float = 1.0, labels: dict[int, str] | None = None,
+                   chosen: int | None = None, diverging: bool = False) -> Path:
+    """Heat maps of ``<stage>_<column>`` over size (rows) × load (columns), one panel per stage,
+    each with a colour bar in ``unit`` (values multiplied by ``scale``).
+
+    Args:
+        labels: tick label of each size index (thinned when there are many).
+        quantity: colour-bar name of the quantity (default ``column``).
+        chosen: size index to outline in red.
+        diverging: centre a red-blue colour map on zero (for V_M).
+    """
+    plt = _pyplot()
+    sizes = sorted(table["sizing"].unique())
+    loads = np.sort(table["load_ohm"].unique())
+    fig, axes = plt.subplots(1, 2, figsize=(12, min(max(3.5, 0.22 * len(sizes) + 1.6), 9.0)), squeeze=False)
+    if loads.size > 1:  # cell edges halfway (geometrically) between the loads
+        mid = np.sqrt(loads[:-1] * loads[1:])
+        edges = np.concatenate([[loads[0] ** 2 / mid[0]], mid, [loads[-1] ** 2 / mid[-1]]])
+    else:
+        edges = np.array([loads[0] / 1.2, loads[0] * 1.2])
+    for ax, stage in zip(axes[0], ("inverter", "neuron")):
+        grid = (table.pivot_table(index="sizing", columns="load_ohm", values=f"{stage}_{column}", aggfunc="first")
+                .reindex(index=sizes, columns=loads).to_numpy(dtype=np.float64) * scale)
+        if diverging:
+            finite = np.abs(grid[np.isfinite(grid)])
+            lim = float(finite.max()) if finite.size else 1.0
+            mesh = ax.pcolormesh(edges / 1e6, np.arange(len(sizes) + 1) - 0.5, grid, cmap="RdBu_r",
+                                 vmin=-lim, vmax=lim, shading="flat")
+        else:
+            mesh = ax.pcolormesh(edges / 1e6, np.arange(len(sizes) + 1) - 0.5, grid, cmap="viridis", shading="flat")
+        fig.colorbar(mesh, ax=ax, label=f"{stage} {quantity or column} ({unit})")
+        ax.set_xscale("log")
+        ax.set_xlabel("load to mid-rail on each stage output (MΩ)")
+        ax.set_ylabel("size: n, p W/L in µm (×m parallel)" if labels else "size index")
+        step = max(1, len(sizes) // 30)
+        ticks = sizes[::step]
+        ax.set_yticks(range(0, len(sizes), step), [labels.get(k, str(k)) if labels else str(k) for k in ticks],
+                      fontsize=6 if labels else 8)
+        if chosen is not None and chosen in sizes:
+            row = sizes.index(chosen)
+            for y in (row - 0.5, row + 0.5):
+                ax.axhline(y, color="red", lw=1.2)
+            if row % step == 0:
+                ax.get_yticklabels()[row // step].set_color("red")
+        ax.set_title(stage)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -55,19 +55,29 @@ class DeviceSource(Protocol):
     params: tuple[tuple[str, float], ...]
 
     def transistor(self, polarity: Literal["n", "p"], name: str, drain: str, gate: str,
-                   source: str, bulk: str, width_m: float, length_m: float) -> Transistor: ...
+                   source: str, bulk: str, width_m: float, length_m: float, multiplier: int = 1) -> Transistor: ...
 
 
 @dataclass(frozen=True, slots=True)
 class InverterSizing:
-    """Transistor sizes of one inverter (m). Defaults: PHAX's 90 nm reference sizing."""
+    """Transistor sizes of one inverter (m). Defaults: PHAX's 90 nm reference sizing.
+
+    ``mn``/``mp`` are parallel devices (SPICE ``m``) of width ``wn_m``/``wp_m`` each, so a
+    large effective width stays inside a PDK's model bins.
+    """
 
     wn_m: float = 0.6e-6
     wp_m: float = 1.0e-6
     ln_m: float = 0.1e-6
     lp_m: float = 0.1e-6
+    mn: int = 1
+    mp: int = 1
 
     def __post_init__(self) -> None:
+        for name in ("mn", "mp"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"inverter {name} (parallel devices) must be a positive integer, got {value!r}")
         for name in ("wn_m", "wp_m", "ln_m", "lp_m"):
             try:
                 value = check_positive(getattr(self, name), f"inverter {name}")
@@ -78,7 +88,7 @@ class InverterSizing:
 
     def scaled(self, factor_n: float = 1.0, factor_p: float = 1.0) -> InverterSizing:
         """Widths multiplied by the given factors (lengths unchanged)."""
-        return InverterSizing(self.wn_m * factor_n, self.wp_m * factor_p, self.ln_m, self.lp_m)
+        return InverterSizing(self.wn_m * factor_n, self.wp_m * factor_p, self.ln_m, self.lp_m, self.mn, self.mp)
 
 
 def inverter_subckt(tech: DeviceSource, sizing: InverterSizing) -> Subckt:
@@ -87,8 +97,8 @@ def inverter_subckt(tech: DeviceSource, sizing: InverterSizing) -> Subckt:
         INVERTER,
         ("in", "out", "vdd", "vss"),
         (
-            tech.transistor("n", "n", "out", "in", "vss", "vss", sizing.wn_m, sizing.ln_m),
-            tech.transistor("p", "p", "out", "in", "vdd", "vdd", sizing.wp_m, sizing.lp_m),
+            tech.transistor("n", "n", "out", "in", "vss", "vss", sizing.wn_m, sizing.ln_m, sizing.mn),
+            tech.transistor("p", "p", "out", "in", "vdd", "vdd", sizing.wp_m, sizing.lp_m, sizing.mp),
         ),
     )
 

@@ -72,6 +72,38 @@ def midpoint_crossing(v_in: np.ndarray, v_out: np.ndarray, level: float) -> floa
     return float(x[i] - d[i] * (x[i + 1] - x[i]) / (d[i + 1] - d[i]))
 
 
+def fit_start(x: np.ndarray, y: np.ndarray, midpoint: float | None = None
+              ) -> tuple[np.ndarray, list[float], list[float], float]:
+    """Start point, bounds and polarity of the tanh fit of a cleaned curve (``x`` increasing).
+
+    Returns:
+        ``(p0, lower, upper, sign)``: ``p0 = (c1, c2, c3, c4)`` inside the bounds, and ``sign``
+        −1 for an inverting curve, +1 otherwise.
+
+    Raises:
+        FitError: a flat curve or one that never crosses the midpoint.
+    """
+    lo, hi = float(y.min()), float(y.max())
+    swing = hi - lo
+    if swing <= 0:
+        raise FitError("the transfer curve is flat: nothing to fit")
+    level = 0.5 * (lo + hi) if midpoint is None else float(midpoint)
+    c3 = midpoint_crossing(x, y, level)
+    inverting = np.mean(y[x < c3]) > np.mean(y[x >= c3]) if np.any(x < c3) and np.any(x >= c3) else y[0] > y[-1]
+    slope = np.gradient(y, x)
+    peak = float(np.max(np.abs(slope)))
+    c2 = -0.5 * swing if inverting else 0.5 * swing
+    c4 = max(peak / (0.5 * swing), 1e-3)
+    span = float(x[-1] - x[0])
+    sign = -1.0 if inverting else 1.0
+    # |c2| ≤ swing: a nearly linear curve cannot trade an ever larger c2 for an ever smaller c4.
+    lower = [lo - swing, -swing if inverting else 1e-9, x[0] - span, 1e-6]
+    upper = [hi + swing, -1e-9 if inverting else swing, x[-1] + span, 1e6]
+    p0 = np.array([0.5 * (lo + hi), c2, c3, c4])
+    p0 = np.clip(p0, np.array(lower) + 1e-12, np.array(upper) - 1e-12)
+    return p0, lower, upper, sign
+
+
 def fit_tanh(v_in: np.ndarray, v_out: np.ndarray, midpoint: float | None = None) -> TanhFit:
     """Least-squares tanh fit of a transfer curve (scipy ``least_squares``, soft bounds).
 
@@ -90,28 +122,11 @@ def fit_tanh(v_in: np.ndarray, v_out: np.ndarray, midpoint: float | None = None)
     from scipy.optimize import least_squares
 
     x, y = _clean(v_in, v_out)
-    lo, hi = float(y.min()), float(y.max())
-    swing = hi - lo
-    if swing <= 0:
-        raise FitError("the transfer curve is flat: nothing to fit")
-    level = 0.5 * (lo + hi) if midpoint is None else float(midpoint)
-    c3 = midpoint_crossing(x, y, level)
-    inverting = np.mean(y[x < c3]) > np.mean(y[x >= c3]) if np.any(x < c3) and np.any(x >= c3) else y[0] > y[-1]
-    slope = np.gradient(y, x)
-    peak = float(np.max(np.abs(slope)))
-    c2 = -0.5 * swing if inverting else 0.5 * swing
-    c4 = max(peak / (0.5 * swing), 1e-3)
-    span = float(x[-1] - x[0])
+    p0, lower, upper, sign = fit_start(x, y, midpoint)
 
     def residual(p: np.ndarray) -> np.ndarray:
         return p[0] + p[1] * np.tanh(p[3] * (x - p[2])) - y
 
-    sign = -1.0 if inverting else 1.0
-    # |c2| ≤ swing: a nearly linear curve cannot trade an ever larger c2 for an ever smaller c4.
-    lower = [lo - swing, -swing if inverting else 1e-9, x[0] - span, 1e-6]
-    upper = [hi + swing, -1e-9 if inverting else swing, x[-1] + span, 1e6]
-    p0 = np.array([0.5 * (lo + hi), c2, c3, c4])
-    p0 = np.clip(p0, np.array(lower) + 1e-12, np.array(upper) - 1e-12)
     result = least_squares(residual, p0, bounds=(lower, upper), x_scale="jac", xtol=1e-12, ftol=1e-12,
                            gtol=1e-12, max_nfev=2000)
     if not result.success and result.status <= 0:

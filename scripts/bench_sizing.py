@@ -1,0 +1,171 @@
+"""Benchmark: inverter sizing per technology, against the reference sizing, in one run.
+
+For each technology the default size grid of ``memspice size`` and the reference sizing (PHAX's
+Wn 0.6 µm / Wp 1.0 µm / L 0.1 µm on the built-in card, the current preset on sky130) are
+swept together over the load grid; the design meeting the targets at the least static power
+is chosen and compared with the reference at the design load. The sweep speed is compared
+with its baselines on the design-load points: one ngspice process per size x load point, and
+one scipy tanh fit per curve.
+Ends with one line of JSON.
+
+    python scripts/bench_sizing.py [--quick] [--techs builtin,sky130] [--corner tt]
+                                   [--max-tanh-rms MV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+DESIGN_LOAD_OHM = 0.9e6
+
+
+def _figures(result: Any, index: int) -> dict[str, Any]:
+    """The figures of size ``index`` at the design load (V, V/V, W)."""
+    row = result.table[(result.table["sizing"] == index) & (result.table["load_ohm"] == result.design_loads_ohm[0])]
+    row = row.iloc[0]
+    s = result.sizings[index]
+    return {
+        "sizing": {"wn_um": round(s.wn_m * 1e6, 6), "wp_um": round(s.wp_m * 1e6, 6), "ln_um": round(s.ln_m * 1e6, 6),
+                   "lp_um": round(s.lp_m * 1e6, 6), "mn": s.mn, "mp": s.mp},
+        "v_m": float(row["neuron_v_m_v"]), "inverter_v_m": float(row["inverter_v_m_v"]),
+        "neuron_gain": float(row["neuron_peak_gain"]), "inverter_gain": float(row["inverter_peak_gain"]),
+        "swing_fraction": float(min(row["inverter_swing_fraction"], row["neuron_swing_fraction"])),
+        "tanh_rms_v": float(row["neuron_rms_v"]), "inverter_tanh_rms_v": float(row["inverter_rms_v"]),
+        "noise_margin_v": float(min(row["neuron_nm_l"], row["neuron_nm_h"])),
+        "static_power_w": float(row["static_power_w"]),
+    }
+
+
+def _bench_fits(curves: Any, midpoint: float) -> dict[str, Any]:
+    """One ``fit_tanh`` per curve against ``fit_tanh_many`` on the same curves."""
+    from memspice.fit.tanh_batch import fit_tanh_many
+    from memspice.fit.tanh_fit import fit_tanh
+
+    groups = [g for _, g in curves.groupby(["sizing", "load_ohm", "stage"], sort=True)]
+    v_in = groups[0]["v_in"].to_numpy()
+    outputs = np.array([g["v_out"].to_numpy() for g in groups])
+    fit_tanh(v_in, outputs[0], midpoint=midpoint)  # warm-up: scipy's import is not the fit's cost
+    fit_tanh_many(v_in, outputs[:1], midpoint=midpoint)
+    start = time.perf_counter()
+    single = [fit_tanh(v_in, y, midpoint=midpoint) for y in outputs]
+    single_s = time.perf_counter() - start
+    start = time.perf_counter()
+    many = fit_tanh_many(v_in, outputs, midpoint=midpoint)
+    batched_s = time.perf_counter() - start
+    diff = max(abs(b.rms_v - a.rms_v) / a.rms_v for a, b in zip(single, many))  # type: ignore[union-attr]
+    return {"curves": len(groups), "single_s": round(single_s, 3), "batched_s": round(batched_s, 3),
+            "ratio": round(single_s / batched_s, 2), "max_rms_rel_diff": float(diff)}
+
+
+def _quick_grid(tech_name: str) -> Any:
+    from memspice.characterize.sizing import SizingGrid
+
+    um = 1e-6
+    if tech_name == "builtin":
+        return SizingGrid((0.3 * um, 0.6 * um, 1.2 * um), (1.0 * um, 2.0 * um), (0.1 * um,), (0.1 * um,))
+    return SizingGrid((50 * um,), (25 * um, 35 * um, 50 * um), (0.5 * um, 0.8 * um), (0.5 * um,), mn=(6, 8, 12))
+
+
+def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: float | None) -> dict[str, Any]:
+    from memspice.characterize.presets import default_grid, default_sizing
+    from memspice.characterize.sizing import Targets, copies_per_deck, describe_sizing, run_sizing
+    from memspice.characterize.sweeps import Condition, load_copies, run_family
+    from memspice.sim import SimOptions
+    from memspice.tech.technology import builtin, sky130
+
+    tech = builtin() if tech_name == "builtin" else sky130(corner)
+    grid = _quick_grid(tech_name) if quick else default_grid(tech_name)
+    reference = default_sizing(tech_name)
+    grid.check(tech)
+    sizings = [*grid.sizings(), reference]
+    loads = [DESIGN_LOAD_OHM] if quick else [float(v) for v in np.geomspace(1e5, 2e6, 39)]
+    options = SimOptions(timeout_s=600)
+    targets = Targets(max_tanh_rms_v=max_tanh_rms_v)
+    result = run_sizing(tech, sizings, loads, design_loads_ohm=[DESIGN_LOAD_OHM], targets=targets, options=options,
+                        require=False)
+
+    # sweep speed on the design-load points: batched decks vs one ngspice process per point
+    copies = load_copies(sizings, [DESIGN_LOAD_OHM])
+    start = time.perf_counter()
+    batched = run_family([Condition(tech)], copies, options=options, max_copies=copies_per_deck(len(copies)),
+                         fit=False, keep_curves=True)
+    batched_s = time.perf_counter() - start
+    start = time.perf_counter()
+    per_point = run_family([Condition(tech)], copies, options=options, max_copies=1, fit=False, keep_curves=False)
+    per_point_s = time.perf_counter() - start
+    agree = float(np.max(np.abs(batched.metrics["v_m"].to_numpy() - per_point.metrics["v_m"].to_numpy())))
+
+    fits = _bench_fits(batched.curves, tech.rails.mid)
+
+    ref = _figures(result, len(sizings) - 1)
+    out: dict[str, Any] = {"corner": corner, "n_sizes": len(sizings), "n_loads": len(result.table["load_ohm"].unique()),
+                           "design_load_ohm": DESIGN_LOAD_OHM, "sweep_wall_s": round(result.wall_seconds, 3),
+                           "sweep_sim_s": round(result.sim_seconds, 3), "sweep_decks": result.n_decks,
+                           "speed": {"points": len(copies), "batched_s": round(batched_s, 3),
+                                     "batched_decks": batched.n_decks, "per_point_s": round(per_point_s, 3),
+                                     "per_point_decks": per_point.n_decks,
+                                     "ratio": round(per_point_s / batched_s, 3), "max_v_m_diff_v": agree},
+                           "fits": fits,
+                           "reference": ref, "chosen": None}
+    print(f"\n== {tech_name} {corner}: {len(sizings)} sizes x {out['n_loads']} loads, {result.n_decks} ngspice runs, "
+          f"{result.wall_seconds:.1f} s (simulation {result.sim_seconds:.1f} s summed over processes)")
+    print(f"speed on {len(copies)} design-load points: batched {batched_s:.2f} s in {batched.n_decks} runs, "
+          f"one process per point {per_point_s:.2f} s in {per_point.n_decks} runs "
+          f"(ratio {per_point_s / batched_s:.2f}x; V_M agree to {agree:.2g} V)")
+    print(f"tanh fits of those {fits['curves']} curves: one fit_tanh each {fits['single_s']:.2f} s, batched "
+          f"{fits['batched_s']:.2f} s (ratio {fits['ratio']:.1f}x; RMS agree to {fits['max_rms_rel_diff']:.1g} relative)")
+    _print("reference", describe_sizing(reference), ref)
+    if result.chosen is None:
+        designs = result.designs
+        best = designs[designs["usable"]].sort_values("violation").iloc[0]
+        out["unmet"] = str(best["shortfall"])
+        print(f"no design meets the targets; closest: {describe_sizing(result.sizings[int(best['sizing'])])}: "
+              f"{best['shortfall']}")
+    else:
+        chosen = _figures(result, result.chosen)
+        out["chosen"] = chosen
+        _print("chosen", describe_sizing(result.sizings[result.chosen]), chosen)
+        print(f"chosen / reference static power: {chosen['static_power_w'] / ref['static_power_w']:.3f}")
+    return out
+
+
+def _print(label: str, description: str, f: dict[str, Any]) -> None:
+    print(f"{label:9s} {description}: V_M {f['v_m'] * 1e3:+.2f} mV (inverter {f['inverter_v_m'] * 1e3:+.2f}), "
+          f"neuron gain {f['neuron_gain']:.1f}, swing {100 * f['swing_fraction']:.2f} %, neuron tanh RMS "
+          f"{f['tanh_rms_v'] * 1e3:.2f} mV (inverter {f['inverter_tanh_rms_v'] * 1e3:.2f}), "
+          f"static power {f['static_power_w'] * 1e9:.1f} nW")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from memspice.characterize.sizing import Targets
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="a small grid at the design load only (well under a minute)")
+    parser.add_argument("--techs", default="builtin,sky130", help="comma list of builtin, sky130 (default both)")
+    parser.add_argument("--corner", default="tt", help="sky130 corner (default tt)")
+    parser.add_argument("--max-tanh-rms", type=float, default=None,
+                        help="also require the neuron tanh-fit RMS below this many mV")
+    args = parser.parse_args(argv)
+    techs = [t.strip() for t in args.techs.split(",") if t.strip()]
+    if not techs or any(t not in ("builtin", "sky130") for t in techs):
+        parser.error("--techs takes builtin and/or sky130")
+    max_rms = None if args.max_tanh_rms is None else args.max_tanh_rms * 1e-3
+    start = time.perf_counter()
+    results = {t: bench_technology(t, args.corner if t == "sky130" else "tt", args.quick, max_rms) for t in techs}
+    print(f"\ntotal {time.perf_counter() - start:.1f} s")
+    t = Targets(max_tanh_rms_v=max_rms)
+    targets = {"max_abs_v_m_v": t.max_abs_v_m_v, "min_neuron_gain": t.min_neuron_gain,
+               "min_swing_fraction": t.min_swing_fraction, "max_tanh_rms_v": t.max_tanh_rms_v}
+    print(json.dumps({"bench": "sizing", "quick": args.quick, "targets": targets, "technologies": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
