@@ -154,3 +154,16 @@ def test_masks_are_checked_against_the_plans():
         spec.with_masks((good, None, None))
     with pytest.raises(NetworkError, match="boolean"):
         CrossbarMask(theta=np.ones((2, 20)))
+
+
+def test_models_and_wiring_refuse_a_too_large_network_before_allocating():
+    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.network import network_wiring
+    from memspice.train.conv_model import CrossbarNetwork, TanhConvNet
+
+    huge = NetworkSpec((3, 512, 512), (Conv2d(256, 5, padding=2), Flatten(), Dense(10)))
+    for build in (lambda: CrossbarNetwork(phax_reference_calibration(), huge),
+                  lambda: TanhConvNet(huge),
+                  lambda: network_wiring(huge)):
+        with pytest.raises(NetworkError, match="network too large"):
+            build()

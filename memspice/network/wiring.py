@@ -40,7 +40,13 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from memspice.network.layers import Conv2d
-from memspice.network.spec import CrossbarMask, CrossbarPlan, NetworkError, NetworkSpec
+from memspice.network.spec import (
+    DEFAULT_MEMORY_LIMIT_BYTES,
+    CrossbarMask,
+    CrossbarPlan,
+    NetworkError,
+    NetworkSpec,
+)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -197,8 +203,18 @@ def crossbar_wiring(plan: CrossbarPlan, mask: CrossbarMask | None = None) -> Cro
                           _frozen(present))
 
 
-def network_wiring(spec: NetworkSpec) -> tuple[CrossbarWiring, ...]:
-    """:func:`crossbar_wiring` of every crossbar layer, with the spec's masks."""
+def network_wiring(spec: NetworkSpec, limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES
+                   ) -> tuple[CrossbarWiring, ...]:
+    """:func:`crossbar_wiring` of every crossbar layer, with the spec's masks.
+
+    Raises:
+        NetworkError: the wiring arrays alone would exceed ``limit_bytes`` (nothing built).
+    """
+    estimate = spec.estimate(batch_size=1)
+    if estimate.wiring_bytes > limit_bytes:
+        raise NetworkError(f"network too large to wire: {estimate.devices:,} devices need "
+                           f"≈ {estimate.wiring_bytes / 1e9:.2f} GB of wiring arrays, over the "
+                           f"{limit_bytes / 1e9:.2f} GB limit")
     masks = spec.masks or (None,) * len(spec.plans)
     return tuple(crossbar_wiring(plan, mask) for plan, mask in zip(spec.plans, masks))
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration, TanhActivation
-from memspice.network.spec import NetworkSpec
+from memspice.network.spec import DEFAULT_MEMORY_LIMIT_BYTES, NetworkSpec
 from memspice.network.wiring import CrossbarWiring, network_wiring
 from memspice.train.conv_ops import (
     columns_to_positions,
@@ -91,18 +91,23 @@ class CrossbarNetwork:
         evaluator: ``"static"`` (the only one for conv layers so far).
         init_std: standard deviation of the initial θ.
         init_mean: mean of the initial θ.
+        batch_size: the batch the memory check assumes (samples).
+        memory_limit_bytes: refuse networks whose estimate exceeds this (bytes).
 
     Raises:
         ConfigError: an evaluator or hardware setting these layers do not support yet, or a
             per-device mask (only θ masks keep the weight sharing the trainer relies on).
+        NetworkError: the network is too large (the message quotes the estimate).
     """
 
     def __init__(self, calibration: Calibration, spec: NetworkSpec,
                  hardware: HardwareConfig = HardwareConfig(), evaluator: str = "static",
-                 init_std: float = 1.0, init_mean: float = 0.0) -> None:
+                 init_std: float = 1.0, init_mean: float = 0.0, batch_size: int = 64,
+                 memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES) -> None:
         if evaluator != "static":
             raise ConfigError(f"the {evaluator!r} evaluator does not take layer-described "
                               f"networks yet; use 'static'")
+        spec.check_size(batch_size, memory_limit_bytes)
         shared = any(p.positions > 1 or p.fold > 1 for p in spec.plans)
         if hardware.variation_sigma > 0 and shared:
             raise ConfigError("device variation for conv or pooled layers needs the per-device "
@@ -291,9 +296,14 @@ class TanhConvNet:
         spec: the network.
         input_lo: input value mapped to −1.
         input_hi: input value mapped to +1.
+        batch_size: the batch the memory check assumes (samples).
+        memory_limit_bytes: refuse networks whose estimate exceeds this (bytes).
     """
 
-    def __init__(self, spec: NetworkSpec, input_lo: float = -1.0, input_hi: float = 1.0) -> None:
+    def __init__(self, spec: NetworkSpec, input_lo: float = -1.0, input_hi: float = 1.0,
+                 batch_size: int = 64,
+                 memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES) -> None:
+        spec.check_size(batch_size, memory_limit_bytes)
         if not input_hi > input_lo:
             raise ConfigError(f"input range needs hi > lo, got [{input_lo}, {input_hi}]")
         if any(m is not None for m in spec.masks):
