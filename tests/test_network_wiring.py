@@ -174,3 +174,23 @@ def test_fan_out_is_each_neurons_load_in_devices():
     assert load[0, 0, 0] == 3 and load[0, 1, 1] == 4 * 3 and load.max() == 2 * 2 * 3
     dense = network_wiring(NetworkSpec.dense((4, 5, 3)))[1]
     assert np.all(fan_out(dense) == 3)
+
+
+def test_row_column_conductance_is_the_layers_linear_part():
+    from memspice.network import row_column_conductance
+
+    spec = NetworkSpec((2, 6, 6), (Conv2d(2, 3, padding=1), AvgPool2d(2), Conv2d(2, 2),
+                                   Flatten(), Dense(2)))
+    rng = np.random.default_rng(11)
+    for plan, wiring in zip(spec.plans, network_wiring(spec)):
+        g = wiring.conductances(rng.uniform(1e-7, 8e-6, plan.theta_shape))
+        c = row_column_conductance(wiring, g)
+        assert c.shape == (2 * plan.n_sources + 3, plan.n_columns)
+        pos = rng.uniform(VSS, VDD, (3, plan.n_sources))
+        neg = rng.uniform(VSS, VDD, (3, plan.n_sources))
+        rows = wiring.row_source_voltages(pos, neg, VDD, VSS)
+        sparse = (c.T @ rows.T).T / np.asarray(c.sum(axis=0))
+        assert np.abs(sparse - wiring.column_voltages(g, pos, neg, VDD, VSS)).max() <= 1e-15
+        # a source reaches exactly the columns fan_out counts devices for
+        reached = np.diff(c.indptr)[: plan.n_sources]
+        assert np.all((reached > 0) == (fan_out(wiring) > 0))

@@ -22,7 +22,13 @@ from memspice.network.spec import (
     NetworkSpec,
     SizeEstimate,
 )
-from memspice.network.wiring import CrossbarWiring, crossbar_wiring, fan_out, network_wiring
+from memspice.network.wiring import (
+    CrossbarWiring,
+    crossbar_wiring,
+    fan_out,
+    network_wiring,
+    row_column_conductance,
+)
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT_BYTES",
@@ -43,4 +49,5 @@ __all__ = [
     "layer_from_dict",
     "layer_to_dict",
     "network_wiring",
+    "row_column_conductance",
 ]

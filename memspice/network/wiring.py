@@ -35,6 +35,7 @@ no term in ``Σσ``), which is what an element left out of the netlist does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -228,3 +229,29 @@ def fan_out(wiring: CrossbarWiring) -> np.ndarray:
     n = wiring.plan.n_sources
     counts = np.bincount(wiring.source[wiring.present], minlength=2 * n + 3)
     return counts[:n]
+
+
+def row_column_conductance(wiring: CrossbarWiring, conductances: np.ndarray) -> Any:
+    """The layer's linear part as a sparse ``(2S + 3, n_columns)`` matrix ``C`` (S).
+
+    ``C[r, m]`` is the total conductance between row ``r`` of the row-source vector and column
+    ``m`` (parallel devices of a folded pool summed; absent devices contribute nothing). For
+    row voltages ``R`` ``(B, 2S + 3)``, the column voltages are ``(R·C) / Σ_r C[r, m]``, and
+    the current a row's driver delivers is ``Σ_m C[r, m]·(R_r − V_m)``: the load a coupled
+    model puts on the previous neuron's output (block-sparse for a conv layer: a neuron
+    reaches only the columns whose windows cover it).
+
+    Args:
+        wiring: the layer's wiring.
+        conductances: ``(n_columns, D)`` per-device conductances (S), 0 = absent.
+
+    Returns:
+        A ``scipy.sparse.csr_matrix`` (scipy is imported here, lazily).
+    """
+    from scipy.sparse import coo_matrix
+
+    g = np.asarray(conductances, dtype=np.float64)
+    keep = g > 0
+    columns = np.broadcast_to(np.arange(g.shape[0])[:, None], g.shape)
+    return coo_matrix((g[keep], (wiring.source[keep], columns[keep])),
+                      shape=(wiring.n_row_sources, g.shape[0])).tocsr()
