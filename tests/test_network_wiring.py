@@ -194,3 +194,28 @@ def test_row_column_conductance_is_the_layers_linear_part():
         # a source reaches exactly the columns fan_out counts devices for
         reached = np.diff(c.indptr)[: plan.n_sources]
         assert np.all((reached > 0) == (fan_out(wiring) > 0))
+
+
+@pytest.mark.parametrize("layers", [
+    (Conv2d(2, 3, padding=1), Flatten()),
+    (AvgPool2d(2), Conv2d(2, 2, padding=1), Flatten()),
+])
+def test_per_device_gradient_reduces_to_the_shared_theta_gradient(layers):
+    from memspice.network import theta_gradient
+
+    spec = NetworkSpec((2, 6, 6), layers)
+    model = CrossbarNetwork(phax_reference_calibration(), spec)
+    wiring = model.wiring()[0]
+    rng = np.random.default_rng(12)
+    sigma = rng.uniform(1e-7, 8e-6, spec.plans[0].theta_shape)
+    x = rng.uniform(VSS, VDD, (3, spec.n_inputs))
+    trace = model.forward([sigma], x)
+    a = rng.standard_normal(trace.layers[0].column.shape)  # L = Σ a·V_column
+    shared = model.backward(trace, np.zeros_like(trace.output), grad_column=a)[0]
+    # per device: ∂L/∂G_md = Σ_b a_bm (R_bmd − V_bm) / S_m
+    g = wiring.conductances(sigma)
+    rows = wiring.row_source_voltages(x, -x, VDD, VSS)[:, wiring.source]
+    v = wiring.column_voltages(g, x, -x, VDD, VSS)
+    per_device = np.einsum("bm,bmd->md", a, rows - v[:, :, None]) / g.sum(axis=1)[:, None]
+    np.testing.assert_allclose(theta_gradient(wiring, per_device), shared, rtol=1e-10,
+                               atol=1e-12 * np.abs(shared).max())

@@ -28,6 +28,7 @@ from memspice.network.wiring import (
     fan_out,
     network_wiring,
     row_column_conductance,
+    theta_gradient,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "layer_to_dict",
     "network_wiring",
     "row_column_conductance",
+    "theta_gradient",
 ]

@@ -255,3 +255,18 @@ def row_column_conductance(wiring: CrossbarWiring, conductances: np.ndarray) -> 
     columns = np.broadcast_to(np.arange(g.shape[0])[:, None], g.shape)
     return coo_matrix((g[keep], (wiring.source[keep], columns[keep])),
                       shape=(wiring.n_row_sources, g.shape[0])).tocsr()
+
+
+def theta_gradient(wiring: CrossbarWiring, grad_devices: np.ndarray) -> np.ndarray:
+    """Reduce a per-device gradient ``∂L/∂G`` ``(n_columns, D)`` (1/S) to ``∂L/∂σ`` of the
+    layer's θ, ``plan.theta_shape`` (1/S).
+
+    Each device is ``G = scale·σ[theta_index]``, so ``∂L/∂σ_t = Σ_{devices of t} scale·∂L/∂G``:
+    the sum over the positions that share a kernel and over the folded devices of a pool.
+    Absent devices contribute nothing. A per-device evaluator (variation, faults, the coupled
+    solver) computes ``∂L/∂G`` and calls this.
+    """
+    weights = np.where(wiring.present, wiring.scale * grad_devices, 0.0)
+    total = np.bincount(wiring.theta_index.ravel(), weights=weights.ravel(),
+                        minlength=int(np.prod(wiring.plan.theta_shape)))
+    return total.reshape(wiring.plan.theta_shape)
