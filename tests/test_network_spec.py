@@ -167,3 +167,11 @@ def test_models_and_wiring_refuse_a_too_large_network_before_allocating():
                   lambda: network_wiring(huge)):
         with pytest.raises(NetworkError, match="network too large"):
             build()
+
+
+def test_summary_lists_every_layer_and_the_totals():
+    text = NetworkSpec((1, 14, 14), LENET_LIKE).summary().splitlines()
+    assert len(text) == 2 + len(LENET_LIKE) + 1
+    assert text[2].split() == ["0", "conv2d", "4x12x12", "576", "20", "11,520", "80"]
+    assert "folded" in text[3]
+    assert text[-1] == "total: 51,220 devices, 714 columns, 1,332 trainable θ"

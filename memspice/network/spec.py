@@ -43,6 +43,10 @@ def _prod(shape: Shape) -> int:
     return math.prod(shape)
 
 
+def _show(shape: Shape) -> str:
+    return "x".join(str(s) for s in shape)
+
+
 @dataclass(frozen=True, slots=True)
 class CrossbarPlan:
     """One crossbar layer in numbers.
@@ -386,6 +390,26 @@ class NetworkSpec:
         if not self.is_dense:
             return None
         return (self.input_shape[0], *(l.units for l in self.layers))  # type: ignore[union-attr]
+
+    def summary(self) -> str:
+        """A plain-text table: every layer's output shape, columns, devices and θ."""
+        head = f"{'layer':>5}  {'kind':<9}  {'output':<10}  {'columns':>8}  {'dev/col':>7}  " \
+               f"{'devices':>10}  {'theta':>8}"
+        lines = [head, f"{'in':>5}  {'input':<9}  {_show(self.input_shape)}"]
+        plans = {p.index: p for p in self.plans}
+        for index, (layer, shape) in enumerate(zip(self.layers, self.shapes[1:])):
+            text = f"{index:>5}  {layer.kind:<9}  {_show(shape):<10}"
+            plan = plans.get(index)
+            if plan is not None:
+                text += (f"  {plan.n_columns:>8,}  {plan.devices_per_column:>7,}  "
+                         f"{plan.n_devices:>10,}  {math.prod(plan.theta_shape):>8,}")
+            elif isinstance(layer, AvgPool2d):
+                text += "  (folded into the next crossbar layer's rows)"
+            lines.append(text.rstrip())
+        est = self.estimate()
+        lines.append(f"total: {est.devices:,} devices, {est.columns:,} columns, "
+                     f"{est.thetas:,} trainable θ")
+        return "\n".join(lines)
 
     def estimate(self, batch_size: int = 64) -> SizeEstimate:
         """Devices, columns and bytes, from shapes alone (see :class:`SizeEstimate`)."""
