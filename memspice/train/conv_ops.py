@@ -47,6 +47,10 @@ def col2im(grad: np.ndarray, in_shape: tuple[int, int, int], kernel: int, stride
 
 def avg_pool(x: np.ndarray, pool: AvgPool2d) -> np.ndarray:
     """Average of every ``size × size`` window, ``(B, C, H, W) → (B, C, H_out, W_out)``."""
+    if pool.step == pool.size:  # tiling windows: a reshape, no strided view
+        b, c, h, w = x.shape
+        p = pool.size
+        return x.reshape(b, c, h // p, p, w // p, p).mean(axis=(3, 5))
     win = sliding_window_view(x, (pool.size, pool.size), axis=(2, 3))
     return win[:, :, :: pool.step, :: pool.step].mean(axis=(-2, -1))
 
@@ -54,8 +58,12 @@ def avg_pool(x: np.ndarray, pool: AvgPool2d) -> np.ndarray:
 def avg_pool_backward(grad: np.ndarray, in_hw: tuple[int, int], pool: AvgPool2d) -> np.ndarray:
     """Adjoint of :func:`avg_pool`: each input gets ``1/size²`` of every window it is in."""
     batch, channels, h_out, w_out = grad.shape
-    out = np.zeros((batch, channels, *in_hw))
     share = grad / (pool.size * pool.size)
+    if pool.step == pool.size:
+        p = pool.size
+        spread = np.broadcast_to(share[:, :, :, None, :, None], (batch, channels, h_out, p, w_out, p))
+        return spread.reshape(batch, channels, *in_hw)
+    out = np.zeros((batch, channels, *in_hw))
     step = pool.step
     for a in range(pool.size):
         for b in range(pool.size):
