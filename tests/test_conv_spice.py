@@ -92,3 +92,16 @@ def test_flat_dense_deck_equals_todays_subcircuit_deck():
             for pol in ("n", "p"):
                 node = output_node(layer, j, pol)
                 assert abs(flat[node][0] - nested[node][0]) <= 1e-9
+
+
+@pytest.mark.ngspice
+def test_batch_deck_sweeps_several_images():
+    from memspice.sim import simulate
+    from memspice.train.conv_circuit import batch_deck
+
+    net = _network(TINY, seed=6)
+    x = np.random.default_rng(7).uniform(-0.25, 0.25, (3, 36))
+    plot = simulate(batch_deck(net, builtin(), InverterSizing(), x)).plot(0)
+    first = np.stack([plot[column_node(0, m)] for m in range(32)], axis=1)
+    assert first.shape == (3, 32)
+    assert np.abs(first - net.trace(x).layers[0].column).max() <= 1e-6
