@@ -89,7 +89,7 @@ def test_network_round_trip_and_layer_voltages(iris, tmp_path):
     back = [np.asarray(t) for t in ideal.thetas()]
     np.testing.assert_allclose(back[0], params[0], rtol=1e-9, atol=1e-9)
     meta = json.loads((tmp_path / "network.json").read_text())
-    assert meta["calibration_digest"] == CAL.digest() and meta["version"] == 1
+    assert meta["calibration_digest"] == CAL.digest() and meta["version"] == 2
     other = Calibration(CAL.rails, CAL.activation, CAL.device, source={"x": "y"})
     with pytest.raises(ConfigError, match="trained with calibration"):
         load_network(tmp_path, other)

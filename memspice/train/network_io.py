@@ -6,6 +6,11 @@ fault map, ``stuck_high{i}`` / ``stuck_low{i}``. ``network.json`` holds the form
 version, topology, rails, device window, evaluator name, the full calibration and its digest,
 and free-form training metadata. The validation stage calls :func:`load_network` and then
 :meth:`TrainedNetwork.layer_voltages`.
+
+Version 2 adds ``layers``, the :class:`~memspice.network.NetworkSpec` description
+(``{"input_shape": [...], "layers": [{"kind": "dense", "units": …}, …]}``); version 1 files
+(dense, no ``layers``) still load. Networks with conv or pooling layers are read by
+:func:`memspice.train.conv_io.load_layered_network`.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from memspice.circuit.wiring import layer_shapes
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
 from memspice.io import write_atomic, write_text_atomic
+from memspice.network.spec import NetworkSpec
 from memspice.train.forward import LayerState, make_evaluator
 from memspice.train.hardware import FaultMap
 from memspice.train.mapping import ConductanceWindow, conductance_to_theta
 
 NETWORK_FORMAT = "memspice-network"
-NETWORK_VERSION = 1
+NETWORK_VERSION = 2
+#: Versions :func:`load_network` reads: 1 (dense topology only) and 2 (adds ``layers``).
+READABLE_VERSIONS = (1, 2)
 NPZ_NAME = "network.npz"
 JSON_NAME = "network.json"
 
@@ -117,6 +125,7 @@ def save_network(network: TrainedNetwork, directory: Path) -> dict[str, Path]:
         "format": NETWORK_FORMAT,
         "version": NETWORK_VERSION,
         "topology": list(network.topology),
+        "layers": NetworkSpec.dense(network.topology).to_dict(),
         "units": "siemens",
         "row_order": "ip_0..ip_{N-1}, in_0..in_{N-1}, bias_p(vdd), bias_n(vss)",
         "rails": {"vdd": cal.rails.vdd, "vss": cal.rails.vss},
@@ -155,9 +164,12 @@ def load_network(directory: Path, calibration: Calibration | None = None) -> Tra
         raise ConfigError(f"{json_path} is not valid JSON: {exc}") from exc
     if meta.get("format") != NETWORK_FORMAT:
         raise ConfigError(f"{json_path} is not a memspice network document")
-    if meta.get("version") != NETWORK_VERSION:
+    if meta.get("version") not in READABLE_VERSIONS:
         raise ConfigError(f"network format version {meta.get('version')!r} is not supported "
-                          f"(this memspice reads version {NETWORK_VERSION})")
+                          f"(this memspice reads versions {list(READABLE_VERSIONS)})")
+    if meta.get("version") >= 2 and meta.get("topology") is None:
+        raise ConfigError(f"{json_path} holds a network with conv or pooling layers; read it "
+                          f"with memspice.train.conv_io.load_layered_network")
     stored = Calibration.from_dict(meta["calibration"])
     if stored.digest() != meta["calibration_digest"]:
         raise ConfigError(f"{json_path}: embedded calibration does not match its digest")
