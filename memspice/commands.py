@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -71,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--sky130-compat", action="store_true",
                    help="run with `set ngbehavior=hsa` and `set ng_nomodcheck` (needed by sky130 decks)")
     s.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
+    s.add_argument("--allow-control", action="store_true",
+                   help="run ngspice control code the deck carries (.control blocks, *# lines, shell…); "
+                        "refused by default because it can run any program")
     s.set_defaults(func=run_sim)
 
 
@@ -103,13 +107,20 @@ def build_structure_deck(args: argparse.Namespace) -> Deck:
 
 
 def run_netlist(args: argparse.Namespace) -> int:
-    text = emit(build_structure_deck(args))
+    deck = build_structure_deck(args)
+    text = emit(deck)
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        write_text_atomic(Path(args.output), text)
+        write_text_atomic(Path(args.output), text, inputs=_model_files(deck))
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _model_files(deck: Deck) -> list[Path]:
+    """The model files a deck includes (a netlist must never be written over them)."""
+    roots = {root.alias: Path(root.directory) for root in deck.model_roots}
+    return [roots[inc.root] / inc.relpath for inc in deck.includes if inc.root in roots]
 
 
 def known_model_roots():  # noqa: ANN201 - tuple[ModelRoot, ...]
@@ -126,30 +137,57 @@ def known_model_roots():  # noqa: ANN201 - tuple[ModelRoot, ...]
     return tuple(roots)
 
 
-def run_sim(args: argparse.Namespace) -> int:
-    from memspice.sim import SimOptions, simulate_text
+#: Alias under which ``memspice sim`` links the deck file's own directory into the run directory.
+DECK_DIR_ALIAS = "memspice_deck_dir"
+CONTROL_HINT = "pass --allow-control to run it anyway (only for decks you trust)"
 
-    deck_path = Path(args.deck)
+
+def read_deck(deck_path: Path) -> str:
+    """The text of a deck file.
+
+    Raises:
+        ConfigError: missing, a directory, unreadable or not text.
+    """
     try:
-        text = deck_path.read_text()
+        return deck_path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"deck not found: {deck_path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"deck {deck_path} is a directory, not a netlist file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"deck {deck_path} is not a text file") from None
-    text = _absolutize_includes(text, deck_path.resolve().parent)
-    settings = (("ngbehavior", "hsa"), ("ng_nomodcheck", "")) if args.sky130_compat else ()
-    options = SimOptions(backend=args.backend, timeout_s=args.timeout, keep="always" if args.keep else "on_failure")
-    result = simulate_text(text, known_model_roots(), settings, options)
-    out = Path(args.output) if args.output else deck_path.with_suffix(".csv")
-    written = []
-    for i in range(len(result.plots)):
-        path = out if len(result.plots) == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
-        frame = result.frame(i)
-        from memspice.io import write_atomic
+    except OSError as exc:
+        raise ConfigError(f"cannot read deck {deck_path}: {exc.strerror or exc}") from None
 
-        write_atomic(path, lambda tmp, f=frame: f.to_csv(tmp, index=False, float_format="%.17g"))
-        written.append({"plot": result.plots[i].name, "file": str(path), "points": result.plots[i].n_points,
-                        "vectors": sorted(result.plots[i].vectors)})
+
+def run_sim(args: argparse.Namespace) -> int:
+    from memspice.circuit.deck import ModelRoot
+    from memspice.io import check_output_path, write_many_atomic
+    from memspice.sim import SimOptions, simulate_text
+    from memspice.sim.deckcheck import refuse_control_code
+
+    deck_path = Path(args.deck)
+    text = read_deck(deck_path)
+    deck_dir = deck_path.resolve().parent
+    roots = (*known_model_roots(), ModelRoot(DECK_DIR_ALIAS, str(deck_dir)))
+    inputs = {deck_path.resolve()}
+    if not args.allow_control:
+        inputs |= refuse_control_code(text, str(deck_path), deck_dir=deck_dir,
+                                      cwd_dirs={r.alias: Path(r.directory) for r in roots}, hint=CONTROL_HINT)
+    out = Path(args.output) if args.output else deck_path.with_suffix(".csv")
+    check_output_path(out, inputs)
+    text = rebase_relative_includes(text, deck_dir)
+    settings = (("ngbehavior", "hsa"), ("ng_nomodcheck", "")) if args.sky130_compat else ()
+    options = SimOptions(backend=args.backend, timeout_s=args.timeout, keep="always" if args.keep else "on_failure",
+                         allow_control=args.allow_control)
+    result = simulate_text(text, roots, settings, options)
+    paths = [out if len(result.plots) == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
+             for i in range(len(result.plots))]
+    frames = [result.frame(i) for i in range(len(result.plots))]
+    write_many_atomic([(path, lambda tmp, f=frame: f.to_csv(tmp, index=False, float_format="%.17g"))
+                       for path, frame in zip(paths, frames)], inputs)
+    written = [{"plot": plot.name, "file": str(path), "points": plot.n_points, "vectors": sorted(plot.vectors)}
+               for plot, path in zip(result.plots, paths)]
     summary = {"deck": str(deck_path), "elapsed_s": round(result.elapsed_s, 4), "plots": written,
                "run_dir": str(result.run_dir) if result.run_dir else None}
     if args.json:
@@ -161,21 +199,34 @@ def run_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _absolutize_includes(text: str, base: Path) -> str:
-    """Make a deck file's relative includes point at its own directory.
+_INCLUDE_LINE = re.compile(r'^(\s*\.(?:include|inc|lib)\s+)("?)([^"\s]+)("?)(.*)$', re.IGNORECASE)
 
-    Relative includes in a user's deck are meant relative to the deck file; the run happens
-    elsewhere. Paths under a known model-root alias are left alone (they are linked).
+
+def rebase_relative_includes(text: str, deck_dir: Path) -> str:
+    """Point a deck file's relative includes at its own directory, through an alias.
+
+    Relative includes in a user's deck are meant relative to the deck file; the run happens in
+    a run directory where that directory is linked as :data:`DECK_DIR_ALIAS`. No path of this
+    machine is written into the deck, so a directory name cannot inject deck lines. An include
+    is rewritten only when it names an existing file beside the deck with a plain name
+    (:func:`~memspice.circuit.values.check_deck_text`); ``.lib`` section names, model-root
+    aliases, ``$VAR`` and ``~`` paths are left for ngspice to resolve.
     """
-    import re
-
+    from memspice.circuit.values import check_deck_text
+    from memspice.errors import NetlistError
     from memspice.tech.technology import BUILTIN_ROOT, SKY130_ROOT
 
-    pattern = re.compile(r'^(\s*\.(?:include|inc|lib)\s+)("?)([^"\s]+)("?)(.*)$', re.IGNORECASE)
+    aliases = (BUILTIN_ROOT, SKY130_ROOT, DECK_DIR_ALIAS)
     lines = []
     for line in text.splitlines():
-        match = pattern.match(line)
-        if match and not Path(match.group(3)).is_absolute() and match.group(3).split("/")[0] not in (BUILTIN_ROOT, SKY130_ROOT):
-            line = f'{match.group(1)}"{(base / match.group(3)).as_posix()}"{match.group(5)}'
+        match = _INCLUDE_LINE.match(line)
+        if (match and not Path(match.group(3)).is_absolute() and match.group(3).split("/")[0] not in aliases
+                and (deck_dir / match.group(3)).is_file()):
+            try:
+                target = check_deck_text(f"{DECK_DIR_ALIAS}/{match.group(3)}", "include path")
+            except NetlistError:
+                target = None
+            if target is not None:
+                line = f'{match.group(1)}"{target}"{match.group(5)}'
         lines.append(line)
     return "\n".join(lines) + "\n"
