@@ -25,18 +25,21 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 from memspice.errors import NetlistError
 
-#: Line starts that make a line control code (after leading whitespace, any case).
+#: Line starts that make a line control code (after leading whitespace, any case). Patterns
+#: start with a literal newline (the text is scanned with one prepended), which lets the regex
+#: engine jump from line to line: 20x faster than ``^`` with MULTILINE on multi-MB decks.
 _CONTROL = re.compile(
-    r"^[ \t]*(?P<what>\.control|\.endc|\*#|\*ng_script|shell(?=[\s;]|$)|pre_\w+)",
-    re.IGNORECASE | re.MULTILINE,
+    r"\n[ \t]*(?P<what>\.control|\.endc|\*#|\*ng_script|shell(?=[\s;]|$)|pre_\w+)",
+    re.IGNORECASE,
 )
-#: A code model that loads a shared library named in the netlist.
-_COSIM = re.compile(r"\bd_cosim\b", re.IGNORECASE)
+#: A code model that loads a shared library named in the netlist (any mention is refused).
+_COSIM_WORD = b"d_cosim"
 #: ``.include``/``.inc…``/``.lib…`` (ngspice matches these by prefix) and the rest of the line.
-_INCLUDE = re.compile(r"^[ \t]*\.(?:inc|lib)\S*[ \t]+(?P<rest>[^\n]*)", re.IGNORECASE | re.MULTILINE)
+_INCLUDE = re.compile(r"\n[ \t]*\.(?:inc|lib)\S*[ \t]+(?P<rest>[^\n]*)", re.IGNORECASE)
 #: Characters that break a line for the scan (1:1 so offsets keep their line numbers).
 _BREAKS = str.maketrans({"\r": "\n", "\f": "\n", "\v": "\n"})
 #: Files larger than this are not read whole; ngspice would choke on them anyway.
@@ -110,21 +113,22 @@ def scan_text(text: str, name: str) -> tuple[ControlFinding | None, list[str]]:
     Returns:
         The first finding (``None`` if clean) and the raw path tokens of its includes.
     """
-    collapsed = text.replace("\r\n", "\n")
-    scanned = collapsed.translate(_BREAKS)
+    collapsed = "\n" + (text.replace("\r\n", "\n") if "\r" in text else text)
+    scanned = collapsed.translate(_BREAKS) if any(c in collapsed for c in "\r\f\v") else collapsed
     finding = None
     match = _CONTROL.search(scanned)
-    cosim = _COSIM.search(scanned)
-    first = min((m for m in (match, cosim) if m is not None), key=lambda m: m.start(), default=None)
-    if first is not None:
-        if first is match:
-            word = match.group("what").lower()
-            key = "pre_" if word.startswith("pre_") else word
-            start = match.start("what")
-        else:
-            key, start = "d_cosim", first.start()
+    # ASCII case folding as ngspice does, one byte per character so offsets still match;
+    # 10x faster than a case-insensitive regex on multi-MB decks.
+    cosim = scanned.encode("latin-1", "replace").lower().find(_COSIM_WORD)
+    if cosim >= 0 and (match is None or cosim < match.start("what")):
+        key, start = "d_cosim", cosim
+    elif match is not None:
+        word = match.group("what").lower()
+        key = "pre_" if word.startswith("pre_") else word
+        start = match.start("what")
+    if cosim >= 0 or match is not None:
         line_start = scanned.rfind("\n", 0, start) + 1
-        finding = ControlFinding(name, collapsed.count("\n", 0, start) + 1, _WHAT[key], _line_text(scanned, line_start))
+        finding = ControlFinding(name, collapsed.count("\n", 0, start), _WHAT[key], _line_text(scanned, line_start))
     targets = []
     for inc in _INCLUDE.finditer(scanned):
         rest = inc.group("rest").strip()
@@ -160,14 +164,13 @@ def _candidates(token: str, including_dir: Path | None, cwd_dirs: Mapping[str, P
     return paths
 
 
-_CACHE: dict[tuple[str, int, int, int], tuple[ControlFinding | None, list[str]]] = {}
+_CACHE: dict[tuple[int, int, int, int], tuple[ControlFinding | None, list[str]]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _scan_file(path: Path, name: str) -> tuple[ControlFinding | None, list[str]]:
+def _scan_file(path: Path, stat: os.stat_result, name: str) -> tuple[ControlFinding | None, list[str]]:
     """:func:`scan_text` of a file, cached by identity and modification time."""
-    stat = path.stat()
-    key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    key = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
     if cached is not None:
@@ -209,36 +212,42 @@ def scan_deck(
     finding, targets = scan_text(text, name)
     if finding is not None:
         return ScanResult(finding, frozenset())
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
+    files: set[Path] = set()
+    tried: set[str] = set()
     earlier: list[Path] = []
     pending: list[tuple[str, Path | None]] = [(t, deck_dir) for t in targets]
     while pending:
         token, including_dir = pending.pop(0)
         for candidate in _candidates(token, including_dir, roots, earlier):
+            where = str(candidate if candidate.is_absolute() else Path.cwd() / candidate)  # '..' kept: links resolve physically
+            if where in tried:
+                continue
+            tried.add(where)
             try:
-                if not candidate.is_file():
-                    continue
-                resolved = candidate.resolve()
-            except OSError:
+                stat = os.stat(where)
+            except (OSError, ValueError):
                 continue
-            if resolved in seen:
-                continue
-            seen.add(resolved)
+            if not S_ISREG(stat.st_mode) or (stat.st_dev, stat.st_ino) in seen:
+                continue  # devices and pipes are never read (ngspice would block on them too)
+            seen.add((stat.st_dev, stat.st_ino))
+            files.add(Path(where))
             if len(seen) > MAX_FILES:
-                return ScanResult(ControlFinding(name, 1, f"more than {MAX_FILES} included files", ""), frozenset(seen))
+                return ScanResult(ControlFinding(name, 1, f"more than {MAX_FILES} included files", ""), frozenset(files))
             try:
-                found, nested = _scan_file(resolved, str(candidate))
+                found, nested = _scan_file(Path(where), stat, str(candidate))
             except OSError:
                 continue  # unreadable: ngspice cannot read it either
             if found is not None:
-                return ScanResult(found, frozenset(seen))
-            parent = candidate.parent
+                return ScanResult(found, frozenset(files))
+            parent = Path(where).parent
             if parent not in earlier:
                 earlier.append(parent)
-            if resolved.parent not in earlier:
-                earlier.append(resolved.parent)
+            real_parent = Path(os.path.realpath(where)).parent
+            if real_parent not in earlier:
+                earlier.append(real_parent)
             pending += [(t, parent) for t in nested]
-    return ScanResult(None, frozenset(seen))
+    return ScanResult(None, frozenset(files))
 
 
 def refuse_control_code(
