@@ -164,16 +164,16 @@ def run_sim(args: argparse.Namespace) -> int:
     from memspice.circuit.deck import ModelRoot
     from memspice.io import check_output_path, write_many_atomic
     from memspice.sim import SimOptions, simulate_text
-    from memspice.sim.deckcheck import refuse_control_code
+    from memspice.sim.deckcheck import ControlCodeRefused, scan_deck
 
     deck_path = Path(args.deck)
     text = read_deck(deck_path)
     deck_dir = deck_path.resolve().parent
     roots = (*known_model_roots(), ModelRoot(DECK_DIR_ALIAS, str(deck_dir)))
-    inputs = {deck_path.resolve()}
-    if not args.allow_control:
-        inputs |= refuse_control_code(text, str(deck_path), deck_dir=deck_dir,
-                                      cwd_dirs={r.alias: Path(r.directory) for r in roots}, hint=CONTROL_HINT)
+    scan = scan_deck(text, str(deck_path), deck_dir=deck_dir, cwd_dirs={r.alias: Path(r.directory) for r in roots})
+    if scan.finding is not None and not args.allow_control:
+        raise ControlCodeRefused(scan.finding, CONTROL_HINT)
+    inputs = {deck_path.resolve(), *scan.files}
     out = Path(args.output) if args.output else deck_path.with_suffix(".csv")
     check_output_path(out, inputs)
     text = rebase_relative_includes(text, deck_dir)
