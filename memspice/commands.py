@@ -19,9 +19,9 @@ from memspice.circuit.builders import (
 from memspice.circuit.deck import Dc, Deck, Op, Sweep
 from memspice.circuit.wiring import layer_shapes
 from memspice.cli_options import add_technology_options, sizing_from_args, technology_from_args
-from memspice.errors import ConfigError
+from memspice.errors import ConfigError, MemspiceError
 from memspice.io import write_text_atomic
-from memspice.netlist.emit import emit
+from memspice.netlist.emit import emit, required_settings
 
 STRUCTURES = ("inverter", "neuron", "column", "network")
 
@@ -70,8 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--timeout", type=float, default=120.0, help="seconds before the run is killed (default 120)")
     s.add_argument("--keep", action="store_true", help="keep the run directory even on success")
     s.add_argument("--sky130-compat", action="store_true",
-                   help="run with `set ngbehavior=hsa` and `set ng_nomodcheck` (needed by sky130 decks)")
+                   help="run with `set ngbehavior=hsa` and `set ng_nomodcheck` (needed by sky130 decks; decks "
+                        "memspice writes say so in `* requires: set …` comments, which sim follows by itself)")
     s.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
+    s.add_argument("--model-root", action="append", default=[], metavar="ALIAS=DIR",
+                   help="resolve includes under ALIAS/ in DIR (repeatable; for decks written for model files "
+                        "outside their own folder)")
     s.add_argument("--allow-control", action="store_true",
                    help="run ngspice control code the deck carries (.control blocks, *# lines, shell…); "
                         "refused by default because it can run any program")
@@ -108,6 +112,8 @@ def build_structure_deck(args: argparse.Namespace) -> Deck:
 
 def run_netlist(args: argparse.Namespace) -> int:
     deck = build_structure_deck(args)
+    if args.output != "-":
+        deck = _beside_output(deck, Path(args.output))
     text = emit(deck)
     if args.output == "-":
         sys.stdout.write(text)
@@ -115,6 +121,37 @@ def run_netlist(args: argparse.Namespace) -> int:
         write_text_atomic(Path(args.output), text, inputs=_model_files(deck))
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _beside_output(deck: Deck, output: Path) -> Deck:
+    """Reference a user's model files through the deck's own directory when they lie under it.
+
+    ``memspice sim`` links a deck's directory into its run directory (as
+    :data:`DECK_DIR_ALIAS`), so such a deck simulates as written, wherever the folder moves.
+    Built-in and sky130 models keep their aliases (``sim`` knows them).
+    """
+    from dataclasses import replace
+
+    from memspice.circuit.deck import Include, ModelRoot
+    from memspice.tech.technology import BUILTIN_ROOT, SKY130_ROOT
+
+    out_dir = output.resolve().parent
+    roots = {root.alias: Path(root.directory) for root in deck.model_roots}
+    includes, used = [], False
+    for inc in deck.includes:
+        if inc.root in (BUILTIN_ROOT, SKY130_ROOT) or inc.root not in roots:
+            includes.append(inc)
+            continue
+        try:
+            relpath = (roots[inc.root] / inc.relpath).resolve().relative_to(out_dir).as_posix()
+            includes.append(Include(DECK_DIR_ALIAS, relpath, inc.section))
+            used = True
+        except (ValueError, MemspiceError):  # outside the output's folder, or not a plain path
+            includes.append(inc)
+    if not used:
+        return deck
+    kept = tuple(root for root in deck.model_roots if any(inc.root == root.alias for inc in includes))
+    return replace(deck, includes=tuple(includes), model_roots=(*kept, ModelRoot(DECK_DIR_ALIAS, str(out_dir))))
 
 
 def _model_files(deck: Deck) -> list[Path]:
@@ -169,7 +206,8 @@ def run_sim(args: argparse.Namespace) -> int:
     deck_path = Path(args.deck)
     text = read_deck(deck_path)
     deck_dir = deck_path.resolve().parent
-    roots = (*known_model_roots(), ModelRoot(DECK_DIR_ALIAS, str(deck_dir)))
+    roots = (*known_model_roots(), ModelRoot(DECK_DIR_ALIAS, str(deck_dir)), *_given_roots(args.model_root))
+    _check_aliases(text, deck_path, deck_dir, roots)
     scan = scan_deck(text, str(deck_path), deck_dir=deck_dir, cwd_dirs={r.alias: Path(r.directory) for r in roots})
     if scan.finding is not None and not args.allow_control:
         raise ControlCodeRefused(scan.finding, CONTROL_HINT)
@@ -177,10 +215,12 @@ def run_sim(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else deck_path.with_suffix(".csv")
     check_output_path(out, inputs)
     text = rebase_relative_includes(text, deck_dir)
-    settings = (("ngbehavior", "hsa"), ("ng_nomodcheck", "")) if args.sky130_compat else ()
+    settings = dict(required_settings(text))  # what a deck memspice wrote says it needs
+    if args.sky130_compat:
+        settings.update({"ngbehavior": "hsa", "ng_nomodcheck": ""})
     options = SimOptions(backend=args.backend, timeout_s=args.timeout, keep="always" if args.keep else "on_failure",
                          allow_control=args.allow_control)
-    result = simulate_text(text, roots, settings, options)
+    result = simulate_text(text, roots, tuple(settings.items()), options)
     paths = [out if len(result.plots) == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
              for i in range(len(result.plots))]
     frames = [result.frame(i) for i in range(len(result.plots))]
@@ -197,6 +237,35 @@ def run_sim(args: argparse.Namespace) -> int:
             print(f"{item['plot']}: {item['points']} points, {len(item['vectors'])} vectors -> {item['file']}")
         print(f"simulated in {summary['elapsed_s']} s")
     return 0
+
+
+def _given_roots(pairs: list[str]):  # noqa: ANN202 - tuple[ModelRoot, ...]
+    """``--model-root ALIAS=DIR`` options as model roots."""
+    from memspice.circuit.deck import ModelRoot
+
+    roots = []
+    for pair in pairs:
+        alias, sep, directory = pair.partition("=")
+        if not sep or not alias or not directory:
+            raise ConfigError(f"--model-root expects ALIAS=DIR, got {pair!r}")
+        if not Path(directory).is_dir():
+            raise ConfigError(f"--model-root {alias}: {directory} is not a directory")
+        roots.append(ModelRoot(alias, str(Path(directory).resolve())))
+    return tuple(roots)
+
+
+_USER_ALIAS = re.compile(r'^\s*\.(?:include|inc|lib)\s+"?(user_[0-9a-f]{10})/', re.IGNORECASE | re.MULTILINE)
+
+
+def _check_aliases(text: str, deck_path: Path, deck_dir: Path, roots) -> None:  # noqa: ANN001
+    """Refuse, before running, a deck that names a user model root nobody said where to find."""
+    known = {root.alias for root in roots}
+    for alias in dict.fromkeys(_USER_ALIAS.findall(text)):
+        if alias not in known and not (deck_dir / alias).is_dir():
+            raise ConfigError(
+                f"{deck_path} includes model files under {alias}/, a user library written elsewhere; "
+                f"pass --model-root {alias}=DIR (the folder of the --lib file), or write the deck into that folder or one above it"
+            )
 
 
 _INCLUDE_LINE = re.compile(r'^(\s*\.(?:include|inc|lib)\s+)("?)([^"\s]+)("?)(.*)$', re.IGNORECASE)
