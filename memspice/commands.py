@@ -287,7 +287,9 @@ def rebase_relative_includes(text: str, deck_dir: Path) -> str:
 
     aliases = (BUILTIN_ROOT, SKY130_ROOT, DECK_DIR_ALIAS)
     lines = []
-    for line in text.splitlines():
+    # split on "\n" only: str.splitlines would also break at \x1c, \x85, \u2028…, making new
+    # deck lines out of text ngspice reads as one line
+    for line in text.removesuffix("\n").split("\n"):
         match = _INCLUDE_LINE.match(line)
         if (match and not Path(match.group(3)).is_absolute() and match.group(3).split("/")[0] not in aliases
                 and (deck_dir / match.group(3)).is_file()):

@@ -96,6 +96,8 @@ ATTACKS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "comment command": (lambda t: _write(t / "d.cir", DIVIDER + f"*#{SHELL_LINE}\n.end\n"), "line 6"),
     "ng_script file": (lambda t: _write(t / "d.cir", f"*ng_script\n{SHELL_LINE}\n"), "line 1"),
     "lone carriage return": (lambda t: _write(t / "d.cir", DIVIDER + f"* x\r.control\n{SHELL_LINE}\n.endc\n.end\n"), "line 7"),
+    "unicode line separators": (lambda t: _write(t / "d.cir", DIVIDER + f"* x\x1c.control\u2028{SHELL_LINE}\x85.endc\n.end\n"),
+                                "line 6"),
     "included file": (lambda t: _include_chain(t, depth=1), "evil.lib"),
     "nested include through a subdirectory": (lambda t: _include_chain(t, depth=2), "evil.lib"),
     "lib section file": (lambda t: _lib_section(t), "evil.lib"),

@@ -298,3 +298,17 @@ def test_one_sample_batch_matches_the_same_sample_in_a_larger_batch() -> None:
     for layer in range(2):
         assert np.all(np.isfinite(one[f"outp{layer}"]))
         np.testing.assert_allclose(one[f"outp{layer}"][0], two[f"outp{layer}"][0], atol=1e-6, rtol=0)
+
+
+def test_netlist_never_writes_over_the_model_file_it_includes(tmp_path: Path) -> None:
+    import shutil
+
+    from memspice.tech.technology import builtin_models_dir
+
+    lib = tmp_path / "mine.lib"
+    shutil.copy(builtin_models_dir() / "builtin_mos.lib", lib)
+    before = lib.read_bytes()
+    proc = _cli(["netlist", "inverter", "--tech", "user", "--lib", str(lib), "--nmos", "memspice_nmos",
+                 "--pmos", "memspice_pmos", "-o", str(lib)])
+    _one_error_line(proc, "refusing to overwrite")
+    assert lib.read_bytes() == before

@@ -14,7 +14,7 @@ libraries, ``write``/``wrdata`` write files anywhere. They reach the interpreter
 the including file's directory, the directories of earlier includes, ``$VAR`` and ``~/``
 expansion). It over-approximates on purpose: a line that ngspice might read as control
 code is refused even where ngspice would not execute it (``shell`` as a first word, leading
-whitespace, a line broken by a lone carriage return or form feed).
+whitespace, a line broken by a lone carriage return, form feed or Unicode line separator).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ _COSIM_WORD = b"d_cosim"
 #: ``.include``/``.inc…``/``.lib…`` (ngspice matches these by prefix) and the rest of the line.
 _INCLUDE = re.compile(r"\n[ \t]*\.(?:inc|lib)\S*[ \t]+(?P<rest>[^\n]*)", re.IGNORECASE)
 #: Characters that break a line for the scan (1:1 so offsets keep their line numbers).
-_BREAKS = str.maketrans({"\r": "\n", "\f": "\n", "\v": "\n"})
+_BREAK_CHARS = "\r\f\v\x1c\x1d\x1e\x85\u2028\u2029"
+_BREAKS = str.maketrans({c: "\n" for c in _BREAK_CHARS})
 #: Files larger than this are not read whole; ngspice would choke on them anyway.
 MAX_SCAN_BYTES = 256 * 1024 * 1024
 #: Include nesting deeper than this is refused (ngspice loops would never end either).
@@ -114,7 +115,7 @@ def scan_text(text: str, name: str) -> tuple[ControlFinding | None, list[str]]:
         The first finding (``None`` if clean) and the raw path tokens of its includes.
     """
     collapsed = "\n" + (text.replace("\r\n", "\n") if "\r" in text else text)
-    scanned = collapsed.translate(_BREAKS) if any(c in collapsed for c in "\r\f\v") else collapsed
+    scanned = collapsed.translate(_BREAKS) if any(c in collapsed for c in _BREAK_CHARS) else collapsed
     finding = None
     match = _CONTROL.search(scanned)
     # ASCII case folding as ngspice does, one byte per character so offsets still match;
