@@ -59,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run a deck file through ngspice and write each analysis' vectors to CSV (one file "
             "per analysis: OUT.csv, or OUT_1.csv, OUT_2.csv … when the deck has several).\n\n"
+            "ngspice control code in the deck or the files it includes (.control blocks, *# lines, "
+            "*ng_script, shell) is refused unless --allow-control is given: it can run any program.\n\n"
             "Example:  memspice sim inv.cir -o inv.csv"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
