@@ -297,6 +297,12 @@ def _golden_settings(value: str) -> object:
     return GoldenMeta.from_json(json.dumps(meta), "meta.json")
 
 
+def _regress_case_name(value: str) -> object:
+    from memspice.regress.cases import VOLTAGE, GoldenCase
+
+    return GoldenCase(value, "hostile", lambda: _deck_title("t"), {"v(out)": VOLTAGE})
+
+
 _SCRATCH: list[Path] = []
 
 
@@ -317,6 +323,7 @@ ROUTES: dict[str, Callable[[str], object]] = {
     "user library file name (--tech user, TOML)": _user_library_file,
     "regress --model-root alias": _regress_model_root_alias,
     "golden metadata settings": _golden_settings,
+    "regress case name (golden file names)": _regress_case_name,
 }
 
 
