@@ -61,14 +61,17 @@ def _init_without_user_spiceinit(shared_class: Any) -> Any:
     or else the user's home directory. It is started inside an empty directory holding an
     empty ``.spiceinit``, so neither is read; each run applies its own settings afterwards.
     """
-    previous = os.getcwd()
+    try:
+        previous: str | None = os.getcwd()
+    except OSError:  # the working directory was removed; there is nothing to go back to
+        previous = None
     with tempfile.TemporaryDirectory(prefix="memspice-init-") as empty:
         (Path(empty) / SPICEINIT_NAME).write_text("* memspice: settings come with each run\n")
         os.chdir(empty)
         try:
             return shared_class.new_instance()
         finally:
-            os.chdir(previous)
+            os.chdir(previous if previous is not None else tempfile.gettempdir())
 
 
 def run_shared(run_dir: Path, timeout_s: float) -> tuple[list[Plot], str]:
