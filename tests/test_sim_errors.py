@@ -312,3 +312,11 @@ def test_netlist_never_writes_over_the_model_file_it_includes(tmp_path: Path) ->
                  "--pmos", "memspice_pmos", "-o", str(lib)])
     _one_error_line(proc, "refusing to overwrite")
     assert lib.read_bytes() == before
+
+
+def test_a_removed_run_directory_is_not_named_in_the_error(tmp_path: Path) -> None:
+    text = "bad deck\nV1 a 0 dc 1\nX1 a 0 no_such_subckt\n.op\n.end\n"
+    with pytest.raises(SimFailed) as info:
+        simulate_text(text, options=SimOptions(work_dir=tmp_path, keep="never"))
+    assert info.value.run_dir is None and "run directory" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

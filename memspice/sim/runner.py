@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from memspice.circuit.deck import Deck, ModelRoot
-from memspice.errors import SimError, SimulatorNotFound
+from memspice.errors import SimError, SimFailed, SimTimeout, SimulatorNotFound
 from memspice.netlist.emit import emit
 from memspice.sim.batch import run_batch
 from memspice.sim.deckcheck import refuse_control_code
@@ -102,13 +102,24 @@ def simulate_text(
         plots, output = RUNNERS[options.backend](run_dir, options.timeout_s, options)
     except SimulatorNotFound:
         raise  # nothing ran: the run directory would only be litter
-    except SimError:
+    except SimError as exc:
         keep = keep or options.keep == "on_failure"
+        if not keep:
+            raise _without_run_dir(exc) from None  # the message must not name a removed directory
         raise
     finally:
         if not keep:
             remove_run_dir(run_dir)
     return SimResult(plots, output, time.monotonic() - start, run_dir if keep else None)
+
+
+def _without_run_dir(exc: SimError) -> SimError:
+    """The same failure, naming no run directory (used when that directory is removed)."""
+    if isinstance(exc, SimTimeout) and exc.run_dir is not None:
+        return SimTimeout(exc.seconds)
+    if isinstance(exc, SimFailed) and exc.run_dir is not None:
+        return SimFailed(exc.error_line, None, exc.stdout, exc.stderr)
+    return exc
 
 
 def _simulate_one(args: tuple[Deck, SimOptions]) -> SimResult | SimError:
