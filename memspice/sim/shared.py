@@ -122,15 +122,24 @@ def _run_in_background(ng: Any, deadline: float) -> bool:
     # thread starts, True when it ends. None marks "not reported yet".
     ng._is_running = None
     ng.exec_command("bg_run")
-    while ng._is_running is not True:
-        if time.monotonic() > deadline:
-            try:
-                ng.exec_command("bg_halt")
-            except Exception:  # noqa: BLE001 - halting is best effort; the reset follows
-                pass
-            return False
-        time.sleep(0.002)
+    try:
+        while ng._is_running is not True:
+            if time.monotonic() > deadline:
+                _halt(ng)
+                return False
+            time.sleep(0.002)
+    except BaseException:  # Ctrl-C or SIGTERM while waiting: stop the library's thread too
+        _halt(ng)
+        _reset(ng)
+        raise
     return True
+
+
+def _halt(ng: Any) -> None:
+    try:
+        ng.exec_command("bg_halt")
+    except Exception:  # noqa: BLE001 - halting is best effort; the reset follows
+        pass
 
 
 def _output(ng: Any) -> str:
