@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from memspice.errors import SimFailed, SimTimeout, SimulatorNotFound
-from memspice.sim.children import kill_group, tracked
+from memspice.sim.children import kill_group, started
 from memspice.sim.diagnose import find_error_line
 from memspice.sim.rawfile import Plot, RawFileError, parse_raw
 from memspice.sim.rundir import DECK_NAME, LOG_NAME, RAW_NAME
@@ -47,7 +48,8 @@ def run_batch(run_dir: Path, timeout_s: float, executable: str = "ngspice") -> t
     # ngspice tries first); SPICE_USERINIT_DIR would name another one.
     env = {key: value for key, value in os.environ.items() if key != "SPICE_USERINIT_DIR"}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
+        start = functools.partial(
+            subprocess.Popen,
             [exe, "-b", "-r", RAW_NAME, DECK_NAME],
             cwd=run_dir,
             stdin=subprocess.DEVNULL,
@@ -56,7 +58,7 @@ def run_batch(run_dir: Path, timeout_s: float, executable: str = "ngspice") -> t
             start_new_session=True,
             env={**env, "LC_ALL": "C"},
         )
-        with tracked(proc):  # killed with memspice on SIGINT/SIGTERM
+        with started(start) as proc:  # killed with memspice on SIGINT/SIGTERM
             try:
                 returncode = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:

@@ -15,13 +15,18 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
 _LIVE: set[subprocess.Popen[bytes]] = set()
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: the signal handler may run while the main thread holds it
 _INSTALLED = False
+#: When the last stop signal arrived (monotonic s) and which it was.
+_stop_at = float("-inf")
+_stop_signal = signal.SIGINT
+#: The main thread is between starting a process and registering it.
+_main_starting = False
 
 
 def kill_group(proc: subprocess.Popen[bytes], wait_s: float = 5.0) -> None:
@@ -43,11 +48,19 @@ def kill_all() -> None:
         kill_group(proc, wait_s=1.0)
 
 
-def _on_signal(signum: int, frame: FrameType | None) -> None:
-    kill_all()
+def _raise_for(signum: int) -> None:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    global _stop_at, _stop_signal
+    _stop_at, _stop_signal = time.monotonic(), signum
+    kill_all()
+    if _main_starting:
+        return  # the process being started is killed, and the signal raised, once it is registered
+    _raise_for(signum)
 
 
 def _install_handlers() -> None:
@@ -64,12 +77,26 @@ def _install_handlers() -> None:
 
 
 @contextmanager
-def tracked(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
-    """Register ``proc`` while the body runs; kill its group if the body is interrupted."""
+def started(start: Callable[[], subprocess.Popen[bytes]]) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a process with ``start()`` and yield it, registered; its group is killed when the
+    body is interrupted or a stop signal arrives, even one that came while it was starting."""
+    global _main_starting
     _install_handlers()
-    with _LOCK:
-        _LIVE.add(proc)
+    in_main = threading.current_thread() is threading.main_thread()
+    began = time.monotonic()
+    if in_main:
+        _main_starting = True
     try:
+        proc = start()
+        with _LOCK:
+            _LIVE.add(proc)
+    finally:
+        if in_main:
+            _main_starting = False
+    try:
+        if _stop_at >= began:  # a stop signal arrived while the process was starting
+            kill_group(proc)
+            _raise_for(_stop_signal)
         yield proc
     except BaseException:
         kill_group(proc)
