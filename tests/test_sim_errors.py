@@ -132,10 +132,9 @@ def test_netlist_and_sim_output_that_is_a_directory(tmp_path: Path) -> None:
 
 
 def test_regress_junit_that_is_a_directory_fails_before_simulating(tmp_path: Path) -> None:
-    start = time.monotonic()
-    proc = _cli(["regress", "--dir", str(ROOT / "netlists"), "--junit", str(tmp_path)])
+    # with no ngspice at all, only a check made before any simulation can give this message
+    proc = _cli(["regress", "--dir", str(ROOT / "netlists"), "--junit", str(tmp_path), "--ngspice", str(tmp_path / "none")])
     _one_error_line(proc, "is a directory")
-    assert time.monotonic() - start < 30  # refused up front, not after every case ran
 
 
 @pytest.mark.parametrize("command", ["netlist", "sim"])
@@ -191,7 +190,7 @@ def test_shared_backend_honours_the_timeout(tmp_path: Path) -> None:
     start = time.monotonic()
     with pytest.raises(SimTimeout):
         simulate_text(ENDLESS_TEXT, options=SimOptions(backend="shared", timeout_s=1.0, work_dir=tmp_path, keep="never"))
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 30  # the deck alone would run for hours
     # the library is usable again afterwards
     assert simulate(_divider(), SimOptions(backend="shared")).plot(0)["b"][0] == pytest.approx(0.5, abs=1e-12)
 
