@@ -224,10 +224,13 @@ def test_a_signal_kills_ngspice_and_cleans_up(tmp_path: Path, signum: int) -> No
     assert _processes_in(work), "ngspice did not start"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
+    time.sleep(0.2)
+    left = _processes_in(work)
+    for pid in left:  # never leave an endless ngspice behind, even when the test fails
+        os.kill(pid, signal.SIGKILL)
     assert proc.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
     assert "Traceback" not in err
-    time.sleep(0.2)
-    assert _processes_in(work) == []
+    assert left == []
     assert list(work.iterdir()) == []
     assert not (tmp_path / "endless.csv").exists()
 
