@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from memspice.circuit.builders import (
 from memspice.circuit.deck import Dc, Deck, Op, Sweep
 from memspice.circuit.wiring import layer_shapes
 from memspice.cli_options import add_technology_options, sizing_from_args, technology_from_args
-from memspice.errors import ConfigError
+from memspice.errors import ConfigError, MemspiceError
 from memspice.io import write_text_atomic
-from memspice.netlist.emit import emit
+from memspice.netlist.emit import emit, required_settings
 
 STRUCTURES = ("inverter", "neuron", "column", "network")
 
@@ -58,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run a deck file through ngspice and write each analysis' vectors to CSV (one file "
             "per analysis: OUT.csv, or OUT_1.csv, OUT_2.csv … when the deck has several).\n\n"
+            "ngspice control code in the deck or the files it includes (.control blocks, *# lines, "
+            "*ng_script, shell) is refused unless --allow-control is given: it can run any program.\n\n"
             "Example:  memspice sim inv.cir -o inv.csv"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,8 +72,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--timeout", type=float, default=120.0, help="seconds before the run is killed (default 120)")
     s.add_argument("--keep", action="store_true", help="keep the run directory even on success")
     s.add_argument("--sky130-compat", action="store_true",
-                   help="run with `set ngbehavior=hsa` and `set ng_nomodcheck` (needed by sky130 decks)")
+                   help="run with `set ngbehavior=hsa` and `set ng_nomodcheck` (needed by sky130 decks; decks "
+                        "memspice writes say so in `* requires: set …` comments, which sim follows by itself)")
     s.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
+    s.add_argument("--model-root", action="append", default=[], metavar="ALIAS=DIR",
+                   help="resolve includes under ALIAS/ in DIR (repeatable; for decks written for model files "
+                        "outside their own folder)")
+    s.add_argument("--allow-control", action="store_true",
+                   help="run ngspice control code the deck carries (.control blocks, *# lines, shell…); "
+                        "refused by default because it can run any program")
     s.set_defaults(func=run_sim)
 
 
@@ -103,13 +113,53 @@ def build_structure_deck(args: argparse.Namespace) -> Deck:
 
 
 def run_netlist(args: argparse.Namespace) -> int:
-    text = emit(build_structure_deck(args))
+    deck = build_structure_deck(args)
+    if args.output != "-":
+        deck = _beside_output(deck, Path(args.output))
+    text = emit(deck)
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        write_text_atomic(Path(args.output), text)
+        write_text_atomic(Path(args.output), text, inputs=_model_files(deck))
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _beside_output(deck: Deck, output: Path) -> Deck:
+    """Reference a user's model files through the deck's own directory when they lie under it.
+
+    ``memspice sim`` links a deck's directory into its run directory (as
+    :data:`DECK_DIR_ALIAS`), so such a deck simulates as written, wherever the folder moves.
+    Built-in and sky130 models keep their aliases (``sim`` knows them).
+    """
+    from dataclasses import replace
+
+    from memspice.circuit.deck import Include, ModelRoot
+    from memspice.tech.technology import BUILTIN_ROOT, SKY130_ROOT
+
+    out_dir = output.resolve().parent
+    roots = {root.alias: Path(root.directory) for root in deck.model_roots}
+    includes, used = [], False
+    for inc in deck.includes:
+        if inc.root in (BUILTIN_ROOT, SKY130_ROOT) or inc.root not in roots:
+            includes.append(inc)
+            continue
+        try:
+            relpath = (roots[inc.root] / inc.relpath).resolve().relative_to(out_dir).as_posix()
+            includes.append(Include(DECK_DIR_ALIAS, relpath, inc.section))
+            used = True
+        except (ValueError, MemspiceError):  # outside the output's folder, or not a plain path
+            includes.append(inc)
+    if not used:
+        return deck
+    kept = tuple(root for root in deck.model_roots if any(inc.root == root.alias for inc in includes))
+    return replace(deck, includes=tuple(includes), model_roots=(*kept, ModelRoot(DECK_DIR_ALIAS, str(out_dir))))
+
+
+def _model_files(deck: Deck) -> list[Path]:
+    """The model files a deck includes (a netlist must never be written over them)."""
+    roots = {root.alias: Path(root.directory) for root in deck.model_roots}
+    return [roots[inc.root] / inc.relpath for inc in deck.includes if inc.root in roots]
 
 
 def known_model_roots():  # noqa: ANN201 - tuple[ModelRoot, ...]
@@ -126,30 +176,60 @@ def known_model_roots():  # noqa: ANN201 - tuple[ModelRoot, ...]
     return tuple(roots)
 
 
-def run_sim(args: argparse.Namespace) -> int:
-    from memspice.sim import SimOptions, simulate_text
+#: Alias under which ``memspice sim`` links the deck file's own directory into the run directory.
+DECK_DIR_ALIAS = "memspice_deck_dir"
+CONTROL_HINT = "pass --allow-control to run it anyway (only for decks you trust)"
 
-    deck_path = Path(args.deck)
+
+def read_deck(deck_path: Path) -> str:
+    """The text of a deck file.
+
+    Raises:
+        ConfigError: missing, a directory, unreadable or not text.
+    """
     try:
-        text = deck_path.read_text()
+        return deck_path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"deck not found: {deck_path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"deck {deck_path} is a directory, not a netlist file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"deck {deck_path} is not a text file") from None
-    text = _absolutize_includes(text, deck_path.resolve().parent)
-    settings = (("ngbehavior", "hsa"), ("ng_nomodcheck", "")) if args.sky130_compat else ()
-    options = SimOptions(backend=args.backend, timeout_s=args.timeout, keep="always" if args.keep else "on_failure")
-    result = simulate_text(text, known_model_roots(), settings, options)
-    out = Path(args.output) if args.output else deck_path.with_suffix(".csv")
-    written = []
-    for i in range(len(result.plots)):
-        path = out if len(result.plots) == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
-        frame = result.frame(i)
-        from memspice.io import write_atomic
+    except OSError as exc:
+        raise ConfigError(f"cannot read deck {deck_path}: {exc.strerror or exc}") from None
 
-        write_atomic(path, lambda tmp, f=frame: f.to_csv(tmp, index=False, float_format="%.17g"))
-        written.append({"plot": result.plots[i].name, "file": str(path), "points": result.plots[i].n_points,
-                        "vectors": sorted(result.plots[i].vectors)})
+
+def run_sim(args: argparse.Namespace) -> int:
+    from memspice.circuit.deck import ModelRoot
+    from memspice.io import check_output_path, write_many_atomic
+    from memspice.sim import SimOptions, simulate_text
+    from memspice.sim.deckcheck import ControlCodeRefused, scan_deck
+
+    deck_path = Path(args.deck)
+    text = read_deck(deck_path)
+    deck_dir = deck_path.resolve().parent
+    roots = (*known_model_roots(), ModelRoot(DECK_DIR_ALIAS, str(deck_dir)), *_given_roots(args.model_root))
+    _check_aliases(text, deck_path, deck_dir, roots)
+    scan = scan_deck(text, str(deck_path), deck_dir=deck_dir, cwd_dirs={r.alias: Path(r.directory) for r in roots})
+    if scan.finding is not None and not args.allow_control:
+        raise ControlCodeRefused(scan.finding, CONTROL_HINT)
+    inputs = {deck_path.resolve(), *scan.files}
+    out = Path(args.output) if args.output else deck_path.with_suffix(".csv")
+    check_output_path(out, inputs)
+    text = rebase_relative_includes(text, deck_dir)
+    settings = dict(required_settings(text))  # what a deck memspice wrote says it needs
+    if args.sky130_compat:
+        settings.update({"ngbehavior": "hsa", "ng_nomodcheck": ""})
+    options = SimOptions(backend=args.backend, timeout_s=args.timeout, keep="always" if args.keep else "on_failure",
+                         allow_control=args.allow_control)
+    result = simulate_text(text, roots, tuple(settings.items()), options)
+    paths = [out if len(result.plots) == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix}")
+             for i in range(len(result.plots))]
+    frames = [result.frame(i) for i in range(len(result.plots))]
+    write_many_atomic([(path, lambda tmp, f=frame: f.to_csv(tmp, index=False, float_format="%.17g"))
+                       for path, frame in zip(paths, frames)], inputs)
+    written = [{"plot": plot.name, "file": str(path), "points": plot.n_points, "vectors": sorted(plot.vectors)}
+               for plot, path in zip(result.plots, paths)]
     summary = {"deck": str(deck_path), "elapsed_s": round(result.elapsed_s, 4), "plots": written,
                "run_dir": str(result.run_dir) if result.run_dir else None}
     if args.json:
@@ -161,21 +241,69 @@ def run_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _absolutize_includes(text: str, base: Path) -> str:
-    """Make a deck file's relative includes point at its own directory.
+def _given_roots(pairs: list[str]):  # noqa: ANN202 - tuple[ModelRoot, ...]
+    """``--model-root ALIAS=DIR`` options as model roots."""
+    from memspice.circuit.deck import ModelRoot
 
-    Relative includes in a user's deck are meant relative to the deck file; the run happens
-    elsewhere. Paths under a known model-root alias are left alone (they are linked).
+    roots = []
+    for pair in pairs:
+        alias, sep, directory = pair.partition("=")
+        if not sep or not alias or not directory:
+            raise ConfigError(f"--model-root expects ALIAS=DIR, got {pair!r}")
+        if not Path(directory).is_dir():
+            raise ConfigError(f"--model-root {alias}: {directory} is not a directory")
+        roots.append(ModelRoot(alias, str(Path(directory).resolve())))
+    return tuple(roots)
+
+
+_USER_ALIAS = re.compile(r'^\s*\.(?:include|inc|lib)\s+"?(user_[0-9a-f]{10})/', re.IGNORECASE | re.MULTILINE)
+
+
+def _check_aliases(text: str, deck_path: Path, deck_dir: Path, roots) -> None:  # noqa: ANN001
+    """Refuse, before running, a deck that names a user model root nobody said where to find."""
+    from memspice.tech.technology import SKY130_ROOT, find_sky130
+
+    known = {root.alias for root in roots}
+    if SKY130_ROOT not in known and re.search(rf'^\s*\.(?:include|inc|lib)\s+"?{SKY130_ROOT}/', text, re.IGNORECASE | re.MULTILINE):
+        find_sky130()  # raises the ConfigError that says how to install the models
+    for alias in dict.fromkeys(_USER_ALIAS.findall(text)):
+        if alias not in known and not (deck_dir / alias).is_dir():
+            raise ConfigError(
+                f"{deck_path} includes model files under {alias}/, a user library written elsewhere; "
+                f"pass --model-root {alias}=DIR (the folder of the --lib file), or write the deck into that folder or one above it"
+            )
+
+
+_INCLUDE_LINE = re.compile(r'^(\s*\.(?:include|inc|lib)\s+)("?)([^"\s]+)("?)(.*)$', re.IGNORECASE)
+
+
+def rebase_relative_includes(text: str, deck_dir: Path) -> str:
+    """Point a deck file's relative includes at its own directory, through an alias.
+
+    Relative includes in a user's deck are meant relative to the deck file; the run happens in
+    a run directory where that directory is linked as :data:`DECK_DIR_ALIAS`. No path of this
+    machine is written into the deck, so a directory name cannot inject deck lines. An include
+    is rewritten only when it names an existing file beside the deck with a plain name
+    (:func:`~memspice.circuit.values.check_deck_text`); ``.lib`` section names, model-root
+    aliases, ``$VAR`` and ``~`` paths are left for ngspice to resolve.
     """
-    import re
-
+    from memspice.circuit.values import check_deck_text
+    from memspice.errors import NetlistError
     from memspice.tech.technology import BUILTIN_ROOT, SKY130_ROOT
 
-    pattern = re.compile(r'^(\s*\.(?:include|inc|lib)\s+)("?)([^"\s]+)("?)(.*)$', re.IGNORECASE)
+    aliases = (BUILTIN_ROOT, SKY130_ROOT, DECK_DIR_ALIAS)
     lines = []
-    for line in text.splitlines():
-        match = pattern.match(line)
-        if match and not Path(match.group(3)).is_absolute() and match.group(3).split("/")[0] not in (BUILTIN_ROOT, SKY130_ROOT):
-            line = f'{match.group(1)}"{(base / match.group(3)).as_posix()}"{match.group(5)}'
+    # split on "\n" only: str.splitlines would also break at \x1c, \x85, \u2028…, making new
+    # deck lines out of text ngspice reads as one line
+    for line in text.removesuffix("\n").split("\n"):
+        match = _INCLUDE_LINE.match(line)
+        if (match and not Path(match.group(3)).is_absolute() and match.group(3).split("/")[0] not in aliases
+                and (deck_dir / match.group(3)).is_file()):
+            try:
+                target = check_deck_text(f"{DECK_DIR_ALIAS}/{match.group(3)}", "include path")
+            except NetlistError:
+                target = None
+            if target is not None:
+                line = f'{match.group(1)}"{target}"{match.group(5)}'
         lines.append(line)
     return "\n".join(lines) + "\n"

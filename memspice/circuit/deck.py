@@ -20,6 +20,7 @@ from memspice.circuit.elements import (
     VoltageSource,
 )
 from memspice.circuit.values import (
+    check_deck_text,
     check_name,
     check_node,
     check_number,
@@ -112,13 +113,14 @@ class Include:
     section: str | None = None
 
     def __post_init__(self) -> None:
-        check_name(self.root, "model root alias")
-        if not isinstance(self.relpath, str) or not _RELPATH.fullmatch(self.relpath):
+        check_deck_text(check_name(self.root, "model root alias"), "model root alias")
+        check_deck_text(self.relpath, "model file path")
+        if not _RELPATH.fullmatch(self.relpath):
             raise NetlistError(f"model file path {self.relpath!r} must be a plain relative path")
         if any(part in ("..", ".") for part in self.relpath.split("/")):
             raise NetlistError(f"model file path {self.relpath!r} must not contain '.' or '..'")
         if self.section is not None:
-            check_name(self.section, "library section")
+            check_deck_text(check_name(self.section, "library section"), "library section")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ class ModelRoot:
     directory: str
 
     def __post_init__(self) -> None:
-        check_name(self.alias, "model root alias")
+        check_deck_text(check_name(self.alias, "model root alias"), "model root alias")
 
 
 #: Elements whose branch current a :class:`Save` can keep.
@@ -245,7 +247,8 @@ class Deck:
     saves: tuple[Save, ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.title, str) or not _TITLE.fullmatch(self.title):
+        check_deck_text(self.title, "deck title", spaces=True)
+        if not _TITLE.fullmatch(self.title):
             raise NetlistError(f"deck title {self.title!r} has characters outside [A-Za-z0-9 _.,:()+=/-]")
         for name in ("elements", "subckts", "includes", "model_roots", "settings", "params", "options", "analyses", "saves"):
             object.__setattr__(self, name, tuple(getattr(self, name)))

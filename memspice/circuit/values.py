@@ -21,6 +21,35 @@ _NODE = re.compile(r"0|[A-Za-z][A-Za-z0-9_]{0,63}")
 _RESERVED = frozenset({"shell", "control", "endc", "include", "lib", "end", "gnd"})
 
 
+#: Characters a path or name may have when memspice writes it into deck text, a ``.spiceinit``
+#: line or an ngspice command. Everything else is refused: quotes, whitespace and control
+#: characters (a new line or token), ``;`` and ``$`` (comments, variable and command
+#: substitution), ``~ * ? [ ] { }`` (expansion), ``< > | &`` (redirection), ``\\``, ``#``, ``!``.
+_DECK_WORD = re.compile(r"[A-Za-z0-9_.+,@%=/:-]{1,1024}")
+_DECK_LINE = re.compile(r"[A-Za-z0-9_.+,@%=/:() -]{0,1024}")
+
+
+def check_deck_text(value: object, what: str, *, spaces: bool = False) -> str:
+    """Return ``value`` if it can be written into deck text as it is, else raise :class:`NetlistError`.
+
+    This is the one gate for every path or name memspice writes into a deck, a ``.spiceinit``
+    or an ngspice command (model-root aliases, include paths, settings, run directories,
+    titles). A word (``spaces=False``) is one token: ASCII letters, digits and ``_ . + , @ % =
+    / : -``. With ``spaces=True`` (a title line) spaces and parentheses are allowed too, but the
+    text may not start with a character ngspice reads as a command, comment or continuation.
+    """
+    pattern = _DECK_LINE if spaces else _DECK_WORD
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        shown = value if not isinstance(value, str) or len(value) <= 80 else value[:77] + "..."
+        raise NetlistError(
+            f"{what} {shown!r} cannot be written into a deck "
+            f"(allowed: ASCII letters, digits and {'space ( ) ' if spaces else ''}_ . + , @ % = / : -)"
+        )
+    if spaces and value[:1] in (".", "*", "+", " "):
+        raise NetlistError(f"{what} {value!r} must not start with {value[:1]!r} (ngspice reads it as a command)")
+    return value
+
+
 def check_name(value: object, what: str = "name") -> str:
     """Return ``value`` if it is a safe SPICE identifier, else raise :class:`NetlistError`."""
     if not isinstance(value, str) or not _IDENT.fullmatch(value):

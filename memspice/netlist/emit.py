@@ -8,9 +8,10 @@ written here and only here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 
-from memspice.circuit.deck import Dc, Deck, Op, Save, Subckt, Tran, element_letter
+from memspice.circuit.deck import ALLOWED_SETTINGS, Dc, Deck, Op, Save, Subckt, Tran, element_letter
 from memspice.circuit.elements import (
     Capacitor,
     Element,
@@ -90,6 +91,22 @@ def _deck_lines(deck: Deck) -> Iterator[str]:
     for analysis in deck.analyses:
         yield _analysis_line(analysis)
     yield ".end"
+
+
+_REQUIRES = re.compile(r"^\* requires: set ([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?[ \t]*$", re.MULTILINE)
+
+
+def required_settings(text: str) -> tuple[tuple[str, str], ...]:
+    """The interpreter settings a deck says it needs in the ``* requires: set …`` comments
+    :func:`emit` writes (the inverse of that part of :func:`emit`; nothing in the deck runs).
+
+    Only settings memspice itself writes are returned; others are ignored.
+    """
+    found: dict[str, str] = {}
+    for key, value in _REQUIRES.findall(text):
+        if key in ALLOWED_SETTINGS and key not in found:
+            found[key] = value
+    return tuple(found.items())
 
 
 def _subckt_lines(sub: Subckt) -> Iterator[str]:

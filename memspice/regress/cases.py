@@ -28,7 +28,8 @@ from memspice.circuit.builders import (
 from memspice.circuit.deck import Dc, Deck, Include, ModelRoot, Save, Sweep, Tran
 from memspice.circuit.elements import Element, Pwl, Resistor, SubcktInstance, Vcvs, VoltageSource
 from memspice.circuit.wiring import column_node, input_node, output_node
-from memspice.errors import ConfigError
+from memspice.circuit.values import check_deck_text
+from memspice.errors import ConfigError, NetlistError
 from memspice.regress.golden import Tolerance
 from memspice.tech.technology import BUILTIN_ROOT, Technology, builtin, builtin_models_dir, sky130
 
@@ -68,6 +69,13 @@ class GoldenCase:
     analysis: int = 0
 
     def __post_init__(self) -> None:
+        # The name becomes file names in the golden directory: a plain word, never a path.
+        try:
+            check_deck_text(self.name, "golden case name")
+        except NetlistError as exc:
+            raise ConfigError(str(exc)) from None
+        if "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"golden case name {self.name!r} must be a plain file stem")
         if not self.tolerances:
             raise ConfigError(f"golden case {self.name!r} compares no signals")
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from memspice.errors import ConfigError
-from memspice.io import write_text_atomic
+from memspice.io import check_output_path, write_text_atomic
 
 GOLDEN_DIR_NAME = "netlists"
 
@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     directory = args.dir if args.update and args.dir is not None else find_golden_dir(args.dir, Path(os.getcwd()))
+    for path in (args.report, args.junit):
+        if path is not None:  # refuse a bad destination before minutes of simulation, not after
+            check_output_path(path, [directory / name for name in os.listdir(directory)] if directory.is_dir() else [])
     options = SimOptions(timeout_s=args.timeout, ngspice=args.ngspice)
     roots = _model_roots(args.model_root)
     if args.update:

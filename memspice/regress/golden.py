@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memspice.circuit.deck import ModelRoot
-from memspice.errors import ConfigError
+from memspice.circuit.deck import ALLOWED_SETTINGS, ModelRoot
+from memspice.circuit.values import check_deck_text
+from memspice.errors import ConfigError, NetlistError
 from memspice.io import write_atomic, write_text_atomic
 
 FORMAT_VERSION = 1
@@ -145,11 +146,27 @@ class GoldenMeta:
                 analysis=int(data.get("analysis", 0)),
                 x_name=str(data["x"]),
                 tolerances={str(k): Tolerance.from_json(v, f"{where}: signal {k}") for k, v in data["signals"].items()},
-                settings=tuple((str(k), str(v)) for k, v in data.get("settings", [])),
+                settings=_settings(data.get("settings", []), where),
                 environment=Environment(str(env["ngspice"]), {str(k): str(v) for k, v in env.get("models", {}).items()}),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{where}: malformed golden metadata ({exc})") from exc
+
+
+def _settings(pairs: object, where: str) -> tuple[tuple[str, str], ...]:
+    """Interpreter settings from metadata: only ones memspice writes, with plain values."""
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise ConfigError(f"{where}: settings must be a list of [name, value] pairs")
+    settings = tuple((str(k), str(v)) for k, v in pairs)
+    for key, value in settings:
+        if key not in ALLOWED_SETTINGS:
+            raise ConfigError(f"{where}: setting {key!r} is not one memspice writes ({', '.join(sorted(ALLOWED_SETTINGS))})")
+        try:
+            if value:
+                check_deck_text(value, f"value of setting {key}")
+        except NetlistError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    return settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,11 @@ from memspice.regress.cases import GoldenCase, default_cases, select_cases
 from memspice.regress.compare import SignalCheck, compare_signals, netlist_diff, result_table
 from memspice.regress.golden import Environment, GoldenFiles, GoldenMeta, model_file_hashes, stored_cases
 from memspice.sim import SimOptions, SimResult, simulate_text
+from memspice.sim.deckcheck import refuse_control_code
 from memspice.sim.version import ngspice_version
 
 Status = Literal["pass", "fail", "error", "unavailable"]
+TAMPERED_HINT = "golden decks never run simulator control code; restore the file from version control"
 
 
 @dataclass
@@ -151,8 +153,12 @@ def check(
         workers: parallel ngspice processes (default: CPU count).
         model_roots: alias → directory overrides for model roots.
 
+    Every stored deck (and the model files it includes) is checked for ngspice control code
+    before anything is simulated.
+
     Raises:
         ConfigError: ``directory`` does not exist or a name is unknown.
+        ControlCodeRefused: a stored deck carries control code (nothing was simulated).
         SimulatorNotFound: ngspice is not installed.
     """
     start = time.monotonic()
@@ -187,6 +193,9 @@ def check(
         metas[case.name] = meta
         stored_text, built_text = files.deck.read_text(), emit(deck)
         roots = with_root_overrides(deck.model_roots, model_roots)
+        # A stored deck is data from the repository, not code: never hand control code to ngspice.
+        refuse_control_code(stored_text, str(files.deck), deck_dir=folder,
+                            cwd_dirs={root.alias: Path(root.directory) for root in roots}, hint=TAMPERED_HINT)
         now = Environment(version, model_file_hashes(stored_text, roots))
         report.environment_changes = now.changes_from(meta.environment)
         report.text_diff = netlist_diff(stored_text, built_text, f"{files.deck.name} (golden)", f"{case.name} (built now)")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 from memspice.errors import SimFailed, SimTimeout, SimulatorNotFound
+from memspice.sim.children import kill_group, started
 from memspice.sim.diagnose import find_error_line
 from memspice.sim.rawfile import Plot, RawFileError, parse_raw
 from memspice.sim.rundir import DECK_NAME, LOG_NAME, RAW_NAME
@@ -44,33 +44,28 @@ def run_batch(run_dir: Path, timeout_s: float, executable: str = "ngspice") -> t
     """
     exe = find_ngspice(executable)
     log_path = run_dir / LOG_NAME
+    # Only the run directory's own .spiceinit may be read (it sits beside the deck, which
+    # ngspice tries first); SPICE_USERINIT_DIR would name another one.
+    env = {key: value for key, value in os.environ.items() if key != "SPICE_USERINIT_DIR"}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
+        start = functools.partial(
+            subprocess.Popen,
             [exe, "-b", "-r", RAW_NAME, DECK_NAME],
             cwd=run_dir,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "LC_ALL": "C"},
+            env={**env, "LC_ALL": "C"},
         )
-        try:
-            returncode = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise SimTimeout(timeout_s, run_dir) from None
+        with started(start) as proc:  # killed with memspice on SIGINT/SIGTERM
+            try:
+                returncode = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                raise SimTimeout(timeout_s, run_dir) from None
     output = log_path.read_text(errors="replace")
     return _collect(run_dir, returncode, output), output
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + 5
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def _collect(run_dir: Path, returncode: int, output: str) -> list[Plot]:

@@ -24,6 +24,8 @@ class SimOptions:
         work_dir: parent of run directories (``None`` = system temp directory).
         keep: keep the run directory ``never``, ``on_failure`` (default) or ``always``.
         ngspice: ngspice executable name or path (batch backend).
+        allow_control: run decks that carry ngspice control code (``.control`` blocks,
+            ``*#`` lines, ``shell``…); refused by default (see :mod:`memspice.sim.deckcheck`).
     """
 
     backend: Backend = "batch"
@@ -31,6 +33,7 @@ class SimOptions:
     work_dir: Path | None = None
     keep: Keep = "on_failure"
     ngspice: str = "ngspice"
+    allow_control: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -7,8 +7,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from memspice.circuit.deck import ModelRoot
-from memspice.errors import SimError
+from memspice.circuit.deck import ALLOWED_SETTINGS, ModelRoot
+from memspice.circuit.values import check_deck_text
+from memspice.errors import NetlistError, SimError
 
 DECK_NAME = "deck.cir"
 RAW_NAME = "out.raw"
@@ -36,13 +37,32 @@ def populate_run_dir(
     model_roots: tuple[ModelRoot, ...],
     settings: tuple[tuple[str, str], ...],
 ) -> Path:
-    """Write the deck, the ``.spiceinit`` and the model-root links; return the deck path."""
+    """Write the deck, the ``.spiceinit`` and the model-root links; return the deck path.
+
+    Model-root directories are linked, never written into text, so any directory name is
+    safe; aliases and settings pass :func:`~memspice.circuit.values.check_deck_text`, and only
+    settings memspice knows reach the ``.spiceinit``.
+
+    Raises:
+        NetlistError: an alias or setting that cannot be written safely.
+        SimError: a model root points to a missing directory.
+    """
     for root in model_roots:
+        alias = check_deck_text(root.alias, "model root alias")
+        if "/" in alias or alias in (".", ".."):
+            raise NetlistError(f"model root alias {alias!r} must be a plain name")
         target = Path(root.directory)
         if not target.is_dir():
             raise SimError(f"model root {root.alias!r} points to a missing directory: {target}")
-        os.symlink(target, run_dir / root.alias, target_is_directory=True)
+        os.symlink(target, run_dir / alias, target_is_directory=True)
     given = {key for key, _ in settings}
+    known = ALLOWED_SETTINGS | {key for key, _ in DEFAULT_SETTINGS}
+    for key, value in settings:
+        check_deck_text(key, "interpreter setting")
+        if key not in known:
+            raise NetlistError(f"interpreter setting {key!r} is not one memspice allows ({', '.join(sorted(known))})")
+        if value:
+            check_deck_text(value, f"value of setting {key}")
     merged = (*settings, *(item for item in DEFAULT_SETTINGS if item[0] not in given))
     lines = [f"set {k}={v}" if v else f"set {k}" for k, v in merged]
     (run_dir / SPICEINIT_NAME).write_text("\n".join(lines) + "\n")

@@ -15,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from memspice.circuit.deck import Deck, ModelRoot
-from memspice.errors import SimError
+from memspice.errors import SimError, SimFailed, SimTimeout, SimulatorNotFound
 from memspice.netlist.emit import emit
 from memspice.sim.batch import run_batch
+from memspice.sim.deckcheck import refuse_control_code
 from memspice.sim.options import SimOptions
 from memspice.sim.rawfile import Plot
 from memspice.sim.rundir import make_run_dir, populate_run_dir, remove_run_dir
@@ -82,20 +83,43 @@ def simulate_text(
     settings: tuple[tuple[str, str], ...] = (),
     options: SimOptions = SimOptions(),
 ) -> SimResult:
-    """Simulate netlist text (used for decks read from files and for goldens)."""
+    """Simulate netlist text (used for decks read from files and for goldens).
+
+    Unless ``options.allow_control``, the deck and every file it includes are checked for
+    ngspice control code first (:mod:`memspice.sim.deckcheck`); nothing runs if any is found.
+
+    Raises:
+        ControlCodeRefused: the deck or an included file carries control code.
+        SimulatorNotFound, SimTimeout, SimFailed: as :func:`simulate`.
+    """
     run_dir = make_run_dir(options.work_dir)
     keep = options.keep == "always"
     start = time.monotonic()
     try:
         populate_run_dir(run_dir, deck_text, model_roots, settings)
+        if not options.allow_control:
+            refuse_control_code(deck_text, "deck text", deck_dir=run_dir, cwd_dirs={".": run_dir})
         plots, output = RUNNERS[options.backend](run_dir, options.timeout_s, options)
-    except SimError:
+    except SimulatorNotFound:
+        raise  # nothing ran: the run directory would only be litter
+    except SimError as exc:
         keep = keep or options.keep == "on_failure"
+        if not keep:
+            raise _without_run_dir(exc) from None  # the message must not name a removed directory
         raise
     finally:
         if not keep:
             remove_run_dir(run_dir)
     return SimResult(plots, output, time.monotonic() - start, run_dir if keep else None)
+
+
+def _without_run_dir(exc: SimError) -> SimError:
+    """The same failure, naming no run directory (used when that directory is removed)."""
+    if isinstance(exc, SimTimeout) and exc.run_dir is not None:
+        return SimTimeout(exc.seconds)
+    if isinstance(exc, SimFailed) and exc.run_dir is not None:
+        return SimFailed(exc.error_line, None, exc.stdout, exc.stderr)
+    return exc
 
 
 def _simulate_one(args: tuple[Deck, SimOptions]) -> SimResult | SimError:

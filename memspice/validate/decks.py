@@ -218,8 +218,10 @@ def _greedy_path(f: np.ndarray, first: int) -> np.ndarray:
 def dc_batch_deck(circuit: NetworkCircuit, x: np.ndarray, title: str = "memspice validation") -> Deck:
     """The batched DC deck for samples ``x`` ``(S, N)`` (V): one sweep point per sample."""
     x = np.asarray(x, dtype=np.float64)
-    drive = indexed_input_sources(x)
-    analyses = [Dc(Sweep(INDEX_NODE, 0, x.shape[0] - 1, 1))] if x.shape[0] > 1 else [Dc(Sweep(INDEX_NODE, 0, 0, 1))]
+    # ngspice evaluates a one-point pwl(v(idx), 0, x) as NaN: a single sample is given a second,
+    # equal breakpoint at idx = 1 (the sweep still stops at idx = 0).
+    drive = indexed_input_sources(x if x.shape[0] > 1 else np.vstack([x, x]))
+    analyses = [Dc(Sweep(INDEX_NODE, 0, max(x.shape[0] - 1, 0), 1))]
     saves = [*network_output_saves(circuit.conductances, "all"), *SUPPLY_SAVES, *input_drive_saves(x.shape[1])]
     elements = [*supply_sources(circuit.tech.rails), *drive, *circuit_elements(circuit)]
     return technology_deck(circuit.tech, title, elements, [inverter_subckt(circuit.tech, circuit.sizing), neuron_subckt()],
