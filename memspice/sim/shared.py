@@ -47,6 +47,7 @@ def _ngspice() -> Any:
                 # an error per call); ngspice passes its "thread exited" flag.
                 Shared.ffi.from_handle(user_data)._is_running = bool(exited)
                 return 0
+
         # PySpice 1.5 logs an error-level 'Unsupported Ngspice version' for ngspice ≥ 35.
         logging.getLogger("PySpice").setLevel(logging.CRITICAL)
         try:
