@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from memspice.fit.calibration import DeviceWindow, load_calibration
-from memspice.io import write_text_atomic
+from memspice.safe_io import dumps_strict, write_text_atomic
 from memspice.pipeline import data
 from memspice.pipeline.stages import StageContext
 from memspice.train.evaluate import network_from_params
@@ -108,7 +108,7 @@ def _train(ctx: StageContext) -> dict[str, Any]:
         "baseline_learning_rate": base_settings.lr,
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
     }
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 
-from memspice.errors import ConfigError, MemspiceError
+from memspice.cli_options import bounded, levels_int, nonnegative_int, seed_int, unit_interval
+from memspice.errors import ConfigError
+from memspice.safe_io import dumps_strict
 from memspice.fit.calibration import Calibration
 from memspice.train.schedule import ScheduleName
 
@@ -33,11 +33,15 @@ network is trained knowing the fault map, otherwise it is trained ideal and test
 
 def _topology(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.split(","))
+        sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"topology must be comma-separated integers like 64,32,10, got {text!r}"
         ) from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"topology needs at least two layer sizes, each at least 1, like 64,32,10, got {text!r}")
+    return sizes
 
 
 def add_schedule_options(parser: argparse.ArgumentParser, *, default: str, exponential: str) -> None:
@@ -48,9 +52,9 @@ def add_schedule_options(parser: argparse.ArgumentParser, *, default: str, expon
     parser.add_argument("--schedule", choices=list(get_args(ScheduleName)), default=default,
                         help=f"learning-rate decay: {exponential}, or half a cosine down to "
                              f"--lr-floor-fraction of the learning rate (default: {default})")
-    parser.add_argument("--warmup-epochs", type=int, default=0,
+    parser.add_argument("--warmup-epochs", type=nonnegative_int, default=0,
                         help="epochs of linear learning-rate warm-up before the decay (default: 0)")
-    parser.add_argument("--lr-floor-fraction", type=float, default=0.0,
+    parser.add_argument("--lr-floor-fraction", type=bounded(float, 0, 1, hi_open=True), default=0.0,
                         help="where the cosine schedule ends, as a fraction of the learning rate (default: 0)")
 
 
@@ -69,9 +73,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--topology", type=_topology, default=None,
                    help="layer sizes incl. input and output, e.g. 64,32,10 "
                         "(default: n_features,32,n_classes)")
-    p.add_argument("--epochs", type=int, default=30, help="epochs (default: 30)")
-    p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
-    p.add_argument("--lr", type=float, default=0.003, help="learning rate (default: 0.003)")
+    p.add_argument("--epochs", type=bounded(int, 1, 100000), default=30, help="epochs (default: 30)")
+    p.add_argument("--batch-size", type=bounded(int, 1, 1000000), default=32, help="mini-batch size (default: 32)")
+    p.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=0.003, help="learning rate (default: 0.003)")
     p.add_argument("--optimizer", choices=["adam", "sgd", "lbfgs", "cg"], default="adam",
                    help="adam/sgd mini-batch, lbfgs/cg full-batch (default: adam)")
     p.add_argument("--mode", choices=["auto", "static", "load-aware", "coupled"], default="auto",
@@ -85,25 +89,25 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--loss-link", choices=["output", "logit"], default="output",
                    help="what the loss sees: the rescaled outputs (PHAX) or the output neurons' "
                         "logits, which keeps a saturated output neuron trainable (default: output)")
-    p.add_argument("--logit-temperature", type=float, default=1.0,
+    p.add_argument("--logit-temperature", type=bounded(float, 0, 100, lo_open=True), default=1.0,
                    help="divides the logits before the loss, with --loss-link logit (default: 1)")
-    p.add_argument("--average-decay", type=float, default=0.0,
+    p.add_argument("--average-decay", type=bounded(float, 0, 1, hi_open=True), default=0.0,
                    help="return a moving average of the parameters over steps with this decay, "
                         "e.g. 0.999 (default: 0 = off)")
     add_schedule_options(p, default="exponential", exponential="x0.97 per epoch")
-    p.add_argument("--grad-clip-norm", type=float, default=0.0,
+    p.add_argument("--grad-clip-norm", type=bounded(float, 0, 1e6), default=0.0,
                    help="clip each mini-batch gradient to this joint L2 norm (default: 0 = off)")
-    p.add_argument("--levels", type=int, default=None,
+    p.add_argument("--levels", type=levels_int, default=None,
                    help="conductance levels, 0 = continuous (default: the calibration's)")
-    p.add_argument("--fault-rate", type=float, default=0.0,
+    p.add_argument("--fault-rate", type=unit_interval, default=0.0,
                    help="fraction of devices stuck (half high, half low; default: 0)")
     p.add_argument("--fault-aware", action="store_true",
                    help="train against the drawn fault map")
-    p.add_argument("--variation", type=float, default=0.0,
+    p.add_argument("--variation", type=bounded(float, 0, 10), default=0.0,
                    help="relative lognormal device variation, e.g. 0.05 (default: 0)")
-    p.add_argument("--mc-trials", type=int, default=20,
+    p.add_argument("--mc-trials", type=bounded(int, 1, 100000), default=20,
                    help="Monte Carlo trials for the variation test (default: 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", type=Path, default=Path("train_run"),
                    help="output directory (default: ./train_run)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
@@ -124,6 +128,11 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     from memspice.train.network_io import save_network
     from memspice.train.trainer import TrainConfig, train
 
+    from memspice.budget import check_training
+    from memspice.safe_io import check_output_dir
+    from memspice.train.network_io import verify_checkpoint
+    from memspice.train.trainer import CHECKPOINT_NAME
+
     cal = (phax_reference_calibration() if args.calibration is None
            else load_calibration(args.calibration))
     data = load_dataset(args.dataset, args.mnist_dir)
@@ -138,11 +147,17 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
                           f"end with {data.n_classes} outputs for {args.dataset}")
     if not 0 <= args.fault_rate <= 1:
         raise ConfigError(f"--fault-rate must be in [0, 1], got {args.fault_rate}")
+    if args.warmup_epochs >= args.epochs:
+        raise ConfigError(f"--warmup-epochs ({args.warmup_epochs}) must be below --epochs ({args.epochs})")
+    check_output_dir(args.out, "--out")
+    if args.resume:
+        verify_checkpoint(args.out / CHECKPOINT_NAME)
     levels = cal.device.levels if args.levels is None else args.levels
     hardware = HardwareConfig(levels=levels, variation_sigma=args.variation)
     x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
     x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
     mode = resolve_mode(args.mode, cal)
+    check_training(topology, len(train_set.labels), args.batch_size, coupled=mode == "coupled")
     probe = PhaxNetwork(cal, topology, evaluator=mode)
     faults = None
     if args.fault_rate > 0:
@@ -186,13 +201,9 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``memspice train``: prints a table (or JSON) and returns the exit code."""
-    try:
-        summary = run_training(args)
-    except MemspiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    summary = run_training(args)
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        print(dumps_strict(summary, sort_keys=True))
     else:
         width = max(len(k) for k in summary)
         for key, value in summary.items():

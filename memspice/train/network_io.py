@@ -11,6 +11,7 @@ and free-form training metadata. The validation stage calls :func:`load_network`
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 from memspice.circuit.wiring import layer_shapes
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
-from memspice.io import write_atomic, write_text_atomic
+from memspice.safe_io import dumps_strict, write_atomic, write_text_atomic
 from memspice.train.forward import LayerState, make_evaluator
 from memspice.train.hardware import FaultMap
 from memspice.train.mapping import ConductanceWindow, conductance_to_theta
@@ -129,8 +130,7 @@ def save_network(network: TrainedNetwork, directory: Path) -> dict[str, Path]:
         "metadata": network.metadata,
     }
     npz_path = write_atomic(directory / NPZ_NAME, write_npz)
-    json_path = write_text_atomic(directory / JSON_NAME,
-                                  json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    json_path = write_text_atomic(directory / JSON_NAME, dumps_strict(meta, indent=2, sort_keys=True) + "\n")
     return {"network_npz": npz_path, "network_json": json_path}
 
 
@@ -147,39 +147,97 @@ def load_network(directory: Path, calibration: Calibration | None = None) -> Tra
     """
     directory = Path(directory)
     json_path, npz_path = directory / JSON_NAME, directory / NPZ_NAME
+    if not directory.is_dir():
+        raise ConfigError(f"no trained network at {directory} (expected a folder with {JSON_NAME} and {NPZ_NAME})")
     try:
-        meta = json.loads(json_path.read_text())
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"no trained network in {directory} ({JSON_NAME} missing)") from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{json_path} is not valid JSON: {exc}") from exc
-    if meta.get("format") != NETWORK_FORMAT:
+    except OSError as exc:
+        raise ConfigError(f"cannot read {json_path}: {exc.strerror or exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != NETWORK_FORMAT:
         raise ConfigError(f"{json_path} is not a memspice network document")
     if meta.get("version") != NETWORK_VERSION:
         raise ConfigError(f"network format version {meta.get('version')!r} is not supported "
                           f"(this memspice reads version {NETWORK_VERSION})")
-    stored = Calibration.from_dict(meta["calibration"])
-    if stored.digest() != meta["calibration_digest"]:
+    try:
+        stored = Calibration.from_dict(meta["calibration"])
+        recorded_digest = str(meta["calibration_digest"])
+        topology = tuple(_layer_size(t) for t in meta["topology"])
+        metadata = meta.get("metadata", {})
+        evaluator = meta.get("evaluator", "static")
+        if not isinstance(metadata, dict) or not isinstance(evaluator, str) or len(topology) < 2:
+            raise TypeError("metadata, evaluator or topology of the wrong type")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{json_path} is incomplete or malformed: {exc}") from exc
+    if stored.digest() != recorded_digest:
         raise ConfigError(f"{json_path}: embedded calibration does not match its digest")
-    if calibration is not None and calibration.digest() != meta["calibration_digest"]:
+    if calibration is not None and calibration.digest() != recorded_digest:
         raise ConfigError(
             f"network in {directory} was trained with calibration "
-            f"{meta['calibration_digest'][:12]}…, not {calibration.digest()[:12]}…"
+            f"{recorded_digest[:12]}…, not {calibration.digest()[:12]}…"
         )
-    topology = tuple(int(t) for t in meta["topology"])
     n_layers = len(topology) - 1
     try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            conductances = tuple(np.array(data[f"layer{i}"]) for i in range(n_layers))
+        with open(npz_path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+            conductances = tuple(_array(data, f"layer{i}", np.float64) for i in range(n_layers))
             faults = None
             if meta.get("has_fault_map"):
                 faults = FaultMap(
-                    tuple(np.array(data[f"stuck_high{i}"]) for i in range(n_layers)),
-                    tuple(np.array(data[f"stuck_low{i}"]) for i in range(n_layers)),
+                    tuple(_array(data, f"stuck_high{i}", bool) for i in range(n_layers)),
+                    tuple(_array(data, f"stuck_low{i}", bool) for i in range(n_layers)),
                 )
     except FileNotFoundError as exc:
         raise ConfigError(f"{npz_path} is missing") from exc
     except KeyError as exc:
         raise ConfigError(f"{npz_path} lacks array {exc}") from exc
-    return TrainedNetwork(topology, conductances, stored, meta.get("evaluator", "static"),
-                          faults, dict(meta.get("metadata", {})))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{npz_path} is not a readable NumPy archive: {exc}") from exc
+    if faults is not None:
+        shapes = [g.shape for g in conductances]
+        if [h.shape for h in faults.stuck_high] != shapes or [m.shape for m in faults.stuck_low] != shapes:
+            raise ConfigError(f"{npz_path}: the fault maps do not match the conductance shapes")
+    return TrainedNetwork(topology, conductances, stored, evaluator, faults, dict(metadata))
+
+
+def _layer_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"layer sizes must be positive integers, got {value!r}")
+    return value
+
+
+def _array(data: Any, key: str, dtype: type) -> np.ndarray:
+    """``data[key]`` as ``dtype``; refuses arrays of another kind (strings, objects, complex)."""
+    array = np.array(data[key])
+    kinds = "b" if dtype is bool else "biuf"
+    if array.dtype.kind not in kinds:
+        raise ValueError(f"array {key} holds {array.dtype} values, not {np.dtype(dtype)}")
+    return array.astype(dtype)
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Check that a training checkpoint, if present, can be read (before training resumes from it).
+
+    Raises:
+        ConfigError: the file exists but is not a checkpoint :func:`memspice.train.trainer.train`
+            can read (truncated, another format, missing arrays or metadata).
+    """
+    from memspice.train.trainer import _load_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+            data.files  # a truncated or foreign file fails here, with the handle closed
+        state = _load_checkpoint(path)
+        params = state["params"]
+        if not all(isinstance(p, np.ndarray) and p.dtype.kind == "f" for p in params):
+            raise ValueError("parameters are not floating-point arrays")
+        for key in ("epoch", "best_epoch", "lr", "history"):
+            state[key]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it to "
+                          "start training over") from exc
