@@ -7,6 +7,7 @@ input voltages in [vss, vdd]. MNIST is parsed from standard IDX files (gzip or r
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import zlib
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ import numpy as np
 from memspice.errors import ConfigError, DataError
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "iris", "breast_cancer", "mnist")
+
+#: Largest IDX file read (uncompressed), in bytes: MNIST's largest is 47 MB, EMNIST's ~0.6 GB.
+MAX_IDX_BYTES = 2**30
 
 # IDX type codes (third magic byte) → big-endian NumPy dtype.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -112,6 +116,8 @@ def read_idx(path: Path) -> np.ndarray:
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_IDX_BYTES:
+            raise DataError(f"{path} is larger than {MAX_IDX_BYTES // 2**20} MB; the largest MNIST file is 47 MB")
         raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise DataError(f"IDX file not found: {path}") from exc
@@ -121,7 +127,11 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"cannot read IDX file {path}: {exc.strerror or exc}") from exc
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+                raw = stream.read(MAX_IDX_BYTES + 1)  # a small file can expand without bound
+            if len(raw) > MAX_IDX_BYTES:
+                raise DataError(f"{path} expands to more than {MAX_IDX_BYTES // 2**20} MB; the largest MNIST "
+                                "file is 47 MB")
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{path} is a corrupt gzip file: {exc}") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:

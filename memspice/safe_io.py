@@ -110,17 +110,24 @@ def _probe_dir(directory: Path, what: str) -> None:
                 pass
 
 
+def _system_path(path: str) -> bool:
+    """True under /proc or /dev (device nodes, process files), except the tmpfs /dev/shm."""
+    return path.startswith("/proc/") or (path.startswith("/dev/") and not path.startswith("/dev/shm/"))
+
+
 def check_output_dir(path: Path, what: str = "output directory") -> Path:
     """Make sure ``path`` is, or can become, a writable directory; leave nothing behind.
 
     Raises:
         ConfigError: ``path`` is a file, lies under a file, or cannot be written.
     """
+    from memspice.errors import ConfigError
+
     path = Path(path)
     if path.exists() and not path.is_dir():
-        from memspice.errors import ConfigError
-
         raise ConfigError(f"{what} {path} is a file, not a directory")
+    if _system_path(os.path.realpath(path)):
+        raise ConfigError(f"{what} {path} lies in a system directory of devices or processes")
     _probe_dir(path, what)
     return path
 
@@ -136,5 +143,31 @@ def check_output_file(path: Path, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{what} {path} is a directory; give a file name")
+    special = [p for p in (os.path.abspath(path), os.path.realpath(path)) if _system_path(p)]
+    if special or (path.exists() and not path.is_file()):
+        raise ConfigError(f"{what} {path} is not a regular file (a device, pipe or socket); give a file name: "
+                          "memspice writes files atomically, by renaming a finished file into place")
     _probe_dir(path.parent if str(path.parent) else Path("."), f"the directory of {what}")
     return path
+
+
+#: Largest text document memspice reads whole (a calibration or network description is < 10 MB).
+MAX_DOCUMENT_BYTES = 256 * 2**20
+
+
+def read_document(path: Path, what: str, limit: int | None = None) -> str:
+    """The UTF-8 text of a JSON/TOML document, refusing files too large to be one.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, UnicodeDecodeError, OSError: as ``Path.read_text``.
+        ConfigError: the file is larger than ``limit`` bytes (default :data:`MAX_DOCUMENT_BYTES`).
+    """
+    from memspice.errors import ConfigError
+
+    path = Path(path)
+    limit = MAX_DOCUMENT_BYTES if limit is None else limit
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(f"{what} {path} is larger than {limit // 2**20} MB; it cannot be a memspice document")
+    return data.decode("utf-8")

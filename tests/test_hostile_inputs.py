@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -870,3 +872,95 @@ def test_validate_resume_with_damaged_state(case, validated, workspace, capsys) 
     check_refused(["validate", "net", "--samples", "4", "--batch-size", "2", "--workers", "1", "--out", "v",
                    "--resume"], workspace, capsys, "--force")
 
+
+
+# --------------------------------------------------------------------------------------------
+# more hostile files and destinations
+
+
+def test_run_refuses_to_overwrite_its_own_configuration(workspace, capsys) -> None:
+    (workspace / "config.toml").write_text("[training]\nepochs = 2\n")
+    check_refused(["run", "config.toml", "--run-dir", "."], workspace, capsys, "overwrite its own configuration")
+
+
+@pytest.mark.parametrize("argv", [
+    ["calibrate", "--out", "/dev/stdout"],
+    ["calibrate", "--out", "/dev/null"],
+    ["train", "--epochs", "1", "--out", "/dev/null"],
+    ["validate", "net", "--samples", "2", "--out", "/dev/null"],
+], ids=lambda a: " ".join(a[:1] + a[-1:]))
+def test_device_files_are_not_destinations(argv, workspace, capsys) -> None:
+    if not Path("/dev/null").exists():
+        pytest.skip("no /dev")
+    check_refused(argv, workspace, capsys, "/dev/")
+    assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.parametrize("command", ["loop", "hybrid", "corners"])
+@pytest.mark.parametrize("where", ["a file", "read-only"])
+def test_loop_commands_check_their_destination(command, where, workspace, capsys) -> None:
+    if where == "a file":
+        (workspace / "afile").write_text("x")
+        dest = "afile"
+    else:
+        dest = str(read_only_destination(workspace))
+    argv = [command, *(["net"] if command != "corners" else ["--tech", "builtin", "--corners", "27"]),
+            "--samples", "3", "--out", dest]
+    check_refused(argv, workspace, capsys, "--out")
+
+
+def test_other_json_document_as_calibration(workspace, capsys) -> None:
+    check_refused(["train", "--calibration", "net/network.json", "--out", "t"], workspace, capsys,
+                  "not a memspice calibration")
+
+
+def test_calibration_that_does_not_match_the_network(workspace, capsys) -> None:
+    from memspice.circuit.wiring import Rails
+
+    save_calibration(phax_reference_calibration(Rails(0.3, -0.3)), workspace / "other_cal.json")
+    check_refused(["validate", "net", "--calibration", "other_cal.json", "--samples", "2"], workspace, capsys,
+                  "trained with calibration")
+
+
+def test_gzip_bomb_is_refused(workspace, capsys, monkeypatch) -> None:
+    import memspice.datasets
+
+    monkeypatch.setattr(memspice.datasets, "MAX_IDX_BYTES", 100_000)  # the real limit is 1 GiB
+    write_mnist(workspace / "mnist")
+    bomb = bytes([0, 0, 8, 3]) + struct.pack(">III", 1000, 28, 28) + bytes(1000 * 784)
+    (workspace / "mnist" / "t10k-images-idx3-ubyte").unlink()
+    (workspace / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(bomb))
+    check_refused(["train", "--dataset", "mnist", "--mnist-dir", "mnist", "--out", "t"], workspace, capsys,
+                  "expands to more than")
+
+
+@pytest.mark.parametrize("kind", ["calibration", "configuration"])
+def test_documents_too_large_to_be_documents(kind, workspace, capsys, monkeypatch) -> None:
+    import memspice.safe_io
+
+    monkeypatch.setattr(memspice.safe_io, "MAX_DOCUMENT_BYTES", 1000)  # the real limit is 256 MB
+    if kind == "calibration":
+        (workspace / "big.json").write_text(" " * 5000 + "{}")
+        argv = ["train", "--calibration", "big.json", "--out", "t"]
+    else:
+        (workspace / "big.toml").write_text("# padding\n" * 2000)
+        argv = ["run", "big.toml", "--run-dir", "r"]
+    check_refused(argv, workspace, capsys, "larger than")
+
+
+def test_network_archive_with_a_huge_array_header(workspace, capsys) -> None:
+    """An .npy header claiming 10¹² conductances is refused from its header, before any allocation."""
+    npz = workspace / "net" / "network.npz"
+    header = {"descr": "<f8", "fortran_order": False, "shape": (1_000_000, 1_000_000)}
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, header)
+    with zipfile.ZipFile(npz, "w") as archive:
+        archive.writestr("layer0.npy", member.getvalue() + b"\x00" * 64)
+    check_refused(["validate", "net", "--samples", "2"], workspace, capsys, "shape")
+
+
+def test_network_description_with_a_huge_topology(workspace, capsys) -> None:
+    meta_path = workspace / "net" / "network.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "topology": [64, 10**9, 10]}))
+    check_refused(["validate", "net", "--samples", "2"], workspace, capsys, "memory")

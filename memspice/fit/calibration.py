@@ -346,9 +346,11 @@ def load_calibration(path: Path) -> Calibration:
     Raises:
         ConfigError: missing file, invalid JSON, or another format version.
     """
+    from memspice.safe_io import read_document
+
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+        data = json.loads(read_document(path, "calibration file"), parse_constant=_refuse_constant)
     except FileNotFoundError as exc:
         raise ConfigError(f"calibration file not found: {path}") from exc
     except IsADirectoryError as exc:

@@ -166,6 +166,17 @@ def split_data(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, A
             features_to_voltages(test.features, vdd, vss), test.labels)
 
 
+def check_run(args: argparse.Namespace, topology: Any, n_train: int, n_test: int) -> None:
+    """Before any simulation: ``--out`` must be writable, and training (fine-tuning) and the SPICE
+    runs must fit in memory."""
+    from memspice.budget import check_training, check_validation
+    from memspice.safe_io import check_output_dir
+
+    check_output_dir(args.out, "--out")
+    check_training(topology, n_train, 32, coupled=getattr(args, "mode", "") == "coupled")
+    check_validation(topology, max(n_train, n_test), args.batch_size)
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from memspice.validate.api import RunSettings
 
@@ -187,6 +198,7 @@ def run_loop(args: argparse.Namespace) -> int:
     network = load_network(args.network)
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
+    check_run(args, network.topology, len(x_train), len(x_test))
     config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, lr_decay=0.9, seed=args.seed,
                          val_fraction=0.0, progress=False)
     result = closed_loop(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
@@ -211,6 +223,7 @@ def run_hybrid(args: argparse.Namespace) -> int:
     network = load_network(args.network)
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
+    check_run(args, network.topology, len(x_train), len(x_test))
     config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, seed=args.seed, val_fraction=0.0,
                          progress=False)
     result = hybrid_train(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
@@ -251,9 +264,10 @@ def run_corners(args: argparse.Namespace) -> int:
             return technology_of(args, corner)
     rails = Rails()
     x_train, y_train, x_test, y_test = split_data(args, rails.vdd, rails.vss)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    check_run(args, (x_train.shape[1], args.hidden, n_classes), len(x_train), len(x_test))
     config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, lr_decay=0.93, seed=args.seed,
                          val_fraction=0.0, progress=False)
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
     study = corner_study(make, x_train, y_train, x_test, y_test, args.out, sizing=sizing_of(args), corners=corners,
                          train_corner=args.train_corner or corners[0], multi=not args.no_multi,
                          topology=(x_train.shape[1], args.hidden, n_classes), mode=args.mode, config=config,

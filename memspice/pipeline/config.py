@@ -312,11 +312,13 @@ def load_config(path: Path | None) -> RunConfig:
     Relative paths in it (:data:`PATH_KEYS`) are taken relative to the file's directory, so a
     configuration means the same whatever directory ``memspice run`` is started from.
     """
+    from memspice.safe_io import read_document
+
     if path is None:
         return config_from_dict({})
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_document(path, "configuration file"))
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
     except IsADirectoryError:

@@ -21,7 +21,7 @@ import numpy as np
 from memspice.circuit.wiring import layer_shapes
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
-from memspice.safe_io import dumps_strict, write_atomic, write_text_atomic
+from memspice.safe_io import dumps_strict, read_document, write_atomic, write_text_atomic
 from memspice.train.forward import LayerState, make_evaluator
 from memspice.train.hardware import FaultMap
 from memspice.train.mapping import ConductanceWindow, conductance_to_theta
@@ -150,7 +150,7 @@ def load_network(directory: Path, calibration: Calibration | None = None) -> Tra
     if not directory.is_dir():
         raise ConfigError(f"no trained network at {directory} (expected a folder with {JSON_NAME} and {NPZ_NAME})")
     try:
-        meta = json.loads(json_path.read_text(encoding="utf-8"))
+        meta = json.loads(read_document(json_path, "network description"))
     except FileNotFoundError as exc:
         raise ConfigError(f"no trained network in {directory} ({JSON_NAME} missing)") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -180,7 +180,16 @@ def load_network(directory: Path, calibration: Calibration | None = None) -> Tra
             f"{recorded_digest[:12]}…, not {calibration.digest()[:12]}…"
         )
     n_layers = len(topology) - 1
+    from memspice.budget import network_parameters, require
+
+    require(8.0 * 4 * network_parameters(topology), f"loading the {'-'.join(map(str, topology))} network in {directory}")
     try:
+        expected = {f"layer{s}": shape.matrix_shape for s, shape in enumerate(layer_shapes(topology))}
+        found = npz_shapes(npz_path)
+        for key, shape in expected.items():
+            if key in found and found[key] != shape:
+                raise ConfigError(f"{npz_path}: array {key} has shape {found[key]}, but topology "
+                                  f"{topology} needs {shape}")
         with open(npz_path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             conductances = tuple(_array(data, f"layer{i}", np.float64) for i in range(n_layers))
             faults = None
@@ -200,6 +209,29 @@ def load_network(directory: Path, calibration: Calibration | None = None) -> Tra
         if [h.shape for h in faults.stuck_high] != shapes or [m.shape for m in faults.stuck_low] != shapes:
             raise ConfigError(f"{npz_path}: the fault maps do not match the conductance shapes")
     return TrainedNetwork(topology, conductances, stored, evaluator, faults, dict(metadata))
+
+
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes of the arrays in an ``.npz`` archive, read from their headers (no data is loaded).
+
+    Raises:
+        OSError, ValueError, zipfile.BadZipFile: not a readable archive of ``.npy`` files.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if not name.endswith(".npy"):
+                continue
+            with archive.open(name) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, _ = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, _ = np.lib.format.read_array_header_2_0(member)
+                else:  # a newer header layout: np.load checks it when the array is read
+                    continue
+            shapes[name[:-4]] = tuple(int(n) for n in shape)
+    return shapes
 
 
 def _layer_size(value: Any) -> int:
