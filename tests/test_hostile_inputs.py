@@ -964,3 +964,28 @@ def test_network_description_with_a_huge_topology(workspace, capsys) -> None:
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "topology": [64, 10**9, 10]}))
     check_refused(["validate", "net", "--samples", "2"], workspace, capsys, "memory")
+
+
+def test_run_resume_with_a_damaged_training_checkpoint(workspace, capsys) -> None:
+    """Characterize and calibrate finished earlier; the train stage resumes from a damaged checkpoint."""
+    from memspice.pipeline.config import load_config
+    from memspice.pipeline.run import stages
+    from memspice.pipeline.stages import MANIFEST, STARTED, fingerprint
+
+    (workspace / "c.toml").write_text("[training]\nepochs = 2\nmode = \"static\"\n[loop]\nenabled = false\n")
+    config = load_config(workspace / "c.toml")
+    run_dir = workspace / "runs" / "c"
+    manifest: dict = {}
+    for stage in stages()[:2]:
+        manifest[stage.name] = {"fingerprint": fingerprint(stage, config, manifest), "summary": {}}
+    (run_dir / "calibrate").mkdir(parents=True)
+    save_calibration(phax_reference_calibration(), run_dir / "calibrate" / "calibration.json")
+    (run_dir / MANIFEST).write_text(json.dumps(manifest))
+    train = stages()[2]
+    (run_dir / "train").mkdir()
+    (run_dir / "train" / STARTED).write_text(json.dumps({"fingerprint": fingerprint(train, config, manifest)}))
+    _checkpoint_case(run_dir / "train" / "constrained" / "checkpoint.npz", "truncated zip")
+    damaged = (run_dir / "train" / "constrained" / "checkpoint.npz").read_bytes()
+    code, _, err = run_cli(["run", "c.toml", "--run-dir", str(run_dir), "--quiet"], capsys)
+    assert_one_line_error(code, err, "checkpoint")
+    assert (run_dir / "train" / "constrained" / "checkpoint.npz").read_bytes() == damaged

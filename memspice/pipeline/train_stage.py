@@ -16,7 +16,7 @@ from memspice.train.evaluate import network_from_params
 from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import accuracy
 from memspice.train.model import PhaxNetwork, TanhMLP
-from memspice.train.network_io import save_network
+from memspice.train.network_io import save_network, verify_checkpoint
 from memspice.train.trainer import CHECKPOINT_NAME, TrainConfig, TrainResult, train
 
 CALIBRATION_FILE = "calibration.json"
@@ -82,6 +82,8 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     if ctx.fresh:  # a changed configuration or --force: earlier checkpoints belong to another run
         for name in ("constrained", "baseline"):
             (out / name / CHECKPOINT_NAME).unlink(missing_ok=True)
+    for name in ("constrained", "baseline"):  # resuming: a damaged checkpoint stops here, named
+        verify_checkpoint(out / name / CHECKPOINT_NAME)
     model = PhaxNetwork(calibration, sizes, HardwareConfig(levels=cfg.device.levels), evaluator=t.mode,
                         init_mean=t.init_theta_mean)
     result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True)
