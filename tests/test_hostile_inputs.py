@@ -989,3 +989,15 @@ def test_run_resume_with_a_damaged_training_checkpoint(workspace, capsys) -> Non
     code, _, err = run_cli(["run", "c.toml", "--run-dir", str(run_dir), "--quiet"], capsys)
     assert_one_line_error(code, err, "checkpoint")
     assert (run_dir / "train" / "constrained" / "checkpoint.npz").read_bytes() == damaged
+
+
+def test_validate_refuses_other_devices_than_the_calibration(workspace, capsys) -> None:
+    import dataclasses
+
+    from memspice.train.network_io import load_network
+
+    network = load_network(workspace / "net")
+    source = {**network.calibration.source, "technology": "sky130", "nmos": "sky130_fd_pr__nfet_01v8_lvt"}
+    cal = dataclasses.replace(network.calibration, source=source)
+    save_network(dataclasses.replace(network, calibration=cal), workspace / "sky")
+    check_refused(["validate", "sky", "--samples", "2"], workspace, capsys, "pass the same --tech")

@@ -157,6 +157,20 @@ def sizing_of(args: argparse.Namespace, network: Any) -> Any:
     return network_sizing(network)
 
 
+def check_devices(tech: Any, network: Any) -> None:
+    """Refuse to simulate with other MOSFET models than the network's calibration was made with.
+
+    Corner and temperature may differ (validating at another corner is a robustness study);
+    the model family and devices may not: the circuit would not be the one that was trained.
+    """
+    recorded = network.calibration.source
+    given = tech.describe()
+    for key, option in (("technology", "--tech"), ("nmos", "--flavor/--nmos"), ("pmos", "--flavor/--pmos")):
+        if key in recorded and recorded[key] != given[key]:
+            raise ConfigError(f"the network's calibration was made with {key} {recorded[key]!r}, not {given[key]!r}; "
+                              f"pass the same {option} (or calibrate and train again with these devices)")
+
+
 def run_validation(args: argparse.Namespace) -> Any:
     """Do the work of ``memspice validate`` and return the :class:`ValidationReport`."""
     from memspice.fit.calibration import load_calibration
@@ -172,6 +186,7 @@ def run_validation(args: argparse.Namespace) -> Any:
     network = load_network(args.network, calibration)
     cal = network.calibration
     tech, sizing = technology_from_args(args, rails=cal.rails), sizing_of(args, network)
+    check_devices(tech, network)
     x, labels = _samples(args, cal.rails.vdd, cal.rails.vss)
     check_validation(network.topology, len(x), args.batch_size)
     nonideal = NonIdeality(args.variation, args.fault_rate, args.wire_ohm, args.seed,
