@@ -227,6 +227,8 @@ VALUE_CASES = [
     (["characterize", "--out", "o", "--mc", "-1"], "--mc"),
     (["characterize", "--out", "o", "--step", "0"], "--step"),
     (["characterize", "--out", "o", "--step", "1e-12"], "sweep points"),
+    (["characterize", "--out", "o", "--step", "0.9"], "fewer than 21 points"),
+    (["memristor", "--out", "o", "--width", "1"], "memory"),
     (["characterize", "--out", "o", "--load", "nan"], "--load"),
     (["characterize", "--out", "o", "--avt", "-5"], "--avt"),
     (["characterize", "--out", "o", "--sigma-w", "-0.1"], "--sigma-w"),
@@ -288,6 +290,9 @@ CONFIG_CASES = {
     "mnist dir missing": (b"[dataset]\nname = \"mnist\"\nmnist_dir = \"nowhere\"\n", "does not exist"),
     "timeout": (b"[validation]\ntimeout_s = -1.0\n", "validation.timeout_s"),
     "million-unit layer": (b"[training]\nhidden = [1000000]\n", "memory"),
+    "one training sample": (b"[dataset]\nmax_train = 1\n", "validation fraction"),
+    "negative cap": (b"[dataset]\nmax_test = -1\n", "dataset.max_test"),
+    "empty ngspice": (b"[validation]\nngspice = \"\"\n", "validation.ngspice"),
 }
 
 

@@ -23,6 +23,9 @@ from memspice.errors import ConfigError
 from memspice.safe_io import dumps_strict
 from memspice.sim import SimOptions
 
+#: Fewest points of a VTC sweep that the metrics (gain, noise margins, tanh fit) can use.
+MIN_SWEEP_POINTS = 21
+
 #: Most values a grid option (loads, temperatures, supplies) may hold: each is one more curve.
 MAX_GRID = 10000
 
@@ -157,7 +160,9 @@ def run_characterize(args: argparse.Namespace) -> int:
     from memspice.budget import sweep_points
     from memspice.safe_io import check_output_dir
 
-    sweep_points(args.vdd - args.vss, args.step, "--step")
+    if sweep_points(args.vdd - args.vss, args.step, "--step") < MIN_SWEEP_POINTS:
+        raise ConfigError(f"--step {args.step:g} V gives fewer than {MIN_SWEEP_POINTS} points across the rails "
+                          f"({args.vss:g} to {args.vdd:g} V); use a smaller step")
     check_output_dir(args.out, "--out")
     corners = tuple(c.strip() for c in args.corners.split(",") if c.strip())
     study = Study(

@@ -19,7 +19,7 @@ from memspice.pipeline.config import RunConfig, config_to_toml
 from memspice.pipeline.report import write_report
 from memspice.pipeline.stages import Stage, StageContext, read_manifest, run_stages, setup_logging
 from memspice.pipeline.loop_stage import run_loop
-from memspice.pipeline.train_stage import run_train
+from memspice.pipeline.train_stage import VALIDATION_FRACTION, run_train
 from memspice.pipeline.validate_stage import run_validate
 
 log = logging.getLogger("memspice.pipeline")
@@ -45,9 +45,12 @@ def check_size(config: RunConfig) -> None:
     from memspice.budget import check_training, check_validation
     from memspice.pipeline import data
 
+    from memspice.train.trainer import split_validation
+
     train_set, test_set = data.split_dataset(config)
     sizes = (train_set.n_features, *config.training.hidden, train_set.n_classes)
     t = config.training
+    split_validation(len(train_set.labels), VALIDATION_FRACTION, t.seed)  # too few samples to hold some out
     check_training(sizes, len(train_set.labels), t.batch_size, coupled=t.mode == "coupled")
     n_test = min(config.validation.samples or len(test_set.labels), len(test_set.labels))
     check_validation(sizes, n_test, data.batch_size(config, n_test))

@@ -20,6 +20,8 @@ from memspice.train.network_io import save_network, verify_checkpoint
 from memspice.train.trainer import CHECKPOINT_NAME, TrainConfig, TrainResult, train
 
 CALIBRATION_FILE = "calibration.json"
+#: Share of the training samples held out to choose the epoch whose parameters are kept.
+VALIDATION_FRACTION = 0.1
 
 
 def topology(ctx: StageContext, n_features: int, n_classes: int) -> tuple[int, ...]:
@@ -74,7 +76,7 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     t = cfg.training
     settings = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.learning_rate, optimizer=t.optimizer,  # type: ignore[arg-type]
                            loss=t.loss, loss_link=t.loss_link, logit_temperature=t.logit_temperature,  # type: ignore[arg-type]
-                           average_decay=t.average_decay, seed=t.seed, val_fraction=0.1,
+                           average_decay=t.average_decay, seed=t.seed, val_fraction=VALIDATION_FRACTION,
                            lr_decay=t.lr_decay if t.schedule == "exponential" else 1.0,  # cosine ignores it
                            schedule=t.schedule, warmup_epochs=t.warmup_epochs,  # type: ignore[arg-type]
                            lr_floor_fraction=t.lr_floor_fraction, grad_clip_norm=t.grad_clip_norm,
