@@ -1006,3 +1006,35 @@ def test_validate_refuses_other_devices_than_the_calibration(workspace, capsys) 
     cal = dataclasses.replace(network.calibration, source=source)
     save_network(dataclasses.replace(network, calibration=cal), workspace / "sky")
     check_refused(["validate", "sky", "--samples", "2"], workspace, capsys, "pass the same --tech")
+
+
+@pytest.mark.ngspice
+def test_calibrate_writes_strict_json(workspace, capsys) -> None:
+    code, out, err = run_cli(["calibrate", "--out", "c.json", "--loads", "geom:1e5:2e6:5", "--json"], capsys)
+    assert code == 0, err
+    _strict(out)
+    _strict((workspace / "c.json").read_text())
+
+
+@pytest.mark.parametrize(("error", "needle"), [
+    (PermissionError(13, "Permission denied", "/srv/out/report.md"), "/srv/out/report.md"),
+    (IsADirectoryError(21, "Is a directory", "runs/x/config.toml"), "Is a directory: runs/x/config.toml"),
+    (OSError(28, "No space left on device", "big.npz"), "No space left on device: big.npz"),
+    (MemoryError(), "out of memory"),
+], ids=["permission", "directory", "disk full", "memory"])
+def test_environment_failures_are_one_line(error, needle, monkeypatch, capsys) -> None:
+    """Failures of the machine rather than the command (a full disk, no memory) are one line too."""
+    import memspice.train.command
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(memspice.train.command, "run", fail)
+    code, _, err = run_cli(["train"], capsys)
+    assert_one_line_error(code, err, needle)
+
+
+def test_unknown_options_name_their_subcommand(capsys) -> None:
+    code, _, err = run_cli(["validate", "net", "--wn", "1", "--bogus"], capsys)
+    line = assert_one_line_error(code, err, "validate: unrecognized arguments: --bogus")
+    assert "memspice validate --help" in line
