@@ -834,12 +834,23 @@ def test_console_entry_point_gives_one_line(tmp_path) -> None:
 # with the simulator: validation resume from damaged state, summary.json
 
 
+@pytest.fixture(scope="module")
+def validated_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished validation of the tiny network on 4 samples in 2 batches (simulated once)."""
+    root = tmp_path_factory.mktemp("validated")
+    write_network(root / "net")
+    code = main(["validate", str(root / "net"), "--samples", "4", "--batch-size", "2", "--workers", "1",
+                 "--out", str(root / "v"), "--json"])
+    assert code == 0
+    return root / "v"
+
+
 @pytest.fixture
-def validated(workspace: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    code, _, err = run_cli(["validate", "net", "--samples", "4", "--batch-size", "2", "--workers", "1",
-                            "--out", "v", "--json"], capsys)
-    assert code == 0, err
-    return workspace / "v"
+def validated(validated_once: Path, workspace: Path) -> Path:
+    """A copy of that validation in the workspace, next to the same network."""
+    import shutil
+
+    return Path(shutil.copytree(validated_once, workspace / "v"))
 
 
 @pytest.mark.ngspice

@@ -133,6 +133,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     from memspice.train.network_io import verify_checkpoint
     from memspice.train.trainer import CHECKPOINT_NAME
 
+    if args.warmup_epochs >= args.epochs:
+        raise ConfigError(f"--warmup-epochs ({args.warmup_epochs}) must be below --epochs ({args.epochs})")
     cal = (phax_reference_calibration() if args.calibration is None
            else load_calibration(args.calibration))
     data = load_dataset(args.dataset, args.mnist_dir)
@@ -147,8 +149,6 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
                           f"end with {data.n_classes} outputs for {args.dataset}")
     if not 0 <= args.fault_rate <= 1:
         raise ConfigError(f"--fault-rate must be in [0, 1], got {args.fault_rate}")
-    if args.warmup_epochs >= args.epochs:
-        raise ConfigError(f"--warmup-epochs ({args.warmup_epochs}) must be below --epochs ({args.epochs})")
     check_output_dir(args.out, "--out")
     if args.resume:
         verify_checkpoint(args.out / CHECKPOINT_NAME)
