@@ -1,8 +1,10 @@
 """The ``memspice`` command line: a thin layer over library functions.
 
 Each feature package contributes subcommands through a ``command`` module exposing
-``register(subparsers)``; every subcommand sets ``func(args) -> int``. Any
-:class:`~memspice.errors.MemspiceError` becomes one line on stderr and exit status 2.
+``register(subparsers)``; every subcommand sets ``func(args) -> int``. Every mistake is one
+line on stderr starting ``memspice: error:`` and exit status 2: a
+:class:`~memspice.errors.MemspiceError`, an argparse mistake (no usage dump), a file-system
+error (with its path), a closed output pipe, or running out of memory.
 """
 
 from __future__ import annotations

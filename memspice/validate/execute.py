@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import re
-import zipfile
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
