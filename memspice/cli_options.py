@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
 
 from memspice.circuit.builders import InverterSizing
 from memspice.circuit.wiring import Rails
@@ -19,6 +20,57 @@ from memspice.errors import ConfigError
 from memspice.tech import Technology
 
 TechFactory = Callable[[str, Rails, float], Technology]
+
+
+def bounded(kind: type, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+            hi_open: bool = False, unit: str = "") -> Callable[[str], Any]:
+    """An argparse ``type=`` that reads an int or a finite float and checks it lies in a range.
+
+    A value out of range is one argparse error naming the option and the range, e.g.
+    ``argument --lr: must be a finite number > 0, got 'inf'``.
+    """
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '≥'} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '≤'} {hi:g}")
+    noun = "an integer" if kind is int else "a finite number"
+    wanted = f"{noun}{' ' + ' and '.join(parts) if parts else ''}{' ' + unit if unit else ''}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+        ok = math.isfinite(value)
+        if ok and lo is not None:
+            ok = value > lo if lo_open else value >= lo
+        if ok and hi is not None:
+            ok = value < hi if hi_open else value <= hi
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+
+    parse.__name__ = wanted  # what argparse shows if it ever names the type
+    return parse
+
+
+#: Common option types (see :func:`bounded`).
+finite_float = bounded(float)
+positive_float = bounded(float, 0, lo_open=True)
+nonnegative_float = bounded(float, 0)
+positive_int = bounded(int, 1)
+nonnegative_int = bounded(int, 0)
+seed_int = bounded(int, 0, 2**63 - 1)
+unit_interval = bounded(float, 0, 1)
+
+
+def levels_int(text: str) -> int:
+    """Device levels: 0 (continuous) or 2 … 4096."""
+    value = bounded(int, 0, 4096)(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("must be 0 (continuous) or an integer in [2, 4096], got '1'")
+    return value
 
 
 def add_technology_options(parser: argparse.ArgumentParser, *, rails: bool = True, corner: bool = True,
@@ -45,15 +97,15 @@ def add_technology_options(parser: argparse.ArgumentParser, *, rails: bool = Tru
     group.add_argument("--subckt-devices", action="store_true",
                        help="--lib devices are subcircuits (X lines) sized in µm, as in most PDKs")
     if rails:
-        group.add_argument("--vdd", type=float, default=0.25, help="positive rail in V (default 0.25)")
-        group.add_argument("--vss", type=float, default=-0.25, help="negative rail in V (default -0.25)")
-    group.add_argument("--temp", "--temperature", dest="temp", type=float, default=27.0,
+        group.add_argument("--vdd", type=finite_float, default=0.25, help="positive rail in V (default 0.25)")
+        group.add_argument("--vss", type=finite_float, default=-0.25, help="negative rail in V (default -0.25)")
+    group.add_argument("--temp", "--temperature", dest="temp", type=bounded(float, -60, 200, unit="°C"), default=27.0,
                        help="temperature in °C (default 27)")
     sizing = parser.add_argument_group("inverter sizing (µm; default: the technology's preset)")
-    sizing.add_argument("--wn", type=float, default=None, help="NMOS width in µm")
-    sizing.add_argument("--wp", type=float, default=None, help="PMOS width in µm")
-    sizing.add_argument("--ln", type=float, default=None, help="NMOS length in µm")
-    sizing.add_argument("--lp", type=float, default=None, help="PMOS length in µm (sky130 LVT pMOS needs ≥ 0.35)")
+    sizing.add_argument("--wn", type=positive_float, default=None, help="NMOS width in µm")
+    sizing.add_argument("--wp", type=positive_float, default=None, help="PMOS width in µm")
+    sizing.add_argument("--ln", type=positive_float, default=None, help="NMOS length in µm")
+    sizing.add_argument("--lp", type=positive_float, default=None, help="PMOS length in µm (sky130 LVT pMOS needs ≥ 0.35)")
     if multi_sizes:
         sizing.add_argument("--sizes", default=None, metavar="WN,WP,LN,LP[;…]",
                             help="several sizings in µm separated by ';' (overrides --wn/--wp/--ln/--lp)")

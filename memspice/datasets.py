@@ -7,6 +7,9 @@ input voltages in [vss, vdd]. MNIST is parsed from standard IDX files (gzip or r
 from __future__ import annotations
 
 import gzip
+import io
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,9 @@ import numpy as np
 from memspice.errors import ConfigError, DataError
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "iris", "breast_cancer", "mnist")
+
+#: Largest IDX file read (uncompressed), in bytes: MNIST's largest is 47 MB, EMNIST's ~0.6 GB.
+MAX_IDX_BYTES = 2**30
 
 # IDX type codes (third magic byte) → big-endian NumPy dtype.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -44,6 +50,17 @@ class Dataset:
             )
         if len(self.labels) == 0:
             raise DataError(f"dataset {self.name} is empty")
+        if not np.all(np.isfinite(self.features)):
+            bad = int(np.count_nonzero(~np.isfinite(self.features).all(axis=1)))
+            raise DataError(f"dataset {self.name}: {bad} samples have NaN or infinite features")
+        if self.features.min() < -1e-9 or self.features.max() > 1 + 1e-9:
+            raise DataError(f"dataset {self.name}: features span [{self.features.min():g}, "
+                            f"{self.features.max():g}], outside [0, 1]")
+        if self.labels.dtype.kind not in "iu":
+            raise DataError(f"dataset {self.name}: labels must be integers, got {self.labels.dtype}")
+        if self.labels.min() < 0 or self.labels.max() >= self.n_classes:
+            raise DataError(f"dataset {self.name}: labels span [{self.labels.min()}, {self.labels.max()}], "
+                            f"outside the {self.n_classes} classes [0, {self.n_classes - 1}]")
 
     @property
     def n_features(self) -> int:
@@ -99,15 +116,23 @@ def read_idx(path: Path) -> np.ndarray:
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_IDX_BYTES:
+            raise DataError(f"{path} is larger than {MAX_IDX_BYTES // 2**20} MB; the largest MNIST file is 47 MB")
         raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise DataError(f"IDX file not found: {path}") from exc
     except IsADirectoryError as exc:
         raise DataError(f"expected an IDX file, got a directory: {path}") from exc
+    except OSError as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc.strerror or exc}") from exc
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+                raw = stream.read(MAX_IDX_BYTES + 1)  # a small file can expand without bound
+            if len(raw) > MAX_IDX_BYTES:
+                raise DataError(f"{path} expands to more than {MAX_IDX_BYTES // 2**20} MB; the largest MNIST "
+                                "file is 47 MB")
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{path} is a corrupt gzip file: {exc}") from exc
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
@@ -119,7 +144,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: IDX header truncated")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[type_code])
-    count = int(np.prod(dims))
+    count = math.prod(dims)
     if len(raw) - header < count * dtype.itemsize:
         raise DataError(
             f"{path}: IDX data truncated (header says {dims}, "
@@ -179,6 +204,12 @@ def load_mnist(directory: Path, split: str = "auto", pool: int = 2) -> Dataset:
             f"MNIST files disagree: images {images.shape} from {images_path.name}, "
             f"labels {labels.shape} from {labels_path.name}"
         )
+    if images.dtype != np.uint8 or labels.dtype.kind not in "iu":
+        raise DataError(f"MNIST files hold {images.dtype} images and {labels.dtype} labels; "
+                        f"expected unsigned bytes ({images_path.name}, {labels_path.name})")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{labels_path}: labels span [{labels.min()}, {labels.max()}], outside the 10 digit "
+                        "classes [0, 9]")
     pooled = average_pool(images.astype(np.float64) / 255.0, pool)
     return Dataset("mnist", pooled.reshape(len(pooled), -1), labels.astype(np.int64), 10)
 

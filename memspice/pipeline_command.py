@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -41,8 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from memspice.errors import ConfigError
     from memspice.pipeline.config import default_config_toml, load_config
     from memspice.pipeline.run import run_pipeline
+    from memspice.safe_io import dumps_strict
 
     if args.print_default_config:
         print(default_config_toml(), end="")
@@ -51,9 +52,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(config_path)
     name = config_path.stem if config_path else "default"
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
+    if config_path is not None and (run_dir / "config.toml").resolve() == config_path.resolve():
+        raise ConfigError(f"the run would overwrite its own configuration {config_path} with run_dir/config.toml; "
+                          "choose another --run-dir or rename the configuration file")
     summary = run_pipeline(config, run_dir, force=args.force, quiet=args.quiet, verbose=args.verbose)
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+        print(dumps_strict(summary, indent=2, default=str))
     else:
         print(f"report: {run_dir / 'report.md'}  (and report.html, summary.json)")
     return 0

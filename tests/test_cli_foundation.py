@@ -66,7 +66,7 @@ def test_sim_resolves_relative_includes_from_the_deck_directory(tmp_path: Path) 
         (["netlist", "network", "--topology", "4,x"], "comma-separated"),
         (["netlist", "inverter", "--tech", "sky130", "--corner", "xx"], "unknown corner"),
         (["netlist", "inverter", "--vdd", "-1"], "vdd"),
-        (["netlist", "inverter", "--wn", "-2"], "--wn must be a positive size"),
+        (["netlist", "inverter", "--wn", "-2"], "argument --wn: must be a finite number > 0"),
     ],
 )
 def test_user_mistakes_print_one_line_and_exit_nonzero(args: list[str], needle: str) -> None:

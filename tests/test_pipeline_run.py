@@ -80,6 +80,10 @@ def test_small_end_to_end_run_writes_the_report(tmp_path: Path) -> None:
     assert head["topology"] == [64, 8, 10]
     assert 0.0 <= head["spice_accuracy"] <= 1.0 and summary["stages"]["validate"]["n_samples"] == 40
     assert "SPICE circuit accuracy" in (run_dir / "report.md").read_text()
+    written = sorted(run_dir.rglob("*.json"))
+    assert len(written) >= 8
+    for path in written:  # strict JSON everywhere: no NaN or Infinity
+        json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in {path}"))
     # second run: everything unchanged, nothing recomputed
     mtime = (run_dir / "train/network/network.npz").stat().st_mtime_ns
     assert main(["run", str(config), "--run-dir", str(run_dir), "-q"]) == 0

@@ -156,7 +156,8 @@ def test_cli_takes_the_schedule_and_rejects_a_warmup_longer_than_the_run(tmp_pat
     assert args.func(args) == 0
     history = pd.read_csv(tmp_path / "history.csv")
     np.testing.assert_allclose(history["lr"], [0.02, 0.02, 0.011, 0.002], rtol=1e-12)
-    args = _parse(["--dataset", "iris", "--epochs", "3", "--warmup-epochs", "3",
-                   "--out", str(tmp_path / "bad"), "--quiet"])
-    assert args.func(args) == 2
-    assert "warmup_epochs must be in" in capsys.readouterr().err
+    from memspice.cli import main
+
+    assert main(["train", "--dataset", "iris", "--epochs", "3", "--warmup-epochs", "3",
+                 "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "memspice: error: --warmup-epochs (3) must be below --epochs (3)" in capsys.readouterr().err

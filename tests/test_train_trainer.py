@@ -142,16 +142,18 @@ def test_cli_trains_digits_and_prints_json(tmp_path, capsys):
 
 
 def test_cli_reports_bad_input_as_one_line(tmp_path, capsys):
-    args = _parse(["--dataset", "mnist", "--mnist-dir", str(tmp_path / "nope"), "--quiet"])
-    assert args.func(args) == 2
-    assert "does not exist" in capsys.readouterr().err
+    from memspice.cli import main
+
+    assert main(["train", "--dataset", "mnist", "--mnist-dir", str(tmp_path / "nope"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("memspice: error: ") and "does not exist" in err and len(err.splitlines()) == 1
     bad = tmp_path / "cal.json"
     data = CAL.to_dict()
     data["version"] = 99
     bad.write_text(json.dumps(data))
-    args = _parse(["--calibration", str(bad), "--quiet"])
-    assert args.func(args) == 2
-    assert "version" in capsys.readouterr().err
+    assert main(["train", "--calibration", str(bad), "--quiet", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("memspice: error: ") and "version" in err
 
 
 def test_parameter_average_is_bias_corrected_and_validated():
@@ -206,7 +208,7 @@ def test_cli_takes_the_logit_link_and_averaging_and_rejects_a_bad_temperature(tm
     assert args.func(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["loss_link"] == "logit" and 0 <= summary["test_accuracy"] <= 1
-    args = _parse(["--dataset", "iris", "--loss-link", "logit", "--logit-temperature", "0",
-                   "--out", str(tmp_path / "bad"), "--quiet"])
-    assert args.func(args) == 2
-    assert "logit_temperature must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused while parsing
+        _parse(["--dataset", "iris", "--loss-link", "logit", "--logit-temperature", "0",
+                "--out", str(tmp_path / "bad"), "--quiet"])
+    assert "argument --logit-temperature: must be a finite number > 0 and ≤ 100, got '0'" in capsys.readouterr().err

@@ -313,8 +313,8 @@ class Calibration:
                 inverter_current=None if data.get("inverter_current") is None
                 else InverterCurrentModel(**data["inverter_current"]),
             )
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"calibration document is incomplete or malformed: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"calibration document is incomplete or malformed: {type(exc).__name__}: {exc}") from exc
 
     def digest(self) -> str:
         """Stable SHA-256 of the canonical JSON (used to tie trained weights to it)."""
@@ -335,7 +335,7 @@ def _load_aware_from(data: dict[str, Any] | None) -> LoadAwareNeuron | None:
 
 def save_calibration(calibration: Calibration, path: Path) -> None:
     """Write a calibration atomically (temp file + rename)."""
-    from memspice.io import write_text_atomic
+    from memspice.safe_io import write_text_atomic
 
     write_text_atomic(Path(path), json.dumps(calibration.to_dict(), indent=2, sort_keys=True) + "\n")
 
@@ -346,14 +346,29 @@ def load_calibration(path: Path) -> Calibration:
     Raises:
         ConfigError: missing file, invalid JSON, or another format version.
     """
+    from memspice.safe_io import read_document
+
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_document(path, "calibration file"), parse_constant=_refuse_constant)
     except FileNotFoundError as exc:
         raise ConfigError(f"calibration file not found: {path}") from exc
-    except json.JSONDecodeError as exc:
+    except IsADirectoryError as exc:
+        raise ConfigError(f"calibration file {path} is a directory") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"calibration file {path} is not valid JSON: {exc}") from exc
-    return Calibration.from_dict(data)
+    except OSError as exc:
+        raise ConfigError(f"cannot read calibration file {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"calibration file {path}: {exc}") from exc
+    try:
+        return Calibration.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"calibration file {path}: {exc}") from exc
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a calibration may hold")
 
 
 def phax_reference_calibration(rails: Rails = Rails()) -> Calibration:

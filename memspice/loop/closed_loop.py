@@ -33,6 +33,7 @@ from memspice.circuit.builders import InverterSizing
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration, save_calibration
 from memspice.io import write_text_atomic
+from memspice.safe_io import dumps_strict
 from memspice.loop.operating_points import circuit_operating_points
 from memspice.loop.recalibrate import REFINE_STEP_V, recalibrate
 from memspice.loop.report import comparison_columns, write_rounds
@@ -188,7 +189,7 @@ def closed_loop(
         row_path = round_dir / ROW_JSON
         t0 = time.perf_counter()
         if row_path.is_file():
-            row = json.loads(row_path.read_text())
+            row = {k: np.nan if v is None else v for k, v in json.loads(row_path.read_text()).items()}  # null = NaN
             current = load_network(round_dir / "network")
             report = _validate(current, tech, x_val, y_val, round_dir, sizing, settings, mode)
             row["reused"] = True
@@ -213,7 +214,7 @@ def closed_loop(
                 raise ConfigError(f"round {k}: SPICE validation did not finish ({len(report.failures)} failed batches)")
             row.update(comparison_columns(report.comparison))
             row["seconds"] = time.perf_counter() - t0
-            write_text_atomic(row_path, json.dumps(row, indent=2, sort_keys=True, default=float) + "\n")
+            write_text_atomic(row_path, dumps_strict(row, indent=2, sort_keys=True, default=float) + "\n")
             row["reused"] = False
         rows.append(row)
         files = write_rounds(rows, out_dir)

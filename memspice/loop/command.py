@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
-from memspice.cli_options import add_technology_options, sizings_from_args, technology_from_args
+from memspice.cli_options import (add_technology_options, bounded, positive_int, seed_int, sizings_from_args,
+                                  technology_from_args)
 from memspice.errors import ConfigError
+from memspice.safe_io import dumps_strict
 
 LOOP_DESCRIPTION = """\
 Close the loop between a trained network and its SPICE circuit. Round 0 simulates the network
@@ -48,10 +49,10 @@ def _data_options(p: argparse.ArgumentParser, samples_default: int | None) -> No
     data.add_argument("--dataset", choices=["digits", "iris", "breast_cancer", "mnist"], default="digits",
                       help="dataset (default: digits; mnist uses the first 8000 to train, the last 2000 to test)")
     data.add_argument("--mnist-dir", type=Path, default=None, help="folder with MNIST IDX files")
-    data.add_argument("--samples", type=int, default=samples_default,
+    data.add_argument("--samples", type=positive_int, default=samples_default,
                       help="validation samples simulated in SPICE (default: %(default)s = all test samples)")
-    data.add_argument("--train-samples", type=int, default=None, help="training samples used (default: all)")
-    data.add_argument("--seed", type=int, default=0, help="seed of the train/test split and training (default: 0)")
+    data.add_argument("--train-samples", type=positive_int, default=None, help="training samples used (default: all)")
+    data.add_argument("--seed", type=seed_int, default=0, help="seed of the train/test split and training (default: 0)")
 
 
 def _circuit_options(p: argparse.ArgumentParser, corner: bool = True) -> None:
@@ -60,8 +61,8 @@ def _circuit_options(p: argparse.ArgumentParser, corner: bool = True) -> None:
 
 def _run_options(p: argparse.ArgumentParser, out: str) -> None:
     run = p.add_argument_group("execution")
-    run.add_argument("--batch-size", type=int, default=250, help="samples per ngspice deck (default: 250)")
-    run.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: CPU count)")
+    run.add_argument("--batch-size", type=bounded(int, 1, 100000), default=250, help="samples per ngspice deck (default: 250)")
+    run.add_argument("--workers", type=bounded(int, 1, 4096), default=None, help="parallel ngspice processes (default: CPU count)")
     run.add_argument("--out", type=Path, default=Path(out), help=f"run directory (default: ./{out})")
     run.add_argument("--json", action="store_true", help="print the result as one JSON line")
     run.add_argument("-q", "--quiet", action="store_true", help="no line per round or step, only the result")
@@ -78,11 +79,11 @@ def register(subparsers: Any) -> None:
     loop = p.add_argument_group("loop")
     loop.add_argument("--mode", choices=["static", "load-aware", "coupled"], default="coupled",
                       help="model recalibrated, fine-tuned in and compared (default: coupled)")
-    loop.add_argument("--max-rounds", type=int, default=4, help="rounds after round 0 (default: 4)")
-    loop.add_argument("--tolerance-mv", type=float, default=1.0, help="worst-layer RMS target in mV (default: 1)")
-    loop.add_argument("--agreement", type=float, default=0.999, help="agreement target, fraction (default: 0.999)")
-    loop.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per round (default: 2)")
-    loop.add_argument("--lr", type=float, default=0.003, help="fine-tuning learning rate (default: 0.003)")
+    loop.add_argument("--max-rounds", type=bounded(int, 0, 100), default=4, help="rounds after round 0 (default: 4)")
+    loop.add_argument("--tolerance-mv", type=bounded(float, 0, lo_open=True, unit="mV"), default=1.0, help="worst-layer RMS target in mV (default: 1)")
+    loop.add_argument("--agreement", type=bounded(float, 0, 1, lo_open=True), default=0.999, help="agreement target, fraction (default: 0.999)")
+    loop.add_argument("--epochs", type=bounded(int, 1, 100000), default=2, help="fine-tuning epochs per round (default: 2)")
+    loop.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=0.003, help="fine-tuning learning rate (default: 0.003)")
     loop.add_argument("--force", action="store_true", help="replace a loop of other inputs in --out")
     _run_options(p, "loop_run")
     p.set_defaults(func=run_loop)
@@ -95,9 +96,9 @@ def register(subparsers: Any) -> None:
     hy = h.add_argument_group("hybrid")
     hy.add_argument("--mode", choices=["static", "load-aware", "coupled"], default="coupled",
                     help="model of the output layer (default: coupled)")
-    hy.add_argument("--iterations", type=int, default=3, help="simulate → fit rounds (default: 3)")
-    hy.add_argument("--epochs", type=int, default=30, help="output-layer epochs per iteration (default: 30)")
-    hy.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
+    hy.add_argument("--iterations", type=bounded(int, 1, 1000), default=3, help="simulate → fit rounds (default: 3)")
+    hy.add_argument("--epochs", type=bounded(int, 1, 100000), default=30, help="output-layer epochs per iteration (default: 30)")
+    hy.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=0.01, help="learning rate (default: 0.01)")
     _run_options(h, "hybrid_run")
     h.set_defaults(func=run_hybrid)
 
@@ -112,9 +113,9 @@ def register(subparsers: Any) -> None:
     co.add_argument("--no-multi", action="store_true", help="skip the network trained against all corners")
     co.add_argument("--mode", choices=["static", "load-aware", "coupled"], default="coupled",
                     help="model each corner is trained in (default: coupled)")
-    co.add_argument("--hidden", type=int, default=32, help="hidden neurons (default: 32)")
-    co.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
-    co.add_argument("--lr", type=float, default=0.01, help="learning rate (default: 0.01)")
+    co.add_argument("--hidden", type=bounded(int, 1, 100000), default=32, help="hidden neurons (default: 32)")
+    co.add_argument("--epochs", type=bounded(int, 1, 100000), default=10, help="training epochs (default: 10)")
+    co.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=0.01, help="learning rate (default: 0.01)")
     _run_options(c, "corners_run")
     c.set_defaults(func=run_corners)
 
@@ -125,6 +126,17 @@ def sizing_of(args: argparse.Namespace) -> Any:
     if len(sizings) != 1:
         raise ConfigError("this command takes exactly one sizing in --sizes")
     return sizings[0]
+
+
+def network_sizing_of(args: argparse.Namespace, network: Any) -> Any:
+    """The sizing to simulate a trained ``network`` at: the one its calibration records (options that
+    contradict it are refused), else the options' (see :func:`memspice.validate.api.network_sizing`)."""
+    from memspice.validate.api import network_sizing
+    from memspice.validate.command import sizing_of as validate_sizing
+
+    if getattr(args, "sizes", None):
+        return network_sizing(network, sizing_of(args))
+    return validate_sizing(args, network)
 
 
 def technology_of(args: argparse.Namespace, corner: str, rails: Any = None) -> Any:
@@ -155,6 +167,17 @@ def split_data(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, A
             features_to_voltages(test.features, vdd, vss), test.labels)
 
 
+def check_run(args: argparse.Namespace, topology: Any, n_train: int, n_test: int) -> None:
+    """Before any simulation: ``--out`` must be writable, and training (fine-tuning) and the SPICE
+    runs must fit in memory."""
+    from memspice.budget import check_training, check_validation
+    from memspice.safe_io import check_output_dir
+
+    check_output_dir(args.out, "--out")
+    check_training(topology, n_train, 32, coupled=getattr(args, "mode", "") == "coupled")
+    check_validation(topology, max(n_train, n_test), args.batch_size)
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from memspice.validate.api import RunSettings
 
@@ -176,15 +199,16 @@ def run_loop(args: argparse.Namespace) -> int:
     network = load_network(args.network)
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
+    check_run(args, network.topology, len(x_train), len(x_test))
     config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, lr_decay=0.9, seed=args.seed,
                          val_fraction=0.0, progress=False)
     result = closed_loop(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
-                         args.out, sizing=sizing_of(args), mode=args.mode, tolerance_v=1e-3 * args.tolerance_mv,
+                         args.out, sizing=network_sizing_of(args, network), mode=args.mode, tolerance_v=1e-3 * args.tolerance_mv,
                          agreement_target=args.agreement, max_rounds=args.max_rounds, fine_tune=config,
                          settings=_settings(args), force=args.force, log=None if args.json or args.quiet else print)
     if args.json:
         rows = [{k: _clean(v) for k, v in row.items()} for row in result.rounds.to_dict(orient="records")]
-        print(json.dumps({"converged": result.converged, "rounds": rows, "out": str(args.out)}, default=float))
+        print(dumps_strict({"converged": result.converged, "rounds": rows, "out": str(args.out)}, default=float))
     else:
         print(f"{'converged' if result.converged else 'not converged'} after {len(result.rounds) - 1} round(s); "
               f"table: {result.files['rounds_csv']}")
@@ -200,16 +224,17 @@ def run_hybrid(args: argparse.Namespace) -> int:
     network = load_network(args.network)
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
+    check_run(args, network.topology, len(x_train), len(x_test))
     config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, seed=args.seed, val_fraction=0.0,
                          progress=False)
     result = hybrid_train(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
-                          args.out, sizing=sizing_of(args), mode=args.mode, iterations=args.iterations,
+                          args.out, sizing=network_sizing_of(args, network), mode=args.mode, iterations=args.iterations,
                           config=config, settings=_settings(args), log=None if args.json or args.quiet else print)
     summary = {"accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after,
                "spice_samples": result.spice_samples, "seconds": result.seconds,
                "iterations": [{k: _clean(v) for k, v in r.items()} for r in result.iterations.to_dict(orient="records")]}
     if args.json:
-        print(json.dumps(summary, default=float))
+        print(dumps_strict(summary, default=float))
     else:
         print(f"SPICE accuracy {100 * result.accuracy_before:.2f} % → {100 * result.accuracy_after:.2f} % "
               f"({result.spice_samples} samples simulated, {result.seconds:.0f} s)")
@@ -240,15 +265,16 @@ def run_corners(args: argparse.Namespace) -> int:
             return technology_of(args, corner)
     rails = Rails()
     x_train, y_train, x_test, y_test = split_data(args, rails.vdd, rails.vss)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    check_run(args, (x_train.shape[1], args.hidden, n_classes), len(x_train), len(x_test))
     config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, lr_decay=0.93, seed=args.seed,
                          val_fraction=0.0, progress=False)
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
     study = corner_study(make, x_train, y_train, x_test, y_test, args.out, sizing=sizing_of(args), corners=corners,
                          train_corner=args.train_corner or corners[0], multi=not args.no_multi,
                          topology=(x_train.shape[1], args.hidden, n_classes), mode=args.mode, config=config,
                          settings=_settings(args), log=None if args.json or args.quiet else print)
     if args.json:
-        print(json.dumps({"table": study.table.to_dict(orient="records"), "train_seconds": study.train_seconds},
+        print(dumps_strict({"table": study.table.to_dict(orient="records"), "train_seconds": study.train_seconds},
                          default=float))
     else:
         print(study.pivot().to_string(float_format=lambda v: f"{100 * v:.2f}"))

@@ -9,7 +9,7 @@ import numpy as np
 
 from memspice.characterize.calibrate import calibrate
 from memspice.fit.calibration import Calibration, DeviceWindow, save_calibration
-from memspice.io import write_atomic
+from memspice.safe_io import write_atomic
 from memspice.pipeline import data
 from memspice.pipeline.characterize_stage import load_grid
 from memspice.pipeline.stages import StageContext

@@ -52,6 +52,12 @@ class TechnologyConfig:
         _need(self.vdd > self.vss, f"{key}.vdd", f"must be above vss ({self.vss} V)", self.vdd)
         _need(0 < self.vdd - self.vss <= 5, f"{key}.vdd", "minus vss must be in (0, 5] V", self.vdd - self.vss)
         _need(-60 <= self.temperature_c <= 200, f"{key}.temperature_c", "must be in [-60, 200] °C", self.temperature_c)
+        if self.name == "builtin":
+            _need(self.corner == "tt", f"{key}.corner", "must be tt for the built-in card (other corners need "
+                  "name = \"sky130\" or a user library)", self.corner)
+        if self.name == "sky130":
+            _need(self.corner in ("tt", "ss", "ff", "sf", "fs"), f"{key}.corner", "must be tt, ss, ff, sf or fs for sky130",
+                  self.corner)
         if self.name == "user":
             for k in ("lib", "nmos", "pmos"):
                 _need(bool(getattr(self, k)), f"{key}.{k}", "is required for a user technology", getattr(self, k))
@@ -305,13 +311,21 @@ def load_config(path: Path | None) -> RunConfig:
     Relative paths in it (:data:`PATH_KEYS`) are taken relative to the file's directory, so a
     configuration means the same whatever directory ``memspice run`` is started from.
     """
+    from memspice.safe_io import read_document
+
     if path is None:
         return config_from_dict({})
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(read_document(path, "configuration file"))
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"configuration file {path} is a directory, not a TOML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not text (not UTF-8); is it a TOML file?") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
     for section, key in (*PATH_KEYS, *PROGRAM_KEYS):

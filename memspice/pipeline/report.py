@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from memspice.io import write_text_atomic
+from memspice.safe_io import dumps_strict, json_safe, write_text_atomic
 
 #: Plots the report shows when their stage wrote them (relative to the run directory).
 FIGURES: tuple[tuple[str, str, str], ...] = (
@@ -130,7 +130,7 @@ def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_
         if (run_dir / rel).is_file():
             lines += ["", f"### {caption}", "", f"![{caption}]({rel})"]
     lines += ["", "## Details", "", "Every stage's own summary (also in `summary.json`):", "", "```json",
-              json.dumps(summaries, indent=1, default=str)[:20000], "```", "",
+              json.dumps(json_safe(summaries), indent=1, default=str)[:20000], "```", "",
               "## Configuration", "", "```toml", config_toml.rstrip(), "```", ""]
     return "\n".join(lines)
 
@@ -160,5 +160,5 @@ def write_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_tom
     return {
         "report_md": write_text_atomic(run_dir / "report.md", text),
         "report_html": write_text_atomic(run_dir / "report.html", html),
-        "summary_json": write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"),
+        "summary_json": write_text_atomic(run_dir / "summary.json", dumps_strict(summary, indent=2, default=str) + "\n"),
     }

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from memspice import __version__
-from memspice.io import write_text_atomic
+from memspice.errors import ConfigError
+from memspice.safe_io import dumps_strict, write_text_atomic
 from memspice.pipeline.config import RunConfig
 
 MANIFEST = "stages.json"
@@ -74,21 +75,36 @@ class StageContext:
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The finished stages recorded in ``stages.json`` (``{}`` when there is none).
+
+    Raises:
+        ConfigError: the file exists but is not a stage record, so which stages finished is
+            unknown (delete it, or run with ``--force``, to redo every stage).
+    """
     path = run_dir / MANIFEST
-    if not path.is_file():
+    if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        log.warning("ignoring unreadable %s", path)
-        return {}
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+        for name, entry in manifest.items():
+            if not (isinstance(entry, dict) and isinstance(entry.get("fingerprint"), str)
+                    and isinstance(entry.get("summary", {}), dict)):
+                raise ValueError(f"entry {name!r} lacks a fingerprint and summary")
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise ConfigError(f"{path} is unreadable ({reason}); delete it or use --force to redo every stage") from None
+    return manifest
 
 
 def _started_fingerprint(stage_dir: Path) -> str | None:
+    """The fingerprint a stage recorded when it started; None when unknown (the stage starts fresh)."""
     try:
-        return json.loads((stage_dir / STARTED).read_text()).get("fingerprint")
-    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        value = json.loads((stage_dir / STARTED).read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
         return None
+    return value if isinstance(value, str) else None
 
 
 #: Data files of the package (model cards) that every code digest covers.
@@ -190,7 +206,7 @@ def run_stages(stages: list[Stage], ctx: StageContext, force: bool = False) -> d
     """Run (or skip) each stage in order; return every stage's summary."""
     from tqdm.auto import tqdm
 
-    manifest = read_manifest(ctx.run_dir)
+    manifest = {} if force else read_manifest(ctx.run_dir)
     bar = tqdm(total=len(stages), desc="memspice run", unit="stage", disable=ctx.quiet, position=0)
     try:
         for stage in stages:
@@ -211,7 +227,7 @@ def run_stages(stages: list[Stage], ctx: StageContext, force: bool = False) -> d
             summary = {**summary, "elapsed_s": round(elapsed, 2)}
             ctx.summaries[stage.name] = summary
             manifest[stage.name] = {"fingerprint": fp, "summary": summary}
-            write_text_atomic(ctx.run_dir / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            write_text_atomic(ctx.run_dir / MANIFEST, dumps_strict(manifest, indent=2, sort_keys=True) + "\n")
             log.info("%s done in %.1f s", stage.title, elapsed)
             bar.update(1)
     finally:

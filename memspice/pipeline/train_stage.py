@@ -9,17 +9,19 @@ from typing import Any
 import numpy as np
 
 from memspice.fit.calibration import DeviceWindow, load_calibration
-from memspice.io import write_text_atomic
+from memspice.safe_io import dumps_strict, write_text_atomic
 from memspice.pipeline import data
 from memspice.pipeline.stages import StageContext
 from memspice.train.evaluate import network_from_params
 from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import accuracy
 from memspice.train.model import PhaxNetwork, TanhMLP
-from memspice.train.network_io import save_network
+from memspice.train.network_io import save_network, verify_checkpoint
 from memspice.train.trainer import CHECKPOINT_NAME, TrainConfig, TrainResult, train
 
 CALIBRATION_FILE = "calibration.json"
+#: Share of the training samples held out to choose the epoch whose parameters are kept.
+VALIDATION_FRACTION = 0.1
 
 
 def topology(ctx: StageContext, n_features: int, n_classes: int) -> tuple[int, ...]:
@@ -74,7 +76,7 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     t = cfg.training
     settings = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.learning_rate, optimizer=t.optimizer,  # type: ignore[arg-type]
                            loss=t.loss, loss_link=t.loss_link, logit_temperature=t.logit_temperature,  # type: ignore[arg-type]
-                           average_decay=t.average_decay, seed=t.seed, val_fraction=0.1,
+                           average_decay=t.average_decay, seed=t.seed, val_fraction=VALIDATION_FRACTION,
                            lr_decay=t.lr_decay if t.schedule == "exponential" else 1.0,  # cosine ignores it
                            schedule=t.schedule, warmup_epochs=t.warmup_epochs,  # type: ignore[arg-type]
                            lr_floor_fraction=t.lr_floor_fraction, grad_clip_norm=t.grad_clip_norm,
@@ -82,6 +84,8 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     if ctx.fresh:  # a changed configuration or --force: earlier checkpoints belong to another run
         for name in ("constrained", "baseline"):
             (out / name / CHECKPOINT_NAME).unlink(missing_ok=True)
+    for name in ("constrained", "baseline"):  # resuming: a damaged checkpoint stops here, named
+        verify_checkpoint(out / name / CHECKPOINT_NAME)
     model = PhaxNetwork(calibration, sizes, HardwareConfig(levels=cfg.device.levels), evaluator=t.mode,
                         init_mean=t.init_theta_mean)
     result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True)
@@ -108,7 +112,7 @@ def _train(ctx: StageContext) -> dict[str, Any]:
         "baseline_learning_rate": base_settings.lr,
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
     }
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from memspice.errors import ConfigError, SimError
-from memspice.io import write_atomic
+from memspice.safe_io import write_atomic
 from memspice.pipeline import data
 from memspice.pipeline.loop_stage import final_network_dir
 from memspice.pipeline.stages import StageContext

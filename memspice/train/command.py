@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 
-from memspice.errors import ConfigError, MemspiceError
+from memspice.cli_options import bounded, levels_int, nonnegative_int, seed_int, unit_interval
+from memspice.errors import ConfigError
+from memspice.safe_io import dumps_strict
 from memspice.fit.calibration import Calibration
 from memspice.pipeline.config import TrainingConfig
 from memspice.train.schedule import ScheduleName
@@ -37,11 +38,15 @@ network is trained knowing the fault map, otherwise it is trained ideal and test
 
 def _topology(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.split(","))
+        sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"topology must be comma-separated integers like 64,32,10, got {text!r}"
         ) from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"topology needs at least two layer sizes, each at least 1, like 64,32,10, got {text!r}")
+    return sizes
 
 
 def add_schedule_options(parser: argparse.ArgumentParser, *, default: str = DEFAULTS.schedule,
@@ -53,9 +58,9 @@ def add_schedule_options(parser: argparse.ArgumentParser, *, default: str = DEFA
     parser.add_argument("--schedule", choices=list(get_args(ScheduleName)), default=default,
                         help=f"learning-rate decay: {exponential}, or half a cosine down to "
                              f"--lr-floor-fraction of the learning rate (default: {default})")
-    parser.add_argument("--warmup-epochs", type=int, default=DEFAULTS.warmup_epochs,
+    parser.add_argument("--warmup-epochs", type=nonnegative_int, default=DEFAULTS.warmup_epochs,
                         help=f"epochs of linear learning-rate warm-up before the decay (default: {DEFAULTS.warmup_epochs})")
-    parser.add_argument("--lr-floor-fraction", type=float, default=DEFAULTS.lr_floor_fraction,
+    parser.add_argument("--lr-floor-fraction", type=bounded(float, 0, 1, hi_open=True), default=DEFAULTS.lr_floor_fraction,
                         help="where the cosine schedule ends, as a fraction of the learning rate "
                              f"(default: {DEFAULTS.lr_floor_fraction:g})")
 
@@ -77,10 +82,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--topology", type=_topology, default=None,
                    help="layer sizes incl. input and output, e.g. 64,32,10 "
                         f"(default: n_features,{','.join(map(str, DEFAULTS.hidden))},n_classes)")
-    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"epochs (default: {DEFAULTS.epochs})")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+    p.add_argument("--epochs", type=bounded(int, 1, 100000), default=DEFAULTS.epochs,
+                   help=f"epochs (default: {DEFAULTS.epochs})")
+    p.add_argument("--batch-size", type=bounded(int, 1, 1000000), default=DEFAULTS.batch_size,
                    help=f"mini-batch size (default: {DEFAULTS.batch_size})")
-    p.add_argument("--lr", type=float, default=DEFAULTS.learning_rate,
+    p.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=DEFAULTS.learning_rate,
                    help=f"learning rate (default: {DEFAULTS.learning_rate:g})")
     p.add_argument("--optimizer", choices=["adam", "sgd", "lbfgs", "cg"], default=DEFAULTS.optimizer,
                    help=f"adam/sgd mini-batch, lbfgs/cg full-batch (default: {DEFAULTS.optimizer})")
@@ -95,25 +101,25 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--loss-link", choices=["output", "logit"], default=DEFAULTS.loss_link,
                    help="what the loss sees: the rescaled outputs (PHAX) or the output neurons' "
                         f"logits, which keeps a saturated output neuron trainable (default: {DEFAULTS.loss_link})")
-    p.add_argument("--logit-temperature", type=float, default=DEFAULTS.logit_temperature,
+    p.add_argument("--logit-temperature", type=bounded(float, 0, 100, lo_open=True), default=DEFAULTS.logit_temperature,
                    help="divides the logits before the loss, with --loss-link logit (default: 1)")
-    p.add_argument("--average-decay", type=float, default=DEFAULTS.average_decay,
+    p.add_argument("--average-decay", type=bounded(float, 0, 1, hi_open=True), default=DEFAULTS.average_decay,
                    help="return a moving average of the parameters over steps with this decay, "
                         "e.g. 0.999 (default: 0 = off)")
     add_schedule_options(p)
-    p.add_argument("--grad-clip-norm", type=float, default=DEFAULTS.grad_clip_norm,
+    p.add_argument("--grad-clip-norm", type=bounded(float, 0, 1e6), default=DEFAULTS.grad_clip_norm,
                    help="clip each mini-batch gradient to this joint L2 norm (default: 0 = off)")
-    p.add_argument("--levels", type=int, default=None,
+    p.add_argument("--levels", type=levels_int, default=None,
                    help="conductance levels, 0 = continuous (default: the calibration's)")
-    p.add_argument("--fault-rate", type=float, default=0.0,
+    p.add_argument("--fault-rate", type=unit_interval, default=0.0,
                    help="fraction of devices stuck (half high, half low; default: 0)")
     p.add_argument("--fault-aware", action="store_true",
                    help="train against the drawn fault map")
-    p.add_argument("--variation", type=float, default=0.0,
+    p.add_argument("--variation", type=bounded(float, 0, 10), default=0.0,
                    help="relative lognormal device variation, e.g. 0.05 (default: 0)")
-    p.add_argument("--mc-trials", type=int, default=20,
+    p.add_argument("--mc-trials", type=bounded(int, 1, 100000), default=20,
                    help="Monte Carlo trials for the variation test (default: 20)")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default: {DEFAULTS.seed})")
+    p.add_argument("--seed", type=seed_int, default=DEFAULTS.seed, help=f"random seed (default: {DEFAULTS.seed})")
     p.add_argument("--out", type=Path, default=Path("train_run"),
                    help="output directory (default: ./train_run)")
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
@@ -134,6 +140,13 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     from memspice.train.network_io import save_network
     from memspice.train.trainer import TrainConfig, train
 
+    from memspice.budget import check_training
+    from memspice.safe_io import check_output_dir
+    from memspice.train.network_io import verify_checkpoint
+    from memspice.train.trainer import CHECKPOINT_NAME
+
+    if args.warmup_epochs >= args.epochs:
+        raise ConfigError(f"--warmup-epochs ({args.warmup_epochs}) must be below --epochs ({args.epochs})")
     if args.calibration is None:
         print("memspice: warning: no --calibration: training against PHAX's published reference "
               "calibration, which does not describe memspice's circuits (digits with the defaults: model "
@@ -154,6 +167,9 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
                           f"end with {data.n_classes} outputs for {args.dataset}")
     if not 0 <= args.fault_rate <= 1:
         raise ConfigError(f"--fault-rate must be in [0, 1], got {args.fault_rate}")
+    check_output_dir(args.out, "--out")
+    if args.resume:
+        verify_checkpoint(args.out / CHECKPOINT_NAME)
     mode = resolve_mode(args.mode, cal)
     if mode == "static" and args.calibration is not None:
         print("memspice: warning: --mode static: the PHAX model ignores how the crossbar loads each "
@@ -164,6 +180,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     hardware = HardwareConfig(levels=levels, variation_sigma=args.variation)
     x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
     x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
+    check_training(topology, len(train_set.labels), args.batch_size, coupled=mode == "coupled")
     probe = PhaxNetwork(cal, topology, evaluator=mode)
     faults = None
     if args.fault_rate > 0:
@@ -207,13 +224,9 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``memspice train``: prints a table (or JSON) and returns the exit code."""
-    try:
-        summary = run_training(args)
-    except MemspiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    summary = run_training(args)
     if args.json:
-        print(json.dumps(summary, sort_keys=True))
+        print(dumps_strict(summary, sort_keys=True))
     else:
         width = max(len(k) for k in summary)
         for key, value in summary.items():

@@ -16,6 +16,7 @@ Version 2 adds ``layers``, the :class:`~memspice.network.NetworkSpec` descriptio
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ import numpy as np
 from memspice.circuit.wiring import layer_shapes
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
-from memspice.io import write_atomic, write_text_atomic
 from memspice.network.spec import NetworkSpec
+from memspice.safe_io import dumps_strict, read_document, write_atomic, write_text_atomic
 from memspice.train.forward import LayerState, make_evaluator
 from memspice.train.hardware import FaultMap
 from memspice.train.mapping import ConductanceWindow, conductance_to_theta
@@ -138,8 +139,7 @@ def save_network(network: TrainedNetwork, directory: Path) -> dict[str, Path]:
         "metadata": network.metadata,
     }
     npz_path = write_atomic(directory / NPZ_NAME, write_npz)
-    json_path = write_text_atomic(directory / JSON_NAME,
-                                  json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    json_path = write_text_atomic(directory / JSON_NAME, dumps_strict(meta, indent=2, sort_keys=True) + "\n")
     return {"network_npz": npz_path, "network_json": json_path}
 
 
@@ -156,13 +156,17 @@ def load_network(directory: Path, calibration: Calibration | None = None) -> Tra
     """
     directory = Path(directory)
     json_path, npz_path = directory / JSON_NAME, directory / NPZ_NAME
+    if not directory.is_dir():
+        raise ConfigError(f"no trained network at {directory} (expected a folder with {JSON_NAME} and {NPZ_NAME})")
     try:
-        meta = json.loads(json_path.read_text())
+        meta = json.loads(read_document(json_path, "network description"))
     except FileNotFoundError as exc:
         raise ConfigError(f"no trained network in {directory} ({JSON_NAME} missing)") from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{json_path} is not valid JSON: {exc}") from exc
-    if meta.get("format") != NETWORK_FORMAT:
+    except OSError as exc:
+        raise ConfigError(f"cannot read {json_path}: {exc.strerror or exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != NETWORK_FORMAT:
         raise ConfigError(f"{json_path} is not a memspice network document")
     if meta.get("version") not in READABLE_VERSIONS:
         raise ConfigError(f"network format version {meta.get('version')!r} is not supported "
@@ -170,28 +174,114 @@ def load_network(directory: Path, calibration: Calibration | None = None) -> Tra
     if meta.get("version") >= 2 and meta.get("topology") is None:
         raise ConfigError(f"{json_path} holds a network with conv or pooling layers; read it "
                           f"with memspice.train.conv_io.load_layered_network")
-    stored = Calibration.from_dict(meta["calibration"])
-    if stored.digest() != meta["calibration_digest"]:
+    try:
+        stored = Calibration.from_dict(meta["calibration"])
+        recorded_digest = str(meta["calibration_digest"])
+        topology = tuple(_layer_size(t) for t in meta["topology"])
+        metadata = meta.get("metadata", {})
+        evaluator = meta.get("evaluator", "static")
+        if not isinstance(metadata, dict) or not isinstance(evaluator, str) or len(topology) < 2:
+            raise TypeError("metadata, evaluator or topology of the wrong type")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{json_path} is incomplete or malformed: {exc}") from exc
+    if stored.digest() != recorded_digest:
         raise ConfigError(f"{json_path}: embedded calibration does not match its digest")
-    if calibration is not None and calibration.digest() != meta["calibration_digest"]:
+    if calibration is not None and calibration.digest() != recorded_digest:
         raise ConfigError(
             f"network in {directory} was trained with calibration "
-            f"{meta['calibration_digest'][:12]}…, not {calibration.digest()[:12]}…"
+            f"{recorded_digest[:12]}…, not {calibration.digest()[:12]}…"
         )
-    topology = tuple(int(t) for t in meta["topology"])
     n_layers = len(topology) - 1
+    from memspice.budget import network_parameters, require
+
+    require(8.0 * 4 * network_parameters(topology), f"loading the {'-'.join(map(str, topology))} network in {directory}")
     try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            conductances = tuple(np.array(data[f"layer{i}"]) for i in range(n_layers))
+        expected = {f"layer{s}": shape.matrix_shape for s, shape in enumerate(layer_shapes(topology))}
+        found = npz_shapes(npz_path)
+        for key, shape in expected.items():
+            if key in found and found[key] != shape:
+                raise ConfigError(f"{npz_path}: array {key} has shape {found[key]}, but topology "
+                                  f"{topology} needs {shape}")
+        with open(npz_path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+            conductances = tuple(_array(data, f"layer{i}", np.float64) for i in range(n_layers))
             faults = None
             if meta.get("has_fault_map"):
                 faults = FaultMap(
-                    tuple(np.array(data[f"stuck_high{i}"]) for i in range(n_layers)),
-                    tuple(np.array(data[f"stuck_low{i}"]) for i in range(n_layers)),
+                    tuple(_array(data, f"stuck_high{i}", bool) for i in range(n_layers)),
+                    tuple(_array(data, f"stuck_low{i}", bool) for i in range(n_layers)),
                 )
     except FileNotFoundError as exc:
         raise ConfigError(f"{npz_path} is missing") from exc
     except KeyError as exc:
         raise ConfigError(f"{npz_path} lacks array {exc}") from exc
-    return TrainedNetwork(topology, conductances, stored, meta.get("evaluator", "static"),
-                          faults, dict(meta.get("metadata", {})))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{npz_path} is not a readable NumPy archive: {exc}") from exc
+    if faults is not None:
+        shapes = [g.shape for g in conductances]
+        if [h.shape for h in faults.stuck_high] != shapes or [m.shape for m in faults.stuck_low] != shapes:
+            raise ConfigError(f"{npz_path}: the fault maps do not match the conductance shapes")
+    return TrainedNetwork(topology, conductances, stored, evaluator, faults, dict(metadata))
+
+
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes of the arrays in an ``.npz`` archive, read from their headers (no data is loaded).
+
+    Raises:
+        OSError, ValueError, zipfile.BadZipFile: not a readable archive of ``.npy`` files.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if not name.endswith(".npy"):
+                continue
+            with archive.open(name) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, _ = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, _ = np.lib.format.read_array_header_2_0(member)
+                else:  # a newer header layout: np.load checks it when the array is read
+                    continue
+            shapes[name[:-4]] = tuple(int(n) for n in shape)
+    return shapes
+
+
+def _layer_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"layer sizes must be positive integers, got {value!r}")
+    return value
+
+
+def _array(data: Any, key: str, dtype: type) -> np.ndarray:
+    """``data[key]`` as ``dtype``; refuses arrays of another kind (strings, objects, complex)."""
+    array = np.array(data[key])
+    kinds = "b" if dtype is bool else "biuf"
+    if array.dtype.kind not in kinds:
+        raise ValueError(f"array {key} holds {array.dtype} values, not {np.dtype(dtype)}")
+    return array.astype(dtype)
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Check that a training checkpoint, if present, can be read (before training resumes from it).
+
+    Raises:
+        ConfigError: the file exists but is not a checkpoint :func:`memspice.train.trainer.train`
+            can read (truncated, another format, missing arrays or metadata).
+    """
+    from memspice.train.trainer import _load_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+            data.files  # a truncated or foreign file fails here, with the handle closed
+        state = _load_checkpoint(path)
+        params = state["params"]
+        if not all(isinstance(p, np.ndarray) and p.dtype.kind == "f" for p in params):
+            raise ValueError("parameters are not floating-point arrays")
+        for key in ("epoch", "best_epoch", "lr", "history"):
+            state[key]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); delete it to "
+                          "start training over") from exc

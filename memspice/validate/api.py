@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from memspice.circuit.builders import InverterSizing
 from memspice.errors import ConfigError, DataError
-from memspice.io import write_atomic, write_text_atomic
+from memspice.safe_io import check_output_dir, json_safe, write_atomic, write_text_atomic
 from memspice.sim import SimOptions, find_ngspice
 from memspice.tech.technology import Technology
 from memspice.train.forward import LayerState, make_evaluator
@@ -134,6 +135,56 @@ class ValidationReport:
         return not self.failures
 
 
+#: Keys of a calibration's ``source`` that record the inverter sizing it was made at (m).
+SIZING_KEYS = ("wn_m", "wp_m", "ln_m", "lp_m")
+
+
+def recorded_sizing(calibration: Any) -> InverterSizing | None:
+    """The inverter sizing a calibration was characterized at (its ``source``), or None if unrecorded.
+
+    Raises:
+        ConfigError: the calibration records a sizing that is not four positive sizes.
+    """
+    source = calibration.source
+    if not any(k in source for k in SIZING_KEYS):
+        return None
+    try:
+        return InverterSizing(*(float(source[k]) for k in SIZING_KEYS))
+    except (KeyError, ValueError, ConfigError) as exc:
+        raise ConfigError(f"the calibration's recorded inverter sizing is incomplete or malformed: {exc}") from None
+
+
+def sizing_conflicts(given: InverterSizing, recorded: InverterSizing) -> list[str]:
+    """Names of the sizes (``wn``, ``wp``, ``ln``, ``lp``) where ``given`` differs from ``recorded``."""
+    return [k[:2] for k in SIZING_KEYS
+            if abs(getattr(given, k) - getattr(recorded, k)) > 1e-9 * max(getattr(recorded, k), 1e-12)]
+
+
+def describe_sizing(sizing: InverterSizing) -> str:
+    """``Wn = 1.2 µm, Wp = 1 µm, Ln = 0.1 µm, Lp = 0.1 µm``."""
+    return ", ".join(f"{k[0].upper()}{k[1]} = {getattr(sizing, k) * 1e6:g} µm" for k in SIZING_KEYS)
+
+
+def network_sizing(network: TrainedNetwork, sizing: InverterSizing | None = None) -> InverterSizing:
+    """The sizing to simulate ``network`` at: the one its calibration was made at.
+
+    ``sizing`` (when given) must agree with the recorded one: a network calibrated at one sizing
+    and simulated at another disagrees with its model by hundreds of millivolts. Without a
+    recorded sizing, ``sizing`` or PHAX's reference sizing is used.
+
+    Raises:
+        ConfigError: ``sizing`` differs from the recorded sizing.
+    """
+    recorded = recorded_sizing(network.calibration)
+    if recorded is None:
+        return sizing or InverterSizing()
+    if sizing is not None and sizing_conflicts(sizing, recorded):
+        raise ConfigError(f"the inverter sizing asked for ({describe_sizing(sizing)}) differs from the one the "
+                          f"network's calibration was made at ({describe_sizing(recorded)}); simulate at the "
+                          "recorded sizing or calibrate and train again at the new one")
+    return recorded
+
+
 def check_data(network: TrainedNetwork, x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate inputs against the network's topology.
 
@@ -216,9 +267,11 @@ def stored_plan(out_dir: Path, n_samples: int) -> list[np.ndarray] | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             batches = [data[f"arr_{i}"] for i in range(len(data.files))]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if not all(b.ndim == 1 and b.dtype.kind in "iu" for b in batches):
         return None
     joined = np.concatenate(batches) if batches else np.empty(0, dtype=np.int64)
     if len(joined) != n_samples or not np.array_equal(np.sort(joined), np.arange(n_samples)):
@@ -245,9 +298,9 @@ def prepare_run_dir(out_dir: Path, manifest: dict[str, Any], resume: bool, force
     stored = None
     if path.is_file():
         try:
-            stored = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            stored = None
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # unreadable: refused below unless --force
+            stored = "unreadable"
     has_batches = any((out_dir / "batches").glob("*.npz")) if (out_dir / "batches").is_dir() else False
     if force:
         for mode in ("dc", "transient"):
@@ -256,6 +309,9 @@ def prepare_run_dir(out_dir: Path, manifest: dict[str, Any], resume: bool, force
         if not resume:
             raise ConfigError(f"{out_dir} already holds validation results; pass --resume to reuse "
                               "finished batches or --force to start over")
+        if stored == "unreadable":
+            raise ConfigError(f"{path} is unreadable, so the batches in {out_dir} cannot be matched to this run; "
+                              "use --force to replace them or choose another --out")
         if stored != manifest:
             raise ConfigError(f"{out_dir} holds results of another network, data or settings; "
                               "use --force to replace them or choose another --out")
@@ -285,7 +341,7 @@ def dc_reference(dc: ExecutionResult, n_samples: int, last_layer: int) -> np.nda
 
 
 def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, labels: np.ndarray,
-                     out_dir: Path, *, sizing: InverterSizing = InverterSizing(),
+                     out_dir: Path, *, sizing: InverterSizing | None = None,
                      nonideal: NonIdeality | None = None, settings: RunSettings = RunSettings(),
                      evaluator: str | None = None, write_files: bool = True,
                      progress: Any = None) -> ValidationReport:
@@ -297,7 +353,9 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
         x: ``(S, N)`` input voltages in [vss, vdd] (V).
         labels: ``(S,)`` true classes.
         out_dir: run directory (batches, tables, summary, report).
-        sizing: inverter transistor sizes (m).
+        sizing: inverter transistor sizes (m); default (None): the sizing the network's calibration
+            records (see :func:`network_sizing`), else PHAX's reference sizing. A sizing that
+            differs from the recorded one is refused.
         nonideal: device variation, faults and wire resistance applied in SPICE only.
         settings: batching, parallelism, resume and transient options.
         evaluator: model evaluator to compare against (``static``, ``load-aware``, ``coupled``);
@@ -310,6 +368,7 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
         The report; ``report.complete`` is False when a batch failed (the rest still finished).
     """
     x, labels = check_data(network, x, labels)
+    sizing = network_sizing(network, sizing)
     cal = network.calibration
     if evaluator is not None:
         make_evaluator(evaluator, cal)  # an unknown name fails here, before any simulation
@@ -326,6 +385,7 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     manifest = {"circuit": circuit.digest(), "inputs": _digest(x, labels), "batch_size": int(settings.batch_size),
                 "order": settings.order, "transient_samples": n_tran, "transient": repr(settings.transient),
                 "nonideal": nonideal.as_dict(), "ngspice": settings.ngspice}
+    check_output_dir(out_dir, "validation run directory")
     if settings.scheduler is None:
         find_ngspice(settings.ngspice)  # a missing simulator stops here, with how to install it
     prepare_run_dir(out_dir, manifest, settings.resume, settings.force)
@@ -365,8 +425,10 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     report.transient_waves = waves
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir, transient_elapsed_s))
     report.summary["model_evaluator"] = evaluator or network.evaluator
+    report.summary["sizing_m"] = {k: float(getattr(sizing, k)) for k in SIZING_KEYS}
     if nonideal.any_device_change and report.comparison is not None:
         report.summary["drawn_devices_model"] = drawn_devices_model(network, draw, x, report, evaluator)
+    report.summary = json_safe(report.summary)  # NaN (nothing to average) → null: strict JSON readers accept it
     if write_files:
         from memspice.validate.report import write_outputs
 
@@ -391,7 +453,11 @@ def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, lab
     index = index[order]
 
     def gather(name: str) -> np.ndarray:
-        return np.concatenate([dc.batches[k][name] for k in keys])[order]
+        try:
+            return np.concatenate([dc.batches[k][name] for k in keys])[order]
+        except KeyError:
+            raise ConfigError(f"stored validation batches lack {name!r} (written by another network or "
+                              "version); use --force to simulate them again") from None
 
     spice = [LayerVoltages(gather(f"outn{layer}"), gather(f"outp{layer}")) for layer in range(n_layers)]
     if states is None:

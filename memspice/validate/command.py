@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from memspice.cli_options import add_technology_options, sizing_from_args, technology_from_args
+from memspice.cli_options import (add_technology_options, bounded, nonnegative_int, positive_int, seed_int,
+                                  sizing_from_args, technology_from_args, unit_interval)
 from memspice.errors import ConfigError
+from memspice.safe_io import dumps_strict
 
 #: TransientSpec's defaults in ns (kept equal by a test; the CLI does not import the validation code
 #: until it runs). Until this was tied, the CLI's 50 ns left every sample "not settled".
@@ -69,8 +70,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     data.add_argument("--mnist-dir", type=Path, default=None, help="folder with MNIST IDX files")
     data.add_argument("--split", choices=["test", "train", "all"], default="test",
                       help="which samples: the training command's test split (default), train split, or all")
-    data.add_argument("--samples", type=int, default=None, help="use at most this many samples (default: all)")
-    data.add_argument("--seed", type=int, default=0,
+    data.add_argument("--samples", type=positive_int, default=None, help="use at most this many samples (default: all)")
+    data.add_argument("--seed", type=seed_int, default=0,
                       help="seed of the train/test split and of the non-ideality draws (default: 0)")
     circuit = p.add_argument_group("circuit")
     circuit.add_argument("--calibration", type=Path, default=None,
@@ -81,29 +82,29 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                               "(default: the one the network was trained with)")
     add_technology_options(p, rails=False)
     nonideal = p.add_argument_group("non-idealities (SPICE only)")
-    nonideal.add_argument("--variation", type=float, default=0.0, help="lognormal device variation sigma, e.g. 0.05")
-    nonideal.add_argument("--fault-rate", type=float, default=0.0, help="fraction of stuck devices, e.g. 0.01")
-    nonideal.add_argument("--wire-ohm", type=float, default=0.0, help="wire resistance per crossbar cell in Ω")
-    nonideal.add_argument("--draws", type=int, default=1, metavar="N",
+    nonideal.add_argument("--variation", type=bounded(float, 0, 10), default=0.0, help="lognormal device variation sigma, e.g. 0.05")
+    nonideal.add_argument("--fault-rate", type=unit_interval, default=0.0, help="fraction of stuck devices, e.g. 0.01")
+    nonideal.add_argument("--wire-ohm", type=bounded(float, 0, 1e9, unit="Ω"), default=0.0, help="wire resistance per crossbar cell in Ω")
+    nonideal.add_argument("--draws", type=bounded(int, 1, 10000), default=1, metavar="N",
                           help="Monte Carlo: validate N device draws (seeds --seed ... --seed+N-1) into "
                                "--out/draw_NNN, with draws.csv, draws.json and draws.png (default: 1, one run)")
     run = p.add_argument_group("execution")
-    run.add_argument("--batch-size", type=int, default=500, help="samples per ngspice deck: the samples go into ceil(N / this) batches of equal predicted Newton work, so sizes differ a little (default: 500)")
-    run.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: CPU count)")
+    run.add_argument("--batch-size", type=bounded(int, 1, 100000), default=500, help="samples per ngspice deck: the samples go into ceil(N / this) batches of equal predicted Newton work, so sizes differ a little (default: 500)")
+    run.add_argument("--workers", type=bounded(int, 1, 4096), default=None, help="parallel ngspice processes (default: CPU count)")
     run.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
-    run.add_argument("--timeout", type=float, default=600.0, help="time limit per batch in s (default: 600)")
+    run.add_argument("--timeout", type=bounded(float, 0, lo_open=True, unit="s"), default=600.0, help="time limit per batch in s (default: 600)")
     run.add_argument("--ngspice", default="ngspice", metavar="EXE",
                      help="ngspice executable (default: ngspice on PATH); scripts/build_ngspice.sh builds one "
                           "with ngspice's --enable-predictor, about 20 %% fewer Newton iterations per sample")
-    run.add_argument("--transient", type=int, default=0, metavar="N",
+    run.add_argument("--transient", type=nonnegative_int, default=0, metavar="N",
                      help="also run the first N samples in transient mode (delay, energy; default: 0)")
-    run.add_argument("--period", type=float, default=DEFAULT_PERIOD_NS,
+    run.add_argument("--period", type=bounded(float, 0, 1e9, lo_open=True, unit="ns"), default=DEFAULT_PERIOD_NS,
                      help=f"transient: time per sample in ns; outputs that have not settled within it get no "
                           f"delay (default: {DEFAULT_PERIOD_NS:g}; subthreshold networks at ±0.25 V take "
                           "100-500 ns)")
-    run.add_argument("--rise", type=float, default=DEFAULT_RISE_NS,
+    run.add_argument("--rise", type=bounded(float, 0, 1e9, lo_open=True, unit="ns"), default=DEFAULT_RISE_NS,
                      help=f"transient: input ramp in ns (default: {DEFAULT_RISE_NS:g})")
-    run.add_argument("--points-per-period", type=int, default=DEFAULT_POINTS_PER_PERIOD, metavar="P",
+    run.add_argument("--points-per-period", type=bounded(int, 2, 1000000), default=DEFAULT_POINTS_PER_PERIOD, metavar="P",
                      help="transient: the largest time step is period/P (default: "
                           f"{DEFAULT_POINTS_PER_PERIOD}; ngspice steps finer on fast edges by itself)")
     run.add_argument("--out", type=Path, default=Path("validate_run"), help="run directory (default: ./validate_run)")
@@ -129,10 +130,46 @@ def _samples(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, Any
             parts = train_test_split(data, 0.2, args.seed)
         data = parts[1] if args.split == "test" else parts[0]
     if args.samples is not None:
-        if args.samples < 1:
-            raise ConfigError(f"--samples must be at least 1, got {args.samples}")
         data = data.subset(slice(0, args.samples))
     return features_to_voltages(data.features, vdd, vss), data.labels
+
+
+SIZE_OPTIONS = ("wn", "wp", "ln", "lp")
+
+
+def sizing_of(args: argparse.Namespace, network: Any) -> Any:
+    """The sizing to simulate at: the one the network's calibration records, else the options'.
+
+    ``--wn/--wp/--ln/--lp`` may repeat the recorded sizes; a different value is refused, since
+    a circuit simulated at other sizes than its model was calibrated at disagrees with it.
+    """
+    from memspice.validate.api import describe_sizing, network_sizing, recorded_sizing
+
+    recorded = recorded_sizing(network.calibration)
+    if recorded is None:
+        return sizing_from_args(args)
+    for name in SIZE_OPTIONS:
+        given = getattr(args, name, None)
+        value = getattr(recorded, f"{name}_m")
+        if given is not None and abs(given * 1e-6 - value) > 1e-9 * value:
+            raise ConfigError(f"--{name} {given:g} µm differs from the sizing the network's calibration was made at "
+                              f"({describe_sizing(recorded)}); drop --{name}, or calibrate and train again at "
+                              "the new size")
+    return network_sizing(network)
+
+
+def check_devices(tech: Any, network: Any) -> None:
+    """Refuse to simulate with other MOSFET models than the network's calibration was made with.
+
+    Corner and temperature may differ (validating at another corner is a robustness study);
+    the model family and devices may not: the circuit would not be the one that was trained.
+    """
+    recorded = network.calibration.source
+    given = tech.describe()
+    for key, option in (("technology", "--tech"), ("nmos", "--flavor/--nmos"), ("pmos", "--flavor/--pmos")):
+        if key in recorded and recorded[key] != given[key]:
+            raise ConfigError(f"the network's calibration was made with {key} {recorded[key]!r}, not {given[key]!r}; "
+                              f"pass the same {option} (or calibrate and train again with these devices)")
 
 
 def run_validation(args: argparse.Namespace) -> Any:
@@ -144,11 +181,15 @@ def run_validation(args: argparse.Namespace) -> Any:
     from memspice.validate.nonideal import NonIdeality
     from memspice.validate.progress import batch_bars
 
+    from memspice.budget import check_validation
+
     calibration = load_calibration(args.calibration) if args.calibration is not None else None
     network = load_network(args.network, calibration)
     cal = network.calibration
-    tech, sizing = technology_from_args(args, rails=cal.rails), sizing_from_args(args)
+    tech, sizing = technology_from_args(args, rails=cal.rails), sizing_of(args, network)
+    check_devices(tech, network)
     x, labels = _samples(args, cal.rails.vdd, cal.rails.vss)
+    check_validation(network.topology, len(x), args.batch_size)
     nonideal = NonIdeality(args.variation, args.fault_rate, args.wire_ohm, args.seed,
                            cal.device.g_min_siemens, cal.device.g_max_siemens)
     settings = RunSettings(batch_size=args.batch_size, workers=args.workers, scheduler=args.scheduler,
@@ -172,15 +213,15 @@ def run_command(args: argparse.Namespace) -> int:
     report = run_validation(args)
     summary = report.summary
     if args.json:
-        print(json.dumps(summary, sort_keys=True, default=float))
+        print(dumps_strict(summary, sort_keys=True, default=float))
     else:
         print(f"validation {summary['status']}: {summary.get('n_samples', 0)} samples, "
-              f"SPICE accuracy {100 * summary.get('spice_accuracy', float('nan')):.2f} %, "
-              f"model accuracy {100 * summary.get('model_accuracy', float('nan')):.2f} %, "
-              f"agreement {100 * summary.get('agreement', float('nan')):.2f} %")
+              f"SPICE accuracy {_scaled(summary.get('spice_accuracy'), 100, '.2f')} %, "
+              f"model accuracy {_scaled(summary.get('model_accuracy'), 100, '.2f')} %, "
+              f"agreement {_scaled(summary.get('agreement'), 100, '.2f')} %")
         for row in summary.get("layer_errors", []):
-            print(f"  layer {row['layer']} {row['output']}: RMS {1e3 * row['rms_v']:.3f} mV, "
-                  f"max {1e3 * row['max_v']:.3f} mV")
+            print(f"  layer {row['layer']} {row['output']}: RMS {_scaled(row['rms_v'], 1e3, '.3f')} mV, "
+                  f"max {_scaled(row['max_v'], 1e3, '.3f')} mV")
         print(f"  report: {report.files.get('report', args.out)}")
     for failure in report.failures:
         print(f"memspice: batch {failure.index} failed: {failure.message}", file=sys.stderr)
@@ -191,12 +232,17 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scaled(value: Any, factor: float, spec: str) -> str:
+    """``value * factor`` formatted, or ``n/a`` for a missing figure (null in the summary)."""
+    return "n/a" if value is None else format(factor * value, spec)
+
+
 def _draws_command(args: argparse.Namespace) -> int:
     """``--draws N``: print the spread over the draws; exit 1 when a batch of any draw failed."""
     run = run_validation(args)
     s = run.summary
     if args.json:
-        print(json.dumps(s, sort_keys=True, default=float))
+        print(dumps_strict(s, sort_keys=True, default=float))
     else:
         spice, drawn = s["spice_accuracy"], s["drawn_model_accuracy"]
         print(f"{s['draws']} device draws {s['nonideal']}: SPICE accuracy "

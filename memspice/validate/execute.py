@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from memspice.errors import ConfigError, SimError
-from memspice.io import write_atomic
+from memspice.safe_io import write_atomic
 from memspice.netlist.emit import emit
 from memspice.sim import SimOptions, simulate_text
 from memspice.validate.decks import (NetworkCircuit, TransientSpec, dc_arrays, dc_batch_deck, input_drive_power,
@@ -175,10 +176,25 @@ class BatchStore:
 
         return write_atomic(self.path(index), writer)
 
-    def load(self, index: int) -> dict[str, np.ndarray]:
-        """Read batch ``index``."""
-        with np.load(self.path(index), allow_pickle=False) as data:
-            return {key: np.array(data[key]) for key in data.files}
+    def load(self, index: int, sample_index: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Read batch ``index`` (checking it holds the samples ``sample_index`` when given).
+
+        Raises:
+            ConfigError: the file is unreadable, lacks its sample numbers, or holds other samples.
+        """
+        path = self.path(index)
+        try:
+            with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+                arrays = {key: np.array(data[key]) for key in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"stored batch {path} is unreadable ({exc}); delete it to simulate that batch "
+                              "again, or use --force") from None
+        stored = arrays.get("sample_index")
+        if stored is None or stored.dtype.kind not in "iu" or (
+                sample_index is not None and not np.array_equal(stored, np.asarray(sample_index))):
+            raise ConfigError(f"stored batch {path} does not hold the samples of this run's batch {index}; "
+                              "delete it to simulate that batch again, or use --force")
+        return arrays
 
     def clear(self) -> None:
         """Delete every stored batch of this mode."""
@@ -233,7 +249,7 @@ def execute(jobs: Sequence[BatchJob], store: BatchStore, *, workers: int | None 
     pending = []
     for job in jobs:
         if store.has(job.index):
-            out.batches[job.index] = store.load(job.index)
+            out.batches[job.index] = store.load(job.index, job.sample_index)
             out.reused.append(job.index)
         else:
             pending.append(job)
