@@ -323,6 +323,9 @@ def require_mnist_dir(explicit: Path | str | None = None) -> Path:
         DataError: no folder, or one without images and labels of ``t10k`` or ``train``.
     """
     directory = resolve_mnist_dir(explicit)
+    if not directory.is_dir():
+        raise DataError(f"MNIST folder {directory} does not exist or is not a folder; "
+                        "`memspice data mnist` downloads the files into memspice's cache")
     if not status(directory).splits:
         raise DataError(
             f"{directory} holds no MNIST images and labels of one split (t10k or train); "

@@ -10,3 +10,13 @@ def _plugin_installed() -> bool:
 
 
 pytest_plugins = [] if _plugin_installed() else ["memspice.pytest_plugin"]
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_user_data_cache(tmp_path_factory, monkeypatch) -> None:
+    """Tests never read the user's data cache or MNIST folder: results must not depend on the machine."""
+    monkeypatch.setenv("MEMSPICE_DATA", str(tmp_path_factory.mktemp("memspice-data")))
+    monkeypatch.delenv("MEMSPICE_MNIST_DIR", raising=False)

@@ -184,6 +184,9 @@ def test_empty_cache_says_how_to_fill_it(tmp_path, fake_mnist):
 
 def test_explicit_folder_and_environment_win_over_the_cache(tmp_path, fake_mnist, monkeypatch):
     assert data_cache.resolve_mnist_dir(tmp_path / "given") == tmp_path / "given"
+    with pytest.raises(DataError, match="does not exist"):
+        data_cache.require_mnist_dir(tmp_path / "given")
+    (tmp_path / "given").mkdir()
     with pytest.raises(DataError, match="holds no MNIST images and labels"):
         data_cache.require_mnist_dir(tmp_path / "given")
     monkeypatch.setenv(data_cache.MNIST_ENV, str(tmp_path / "env"))

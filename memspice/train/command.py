@@ -147,14 +147,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.warmup_epochs >= args.epochs:
         raise ConfigError(f"--warmup-epochs ({args.warmup_epochs}) must be below --epochs ({args.epochs})")
-    if args.calibration is None:
-        print("memspice: warning: no --calibration: training against PHAX's published reference "
-              "calibration, which does not describe memspice's circuits (digits with the defaults: model "
-              "76 %, its circuit in SPICE 20 %); run `memspice calibrate --out cal.json` and pass "
-              "--calibration cal.json", file=sys.stderr)
-        cal = phax_reference_calibration()
-    else:
-        cal = load_calibration(args.calibration)
+    cal = (phax_reference_calibration() if args.calibration is None
+           else load_calibration(args.calibration))
     data = load_dataset(args.dataset, args.mnist_dir)
     if args.dataset == "mnist":
         cut = int(round(0.8 * len(data.labels)))
@@ -171,16 +165,22 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume:
         verify_checkpoint(args.out / CHECKPOINT_NAME)
     mode = resolve_mode(args.mode, cal)
-    if mode == "static" and args.calibration is not None:
-        print("memspice: warning: --mode static: the PHAX model ignores how the crossbar loads each "
-              "inverter, so the trained network's SPICE circuit can disagree with it on most samples; "
-              "the default (coupled, with a calibration from `memspice calibrate`) predicts it",
-              file=sys.stderr)
     levels = cal.device.levels if args.levels is None else args.levels
     hardware = HardwareConfig(levels=levels, variation_sigma=args.variation)
     x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
     x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
     check_training(topology, len(train_set.labels), args.batch_size, coupled=mode == "coupled")
+    # Warnings only once every input is known to be usable (a mistake stays one error line).
+    if args.calibration is None:
+        print("memspice: warning: no --calibration: training against PHAX's published reference "
+              "calibration, which does not describe memspice's circuits (digits with the defaults: model "
+              "76 %, its circuit in SPICE 20 %); run `memspice calibrate --out cal.json` and pass "
+              "--calibration cal.json", file=sys.stderr)
+    elif mode == "static":
+        print("memspice: warning: --mode static: the PHAX model ignores how the crossbar loads each "
+              "inverter, so the trained network's SPICE circuit can disagree with it on most samples; "
+              "the default (coupled, with a calibration from `memspice calibrate`) predicts it",
+              file=sys.stderr)
     probe = PhaxNetwork(cal, topology, evaluator=mode)
     faults = None
     if args.fault_rate > 0:
