@@ -30,11 +30,13 @@ from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
 from memspice.train.coupled_solve import (
     CurrentSurface,
+    Linearization,
     Load,
     NewtonSettings,
-    jacobian_solve,
+    SolverError,
+    factor_jacobian,
+    newton_layer,
     residual,
-    solve_layer,
 )
 from memspice.train.forward import ForwardTrace, LayerState
 
@@ -54,6 +56,78 @@ def column_vjp(g: np.ndarray, rows: np.ndarray, column: np.ndarray, grad_column:
     return grad_g, grad_column @ (g / total[:, None])
 
 
+class WarmStarts:
+    """Each distinct input's converged outputs, per layer: the next solve's starting point.
+
+    Training revisits every sample once per epoch with slightly changed conductances, so its
+    last solution is a far better Newton start than the static fit; Newton still converges to
+    the same tolerance, so only the iteration count changes. Inputs are keyed by their bytes
+    (no caller needs to pass sample indices). Holding at most ``capacity`` inputs, it forgets
+    everything when full, and whenever the layer sizes change.
+
+    Args:
+        capacity: most distinct inputs remembered.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._slots: dict[bytes, int] = {}
+        self._widths: tuple[int, ...] = ()
+        self._outputs: list[np.ndarray] = []  # per layer (slots, 2, M): outn, outp
+
+    def lookup(self, x: np.ndarray, widths: tuple[int, ...]) -> tuple[list[bytes], np.ndarray]:
+        """Keys of ``x``'s rows and their slots (−1 where unknown)."""
+        if widths != self._widths:
+            self.clear()
+            self._widths = widths
+        keys = [row.tobytes() for row in x]
+        get = self._slots.get
+        return keys, np.fromiter((get(k, -1) for k in keys), dtype=np.intp, count=len(keys))
+
+    def guess(self, slots: np.ndarray, layer: int, outn: np.ndarray, outp: np.ndarray) -> None:
+        """Overwrite ``outn``/``outp`` rows with the stored outputs where ``slots`` ≥ 0."""
+        hit = slots >= 0
+        if hit.any():
+            stored = self._outputs[layer][slots[hit]]
+            outn[hit] = stored[:, 0]
+            outp[hit] = stored[:, 1]
+
+    def store(self, keys: list[bytes], slots: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Remember the solved ``(outn, outp)`` of every layer for these inputs."""
+        missing = np.flatnonzero(slots < 0)
+        if len(self._slots) + len(missing) > self.capacity:
+            self.clear()
+            slots = np.full(len(keys), -1, dtype=np.intp)
+            missing = np.arange(len(keys))
+        if missing.size:
+            start = len(self._slots)
+            for offset, row in enumerate(missing):
+                slots[row] = self._slots.setdefault(keys[row], start + offset)
+            # duplicate rows within the batch share a slot; their next free index is unused
+            needed = int(slots.max()) + 1
+            self._grow(needed, layers)
+        for layer, (outn, outp) in enumerate(layers):
+            self._outputs[layer][slots, 0] = outn
+            self._outputs[layer][slots, 1] = outp
+
+    def _grow(self, needed: int, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        if not self._outputs:
+            self._outputs = [np.empty((0, 2, outn.shape[1])) for outn, _ in layers]
+        size = self._outputs[0].shape[0]
+        if needed <= size:
+            return
+        new_size = max(needed, 2 * size, 256)
+        for layer, old in enumerate(self._outputs):
+            grown = np.empty((new_size, *old.shape[1:]))
+            grown[:size] = old
+            self._outputs[layer] = grown
+
+    def clear(self) -> None:
+        """Forget every stored solution."""
+        self._slots.clear()
+        self._outputs = []
+
+
 class CoupledEvaluator:
     """Inverter outputs loaded by the next crossbar, solved like SPICE's DC operating point.
 
@@ -61,17 +135,22 @@ class CoupledEvaluator:
         calibration: needs ``inverter_current`` (the tabulated output current of one
             inverter); its static ``activation`` gives Newton's starting point.
         settings: Newton tolerance (V), iteration cap and damping.
+        warm_start: start Newton from each input's last solution (see :class:`WarmStarts`)
+            instead of the static fit; the answer is the same to the tolerance, found in fewer
+            iterations.
 
     Raises:
         ConfigError: the calibration has no inverter current model.
 
     Attributes:
         iterations: Newton iterations each layer took in the last forward pass.
+        warm_starts: the remembered solutions, or None without warm starts.
     """
 
     name = "coupled"
 
-    def __init__(self, calibration: Calibration, settings: NewtonSettings = NewtonSettings()) -> None:
+    def __init__(self, calibration: Calibration, settings: NewtonSettings = NewtonSettings(),
+                 warm_start: bool = True) -> None:
         if calibration.inverter_current is None:
             raise ConfigError(
                 "the coupled evaluator needs a calibration with an inverter current model "
@@ -83,6 +162,7 @@ class CoupledEvaluator:
         self._vdd = calibration.rails.vdd
         self._vss = calibration.rails.vss
         self.iterations: list[int] = []
+        self.warm_starts = WarmStarts() if warm_start else None
 
     def _load(self, conductances: Sequence[np.ndarray], index: int) -> Load | None:
         if index + 1 >= len(conductances):
@@ -96,20 +176,41 @@ class CoupledEvaluator:
             SolverError: Newton failed for some samples (their indices are in the error).
         """
         act = self.calibration.activation
-        v_pos, v_neg = input_rows(np.asarray(x, dtype=np.float64))
+        x = np.asarray(x, dtype=np.float64)
+        v_pos, v_neg = input_rows(x)
         layers = []
+        states: list[Linearization] = []
         self.iterations = []
+        cache = self.warm_starts
+        if cache is not None:
+            keys, slots = cache.lookup(x, tuple(int(g.shape[0]) for g in conductances))
+        load = self._load(conductances, 0)
         for index, g in enumerate(conductances):
             rows = row_voltages(v_pos, v_neg, self._vdd, self._vss)
             column = column_voltages(g, rows)
-            outn, outp, iterations = solve_layer(
-                self.surface, column, act.inverting(column), act.noninverting(column),
-                self._load(conductances, index), self.settings, index,
-            )
-            self.iterations.append(iterations)
-            layers.append(LayerState(rows, column, outn, outp))
-            v_pos, v_neg = outp, outn
-        return ForwardTrace(tuple(layers), tuple(conductances))
+            if load is None:  # nothing loads the outputs: each inverter's own unloaded root
+                outn = self.surface.unloaded_output(column)
+                outp = self.surface.unloaded_output(outn)
+            else:
+                outn, outp = act.inverting(column), act.noninverting(column)
+            start = (outn, outp)
+            if cache is not None and load is not None:
+                start = (outn.copy(), outp.copy())
+                cache.guess(slots, index, *start)
+            try:
+                solution = newton_layer(self.surface, column, *start, load, self.settings, index)
+            except SolverError:
+                if start[0] is outn:  # already the static start
+                    raise
+                solution = newton_layer(self.surface, column, outn, outp, load, self.settings, index)
+            self.iterations.append(solution.iterations)
+            states.append(solution.lin)
+            layers.append(LayerState(rows, column, solution.outn, solution.outp))
+            v_pos, v_neg = solution.outp, solution.outn
+            load = self._load(conductances, index + 1)
+        if cache is not None:
+            cache.store(keys, slots, [(s.outn, s.outp) for s in layers])
+        return ForwardTrace(tuple(layers), tuple(conductances), tuple(states))
 
     def backward(self, trace: ForwardTrace, grad_output: np.ndarray,
                  grad_column: np.ndarray | None = None) -> list[np.ndarray]:
@@ -128,8 +229,10 @@ class CoupledEvaluator:
         for index in range(len(conductances) - 1, -1, -1):
             state = trace.layers[index]
             load = self._load(conductances, index)
-            _, _, lin = residual(self.surface, state.column, state.outn, state.outp, load)
-            lam_n, lam_p = jacobian_solve(lin, load, grad_n, grad_p, transpose=True)
+            lin = trace.solver_state[index] if len(trace.solver_state) == len(trace.layers) else None
+            if not isinstance(lin, Linearization):
+                lin = residual(self.surface, state.column, state.outn, state.outp, load)[2]
+            lam_n, lam_p = factor_jacobian(lin, load).solve(grad_n, grad_p, transpose=True)
             if load is not None:
                 grads[index + 1] += self._load_vjp(conductances[index + 1], trace.layers[index + 1], lam_n, lam_p)
             grad_col = -lam_n * lin.i1_in

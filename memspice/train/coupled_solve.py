@@ -20,7 +20,8 @@ layer by layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -50,6 +51,12 @@ class SolverError(MemspiceError):
 
 #: Bicubic Hermite basis: row k holds the coefficients of t⁰..t³ of h00, h10·Δ, h01, h11·Δ.
 _HERMITE = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-3.0, -2.0, 3.0, -1.0], [2.0, 1.0, -2.0, 1.0]])
+
+
+def _uniform_step(grid: np.ndarray) -> float | None:
+    """The grid step (V) if ``grid`` is uniform to rounding, else None."""
+    steps = np.diff(grid)
+    return float(steps.mean()) if np.allclose(steps, steps[0], rtol=1e-9, atol=0.0) else None
 
 
 class CurrentSurface:
@@ -92,56 +99,96 @@ class CurrentSurface:
                 data[:, :, a, b] = block
         # Coefficients c[p, q] of s^p t^q: C = H · data · Hᵀ.
         self._coeffs = np.einsum("pa,ijab,qb->ijpq", _HERMITE, data, _HERMITE)
+        self._flat = np.ascontiguousarray(self._coeffs.reshape(-1, 4, 4))
+        self._ny = len(hy)
         self._hx, self._hy = hx, hy
+        self._inv_hx, self._inv_hy = 1.0 / hx, 1.0 / hy
+        self._x_step = _uniform_step(self._x)
+        self._unloaded: tuple[np.ndarray, float, np.ndarray, np.ndarray] | None = None
+        self._y_step = _uniform_step(self._y)
 
     def __call__(self, v_in: np.ndarray, v_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Current (A), ``∂I/∂V_in`` (S) and ``∂I/∂V_out`` (S), shaped like the arguments."""
         shape = np.broadcast(v_in, v_out).shape
-        a = np.clip(np.broadcast_to(v_in, shape).ravel(), self._x[0], self._x[-1])
-        b = np.clip(np.broadcast_to(v_out, shape).ravel(), self._y[0], self._y[-1])
-        i = np.clip(np.searchsorted(self._x, a, side="right") - 1, 0, len(self._hx) - 1)
-        j = np.clip(np.searchsorted(self._y, b, side="right") - 1, 0, len(self._hy) - 1)
-        hx, hy = self._hx[i], self._hy[j]
-        s = (a - self._x[i]) / hx
-        t = (b - self._y[j]) / hy
-        c = self._coeffs[i, j]  # (n, 4, 4): c[p, q] multiplies s^p t^q
-        s2, t2 = s * s, t * t
-        # Horner in t for each power of s, then in s; derivatives alongside.
-        c_t = ((c[:, :, 3] * t[:, None] + c[:, :, 2]) * t[:, None] + c[:, :, 1]) * t[:, None] + c[:, :, 0]
-        dc_t = (3.0 * c[:, :, 3] * t2[:, None] + 2.0 * c[:, :, 2] * t[:, None]) + c[:, :, 1]
-        value = ((c_t[:, 3] * s + c_t[:, 2]) * s + c_t[:, 1]) * s + c_t[:, 0]
-        d_in = (3.0 * c_t[:, 3] * s2 + 2.0 * c_t[:, 2] * s + c_t[:, 1]) / hx
-        d_out = (((dc_t[:, 3] * s + dc_t[:, 2]) * s + dc_t[:, 1]) * s + dc_t[:, 0]) / hy
+        a = np.minimum(np.maximum(np.broadcast_to(v_in, shape).ravel(), self._x[0]), self._x[-1])
+        b = np.minimum(np.maximum(np.broadcast_to(v_out, shape).ravel(), self._y[0]), self._y[-1])
+        i = self._cell(a, self._x, self._x_step)
+        j = self._cell(b, self._y, self._y_step)
+        inv_hx, inv_hy = self._inv_hx[i], self._inv_hy[j]
+        s = (a - self._x[i]) * inv_hx
+        t = (b - self._y[j]) * inv_hy
+        c = self._flat[i * self._ny + j]  # (n, 4, 4): c[:, p, q] multiplies s^p t^q
+        # Horner in t for the four powers of s at once, the t-derivative alongside.
+        t1 = t[:, None]
+        c0, c1, c2, c3 = c[:, :, 0], c[:, :, 1], c[:, :, 2], c[:, :, 3]
+        c_t = ((c3 * t1 + c2) * t1 + c1) * t1 + c0
+        dc_t = (3.0 * c3 * t1 + 2.0 * c2) * t1 + c1
+        k0, k1, k2, k3 = c_t[:, 0], c_t[:, 1], c_t[:, 2], c_t[:, 3]
+        value = ((k3 * s + k2) * s + k1) * s + k0
+        d_in = ((3.0 * k3 * s + 2.0 * k2) * s + k1) * inv_hx
+        d_out = (((dc_t[:, 3] * s + dc_t[:, 2]) * s + dc_t[:, 1]) * s + dc_t[:, 0]) * inv_hy
         return value.reshape(shape), d_in.reshape(shape), d_out.reshape(shape)
 
+    def unloaded_output(self, v_in: np.ndarray) -> np.ndarray:
+        """Output voltage (V) of an inverter that drives nothing: the root of ``I(v_in, ·) = 0``.
 
-@dataclass(frozen=True, slots=True)
-class Load:
-    """The next crossbar seen from a layer's outputs.
+        Interpolated (cubic Hermite, exact slopes ``−I_in/I_out``) from roots solved on a grid
+        64 times finer than the table's, so it is a starting point for Newton, accurate to
+        about a microvolt, not a solution. Roots outside the table are clipped onto it.
+        """
+        if self._unloaded is None:
+            self._unloaded = self._tabulate_unloaded(64)
+        grid, step, value, slope = self._unloaded
+        u = np.minimum(np.maximum(np.asarray(v_in, dtype=np.float64), grid[0]), grid[-1])
+        k = np.minimum(((u - grid[0]) * (1.0 / step)).astype(np.intp), len(grid) - 2)
+        t = (u - grid[k]) * (1.0 / step)
+        t2 = t * t
+        t3 = t2 * t
+        h01 = 3.0 * t2 - 2.0 * t3
+        return (value[k] + h01 * (value[k + 1] - value[k])
+                + step * ((t3 - 2.0 * t2 + t) * slope[k] + (t3 - t2) * slope[k + 1]))
 
-    Attributes:
-        p_n: ``(K, M)`` conductances of the next layer's ``in`` rows (S).
-        p_p: ``(K, M)`` conductances of its ``ip`` rows (S).
-        bias: ``(K,)`` current the bias rows inject into each next column at 0 V columns,
-            ``G_bp·vdd + G_bn·vss`` (A).
-        total: ``(K,)`` column conductance sums ``S`` (S).
-    """
+    def _tabulate_unloaded(self, refine: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """Roots of ``I(u, ·)`` on a uniform grid of ``u``, by bisection then Newton."""
+        grid = np.linspace(self._x[0], self._x[-1], refine * (len(self._x) - 1) + 1)
+        lo = np.full_like(grid, self._y[0])
+        hi = np.full_like(grid, self._y[-1])
+        # I falls as the output rises (the inverter sources less current): bisect on its sign.
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            above = self(grid, mid)[0] > 0.0
+            lo = np.where(above, mid, lo)
+            hi = np.where(above, hi, mid)
+        root = 0.5 * (lo + hi)
+        for _ in range(3):
+            current, _, d_out = self(grid, root)
+            root = np.clip(root - current / np.where(d_out < 0.0, d_out, -1.0), self._y[0], self._y[-1])
+        _, d_in, d_out = self(grid, root)
+        slope = np.where(d_out < 0.0, -d_in / np.where(d_out < 0.0, d_out, -1.0), 0.0)
+        return grid, float(grid[1] - grid[0]), root, slope
 
-    p_n: np.ndarray
-    p_p: np.ndarray
-    bias: np.ndarray
-    total: np.ndarray
+    def pair(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Both inverters of every neuron in one pass: inverter 1 at ``(column, outn)``,
+        inverter 2 at ``(outn, outp)``.
 
-    @classmethod
-    def of(cls, g_next: np.ndarray, vdd: float, vss: float) -> Load:
-        """Split a next-layer conductance matrix ``(K, 2M+2)`` (S) into its load terms."""
-        m = (g_next.shape[1] - 2) // 2
-        return cls(g_next[:, m : 2 * m], g_next[:, :m], g_next[:, 2 * m] * vdd + g_next[:, 2 * m + 1] * vss,
-                   g_next.sum(axis=1))
+        Returns:
+            Current (A), ``∂I/∂V_in`` and ``∂I/∂V_out`` (S), each ``(2, *shape)``: index 0 is
+            inverter 1, index 1 inverter 2.
+        """
+        return self(np.stack([column, outn]), np.stack([outn, outp]))
 
-    def next_columns(self, outn: np.ndarray, outp: np.ndarray) -> np.ndarray:
-        """Next layer's column voltages ``(B, K)`` (V)."""
-        return (outn @ self.p_n.T + outp @ self.p_p.T + self.bias) / self.total
+    @staticmethod
+    def _cell(v: np.ndarray, grid: np.ndarray, step: float | None) -> np.ndarray:
+        """Index of the grid cell holding each (already clipped) ``v``.
+
+        On a uniform grid (every table memspice builds) the index is arithmetic; a value within
+        rounding of a grid line may land in the neighbouring cell, where the C² spline agrees.
+        """
+        last = len(grid) - 2
+        if step is not None:
+            return np.minimum(((v - grid[0]) * (1.0 / step)).astype(np.intp), last)
+        return np.minimum(np.searchsorted(grid, v, side="right") - 1, last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,40 +207,160 @@ class Linearization:
     d: np.ndarray
     i1_in: np.ndarray
 
+    def block_solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Solve ``D x = r`` (or ``Dᵀ x = r``) with the per-neuron 2×2 blocks, each ``(B, M)``."""
+        if transpose:  # [[a, e], [0, d]]
+            x_p = r_p / self.d
+            return (r_n - self.e * x_p) / self.a, x_p
+        x_n = r_n / self.a  # [[a, 0], [e, d]]
+        return x_n, (r_p - self.e * x_n) / self.d
+
+    def take(self, index: np.ndarray) -> Linearization:
+        """The rows ``index`` of every array (a subset of samples)."""
+        return Linearization(self.a[index], self.e[index], self.d[index], self.i1_in[index])
+
+
+class JacobianFactor(Protocol):
+    """A layer's Jacobian ``J = D + (load coupling)`` prepared for repeated solves."""
+
+    def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Solve ``J x = r`` (or ``Jᵀ x = r``) for every sample; ``r`` and ``x`` are ``(B, M)`` pairs."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UnloadedFactor:
+    """``J = D``: an output layer, whose outputs drive nothing."""
+
+    lin: Linearization
+
+    def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        return self.lin.block_solve(r_n, r_p, transpose)
+
+
+@dataclass(frozen=True, slots=True)
+class WoodburyFactor:
+    """``J = D + Pᵀ diag(1/S) P`` with the ``K × K`` capacitance matrices ``diag(S) + P D⁻¹ Pᵀ``.
+
+    ``J⁻¹ = D⁻¹ − D⁻¹Pᵀ C⁻¹ P D⁻¹`` and, the low-rank part being symmetric,
+    ``J⁻ᵀ = D⁻ᵀ − D⁻ᵀPᵀ C⁻ᵀ P D⁻ᵀ``: one capacitance per sample serves both directions, so the
+    backward pass reuses the forward solve's linearization.
+    """
+
+    lin: Linearization
+    load: Load
+    capacitance: np.ndarray  # (B, K, K)
+
+    def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        y_n, y_p = self.lin.block_solve(r_n, r_p, transpose)
+        cap = self.capacitance.transpose(0, 2, 1) if transpose else self.capacitance
+        w = np.linalg.solve(cap, self.load.project(y_n, y_p)[:, :, None])[:, :, 0]
+        back_n, back_p = self.load.spread(w)  # Pᵀ w
+        c_n, c_p = self.lin.block_solve(back_n, back_p, transpose)
+        return y_n - c_n, y_p - c_p
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """The next crossbar seen from a layer's outputs (dense: every output drives every column).
+
+    The Newton loop and the backward pass use a load only through its methods
+    (:meth:`currents`, :meth:`factor`, :meth:`next_columns`), so another crossbar layout (a
+    block-sparse convolution) plugs in with the same methods.
+
+    Attributes:
+        p_n: ``(K, M)`` conductances of the next layer's ``in`` rows (S).
+        p_p: ``(K, M)`` conductances of its ``ip`` rows (S).
+        bias: ``(K,)`` current the bias rows inject into each next column at 0 V columns,
+            ``G_bp·vdd + G_bn·vss`` (A).
+        total: ``(K,)`` column conductance sums ``S`` (S).
+        b_n: ``(M,)`` each ``outn`` node's conductance into the load, ``Σ_k p_n[k]`` (S).
+        b_p: ``(M,)`` the same for the ``outp`` nodes (S).
+        stacked_t: ``[p_n p_p]ᵀ``, ``(2M, K)`` (S).
+    """
+
+    p_n: np.ndarray
+    p_p: np.ndarray
+    bias: np.ndarray
+    total: np.ndarray
+    b_n: np.ndarray = field(init=False, repr=False, compare=False)
+    b_p: np.ndarray = field(init=False, repr=False, compare=False)
+    stacked_t: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "b_n", self.p_n.sum(axis=0))
+        object.__setattr__(self, "b_p", self.p_p.sum(axis=0))
+        object.__setattr__(self, "stacked_t", np.concatenate([self.p_n, self.p_p], axis=1).T)
+
+    @classmethod
+    def of(cls, g_next: np.ndarray, vdd: float, vss: float) -> Load:
+        """Split a next-layer conductance matrix ``(K, 2M+2)`` (S) into its load terms."""
+        m = (g_next.shape[1] - 2) // 2
+        return cls(g_next[:, m : 2 * m], g_next[:, :m], g_next[:, 2 * m] * vdd + g_next[:, 2 * m + 1] * vss,
+                   g_next.sum(axis=1))
+
+    def next_columns(self, outn: np.ndarray, outp: np.ndarray) -> np.ndarray:
+        """Next layer's column voltages ``(B, K)`` (V)."""
+        return (outn @ self.p_n.T + outp @ self.p_p.T + self.bias) / self.total
+
+    def conductance(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(b_n, b_p)``: each output node's own conductance into the load, ``(M,)`` (S)."""
+        return self.b_n, self.b_p
+
+    def currents(self, outn: np.ndarray, outp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Currents (A) the load returns into the ``outn`` and ``outp`` nodes, each ``(B, M)``."""
+        c_next = self.next_columns(outn, outp)
+        return c_next @ self.p_n - self.b_n * outn, c_next @ self.p_p - self.b_p * outp
+
+    def project(self, y_n: np.ndarray, y_p: np.ndarray) -> np.ndarray:
+        """``P y`` ``(B, K)`` for node vectors ``y`` (the load's low-rank factor)."""
+        return y_n @ self.p_n.T + y_p @ self.p_p.T
+
+    def spread(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Pᵀ w`` for column vectors ``w`` ``(B, K)``: back onto the output nodes."""
+        return w @ self.p_n, w @ self.p_p
+
+    def factor(self, lin: Linearization) -> WoodburyFactor:
+        """The Jacobian ``D + Pᵀ diag(1/S) P`` at ``lin``, factored for Woodbury solves.
+
+        ``C = diag(S) + P D⁻¹ Pᵀ`` with ``D⁻¹ = [[α, 0], [ε, δ]]`` per neuron (``α = 1/a``,
+        ``δ = 1/d``, ``ε = −e/(a d)``): ``C = P_n diag(α) P_nᵀ + P_p diag(ε) P_nᵀ + P_p diag(δ) P_pᵀ``,
+        one batched product ``(B, K, 2M) @ (2M, K)``.
+        """
+        alpha = 1.0 / lin.a
+        delta = 1.0 / lin.d
+        eps = -lin.e * alpha * delta
+        left = np.concatenate([self.p_n * alpha[:, None, :] + self.p_p * eps[:, None, :],
+                               self.p_p * delta[:, None, :]], axis=2)
+        capacitance = left @ self.stacked_t
+        diagonal = np.arange(self.total.size)
+        capacitance[:, diagonal, diagonal] += self.total
+        return WoodburyFactor(lin, self, capacitance)
+
 
 def residual(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
              load: Load | None) -> tuple[np.ndarray, np.ndarray, Linearization]:
     """KCL residuals ``(F_n, F_p)`` (A) at the output nodes and their linearization."""
-    i1, i1_in, i1_out = surface(column, outn)
-    i2, i2_in, i2_out = surface(outn, outp)
+    (i1, i2), (i1_in, i2_in), (i1_out, i2_out) = surface.pair(column, outn, outp)
     if load is None:
         return i1, i2, Linearization(i1_out, i2_in, i2_out, i1_in)
-    b_n = load.p_n.sum(axis=0)
-    b_p = load.p_p.sum(axis=0)
-    c_next = load.next_columns(outn, outp)
-    f_n = i1 - b_n * outn + c_next @ load.p_n
-    f_p = i2 - b_p * outp + c_next @ load.p_p
-    return f_n, f_p, Linearization(i1_out - b_n, i2_in, i2_out - b_p, i1_in)
+    b_n, b_p = load.conductance()
+    l_n, l_p = load.currents(outn, outp)
+    return i1 + l_n, i2 + l_p, Linearization(i1_out - b_n, i2_in, i2_out - b_p, i1_in)
 
 
-def _block_solve(lin: Linearization, r_n: np.ndarray, r_p: np.ndarray, transpose: bool
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Solve ``D x = r`` (or ``Dᵀ x = r``); ``r`` may carry trailing axes beyond ``(B, M)``."""
-    extra = (slice(None), slice(None)) + (None,) * (r_n.ndim - 2)
-    a, e, d = lin.a[extra], lin.e[extra], lin.d[extra]
-    if transpose:  # [[a, e], [0, d]]
-        x_p = r_p / d
-        return (r_n - e * x_p) / a, x_p
-    x_n = r_n / a  # [[a, 0], [e, d]]
-    return x_n, (r_p - e * x_n) / d
+def factor_jacobian(lin: Linearization, load: Load | None) -> JacobianFactor:
+    """The layer's Jacobian at ``lin``, ready to solve: ``D`` alone when nothing loads it."""
+    return UnloadedFactor(lin) if load is None else load.factor(lin)
 
 
 def jacobian_solve(lin: Linearization, load: Load | None, r_n: np.ndarray, r_p: np.ndarray,
                    transpose: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Solve ``J x = r`` (or ``Jᵀ x = r``) for every sample; ``J = D + Pᵀ diag(1/S) P``.
-
-    Woodbury: ``J⁻¹ = D⁻¹ − D⁻¹Pᵀ (diag(S) + P D⁻¹ Pᵀ)⁻¹ P D⁻¹``; the same with ``Dᵀ`` for the
-    transpose because the low-rank part is symmetric.
 
     Args:
         lin: the per-neuron blocks.
@@ -205,18 +372,7 @@ def jacobian_solve(lin: Linearization, load: Load | None, r_n: np.ndarray, r_p: 
     Returns:
         ``(x_n, x_p)``, each ``(B, M)``.
     """
-    y_n, y_p = _block_solve(lin, r_n, r_p, transpose)
-    if load is None:
-        return y_n, y_p
-    batch = r_n.shape[0]
-    # D⁻¹ Pᵀ for every sample: (B, M, K) per output polarity.
-    z_n, z_p = _block_solve(lin, np.broadcast_to(load.p_n.T, (batch, *load.p_n.T.shape)),
-                            np.broadcast_to(load.p_p.T, (batch, *load.p_p.T.shape)), transpose)
-    capacitance = np.einsum("km,bmj->bkj", load.p_n, z_n) + np.einsum("km,bmj->bkj", load.p_p, z_p)
-    capacitance[:, np.arange(load.total.size), np.arange(load.total.size)] += load.total
-    projected = y_n @ load.p_n.T + y_p @ load.p_p.T  # (B, K) = P D⁻¹ r
-    w = np.linalg.solve(capacitance, projected[:, :, None])[:, :, 0]
-    return y_n - np.einsum("bmk,bk->bm", z_n, w), y_p - np.einsum("bmk,bk->bm", z_p, w)
+    return factor_jacobian(lin, load).solve(r_n, r_p, transpose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +391,38 @@ class NewtonSettings:
     max_step_v: float = 0.05
 
 
+@dataclass(frozen=True, slots=True)
+class LayerSolution:
+    """A solved layer.
+
+    Attributes:
+        outn: ``(B, M)`` inverted outputs (V).
+        outp: ``(B, M)`` non-inverted outputs (V).
+        iterations: Newton iterations of the slowest sample.
+        lin: each sample's linearization at its last iterate, which lies within ``tol_v`` of
+            the returned outputs (what the backward pass differentiates).
+    """
+
+    outn: np.ndarray
+    outp: np.ndarray
+    iterations: int
+    lin: Linearization
+
+
 def solve_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
                 load: Load | None, settings: NewtonSettings, layer: int = 0
                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Damped Newton on one layer's KCL, batched; see :func:`newton_layer`.
+
+    Returns:
+        ``(outn, outp, iterations)``.
+    """
+    solution = newton_layer(surface, column, outn, outp, load, settings, layer)
+    return solution.outn, solution.outp, solution.iterations
+
+
+def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
+                 load: Load | None, settings: NewtonSettings, layer: int = 0) -> LayerSolution:
     """Damped Newton on one layer's KCL, batched; only unconverged samples keep iterating.
 
     Args:
@@ -250,26 +435,42 @@ def solve_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, o
         layer: layer index (for the error message).
 
     Returns:
-        ``(outn, outp, iterations)``.
+        The outputs, the iteration count and the final linearization.
 
     Raises:
         SolverError: some samples still moved by more than ``tol_v`` after ``max_iter``.
     """
     lo, hi = surface.v_lo, surface.v_hi
-    outn = np.clip(np.array(outn, dtype=np.float64), lo, hi)
-    outp = np.clip(np.array(outp, dtype=np.float64), lo, hi)
-    active = np.arange(column.shape[0])
+    outn = np.minimum(np.maximum(np.array(outn, dtype=np.float64), lo), hi)
+    outp = np.minimum(np.maximum(np.array(outp, dtype=np.float64), lo), hi)
+    final = Linearization(*np.empty((4, *outn.shape)))
+    active: np.ndarray | None = None  # None: every sample
     last_step = np.zeros(0)
     for iteration in range(1, settings.max_iter + 1):
-        c, n, p = column[active], outn[active], outp[active]
+        if active is None:
+            c, n, p = column, outn, outp
+        else:
+            c, n, p = column[active], outn[active], outp[active]
         f_n, f_p, lin = residual(surface, c, n, p, load)
-        s_n, s_p = jacobian_solve(lin, load, -f_n, -f_p)
+        s_n, s_p = factor_jacobian(lin, load).solve(-f_n, -f_p)
         step = np.maximum(np.abs(s_n).max(axis=1), np.abs(s_p).max(axis=1))
         scale = np.minimum(1.0, settings.max_step_v / np.maximum(step, 1e-300))[:, None]
-        outn[active] = np.clip(n + scale * s_n, lo, hi)
-        outp[active] = np.clip(p + scale * s_p, lo, hi)
+        new_n = np.minimum(np.maximum(n + scale * s_n, lo), hi)
+        new_p = np.minimum(np.maximum(p + scale * s_p, lo), hi)
         done = step < settings.tol_v
-        active, last_step = active[~done], step[~done]
-        if active.size == 0:
-            return outn, outp, iteration
+        if active is None:
+            outn, outp = new_n, new_p
+            rows = np.arange(column.shape[0])
+        else:
+            outn[active], outp[active] = new_n, new_p
+            rows = active
+        if done.any():
+            finished = rows[done]
+            for target, source in zip((final.a, final.e, final.d, final.i1_in),
+                                      (lin.a, lin.e, lin.d, lin.i1_in)):
+                target[finished] = source[done]
+        if done.all():
+            return LayerSolution(outn, outp, iteration, final)
+        active, last_step = rows[~done], step[~done]
+    assert active is not None
     raise SolverError(layer, active, last_step, settings.max_iter)
