@@ -73,7 +73,7 @@ class WarmStarts:
         self.capacity = capacity
         self._slots: dict[bytes, int] = {}
         self._widths: tuple[int, ...] = ()
-        self._outputs: list[np.ndarray] = []  # per layer (slots, 2, M): outn, outp
+        self._outputs: list[np.ndarray] = []  # per layer (slots, 5, M): see store
 
     def lookup(self, x: np.ndarray, widths: tuple[int, ...]) -> tuple[list[bytes], np.ndarray]:
         """Keys of ``x``'s rows and their slots (−1 where unknown)."""
@@ -84,35 +84,40 @@ class WarmStarts:
         get = self._slots.get
         return keys, np.fromiter((get(k, -1) for k in keys), dtype=np.intp, count=len(keys))
 
-    def guess(self, slots: np.ndarray, layer: int, outn: np.ndarray, outp: np.ndarray) -> None:
-        """Overwrite ``outn``/``outp`` rows with the stored outputs where ``slots`` ≥ 0."""
+    def guess(self, slots: np.ndarray, layer: int, column: np.ndarray, outn: np.ndarray, outp: np.ndarray) -> None:
+        """Overwrite ``outn``/``outp`` rows with the stored outputs where ``slots`` ≥ 0, moved
+        to first order for the column's change since (each neuron's own slope; the coupling
+        through the next layer and the change of the load are left to Newton)."""
         hit = slots >= 0
         if hit.any():
             stored = self._outputs[layer][slots[hit]]
-            outn[hit] = stored[:, 0]
-            outp[hit] = stored[:, 1]
+            move_n = stored[:, 3] * (column[hit] - stored[:, 2])
+            outn[hit] = stored[:, 0] + move_n
+            outp[hit] = stored[:, 1] + stored[:, 4] * move_n
 
-    def store(self, keys: list[bytes], slots: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Remember the solved ``(outn, outp)`` of every layer for these inputs."""
+    def store(self, keys: list[bytes], slots: np.ndarray, layers: Sequence[LayerState],
+              lins: Sequence[Linearization]) -> None:
+        """Remember every layer's column, outputs and slopes for these inputs."""
         missing = np.flatnonzero(slots < 0)
         if len(self._slots) + len(missing) > self.capacity:
             self.clear()
             slots = np.full(len(keys), -1, dtype=np.intp)
             missing = np.arange(len(keys))
         if missing.size:
-            start = len(self._slots)
-            for offset, row in enumerate(missing):
-                slots[row] = self._slots.setdefault(keys[row], start + offset)
-            # duplicate rows within the batch share a slot; their next free index is unused
-            needed = int(slots.max()) + 1
-            self._grow(needed, layers)
-        for layer, (outn, outp) in enumerate(layers):
-            self._outputs[layer][slots, 0] = outn
-            self._outputs[layer][slots, 1] = outp
+            for row in missing:  # duplicate rows within the batch share one slot
+                slots[row] = self._slots.setdefault(keys[row], len(self._slots))
+            self._grow(len(self._slots), layers)
+        for layer, (state, lin) in enumerate(zip(layers, lins)):
+            target = self._outputs[layer]
+            target[slots, 0] = state.outn
+            target[slots, 1] = state.outp
+            target[slots, 2] = state.column
+            target[slots, 3] = -lin.i1_in / lin.a  # ∂outn/∂c of inverter 1 under its own load
+            target[slots, 4] = -lin.e / lin.d  # ∂outp/∂outn of inverter 2
 
-    def _grow(self, needed: int, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def _grow(self, needed: int, layers: Sequence[LayerState]) -> None:
         if not self._outputs:
-            self._outputs = [np.empty((0, 2, outn.shape[1])) for outn, _ in layers]
+            self._outputs = [np.empty((0, 5, state.outn.shape[1])) for state in layers]
         size = self._outputs[0].shape[0]
         if needed <= size:
             return
@@ -196,7 +201,7 @@ class CoupledEvaluator:
             start = (outn, outp)
             if cache is not None and load is not None:
                 start = (outn.copy(), outp.copy())
-                cache.guess(slots, index, *start)
+                cache.guess(slots, index, column, *start)
             try:
                 solution = newton_layer(self.surface, column, *start, load, self.settings, index)
             except SolverError:
@@ -209,7 +214,7 @@ class CoupledEvaluator:
             v_pos, v_neg = solution.outp, solution.outn
             load = self._load(conductances, index + 1)
         if cache is not None:
-            cache.store(keys, slots, [(s.outn, s.outp) for s in layers])
+            cache.store(keys, slots, layers, states)
         return ForwardTrace(tuple(layers), tuple(conductances), tuple(states))
 
     def backward(self, trace: ForwardTrace, grad_output: np.ndarray,

@@ -99,7 +99,8 @@ class CurrentSurface:
                 data[:, :, a, b] = block
         # Coefficients c[p, q] of s^p t^q: C = H · data · Hᵀ.
         self._coeffs = np.einsum("pa,ijab,qb->ijpq", _HERMITE, data, _HERMITE)
-        self._flat = np.ascontiguousarray(self._coeffs.reshape(-1, 4, 4))
+        # (16, cells): row 4q + p holds the coefficient of s^p t^q of every cell
+        self._by_row = np.ascontiguousarray(self._coeffs.transpose(3, 2, 0, 1).reshape(16, -1))
         self._ny = len(hy)
         self._hx, self._hy = hx, hy
         self._inv_hx, self._inv_hy = 1.0 / hx, 1.0 / hy
@@ -110,24 +111,28 @@ class CurrentSurface:
     def __call__(self, v_in: np.ndarray, v_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Current (A), ``∂I/∂V_in`` (S) and ``∂I/∂V_out`` (S), shaped like the arguments."""
         shape = np.broadcast(v_in, v_out).shape
-        a = np.minimum(np.maximum(np.broadcast_to(v_in, shape).ravel(), self._x[0]), self._x[-1])
-        b = np.minimum(np.maximum(np.broadcast_to(v_out, shape).ravel(), self._y[0]), self._y[-1])
+        value, d_in, d_out = self._flat_eval(np.broadcast_to(v_in, shape).ravel(),
+                                             np.broadcast_to(v_out, shape).ravel())
+        return value.reshape(shape), d_in.reshape(shape), d_out.reshape(shape)
+
+    def _flat_eval(self, v_in: np.ndarray, v_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`__call__` on 1-D arrays."""
+        a = np.minimum(np.maximum(v_in, self._x[0]), self._x[-1])
+        b = np.minimum(np.maximum(v_out, self._y[0]), self._y[-1])
         i = self._cell(a, self._x, self._x_step)
         j = self._cell(b, self._y, self._y_step)
         inv_hx, inv_hy = self._inv_hx[i], self._inv_hy[j]
         s = (a - self._x[i]) * inv_hx
         t = (b - self._y[j]) * inv_hy
-        c = self._flat[i * self._ny + j]  # (n, 4, 4): c[:, p, q] multiplies s^p t^q
-        # Horner in t for the four powers of s at once, the t-derivative alongside.
-        t1 = t[:, None]
-        c0, c1, c2, c3 = c[:, :, 0], c[:, :, 1], c[:, :, 2], c[:, :, 3]
-        c_t = ((c3 * t1 + c2) * t1 + c1) * t1 + c0
-        dc_t = (3.0 * c3 * t1 + 2.0 * c2) * t1 + c1
-        k0, k1, k2, k3 = c_t[:, 0], c_t[:, 1], c_t[:, 2], c_t[:, 3]
-        value = ((k3 * s + k2) * s + k1) * s + k0
-        d_in = ((3.0 * k3 * s + 2.0 * k2) * s + k1) * inv_hx
-        d_out = (((dc_t[:, 3] * s + dc_t[:, 2]) * s + dc_t[:, 1]) * s + dc_t[:, 0]) * inv_hy
-        return value.reshape(shape), d_in.reshape(shape), d_out.reshape(shape)
+        # c[q, p] (n,) multiplies s^p t^q; gathered as 16 contiguous rows so that every
+        # operation below runs over whole rows of n points.
+        c = self._by_row.take(i * self._ny + j, axis=1).reshape(4, 4, -1)
+        c_t = ((c[3] * t + c[2]) * t + c[1]) * t + c[0]  # (4, n): Σ_q c[q, p] t^q per p
+        dc_t = (3.0 * c[3] * t + 2.0 * c[2]) * t + c[1]
+        value = ((c_t[3] * s + c_t[2]) * s + c_t[1]) * s + c_t[0]
+        d_in = ((3.0 * c_t[3] * s + 2.0 * c_t[2]) * s + c_t[1]) * inv_hx
+        d_out = (((dc_t[3] * s + dc_t[2]) * s + dc_t[1]) * s + dc_t[0]) * inv_hy
+        return value, d_in, d_out
 
     def unloaded_output(self, v_in: np.ndarray) -> np.ndarray:
         """Output voltage (V) of an inverter that drives nothing: the root of ``I(v_in, ·) = 0``.
@@ -170,13 +175,17 @@ class CurrentSurface:
     def pair(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Both inverters of every neuron in one pass: inverter 1 at ``(column, outn)``,
-        inverter 2 at ``(outn, outp)``.
+        inverter 2 at ``(outn, outp)``; all arguments share one shape.
 
         Returns:
             Current (A), ``∂I/∂V_in`` and ``∂I/∂V_out`` (S), each ``(2, *shape)``: index 0 is
             inverter 1, index 1 inverter 2.
         """
-        return self(np.stack([column, outn]), np.stack([outn, outp]))
+        shape = (2, *np.shape(column))
+        v_in = np.concatenate((column, outn)).ravel()
+        v_out = np.concatenate((outn, outp)).ravel()
+        value, d_in, d_out = self._flat_eval(v_in, v_out)
+        return value.reshape(shape), d_in.reshape(shape), d_out.reshape(shape)
 
     @staticmethod
     def _cell(v: np.ndarray, grid: np.ndarray, step: float | None) -> np.ndarray:
@@ -243,25 +252,36 @@ class UnloadedFactor:
 
 @dataclass(frozen=True, slots=True)
 class WoodburyFactor:
-    """``J = D + Pᵀ diag(1/S) P`` with the ``K × K`` capacitance matrices ``diag(S) + P D⁻¹ Pᵀ``.
+    """``J = D + Pᵀ diag(1/S) P`` with the ``K × K`` capacitance matrices ``C = diag(S) + P D⁻¹ Pᵀ``.
 
     ``J⁻¹ = D⁻¹ − D⁻¹Pᵀ C⁻¹ P D⁻¹`` and, the low-rank part being symmetric,
     ``J⁻ᵀ = D⁻ᵀ − D⁻ᵀPᵀ C⁻ᵀ P D⁻ᵀ``: one capacitance per sample serves both directions, so the
-    backward pass reuses the forward solve's linearization.
+    backward pass reuses the forward solve's linearization. ``D⁻¹ = [[α, 0], [ε, δ]]`` per
+    neuron (``α = 1/a``, ``δ = 1/d``, ``ε = −e/(a d)``, each ``(B, M)``).
     """
 
-    lin: Linearization
+    alpha: np.ndarray
+    eps: np.ndarray
+    delta: np.ndarray
     load: Load
     capacitance: np.ndarray  # (B, K, K)
 
+    def _block(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool) -> tuple[np.ndarray, np.ndarray]:
+        if transpose:
+            return self.alpha * r_n + self.eps * r_p, self.delta * r_p
+        return self.alpha * r_n, self.eps * r_n + self.delta * r_p
+
     def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
               ) -> tuple[np.ndarray, np.ndarray]:
-        y_n, y_p = self.lin.block_solve(r_n, r_p, transpose)
+        y_n, y_p = self._block(r_n, r_p, transpose)
         cap = self.capacitance.transpose(0, 2, 1) if transpose else self.capacitance
         w = np.linalg.solve(cap, self.load.project(y_n, y_p)[:, :, None])[:, :, 0]
-        back_n, back_p = self.load.spread(w)  # Pᵀ w
-        c_n, c_p = self.lin.block_solve(back_n, back_p, transpose)
+        c_n, c_p = self._block(*self.load.spread(w), transpose)  # D⁻¹ Pᵀ w
         return y_n - c_n, y_p - c_p
+
+
+#: Largest ``3·M·K²`` for which a dense load keeps its outer products (8 MB of float64).
+_OUTER_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +301,8 @@ class Load:
         b_n: ``(M,)`` each ``outn`` node's conductance into the load, ``Σ_k p_n[k]`` (S).
         b_p: ``(M,)`` the same for the ``outp`` nodes (S).
         stacked_t: ``[p_n p_p]ᵀ``, ``(2M, K)`` (S).
+        outer: ``(3M, K²)`` rows ``vec(p_n[:,m] p_n[:,m]ᵀ)``, ``vec(p_p[:,m] p_n[:,m]ᵀ)``,
+            ``vec(p_p[:,m] p_p[:,m]ᵀ)`` (S²), or None when that would be large.
     """
 
     p_n: np.ndarray
@@ -290,11 +312,19 @@ class Load:
     b_n: np.ndarray = field(init=False, repr=False, compare=False)
     b_p: np.ndarray = field(init=False, repr=False, compare=False)
     stacked_t: np.ndarray = field(init=False, repr=False, compare=False)
+    outer: np.ndarray | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "b_n", self.p_n.sum(axis=0))
         object.__setattr__(self, "b_p", self.p_p.sum(axis=0))
         object.__setattr__(self, "stacked_t", np.concatenate([self.p_n, self.p_p], axis=1).T)
+        k, m = self.p_n.shape
+        outer = None
+        if 3 * m * k * k <= _OUTER_LIMIT:
+            outer = np.concatenate([np.einsum("km,jm->mkj", left, right).reshape(m, k * k)
+                                    for left, right in ((self.p_n, self.p_n), (self.p_p, self.p_n),
+                                                        (self.p_p, self.p_p))])
+        object.__setattr__(self, "outer", outer)
 
     @classmethod
     def of(cls, g_next: np.ndarray, vdd: float, vss: float) -> Load:
@@ -327,19 +357,25 @@ class Load:
     def factor(self, lin: Linearization) -> WoodburyFactor:
         """The Jacobian ``D + Pᵀ diag(1/S) P`` at ``lin``, factored for Woodbury solves.
 
-        ``C = diag(S) + P D⁻¹ Pᵀ`` with ``D⁻¹ = [[α, 0], [ε, δ]]`` per neuron (``α = 1/a``,
-        ``δ = 1/d``, ``ε = −e/(a d)``): ``C = P_n diag(α) P_nᵀ + P_p diag(ε) P_nᵀ + P_p diag(δ) P_pᵀ``,
-        one batched product ``(B, K, 2M) @ (2M, K)``.
+        ``C = diag(S) + P_n diag(α) P_nᵀ + P_p diag(ε) P_nᵀ + P_p diag(δ) P_pᵀ``: one product of
+        ``[α ε δ]`` ``(B, 3M)`` with the load's outer products ``(3M, K²)`` when those are
+        small, else one batched product ``(B, K, 2M) @ (2M, K)``.
         """
         alpha = 1.0 / lin.a
         delta = 1.0 / lin.d
         eps = -lin.e * alpha * delta
-        left = np.concatenate([self.p_n * alpha[:, None, :] + self.p_p * eps[:, None, :],
-                               self.p_p * delta[:, None, :]], axis=2)
-        capacitance = left @ self.stacked_t
-        diagonal = np.arange(self.total.size)
-        capacitance[:, diagonal, diagonal] += self.total
-        return WoodburyFactor(lin, self, capacitance)
+        k = self.total.size
+        if self.outer is not None:
+            flat = np.concatenate([alpha, eps, delta], axis=1) @ self.outer
+            flat[:, :: k + 1] += self.total
+            capacitance = flat.reshape(-1, k, k)
+        else:
+            left = np.concatenate([self.p_n * alpha[:, None, :] + self.p_p * eps[:, None, :],
+                                   self.p_p * delta[:, None, :]], axis=2)
+            capacitance = left @ self.stacked_t
+            diagonal = np.arange(k)
+            capacitance[:, diagonal, diagonal] += self.total
+        return WoodburyFactor(alpha, eps, delta, self, capacitance)
 
 
 def residual(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
