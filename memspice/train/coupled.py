@@ -22,6 +22,7 @@ Gradient, per hidden layer ``l`` with ``F_l(u_l; c_l, G_{l+1}) = 0`` and upstrea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,14 +57,28 @@ def column_vjp(g: np.ndarray, rows: np.ndarray, column: np.ndarray, grad_column:
     return grad_g, grad_column @ (g / total[:, None])
 
 
+@dataclass(frozen=True, slots=True)
+class SolverState:
+    """What the backward pass reuses of one solved layer: its Jacobian at the solution.
+
+    Attributes:
+        lin: the per-neuron linearization at the last Newton iterate.
+        load: the next crossbar's load on the layer, or None for the output layer.
+    """
+
+    lin: Linearization
+    load: Load | None
+
+
 class WarmStarts:
-    """Each distinct input's converged outputs, per layer: the next solve's starting point.
+    """Each distinct input's solution of the loaded layers: the next solve's starting point.
 
     Training revisits every sample once per epoch with slightly changed conductances, so its
-    last solution is a far better Newton start than the static fit; Newton still converges to
-    the same tolerance, so only the iteration count changes. Inputs are keyed by their bytes
-    (no caller needs to pass sample indices). Holding at most ``capacity`` inputs, it forgets
-    everything when full, and whenever the layer sizes change.
+    last solution, moved to first order for the change of its column voltage, is a far better
+    Newton start than the static fit; Newton still converges to the same tolerance, so only
+    the iteration count changes. Inputs are keyed by their bytes (no caller needs to pass
+    sample indices). Holding at most ``capacity`` inputs, it forgets everything when full, and
+    whenever the layer sizes change.
 
     Args:
         capacity: most distinct inputs remembered.
@@ -73,7 +88,7 @@ class WarmStarts:
         self.capacity = capacity
         self._slots: dict[bytes, int] = {}
         self._widths: tuple[int, ...] = ()
-        self._outputs: list[np.ndarray] = []  # per layer (slots, 5, M): see store
+        self._tables: dict[int, np.ndarray] = {}  # per layer (slots, 5, M): see store
 
     def lookup(self, x: np.ndarray, widths: tuple[int, ...]) -> tuple[list[bytes], np.ndarray]:
         """Keys of ``x``'s rows and their slots (−1 where unknown)."""
@@ -89,48 +104,45 @@ class WarmStarts:
         to first order for the column's change since (each neuron's own slope; the coupling
         through the next layer and the change of the load are left to Newton)."""
         hit = slots >= 0
-        if hit.any():
-            stored = self._outputs[layer][slots[hit]]
+        if hit.any() and layer in self._tables:
+            stored = self._tables[layer][slots[hit]]
             move_n = stored[:, 3] * (column[hit] - stored[:, 2])
             outn[hit] = stored[:, 0] + move_n
             outp[hit] = stored[:, 1] + stored[:, 4] * move_n
 
-    def store(self, keys: list[bytes], slots: np.ndarray, layers: Sequence[LayerState],
-              lins: Sequence[Linearization]) -> None:
-        """Remember every layer's column, outputs and slopes for these inputs."""
+    def store(self, keys: list[bytes], slots: np.ndarray,
+              layers: dict[int, tuple[LayerState, Linearization]]) -> None:
+        """Remember the column, outputs and slopes of the given layers (by index) for these inputs."""
         missing = np.flatnonzero(slots < 0)
         if len(self._slots) + len(missing) > self.capacity:
             self.clear()
             slots = np.full(len(keys), -1, dtype=np.intp)
             missing = np.arange(len(keys))
-        if missing.size:
-            for row in missing:  # duplicate rows within the batch share one slot
-                slots[row] = self._slots.setdefault(keys[row], len(self._slots))
-            self._grow(len(self._slots), layers)
-        for layer, (state, lin) in enumerate(zip(layers, lins)):
-            target = self._outputs[layer]
+        for row in missing:  # duplicate rows within the batch share one slot
+            slots[row] = self._slots.setdefault(keys[row], len(self._slots))
+        for layer, (state, lin) in layers.items():
+            target = self._table(layer, state.outn.shape[1])
             target[slots, 0] = state.outn
             target[slots, 1] = state.outp
             target[slots, 2] = state.column
             target[slots, 3] = -lin.i1_in / lin.a  # ∂outn/∂c of inverter 1 under its own load
             target[slots, 4] = -lin.e / lin.d  # ∂outp/∂outn of inverter 2
 
-    def _grow(self, needed: int, layers: Sequence[LayerState]) -> None:
-        if not self._outputs:
-            self._outputs = [np.empty((0, 5, state.outn.shape[1])) for state in layers]
-        size = self._outputs[0].shape[0]
-        if needed <= size:
-            return
-        new_size = max(needed, 2 * size, 256)
-        for layer, old in enumerate(self._outputs):
-            grown = np.empty((new_size, *old.shape[1:]))
-            grown[:size] = old
-            self._outputs[layer] = grown
+    def _table(self, layer: int, width: int) -> np.ndarray:
+        """Layer ``layer``'s stored values ``(slots, 5, width)``, grown to hold every slot."""
+        table = self._tables.get(layer)
+        size = 0 if table is None else table.shape[0]
+        if table is None or len(self._slots) > size:
+            grown = np.empty((max(len(self._slots), 2 * size, 256), 5, width))
+            if table is not None:
+                grown[:size] = table
+            self._tables[layer] = table = grown
+        return table
 
     def clear(self) -> None:
         """Forget every stored solution."""
         self._slots.clear()
-        self._outputs = []
+        self._tables = {}
 
 
 class CoupledEvaluator:
@@ -184,7 +196,8 @@ class CoupledEvaluator:
         x = np.asarray(x, dtype=np.float64)
         v_pos, v_neg = input_rows(x)
         layers = []
-        states: list[Linearization] = []
+        states: list[SolverState] = []
+        loaded: dict[int, tuple[LayerState, Linearization]] = {}
         self.iterations = []
         cache = self.warm_starts
         if cache is not None:
@@ -209,12 +222,14 @@ class CoupledEvaluator:
                     raise
                 solution = newton_layer(self.surface, column, outn, outp, load, self.settings, index)
             self.iterations.append(solution.iterations)
-            states.append(solution.lin)
+            states.append(SolverState(solution.lin, load))
             layers.append(LayerState(rows, column, solution.outn, solution.outp))
+            if load is not None:
+                loaded[index] = (layers[-1], solution.lin)
             v_pos, v_neg = solution.outp, solution.outn
             load = self._load(conductances, index + 1)
         if cache is not None:
-            cache.store(keys, slots, layers, states)
+            cache.store(keys, slots, loaded)
         return ForwardTrace(tuple(layers), tuple(conductances), tuple(states))
 
     def backward(self, trace: ForwardTrace, grad_output: np.ndarray,
@@ -233,9 +248,11 @@ class CoupledEvaluator:
         grad_p = np.asarray(grad_output, dtype=np.float64)
         for index in range(len(conductances) - 1, -1, -1):
             state = trace.layers[index]
-            load = self._load(conductances, index)
-            lin = trace.solver_state[index] if len(trace.solver_state) == len(trace.layers) else None
-            if not isinstance(lin, Linearization):
+            solved = trace.solver_state[index] if len(trace.solver_state) == len(trace.layers) else None
+            if isinstance(solved, SolverState):
+                lin, load = solved.lin, solved.load
+            else:
+                load = self._load(conductances, index)
                 lin = residual(self.surface, state.column, state.outn, state.outp, load)[2]
             lam_n, lam_p = factor_jacobian(lin, load).solve(grad_n, grad_p, transpose=True)
             if load is not None:

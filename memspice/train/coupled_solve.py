@@ -117,13 +117,8 @@ class CurrentSurface:
 
     def _flat_eval(self, v_in: np.ndarray, v_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`__call__` on 1-D arrays."""
-        a = np.minimum(np.maximum(v_in, self._x[0]), self._x[-1])
-        b = np.minimum(np.maximum(v_out, self._y[0]), self._y[-1])
-        i = self._cell(a, self._x, self._x_step)
-        j = self._cell(b, self._y, self._y_step)
-        inv_hx, inv_hy = self._inv_hx[i], self._inv_hy[j]
-        s = (a - self._x[i]) * inv_hx
-        t = (b - self._y[j]) * inv_hy
+        s, i, inv_hx = self._locate(v_in, self._x, self._x_step, self._inv_hx)
+        t, j, inv_hy = self._locate(v_out, self._y, self._y_step, self._inv_hy)
         # c[q, p] (n,) multiplies s^p t^q; gathered as 16 contiguous rows so that every
         # operation below runs over whole rows of n points.
         c = self._by_row.take(i * self._ny + j, axis=1).reshape(4, 4, -1)
@@ -133,6 +128,26 @@ class CurrentSurface:
         d_in = ((3.0 * c_t[3] * s + 2.0 * c_t[2]) * s + c_t[1]) * inv_hx
         d_out = (((dc_t[3] * s + dc_t[2]) * s + dc_t[1]) * s + dc_t[0]) * inv_hy
         return value, d_in, d_out
+
+    @staticmethod
+    def _locate(v: np.ndarray, grid: np.ndarray, step: float | None, inv_steps: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
+        """Local coordinate in [0, 1], cell index and 1/cell width (1/V) of each ``v``,
+        clipped onto the grid.
+
+        On a uniform grid (every table memspice builds) the cell is found by arithmetic; a
+        value within rounding of a grid line may land in the neighbouring cell, where the C²
+        spline agrees.
+        """
+        last = len(grid) - 2
+        if step is not None:
+            u = np.minimum(np.maximum((v - grid[0]) * (1.0 / step), 0.0), last + 1.0)
+            cell = np.minimum(u.astype(np.intp), last)
+            return u - cell, cell, 1.0 / step
+        clipped = np.minimum(np.maximum(v, grid[0]), grid[-1])
+        cell = np.minimum(np.searchsorted(grid, clipped, side="right") - 1, last)
+        inv = inv_steps[cell]
+        return (clipped - grid[cell]) * inv, cell, inv
 
     def unloaded_output(self, v_in: np.ndarray) -> np.ndarray:
         """Output voltage (V) of an inverter that drives nothing: the root of ``I(v_in, ·) = 0``.
@@ -186,18 +201,6 @@ class CurrentSurface:
         v_out = np.concatenate((outn, outp)).ravel()
         value, d_in, d_out = self._flat_eval(v_in, v_out)
         return value.reshape(shape), d_in.reshape(shape), d_out.reshape(shape)
-
-    @staticmethod
-    def _cell(v: np.ndarray, grid: np.ndarray, step: float | None) -> np.ndarray:
-        """Index of the grid cell holding each (already clipped) ``v``.
-
-        On a uniform grid (every table memspice builds) the index is arithmetic; a value within
-        rounding of a grid line may land in the neighbouring cell, where the C² spline agrees.
-        """
-        last = len(grid) - 2
-        if step is not None:
-            return np.minimum(((v - grid[0]) * (1.0 / step)).astype(np.intp), last)
-        return np.minimum(np.searchsorted(grid, v, side="right") - 1, last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +278,29 @@ class WoodburyFactor:
               ) -> tuple[np.ndarray, np.ndarray]:
         y_n, y_p = self._block(r_n, r_p, transpose)
         cap = self.capacitance.transpose(0, 2, 1) if transpose else self.capacitance
-        w = np.linalg.solve(cap, self.load.project(y_n, y_p)[:, :, None])[:, :, 0]
+        w = _batched_solve(cap, self.load.project(y_n, y_p)[:, :, None])[:, :, 0]
         c_n, c_p = self._block(*self.load.spread(w), transpose)  # D⁻¹ Pᵀ w
         return y_n - c_n, y_p - c_p
+
+
+def _batched_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.linalg.solve`` for stacks of small float64 systems, without its per-call checks.
+
+    The checks cost more than the ``K × K`` solves themselves; a singular stack falls back to
+    :func:`numpy.linalg.solve`, which raises as usual.
+    """
+    if _gufunc_solve is not None:
+        with np.errstate(all="ignore"):
+            x = _gufunc_solve(a, b, signature="dd->d")
+        if np.isfinite(x).all():
+            return x
+    return np.linalg.solve(a, b)
+
+
+try:  # the gufunc behind np.linalg.solve; private, so optional
+    from numpy.linalg._umath_linalg import solve as _gufunc_solve
+except ImportError:  # pragma: no cover - other NumPy layouts
+    _gufunc_solve = None
 
 
 #: Largest ``3·M·K²`` for which a dense load keeps its outer products (8 MB of float64).
@@ -479,34 +502,40 @@ def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, 
     lo, hi = surface.v_lo, surface.v_hi
     outn = np.minimum(np.maximum(np.array(outn, dtype=np.float64), lo), hi)
     outp = np.minimum(np.maximum(np.array(outp, dtype=np.float64), lo), hi)
-    final = Linearization(*np.empty((4, *outn.shape)))
-    active: np.ndarray | None = None  # None: every sample
+    final: Linearization | None = None
+    active = np.arange(column.shape[0])
+    everyone = True  # active holds every sample, in order: no gathers needed
     last_step = np.zeros(0)
     for iteration in range(1, settings.max_iter + 1):
-        if active is None:
+        if everyone:
             c, n, p = column, outn, outp
         else:
             c, n, p = column[active], outn[active], outp[active]
         f_n, f_p, lin = residual(surface, c, n, p, load)
-        s_n, s_p = factor_jacobian(lin, load).solve(-f_n, -f_p)
-        step = np.maximum(np.abs(s_n).max(axis=1), np.abs(s_p).max(axis=1))
-        scale = np.minimum(1.0, settings.max_step_v / np.maximum(step, 1e-300))[:, None]
-        new_n = np.minimum(np.maximum(n + scale * s_n, lo), hi)
-        new_p = np.minimum(np.maximum(p + scale * s_p, lo), hi)
+        x_n, x_p = factor_jacobian(lin, load).solve(f_n, f_p)  # the Newton step is −x
+        step = np.maximum(np.abs(x_n).max(axis=1), np.abs(x_p).max(axis=1))
+        if step.max() > settings.max_step_v:  # damping: shorten the long steps to max_step_v
+            scale = np.minimum(1.0, settings.max_step_v / np.maximum(step, 1e-300))[:, None]
+            x_n, x_p = scale * x_n, scale * x_p
+        new_n = np.minimum(np.maximum(n - x_n, lo), hi)
+        new_p = np.minimum(np.maximum(p - x_p, lo), hi)
         done = step < settings.tol_v
-        if active is None:
+        if everyone:
             outn, outp = new_n, new_p
-            rows = np.arange(column.shape[0])
         else:
             outn[active], outp[active] = new_n, new_p
-            rows = active
-        if done.any():
-            finished = rows[done]
+        all_done = bool(done.all())
+        if everyone and all_done:
+            return LayerSolution(outn, outp, iteration, lin)
+        if final is None:
+            final = Linearization(*np.empty((4, *outn.shape)))
+        if all_done or done.any():
+            finished = active[done]
             for target, source in zip((final.a, final.e, final.d, final.i1_in),
                                       (lin.a, lin.e, lin.d, lin.i1_in)):
                 target[finished] = source[done]
-        if done.all():
+        if all_done:
             return LayerSolution(outn, outp, iteration, final)
-        active, last_step = rows[~done], step[~done]
-    assert active is not None
+        active, last_step = active[~done], step[~done]
+        everyone = False
     raise SolverError(layer, active, last_step, settings.max_iter)
