@@ -191,20 +191,22 @@ class CurrentSurface:
         slope = np.where(d_out < 0.0, -d_in / np.where(d_out < 0.0, d_out, -1.0), 0.0)
         return grid, float(grid[1] - grid[0]), root, slope
 
-    def pair(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Both inverters of every neuron in one pass: inverter 1 at ``(column, outn)``,
-        inverter 2 at ``(outn, outp)``; all arguments share one shape.
+    def stacked(self, column: np.ndarray, outputs: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Both inverters of every neuron in one pass, for stacked outputs.
+
+        Args:
+            column: ``(B, M)`` column voltages (V).
+            outputs: ``(B, 2M)`` node voltages ``[outn | outp]`` (V).
 
         Returns:
-            Current (A), ``∂I/∂V_in`` and ``∂I/∂V_out`` (S), each ``(2, *shape)``: index 0 is
-            inverter 1, index 1 inverter 2.
+            Current (A), ``∂I/∂V_in`` and ``∂I/∂V_out`` (S), each ``(B, 2M)``: columns ``:M``
+            are inverter 1 at ``(column, outn)``, columns ``M:`` inverter 2 at ``(outn, outp)``.
         """
-        shape = (2, *np.shape(column))
-        v_in = np.concatenate((column, outn)).ravel()
-        v_out = np.concatenate((outn, outp)).ravel()
-        value, d_in, d_out = self._flat_eval(v_in, v_out)
-        return value.reshape(shape), d_in.reshape(shape), d_out.reshape(shape)
+        m = column.shape[1]
+        v_in = np.concatenate((column, outputs[:, :m]), axis=1)
+        value, d_in, d_out = self._flat_eval(v_in.ravel(), outputs.ravel())
+        return value.reshape(outputs.shape), d_in.reshape(outputs.shape), d_out.reshape(outputs.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,12 +218,22 @@ class Linearization:
         e: ``∂F_p/∂outn`` (``I₂_in``).
         d: ``∂F_p/∂outp`` without the low-rank part (``I₂_out − b_p``).
         i1_in: ``∂I₁/∂c`` (the column's influence on inverter 1).
+        diagonal: ``[a | d]`` ``(B, 2M)`` when the solver has it stacked (``a`` and ``d`` are
+            then views of it), else None.
     """
 
     a: np.ndarray
     e: np.ndarray
     d: np.ndarray
     i1_in: np.ndarray
+    diagonal: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def inverse(self) -> BlockInverse:
+        """``D⁻¹`` of the per-neuron 2×2 blocks."""
+        diagonal = self.diagonal if self.diagonal is not None else np.concatenate((self.a, self.d), axis=1)
+        inv = 1.0 / diagonal
+        m = self.a.shape[1]
+        return BlockInverse(inv, -self.e * inv[:, :m] * inv[:, m:])
 
     def block_solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -232,59 +244,85 @@ class Linearization:
         x_n = r_n / self.a  # [[a, 0], [e, d]]
         return x_n, (r_p - self.e * x_n) / self.d
 
-    def take(self, index: np.ndarray) -> Linearization:
-        """The rows ``index`` of every array (a subset of samples)."""
-        return Linearization(self.a[index], self.e[index], self.d[index], self.i1_in[index])
+
+@dataclass(frozen=True, slots=True)
+class BlockInverse:
+    """``D⁻¹ = [[α, 0], [ε, δ]]`` per neuron, for stacked vectors ``[n | p]``.
+
+    Attributes:
+        inv: ``[α | δ]`` ``(B, 2M)``: ``1/a`` and ``1/d`` (1/S).
+        eps: ``ε = −e/(a d)`` ``(B, M)`` (1/S).
+    """
+
+    inv: np.ndarray
+    eps: np.ndarray
+
+    def apply(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """``D⁻¹ r`` (or ``D⁻ᵀ r``) for ``r`` ``(B, 2M)``."""
+        m = self.eps.shape[1]
+        x = self.inv * r
+        if transpose:
+            x[:, :m] += self.eps * r[:, m:]
+        else:
+            x[:, m:] += self.eps * r[:, :m]
+        return x
 
 
 class JacobianFactor(Protocol):
     """A layer's Jacobian ``J = D + (load coupling)`` prepared for repeated solves."""
 
+    def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """Solve ``J x = r`` (or ``Jᵀ x = r``) for every sample; ``r``, ``x`` ``(B, 2M)`` ``[n | p]``."""
+        ...
+
     def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
               ) -> tuple[np.ndarray, np.ndarray]:
-        """Solve ``J x = r`` (or ``Jᵀ x = r``) for every sample; ``r`` and ``x`` are ``(B, M)`` pairs."""
+        """:meth:`solve_stacked` on the ``(B, M)`` halves."""
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class UnloadedFactor:
-    """``J = D``: an output layer, whose outputs drive nothing."""
+class _PairSolve:
+    """:meth:`JacobianFactor.solve` from :meth:`JacobianFactor.solve_stacked`."""
 
-    lin: Linearization
+    def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        raise NotImplementedError
 
     def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
               ) -> tuple[np.ndarray, np.ndarray]:
-        return self.lin.block_solve(r_n, r_p, transpose)
+        m = r_n.shape[1]
+        x = self.solve_stacked(np.concatenate((r_n, r_p), axis=1), transpose)
+        return x[:, :m], x[:, m:]
 
 
 @dataclass(frozen=True, slots=True)
-class WoodburyFactor:
+class UnloadedFactor(_PairSolve):
+    """``J = D``: an output layer, whose outputs drive nothing."""
+
+    inverse: BlockInverse
+
+    def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        return self.inverse.apply(r, transpose)
+
+
+@dataclass(frozen=True, slots=True)
+class WoodburyFactor(_PairSolve):
     """``J = D + Pᵀ diag(1/S) P`` with the ``K × K`` capacitance matrices ``C = diag(S) + P D⁻¹ Pᵀ``.
 
     ``J⁻¹ = D⁻¹ − D⁻¹Pᵀ C⁻¹ P D⁻¹`` and, the low-rank part being symmetric,
     ``J⁻ᵀ = D⁻ᵀ − D⁻ᵀPᵀ C⁻ᵀ P D⁻ᵀ``: one capacitance per sample serves both directions, so the
-    backward pass reuses the forward solve's linearization. ``D⁻¹ = [[α, 0], [ε, δ]]`` per
-    neuron (``α = 1/a``, ``δ = 1/d``, ``ε = −e/(a d)``, each ``(B, M)``).
+    backward pass reuses the forward solve's linearization.
     """
 
-    alpha: np.ndarray
-    eps: np.ndarray
-    delta: np.ndarray
+    inverse: BlockInverse
     load: Load
     capacitance: np.ndarray  # (B, K, K)
 
-    def _block(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool) -> tuple[np.ndarray, np.ndarray]:
-        if transpose:
-            return self.alpha * r_n + self.eps * r_p, self.delta * r_p
-        return self.alpha * r_n, self.eps * r_n + self.delta * r_p
-
-    def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
-              ) -> tuple[np.ndarray, np.ndarray]:
-        y_n, y_p = self._block(r_n, r_p, transpose)
+    def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        y = self.inverse.apply(r, transpose)
         cap = self.capacitance.transpose(0, 2, 1) if transpose else self.capacitance
-        w = _batched_solve(cap, self.load.project(y_n, y_p)[:, :, None])[:, :, 0]
-        c_n, c_p = self._block(*self.load.spread(w), transpose)  # D⁻¹ Pᵀ w
-        return y_n - c_n, y_p - c_p
+        w = _batched_solve(cap, (y @ self.load.stacked_t)[:, :, None])[:, :, 0]
+        y -= self.inverse.apply(w @ self.load.stacked, transpose)  # D⁻¹ Pᵀ w
+        return y
 
 
 def _batched_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -327,9 +365,11 @@ class Load:
         total: ``(K,)`` column conductance sums ``S`` (S).
         b_n: ``(M,)`` each ``outn`` node's conductance into the load, ``Σ_k p_n[k]`` (S).
         b_p: ``(M,)`` the same for the ``outp`` nodes (S).
-        stacked_t: ``[p_n p_p]ᵀ``, ``(2M, K)`` (S).
-        outer: ``(3M, K²)`` rows ``vec(p_n[:,m] p_n[:,m]ᵀ)``, ``vec(p_p[:,m] p_n[:,m]ᵀ)``,
-            ``vec(p_p[:,m] p_p[:,m]ᵀ)`` (S²), or None when that would be large.
+        stacked: ``P = [p_n p_p]``, ``(K, 2M)`` (S): the load's low-rank factor.
+        stacked_t: ``Pᵀ``, ``(2M, K)`` (S).
+        b: ``[b_n | b_p]``, ``(2M,)`` (S).
+        outer: ``(3M, K²)`` rows ``vec(p_n[:,m] p_n[:,m]ᵀ)``, ``vec(p_p[:,m] p_p[:,m]ᵀ)``,
+            ``vec(p_p[:,m] p_n[:,m]ᵀ)`` (S²), or None when that would be large.
     """
 
     p_n: np.ndarray
@@ -338,19 +378,24 @@ class Load:
     total: np.ndarray
     b_n: np.ndarray = field(init=False, repr=False, compare=False)
     b_p: np.ndarray = field(init=False, repr=False, compare=False)
+    stacked: np.ndarray = field(init=False, repr=False, compare=False)
     stacked_t: np.ndarray = field(init=False, repr=False, compare=False)
+    b: np.ndarray = field(init=False, repr=False, compare=False)
     outer: np.ndarray | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "b_n", self.p_n.sum(axis=0))
         object.__setattr__(self, "b_p", self.p_p.sum(axis=0))
-        object.__setattr__(self, "stacked_t", np.concatenate([self.p_n, self.p_p], axis=1).T)
+        stacked = np.concatenate([self.p_n, self.p_p], axis=1)
+        object.__setattr__(self, "stacked", stacked)
+        object.__setattr__(self, "stacked_t", np.ascontiguousarray(stacked.T))
+        object.__setattr__(self, "b", np.concatenate([self.b_n, self.b_p]))
         k, m = self.p_n.shape
         outer = None
-        if 3 * m * k * k <= _OUTER_LIMIT:
+        if 3 * m * k * k <= _OUTER_LIMIT:  # rows in the order of [α | δ | ε]
             outer = np.concatenate([np.einsum("km,jm->mkj", left, right).reshape(m, k * k)
-                                    for left, right in ((self.p_n, self.p_n), (self.p_p, self.p_n),
-                                                        (self.p_p, self.p_p))])
+                                    for left, right in ((self.p_n, self.p_n), (self.p_p, self.p_p),
+                                                        (self.p_p, self.p_n))])
         object.__setattr__(self, "outer", outer)
 
     @classmethod
@@ -368,57 +413,60 @@ class Load:
         """``(b_n, b_p)``: each output node's own conductance into the load, ``(M,)`` (S)."""
         return self.b_n, self.b_p
 
-    def currents(self, outn: np.ndarray, outp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Currents (A) the load returns into the ``outn`` and ``outp`` nodes, each ``(B, M)``."""
-        c_next = self.next_columns(outn, outp)
-        return c_next @ self.p_n - self.b_n * outn, c_next @ self.p_p - self.b_p * outp
-
-    def project(self, y_n: np.ndarray, y_p: np.ndarray) -> np.ndarray:
-        """``P y`` ``(B, K)`` for node vectors ``y`` (the load's low-rank factor)."""
-        return y_n @ self.p_n.T + y_p @ self.p_p.T
-
-    def spread(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``Pᵀ w`` for column vectors ``w`` ``(B, K)``: back onto the output nodes."""
-        return w @ self.p_n, w @ self.p_p
+    def currents(self, outputs: np.ndarray) -> np.ndarray:
+        """Currents (A) the load returns into the output nodes, ``(B, 2M)`` for stacked
+        ``[outn | outp]`` (V): ``Pᵀ c' − b ⊙ u``."""
+        c_next = (outputs @ self.stacked_t + self.bias) / self.total
+        return c_next @ self.stacked - self.b * outputs
 
     def factor(self, lin: Linearization) -> WoodburyFactor:
         """The Jacobian ``D + Pᵀ diag(1/S) P`` at ``lin``, factored for Woodbury solves.
 
-        ``C = diag(S) + P_n diag(α) P_nᵀ + P_p diag(ε) P_nᵀ + P_p diag(δ) P_pᵀ``: one product of
-        ``[α ε δ]`` ``(B, 3M)`` with the load's outer products ``(3M, K²)`` when those are
+        ``C = diag(S) + P_n diag(α) P_nᵀ + P_p diag(δ) P_pᵀ + P_p diag(ε) P_nᵀ``: one product of
+        ``[α δ ε]`` ``(B, 3M)`` with the load's outer products ``(3M, K²)`` when those are
         small, else one batched product ``(B, K, 2M) @ (2M, K)``.
         """
-        alpha = 1.0 / lin.a
-        delta = 1.0 / lin.d
-        eps = -lin.e * alpha * delta
-        k = self.total.size
+        inverse = lin.inverse()
+        k, m = self.p_n.shape
         if self.outer is not None:
-            flat = np.concatenate([alpha, eps, delta], axis=1) @ self.outer
+            flat = np.concatenate((inverse.inv, inverse.eps), axis=1) @ self.outer
             flat[:, :: k + 1] += self.total
             capacitance = flat.reshape(-1, k, k)
         else:
-            left = np.concatenate([self.p_n * alpha[:, None, :] + self.p_p * eps[:, None, :],
-                                   self.p_p * delta[:, None, :]], axis=2)
+            alpha, delta = inverse.inv[:, None, :m], inverse.inv[:, None, m:]
+            left = np.concatenate([self.p_n * alpha + self.p_p * inverse.eps[:, None, :],
+                                   self.p_p * delta], axis=2)
             capacitance = left @ self.stacked_t
             diagonal = np.arange(k)
             capacitance[:, diagonal, diagonal] += self.total
-        return WoodburyFactor(alpha, eps, delta, self, capacitance)
+        return WoodburyFactor(inverse, self, capacitance)
+
+
+def residual_stacked(surface: CurrentSurface, column: np.ndarray, outputs: np.ndarray, load: Load | None
+                     ) -> tuple[np.ndarray, Linearization]:
+    """KCL residuals (A) at the stacked output nodes ``[outn | outp]`` ``(B, 2M)`` and their
+    linearization."""
+    value, d_in, d_out = surface.stacked(column, outputs)
+    if load is None:
+        diagonal = d_out
+    else:
+        value += load.currents(outputs)
+        diagonal = d_out - load.b
+    m = column.shape[1]
+    return value, Linearization(diagonal[:, :m], d_in[:, m:], diagonal[:, m:], d_in[:, :m], diagonal)
 
 
 def residual(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
              load: Load | None) -> tuple[np.ndarray, np.ndarray, Linearization]:
     """KCL residuals ``(F_n, F_p)`` (A) at the output nodes and their linearization."""
-    (i1, i2), (i1_in, i2_in), (i1_out, i2_out) = surface.pair(column, outn, outp)
-    if load is None:
-        return i1, i2, Linearization(i1_out, i2_in, i2_out, i1_in)
-    b_n, b_p = load.conductance()
-    l_n, l_p = load.currents(outn, outp)
-    return i1 + l_n, i2 + l_p, Linearization(i1_out - b_n, i2_in, i2_out - b_p, i1_in)
+    f, lin = residual_stacked(surface, column, np.concatenate((outn, outp), axis=1), load)
+    m = outn.shape[1]
+    return f[:, :m], f[:, m:], lin
 
 
 def factor_jacobian(lin: Linearization, load: Load | None) -> JacobianFactor:
     """The layer's Jacobian at ``lin``, ready to solve: ``D`` alone when nothing loads it."""
-    return UnloadedFactor(lin) if load is None else load.factor(lin)
+    return UnloadedFactor(lin.inverse()) if load is None else load.factor(lin)
 
 
 def jacobian_solve(lin: Linearization, load: Load | None, r_n: np.ndarray, r_p: np.ndarray,
@@ -504,42 +552,37 @@ def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, 
         SolverError: some samples still moved by more than ``tol_v`` after ``max_iter``.
     """
     lo, hi = surface.v_lo, surface.v_hi
-    outn = np.minimum(np.maximum(np.array(outn, dtype=np.float64), lo), hi)
-    outp = np.minimum(np.maximum(np.array(outp, dtype=np.float64), lo), hi)
+    m = column.shape[1]
+    u = np.minimum(np.maximum(np.concatenate((outn, outp), axis=1).astype(np.float64), lo), hi)
     final: Linearization | None = None
     active = np.arange(column.shape[0])
     everyone = True  # active holds every sample, in order: no gathers needed
     last_step = np.zeros(0)
     for iteration in range(1, settings.max_iter + 1):
-        if everyone:
-            c, n, p = column, outn, outp
-        else:
-            c, n, p = column[active], outn[active], outp[active]
-        f_n, f_p, lin = residual(surface, c, n, p, load)
-        x_n, x_p = factor_jacobian(lin, load).solve(f_n, f_p)  # the Newton step is −x
-        step = np.maximum(np.abs(x_n).max(axis=1), np.abs(x_p).max(axis=1))
+        c, v = (column, u) if everyone else (column[active], u[active])
+        f, lin = residual_stacked(surface, c, v, load)
+        x = factor_jacobian(lin, load).solve_stacked(f)  # the Newton step is −x
+        step = np.abs(x).max(axis=1)
         if step.max() > settings.max_step_v:  # damping: shorten the long steps to max_step_v
-            scale = np.minimum(1.0, settings.max_step_v / np.maximum(step, 1e-300))[:, None]
-            x_n, x_p = scale * x_n, scale * x_p
-        new_n = np.minimum(np.maximum(n - x_n, lo), hi)
-        new_p = np.minimum(np.maximum(p - x_p, lo), hi)
+            x *= np.minimum(1.0, settings.max_step_v / np.maximum(step, 1e-300))[:, None]
+        new = np.minimum(np.maximum(v - x, lo), hi)
         done = step < settings.tol_v
         if everyone:
-            outn, outp = new_n, new_p
+            u = new
         else:
-            outn[active], outp[active] = new_n, new_p
+            u[active] = new
         all_done = bool(done.all())
         if everyone and all_done:
-            return LayerSolution(outn, outp, iteration, lin)
+            return LayerSolution(u[:, :m], u[:, m:], iteration, lin)
         if final is None:
-            final = Linearization(*np.empty((4, *outn.shape)))
+            final = Linearization(*np.empty((4, column.shape[0], m)))
         if all_done or done.any():
             finished = active[done]
             for target, source in zip((final.a, final.e, final.d, final.i1_in),
                                       (lin.a, lin.e, lin.d, lin.i1_in)):
                 target[finished] = source[done]
         if all_done:
-            return LayerSolution(outn, outp, iteration, final)
+            return LayerSolution(u[:, :m], u[:, m:], iteration, final)
         active, last_step = active[~done], step[~done]
         everyone = False
     raise SolverError(layer, active, last_step, settings.max_iter)
