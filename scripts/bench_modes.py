@@ -90,10 +90,12 @@ def compare(cal, mode, conductances, x, spice):
 def epoch_times(cal, topology, x, labels, epochs, seed, batch_size=16, lr=0.01):
     """Training-epoch seconds of ``static`` and ``coupled``, trained side by side.
 
-    Each mode trains its own network exactly as the trainer's mini-batch loop does (Adam, BCE,
-    a seeded shuffle per epoch), but the two alternate epoch by epoch, so a change of the
+    Each mode trains its own network as the trainer does (Adam, BCE, a seeded shuffle per
+    epoch, then the end-of-epoch evaluation of the whole training set, which also refreshes the
+    coupled model's warm starts), but the two alternate epoch by epoch, so a change of the
     machine's load hits both alike. Returns per mode the wall-clock and CPU seconds of every
-    epoch (the steps only, as the trainer's ``seconds`` column).
+    epoch's steps (what the trainer's ``seconds`` column holds) and the wall-clock seconds of
+    its evaluation.
     """
     from memspice.train.losses import Loss
     from memspice.train.model import PhaxNetwork
@@ -104,7 +106,7 @@ def epoch_times(cal, topology, x, labels, epochs, seed, batch_size=16, lr=0.01):
     for mode in ("static", "coupled"):
         model = PhaxNetwork(cal, topology, evaluator=mode, init_mean=-3.0)
         runs[mode] = (model, model.init_params(np.random.default_rng([seed, 2])), make_optimizer("adam", lr))
-    times = {mode: {"wall_s": [], "cpu_s": []} for mode in runs}
+    times = {mode: {"wall_s": [], "cpu_s": [], "evaluation_s": []} for mode in runs}
     for epoch in range(epochs):
         order = np.random.default_rng([seed, 3, epoch]).permutation(len(x))
         for mode, (model, params, optimizer) in runs.items():
@@ -115,6 +117,9 @@ def epoch_times(cal, topology, x, labels, epochs, seed, batch_size=16, lr=0.01):
                 optimizer.step(params, grads)
             times[mode]["wall_s"].append(time.perf_counter() - wall)
             times[mode]["cpu_s"].append(time.process_time() - cpu)
+            wall = time.perf_counter()
+            model.predict(params, x)
+            times[mode]["evaluation_s"].append(time.perf_counter() - wall)
     return times
 
 
@@ -131,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=float, nargs="*", default=None,
                         help="current-sweep steps (V) for the grid study (table step is twice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timing-only", action="store_true",
+                        help="only the epoch-time comparison (no SPICE, no accuracy tables)")
     args = parser.parse_args(argv)
     mnist_dir = args.mnist_dir or (Path(os.environ[MNIST_ENV]) if os.environ.get(MNIST_ENV) else None)
     if args.mnist and mnist_dir is None:
@@ -175,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         train_modes = ("static", "coupled") if args.quick else MODES
         block: dict = {"topology": list(topology), "epochs": epochs, "n_test": int(len(x_test)), "networks": {}}
         epoch_s = {}
-        for trained_in in train_modes:
+        for trained_in in ([] if args.timing_only else train_modes):
             model = PhaxNetwork(cal, topology, evaluator=trained_in, init_mean=-3.0)
             config = TrainConfig(epochs=epochs, batch_size=16, lr=0.01, lr_decay=0.93, loss="bce",
                                  seed=args.seed, val_fraction=0.0, progress=False)
@@ -209,17 +216,22 @@ def main(argv: list[str] | None = None) -> int:
         block["epoch_cpu_ratio_to_static"] = {m: v["cpu_s"] / median["static"]["cpu_s"] for m, v in median.items()}
         block["first_epoch_ratio_to_static"] = {
             m: t["wall_s"][0] / times["static"]["wall_s"][0] for m, t in times.items()}
-        block["trainer_epoch_seconds"] = epoch_s
+        block["evaluation_ratio_to_static"] = {
+            m: float(np.median(t["evaluation_s"]) / np.median(times["static"]["evaluation_s"])) for m, t in times.items()}
+        if epoch_s:
+            block["trainer_epoch_seconds"] = epoch_s
         block["load_average"] = os.getloadavg()[0]
-        print(f"  training epoch ({len(x_train)} samples, median of {epochs}, modes alternating): "
+        print(f"\n[{task} {'-'.join(map(str, topology))}] training epoch ({len(x_train)} samples, "
+              f"median of {epochs}, modes alternating): "
               + ", ".join(f"{m} {v['wall_s']:.3f} s" for m, v in median.items())
               + f"; coupled/static {block['epoch_ratio_to_static']['coupled']:.2f}x wall, "
               + f"{block['epoch_cpu_ratio_to_static']['coupled']:.2f}x CPU, "
-              + f"first epoch {block['first_epoch_ratio_to_static']['coupled']:.2f}x; "
+              + f"first epoch {block['first_epoch_ratio_to_static']['coupled']:.2f}x; end-of-epoch "
+              + f"evaluation {block['evaluation_ratio_to_static']['coupled']:.2f}x; "
               + f"load average {block['load_average']:.1f}")
         summary[task] = block
 
-    steps = args.grid if args.grid is not None else ([] if args.quick else [0.00625, 0.003125])
+    steps = args.grid if args.grid is not None else ([] if args.quick or args.timing_only else [0.00625, 0.003125])
     if steps:
         # Same digits network (trained static), coupled model from finer current tables.
         task_block = summary["digits"]
