@@ -210,3 +210,17 @@ def test_backward_without_the_solver_state_gives_the_same_gradient(calibration):
     recomputed = evaluator.backward(replace(trace, solver_state=()), grad_out)
     for a, b in zip(reused, recomputed):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * np.abs(b).max())
+
+
+def test_a_warm_start_that_fails_is_retried_from_the_static_fit(calibration):
+    g = [np.exp(np.random.default_rng(s).uniform(np.log(0.12e-6), np.log(8e-6), (m, 2 * n + 2)))
+         for s, (n, m) in enumerate(zip(TOPOLOGY[:-1], TOPOLOGY[1:]))]
+    x, _ = _dataset(5, seed=11)
+    cold = CoupledEvaluator(calibration, warm_start=False).forward(g, x)
+    evaluator = CoupledEvaluator(calibration)
+    evaluator.forward(g, x)
+    for table in evaluator.warm_starts._tables.values():
+        table[:, 0] = np.nan  # Newton cannot converge from here
+    warm = evaluator.forward(g, x)
+    for a, b in zip(warm.layers, cold.layers):
+        np.testing.assert_allclose(a.outp, b.outp, rtol=0, atol=1e-13)

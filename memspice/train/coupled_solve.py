@@ -146,7 +146,8 @@ class CurrentSurface:
         last = len(grid) - 2
         if step is not None:
             u = np.minimum(np.maximum((v - grid[0]) * (1.0 / step), 0.0), last + 1.0)
-            cell = np.minimum(u.astype(np.intp), last)
+            with np.errstate(invalid="ignore"):  # NaN stays NaN in the result, in cell 0
+                cell = np.minimum(np.maximum(u.astype(np.intp), 0), last)
             return u - cell, cell, 1.0 / step
         clipped = np.minimum(np.maximum(v, grid[0]), grid[-1])
         cell = np.minimum(np.searchsorted(grid, clipped, side="right") - 1, last)
@@ -164,7 +165,8 @@ class CurrentSurface:
             self._unloaded = self._tabulate_unloaded(64)
         grid, step, value, slope = self._unloaded
         u = np.minimum(np.maximum(np.asarray(v_in, dtype=np.float64), grid[0]), grid[-1])
-        k = np.minimum(((u - grid[0]) * (1.0 / step)).astype(np.intp), len(grid) - 2)
+        with np.errstate(invalid="ignore"):  # NaN stays NaN in the result, in cell 0
+            k = np.minimum(np.maximum(((u - grid[0]) * (1.0 / step)).astype(np.intp), 0), len(grid) - 2)
         t = (u - grid[k]) * (1.0 / step)
         t2 = t * t
         t3 = t2 * t
