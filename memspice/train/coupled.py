@@ -31,6 +31,7 @@ from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
 from memspice.train.coupled_solve import (
     CurrentSurface,
+    JacobianFactor,
     Linearization,
     Load,
     NewtonSettings,
@@ -64,10 +65,12 @@ class SolverState:
     Attributes:
         lin: the per-neuron linearization at the last Newton iterate.
         load: the next crossbar's load on the layer, or None for the output layer.
+        factor: the Jacobian at ``lin``, factored, if the solver kept it.
     """
 
     lin: Linearization
     load: Load | None
+    factor: JacobianFactor | None = None
 
 
 class WarmStarts:
@@ -222,7 +225,7 @@ class CoupledEvaluator:
                     raise
                 solution = newton_layer(self.surface, column, outn, outp, load, self.settings, index)
             self.iterations.append(solution.iterations)
-            states.append(SolverState(solution.lin, load))
+            states.append(SolverState(solution.lin, load, solution.factor))
             layers.append(LayerState(rows, column, solution.outn, solution.outp))
             if load is not None:
                 loaded[index] = (layers[-1], solution.lin)
@@ -250,11 +253,14 @@ class CoupledEvaluator:
             state = trace.layers[index]
             solved = trace.solver_state[index] if len(trace.solver_state) == len(trace.layers) else None
             if isinstance(solved, SolverState):
-                lin, load = solved.lin, solved.load
+                lin, load, factor = solved.lin, solved.load, solved.factor
             else:
                 load = self._load(conductances, index)
                 lin = residual(self.surface, state.column, state.outn, state.outp, load)[2]
-            lam_n, lam_p = factor_jacobian(lin, load).solve(grad_n, grad_p, transpose=True)
+                factor = None
+            if factor is None:
+                factor = factor_jacobian(lin, load)
+            lam_n, lam_p = factor.solve(grad_n, grad_p, transpose=True)
             if load is not None:
                 grads[index + 1] += self._load_vjp(conductances[index + 1], trace.layers[index + 1], lam_n, lam_p)
             grad_col = -lam_n * lin.i1_in

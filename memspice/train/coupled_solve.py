@@ -514,12 +514,15 @@ class LayerSolution:
         iterations: Newton iterations of the slowest sample.
         lin: each sample's linearization at its last iterate, which lies within ``tol_v`` of
             the returned outputs (what the backward pass differentiates).
+        factor: the Jacobian at ``lin``, factored, when every sample finished in the same
+            iteration (else None: factor ``lin`` again).
     """
 
     outn: np.ndarray
     outp: np.ndarray
     iterations: int
     lin: Linearization
+    factor: JacobianFactor | None = None
 
 
 def solve_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
@@ -563,7 +566,8 @@ def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, 
     for iteration in range(1, settings.max_iter + 1):
         c, v = (column, u) if everyone else (column[active], u[active])
         f, lin = residual_stacked(surface, c, v, load)
-        x = factor_jacobian(lin, load).solve_stacked(f)  # the Newton step is −x
+        factor = factor_jacobian(lin, load)
+        x = factor.solve_stacked(f)  # the Newton step is −x
         step = np.abs(x).max(axis=1)
         if step.max() > settings.max_step_v:  # damping: shorten the long steps to max_step_v
             x *= np.minimum(1.0, settings.max_step_v / np.maximum(step, 1e-300))[:, None]
@@ -575,7 +579,7 @@ def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, 
             u[active] = new
         all_done = bool(done.all())
         if everyone and all_done:
-            return LayerSolution(u[:, :m], u[:, m:], iteration, lin)
+            return LayerSolution(u[:, :m], u[:, m:], iteration, lin, factor)
         if final is None:
             final = Linearization(*np.empty((4, column.shape[0], m)))
         if all_done or done.any():
