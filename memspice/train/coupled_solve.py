@@ -15,7 +15,8 @@ lower-triangular 2×2 block per neuron (``D``) plus ``Pᵀ diag(1/S) P`` with ``
 (``K × 2M``): rank ``K``. Woodbury turns each Newton step into ``K × K`` solves per sample,
 batched with NumPy, never a loop over samples. Layers couple only forwards (a layer's outputs
 set the next columns, the next outputs do not load back through a gate), so a network solves
-layer by layer.
+layer by layer. The unknowns travel stacked, ``u = [outn | outp]`` ``(B, 2M)``; the solver sees
+the next crossbar only through :class:`Load`'s methods (see ``docs/coupled-solver.md``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from typing import Protocol
 import numpy as np
 
 from memspice.errors import MemspiceError
-from memspice.fit.calibration import InverterCurrentModel
+from memspice.train.current_surface import CurrentSurface
+
+__all__ = [
+    "BlockInverse", "CurrentSurface", "JacobianFactor", "LayerSolution", "Linearization", "Load",
+    "NewtonSettings", "SolverError", "UnloadedFactor", "WoodburyFactor", "factor_jacobian",
+    "jacobian_solve", "newton_layer", "residual", "residual_stacked", "solve_layer",
+]
 
 
 class SolverError(MemspiceError):
@@ -47,168 +54,6 @@ class SolverError(MemspiceError):
             f"coupled DC solve of layer {layer} did not converge in {iterations} Newton iterations "
             f"for {len(samples)} sample(s) [{shown}]; largest last step {float(np.max(step_v)):.3g} V"
         )
-
-
-#: Bicubic Hermite basis: row k holds the coefficients of t⁰..t³ of h00, h10·Δ, h01, h11·Δ.
-_HERMITE = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-3.0, -2.0, 3.0, -1.0], [2.0, 1.0, -2.0, 1.0]])
-
-
-def _uniform_step(grid: np.ndarray) -> float | None:
-    """The grid step (V) if ``grid`` is uniform to rounding, else None."""
-    steps = np.diff(grid)
-    return float(steps.mean()) if np.allclose(steps, steps[0], rtol=1e-9, atol=0.0) else None
-
-
-class CurrentSurface:
-    """Bicubic spline of one inverter's output current with both partial derivatives.
-
-    The calibration's interpolating spline (:meth:`InverterCurrentModel.interpolant`) is one
-    bicubic polynomial inside every grid cell, so it is stored here as per-cell power-series
-    coefficients (from ``f, f_x, f_y, f_xy`` at the cell corners, which reproduce a bicubic
-    exactly) and evaluated with its derivatives in one vectorized pass, about 5× faster than
-    three FITPACK calls. Arguments outside the grid are clipped onto it.
-
-    Args:
-        model: the tabulated current (A) on a (V_in, V_out) grid (V).
-
-    Attributes:
-        v_lo: lowest voltage inside both grids (V).
-        v_hi: highest voltage inside both grids (V).
-    """
-
-    def __init__(self, model: InverterCurrentModel) -> None:
-        spline = model.interpolant()
-        self._x = np.asarray(model.v_in, dtype=np.float64)
-        self._y = np.asarray(model.v_out, dtype=np.float64)
-        self.v_lo = max(model.v_in[0], model.v_out[0])
-        self.v_hi = min(model.v_in[-1], model.v_out[-1])
-        hx, hy = np.diff(self._x), np.diff(self._y)
-        corner = [spline(self._x, self._y, dx=dx, dy=dy) for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1))]
-        f, fx, fy, fxy = corner
-        # Per cell (i, j): 4×4 Hermite data in local coordinates s, t ∈ [0, 1].
-        hxc, hyc = hx[:, None], hy[None, :]
-        data = np.empty((len(hx), len(hy), 4, 4))
-        for a, (ia, scale_x) in enumerate(((0, None), (0, "x"), (1, None), (1, "x"))):
-            for b, (jb, scale_y) in enumerate(((0, None), (0, "y"), (1, None), (1, "y"))):
-                source = {(None, None): f, ("x", None): fx, (None, "y"): fy, ("x", "y"): fxy}[(scale_x, scale_y)]
-                block = source[ia : ia + len(hx), jb : jb + len(hy)]
-                if scale_x:
-                    block = block * hxc
-                if scale_y:
-                    block = block * hyc
-                data[:, :, a, b] = block
-        # Coefficients c[p, q] of s^p t^q: C = H · data · Hᵀ.
-        self._coeffs = np.einsum("pa,ijab,qb->ijpq", _HERMITE, data, _HERMITE)
-        # (48, cells): row 12q + 3p + k holds, for every cell, the coefficient of s^p t^q of the
-        # value (k = 0), of its t-derivative (k = 1) and of its s-derivative (k = 2).
-        by_qp = self._coeffs.transpose(3, 2, 0, 1)  # [q, p, i, j]
-        rows = np.zeros((4, 4, 3, len(hx), len(hy)))
-        rows[:, :, 0] = by_qp
-        rows[:3, :, 1] = by_qp[1:] * np.arange(1.0, 4.0)[:, None, None, None]
-        rows[:, :3, 2] = by_qp[:, 1:] * np.arange(1.0, 4.0)[None, :, None, None]
-        self._by_row = rows.reshape(48, -1)
-        self._ny = len(hy)
-        self._hx, self._hy = hx, hy
-        self._inv_hx, self._inv_hy = 1.0 / hx, 1.0 / hy
-        self._x_step = _uniform_step(self._x)
-        self._unloaded: tuple[np.ndarray, float, np.ndarray, np.ndarray] | None = None
-        self._y_step = _uniform_step(self._y)
-
-    def __call__(self, v_in: np.ndarray, v_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Current (A), ``∂I/∂V_in`` (S) and ``∂I/∂V_out`` (S), shaped like the arguments."""
-        shape = np.broadcast(v_in, v_out).shape
-        value, d_in, d_out = self._flat_eval(np.broadcast_to(v_in, shape).ravel(),
-                                             np.broadcast_to(v_out, shape).ravel())
-        return value.reshape(shape), d_in.reshape(shape), d_out.reshape(shape)
-
-    def _flat_eval(self, v_in: np.ndarray, v_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`__call__` on 1-D arrays."""
-        s, i, inv_hx = self._locate(v_in, self._x, self._x_step, self._inv_hx)
-        t, j, inv_hy = self._locate(v_out, self._y, self._y_step, self._inv_hy)
-        # c[q, p, k] (n,) multiplies s^p t^q in the value (k = 0), ∂/∂t (1) and ∂/∂s (2),
-        # gathered as contiguous rows so that every operation runs over whole blocks of rows.
-        c = self._by_row.take(i * self._ny + j, axis=1).reshape(4, 12, -1)
-        c_t = (((c[3] * t + c[2]) * t + c[1]) * t + c[0]).reshape(4, 3, -1)  # Horner in t: [p, k]
-        poly = ((c_t[3] * s + c_t[2]) * s + c_t[1]) * s + c_t[0]  # in s: (3, n)
-        value, d_out, d_in = poly[0], poly[1] * inv_hy, poly[2] * inv_hx
-        return value, d_in, d_out
-
-    @staticmethod
-    def _locate(v: np.ndarray, grid: np.ndarray, step: float | None, inv_steps: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
-        """Local coordinate in [0, 1], cell index and 1/cell width (1/V) of each ``v``,
-        clipped onto the grid.
-
-        On a uniform grid (every table memspice builds) the cell is found by arithmetic; a
-        value within rounding of a grid line may land in the neighbouring cell, where the C²
-        spline agrees.
-        """
-        last = len(grid) - 2
-        if step is not None:
-            u = np.minimum(np.maximum((v - grid[0]) * (1.0 / step), 0.0), last + 1.0)
-            with np.errstate(invalid="ignore"):  # NaN stays NaN in the result, in cell 0
-                cell = np.minimum(np.maximum(u.astype(np.intp), 0), last)
-            return u - cell, cell, 1.0 / step
-        clipped = np.minimum(np.maximum(v, grid[0]), grid[-1])
-        cell = np.minimum(np.searchsorted(grid, clipped, side="right") - 1, last)
-        inv = inv_steps[cell]
-        return (clipped - grid[cell]) * inv, cell, inv
-
-    def unloaded_output(self, v_in: np.ndarray) -> np.ndarray:
-        """Output voltage (V) of an inverter that drives nothing: the root of ``I(v_in, ·) = 0``.
-
-        Interpolated (cubic Hermite, exact slopes ``−I_in/I_out``) from roots solved on a grid
-        64 times finer than the table's, so it is a starting point for Newton, accurate to
-        about a microvolt, not a solution. Roots outside the table are clipped onto it.
-        """
-        if self._unloaded is None:
-            self._unloaded = self._tabulate_unloaded(64)
-        grid, step, value, slope = self._unloaded
-        u = np.minimum(np.maximum(np.asarray(v_in, dtype=np.float64), grid[0]), grid[-1])
-        with np.errstate(invalid="ignore"):  # NaN stays NaN in the result, in cell 0
-            k = np.minimum(np.maximum(((u - grid[0]) * (1.0 / step)).astype(np.intp), 0), len(grid) - 2)
-        t = (u - grid[k]) * (1.0 / step)
-        t2 = t * t
-        t3 = t2 * t
-        h01 = 3.0 * t2 - 2.0 * t3
-        return (value[k] + h01 * (value[k + 1] - value[k])
-                + step * ((t3 - 2.0 * t2 + t) * slope[k] + (t3 - t2) * slope[k + 1]))
-
-    def _tabulate_unloaded(self, refine: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-        """Roots of ``I(u, ·)`` on a uniform grid of ``u``, by bisection then Newton."""
-        grid = np.linspace(self._x[0], self._x[-1], refine * (len(self._x) - 1) + 1)
-        lo = np.full_like(grid, self._y[0])
-        hi = np.full_like(grid, self._y[-1])
-        # I falls as the output rises (the inverter sources less current): bisect on its sign.
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            above = self(grid, mid)[0] > 0.0
-            lo = np.where(above, mid, lo)
-            hi = np.where(above, hi, mid)
-        root = 0.5 * (lo + hi)
-        for _ in range(3):
-            current, _, d_out = self(grid, root)
-            root = np.clip(root - current / np.where(d_out < 0.0, d_out, -1.0), self._y[0], self._y[-1])
-        _, d_in, d_out = self(grid, root)
-        slope = np.where(d_out < 0.0, -d_in / np.where(d_out < 0.0, d_out, -1.0), 0.0)
-        return grid, float(grid[1] - grid[0]), root, slope
-
-    def stacked(self, column: np.ndarray, outputs: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Both inverters of every neuron in one pass, for stacked outputs.
-
-        Args:
-            column: ``(B, M)`` column voltages (V).
-            outputs: ``(B, 2M)`` node voltages ``[outn | outp]`` (V).
-
-        Returns:
-            Current (A), ``∂I/∂V_in`` and ``∂I/∂V_out`` (S), each ``(B, 2M)``: columns ``:M``
-            are inverter 1 at ``(column, outn)``, columns ``M:`` inverter 2 at ``(outn, outp)``.
-        """
-        m = column.shape[1]
-        v_in = np.concatenate((column, outputs[:, :m]), axis=1)
-        value, d_in, d_out = self._flat_eval(v_in.ravel(), outputs.ravel())
-        return value.reshape(outputs.shape), d_in.reshape(outputs.shape), d_out.reshape(outputs.shape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,15 +81,6 @@ class Linearization:
         inv = 1.0 / diagonal
         m = self.a.shape[1]
         return BlockInverse(inv, -self.e * inv[:, :m] * inv[:, m:])
-
-    def block_solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """Solve ``D x = r`` (or ``Dᵀ x = r``) with the per-neuron 2×2 blocks, each ``(B, M)``."""
-        if transpose:  # [[a, e], [0, d]]
-            x_p = r_p / self.d
-            return (r_n - self.e * x_p) / self.a, x_p
-        x_n = r_n / self.a  # [[a, 0], [e, d]]
-        return x_n, (r_p - self.e * x_n) / self.d
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,10 +246,6 @@ class Load:
     def next_columns(self, outn: np.ndarray, outp: np.ndarray) -> np.ndarray:
         """Next layer's column voltages ``(B, K)`` (V)."""
         return (outn @ self.p_n.T + outp @ self.p_p.T + self.bias) / self.total
-
-    def conductance(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(b_n, b_p)``: each output node's own conductance into the load, ``(M,)`` (S)."""
-        return self.b_n, self.b_p
 
     def currents(self, outputs: np.ndarray) -> np.ndarray:
         """Currents (A) the load returns into the output nodes, ``(B, 2M)`` for stacked
