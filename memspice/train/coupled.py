@@ -5,8 +5,10 @@ Model (ARCHITECTURE §4, "Loading"): each inverter is a nonlinear current source
 conductances; a column node feeds only a gate, so ``c = (G·r)/ΣG`` exactly, whatever drives the
 rows. Hidden outputs are loaded by the next crossbar, whose columns depend on those same
 outputs; the last layer's outputs drive nothing (``I = 0``). The forward pass solves this
-layer by layer with batched Newton (:mod:`memspice.train.coupled_solve`), starting from the
-static tanh fits; the backward pass differentiates the solution implicitly (adjoint).
+layer by layer with batched Newton (:mod:`memspice.train.coupled_solve`), starting each loaded
+layer from the input's last solution (:class:`WarmStarts`; the static tanh fits the first time)
+and the output layer from its inverters' tabulated unloaded roots; the backward pass
+differentiates the solution implicitly (adjoint), with the Jacobian of the last Newton step.
 
 Approximations left: the current table and its interpolation (the calibration records the
 error in A), memristors as linear resistors (PHAX reads, ARCHITECTURE §4), and the inverter's
