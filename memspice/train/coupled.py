@@ -264,7 +264,8 @@ class CoupledEvaluator:
                 factor = factor_jacobian(lin, load)
             lam_n, lam_p = factor.solve(grad_n, grad_p, transpose=True)
             if load is not None:
-                grads[index + 1] += self._load_vjp(conductances[index + 1], trace.layers[index + 1], lam_n, lam_p)
+                grads[index + 1] += self._load_vjp(conductances[index + 1], trace.layers[index + 1],
+                                                   lam_n, lam_p, load)
             grad_col = -lam_n * lin.i1_in
             if index == last and grad_column is not None:
                 grad_col = grad_col + grad_column
@@ -275,14 +276,8 @@ class CoupledEvaluator:
         return grads
 
     @staticmethod
-    def _load_vjp(g_next: np.ndarray, next_state: LayerState, lam_n: np.ndarray, lam_p: np.ndarray) -> np.ndarray:
-        """``−λᵀ ∂F/∂G_next`` at fixed outputs: the loading term of the next layer's gradient."""
-        batch = lam_n.shape[0]
-        lam_rows = np.concatenate([lam_p, lam_n, np.zeros((batch, 2))], axis=1)  # wiring order
-        mu = lam_rows @ g_next.T  # (B, K)
-        weight_rows = lam_rows  # multiplies (r_k − c_m) for every m
-        weight_cols = -mu / g_next.sum(axis=1)  # multiplies (r_k − c_m) for every k
-        rows, column = next_state.rows, next_state.column
-        # Σ_b (λ_k + ω_m)(r_k − c_m) = Σ_b λ_k r_k − λ_k c_m + ω_m r_k − ω_m c_m
-        return ((weight_rows * rows).sum(axis=0)[None, :] - column.T @ weight_rows
-                + weight_cols.T @ rows - (weight_cols * column).sum(axis=0)[:, None])
+    def _load_vjp(g_next: np.ndarray, next_state: LayerState, lam_n: np.ndarray, lam_p: np.ndarray,
+                  load: Load) -> np.ndarray:
+        """``−λᵀ ∂F/∂G_next`` at fixed outputs: the loading term of the next layer's gradient,
+        shaped like ``g_next`` (the load knows its crossbar's layout)."""
+        return load.conductance_vjp(lam_n, lam_p, next_state.rows, next_state.column)

@@ -253,6 +253,28 @@ class Load:
         c_next = (outputs @ self.stacked_t + self.bias) / self.total
         return c_next @ self.stacked - self.b * outputs
 
+    def conductance_vjp(self, lam_n: np.ndarray, lam_p: np.ndarray, rows: np.ndarray, column: np.ndarray
+                        ) -> np.ndarray:
+        """``−λᵀ ∂F/∂G_next`` at fixed outputs (loss units per S), shaped ``(K, 2M+2)`` in wiring order.
+
+        ``F`` gets ``Σ_k G[m,k](c'_m − r_k)`` at each output row ``k``, with ``c'`` depending on
+        ``G`` too: ``∂L/∂G[m,k] = Σ_b (λ_k − μ_m/S_m)(r_k − c'_m)``, ``μ = P λ`` (λ is zero on the
+        bias rows).
+
+        Args:
+            lam_n: ``(B, M)`` adjoint at the ``outn`` nodes (the ``in`` rows).
+            lam_p: ``(B, M)`` adjoint at the ``outp`` nodes (the ``ip`` rows).
+            rows: ``(B, 2M+2)`` the next layer's row voltages (V).
+            column: ``(B, K)`` its column voltages (V).
+        """
+        batch = lam_n.shape[0]
+        lam_rows = np.concatenate([lam_p, lam_n, np.zeros((batch, 2))], axis=1)  # wiring order
+        mu = np.concatenate((lam_n, lam_p), axis=1) @ self.stacked_t  # (B, K)
+        weight_cols = -mu / self.total  # multiplies (r_k − c_m) for every k
+        # Σ_b (λ_k + ω_m)(r_k − c_m) = Σ_b λ_k r_k − λ_k c_m + ω_m r_k − ω_m c_m
+        return ((lam_rows * rows).sum(axis=0)[None, :] - column.T @ lam_rows
+                + weight_cols.T @ rows - (weight_cols * column).sum(axis=0)[:, None])
+
     def factor(self, lin: Linearization) -> WoodburyFactor:
         """The Jacobian ``D + Pᵀ diag(1/S) P`` at ``lin``, factored for Woodbury solves.
 
