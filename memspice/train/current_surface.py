@@ -60,14 +60,8 @@ class CurrentSurface:
                 data[:, :, a, b] = block
         # Coefficients c[p, q] of s^p t^q: C = H · data · Hᵀ.
         self._coeffs = np.einsum("pa,ijab,qb->ijpq", _HERMITE, data, _HERMITE)
-        # (48, cells): row 12q + 3p + k holds, for every cell, the coefficient of s^p t^q of the
-        # value (k = 0), of its t-derivative (k = 1) and of its s-derivative (k = 2).
-        by_qp = self._coeffs.transpose(3, 2, 0, 1)  # [q, p, i, j]
-        rows = np.zeros((4, 4, 3, len(hx), len(hy)))
-        rows[:, :, 0] = by_qp
-        rows[:3, :, 1] = by_qp[1:] * np.arange(1.0, 4.0)[:, None, None, None]
-        rows[:, :3, 2] = by_qp[:, 1:] * np.arange(1.0, 4.0)[None, :, None, None]
-        self._by_row = rows.reshape(48, -1)
+        # (16, cells): row 4q + p holds the coefficient of s^p t^q of every cell
+        self._by_row = np.ascontiguousarray(self._coeffs.transpose(3, 2, 0, 1).reshape(16, -1))
         self._ny = len(hy)
         self._hx, self._hy = hx, hy
         self._inv_hx, self._inv_hy = 1.0 / hx, 1.0 / hy
@@ -86,12 +80,14 @@ class CurrentSurface:
         """:meth:`__call__` on 1-D arrays."""
         s, i, inv_hx = self._locate(v_in, self._x, self._x_step, self._inv_hx)
         t, j, inv_hy = self._locate(v_out, self._y, self._y_step, self._inv_hy)
-        # c[q, p, k] (n,) multiplies s^p t^q in the value (k = 0), ∂/∂t (1) and ∂/∂s (2),
-        # gathered as contiguous rows so that every operation runs over whole blocks of rows.
-        c = self._by_row.take(i * self._ny + j, axis=1).reshape(4, 12, -1)
-        c_t = (((c[3] * t + c[2]) * t + c[1]) * t + c[0]).reshape(4, 3, -1)  # Horner in t: [p, k]
-        poly = ((c_t[3] * s + c_t[2]) * s + c_t[1]) * s + c_t[0]  # in s: (3, n)
-        value, d_out, d_in = poly[0], poly[1] * inv_hy, poly[2] * inv_hx
+        # c[q, p] (n,) multiplies s^p t^q: gathered as 16 contiguous rows so that every
+        # operation runs over whole blocks of n points.
+        c = self._by_row.take(i * self._ny + j, axis=1).reshape(4, 4, -1)
+        c_t = ((c[3] * t + c[2]) * t + c[1]) * t + c[0]  # (4, n): Σ_q c[q, p] t^q for each p
+        dc_t = (3.0 * c[3] * t + 2.0 * c[2]) * t + c[1]  # its t-derivative
+        value = ((c_t[3] * s + c_t[2]) * s + c_t[1]) * s + c_t[0]
+        d_in = ((3.0 * c_t[3] * s + 2.0 * c_t[2]) * s + c_t[1]) * inv_hx
+        d_out = (((dc_t[3] * s + dc_t[2]) * s + dc_t[1]) * s + dc_t[0]) * inv_hy
         return value, d_in, d_out
 
     @staticmethod
