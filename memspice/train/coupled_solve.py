@@ -231,9 +231,9 @@ class Load:
         k, m = self.p_n.shape
         outer = None
         if 3 * m * k * k <= _OUTER_LIMIT:  # rows in the order of [α | δ | ε]
-            outer = np.concatenate([np.einsum("km,jm->mkj", left, right).reshape(m, k * k)
-                                    for left, right in ((self.p_n, self.p_n), (self.p_p, self.p_p),
-                                                        (self.p_p, self.p_n))])
+            left = np.concatenate((self.p_n, self.p_p, self.p_p), axis=1).T  # (3M, K)
+            right = np.concatenate((self.p_n, self.p_p, self.p_n), axis=1).T
+            outer = (left[:, :, None] * right[:, None, :]).reshape(3 * m, k * k)
         object.__setattr__(self, "outer", outer)
 
     @classmethod
