@@ -224,3 +224,22 @@ def test_a_warm_start_that_fails_is_retried_from_the_static_fit(calibration):
     warm = evaluator.forward(g, x)
     for a, b in zip(warm.layers, cold.layers):
         np.testing.assert_allclose(a.outp, b.outp, rtol=0, atol=1e-13)
+
+
+def test_long_batches_are_solved_in_chunks_with_the_same_answers_and_gradients(calibration):
+    from memspice.train.losses import Loss
+
+    g = [np.exp(np.random.default_rng(s).uniform(np.log(0.12e-6), np.log(8e-6), (m, 2 * n + 2)))
+         for s, (n, m) in enumerate(zip(TOPOLOGY[:-1], TOPOLOGY[1:]))]
+    x, labels = _dataset(11, seed=13)
+    whole = CoupledEvaluator(calibration, warm_start=False)
+    chunked = CoupledEvaluator(calibration, warm_start=False)
+    chunked.chunk = 4
+    a, b = whole.forward(g, x), chunked.forward(g, x)
+    assert b.solver_state == () and len(b.output) == len(x)
+    for left, right in zip(a.layers, b.layers):
+        for name in ("rows", "column", "outn", "outp"):
+            np.testing.assert_allclose(getattr(left, name), getattr(right, name), rtol=0, atol=1e-13)
+    _, grad_out = Loss("mse").value_and_grad(a.output, labels, VSS, VDD)
+    for u, v in zip(whole.backward(a, grad_out), chunked.backward(b, grad_out)):
+        np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9 * np.abs(u).max())

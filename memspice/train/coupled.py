@@ -167,6 +167,7 @@ class CoupledEvaluator:
     Attributes:
         iterations: Newton iterations each layer took in the last forward pass.
         warm_starts: the remembered solutions, or None without warm starts.
+        chunk: most samples solved at once (longer batches are split).
     """
 
     name = "coupled"
@@ -185,6 +186,7 @@ class CoupledEvaluator:
         self._vss = calibration.rails.vss
         self.iterations: list[int] = []
         self.warm_starts = WarmStarts() if warm_start else None
+        self.chunk = 512
 
     def _load(self, conductances: Sequence[np.ndarray], index: int) -> Load | None:
         if index + 1 >= len(conductances):
@@ -194,11 +196,33 @@ class CoupledEvaluator:
     def forward(self, conductances: Sequence[np.ndarray], x: np.ndarray) -> ForwardTrace:
         """Solve every layer's outputs for input voltages ``x`` ``(B, n_inputs)`` (V).
 
+        Batches longer than :attr:`chunk` are solved a chunk at a time (the solver's arrays
+        then stay in cache); their trace keeps no solver state, so a backward pass over one
+        re-linearizes at the solution.
+
         Raises:
             SolverError: Newton failed for some samples (their indices are in the error).
         """
-        act = self.calibration.activation
         x = np.asarray(x, dtype=np.float64)
+        if len(x) <= self.chunk:
+            return self._forward(conductances, x)
+        parts = []
+        iterations = [0] * len(conductances)
+        for start in range(0, len(x), self.chunk):
+            try:
+                parts.append(self._forward(conductances, x[start : start + self.chunk]).layers)
+            except SolverError as error:
+                error.samples = error.samples + start
+                raise
+            iterations = [max(a, b) for a, b in zip(iterations, self.iterations)]
+        self.iterations = iterations
+        layers = tuple(LayerState(*(np.concatenate([getattr(part[index], name) for part in parts])
+                                    for name in ("rows", "column", "outn", "outp")))
+                       for index in range(len(conductances)))
+        return ForwardTrace(layers, tuple(conductances))
+
+    def _forward(self, conductances: Sequence[np.ndarray], x: np.ndarray) -> ForwardTrace:
+        act = self.calibration.activation
         v_pos, v_neg = input_rows(x)
         layers = []
         states: list[SolverState] = []
