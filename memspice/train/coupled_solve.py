@@ -15,17 +15,25 @@ lower-triangular 2×2 block per neuron (``D``) plus ``Pᵀ diag(1/S) P`` with ``
 (``K × 2M``): rank ``K``. Woodbury turns each Newton step into ``K × K`` solves per sample,
 batched with NumPy, never a loop over samples. Layers couple only forwards (a layer's outputs
 set the next columns, the next outputs do not load back through a gate), so a network solves
-layer by layer.
+layer by layer. The unknowns travel stacked, ``u = [outn | outp]`` ``(B, 2M)``; the solver sees
+the next crossbar only through :class:`Load`'s methods (see ``docs/coupled-solver.md``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from memspice.errors import MemspiceError
-from memspice.fit.calibration import InverterCurrentModel
+from memspice.train.current_surface import CurrentSurface
+
+__all__ = [
+    "BlockInverse", "CurrentSurface", "JacobianFactor", "LayerSolution", "Linearization", "Load",
+    "NewtonSettings", "SolverError", "UnloadedFactor", "WoodburyFactor", "factor_jacobian",
+    "jacobian_solve", "newton_layer", "residual", "residual_stacked", "solve_layer",
+]
 
 
 class SolverError(MemspiceError):
@@ -48,76 +56,144 @@ class SolverError(MemspiceError):
         )
 
 
-#: Bicubic Hermite basis: row k holds the coefficients of t⁰..t³ of h00, h10·Δ, h01, h11·Δ.
-_HERMITE = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-3.0, -2.0, 3.0, -1.0], [2.0, 1.0, -2.0, 1.0]])
-
-
-class CurrentSurface:
-    """Bicubic spline of one inverter's output current with both partial derivatives.
-
-    The calibration's interpolating spline (:meth:`InverterCurrentModel.interpolant`) is one
-    bicubic polynomial inside every grid cell, so it is stored here as per-cell power-series
-    coefficients (from ``f, f_x, f_y, f_xy`` at the cell corners, which reproduce a bicubic
-    exactly) and evaluated with its derivatives in one vectorized pass, about 5× faster than
-    three FITPACK calls. Arguments outside the grid are clipped onto it.
-
-    Args:
-        model: the tabulated current (A) on a (V_in, V_out) grid (V).
+@dataclass(frozen=True, slots=True)
+class Linearization:
+    """Per-neuron derivatives of the residual at a point (all ``(B, M)``, S).
 
     Attributes:
-        v_lo: lowest voltage inside both grids (V).
-        v_hi: highest voltage inside both grids (V).
+        a: ``∂F_n/∂outn`` without the low-rank part (``I₁_out − b_n``).
+        e: ``∂F_p/∂outn`` (``I₂_in``).
+        d: ``∂F_p/∂outp`` without the low-rank part (``I₂_out − b_p``).
+        i1_in: ``∂I₁/∂c`` (the column's influence on inverter 1).
+        diagonal: ``[a | d]`` ``(B, 2M)`` when the solver has it stacked (``a`` and ``d`` are
+            then views of it), else None.
     """
 
-    def __init__(self, model: InverterCurrentModel) -> None:
-        spline = model.interpolant()
-        self._x = np.asarray(model.v_in, dtype=np.float64)
-        self._y = np.asarray(model.v_out, dtype=np.float64)
-        self.v_lo = max(model.v_in[0], model.v_out[0])
-        self.v_hi = min(model.v_in[-1], model.v_out[-1])
-        hx, hy = np.diff(self._x), np.diff(self._y)
-        corner = [spline(self._x, self._y, dx=dx, dy=dy) for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1))]
-        f, fx, fy, fxy = corner
-        # Per cell (i, j): 4×4 Hermite data in local coordinates s, t ∈ [0, 1].
-        hxc, hyc = hx[:, None], hy[None, :]
-        data = np.empty((len(hx), len(hy), 4, 4))
-        for a, (ia, scale_x) in enumerate(((0, None), (0, "x"), (1, None), (1, "x"))):
-            for b, (jb, scale_y) in enumerate(((0, None), (0, "y"), (1, None), (1, "y"))):
-                source = {(None, None): f, ("x", None): fx, (None, "y"): fy, ("x", "y"): fxy}[(scale_x, scale_y)]
-                block = source[ia : ia + len(hx), jb : jb + len(hy)]
-                if scale_x:
-                    block = block * hxc
-                if scale_y:
-                    block = block * hyc
-                data[:, :, a, b] = block
-        # Coefficients c[p, q] of s^p t^q: C = H · data · Hᵀ.
-        self._coeffs = np.einsum("pa,ijab,qb->ijpq", _HERMITE, data, _HERMITE)
-        self._hx, self._hy = hx, hy
+    a: np.ndarray
+    e: np.ndarray
+    d: np.ndarray
+    i1_in: np.ndarray
+    diagonal: np.ndarray | None = field(default=None, repr=False, compare=False)
 
-    def __call__(self, v_in: np.ndarray, v_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Current (A), ``∂I/∂V_in`` (S) and ``∂I/∂V_out`` (S), shaped like the arguments."""
-        shape = np.broadcast(v_in, v_out).shape
-        a = np.clip(np.broadcast_to(v_in, shape).ravel(), self._x[0], self._x[-1])
-        b = np.clip(np.broadcast_to(v_out, shape).ravel(), self._y[0], self._y[-1])
-        i = np.clip(np.searchsorted(self._x, a, side="right") - 1, 0, len(self._hx) - 1)
-        j = np.clip(np.searchsorted(self._y, b, side="right") - 1, 0, len(self._hy) - 1)
-        hx, hy = self._hx[i], self._hy[j]
-        s = (a - self._x[i]) / hx
-        t = (b - self._y[j]) / hy
-        c = self._coeffs[i, j]  # (n, 4, 4): c[p, q] multiplies s^p t^q
-        s2, t2 = s * s, t * t
-        # Horner in t for each power of s, then in s; derivatives alongside.
-        c_t = ((c[:, :, 3] * t[:, None] + c[:, :, 2]) * t[:, None] + c[:, :, 1]) * t[:, None] + c[:, :, 0]
-        dc_t = (3.0 * c[:, :, 3] * t2[:, None] + 2.0 * c[:, :, 2] * t[:, None]) + c[:, :, 1]
-        value = ((c_t[:, 3] * s + c_t[:, 2]) * s + c_t[:, 1]) * s + c_t[:, 0]
-        d_in = (3.0 * c_t[:, 3] * s2 + 2.0 * c_t[:, 2] * s + c_t[:, 1]) / hx
-        d_out = (((dc_t[:, 3] * s + dc_t[:, 2]) * s + dc_t[:, 1]) * s + dc_t[:, 0]) / hy
-        return value.reshape(shape), d_in.reshape(shape), d_out.reshape(shape)
+    def inverse(self) -> BlockInverse:
+        """``D⁻¹`` of the per-neuron 2×2 blocks."""
+        diagonal = self.diagonal if self.diagonal is not None else np.concatenate((self.a, self.d), axis=1)
+        inv = 1.0 / diagonal
+        m = self.a.shape[1]
+        return BlockInverse(inv, -self.e * inv[:, :m] * inv[:, m:])
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInverse:
+    """``D⁻¹ = [[α, 0], [ε, δ]]`` per neuron, for stacked vectors ``[n | p]``.
+
+    Attributes:
+        inv: ``[α | δ]`` ``(B, 2M)``: ``1/a`` and ``1/d`` (1/S).
+        eps: ``ε = −e/(a d)`` ``(B, M)`` (1/S).
+    """
+
+    inv: np.ndarray
+    eps: np.ndarray
+
+    def apply(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """``D⁻¹ r`` (or ``D⁻ᵀ r``) for ``r`` ``(B, 2M)``."""
+        m = self.eps.shape[1]
+        x = self.inv * r
+        if transpose:
+            x[:, :m] += self.eps * r[:, m:]
+        else:
+            x[:, m:] += self.eps * r[:, :m]
+        return x
+
+
+class JacobianFactor(Protocol):
+    """A layer's Jacobian ``J = D + (load coupling)`` prepared for repeated solves."""
+
+    def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """Solve ``J x = r`` (or ``Jᵀ x = r``) for every sample; ``r``, ``x`` ``(B, 2M)`` ``[n | p]``."""
+        ...
+
+    def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`solve_stacked` on the ``(B, M)`` halves."""
+        ...
+
+
+class _PairSolve:
+    """:meth:`JacobianFactor.solve` from :meth:`JacobianFactor.solve_stacked`."""
+
+    def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        m = r_n.shape[1]
+        x = self.solve_stacked(np.concatenate((r_n, r_p), axis=1), transpose)
+        return x[:, :m], x[:, m:]
+
+
+@dataclass(frozen=True, slots=True)
+class UnloadedFactor(_PairSolve):
+    """``J = D``: an output layer, whose outputs drive nothing."""
+
+    inverse: BlockInverse
+
+    def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        return self.inverse.apply(r, transpose)
+
+
+@dataclass(frozen=True, slots=True)
+class WoodburyFactor(_PairSolve):
+    """``J = D + Pᵀ diag(1/S) P`` with the ``K × K`` capacitance matrices ``C = diag(S) + P D⁻¹ Pᵀ``.
+
+    ``J⁻¹ = D⁻¹ − D⁻¹Pᵀ C⁻¹ P D⁻¹`` and, the low-rank part being symmetric,
+    ``J⁻ᵀ = D⁻ᵀ − D⁻ᵀPᵀ C⁻ᵀ P D⁻ᵀ``: one capacitance per sample serves both directions, so the
+    backward pass reuses the forward solve's linearization.
+    """
+
+    inverse: BlockInverse
+    load: Load
+    capacitance: np.ndarray  # (B, K, K)
+
+    def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        y = self.inverse.apply(r, transpose)
+        cap = self.capacitance.transpose(0, 2, 1) if transpose else self.capacitance
+        w = _batched_solve(cap, (y @ self.load.stacked_t)[:, :, None])[:, :, 0]
+        y -= self.inverse.apply(w @ self.load.stacked, transpose)  # D⁻¹ Pᵀ w
+        return y
+
+
+def _batched_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.linalg.solve`` for stacks of small float64 systems, without its per-call checks.
+
+    The checks cost more than the ``K × K`` solves themselves; a singular stack falls back to
+    :func:`numpy.linalg.solve`, which raises as usual.
+    """
+    if _gufunc_solve is not None:
+        with np.errstate(all="ignore"):
+            x = _gufunc_solve(a, b, signature="dd->d")
+        if np.isfinite(x).all():
+            return x
+    return np.linalg.solve(a, b)
+
+
+try:  # the gufunc behind np.linalg.solve; private, so optional
+    from numpy.linalg._umath_linalg import solve as _gufunc_solve
+except ImportError:  # pragma: no cover - other NumPy layouts
+    _gufunc_solve = None
+
+
+#: Largest ``3·M·K²`` for which a dense load keeps its outer products (8 MB of float64).
+_OUTER_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """The next crossbar seen from a layer's outputs.
+    """The next crossbar seen from a layer's outputs (dense: every output drives every column).
+
+    The Newton loop and the backward pass use a load only through its methods
+    (:meth:`currents`, :meth:`factor`, :meth:`next_columns`), so another crossbar layout (a
+    block-sparse convolution) plugs in with the same methods.
 
     Attributes:
         p_n: ``(K, M)`` conductances of the next layer's ``in`` rows (S).
@@ -125,12 +201,40 @@ class Load:
         bias: ``(K,)`` current the bias rows inject into each next column at 0 V columns,
             ``G_bp·vdd + G_bn·vss`` (A).
         total: ``(K,)`` column conductance sums ``S`` (S).
+        b_n: ``(M,)`` each ``outn`` node's conductance into the load, ``Σ_k p_n[k]`` (S).
+        b_p: ``(M,)`` the same for the ``outp`` nodes (S).
+        stacked: ``P = [p_n p_p]``, ``(K, 2M)`` (S): the load's low-rank factor.
+        stacked_t: ``Pᵀ``, ``(2M, K)`` (S).
+        b: ``[b_n | b_p]``, ``(2M,)`` (S).
+        outer: ``(3M, K²)`` rows ``vec(p_n[:,m] p_n[:,m]ᵀ)``, ``vec(p_p[:,m] p_p[:,m]ᵀ)``,
+            ``vec(p_p[:,m] p_n[:,m]ᵀ)`` (S²), or None when that would be large.
     """
 
     p_n: np.ndarray
     p_p: np.ndarray
     bias: np.ndarray
     total: np.ndarray
+    b_n: np.ndarray = field(init=False, repr=False, compare=False)
+    b_p: np.ndarray = field(init=False, repr=False, compare=False)
+    stacked: np.ndarray = field(init=False, repr=False, compare=False)
+    stacked_t: np.ndarray = field(init=False, repr=False, compare=False)
+    b: np.ndarray = field(init=False, repr=False, compare=False)
+    outer: np.ndarray | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "b_n", self.p_n.sum(axis=0))
+        object.__setattr__(self, "b_p", self.p_p.sum(axis=0))
+        stacked = np.concatenate([self.p_n, self.p_p], axis=1)
+        object.__setattr__(self, "stacked", stacked)
+        object.__setattr__(self, "stacked_t", np.ascontiguousarray(stacked.T))
+        object.__setattr__(self, "b", np.concatenate([self.b_n, self.b_p]))
+        k, m = self.p_n.shape
+        outer = None
+        if 3 * m * k * k <= _OUTER_LIMIT:  # rows in the order of [α | δ | ε]
+            left = np.concatenate((self.p_n, self.p_p, self.p_p), axis=1).T  # (3M, K)
+            right = np.concatenate((self.p_n, self.p_p, self.p_n), axis=1).T
+            outer = (left[:, :, None] * right[:, None, :]).reshape(3 * m, k * k)
+        object.__setattr__(self, "outer", outer)
 
     @classmethod
     def of(cls, g_next: np.ndarray, vdd: float, vss: float) -> Load:
@@ -143,57 +247,87 @@ class Load:
         """Next layer's column voltages ``(B, K)`` (V)."""
         return (outn @ self.p_n.T + outp @ self.p_p.T + self.bias) / self.total
 
+    def currents(self, outputs: np.ndarray) -> np.ndarray:
+        """Currents (A) the load returns into the output nodes, ``(B, 2M)`` for stacked
+        ``[outn | outp]`` (V): ``Pᵀ c' − b ⊙ u``."""
+        c_next = (outputs @ self.stacked_t + self.bias) / self.total
+        return c_next @ self.stacked - self.b * outputs
 
-@dataclass(frozen=True, slots=True)
-class Linearization:
-    """Per-neuron derivatives of the residual at a point (all ``(B, M)``, S).
+    def conductance_vjp(self, lam_n: np.ndarray, lam_p: np.ndarray, rows: np.ndarray, column: np.ndarray
+                        ) -> np.ndarray:
+        """``−λᵀ ∂F/∂G_next`` at fixed outputs (loss units per S), shaped ``(K, 2M+2)`` in wiring order.
 
-    Attributes:
-        a: ``∂F_n/∂outn`` without the low-rank part (``I₁_out − b_n``).
-        e: ``∂F_p/∂outn`` (``I₂_in``).
-        d: ``∂F_p/∂outp`` without the low-rank part (``I₂_out − b_p``).
-        i1_in: ``∂I₁/∂c`` (the column's influence on inverter 1).
-    """
+        ``F`` gets ``Σ_k G[m,k](c'_m − r_k)`` at each output row ``k``, with ``c'`` depending on
+        ``G`` too: ``∂L/∂G[m,k] = Σ_b (λ_k − μ_m/S_m)(r_k − c'_m)``, ``μ = P λ`` (λ is zero on the
+        bias rows).
 
-    a: np.ndarray
-    e: np.ndarray
-    d: np.ndarray
-    i1_in: np.ndarray
+        Args:
+            lam_n: ``(B, M)`` adjoint at the ``outn`` nodes (the ``in`` rows).
+            lam_p: ``(B, M)`` adjoint at the ``outp`` nodes (the ``ip`` rows).
+            rows: ``(B, 2M+2)`` the next layer's row voltages (V).
+            column: ``(B, K)`` its column voltages (V).
+        """
+        batch = lam_n.shape[0]
+        lam_rows = np.concatenate([lam_p, lam_n, np.zeros((batch, 2))], axis=1)  # wiring order
+        mu = np.concatenate((lam_n, lam_p), axis=1) @ self.stacked_t  # (B, K)
+        weight_cols = -mu / self.total  # multiplies (r_k − c_m) for every k
+        # Σ_b (λ_k + ω_m)(r_k − c_m) = Σ_b λ_k r_k − λ_k c_m + ω_m r_k − ω_m c_m
+        return ((lam_rows * rows).sum(axis=0)[None, :] - column.T @ lam_rows
+                + weight_cols.T @ rows - (weight_cols * column).sum(axis=0)[:, None])
+
+    def factor(self, lin: Linearization) -> WoodburyFactor:
+        """The Jacobian ``D + Pᵀ diag(1/S) P`` at ``lin``, factored for Woodbury solves.
+
+        ``C = diag(S) + P_n diag(α) P_nᵀ + P_p diag(δ) P_pᵀ + P_p diag(ε) P_nᵀ``: one product of
+        ``[α δ ε]`` ``(B, 3M)`` with the load's outer products ``(3M, K²)`` when those are
+        small, else one batched product ``(B, K, 2M) @ (2M, K)``.
+        """
+        inverse = lin.inverse()
+        k, m = self.p_n.shape
+        if self.outer is not None:
+            flat = np.concatenate((inverse.inv, inverse.eps), axis=1) @ self.outer
+            flat[:, :: k + 1] += self.total
+            capacitance = flat.reshape(-1, k, k)
+        else:
+            alpha, delta = inverse.inv[:, None, :m], inverse.inv[:, None, m:]
+            left = np.concatenate([self.p_n * alpha + self.p_p * inverse.eps[:, None, :],
+                                   self.p_p * delta], axis=2)
+            capacitance = left @ self.stacked_t
+            diagonal = np.arange(k)
+            capacitance[:, diagonal, diagonal] += self.total
+        return WoodburyFactor(inverse, self, capacitance)
+
+
+def residual_stacked(surface: CurrentSurface, column: np.ndarray, outputs: np.ndarray, load: Load | None
+                     ) -> tuple[np.ndarray, Linearization]:
+    """KCL residuals (A) at the stacked output nodes ``[outn | outp]`` ``(B, 2M)`` and their
+    linearization."""
+    value, d_in, d_out = surface.stacked(column, outputs)
+    if load is None:
+        diagonal = d_out
+    else:
+        value += load.currents(outputs)
+        diagonal = d_out - load.b
+    m = column.shape[1]
+    return value, Linearization(diagonal[:, :m], d_in[:, m:], diagonal[:, m:], d_in[:, :m], diagonal)
 
 
 def residual(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
              load: Load | None) -> tuple[np.ndarray, np.ndarray, Linearization]:
     """KCL residuals ``(F_n, F_p)`` (A) at the output nodes and their linearization."""
-    i1, i1_in, i1_out = surface(column, outn)
-    i2, i2_in, i2_out = surface(outn, outp)
-    if load is None:
-        return i1, i2, Linearization(i1_out, i2_in, i2_out, i1_in)
-    b_n = load.p_n.sum(axis=0)
-    b_p = load.p_p.sum(axis=0)
-    c_next = load.next_columns(outn, outp)
-    f_n = i1 - b_n * outn + c_next @ load.p_n
-    f_p = i2 - b_p * outp + c_next @ load.p_p
-    return f_n, f_p, Linearization(i1_out - b_n, i2_in, i2_out - b_p, i1_in)
+    f, lin = residual_stacked(surface, column, np.concatenate((outn, outp), axis=1), load)
+    m = outn.shape[1]
+    return f[:, :m], f[:, m:], lin
 
 
-def _block_solve(lin: Linearization, r_n: np.ndarray, r_p: np.ndarray, transpose: bool
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Solve ``D x = r`` (or ``Dᵀ x = r``); ``r`` may carry trailing axes beyond ``(B, M)``."""
-    extra = (slice(None), slice(None)) + (None,) * (r_n.ndim - 2)
-    a, e, d = lin.a[extra], lin.e[extra], lin.d[extra]
-    if transpose:  # [[a, e], [0, d]]
-        x_p = r_p / d
-        return (r_n - e * x_p) / a, x_p
-    x_n = r_n / a  # [[a, 0], [e, d]]
-    return x_n, (r_p - e * x_n) / d
+def factor_jacobian(lin: Linearization, load: Load | None) -> JacobianFactor:
+    """The layer's Jacobian at ``lin``, ready to solve: ``D`` alone when nothing loads it."""
+    return UnloadedFactor(lin.inverse()) if load is None else load.factor(lin)
 
 
 def jacobian_solve(lin: Linearization, load: Load | None, r_n: np.ndarray, r_p: np.ndarray,
                    transpose: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Solve ``J x = r`` (or ``Jᵀ x = r``) for every sample; ``J = D + Pᵀ diag(1/S) P``.
-
-    Woodbury: ``J⁻¹ = D⁻¹ − D⁻¹Pᵀ (diag(S) + P D⁻¹ Pᵀ)⁻¹ P D⁻¹``; the same with ``Dᵀ`` for the
-    transpose because the low-rank part is symmetric.
 
     Args:
         lin: the per-neuron blocks.
@@ -205,18 +339,7 @@ def jacobian_solve(lin: Linearization, load: Load | None, r_n: np.ndarray, r_p: 
     Returns:
         ``(x_n, x_p)``, each ``(B, M)``.
     """
-    y_n, y_p = _block_solve(lin, r_n, r_p, transpose)
-    if load is None:
-        return y_n, y_p
-    batch = r_n.shape[0]
-    # D⁻¹ Pᵀ for every sample: (B, M, K) per output polarity.
-    z_n, z_p = _block_solve(lin, np.broadcast_to(load.p_n.T, (batch, *load.p_n.T.shape)),
-                            np.broadcast_to(load.p_p.T, (batch, *load.p_p.T.shape)), transpose)
-    capacitance = np.einsum("km,bmj->bkj", load.p_n, z_n) + np.einsum("km,bmj->bkj", load.p_p, z_p)
-    capacitance[:, np.arange(load.total.size), np.arange(load.total.size)] += load.total
-    projected = y_n @ load.p_n.T + y_p @ load.p_p.T  # (B, K) = P D⁻¹ r
-    w = np.linalg.solve(capacitance, projected[:, :, None])[:, :, 0]
-    return y_n - np.einsum("bmk,bk->bm", z_n, w), y_p - np.einsum("bmk,bk->bm", z_p, w)
+    return factor_jacobian(lin, load).solve(r_n, r_p, transpose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +358,41 @@ class NewtonSettings:
     max_step_v: float = 0.05
 
 
+@dataclass(frozen=True, slots=True)
+class LayerSolution:
+    """A solved layer.
+
+    Attributes:
+        outn: ``(B, M)`` inverted outputs (V).
+        outp: ``(B, M)`` non-inverted outputs (V).
+        iterations: Newton iterations of the slowest sample.
+        lin: each sample's linearization at its last iterate, which lies within ``tol_v`` of
+            the returned outputs (what the backward pass differentiates).
+        factor: the Jacobian at ``lin``, factored, when every sample finished in the same
+            iteration (else None: factor ``lin`` again).
+    """
+
+    outn: np.ndarray
+    outp: np.ndarray
+    iterations: int
+    lin: Linearization
+    factor: JacobianFactor | None = None
+
+
 def solve_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
                 load: Load | None, settings: NewtonSettings, layer: int = 0
                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Damped Newton on one layer's KCL, batched; see :func:`newton_layer`.
+
+    Returns:
+        ``(outn, outp, iterations)``.
+    """
+    solution = newton_layer(surface, column, outn, outp, load, settings, layer)
+    return solution.outn, solution.outp, solution.iterations
+
+
+def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
+                 load: Load | None, settings: NewtonSettings, layer: int = 0) -> LayerSolution:
     """Damped Newton on one layer's KCL, batched; only unconverged samples keep iterating.
 
     Args:
@@ -250,26 +405,44 @@ def solve_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, o
         layer: layer index (for the error message).
 
     Returns:
-        ``(outn, outp, iterations)``.
+        The outputs, the iteration count and the final linearization.
 
     Raises:
         SolverError: some samples still moved by more than ``tol_v`` after ``max_iter``.
     """
     lo, hi = surface.v_lo, surface.v_hi
-    outn = np.clip(np.array(outn, dtype=np.float64), lo, hi)
-    outp = np.clip(np.array(outp, dtype=np.float64), lo, hi)
+    m = column.shape[1]
+    u = np.minimum(np.maximum(np.concatenate((outn, outp), axis=1).astype(np.float64), lo), hi)
+    final: Linearization | None = None
     active = np.arange(column.shape[0])
+    everyone = True  # active holds every sample, in order: no gathers needed
     last_step = np.zeros(0)
     for iteration in range(1, settings.max_iter + 1):
-        c, n, p = column[active], outn[active], outp[active]
-        f_n, f_p, lin = residual(surface, c, n, p, load)
-        s_n, s_p = jacobian_solve(lin, load, -f_n, -f_p)
-        step = np.maximum(np.abs(s_n).max(axis=1), np.abs(s_p).max(axis=1))
-        scale = np.minimum(1.0, settings.max_step_v / np.maximum(step, 1e-300))[:, None]
-        outn[active] = np.clip(n + scale * s_n, lo, hi)
-        outp[active] = np.clip(p + scale * s_p, lo, hi)
+        c, v = (column, u) if everyone else (column[active], u[active])
+        f, lin = residual_stacked(surface, c, v, load)
+        factor = factor_jacobian(lin, load)
+        x = factor.solve_stacked(f)  # the Newton step is −x
+        step = np.abs(x).max(axis=1)
+        if step.max() > settings.max_step_v:  # damping: shorten the long steps to max_step_v
+            x *= np.minimum(1.0, settings.max_step_v / np.maximum(step, 1e-300))[:, None]
+        new = np.minimum(np.maximum(v - x, lo), hi)
         done = step < settings.tol_v
+        if everyone:
+            u = new
+        else:
+            u[active] = new
+        all_done = bool(done.all())
+        if everyone and all_done:
+            return LayerSolution(u[:, :m], u[:, m:], iteration, lin, factor)
+        if final is None:
+            final = Linearization(*np.empty((4, column.shape[0], m)))
+        if all_done or done.any():
+            finished = active[done]
+            for target, source in zip((final.a, final.e, final.d, final.i1_in),
+                                      (lin.a, lin.e, lin.d, lin.i1_in)):
+                target[finished] = source[done]
+        if all_done:
+            return LayerSolution(u[:, :m], u[:, m:], iteration, final)
         active, last_step = active[~done], step[~done]
-        if active.size == 0:
-            return outn, outp, iteration
+        everyone = False
     raise SolverError(layer, active, last_step, settings.max_iter)

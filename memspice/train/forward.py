@@ -47,6 +47,9 @@ class ForwardTrace:
 
     layers: tuple[LayerState, ...]
     conductances: tuple[np.ndarray, ...]
+    #: Evaluator-specific state at the solution, one entry per layer, that the same evaluator's
+    #: backward pass may reuse (the coupled evaluator keeps each layer's Jacobian); empty if none.
+    solver_state: tuple[object, ...] = ()
 
     @property
     def output(self) -> np.ndarray:
