@@ -23,14 +23,15 @@ class SimOptions:
         timeout_s: wall-clock limit per run (s); the process is killed past it.
         work_dir: parent of run directories (``None`` = system temp directory).
         keep: keep the run directory ``never``, ``on_failure`` (default) or ``always``.
-        ngspice: ngspice executable name or path (batch backend).
+        ngspice: ngspice executable name or path (batch backend); ``None`` = ``$MEMSPICE_NGSPICE``,
+            else ``ngspice`` on ``PATH`` (see :mod:`memspice.sim.info`).
     """
 
     backend: Backend = "batch"
     timeout_s: float = 120.0
     work_dir: Path | None = None
     keep: Keep = "on_failure"
-    ngspice: str = "ngspice"
+    ngspice: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
