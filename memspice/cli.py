@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "memspice.regress.command",
     "memspice.loop.command",
     "memspice.pipeline_command",
+    "memspice.doctor",
 )
 
 DESCRIPTION = """\
