@@ -4,8 +4,9 @@
 #   bash scripts/build_ngspice.sh [SOURCE]
 #
 # SOURCE (or NGSPICE_SRC): an ngspice source tarball or source tree. Without one, the official
-# ngspice-46 release tarball is downloaded from SourceForge and checked against its pinned
-# SHA-256 before anything is unpacked. NGSPICE_SHA256 checks a given tarball the same way.
+# ngspice-46 release tarball is downloaded from SourceForge (or from NGSPICE_URL, a mirror) and
+# checked against its pinned SHA-256 before anything is unpacked. NGSPICE_SHA256 checks a given
+# tarball the same way (and replaces the pinned checksum for NGSPICE_URL).
 # The build lands in NGSPICE_PREFIX (default: .ngspice/46 in the repository, git-ignored);
 # memspice finds it there by itself (see docs/simulator.md). Prints the binary's path.
 #
@@ -46,10 +47,10 @@ die() { say "error: $*"; exit 1; }
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-check_sha256() {  # FILE EXPECTED: dies on a mismatch
+check_sha256() {  # FILE EXPECTED [NAME]: dies on a mismatch
     local got
     got="$(sha256_of "$1")"
-    [ "$got" = "$2" ] || die "checksum mismatch for $1: expected SHA-256 $2, got $got"
+    [ "$got" = "$2" ] || die "checksum mismatch for ${3:-$1}: expected SHA-256 $2, got $got"
 }
 
 as_root() {
@@ -60,6 +61,8 @@ as_root() {
 }
 
 # --- the source and its identity ---------------------------------------------------------
+[ -z "$src" ] || [ -f "$src" ] || [ -d "$src" ] \
+    || die "ngspice source not found: $src (give an ngspice source tarball or source tree)"
 parent="$(dirname "$prefix")"
 mkdir -p "$parent" || die "cannot create $parent"
 work="$(mktemp -d "$parent/.build-$(basename "$prefix").XXXXXX")"
@@ -69,7 +72,9 @@ trap cleanup EXIT
 if [ -z "$src" ]; then
     tarball="$work/ngspice-$VERSION.tar.gz"
     fetched=""
-    for url in "${RELEASE_URLS[@]}"; do
+    urls=("${RELEASE_URLS[@]}")
+    [ -z "${NGSPICE_URL:-}" ] || urls=("$NGSPICE_URL")
+    for url in "${urls[@]}"; do
         say "downloading $url"
         if command -v curl >/dev/null 2>&1; then
             curl -fsSL --retry 2 -o "$tarball" "$url" && { fetched=1; break; }
@@ -80,9 +85,10 @@ if [ -z "$src" ]; then
         fi
     done
     [ -n "$fetched" ] || die "cannot download ngspice-$VERSION.tar.gz; download it yourself and pass its path"
-    check_sha256 "$tarball" "$RELEASE_SHA256"
+    expected="${NGSPICE_SHA256:-$RELEASE_SHA256}"
+    check_sha256 "$tarball" "$expected" "$url"
     src="$tarball"
-    source_id="sha256:$RELEASE_SHA256"
+    source_id="sha256:$expected"
 elif [ -f "$src" ]; then
     [ -z "${NGSPICE_SHA256:-}" ] || check_sha256 "$src" "$NGSPICE_SHA256"
     source_id="sha256:$(sha256_of "$src")"

@@ -223,3 +223,56 @@ def test_a_validation_batch_gives_the_same_outputs_with_both_builds(tmp_path: Pa
     for a, b in zip(reports["stock"].spice, reports["built"].spice):
         np.testing.assert_allclose(a.outp, b.outp, rtol=0, atol=1e-6)
         np.testing.assert_allclose(a.outn, b.outn, rtol=0, atol=1e-6)
+
+
+# ---- scripts/build_ngspice.sh: its refusals (the build itself takes minutes and is not a test) ----
+
+BUILD_SCRIPT = REPO / "scripts" / "build_ngspice.sh"
+
+
+def _build(tmp_path: Path, *args: str, **env: str) -> tuple[int, str]:
+    import subprocess
+
+    full = {k: v for k, v in os.environ.items() if not k.startswith("NGSPICE_")}
+    full.update({"NGSPICE_PREFIX": str(tmp_path / "prefix" / "46"), **env})
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT), *args], capture_output=True, text=True, env=full, timeout=120,
+                          check=False)
+    return proc.returncode, proc.stderr
+
+
+def test_build_script_refuses_a_missing_tarball(tmp_path: Path) -> None:
+    code, err = _build(tmp_path, str(tmp_path / "ngspice-46.tar.gz"))
+    assert code != 0 and err.strip().splitlines()[-1].startswith("build-ngspice: error: ngspice source not found")
+    assert not (tmp_path / "prefix").exists()
+
+
+def test_build_script_refuses_a_checksum_mismatch(tmp_path: Path) -> None:
+    import hashlib
+
+    tarball = tmp_path / "ngspice-46.tar.gz"
+    tarball.write_bytes(b"not the release")
+    code, err = _build(tmp_path, str(tarball), NGSPICE_SHA256="0" * 64)
+    got = hashlib.sha256(b"not the release").hexdigest()
+    assert code != 0 and f"checksum mismatch for {tarball}: expected SHA-256 {'0' * 64}, got {got}" in err
+    # the download path checks the pinned release checksum before unpacking anything
+    code, err = _build(tmp_path, NGSPICE_URL=tarball.as_uri())
+    assert code != 0 and f"checksum mismatch for {tarball.as_uri()}" in err
+    assert not any((tmp_path / "prefix").iterdir()), "the failed download is removed"
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("gcc", "make", "bison", "flex", "autoconf", "automake",
+                                                           "libtoolize")),
+                    reason="the build tools are not installed (the script would install them)")
+def test_a_build_that_fails_halfway_leaves_the_previous_one(tmp_path: Path) -> None:
+    previous = tmp_path / "prefix" / ".46-previous" / "bin"
+    previous.mkdir(parents=True)
+    (previous / "ngspice").write_text("#!/bin/sh\necho previous\n")
+    (previous / "ngspice").chmod(0o755)
+    (tmp_path / "prefix" / "46").symlink_to(".46-previous")
+    tree = tmp_path / "broken-src"
+    tree.mkdir()
+    _script(tree / "configure", "echo 'configure: error: broken on purpose' >&2\nexit 1\n")
+    code, err = _build(tmp_path, str(tree))
+    assert code != 0 and "build-ngspice: error: configure failed" in err
+    assert os.readlink(tmp_path / "prefix" / "46") == ".46-previous"
+    assert sorted(p.name for p in (tmp_path / "prefix").iterdir()) == [".46-previous", "46"], "no leftovers"
