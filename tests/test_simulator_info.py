@@ -197,6 +197,7 @@ def test_klu_is_a_simulator_setting_not_deck_text(tmp_path: Path) -> None:
     assert built.run_dir is not None and stock.run_dir is not None
     assert (built.run_dir / DECK_NAME).read_text() == (stock.run_dir / DECK_NAME).read_text() == emit(deck)
     assert "klu" in (built.run_dir / SIM_OPTIONS_NAME).read_text()
+    assert "Using KLU as Direct Linear Solver" in built.output  # ngspice says which solver it used
     assert simulator_info(shutil.which("ngspice")).klu or not (stock.run_dir / SIM_OPTIONS_NAME).exists()
     assert abs(built.plot(0)["o1"][0] - stock.plot(0)["o1"][0]) < 1e-6
 
