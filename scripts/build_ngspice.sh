@@ -107,6 +107,10 @@ fi
 build_key="ngspice-$VERSION $source_id configure ${CONFIGURE_OPTS[*]} CFLAGS=$CFLAGS LDFLAGS=${LDFLAGS:-}"
 
 # --- nothing to do? ----------------------------------------------------------------------
+# The prefix is a symbolic link this script manages; anything else there is not replaced.
+if [ -e "$prefix" ] && [ ! -L "$prefix" ]; then
+    die "$prefix exists and is not a build of this script; remove it or set NGSPICE_PREFIX elsewhere"
+fi
 if [ -f "$prefix/bin/$MARKER" ] && grep -qxF "key: $build_key" "$prefix/bin/$MARKER" \
         && "$prefix/bin/ngspice" -v >/dev/null 2>&1; then
     say "up to date: $prefix/bin/ngspice (same source and flags)"
@@ -172,15 +176,12 @@ grep -q -- "--enable-predictor" <<<"$full" || die "the built ngspice lacks --ena
 slot="$parent/.$(basename "$prefix")-$(date -u +%Y%m%d%H%M%S)-$$"
 mv "$built" "$slot"
 old=""
-if [ -L "$prefix" ]; then
-    old="$(readlink -f "$prefix")"
-elif [ -e "$prefix" ]; then
-    old="$parent/.$(basename "$prefix")-replaced-$$"
-    mv "$prefix" "$old"   # a plain directory from elsewhere: moved aside, then removed
-fi
+[ -L "$prefix" ] && old="$(readlink "$prefix")"
 ln -s "$(basename "$slot")" "$prefix.new-$$"
 mv -T "$prefix.new-$$" "$prefix"
-[ -z "$old" ] || [ "$old" = "$slot" ] || rm -rf "$old"
+case "$old" in  # remove the replaced build only when this script made it
+    .$(basename "$prefix")-[0-9]*) [ "$parent/$old" = "$slot" ] || rm -rf "${parent:?}/$old" ;;
+esac
 
 say "done: $prefix/bin/ngspice (ngspice-$VERSION, KLU, --enable-predictor)"
 echo "$prefix/bin/ngspice"

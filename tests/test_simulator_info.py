@@ -277,3 +277,14 @@ def test_a_build_that_fails_halfway_leaves_the_previous_one(tmp_path: Path) -> N
     assert code != 0 and "build-ngspice: error: configure failed" in err
     assert os.readlink(tmp_path / "prefix" / "46") == ".46-previous"
     assert sorted(p.name for p in (tmp_path / "prefix").iterdir()) == [".46-previous", "46"], "no leftovers"
+
+
+def test_build_script_never_replaces_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    foreign = tmp_path / "prefix" / "46" / "bin"
+    foreign.mkdir(parents=True)
+    (foreign / "ngspice").write_text("someone else's\n")
+    tarball = tmp_path / "ngspice-46.tar.gz"
+    tarball.write_bytes(b"any source")
+    code, err = _build(tmp_path, str(tarball))
+    assert code != 0 and "exists and is not a build of this script" in err
+    assert (foreign / "ngspice").read_text() == "someone else's\n"
