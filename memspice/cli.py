@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "memspice.loop.command",
     "memspice.pipeline_command",
     "memspice.data_command",
+    "memspice.doctor",
 )
 
 DESCRIPTION = """\

@@ -8,10 +8,13 @@ on pooled MNIST when ``--mnist-dir``, ``$MEMSPICE_MNIST_DIR`` or the cache that
 ``memspice data mnist`` fills holds it, else random conductances), and sky130
 (tt, LVT) when its models are installed. Prints absolute figures and ratios, then ONE JSON line.
 
-With a second ngspice build (``--alt-ngspice EXE``, or ``.ngspice-predictor/bin/ngspice`` when
-``scripts/build_ngspice.sh`` has made it), every batched run is repeated with it in the same
-run, each right after Debian's: its best throughput, its ratios to Debian's best and to the
-per-sample baseline, and how far its outputs are from Debian's.
+Every batched run uses the stock ngspice (``ngspice`` on PATH, Debian's 39.3 here) and, right
+after it in the same run, a second build when there is one (``--alt-ngspice EXE``, else
+``$MEMSPICE_NGSPICE``, else ``.ngspice/46/bin/ngspice`` when ``scripts/build_ngspice.sh`` has
+built it). Per network and simulator: samples/s, ratios to the stock build and to one process
+per sample, ngspice CPU ms/sample, Newton iterations/sample, peak MB per worker, the build's
+options, how far its outputs are from the stock build's, and, for the run's largest deck, how
+long ngspice spends parsing and setting it up (its own ``acct`` report).
 
 Transient mode (8 samples; 4 and the built-in 64-32-10 only with ``--quick``) runs at the default
 time-step bound and at the former one (period/1000) in the same run: samples/s, the ratio, and
@@ -27,6 +30,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -38,8 +42,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-#: Where scripts/build_ngspice.sh installs ngspice built with --enable-predictor.
-DEFAULT_ALT = REPO / ".ngspice-predictor" / "bin" / "ngspice"
+#: Where scripts/build_ngspice.sh installs ngspice 46 (KLU, --enable-predictor) by default.
+DEFAULT_ALT = REPO / ".ngspice" / "46" / "bin" / "ngspice"
 
 
 def _mnist_dir() -> Path | None:
@@ -120,15 +124,23 @@ def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, 
     """Batched and per-sample throughput of one configuration (runs in a child process).
 
     Each entry of ``rounds`` gives one batch size: the samples split evenly over the workers in
-    that many rounds. ``n_transient`` samples also run in transient mode, at the default
-    time-step bound and at :data:`BASELINE_POINTS_PER_PERIOD`.
+    that many rounds. Every batch size runs with the stock ngspice (``ngspice`` on PATH) and, right
+    after it, with ``alt_ngspice``. ``n_transient`` samples also run in transient mode (stock
+    ngspice), at the default time-step bound and at :data:`BASELINE_POINTS_PER_PERIOD`.
     """
+    import shutil
+
     from memspice.circuit.builders import dc_input_sources, network_deck, network_output_saves
     from memspice.circuit.deck import Op, Save
     from memspice.sim import SimOptions, simulate_many
+    from memspice.sim.info import simulator_info
     from memspice.train.network_io import load_network
-    from memspice.validate.api import RunSettings, validate_network
+    from memspice.validate.api import RunSettings, stored_plan, validate_network
 
+    stock = shutil.which("ngspice")
+    if stock is None:
+        raise SystemExit("ngspice is not on PATH")
+    simulators = {"stock": stock, **({"built": alt_ngspice} if alt_ngspice else {})}
     with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
         work = Path(tmp)
         network = load_network(network_dir)
@@ -139,6 +151,7 @@ def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, 
         batch_sizes = sorted({-(-n // (r * workers)) for r in rounds})
         result: dict = {"topology": "-".join(map(str, network.topology)), "tech": tech_name,
                         "workers": workers, "samples": n}
+
         def run(size: int, ngspice: str, name: str) -> tuple[dict, Any]:
             cpu0 = _children_cpu_s()
             start = time.perf_counter()
@@ -147,52 +160,90 @@ def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, 
             total = time.perf_counter() - start
             return {"samples_per_s": report.summary["samples_per_s"], "end_to_end_s": total,
                     "ngspice_cpu_ms_per_sample": 1e3 * (_children_cpu_s() - cpu0) / n,
+                    "peak_mb_per_worker": report.summary["ngspice_program_mb_max"],
                     "agreement": report.summary["agreement"],
                     "batch_seconds": report.summary["dc_batch_elapsed_s"],
                     "rms_v_last_outp": report.summary["layer_errors"][-1]["rms_v"]}, report
 
-        batched, alt_batched = {}, {}
+        batched: dict[str, dict[int, dict]] = {k: {} for k in simulators}
+        reports: dict[str, Any] = {}
         for size in batch_sizes:
-            batched[size], report = run(size, "ngspice", f"run{size}")
-            if alt_ngspice:
-                alt_batched[size], alt = run(size, alt_ngspice, f"alt{size}")
-                alt_batched[size]["max_abs_diff_from_default_v"] = max(
-                    float(np.max(np.abs(getattr(a, k) - getattr(b, k))))
-                    for a, b in zip(alt.spice, report.spice) for k in ("outn", "outp"))
-        best = max(batched, key=lambda k: batched[k]["samples_per_s"])
-        if alt_ngspice:
-            alt_best = max(alt_batched, key=lambda k: alt_batched[k]["samples_per_s"])
-            result["alt_ngspice"] = {"ngspice": alt_ngspice, "batch_size": alt_best,
-                                     **alt_batched[alt_best],
-                                     "vs_default_batched": (alt_batched[alt_best]["samples_per_s"]
-                                                            / batched[best]["samples_per_s"]),
-                                     "batched": {str(k): v for k, v in alt_batched.items()}}
-        result["batched"] = {str(k): v for k, v in batched.items()}
-        result["best_batch_size"] = best
-        result["samples_per_s"] = batched[best]["samples_per_s"]
-        result["spice_accuracy"] = report.summary["spice_accuracy"]
-        result["model_accuracy"] = report.summary["model_accuracy"]
+            for key, exe in simulators.items():
+                batched[key][size], reports[key] = run(size, exe, f"{key}{size}")
+                if key != "stock":
+                    batched[key][size]["max_abs_diff_from_stock_v"] = max(
+                        float(np.max(np.abs(getattr(a, k) - getattr(b, k))))
+                        for a, b in zip(reports[key].spice, reports["stock"].spice) for k in ("outn", "outp"))
         conductances = network.effective_conductances()
         saves = [*network_output_saves(conductances), Save("i", "dd"), Save("i", "ss")]
         decks = [network_deck(tech, sizing, conductances, dc_input_sources(x[s]), [Op()], saves)
                  for s in range(min(n_baseline, n))]
         cpu0 = _children_cpu_s()
         start = time.perf_counter()
-        outcomes = simulate_many(decks, SimOptions(keep="never"), workers=workers)
+        outcomes = simulate_many(decks, SimOptions(keep="never", ngspice=stock), workers=workers)
         elapsed = time.perf_counter() - start
         failed = sum(isinstance(o, Exception) for o in outcomes)
-        result["per_sample_baseline"] = {"samples": len(decks), "failed": failed,
-                                         "samples_per_s": len(decks) / elapsed, "ms_per_sample": 1e3 * elapsed / len(decks),
-                                         "ngspice_cpu_ms_per_sample": 1e3 * (_children_cpu_s() - cpu0) / len(decks)}
-        result["speedup_vs_per_sample"] = result["samples_per_s"] / result["per_sample_baseline"]["samples_per_s"]
-        if "alt_ngspice" in result:
-            result["alt_ngspice"]["speedup_vs_per_sample"] = (result["alt_ngspice"]["samples_per_s"]
-                                                              / result["per_sample_baseline"]["samples_per_s"])
-        # getrusage(RUSAGE_CHILDREN) would count the forked Python image; ngspice reports its own peak.
-        result["ngspice_peak_program_mb"] = report.summary["ngspice_program_mb_max"]
+        baseline = {"samples": len(decks), "failed": failed, "ngspice": "stock",
+                    "samples_per_s": len(decks) / elapsed, "ms_per_sample": 1e3 * elapsed / len(decks),
+                    "ngspice_cpu_ms_per_sample": 1e3 * (_children_cpu_s() - cpu0) / len(decks)}
+        result["per_sample_baseline"] = baseline
+        result["simulators"] = {}
+        for key, exe in simulators.items():
+            best = max(batched[key], key=lambda k: batched[key][k]["samples_per_s"])
+            info = simulator_info(exe)
+            # the largest deck of the run: Newton iterations and ngspice's parse and set-up time
+            plan = stored_plan(work / f"{key}{max(batch_sizes)}", n)
+            probe = _probe(network, tech, sizing, x[plan[0]] if plan else x[: max(batch_sizes)], exe)
+            result["simulators"][key] = {
+                "simulator": {"version": info.version, "klu": info.klu, "predictor": info.predictor,
+                              "openmp": info.openmp, "executable": info.executable},
+                "batch_size": best, **batched[key][best],
+                "speedup_vs_per_sample": batched[key][best]["samples_per_s"] / baseline["samples_per_s"],
+                "newton_iterations_per_sample": probe["newton_iterations_per_sample"],
+                "largest_deck": probe,
+                "batched": {str(k): v for k, v in batched[key].items()},
+            }
+        s0 = result["simulators"]["stock"]
+        for key, r in result["simulators"].items():
+            r["vs_stock"] = r["samples_per_s"] / s0["samples_per_s"]
+        for k in ("samples_per_s", "speedup_vs_per_sample", "batch_size"):  # the stock figures, as before
+            result[k] = s0[k]
+        result["spice_accuracy"] = reports["stock"].summary["spice_accuracy"]
+        result["model_accuracy"] = reports["stock"].summary["model_accuracy"]
         if n_transient:
             result["transient"] = _transient(network, tech, sizing, x[:n_transient], labels[:n_transient], work, workers)
     return result
+
+
+_STAT = re.compile(r"^(Total iterations|Circuit Equations|Total analysis time \(seconds\)|Total elapsed time \(seconds\)|"
+                   r"Netlist loading time|Subckt and Param expansion time|Netlist parsing time)\s*=\s*([0-9.eE+-]+)",
+                   re.MULTILINE)
+
+
+def _probe(network: Any, tech: Any, sizing: Any, x: np.ndarray, ngspice: str) -> dict:
+    """One batch deck through ``ngspice`` with its accounting on (``set acct``): Newton iterations and
+    how long ngspice spends reading and setting up the deck before the analysis starts."""
+    from memspice.netlist.emit import emit
+    from memspice.sim import SimOptions, simulate_text
+    from memspice.validate.decks import NetworkCircuit, dc_batch_deck
+    from memspice.validate.nonideal import NonIdeality, apply_device_nonidealities
+
+    device = network.calibration.device
+    draw = apply_device_nonidealities(network.effective_conductances(),
+                                      NonIdeality(g_min_siemens=device.g_min_siemens, g_max_siemens=device.g_max_siemens))
+    deck = dc_batch_deck(NetworkCircuit(tech, sizing, draw.conductances), x)
+    start = time.perf_counter()
+    result = simulate_text(emit(deck), deck.model_roots, (*deck.settings, ("acct", "")),
+                           SimOptions(keep="never", ngspice=ngspice, timeout_s=3600))
+    wall = time.perf_counter() - start
+    stats = {name: float(value) for name, value in _STAT.findall(result.output)}
+    total, analysis = stats.get("Total elapsed time (seconds)"), stats.get("Total analysis time (seconds)")
+    return {"samples": len(x), "equations": stats.get("Circuit Equations"), "wall_s": wall,
+            "newton_iterations_per_sample": stats["Total iterations"] / len(x) if "Total iterations" in stats else None,
+            "analysis_s": analysis, "ngspice_elapsed_s": total,
+            "setup_s": None if total is None or analysis is None else total - analysis,
+            "netlist_load_s": stats.get("Netlist loading time"), "netlist_parse_s": stats.get("Netlist parsing time"),
+            "subckt_expansion_s": stats.get("Subckt and Param expansion time")}
 
 
 #: The transient time-step bound before it became period/200: the baseline of the transient figures.
@@ -232,8 +283,10 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-#: Throughput the project aims for (samples/s, speed-up over one process per sample), 2 cores.
-TARGETS = {"64-32-10/builtin": (1400, 30.0)}
+#: Throughput the project aims for on 2 cores, by simulator: samples/s, or a ratio to the stock
+#: ngspice in the same run ("x_stock").
+TARGETS = {"64-32-10/builtin": {"stock": {"samples_per_s": 1100}, "built": {"samples_per_s": 2400}},
+           "196-100-10/builtin": {"built": {"x_stock": 3.0}}}
 
 CONFIGS = {
     "64-32-10/builtin": ((64, 32, 10), "builtin"),
@@ -274,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mnist_dir is not None:  # the child processes read it from the environment
         os.environ["MEMSPICE_MNIST_DIR"] = str(args.mnist_dir.resolve())
-    alt = None if args.no_alt else args.alt_ngspice or (str(DEFAULT_ALT) if os.access(DEFAULT_ALT, os.X_OK) else None)
+    alt = None if args.no_alt else (args.alt_ngspice or os.environ.get("MEMSPICE_NGSPICE")
+                                     or (str(DEFAULT_ALT) if os.access(DEFAULT_ALT, os.X_OK) else None))
     if args.only:
         print(json.dumps(_child(args.only, args.network, args.quick, args.workers, alt)))
         return 0
@@ -309,28 +363,29 @@ def main(argv: list[str] | None = None) -> int:
         r = results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
         r["network"] = origin
         b = r["per_sample_baseline"]
-        print(f"{name} ({r['network']}): {r['samples_per_s']:.0f} samples/s batched "
-              f"(batch {r['best_batch_size']}, {r['samples']} samples, {args.workers} workers) vs "
-              f"{b['samples_per_s']:.1f} samples/s one process per sample ({b['ms_per_sample']:.1f} ms/sample) "
-              f"→ {r['speedup_vs_per_sample']:.1f}×; ngspice peak program size {r['ngspice_peak_program_mb']:.0f} MB per worker; "
-              f"SPICE/model agreement {100 * r['batched'][str(r['best_batch_size'])]['agreement']:.1f} %")
-        if name in TARGETS:
-            rate, ratio = TARGETS[name]
-            r["target"] = {"samples_per_s": rate, "speedup": ratio,
-                           "met": r["samples_per_s"] >= rate and r["speedup_vs_per_sample"] >= ratio}
-            print(f"    target (issue): >= {rate} samples/s and >= {ratio}x on {os.cpu_count()} cores: "
-                  f"{'met' if r['target']['met'] else 'NOT met'}")
-        if "alt_ngspice" in r:
-            a = r["alt_ngspice"]
-            print(f"    with {a['ngspice']}: {a['samples_per_s']:.0f} samples/s (best batch {a['batch_size']}; "
-                  f"{a['vs_default_batched']:.2f}x Debian's build's best, {a['speedup_vs_per_sample']:.1f}x per-sample), "
-                  f"ngspice CPU {a['ngspice_cpu_ms_per_sample']:.2f} ms/sample, outputs within "
-                  f"{a['max_abs_diff_from_default_v']:.1e} V of Debian's build; by batch size: "
-                  + ", ".join(f"{k}: {v['samples_per_s']:.0f}/s" for k, v in a["batched"].items()))
-            if name in TARGETS:
-                rate, ratio = TARGETS[name]
-                a["target_met"] = a["samples_per_s"] >= rate and a["speedup_vs_per_sample"] >= ratio
-                print(f"    target with this build: {'met' if a['target_met'] else 'NOT met'}")
+        print(f"{name} ({r['network']}), {r['samples']} samples, {args.workers} workers; one process per sample "
+              f"(stock ngspice): {b['samples_per_s']:.1f} samples/s ({b['ms_per_sample']:.1f} ms/sample)")
+        for key, fig in r["simulators"].items():
+            sim, probe = fig["simulator"], fig["largest_deck"]
+            label = f"ngspice-{sim['version']} ({'KLU' if sim['klu'] else 'Sparse'}{', predictor' if sim['predictor'] else ''})"
+            diff = (f", outputs within {fig['max_abs_diff_from_stock_v']:.1e} V of stock"
+                    if "max_abs_diff_from_stock_v" in fig else "")
+            print(f"  {key} {label}: {fig['samples_per_s']:.0f} samples/s (batch {fig['batch_size']}) = "
+                  f"{fig['vs_stock']:.2f}x stock, {fig['speedup_vs_per_sample']:.1f}x per-sample; ngspice CPU "
+                  f"{fig['ngspice_cpu_ms_per_sample']:.2f} ms/sample, {fig['newton_iterations_per_sample']:.2f} Newton "
+                  f"iterations/sample, peak {fig['peak_mb_per_worker']:.0f} MB per worker{diff}")
+            print(f"    largest deck ({probe['samples']} samples, {probe['equations']:.0f} equations): set-up "
+                  f"{probe['setup_s']:.3f} s (netlist parse {probe['netlist_parse_s']:.3f} s) + analysis "
+                  f"{probe['analysis_s']:.3f} s; by batch size: "
+                  + ", ".join(f"{k}: {v['samples_per_s']:.0f}/s" for k, v in fig["batched"].items()))
+            goal = TARGETS.get(name, {}).get(key)
+            if goal:
+                met = (fig["samples_per_s"] >= goal["samples_per_s"] if "samples_per_s" in goal
+                       else fig["vs_stock"] >= goal["x_stock"])
+                fig["target"] = {**goal, "met": met}
+                want = (f">= {goal['samples_per_s']} samples/s" if "samples_per_s" in goal
+                        else f">= {goal['x_stock']}x stock")
+                print(f"    target {want} on {os.cpu_count()} cores: {'met' if met else 'NOT met'}")
         if "transient" in r:
             t = r["transient"]
             delay = "no sample settled" if t["delay_s_mean"] is None else (
@@ -340,11 +395,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"vs {t['baseline']['samples_per_s']:.2f} at {t['baseline']['points_per_period']} "
                   f"→ {t['speedup_vs_baseline']:.1f}×; {t['settled']} settled, {delay}, energy within "
                   f"{t['max_rel_energy_diff']:.1e} (relative)")
-        for size, fig in r["batched"].items():
-            print(f"    batch {size}: {fig['samples_per_s']:.0f} samples/s, end-to-end {fig['end_to_end_s']:.2f} s, "
-                  f"ngspice CPU {fig['ngspice_cpu_ms_per_sample']:.2f} ms/sample "
-                  f"(per-sample baseline: {b['ngspice_cpu_ms_per_sample']:.1f} ms/sample); "
-                  f"batch wall times {min(fig['batch_seconds']):.2f}-{max(fig['batch_seconds']):.2f} s")
     keep.cleanup()
     line = {"bench": "validate", "quick": args.quick, "workers": args.workers, "cpus": os.cpu_count(),
             "load_average_before": [round(v, 2) for v in load_before],

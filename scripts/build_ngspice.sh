@@ -1,35 +1,57 @@
 #!/usr/bin/env bash
-# Build ngspice with its own `--enable-predictor` configure option, for faster `memspice validate`.
+# Build ngspice 46 with KLU and `--enable-predictor`, for faster `memspice validate`.
 #
-#   bash scripts/build_ngspice.sh [PREFIX]        # default PREFIX: .ngspice-predictor in the repository
-#   memspice validate NETWORK --ngspice PREFIX/bin/ngspice ...
+#   bash scripts/build_ngspice.sh [SOURCE]
 #
-# Why: in a DC sweep, stock ngspice starts every sweep point from a linear extrapolation of
-# each MOSFET's voltages at the two points before it. Validation sweeps through unrelated
-# samples, where that extrapolation overshoots; built with --enable-predictor, the devices
-# start from the previous operating point instead. Measured on a trained digits 64-32-10
-# (built-in card, 1,797 samples): 8.03 -> 6.30 Newton iterations per sample, outputs within
-# 2.4e-7 V of Debian's build. Nothing else changes for DC; transient analyses use ngspice's
-# node-voltage predictor (NIpred) instead of the devices' own.
+# SOURCE (or NGSPICE_SRC): an ngspice source tarball or source tree. Without one, the official
+# ngspice-46 release tarball is downloaded from SourceForge (or from NGSPICE_URL, a mirror) and
+# checked against its pinned SHA-256 before anything is unpacked. NGSPICE_SHA256 checks a given
+# tarball the same way (and replaces the pinned checksum for NGSPICE_URL).
+# The build lands in NGSPICE_PREFIX (default: .ngspice/46 in the repository, git-ignored);
+# memspice finds it there by itself (see docs/simulator.md). Prints the binary's path.
 #
-# Source: Debian's ngspice source package (`apt-get source ngspice`, the same 39.3 that
-# `apt-get install ngspice` gives on Debian 12), or any ngspice source tree or tarball given
-# as NGSPICE_SRC=/path. Needs a C compiler, make, bison, flex, autoconf, automake and libtool
-# (installed with apt-get when missing, as root or through passwordless sudo). About 4 minutes
-# on 2 cores. Nothing outside PREFIX and a temporary build directory is written, except the
-# packages above. The binary is tuned for this machine: CFLAGS default to
-# "-O3 -march=native -flto=auto" (and LDFLAGS to -flto=auto). Against ngspice's own -O2, on the
-# digits 64-32-10 (1,797 samples, 2 workers, 6 interleaved runs): median 1,453 against 1,407
-# samples/s, faster in every pair, outputs within 1e-13 V. Such a binary only runs on CPUs like
-# the one it was built on; set CFLAGS (e.g. CFLAGS=-O2) for a portable one.
+# Idempotent: a second call with the same source and flags does nothing. Atomic: everything is
+# built and installed under a fresh directory next to the prefix; only a successful, tested
+# build replaces the previous one (one rename of a symbolic link), so a build that fails
+# halfway leaves the previous build usable.
+#
+# Why: Debian 12's ngspice 39.3 has no KLU sparse solver, and in a DC sweep it extrapolates
+# every device from the two previous sweep points, which is noise when consecutive points are
+# unrelated samples. ngspice 46 compiles KLU in (memspice selects it at run time) and
+# `--enable-predictor` starts each point from the previous operating point instead.
+#
+# Needs a C compiler, make, bison, flex, autoconf, automake and libtool (installed with apt-get
+# when missing, as root or through passwordless sudo). A few minutes on 2 cores. The binary is
+# tuned for this machine: CFLAGS default to "-O3 -march=native -flto=auto" (LDFLAGS to
+# -flto=auto); such a binary only runs on CPUs like the one it was built on, so set CFLAGS
+# (e.g. CFLAGS=-O2) for a portable one.
 set -euo pipefail
 
+readonly VERSION=46
+readonly RELEASE_URLS=(
+    "https://downloads.sourceforge.net/project/ngspice/ng-spice-rework/$VERSION/ngspice-$VERSION.tar.gz"
+    "https://downloads.sourceforge.net/project/ngspice/ng-spice-rework/old-releases/$VERSION/ngspice-$VERSION.tar.gz"
+)
+readonly RELEASE_SHA256=a0d1699af1940b06649276dcd6ff5a566c8c0cad01b2f7b5e99dedbb4d64c19b
+readonly CONFIGURE_OPTS=(--enable-predictor --enable-klu --disable-debug --without-x --with-readline=no)
+readonly MARKER=memspice-build.txt   # written next to the binary: how it was built
+
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-prefix="${1:-$here/.ngspice-predictor}"
+src="${1:-${NGSPICE_SRC:-}}"
+prefix="${NGSPICE_PREFIX:-$here/.ngspice/$VERSION}"
 case "$prefix" in /*) ;; *) prefix="$PWD/$prefix" ;; esac
+prefix="${prefix%/}"
 
 say() { printf 'build-ngspice: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+check_sha256() {  # FILE EXPECTED [NAME]: dies on a mismatch
+    local got
+    got="$(sha256_of "$1")"
+    [ "$got" = "$2" ] || die "checksum mismatch for ${3:-$1}: expected SHA-256 $2, got $got"
+}
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -38,57 +60,128 @@ as_root() {
     fi
 }
 
-tools=(gcc make bison flex autoconf automake libtoolize dpkg-source)
+# --- the source and its identity ---------------------------------------------------------
+[ -z "$src" ] || [ -f "$src" ] || [ -d "$src" ] \
+    || die "ngspice source not found: $src (give an ngspice source tarball or source tree)"
+parent="$(dirname "$prefix")"
+mkdir -p "$parent" || die "cannot create $parent"
+work="$(mktemp -d "$parent/.build-$(basename "$prefix").XXXXXX")"
+cleanup() { chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+if [ -z "$src" ]; then
+    tarball="$work/ngspice-$VERSION.tar.gz"
+    fetched=""
+    urls=("${RELEASE_URLS[@]}")
+    [ -z "${NGSPICE_URL:-}" ] || urls=("$NGSPICE_URL")
+    for url in "${urls[@]}"; do
+        say "downloading $url"
+        if command -v curl >/dev/null 2>&1; then
+            curl -fsSL --retry 2 -o "$tarball" "$url" && { fetched=1; break; }
+        elif command -v wget >/dev/null 2>&1; then
+            wget -q -O "$tarball" "$url" && { fetched=1; break; }
+        else
+            die "neither curl nor wget is installed; download ngspice-$VERSION.tar.gz yourself and pass its path"
+        fi
+    done
+    [ -n "$fetched" ] || die "cannot download ngspice-$VERSION.tar.gz; download it yourself and pass its path"
+    expected="${NGSPICE_SHA256:-$RELEASE_SHA256}"
+    check_sha256 "$tarball" "$expected" "$url"
+    src="$tarball"
+    source_id="sha256:$expected"
+elif [ -f "$src" ]; then
+    [ -z "${NGSPICE_SHA256:-}" ] || check_sha256 "$src" "$NGSPICE_SHA256"
+    source_id="sha256:$(sha256_of "$src")"
+elif [ -d "$src" ]; then
+    # a tree: its identity is the hash of every file's path and content
+    source_id="tree:$(cd "$src" && find . -type f ! -path './.git/*' -print0 | LC_ALL=C sort -z \
+        | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+else
+    die "ngspice source not found: $src (give an ngspice source tarball or source tree)"
+fi
+src="$(cd "$(dirname "$src")" && pwd)/$(basename "$src")"
+
+if [ -z "${CFLAGS+x}" ]; then
+    export CFLAGS="-O3 -march=native -flto=auto" LDFLAGS="${LDFLAGS:+$LDFLAGS }-flto=auto"
+fi
+build_key="ngspice-$VERSION $source_id configure ${CONFIGURE_OPTS[*]} CFLAGS=$CFLAGS LDFLAGS=${LDFLAGS:-}"
+
+# --- nothing to do? ----------------------------------------------------------------------
+# The prefix is a symbolic link this script manages; anything else there is not replaced.
+if [ -e "$prefix" ] && [ ! -L "$prefix" ]; then
+    die "$prefix exists and is not a build of this script; remove it or set NGSPICE_PREFIX elsewhere"
+fi
+if [ -f "$prefix/bin/$MARKER" ] && grep -qxF "key: $build_key" "$prefix/bin/$MARKER" \
+        && "$prefix/bin/ngspice" -v >/dev/null 2>&1; then
+    say "up to date: $prefix/bin/ngspice (same source and flags)"
+    echo "$prefix/bin/ngspice"
+    exit 0
+fi
+
+# --- build tools -------------------------------------------------------------------------
+tools=(gcc make bison flex autoconf automake libtoolize)
 missing=()
 for tool in "${tools[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 if [ "${#missing[@]}" -gt 0 ]; then
     say "missing build tools: ${missing[*]}; installing them"
     command -v apt-get >/dev/null 2>&1 || die "install ${missing[*]} and re-run"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential bison flex autoconf \
-        automake libtool dpkg-dev >&2 \
-        || die "could not install the build tools (needs root or passwordless sudo): apt-get install build-essential bison flex autoconf automake libtool dpkg-dev"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential bison flex \
+        autoconf automake libtool >&2 \
+        || die "could not install the build tools (needs root or passwordless sudo): apt-get install build-essential bison flex autoconf automake libtool"
 fi
 
-work="$(mktemp -d)"  # a fresh build directory under $TMPDIR, removed on exit
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-
-if [ -n "${NGSPICE_SRC:-}" ]; then
-    if [ -d "$NGSPICE_SRC" ]; then
-        cp -a "$NGSPICE_SRC" src
-    elif [ -f "$NGSPICE_SRC" ]; then
-        mkdir src
-        tar -xf "$NGSPICE_SRC" -C src --strip-components=1 || die "cannot unpack $NGSPICE_SRC"
-    else
-        die "NGSPICE_SRC=$NGSPICE_SRC is neither a directory nor a tarball"
-    fi
+# --- unpack, configure, compile, install into a fresh directory --------------------------
+if [ -d "$src" ]; then
+    cp -a "$src" "$work/src"
 else
-    say "fetching Debian's ngspice source package"
-    apt-get source -qq ngspice >&2 2>"$work/apt-source.log" || die "apt-get source ngspice failed: \
-$(tail -n 1 "$work/apt-source.log"). Enable source packages (a 'deb-src' line, or 'Types: deb deb-src' in \
-/etc/apt/sources.list.d/debian.sources, then apt-get update), or set NGSPICE_SRC to an ngspice source tree or tarball"
-    src_dir="$(find . -maxdepth 1 -type d -name 'ngspice-*' | head -n 1)"
-    [ -n "$src_dir" ] || die "apt-get source ngspice produced no source directory"
-    mv "$src_dir" src
+    mkdir "$work/src"
+    tar -xf "$src" -C "$work/src" --strip-components=1 2>"$work/tar.log" \
+        || die "cannot unpack $src: $(tail -n 1 "$work/tar.log")"
+fi
+cd "$work/src"
+[ -f configure.ac ] || [ -x configure ] || die "$src is not an ngspice source tree (no configure or configure.ac)"
+if [ ! -x configure ]; then
+    say "generating configure (autogen.sh)"
+    ./autogen.sh >"$work/autogen.log" 2>&1 || { tail -n 20 "$work/autogen.log" >&2; die "autogen.sh failed"; }
 fi
 
-cd src
-[ -x configure ] || { say "generating configure"; ./autogen.sh >"$work/autogen.log" 2>&1 || die "autogen.sh failed (see a copy of $work/autogen.log)"; }
+# The build is configured for its final prefix and installed under $work/stage (DESTDIR);
+# ngspice finds its init script and code models through the prefix, which becomes a link.
 mkdir -p build && cd build
-if [ -z "${CFLAGS+x}" ]; then
-    export CFLAGS="-O3 -march=native -flto=auto" LDFLAGS="${LDFLAGS:+$LDFLAGS }-flto=auto"
-fi
 say "CFLAGS: $CFLAGS"
-say "configuring (--enable-predictor) for $prefix"
-../configure --prefix="$prefix" --enable-predictor --disable-debug --without-x --with-readline=no \
-    >"$work/configure.log" 2>&1 || { tail -n 20 "$work/configure.log" >&2; die "configure failed"; }
+say "configuring (${CONFIGURE_OPTS[*]}) for $prefix"
+../configure --prefix="$prefix" "${CONFIGURE_OPTS[@]}" >"$work/configure.log" 2>&1 \
+    || { tail -n 20 "$work/configure.log" >&2; die "configure failed"; }
 grep -q "PREDICTOR algorithm enabled" "$work/configure.log" || die "configure did not enable the predictor option"
 say "compiling (a few minutes)"
 make -j "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)" >"$work/make.log" 2>&1 \
     || { tail -n 20 "$work/make.log" >&2; die "make failed"; }
-make install >"$work/install.log" 2>&1 || { tail -n 20 "$work/install.log" >&2; die "make install into $prefix failed"; }
+make install DESTDIR="$work/stage" >"$work/install.log" 2>&1 \
+    || { tail -n 20 "$work/install.log" >&2; die "make install failed"; }
 
-"$prefix/bin/ngspice" -v >/dev/null 2>&1 || die "the installed $prefix/bin/ngspice does not run"
-say "done: $prefix/bin/ngspice ($("$prefix/bin/ngspice" -v 2>/dev/null | grep -o 'ngspice-[0-9.]*' | head -n 1))"
-say "use it with: memspice validate NETWORK --ngspice $prefix/bin/ngspice"
+built="$work/stage$prefix"
+full="$(printf 'version -f\nquit\n' | "$built/bin/ngspice" -p 2>/dev/null || true)"
+grep -q "ngspice-$VERSION" <<<"$full" || die "the built ngspice does not run or is not ngspice-$VERSION"
+grep -q "Compiled with KLU" <<<"$full" || die "the built ngspice has no KLU solver"
+grep -q -- "--enable-predictor" <<<"$full" || die "the built ngspice lacks --enable-predictor"
+{
+    echo "key: $build_key"
+    echo "source: $src"
+    echo "configure: ${CONFIGURE_OPTS[*]}"
+    echo "cflags: $CFLAGS"
+    echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+} >"$built/bin/$MARKER"
+
+# --- swap: the prefix is a symbolic link to the newest complete build --------------------
+slot="$parent/.$(basename "$prefix")-$(date -u +%Y%m%d%H%M%S)-$$"
+mv "$built" "$slot"
+old=""
+[ -L "$prefix" ] && old="$(readlink "$prefix")"
+ln -s "$(basename "$slot")" "$prefix.new-$$"
+mv -T "$prefix.new-$$" "$prefix"
+case "$old" in  # remove the replaced build only when this script made it
+    .$(basename "$prefix")-[0-9]*) [ "$parent/$old" = "$slot" ] || rm -rf "${parent:?}/$old" ;;
+esac
+
+say "done: $prefix/bin/ngspice (ngspice-$VERSION, KLU, --enable-predictor)"
 echo "$prefix/bin/ngspice"

@@ -35,7 +35,7 @@ ALLOWED_OPTIONS = frozenset(
     {"reltol", "abstol", "vntol", "gmin", "itl1", "itl2", "itl4", "temp", "tnom", "rshunt", "method", "maxord", "bypass"}
 )
 #: Interpreter settings a deck may require (written to ``.spiceinit`` by the simulator layer).
-ALLOWED_SETTINGS = frozenset({"ngbehavior", "ng_nomodcheck", "num_threads"})
+ALLOWED_SETTINGS = frozenset({"ngbehavior", "ng_nomodcheck", "num_threads", "acct"})
 _SETTING_VALUE = re.compile(r"[A-Za-z0-9_]{0,16}")
 
 

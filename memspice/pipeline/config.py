@@ -198,13 +198,12 @@ class ValidationConfig:
     batch_size: int = 0  #: samples per ngspice deck, on average (0 = automatic: one per worker, ≤ 900)
     workers: int = 0  #: ngspice processes (0 = one per core)
     timeout_s: float = 600.0  #: per deck
-    #: ngspice for the validation decks: a name on PATH, or a path (relative to this file), e.g. the
-    #: --enable-predictor build of scripts/build_ngspice.sh (about 20 % faster)
-    ngspice: str = "ngspice"
+    #: ngspice for the validation decks only ("" = the [simulator] one): a name on PATH or a path
+    ngspice: str = ""
 
     def check(self, key: str) -> None:
-        _need(isinstance(self.ngspice, str) and bool(self.ngspice.strip()), f"{key}.ngspice",
-              "must name an ngspice executable", self.ngspice)
+        _need(isinstance(self.ngspice, str) and (self.ngspice == "" or bool(self.ngspice.strip())),
+              f"{key}.ngspice", "must name an ngspice executable", self.ngspice)
         _need(self.samples >= 0, f"{key}.samples", "must be ≥ 0", self.samples)
         _need(0 <= self.batch_size <= 5000, f"{key}.batch_size", "must be 0 (automatic) or in [1, 5000]", self.batch_size)
         _need(self.workers >= 0, f"{key}.workers", "must be ≥ 0", self.workers)
@@ -231,6 +230,19 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class SimulatorConfig:
+    """The ngspice every stage runs."""
+
+    #: a name on PATH or a path (relative to this file), e.g. the ngspice 46 build of
+    #: scripts/build_ngspice.sh ("" = $MEMSPICE_NGSPICE, else ngspice on PATH)
+    ngspice: str = ""
+
+    def check(self, key: str) -> None:
+        _need(self.ngspice == "" or bool(self.ngspice.strip()), f"{key}.ngspice", "must name an ngspice executable",
+              self.ngspice)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """The whole `memspice run` configuration."""
 
@@ -242,6 +254,7 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
 
     def section_digest(self, *names: str) -> str:
         """SHA-256 of the named sections (what a stage depends on)."""
@@ -302,7 +315,7 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
 #: Keys that name files or directories: relative values are relative to the configuration file.
 PATH_KEYS = (("technology", "pdk_path"), ("technology", "lib"), ("dataset", "mnist_dir"))
 #: Keys that hold a program name (looked up on PATH) or a path: only values with a ``/`` are paths.
-PROGRAM_KEYS = (("validation", "ngspice"),)
+PROGRAM_KEYS = (("validation", "ngspice"), ("simulator", "ngspice"))
 
 
 def load_config(path: Path | None) -> RunConfig:

@@ -29,6 +29,7 @@ from memspice import __version__
 from memspice.errors import ConfigError
 from memspice.safe_io import dumps_strict, write_text_atomic
 from memspice.pipeline.config import RunConfig
+from memspice.sim.info import configured_ngspice, simulator_record
 
 MANIFEST = "stages.json"
 LOG_FILE = "memspice.log"
@@ -180,6 +181,8 @@ def fingerprint(stage: Stage, config: RunConfig, manifest: dict[str, Any]) -> st
         "stage": stage.name,
         "config": config.section_digest(*stage.sections),
         "upstream": {u: manifest.get(u, {}).get("fingerprint") for u in stage.upstream},
+        # ngspice version and build options (not its path): another build re-runs the stages
+        "simulator": simulator_record(config.simulator.ngspice or None),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -203,7 +206,12 @@ def setup_logging(run_dir: Path, verbose: bool, quiet: bool) -> None:
 
 
 def run_stages(stages: list[Stage], ctx: StageContext, force: bool = False) -> dict[str, dict[str, Any]]:
-    """Run (or skip) each stage in order; return every stage's summary."""
+    """Run (or skip) each stage in order, with the configured ngspice; return every stage's summary."""
+    with configured_ngspice(ctx.config.simulator.ngspice or None):
+        return _run_stages(stages, ctx, force)
+
+
+def _run_stages(stages: list[Stage], ctx: StageContext, force: bool) -> dict[str, dict[str, Any]]:
     from tqdm.auto import tqdm
 
     manifest = {} if force else read_manifest(ctx.run_dir)
@@ -224,7 +232,7 @@ def run_stages(stages: list[Stage], ctx: StageContext, force: bool = False) -> d
             start = time.monotonic()
             summary = stage.run(ctx)
             elapsed = time.monotonic() - start
-            summary = {**summary, "elapsed_s": round(elapsed, 2)}
+            summary = {"simulator": simulator_record(), **summary, "elapsed_s": round(elapsed, 2)}
             ctx.summaries[stage.name] = summary
             manifest[stage.name] = {"fingerprint": fp, "summary": summary}
             write_text_atomic(ctx.run_dir / MANIFEST, dumps_strict(manifest, indent=2, sort_keys=True) + "\n")

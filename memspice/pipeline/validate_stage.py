@@ -30,7 +30,7 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
     v = cfg.validation
     settings = RunSettings(batch_size=data.batch_size(cfg, len(x)), workers=v.workers or None, timeout_s=v.timeout_s,
                            transient_samples=min(8, len(x)), resume=not ctx.fresh, force=ctx.fresh,
-                           ngspice=v.ngspice)
+                           ngspice=v.ngspice or None)
     with batch_bars(disable=ctx.quiet) as progress:
         report = validate_network(network, data.technology(cfg), x, labels, ctx.stage_dir("validate"),
                                   sizing=data.sizing(cfg), settings=settings, progress=progress)

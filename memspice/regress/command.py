@@ -70,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--model-root", action="append", default=[], metavar="ALIAS=DIR",
                         help="point a model root alias at another directory (repeatable)")
     parser.add_argument("--timeout", type=float, default=120.0, metavar="S", help="per-deck simulation timeout (s)")
-    parser.add_argument("--ngspice", default="ngspice", metavar="EXE", help="ngspice executable")
+    parser.add_argument("--ngspice", default=None, metavar="EXE",
+                        help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice on PATH)")
     parser.set_defaults(func=run)
 
 

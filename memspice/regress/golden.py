@@ -77,16 +77,20 @@ class Environment:
         ngspice: ngspice version word (``"39"``).
         models: ``"<root alias>/<relpath>"`` → SHA-256 of every model file the deck reads,
             including files those include (``"missing"`` when absent).
+        build: ngspice's build options (``"KLU, predictor, OpenMP"``; ``""`` = not recorded).
     """
 
     ngspice: str
     models: dict[str, str] = field(default_factory=dict)
+    build: str = ""
 
     def changes_from(self, recorded: Environment) -> list[str]:
         """Human-readable differences from ``recorded`` (empty when the same)."""
         changes: list[str] = []
         if self.ngspice != recorded.ngspice:
             changes.append(f"ngspice version {recorded.ngspice} -> {self.ngspice}")
+        if recorded.build and self.build and self.build != recorded.build:
+            changes.append(f"ngspice build {recorded.build} -> {self.build}")
         for key in sorted(set(recorded.models) | set(self.models)):
             old, new = recorded.models.get(key), self.models.get(key)
             if old == new:
@@ -131,7 +135,9 @@ class GoldenMeta:
             "x": self.x_name,
             "signals": {name: tol.to_json() for name, tol in self.tolerances.items()},
             "settings": [list(pair) for pair in self.settings],
-            "environment": {"ngspice": self.environment.ngspice, "models": dict(sorted(self.environment.models.items()))},
+            "environment": {"ngspice": self.environment.ngspice,
+                            **({"build": self.environment.build} if self.environment.build else {}),
+                            "models": dict(sorted(self.environment.models.items()))},
         }
         return json.dumps(data, indent=2) + "\n"
 
@@ -147,7 +153,8 @@ class GoldenMeta:
                 x_name=str(data["x"]),
                 tolerances={str(k): Tolerance.from_json(v, f"{where}: signal {k}") for k, v in data["signals"].items()},
                 settings=_settings(data.get("settings", []), where),
-                environment=Environment(str(env["ngspice"]), {str(k): str(v) for k, v in env.get("models", {}).items()}),
+                environment=Environment(str(env["ngspice"]), {str(k): str(v) for k, v in env.get("models", {}).items()},
+                                        str(env.get("build", ""))),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{where}: malformed golden metadata ({exc})") from exc

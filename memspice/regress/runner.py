@@ -7,7 +7,7 @@ A check of one case looks for three independent things:
 - **text drift**: the deck the case builds now against the stored text (normalized); when it
   differs, the newly built deck is simulated too, so the report says which signals the code
   change moves and by how much;
-- **environment change**: ngspice version and model-file hashes against the recorded ones.
+- **environment change**: ngspice version, build options and model-file hashes against the recorded ones.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from memspice.regress.compare import SignalCheck, compare_signals, netlist_diff,
 from memspice.regress.golden import Environment, GoldenFiles, GoldenMeta, model_file_hashes, stored_cases
 from memspice.sim import SimOptions, SimResult, simulate_text
 from memspice.sim.deckcheck import refuse_control_code
-from memspice.sim.version import ngspice_version
+from memspice.sim.version import ngspice_build, ngspice_version
 
 Status = Literal["pass", "fail", "error", "unavailable"]
 TAMPERED_HINT = "golden decks never run simulator control code; restore the file from version control"
@@ -167,7 +167,7 @@ def check(
         raise ConfigError(f"golden directory {folder} does not exist")
     registry = list(default_cases() if cases is None else cases)
     selected = select_cases(registry, names)
-    version = ngspice_version(options.ngspice)
+    version, build = ngspice_version(options.ngspice), ngspice_build(options.ngspice)
     reports: dict[str, CaseReport] = {}
     jobs: list[_Job] = []
     metas: dict[str, GoldenMeta] = {}
@@ -196,7 +196,7 @@ def check(
         # A stored deck is data from the repository, not code: never hand control code to ngspice.
         refuse_control_code(stored_text, str(files.deck), deck_dir=folder,
                             cwd_dirs={root.alias: Path(root.directory) for root in roots}, hint=TAMPERED_HINT)
-        now = Environment(version, model_file_hashes(stored_text, roots))
+        now = Environment(version, model_file_hashes(stored_text, roots), build)
         report.environment_changes = now.changes_from(meta.environment)
         report.text_diff = netlist_diff(stored_text, built_text, f"{files.deck.name} (golden)", f"{case.name} (built now)")
         jobs.append(_Job(case.name, "stored", stored_text, roots, meta.settings))
@@ -224,7 +224,7 @@ def check(
             report.built_signals = checks
     for report in reports.values():
         report.settle()
-    return RegressReport(folder, version, list(reports.values()), time.monotonic() - start)
+    return RegressReport(folder, f"{version} ({build})", list(reports.values()), time.monotonic() - start)
 
 
 # ---- update -----------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def update(
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     selected = select_cases(default_cases() if cases is None else cases, names)
-    version = ngspice_version(options.ngspice)
+    version, build = ngspice_version(options.ngspice), ngspice_build(options.ngspice)
     reports: list[UpdateReport] = []
     work: list[tuple[UpdateReport, GoldenCase, Deck, _Job]] = []
     for case in selected:
@@ -295,7 +295,7 @@ def update(
             report.status, report.errors = "error", [str(exc.args[0])]
             continue
         meta = GoldenMeta(case.name, case.description, case.analysis, x_name, dict(case.tolerances), deck.settings,
-                          Environment(version, model_file_hashes(job.text, job.roots)))
+                          Environment(version, model_file_hashes(job.text, job.roots), build))
         files = GoldenFiles(folder, case.name)
         report.status = "updated" if files.exists() else "created"
         if files.exists():

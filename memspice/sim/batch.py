@@ -4,37 +4,25 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from memspice.errors import SimFailed, SimTimeout, SimulatorNotFound
+from memspice.errors import SimFailed, SimTimeout
 from memspice.sim.children import kill_group, started
 from memspice.sim.diagnose import find_error_line
+from memspice.sim.info import KLU_OPTIONS, find_ngspice, simulator_info
 from memspice.sim.rawfile import Plot, RawFileError, parse_raw
-from memspice.sim.rundir import DECK_NAME, LOG_NAME, RAW_NAME
+from memspice.sim.rundir import DECK_NAME, LOG_NAME, RAW_NAME, write_simulator_options
+
+__all__ = ["find_ngspice", "run_batch"]
 
 
-def find_ngspice(executable: str = "ngspice") -> str:
-    """Absolute path of the ngspice executable.
-
-    Raises:
-        SimulatorNotFound: not on PATH (the message says how to install it).
-    """
-    path = shutil.which(executable)
-    if path is None and os.sep in executable:
-        raise SimulatorNotFound(f"ngspice executable {executable!r} does not exist or is not executable")
-    if path is None:
-        raise SimulatorNotFound(
-            f"ngspice executable {executable!r} not found on PATH; install it with "
-            "`sudo apt-get install ngspice libngspice0-dev` (Debian/Ubuntu), "
-            "`brew install ngspice` (macOS) or `conda install -c conda-forge ngspice`"
-        )
-    return path
-
-
-def run_batch(run_dir: Path, timeout_s: float, executable: str = "ngspice") -> tuple[list[Plot], str]:
+def run_batch(run_dir: Path, timeout_s: float, executable: str | None = None) -> tuple[list[Plot], str]:
     """Run ``deck.cir`` in ``run_dir`` and parse ``out.raw``.
+
+    ``executable`` resolves as in :func:`memspice.sim.info.resolve_ngspice`. A build with KLU
+    gets ``.options klu`` from a second input file after the deck (ngspice reads its input files
+    as one), so the deck text is the same for every build.
 
     Returns:
         The plots and ngspice's combined output.
@@ -42,7 +30,10 @@ def run_batch(run_dir: Path, timeout_s: float, executable: str = "ngspice") -> t
     Raises:
         SimulatorNotFound, SimTimeout, SimFailed.
     """
-    exe = find_ngspice(executable)
+    info = simulator_info(executable)
+    inputs = [DECK_NAME]
+    if info.klu:
+        inputs.append(write_simulator_options(run_dir, (KLU_OPTIONS,)).name)
     log_path = run_dir / LOG_NAME
     # Only the run directory's own .spiceinit may be read (it sits beside the deck, which
     # ngspice tries first); SPICE_USERINIT_DIR would name another one.
@@ -50,7 +41,7 @@ def run_batch(run_dir: Path, timeout_s: float, executable: str = "ngspice") -> t
     with open(log_path, "wb") as log:
         start = functools.partial(
             subprocess.Popen,
-            [exe, "-b", "-r", RAW_NAME, DECK_NAME],
+            [info.executable, "-b", "-r", RAW_NAME, *inputs],
             cwd=run_dir,
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -23,7 +23,8 @@ class SimOptions:
         timeout_s: wall-clock limit per run (s); the process is killed past it.
         work_dir: parent of run directories (``None`` = system temp directory).
         keep: keep the run directory ``never``, ``on_failure`` (default) or ``always``.
-        ngspice: ngspice executable name or path (batch backend).
+        ngspice: ngspice executable name or path (batch backend); ``None`` = ``$MEMSPICE_NGSPICE``,
+            else ``ngspice`` on ``PATH`` (see :mod:`memspice.sim.info`).
         allow_control: run decks that carry ngspice control code (``.control`` blocks,
             ``*#`` lines, ``shell``…); refused by default (see :mod:`memspice.sim.deckcheck`).
     """
@@ -32,7 +33,7 @@ class SimOptions:
     timeout_s: float = 120.0
     work_dir: Path | None = None
     keep: Keep = "on_failure"
-    ngspice: str = "ngspice"
+    ngspice: str | None = None
     allow_control: bool = False
 
     def __post_init__(self) -> None:

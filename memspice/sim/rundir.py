@@ -15,6 +15,8 @@ DECK_NAME = "deck.cir"
 RAW_NAME = "out.raw"
 LOG_NAME = "ngspice.log"
 SPICEINIT_NAME = ".spiceinit"
+#: Simulator settings that must be circuit options (KLU): a second ngspice input file after the deck.
+SIM_OPTIONS_NAME = "simulator.cir"
 #: Settings every run gets unless the deck sets them. Debian's ngspice evaluates BSIM devices
 #: with OpenMP threads; with one ngspice process per core those threads oversubscribe the
 #: cores and spin-wait. Measured on 2 cores, 8 decks of 250 samples (64-32-10): two processes
@@ -69,6 +71,17 @@ def populate_run_dir(
     deck_path = run_dir / DECK_NAME
     deck_path.write_text(deck_text)
     return deck_path
+
+
+def write_simulator_options(run_dir: Path, lines: tuple[str, ...]) -> Path:
+    """Write the simulator's own ``.options`` lines (not the deck's) into the run directory.
+
+    ngspice reads all its input files as one deck, so these apply to ``deck.cir`` without
+    changing its text. A leading blank line keeps them apart from a deck without a final newline.
+    """
+    path = run_dir / SIM_OPTIONS_NAME
+    path.write_text("\n" + "\n".join(lines) + "\n")
+    return path
 
 
 def remove_run_dir(run_dir: Path) -> None:

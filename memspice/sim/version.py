@@ -1,16 +1,10 @@
-"""The installed ngspice's version (recorded in golden metadata)."""
+"""The installed ngspice's version and build options (recorded in golden metadata)."""
 
 from __future__ import annotations
 
-import functools
-import os
-import re
-import subprocess
-
 from memspice.errors import SimFailed
-from memspice.sim.batch import find_ngspice
-
-_VERSION = re.compile(r"ngspice-(\S+)")
+from memspice.sim.info import UnsupportedSimulator, simulator_info
+from memspice.sim.info import parse_version as _parse
 
 
 def parse_version(output: str) -> str:
@@ -19,22 +13,21 @@ def parse_version(output: str) -> str:
     Raises:
         SimFailed: the output names no version.
     """
-    match = _VERSION.search(output)
-    if match is None:
-        first = output.strip().splitlines()[0] if output.strip() else "(no output)"
-        raise SimFailed(f"cannot read the ngspice version from `ngspice -v`: {first}")
-    return match.group(1)
+    try:
+        return _parse(output)[0]
+    except UnsupportedSimulator as exc:
+        raise SimFailed(f"cannot read the ngspice version from `ngspice -v`: {exc}") from None
 
 
-@functools.lru_cache(maxsize=8)
-def ngspice_version(executable: str = "ngspice") -> str:
+def ngspice_version(executable: str | None = None) -> str:
     """Version of the ngspice executable, e.g. ``"39"`` (cached per executable).
 
     Raises:
-        SimulatorNotFound: ngspice is not on PATH.
-        SimFailed: it ran but printed no recognizable version.
+        SimulatorNotFound: ngspice is not on PATH, is not ngspice, or is too old.
     """
-    exe = find_ngspice(executable)
-    proc = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=30,
-                          stdin=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C"}, check=False)
-    return parse_version(proc.stdout + proc.stderr)
+    return simulator_info(executable).version
+
+
+def ngspice_build(executable: str | None = None) -> str:
+    """Build options of the ngspice executable in words, e.g. ``"KLU, predictor, OpenMP"``."""
+    return simulator_info(executable).options

@@ -22,7 +22,8 @@ import numpy as np
 from memspice.circuit.builders import InverterSizing
 from memspice.errors import ConfigError, DataError
 from memspice.safe_io import check_output_dir, json_safe, write_atomic, write_text_atomic
-from memspice.sim import SimOptions, find_ngspice
+from memspice.sim import SimOptions
+from memspice.sim.info import simulator_info
 from memspice.tech.technology import Technology
 from memspice.train.forward import LayerState, make_evaluator
 from memspice.train.network_io import TrainedNetwork
@@ -59,10 +60,10 @@ class RunSettings:
         resume: reuse batches finished by an earlier run with the same inputs.
         force: discard earlier batches and start over.
         keep_failed: keep failed ngspice run directories under ``<out>/failed``.
-        ngspice: the ngspice executable (name on ``PATH`` or a path), e.g. one built with
-            ngspice's ``--enable-predictor`` by ``scripts/build_ngspice.sh`` (about 20 % fewer
-            Newton iterations in the sweeps; see the README). With Dask it must exist on the
-            workers.
+        ngspice: the ngspice executable (name on ``PATH`` or a path), e.g. the ngspice 46 build
+            of ``scripts/build_ngspice.sh`` (KLU, ``--enable-predictor``; see docs/simulator.md);
+            ``None`` = ``$MEMSPICE_NGSPICE``, else ``ngspice`` on ``PATH``. With Dask it must
+            exist on the workers.
     """
 
     batch_size: int = 500
@@ -75,7 +76,7 @@ class RunSettings:
     resume: bool = False
     force: bool = False
     keep_failed: bool = True
-    ngspice: str = "ngspice"
+    ngspice: str | None = None
 
     def __post_init__(self) -> None:
         if int(self.batch_size) < 1:
@@ -86,7 +87,7 @@ class RunSettings:
             raise ConfigError(f"order must be 'similarity' or 'given', got {self.order!r}")
         if int(self.transient_samples) < 0:
             raise ConfigError("transient samples must be non-negative")
-        if not isinstance(self.ngspice, str) or not self.ngspice.strip():
+        if self.ngspice is not None and (not isinstance(self.ngspice, str) or not self.ngspice.strip()):
             raise ConfigError(f"the ngspice executable must be a non-empty name or path, got {self.ngspice!r}")
 
 
@@ -384,10 +385,11 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     tran_batches = plan_batches(x[:n_tran], TRANSIENT_BATCH, "given") if n_tran else []
     manifest = {"circuit": circuit.digest(), "inputs": _digest(x, labels), "batch_size": int(settings.batch_size),
                 "order": settings.order, "transient_samples": n_tran, "transient": repr(settings.transient),
-                "nonideal": nonideal.as_dict(), "ngspice": settings.ngspice}
+                "nonideal": nonideal.as_dict(), "ngspice": None}
     check_output_dir(out_dir, "validation run directory")
     if settings.scheduler is None:
-        find_ngspice(settings.ngspice)  # a missing simulator stops here, with how to install it
+        # a missing, foreign or too old simulator stops here; its build is part of the run's identity
+        manifest["ngspice"] = simulator_info(settings.ngspice).record()
     prepare_run_dir(out_dir, manifest, settings.resume, settings.force)
     batches = stored_plan(out_dir, len(x)) if settings.resume else None
     if batches is None:
@@ -526,6 +528,8 @@ def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technol
         "dc_batch_elapsed_s": [float(dc.batches[k]["sim_elapsed_s"]) for k in sorted(dc.simulated)],
         "samples_per_s": simulated / dc.elapsed_s if simulated and dc.elapsed_s > 0 else None,
         "ngspice_program_mb_max": _max_program_size(dc),
+        # the local simulator (with Dask, the workers' own may differ)
+        "simulator": simulator_info(settings.ngspice).as_dict() if settings.scheduler is None else None,
         "out_dir": str(out_dir),
     }
     if report.comparison is not None:

@@ -93,9 +93,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument("--workers", type=bounded(int, 1, 4096), default=None, help="parallel ngspice processes (default: CPU count)")
     run.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.add_argument("--timeout", type=bounded(float, 0, lo_open=True, unit="s"), default=600.0, help="time limit per batch in s (default: 600)")
-    run.add_argument("--ngspice", default="ngspice", metavar="EXE",
-                     help="ngspice executable (default: ngspice on PATH); scripts/build_ngspice.sh builds one "
-                          "with ngspice's --enable-predictor, about 20 %% fewer Newton iterations per sample")
+    run.add_argument("--ngspice", default=None, metavar="EXE",
+                     help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice on PATH); "
+                          "scripts/build_ngspice.sh builds ngspice 46 with KLU and --enable-predictor, "
+                          "about twice as fast (docs/simulator.md)")
     run.add_argument("--transient", type=nonnegative_int, default=0, metavar="N",
                      help="also run the first N samples in transient mode (delay, energy; default: 0)")
     run.add_argument("--period", type=bounded(float, 0, 1e9, lo_open=True, unit="ns"), default=DEFAULT_PERIOD_NS,
