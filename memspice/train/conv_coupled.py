@@ -46,6 +46,14 @@ from memspice.train.coupled_solve import (
 )
 
 
+#: Warm start: at most this many block-Jacobi sweeps, each with this many scalar Newton
+#: steps per output, stopping once no ``outp`` moved more than the tolerance (V). Tighter
+#: costs more sweeps than the Newton iterations it saves.
+_WARM_SWEEPS = 60
+_WARM_INNER = 1
+_WARM_TOL_V = 1e-6
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceLayerState:
     """Voltages of one crossbar layer of the per-device circuit (V).
@@ -198,14 +206,50 @@ class LayeredCoupledEvaluator:
         for index, (wiring, matrix) in enumerate(zip(self.wirings, matrices)):
             rows = wiring.row_source_voltages(v_pos, v_neg, self._vdd, self._vss)
             column = rows @ (matrix / matrix.sum(axis=1, keepdims=True)).T
-            outn, outp, iterations = solve_layer(
-                self.surface, column, act.inverting(column), act.noninverting(column),
-                self._load(matrices, index), self.settings, index,
-            )
+            load = self._load(matrices, index)
+            outn, outp = act.inverting(column), act.noninverting(column)
+            if load is not None:
+                outn, outp = self._warm_start(column, outn, outp, load)
+            outn, outp, iterations = solve_layer(self.surface, column, outn, outp, load,
+                                                 self.settings, index)
             self.iterations.append(iterations)
             layers.append(DeviceLayerState(rows, column, outn, outp))
             v_pos, v_neg = outp, outn
         return DeviceTrace(tuple(layers), tuple(np.asarray(g) for g in devices), matrices)
+
+    def _warm_start(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray, load: Load
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Newton's starting point under a heavy load: nonlinear block Jacobi.
+
+        A conv neuron drives tens of devices, so the static fits start Newton far from the
+        loaded solution and its 50 mV step limit costs many iterations, each a ``K × K``
+        Woodbury solve per sample. Here each neuron is solved alone, the next columns
+        ``c'`` held fixed (a scalar monotone equation per output: one damped Newton step per
+        sweep), then ``c'`` is updated; a sweep costs ``O(B·nnz(P))`` and on MNIST-sized conv
+        maps shrinks the error by about 0.7. The result only seeds
+        :func:`~memspice.train.coupled_solve.solve_layer`, which converges to its own
+        tolerance from there, so the solution does not depend on this step.
+        """
+        lo, hi = self.surface.v_lo, self.surface.v_hi
+        outn = np.clip(outn, lo, hi)
+        outp = np.clip(outp, lo, hi)
+        b_n, b_p = load.p_n.sum(axis=0), load.p_p.sum(axis=0)
+        limit = self.settings.max_step_v
+        for _ in range(_WARM_SWEEPS):
+            c_next = load.next_columns(outn, outp)
+            inject_n, inject_p = c_next @ load.p_n, c_next @ load.p_p
+            before = outp.copy()
+            for _ in range(_WARM_INNER):
+                i, _, i_out = self.surface(column, outn)
+                step = -(i - b_n * outn + inject_n) / (i_out - b_n)
+                outn = np.clip(outn + np.clip(step, -limit, limit), lo, hi)
+            for _ in range(_WARM_INNER):
+                i, _, i_out = self.surface(outn, outp)
+                step = -(i - b_p * outp + inject_p) / (i_out - b_p)
+                outp = np.clip(outp + np.clip(step, -limit, limit), lo, hi)
+            if np.abs(outp - before).max() < _WARM_TOL_V:
+                break
+        return outn, outp
 
     def _load(self, matrices: Sequence[np.ndarray], index: int) -> Load | None:
         if index + 1 >= len(matrices):
