@@ -9,6 +9,8 @@ positions, which is the exact gradient of the replicated kernels. Pools in front
 are applied to its sources (:func:`~memspice.train.conv_ops.layer_taps`); the folded circuit
 of :mod:`memspice.network.wiring` computes the same column voltages, and
 :meth:`CrossbarNetwork.device_columns` evaluates that circuit device by device to prove it.
+With ``evaluator="coupled"`` the same θ drive :mod:`memspice.train.conv_coupled` instead:
+that circuit, device by device, with every neuron loaded by the devices it drives.
 
 :class:`TanhConvNet` is the float baseline of the same topology through the same window
 operations: unconstrained weights and biases, ``tanh`` neurons, average pooling.
@@ -29,6 +31,7 @@ from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration, TanhActivation
 from memspice.network.spec import DEFAULT_MEMORY_LIMIT_BYTES, NetworkSpec
 from memspice.network.wiring import CrossbarWiring, network_wiring
+from memspice.train.conv_coupled import DeviceTrace, LayeredCoupledEvaluator
 from memspice.train.conv_ops import (
     columns_to_positions,
     layer_taps,
@@ -88,7 +91,9 @@ class CrossbarNetwork:
         spec: the network (``NetworkSpec.dense(topology)`` for today's MLPs).
         hardware: quantization (per θ, straight-through). Device variation is per physical
             device and so is refused for layers whose θ feed several devices (conv, pooled).
-        evaluator: ``"static"`` (the only one for conv layers so far).
+        evaluator: ``"static"``, or ``"coupled"`` (every neuron loaded by the devices it
+            drives, solved by Newton: :mod:`memspice.train.conv_coupled`; needs a calibration
+            with an inverter current model).
         init_std: standard deviation of the initial θ.
         init_mean: mean of the initial θ.
         batch_size: the batch the memory check assumes (samples).
@@ -104,9 +109,9 @@ class CrossbarNetwork:
                  hardware: HardwareConfig = HardwareConfig(), evaluator: str = "static",
                  init_std: float = 1.0, init_mean: float = 0.0, batch_size: int = 64,
                  memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES) -> None:
-        if evaluator != "static":
+        if evaluator not in ("static", "coupled"):
             raise ConfigError(f"the {evaluator!r} evaluator does not take layer-described "
-                              f"networks yet; use 'static'")
+                              f"networks yet; use 'static' or 'coupled'")
         spec.check_size(batch_size, memory_limit_bytes)
         shared = any(p.positions > 1 or p.fold > 1 for p in spec.plans)
         if hardware.variation_sigma > 0 and shared:
@@ -129,6 +134,10 @@ class CrossbarNetwork:
         self._vss = calibration.rails.vss
         self.init_std = float(init_std)
         self.init_mean = float(init_mean)
+        self.evaluator = evaluator
+        self._coupled: LayeredCoupledEvaluator | None = (
+            LayeredCoupledEvaluator(calibration, network_wiring(spec))
+            if evaluator == "coupled" else None)
 
     @property
     def output_range(self) -> tuple[float, float]:
@@ -162,8 +171,12 @@ class CrossbarNetwork:
 
     # ---- static evaluator --------------------------------------------------------------
 
-    def forward(self, conductances: Sequence[np.ndarray], x: np.ndarray) -> CrossbarTrace:
-        """All layer voltages for flat input voltages ``x`` ``(B, n_inputs)`` (V)."""
+    def forward(self, conductances: Sequence[np.ndarray], x: np.ndarray
+                ) -> CrossbarTrace | DeviceTrace:
+        """All layer voltages for flat input voltages ``x`` ``(B, n_inputs)`` (V), with the
+        model's evaluator (``conductances``: σ per θ, S)."""
+        if self._coupled is not None:
+            return self._coupled.forward(conductances, np.asarray(x, dtype=np.float64))
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.spec.n_inputs:
             raise ConfigError(f"network takes {self.spec.n_inputs} inputs per sample, got "
@@ -186,9 +199,13 @@ class CrossbarNetwork:
             v_pos, v_neg = outp, outn
         return CrossbarTrace(tuple(layers), tuple(conductances))
 
-    def backward(self, trace: CrossbarTrace, grad_output: np.ndarray,
+    def backward(self, trace: CrossbarTrace | DeviceTrace, grad_output: np.ndarray,
                  grad_column: np.ndarray | None = None) -> list[np.ndarray]:
         """``∂L/∂σ`` per layer (1/S), summed over positions (weight sharing)."""
+        if isinstance(trace, DeviceTrace):
+            if self._coupled is None:
+                raise ConfigError("a coupled trace needs the coupled evaluator")
+            return self._coupled.backward(trace, grad_output, grad_column)
         grads: list[np.ndarray] = [np.empty(0)] * len(trace.layers)
         grad_outp = grad_output
         grad_outn: np.ndarray | None = None
@@ -217,7 +234,7 @@ class CrossbarNetwork:
         return grads
 
     def trace(self, params: Sequence[np.ndarray], x: np.ndarray,
-              rng: np.random.Generator | None = None) -> CrossbarTrace:
+              rng: np.random.Generator | None = None) -> CrossbarTrace | DeviceTrace:
         """All layer voltages for θ ``params`` (V)."""
         return self.forward(self.conductances(params, rng)[0], x)
 
