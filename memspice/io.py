@@ -110,4 +110,4 @@ def write_atomic(path: Path, writer: Writer, inputs: Iterable[Path] = ()) -> Pat
 
 def write_text_atomic(path: Path, text: str, inputs: Iterable[Path] = ()) -> Path:
     """Write ``text`` to ``path`` atomically."""
-    return write_atomic(path, lambda tmp: tmp.write_text(text), inputs)
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), inputs)

@@ -1,9 +1,9 @@
 """Files a user can trust: atomic writes with the user's permissions, strict JSON.
 
-:func:`write_atomic` writes to a temp file in the destination directory and renames it into
-place, so a failure never leaves a half-written file; unlike a bare ``mkstemp`` file (mode
-0600) the result gets the mode ``open()`` would give it (``0666`` less the umask), so
-colleagues can read reports. :func:`json_safe` turns NaN and infinities into ``null``, which
+:func:`write_atomic` (from :mod:`memspice.io`) writes to a temp file in the destination
+directory and renames it into place, so a failure never leaves a half-written file; unlike a
+bare ``mkstemp`` file (mode 0600) the result gets the mode ``open()`` would give it (``0666``
+less the umask), so colleagues can read reports. :func:`json_safe` turns NaN and infinities into ``null``, which
 every strict JSON reader accepts.
 """
 
@@ -13,49 +13,18 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-
-def current_umask() -> int:
-    """The process umask (read from ``/proc`` where possible, so no other thread sees it change)."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+from memspice.io import _read_umask, write_atomic, write_text_atomic
 
 
-def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp_path)``, give the file mode ``0666 & ~umask``, rename it onto ``path``.
-
-    The temp file lives in the same directory so the rename is atomic; on any error it is
-    removed and ``path`` keeps its previous content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        writer(tmp_path)
-        os.chmod(tmp_path, 0o666 & ~current_umask())
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-    return path
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+# One atomic writer for the whole toolkit (memspice.io); re-exported here for the modules that
+# also need the checks and strict JSON below.
+__all__ = ["check_output_dir", "check_output_file", "current_umask", "dumps_strict", "json_safe",
+           "read_document", "write_atomic", "write_text_atomic"]
+current_umask = _read_umask
 
 
 def json_safe(value: Any) -> Any:

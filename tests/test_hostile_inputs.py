@@ -292,7 +292,7 @@ CONFIG_CASES = {
     "million-unit layer": (b"[training]\nhidden = [1000000]\n", "memory"),
     "one training sample": (b"[dataset]\nmax_train = 1\n", "validation fraction"),
     "negative cap": (b"[dataset]\nmax_test = -1\n", "dataset.max_test"),
-    "empty ngspice": (b"[validation]\nngspice = \"\"\n", "validation.ngspice"),
+    "blank ngspice": (b"[validation]\nngspice = \"   \"\n", "validation.ngspice"),
 }
 
 
