@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from memspice.characterize import memristor
 from memspice.errors import ConfigError
 from memspice.io import write_atomic, write_text_atomic
 from memspice.sim import SimOptions
+from memspice.safe_io import dumps_strict
 
 
 def memristor_study(out_dir: Path, *, amplitude_v: float = 1.3, width_s: float = 20e-9, n_pulses: int = 100,
@@ -53,7 +53,7 @@ def memristor_study(out_dir: Path, *, amplitude_v: float = 1.3, width_s: float =
         from memspice.characterize.plots import memristor_plots
 
         memristor_plots(hyst, train.table, out_dir / "memristor.png")
-    write_text_atomic(out_dir / "memristor.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out_dir / "memristor.json", dumps_strict(summary, indent=2) + "\n")
     lines = ["# memspice memristor characterization (yakopcic_phax)", ""]
     lines += [f"- window: {window.g_min_siemens * 1e6:.4g} µS … {window.g_max_siemens * 1e6:.4g} µS, "
               f"{window.levels} levels at σ = {sigma_siemens * 1e9:.3g} nS",

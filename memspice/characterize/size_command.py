@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from memspice.characterize.command import LOADS_HELP, parse_floats, parse_loads
 from memspice.cli_options import add_technology_options, rails_from_args, technology_factory
 from memspice.errors import ConfigError
 from memspice.sim import SimOptions
+from memspice.safe_io import dumps_strict
 
 _AXES = (("wn", "n-channel widths of one device"), ("wp", "p-channel widths of one device"),
          ("ln", "n-channel lengths"), ("lp", "p-channel lengths"))
@@ -130,7 +130,7 @@ def run_size(args: argparse.Namespace) -> int:
                             options=options, fit=False).curves
     summary = write_sizing(result, args.out, make_plots=not args.no_plots, chosen_curves=curves, layers=layers)
     if args.json:
-        print(json.dumps(summary, default=float))
+        print(dumps_strict(summary, default=float))
     elif summary["chosen"] is None:
         print(f"no design meets the targets; tables written to {args.out}")
     else:

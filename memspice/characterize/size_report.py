@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pandas as pd
 from memspice.characterize import plots
 from memspice.characterize.sizing import SizingResult, describe_sizing, plain_value
 from memspice.io import write_atomic, write_text_atomic
+from memspice.safe_io import dumps_strict
 
 #: Columns of the per-design table shown in ``summary.md``.
 _DESIGN_COLUMNS = ("sizing", "wn_um", "mn", "ln_um", "wp_um", "mp", "lp_um", "worst_abs_v_m_mv", "min_neuron_gain",
@@ -87,7 +87,7 @@ def write_sizing(result: SizingResult, out_dir: Path, *, make_plots: bool = True
     if layers is not None:
         summary["layers"] = [{k: plain_value(v) for k, v in r.items()} for r in layers.to_dict("records")]
     summary["files"] = [p.name for p in files] + ["summary.md", "summary.json"]
-    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    write_text_atomic(out_dir / "summary.json", dumps_strict(summary, indent=2, default=float) + "\n")
     write_text_atomic(out_dir / "summary.md", sizing_markdown(result, summary))
     return summary
 

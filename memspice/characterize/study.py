@@ -7,7 +7,6 @@ and every file is written atomically, so a bad option leaves nothing half-writte
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from memspice.errors import ConfigError
 from memspice.io import write_atomic, write_text_atomic
 from memspice.sim import SimOptions
 from memspice.tech.technology import Technology
+from memspice.safe_io import dumps_strict
 
 TableFormat = Literal["csv", "parquet"]
 
@@ -122,7 +122,7 @@ def run_study(study: Study, out_dir: Path, table_format: TableFormat = "csv", ma
             files += _plot_section(out_dir, name, result, by)
         summary["sections"][name] = _section_summary(result, by)
         summary["files"] += [p.name for p in files]
-    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    write_text_atomic(out_dir / "summary.json", dumps_strict(summary, indent=2, default=float) + "\n")
     write_text_atomic(out_dir / "summary.md", summary_markdown(summary))
     return summary
 

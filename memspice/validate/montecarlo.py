@@ -11,7 +11,6 @@ the same story.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from memspice.errors import ConfigError
 from memspice.io import write_atomic, write_text_atomic
 from memspice.validate.api import RunSettings, ValidationReport, validate_network
 from memspice.validate.nonideal import NonIdeality
+from memspice.safe_io import dumps_strict
 
 #: Columns of ``draws.csv`` whose spread ``draws.json`` reports.
 SPREAD_COLUMNS = ("spice_accuracy", "drawn_model_accuracy", "drawn_model_agreement", "ideal_model_agreement")
@@ -113,7 +113,7 @@ def write_draws(run: MonteCarloRun, out_dir: Path) -> dict[str, Path]:
     from memspice.validate.report import save_figure
 
     files = {"draws_csv": write_atomic(out_dir / "draws.csv", lambda tmp: run.table.to_csv(tmp, index=False)),
-             "draws_json": write_text_atomic(out_dir / "draws.json", json.dumps(run.summary, indent=2) + "\n")}
+             "draws_json": write_text_atomic(out_dir / "draws.json", dumps_strict(run.summary, indent=2) + "\n")}
     t = run.table.dropna(subset=["spice_accuracy", "drawn_model_accuracy"])
     fig, ax = plt.subplots(figsize=(4.5, 4.2))
     ax.scatter(100 * t["drawn_model_accuracy"], 100 * t["spice_accuracy"], s=18, color="tab:blue", label="draw")

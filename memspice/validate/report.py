@@ -6,7 +6,6 @@ only when plots are written.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ import pandas as pd
 
 from memspice.io import write_atomic, write_text_atomic
 from memspice.validate.compare import sample_table
+from memspice.safe_io import dumps_strict
 
 if TYPE_CHECKING:
     from memspice.validate.api import ValidationReport
@@ -66,7 +66,7 @@ def write_outputs(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
                                               lambda tmp: comparison.disagreements.to_csv(tmp, index=False))
         files.update(write_plots(report, out_dir))
     files["summary"] = write_text_atomic(out_dir / "summary.json",
-                                         json.dumps(report.summary, indent=2, sort_keys=True, default=_json_default) + "\n")
+                                         dumps_strict(report.summary, indent=2, sort_keys=True, default=_json_default) + "\n")
     files["report"] = write_text_atomic(out_dir / "report.md", markdown(report, files))
     return files
 
