@@ -7,6 +7,8 @@ same test images:
 - ``fault_free``: the network trained with ideal devices, simulated with ideal devices (the
   baseline, the same for every rate);
 - ``oblivious``: that network simulated with the map's devices stuck;
+- ``remapped``: the fault-free network, its most harmed neurons moved to fault-free spare columns
+  (10 % extra columns per layer; :func:`memspice.train.fault_map.remap_to_spares`), no retraining;
 - ``aware``: the fault-free network retrained against the map (``--aware-epochs`` epochs from
   its parameters, the same recipe), simulated with the same map.
 
@@ -23,7 +25,7 @@ the cache that ``memspice data mnist`` fills (``memspice data mnist --from DIR``
 local copy). Networks and validation batches are kept in ``--out``; a re-run reuses them.
 
 Ends with one line of JSON: ``{"networks": [{"network", "mode", "faults": [{"rate",
-"oblivious", "aware", "fault_free", ...}, ...], ...}]}``.
+"oblivious", "aware", "fault_free", "remapped", ...}, ...], ...}]}``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 RATES = (0.05, 0.10, 0.20)
+#: Fault-free spare crossbar columns per layer, as a fraction of its neurons (rounded up).
+SPARE_FRACTION = 0.1
 
 
 def load_split(quick: bool, mnist_dir: Path | None, seed: int):
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from memspice.circuit.builders import InverterSizing
     from memspice.datasets import features_to_voltages
     from memspice.tech import builtin
-    from memspice.train.fault_map import FAULT_MAP_NAME, save_fault_map, seeded_fault_map
+    from memspice.train.fault_map import FAULT_MAP_NAME, remap_to_spares, save_fault_map, seeded_fault_map
     from memspice.train.model import PhaxNetwork
 
     wall = time.perf_counter()
@@ -165,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         save_fault_map(faults, tag / FAULT_MAP_NAME, topology)
         oblivious_net = dataclasses.replace(free, faults=faults)
         oblivious = spice(oblivious_net, tech, x_test, y_test, tag / "oblivious_validate", args.workers, batch)
+        spares = [int(np.ceil(SPARE_FRACTION * m)) for m in topology[1:]]
+        window = free.window
+        remapped_map, moved = remap_to_spares(free.conductances, faults, spares, window.g_min_siemens,
+                                              window.g_max_siemens)
+        save_fault_map(remapped_map, tag / "remapped_fault_map.npz", topology)
+        remapped = spice(dataclasses.replace(free, faults=remapped_map), tech, x_test, y_test,
+                         tag / "remapped_validate", args.workers, batch)
         aware_net, aware_train_s = trained(
             tag / "aware", lambda f=faults: PhaxNetwork(cal, topology, faults=f, evaluator=mode, init_mean=init_mean),
             x_train, y_train, aware_config, initial=free_params)
@@ -173,13 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         row = {"rate": rate, "fault_free": baseline["spice"], "oblivious": oblivious["spice"], "aware": aware["spice"],
                "aware_minus_fault_free_points": 100 * (aware["spice"] - baseline["spice"]),
                "recovered_fraction": (aware["spice"] - oblivious["spice"]) / gap if gap > 0 else None,
+               "remapped": remapped["spice"], "remapped_model": remapped["model"],
+               "spare_columns": spares, "moved_neurons": [len(m) for m in moved],
                "oblivious_model": oblivious["model"], "aware_model": aware["model"],
                "oblivious_agreement": oblivious["agreement"], "aware_agreement": aware["agreement"],
                "stuck_devices": aware["stuck"], "fault_seed": args.seed + k,
                "aware_train_s": aware_train_s, "spice_wall_s": oblivious["wall_s"] + aware["wall_s"]}
         rows.append(row)
         print(f"  {100 * rate:4.0f} % stuck ({row['stuck_devices']} devices): SPICE fault-free "
-              f"{100 * baseline['spice']:.2f} %, oblivious {100 * oblivious['spice']:.2f} %, aware "
+              f"{100 * baseline['spice']:.2f} %, oblivious {100 * oblivious['spice']:.2f} %, remapped to "
+              f"{'+'.join(map(str, spares))} spare columns {100 * remapped['spice']:.2f} %, aware "
               f"{100 * aware['spice']:.2f} % ({row['aware_minus_fault_free_points']:+.2f} points against fault-free"
               + (f", {100 * row['recovered_fraction']:.0f} % of the loss recovered" if row["recovered_fraction"] is not None
                  else "") + f"); model on the same devices {100 * oblivious['model']:.2f} / {100 * aware['model']:.2f} %,"

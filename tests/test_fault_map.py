@@ -295,3 +295,22 @@ def test_another_map_changes_what_spice_computes(trained_with_map: tuple[Path, F
     spice_columns = [c for c in own.columns if c.startswith("spice")]
     assert spice_columns
     assert np.max(np.abs(own[spice_columns].to_numpy() - moved[spice_columns].to_numpy())) > 0.01
+
+
+def test_remapping_moves_the_most_harmed_neurons_to_healthy_spares() -> None:
+    from memspice.train.fault_map import column_harm, remap_to_spares
+
+    net = tiny_network()
+    faults = seeded_fault_map(TOPOLOGY, 0.3, 1)
+    g_min, g_max = net.window.g_min_siemens, net.window.g_max_siemens
+    harm = [column_harm(g, h, lo, g_min, g_max) for g, h, lo in zip(net.conductances, faults.stuck_high, faults.stuck_low)]
+    assert np.all(column_harm(net.conductances[0], np.zeros(SHAPES[0], bool), np.zeros(SHAPES[0], bool),
+                              g_min, g_max) == 0)
+    remapped, moved = remap_to_spares(net.conductances, faults, (2, 0), g_min, g_max)
+    assert sorted(moved[0].tolist()) == sorted(np.argsort(-harm[0])[:2].tolist()) and moved[1].size == 0
+    for j in range(SHAPES[0][0]):
+        same = np.array_equal(remapped.stuck_high[0][j], faults.stuck_high[0][j])
+        assert (not remapped.stuck_high[0][j].any() and not remapped.stuck_low[0][j].any()) if j in moved[0] else same
+    assert np.array_equal(remapped.stuck_low[1], faults.stuck_low[1]) and remapped.seed == faults.seed
+    with pytest.raises(ConfigError, match="spare-column count"):
+        remap_to_spares(net.conductances, faults, (1,), g_min, g_max)

@@ -177,3 +177,56 @@ def load_fault_map(path: Path, topology: Sequence[int] | None = None) -> FaultMa
     if topology is not None:
         check_fault_map(faults, topology, f"fault map {path}")
     return faults
+
+
+def column_harm(conductances: np.ndarray, high: np.ndarray, low: np.ndarray, g_min: float, g_max: float) -> np.ndarray:
+    """``(M,)`` how much the stuck devices change each neuron's normalized weights.
+
+    The L1 distance between ``w = g / Σ_column g`` with the trained conductances ``(M, 2N+2)``
+    (S) and with the stuck devices at ``g_max`` / ``g_min``: the fraction of the column's input
+    mixture the faults move (0 = unharmed, at most 2).
+    """
+    g = np.asarray(conductances, dtype=np.float64)
+    faulty = np.where(high, g_max, np.where(low, g_min, g))
+    ideal_w = g / g.sum(axis=1, keepdims=True)
+    faulty_w = faulty / faulty.sum(axis=1, keepdims=True)
+    return np.abs(faulty_w - ideal_w).sum(axis=1)
+
+
+def remap_to_spares(conductances: Sequence[np.ndarray], faults: FaultMap, spares: Sequence[int],
+                    g_min: float, g_max: float) -> tuple[FaultMap, list[np.ndarray]]:
+    """Move the neurons whose faults hurt most to fault-free spare crossbar columns.
+
+    Each layer ``i`` has ``spares[i]`` spare columns known to be free of faults. The
+    ``spares[i]`` neurons with the largest :func:`column_harm` are built on them instead of on
+    their own column, so their devices are healthy; the other neurons keep their column and its
+    faults. The circuit is then the network with the returned map.
+
+    Args:
+        conductances: trained per-layer conductances ``(M, 2N+2)`` (S).
+        faults: the map of the neurons' own columns (shaped like ``conductances``).
+        spares: spare columns per layer (≥ 0).
+        g_min: stuck-at-low conductance (S).
+        g_max: stuck-at-high conductance (S).
+
+    Returns:
+        ``(map the remapped network sees, per layer the indices of the neurons moved to spares)``.
+
+    Raises:
+        ConfigError: a negative spare count, or one per layer missing.
+    """
+    if len(spares) != len(conductances) or any(int(s) < 0 for s in spares):
+        raise ConfigError(f"need one non-negative spare-column count per layer, got {list(spares)}")
+    highs, lows, moved = [], [], []
+    for g, high, low, count in zip(conductances, faults.stuck_high, faults.stuck_low, spares):
+        harm = column_harm(g, high, low, g_min, g_max)
+        worst = np.argsort(-harm, kind="stable")[: min(int(count), len(harm))]
+        worst = np.sort(worst[harm[worst] > 0])
+        high, low = high.copy(), low.copy()
+        high[worst], low[worst] = False, False
+        highs.append(high)
+        lows.append(low)
+        moved.append(worst)
+    remapped = FaultMap(tuple(highs), tuple(lows), rate_high=faults.rate_high, rate_low=faults.rate_low,
+                        seed=faults.seed)
+    return remapped, moved
