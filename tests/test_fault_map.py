@@ -199,6 +199,9 @@ def test_train_cli_writes_the_seeded_map_and_trains_against_a_given_one(tmp_path
                  "--out", str(tmp_path / "c")]) == 2
     assert "not both" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+    assert main([*common, "--fault-aware", "--out", str(tmp_path / "d")]) == 2
+    assert "--fault-aware needs a fault map" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
 
 
 # --- in SPICE: the deck holds exactly the map's stuck devices, and the model predicts them ---

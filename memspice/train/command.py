@@ -178,6 +178,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         faults = load_fault_map(args.fault_map, topology)
     elif args.fault_rate > 0:
         faults = seeded_fault_map(topology, args.fault_rate, fault_seed)
+    if args.fault_aware and faults is None:
+        raise ConfigError("--fault-aware needs a fault map: give --fault-rate or --fault-map")
     model = PhaxNetwork(cal, topology, hardware, faults if args.fault_aware else None,
                         evaluator=mode, init_mean=DEFAULTS.init_theta_mean)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
