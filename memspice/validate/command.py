@@ -41,9 +41,10 @@ smaller steps on fast edges, so 200 points gave the same delays (within 1 ns) as
 20,000 on a trained 64-32-10, 3-4x faster than 1,000.
 
 Non-idealities (in SPICE; the trained model stays ideal): --variation (lognormal sigma),
---fault-rate (stuck at g_max/g_min, half each, drawn anew), --fault-map (a known map; a
-network folder holding fault_map.npz uses its own, and a line on stderr says so), --wire-ohm (a wire resistor between adjacent
-crossbar cells along every row and column), all seeded with --seed. With variation or faults
+--fault-rate (stuck at g_max/g_min, half each, drawn anew), --wire-ohm (a wire resistor
+between adjacent crossbar cells along every row and column), all seeded with --seed.
+A known fault map is built exactly, in SPICE and in the model: the network folder's own
+fault_map.npz (from `memspice train --fault-rate`; a line on stderr says so) or --fault-map FILE. With variation or faults
 the report also runs the model on the drawn conductances, which separates what the devices
 cost from the model's own error. --draws N repeats the run for seeds --seed ... --seed+N-1
 (Monte Carlo) and summarises the spread in draws.csv, draws.json and draws.png.
