@@ -44,9 +44,9 @@ Non-idealities (in SPICE; the trained model stays ideal): --variation (lognormal
 --fault-rate (stuck at g_max/g_min, half each, drawn anew), --wire-ohm (a wire resistor
 between adjacent crossbar cells along every row and column), all seeded with --seed.
 A known fault map is built exactly, in SPICE and in the model: the network folder's own
-fault_map.npz (from `memspice train --fault-rate`; a line on stderr says so) or --fault-map FILE. With variation or faults
-the report also runs the model on the drawn conductances, which separates what the devices
-cost from the model's own error. --draws N repeats the run for seeds --seed ... --seed+N-1
+fault_map.npz (from `memspice train --fault-rate`; a line on stderr says so) or --fault-map
+FILE. With variation or faults the report also runs the model on the drawn conductances,
+which separates what the devices cost from the model's own error. --draws N repeats the run for seeds --seed ... --seed+N-1
 (Monte Carlo) and summarises the spread in draws.csv, draws.json and draws.png.
 
 Outputs in --out: samples.parquet (per-sample SPICE and model voltages, static power, and
