@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                "oblivious_model": oblivious["model"], "aware_model": aware["model"],
                "oblivious_agreement": oblivious["agreement"], "aware_agreement": aware["agreement"],
                "stuck_devices": aware["stuck"], "fault_seed": args.seed + k,
-               "aware_train_s": aware_train_s, "spice_wall_s": oblivious["wall_s"] + aware["wall_s"]}
+               "aware_train_s": aware_train_s, "spice_wall_s": oblivious["wall_s"] + remapped["wall_s"] + aware["wall_s"]}
         rows.append(row)
         print(f"  {100 * rate:4.0f} % stuck ({row['stuck_devices']} devices): SPICE fault-free "
               f"{100 * baseline['spice']:.2f} %, oblivious {100 * oblivious['spice']:.2f} %, remapped to "
