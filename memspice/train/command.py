@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
-import numpy as np
 
 from memspice.cli_options import bounded, levels_int, nonnegative_int, seed_int, unit_interval
 from memspice.errors import ConfigError
@@ -31,8 +30,10 @@ breast cancer use a stratified 80/20 train/test split (seeded); MNIST reads IDX 
 
 Hardware options: --levels quantizes conductances (straight-through estimator), --variation
 adds multiplicative lognormal device variation during training and in the Monte Carlo test,
---fault-rate draws stuck-at faults (half at g_max, half at g_min); with --fault-aware the
-network is trained knowing the fault map, otherwise it is trained ideal and tested faulty.
+--fault-rate draws stuck-at faults (half at g_max, half at g_min; seeded by --fault-seed) or
+--fault-map reads a known map; with --fault-aware the network is trained knowing the fault map,
+otherwise it is trained ideal and tested faulty. The map is written to --out/fault_map.npz and
+`memspice validate` builds exactly those devices stuck.
 """
 
 
@@ -113,8 +114,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="conductance levels, 0 = continuous (default: the calibration's)")
     p.add_argument("--fault-rate", type=unit_interval, default=0.0,
                    help="fraction of devices stuck (half high, half low; default: 0)")
+    p.add_argument("--fault-seed", type=seed_int, default=None,
+                   help="seed of the fault map drawn for --fault-rate (default: --seed)")
+    p.add_argument("--fault-map", type=Path, default=None, metavar="FILE",
+                   help="a known fault map (fault_map.npz) instead of drawing one")
     p.add_argument("--fault-aware", action="store_true",
-                   help="train against the drawn fault map")
+                   help="train against the fault map (drawn or given); either way the map is written "
+                        "to --out/fault_map.npz and `memspice validate` builds it in SPICE")
     p.add_argument("--variation", type=bounded(float, 0, 10), default=0.0,
                    help="relative lognormal device variation, e.g. 0.05 (default: 0)")
     p.add_argument("--mc-trials", type=bounded(int, 1, 100000), default=20,
@@ -134,7 +140,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     from memspice.datasets import features_to_voltages, load_dataset, train_test_split
     from memspice.fit.calibration import load_calibration, phax_reference_calibration
     from memspice.train.evaluate import monte_carlo_accuracy, network_from_params
-    from memspice.train.hardware import HardwareConfig, draw_fault_map
+    from memspice.train.fault_map import load_fault_map, seeded_fault_map
+    from memspice.train.hardware import HardwareConfig
     from memspice.train.losses import accuracy
     from memspice.train.model import PhaxNetwork
     from memspice.train.network_io import save_network
@@ -181,12 +188,16 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
               "inverter, so the trained network's SPICE circuit can disagree with it on most samples; "
               "the default (coupled, with a calibration from `memspice calibrate`) predicts it",
               file=sys.stderr)
-    probe = PhaxNetwork(cal, topology, evaluator=mode)
     faults = None
-    if args.fault_rate > 0:
-        shapes = [s.matrix_shape for s in probe.shapes]
-        faults = draw_fault_map(shapes, args.fault_rate / 2, args.fault_rate / 2,
-                                np.random.default_rng([args.seed, 99]))
+    fault_seed = args.seed if getattr(args, "fault_seed", None) is None else args.fault_seed
+    if getattr(args, "fault_map", None) is not None:
+        if args.fault_rate > 0:
+            raise ConfigError("give --fault-rate (draw a map) or --fault-map (a known map), not both")
+        faults = load_fault_map(args.fault_map, topology)
+    elif args.fault_rate > 0:
+        faults = seeded_fault_map(topology, args.fault_rate, fault_seed)
+    if args.fault_aware and faults is None:
+        raise ConfigError("--fault-aware needs a fault map: give --fault-rate or --fault-map")
     model = PhaxNetwork(cal, topology, hardware, faults if args.fault_aware else None,
                         evaluator=mode, init_mean=DEFAULTS.init_theta_mean)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -205,6 +216,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         "loss": args.loss, "loss_link": args.loss_link, "epochs_run": int(len(result.history)),
         "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
         "levels": levels, "fault_rate": args.fault_rate, "fault_aware": bool(args.fault_aware),
+        "fault_seed": None if faults is None else faults.seed,
         "variation": args.variation,
         "train_accuracy": float(result.history["train_accuracy"].iloc[-1]),
         "test_accuracy": test_acc,

@@ -60,10 +60,17 @@ class FaultMap:
     Attributes:
         stuck_high: devices stuck at g_max.
         stuck_low: devices stuck at g_min (never both for one device).
+        rate_high: probability of stuck-at-g_max the map was drawn with (None: measured or unknown).
+        rate_low: probability of stuck-at-g_min the map was drawn with (None: measured or unknown).
+        seed: seed of the draw (None: measured or unknown). :mod:`memspice.train.fault_map`
+            stores all of it with the masks.
     """
 
     stuck_high: tuple[np.ndarray, ...]
     stuck_low: tuple[np.ndarray, ...]
+    rate_high: float | None = None
+    rate_low: float | None = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.stuck_high) != len(self.stuck_low):
@@ -109,7 +116,7 @@ def draw_fault_map(
         u = rng.random(shape)
         highs.append(u < rate_high)
         lows.append((u >= rate_high) & (u < rate_high + rate_low))
-    return FaultMap(tuple(highs), tuple(lows))
+    return FaultMap(tuple(highs), tuple(lows), rate_high=float(rate_high), rate_low=float(rate_low))
 
 
 def variation_factors(

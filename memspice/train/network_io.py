@@ -1,11 +1,12 @@
 """The trained network as conductances per crossbar: NPZ arrays + JSON metadata.
 
 ``network.npz`` holds ``layer{i}`` (``(M, 2N+2)`` target conductances in siemens, in
-:mod:`memspice.circuit.wiring` row order) and, when the network was trained against a known
-fault map, ``stuck_high{i}`` / ``stuck_low{i}``. ``network.json`` holds the format name and
-version, topology, rails, device window, evaluator name, the full calibration and its digest,
-and free-form training metadata. The validation stage calls :func:`load_network` and then
-:meth:`TrainedNetwork.layer_voltages`.
+:mod:`memspice.circuit.wiring` row order). A known fault map travels next to it as
+``fault_map.npz`` (:mod:`memspice.train.fault_map`); networks written before that format
+held the masks in ``network.npz`` as ``stuck_high{i}`` / ``stuck_low{i}`` and still load.
+``network.json`` holds the format name and version, topology, rails, device window, evaluator
+name, the full calibration and its digest, and free-form training metadata. The validation
+stage calls :func:`load_network` and then :meth:`TrainedNetwork.layer_voltages`.
 
 Version 2 adds ``layers``, the :class:`~memspice.network.NetworkSpec` description
 (``{"input_shape": [...], "layers": [{"kind": "dense", "units": …}, …]}``); version 1 files
@@ -29,6 +30,7 @@ from memspice.fit.calibration import Calibration
 from memspice.network.spec import NetworkSpec
 from memspice.safe_io import dumps_strict, read_document, write_atomic, write_text_atomic
 from memspice.train.forward import LayerState, make_evaluator
+from memspice.train.fault_map import FAULT_MAP_NAME, check_fault_map, load_fault_map, save_fault_map
 from memspice.train.hardware import FaultMap
 from memspice.train.mapping import ConductanceWindow, conductance_to_theta
 
@@ -113,9 +115,7 @@ def save_network(network: TrainedNetwork, directory: Path) -> dict[str, Path]:
     directory = Path(directory)
     arrays = {f"layer{i}": g for i, g in enumerate(network.conductances)}
     if network.faults is not None:
-        for i, (high, low) in enumerate(zip(network.faults.stuck_high, network.faults.stuck_low)):
-            arrays[f"stuck_high{i}"] = high
-            arrays[f"stuck_low{i}"] = low
+        check_fault_map(network.faults, network.topology)  # before anything is written
 
     def write_npz(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
@@ -140,7 +140,12 @@ def save_network(network: TrainedNetwork, directory: Path) -> dict[str, Path]:
     }
     npz_path = write_atomic(directory / NPZ_NAME, write_npz)
     json_path = write_text_atomic(directory / JSON_NAME, dumps_strict(meta, indent=2, sort_keys=True) + "\n")
-    return {"network_npz": npz_path, "network_json": json_path}
+    paths = {"network_npz": npz_path, "network_json": json_path}
+    if network.faults is not None:
+        paths["fault_map"] = save_fault_map(network.faults, directory / FAULT_MAP_NAME, network.topology)
+    else:
+        (directory / FAULT_MAP_NAME).unlink(missing_ok=True)  # a stale map would be read back
+    return paths
 
 
 def load_network(directory: Path, calibration: Calibration | None = None) -> TrainedNetwork:
@@ -205,7 +210,7 @@ def load_network(directory: Path, calibration: Calibration | None = None) -> Tra
         with open(npz_path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             conductances = tuple(_array(data, f"layer{i}", np.float64) for i in range(n_layers))
             faults = None
-            if meta.get("has_fault_map"):
+            if meta.get("has_fault_map") and "stuck_high0" in data.files:
                 faults = FaultMap(
                     tuple(_array(data, f"stuck_high{i}", bool) for i in range(n_layers)),
                     tuple(_array(data, f"stuck_low{i}", bool) for i in range(n_layers)),
@@ -220,6 +225,10 @@ def load_network(directory: Path, calibration: Calibration | None = None) -> Tra
         shapes = [g.shape for g in conductances]
         if [h.shape for h in faults.stuck_high] != shapes or [m.shape for m in faults.stuck_low] != shapes:
             raise ConfigError(f"{npz_path}: the fault maps do not match the conductance shapes")
+    if (directory / FAULT_MAP_NAME).is_file():  # the map next to the network wins over older embedded masks
+        faults = load_fault_map(directory / FAULT_MAP_NAME, topology)
+    elif meta.get("has_fault_map") and faults is None:
+        raise ConfigError(f"{json_path} records a fault map but {directory / FAULT_MAP_NAME} is missing")
     return TrainedNetwork(topology, conductances, stored, evaluator, faults, dict(metadata))
 
 

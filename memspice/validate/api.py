@@ -9,6 +9,7 @@ figures → files in the run directory (:mod:`memspice.validate.report`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import zipfile
@@ -377,7 +378,10 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
         raise ConfigError(f"technology rails ({tech.rails.vdd}, {tech.rails.vss}) V differ from the "
                           f"network's ({cal.rails.vdd}, {cal.rails.vss}) V")
     nonideal = nonideal or NonIdeality(g_min_siemens=cal.device.g_min_siemens, g_max_siemens=cal.device.g_max_siemens)
-    draw = apply_device_nonidealities(network.effective_conductances(), nonideal)
+    if network.faults is not None:  # stuck devices at the network's own window, as the model sees them
+        nonideal = dataclasses.replace(nonideal, g_min_siemens=cal.device.g_min_siemens,
+                                       g_max_siemens=cal.device.g_max_siemens)
+    draw = apply_device_nonidealities(network.conductances, nonideal, network.faults)
     circuit = NetworkCircuit(tech, sizing, draw.conductances, nonideal.wire_ohm)
     out_dir = Path(out_dir)
     states = network.layer_voltages(x, evaluator)
@@ -428,6 +432,10 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir, transient_elapsed_s))
     report.summary["model_evaluator"] = evaluator or network.evaluator
     report.summary["sizing_m"] = {k: float(getattr(sizing, k)) for k in SIZING_KEYS}
+    if network.faults is not None:
+        from memspice.train.fault_map import fault_map_summary
+
+        report.summary["fault_map"] = fault_map_summary(network.faults)
     if nonideal.any_device_change and report.comparison is not None:
         report.summary["drawn_devices_model"] = drawn_devices_model(network, draw, x, report, evaluator)
     report.summary = json_safe(report.summary)  # NaN (nothing to average) → null: strict JSON readers accept it

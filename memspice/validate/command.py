@@ -42,10 +42,12 @@ smaller steps on fast edges, so 200 points gave the same delays (within 1 ns) as
 20,000 on a trained 64-32-10, 3-4x faster than 1,000.
 
 Non-idealities (in SPICE; the trained model stays ideal): --variation (lognormal sigma),
---fault-rate (stuck at g_max/g_min, half each), --wire-ohm (a wire resistor between adjacent
-crossbar cells along every row and column), all seeded with --seed. With variation or faults
-the report also runs the model on the drawn conductances, which separates what the devices
-cost from the model's own error. --draws N repeats the run for seeds --seed ... --seed+N-1
+--fault-rate (stuck at g_max/g_min, half each, drawn anew), --wire-ohm (a wire resistor
+between adjacent crossbar cells along every row and column), all seeded with --seed.
+A known fault map is built exactly, in SPICE and in the model: the network folder's own
+fault_map.npz (from `memspice train --fault-rate`; a line on stderr says so) or --fault-map
+FILE. With variation or faults the report also runs the model on the drawn conductances,
+which separates what the devices cost from the model's own error. --draws N repeats the run for seeds --seed ... --seed+N-1
 (Monte Carlo) and summarises the spread in draws.csv, draws.json and draws.png.
 
 Outputs in --out: samples.parquet (per-sample SPICE and model voltages, static power, and
@@ -84,6 +86,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     nonideal = p.add_argument_group("non-idealities (SPICE only)")
     nonideal.add_argument("--variation", type=bounded(float, 0, 10), default=0.0, help="lognormal device variation sigma, e.g. 0.05")
     nonideal.add_argument("--fault-rate", type=unit_interval, default=0.0, help="fraction of stuck devices, e.g. 0.01")
+    nonideal.add_argument("--fault-map", type=Path, default=None, metavar="FILE",
+                          help="stuck devices from this fault map (fault_map.npz, e.g. from `memspice train "
+                               "--fault-rate`; default: the network folder's own fault_map.npz, if any)")
     nonideal.add_argument("--wire-ohm", type=bounded(float, 0, 1e9, unit="Ω"), default=0.0, help="wire resistance per crossbar cell in Ω")
     nonideal.add_argument("--draws", type=bounded(int, 1, 10000), default=1, metavar="N",
                           help="Monte Carlo: validate N device draws (seeds --seed ... --seed+N-1) into "
@@ -186,6 +191,7 @@ def run_validation(args: argparse.Namespace) -> Any:
 
     calibration = load_calibration(args.calibration) if args.calibration is not None else None
     network = load_network(args.network, calibration)
+    network = _with_fault_map(network, args.network, getattr(args, "fault_map", None))
     cal = network.calibration
     tech, sizing = technology_from_args(args, rails=cal.rails), sizing_of(args, network)
     check_devices(tech, network)
@@ -205,6 +211,25 @@ def run_validation(args: argparse.Namespace) -> Any:
                                   sizing=sizing, evaluator=args.evaluator, progress=progress)
         return validate_network(network, tech, x, labels, args.out, sizing=sizing, nonideal=nonideal,
                                 settings=settings, evaluator=args.evaluator, progress=progress)
+
+
+def _with_fault_map(network: Any, directory: Path, fault_map: Path | None) -> Any:
+    """``network`` carrying ``--fault-map`` (or its own map); says on stderr which map SPICE builds."""
+    import dataclasses
+
+    from memspice.train.fault_map import FAULT_MAP_NAME, describe_fault_map, load_fault_map
+
+    if fault_map is not None:
+        faults = load_fault_map(fault_map, network.topology)
+        replaced = " (instead of the network's own)" if network.faults is not None else ""
+        print(f"memspice: fault map {fault_map}{replaced}: {describe_fault_map(faults)}", file=sys.stderr)
+        return dataclasses.replace(network, faults=faults)
+    if network.faults is not None:
+        own = Path(directory) / FAULT_MAP_NAME
+        source = own if own.is_file() else Path(directory) / "network.npz"
+        print(f"memspice: fault map {source} (the network's own): {describe_fault_map(network.faults)}",
+              file=sys.stderr)
+    return network
 
 
 def run_command(args: argparse.Namespace) -> int:

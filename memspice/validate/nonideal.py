@@ -6,6 +6,9 @@ validation report shows what the circuit does when devices and wires are not ide
 - Device variation: each conductance is multiplied by an independent lognormal factor
   ``exp(σ·z)`` (``z`` standard normal), then clipped into the device window.
 - Stuck-at faults: a fraction of devices is stuck, half at ``g_max`` and half at ``g_min``.
+- A known fault map (:class:`~memspice.train.hardware.FaultMap`, e.g. the one a network was
+  trained against): its devices are stuck at exactly ``g_max`` / ``g_min``, after variation
+  and over any randomly drawn fault, so the deck holds exactly the map's stuck devices.
 - Wire resistance: every crossbar row and column is a chain of wire segments of
   ``wire_ohm`` each, one per cell, so row voltages droop along the row and column currents
   flow through the column wire before reaching the neuron (see :func:`wired_crossbar`).
@@ -22,6 +25,7 @@ from memspice.circuit.builders import NEURON, check_conductances
 from memspice.circuit.elements import Element, Resistor, SubcktInstance
 from memspice.circuit.wiring import VDD_NODE, VSS_NODE, LayerShape, column_node, output_node, row_nodes
 from memspice.errors import ConfigError
+from memspice.train.hardware import FaultMap
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +90,27 @@ class DeviceDraw:
         return int(sum(h.sum() + lo.sum() for h, lo in zip(self.stuck_high, self.stuck_low)))
 
 
-def apply_device_nonidealities(conductances: Sequence[np.ndarray], spec: NonIdeality) -> DeviceDraw:
+def apply_device_nonidealities(conductances: Sequence[np.ndarray], spec: NonIdeality,
+                               known: FaultMap | None = None) -> DeviceDraw:
     """Draw variation and stuck-at faults (seeded) onto ``conductances`` (S).
 
-    The same ``spec`` always gives the same draw. Variation is applied first, then faults
-    override the affected devices.
+    The same ``spec`` always gives the same draw. Variation is applied first, then drawn faults
+    override the affected devices, then the ``known`` map's devices are set to exactly
+    ``g_max`` / ``g_min`` (the returned masks are the union of drawn and known faults).
+
+    Raises:
+        ConfigError: ``known`` has another number of layers or another shape than ``conductances``.
     """
+    if known is not None:
+        if len(known.stuck_high) != len(conductances):
+            raise ConfigError(f"fault map has {len(known.stuck_high)} layers, the network {len(conductances)}")
+        for index, (g, mask) in enumerate(zip(conductances, known.stuck_high)):
+            if np.shape(g) != mask.shape:
+                raise ConfigError(f"fault map layer {index} is {mask.shape}, the network's layer {index} is "
+                                  f"{np.shape(g)}")
     rng = np.random.default_rng([spec.seed, 5])
     out, highs, lows = [], [], []
-    for g in conductances:
+    for index, g in enumerate(conductances):
         g = np.asarray(g, dtype=np.float64)
         if spec.variation_sigma > 0:
             g = np.clip(g * np.exp(spec.variation_sigma * rng.standard_normal(g.shape)),
@@ -102,6 +118,10 @@ def apply_device_nonidealities(conductances: Sequence[np.ndarray], spec: NonIdea
         draw = rng.random(g.shape)
         high = draw < spec.fault_rate / 2
         low = (draw >= spec.fault_rate / 2) & (draw < spec.fault_rate)
+        if known is not None:
+            known_high, known_low = known.stuck_high[index], known.stuck_low[index]
+            high = (high & ~known_low) | known_high
+            low = (low & ~known_high) | known_low
         g = np.where(high, spec.g_max_siemens, np.where(low, spec.g_min_siemens, g))
         out.append(g)
         highs.append(high)

@@ -1,0 +1,212 @@
+"""Benchmark: stuck-at fault rescue, in SPICE, with the same fault map in training and validation.
+
+For each stuck-at rate (5, 10, 20 %: half the stuck devices at g_max, half at g_min) one seeded
+fault map is drawn and written to ``<out>/rate_NN/fault_map.npz``. Three SPICE accuracies on the
+same test images:
+
+- ``fault_free``: the network trained with ideal devices, simulated with ideal devices (the
+  baseline, the same for every rate);
+- ``oblivious``: that network simulated with the map's devices stuck;
+- ``remapped``: the fault-free network, its most harmed neurons moved to fault-free spare columns
+  (10 % extra columns per layer; :func:`memspice.train.fault_map.remap_to_spares`), no retraining;
+- ``aware``: the fault-free network retrained against the map (``--aware-epochs`` epochs from
+  its parameters, the same recipe), simulated with the same map.
+
+Every network is trained in coupled mode on a calibration of the built-in card made in the same
+run (the mode ``memspice train`` uses by default when given ``memspice calibrate``'s output), so
+the model predicts its circuit, on a short budget (Adam, batch 16, BCE on the output logits,
+learning rate ×0.97 per epoch, dense start θ ≈ −1.5; see :func:`train_config`); each validation also reports the model's accuracy on the same
+devices and its agreement with SPICE.
+
+Data: ``--quick`` (< 1 min on an idle machine): digits, 64-16-10, 400 training and 100 test images of the
+stratified 80/20 split. Full: MNIST 14×14, 196-100-10, the first 8,000 images of the 10k set
+for training and the last 2,000 for testing, from ``--mnist-dir``, ``$MEMSPICE_MNIST_DIR`` or
+the cache that ``memspice data mnist`` fills (``memspice data mnist --from DIR`` fills it from a
+local copy). Networks and validation batches are kept in ``--out``; a re-run reuses them.
+
+Ends with one line of JSON: ``{"networks": [{"network", "mode", "faults": [{"rate",
+"oblivious", "aware", "fault_free", "remapped", ...}, ...], ...}]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# Single-threaded BLAS, set before NumPy loads: the products are small, and on a shared 2-core
+# machine BLAS threads cost more than they save (see memspice.pipeline.train_stage).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+RATES = (0.05, 0.10, 0.20)
+#: Fault-free spare crossbar columns per layer, as a fraction of its neurons (rounded up).
+SPARE_FRACTION = 0.1
+
+
+def load_split(quick: bool, mnist_dir: Path | None, seed: int):
+    """``(name, train Dataset, test Dataset, topology)``."""
+    from memspice.datasets import load_dataset, train_test_split
+
+    if quick:
+        train_set, test_set = train_test_split(load_dataset("digits"), 0.2, seed)
+        return "digits", train_set.subset(slice(0, 400)), test_set.subset(slice(0, 100)), (64, 16, 10)
+    from memspice.data_cache import resolve_mnist_dir
+
+    data = load_dataset("mnist", resolve_mnist_dir(mnist_dir))
+    if len(data.labels) != 10_000:
+        raise SystemExit(f"expected the 10,000-image MNIST test set, got {len(data.labels)} images")
+    return "mnist", data.subset(slice(0, 8000)), data.subset(slice(8000, None)), (196, 100, 10)
+
+
+#: θ at initialization. The dense start lets a column's healthy devices outweigh one stuck at
+#: g_max; from the defaults' sparse start (−2, most devices near g_min) a single stuck-high device
+#: dominates its column (scripts/bench_train.py measured the same on MNIST).
+INIT_THETA_MEAN = -1.5
+
+
+def train_config(epochs: int, lr: float, seed: int):
+    """Adam, batch 16, BCE on the output neurons' logits (scripts/bench_train.py), the defaults'
+    learning-rate decay (×0.97 per epoch), the epoch of lowest validation loss (10 % held out);
+    ``epochs`` at learning rate ``lr``. (A cosine schedule over 5 epochs from θ ≈ −1.5 left the
+    quick network at chance.)"""
+    from memspice.train.trainer import TrainConfig
+
+    return TrainConfig(epochs=epochs, batch_size=16, lr=lr, optimizer="adam", loss="bce", loss_link="logit",
+                       lr_decay=0.97, schedule="exponential", seed=seed, val_fraction=0.1, progress=False)
+
+
+def trained(directory: Path, make_model, x, labels, config, initial=None):
+    """The network in ``directory`` if a run left one there, else train it (checkpointed) and save it."""
+    from memspice.train.evaluate import network_from_params
+    from memspice.train.network_io import load_network, save_network
+    from memspice.train.trainer import train
+
+    if (directory / "network.json").is_file():
+        return load_network(directory), 0.0
+    t0 = time.perf_counter()
+    model = make_model()
+    result = train(model, x, labels, config, out_dir=directory / "train", resume=True, initial_params=initial)
+    network = network_from_params(model, result.params, {"best_epoch": result.best_epoch})
+    save_network(network, directory)
+    return network, time.perf_counter() - t0
+
+
+def spice(network, tech, x, labels, out_dir: Path, workers: int, batch_size: int) -> dict:
+    """SPICE accuracy, model accuracy on the same devices, agreement, stuck devices, wall time."""
+    from memspice.validate.api import RunSettings, validate_network
+
+    t0 = time.perf_counter()
+    report = validate_network(network, tech, x, labels, out_dir, write_files=False,
+                              settings=RunSettings(batch_size=batch_size, workers=workers, resume=True))
+    s = report.summary
+    if not report.complete:
+        raise SystemExit(f"validation in {out_dir} incomplete: {s['failed_batches']}")
+    return {"spice": s["spice_accuracy"], "model": s["model_accuracy"], "agreement": s["agreement"],
+            "stuck": s["stuck_devices"], "wall_s": time.perf_counter() - t0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="digits, small network, < 1 min")
+    parser.add_argument("--mnist-dir", type=Path, default=None,
+                        help="MNIST IDX folder (default: $MEMSPICE_MNIST_DIR, else the memspice data cache)")
+    parser.add_argument("--out", type=Path, default=Path("bench_faults_run"),
+                        help="networks, fault maps and validation batches (default: ./bench_faults_run)")
+    parser.add_argument("--epochs", type=int, default=None, help="fault-free training epochs (quick 5, full 10)")
+    parser.add_argument("--aware-epochs", type=int, default=None,
+                        help="fault-aware retraining epochs from the fault-free network (quick 3, full 5)")
+    parser.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES), help="stuck-at rates (default 0.05,0.1,0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and fault maps (default 0)")
+    parser.add_argument("--workers", type=int, default=2, help="ngspice processes (default 2)")
+    args = parser.parse_args(argv)
+
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.datasets import features_to_voltages
+    from memspice.tech import builtin
+    from memspice.train.fault_map import FAULT_MAP_NAME, remap_to_spares, save_fault_map, seeded_fault_map
+    from memspice.train.model import PhaxNetwork
+
+    wall = time.perf_counter()
+    rates = [float(r) for r in args.rates.split(",")]
+    epochs = args.epochs or (5 if args.quick else 10)
+    aware_epochs = args.aware_epochs or (3 if args.quick else 5)
+    name, train_set, test_set, topology = load_split(args.quick, args.mnist_dir, args.seed)
+    tech, sizing = builtin(), InverterSizing()
+    t0 = time.perf_counter()
+    cal = calibrate(tech, sizing)
+    calibrate_s = time.perf_counter() - t0
+    mode = "coupled"
+    x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
+    x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
+    y_train, y_test = train_set.labels, test_set.labels
+    label = f"{name}-{'-'.join(map(str, topology))}"
+    out = args.out / label
+    batch = 500 if len(x_test) > 500 else max(1, -(-len(x_test) // args.workers))
+    lr = 0.01 if args.quick else 0.005
+    config, aware_config, init_mean = train_config(epochs, lr, args.seed), train_config(aware_epochs, lr, args.seed), INIT_THETA_MEAN
+
+    free, free_train_s = trained(out / "fault_free", lambda: PhaxNetwork(cal, topology, evaluator=mode, init_mean=init_mean),
+                                 x_train, y_train, config)
+    # θ of the programmed conductances (a device exactly at a window edge maps to ±inf: clipped)
+    free_params = [np.clip(t, -40.0, 40.0) for t in free.thetas()]
+    baseline = spice(free, tech, x_test, y_test, out / "fault_free" / "validate", args.workers, batch)
+    print(f"{label}, {mode} mode, {len(x_train)} training / {len(x_test)} test images; fault-free network "
+          f"({epochs} epochs, {free_train_s:.0f} s): SPICE {100 * baseline['spice']:.2f} %, model "
+          f"{100 * baseline['model']:.2f} %, agreement {100 * baseline['agreement']:.2f} %", flush=True)
+
+    rows = []
+    for k, rate in enumerate(rates):
+        tag = out / f"rate_{int(round(100 * rate)):02d}"
+        faults = seeded_fault_map(topology, rate, args.seed + k)
+        save_fault_map(faults, tag / FAULT_MAP_NAME, topology)
+        oblivious_net = dataclasses.replace(free, faults=faults)
+        oblivious = spice(oblivious_net, tech, x_test, y_test, tag / "oblivious_validate", args.workers, batch)
+        spares = [int(np.ceil(SPARE_FRACTION * m)) for m in topology[1:]]
+        window = free.window
+        remapped_map, moved = remap_to_spares(free.conductances, faults, spares, window.g_min_siemens,
+                                              window.g_max_siemens)
+        save_fault_map(remapped_map, tag / "remapped_fault_map.npz", topology)
+        remapped = spice(dataclasses.replace(free, faults=remapped_map), tech, x_test, y_test,
+                         tag / "remapped_validate", args.workers, batch)
+        aware_net, aware_train_s = trained(
+            tag / "aware", lambda f=faults: PhaxNetwork(cal, topology, faults=f, evaluator=mode, init_mean=init_mean),
+            x_train, y_train, aware_config, initial=free_params)
+        aware = spice(aware_net, tech, x_test, y_test, tag / "aware_validate", args.workers, batch)
+        gap = baseline["spice"] - oblivious["spice"]
+        row = {"rate": rate, "fault_free": baseline["spice"], "oblivious": oblivious["spice"], "aware": aware["spice"],
+               "aware_minus_fault_free_points": 100 * (aware["spice"] - baseline["spice"]),
+               "recovered_fraction": (aware["spice"] - oblivious["spice"]) / gap if gap > 0 else None,
+               "remapped": remapped["spice"], "remapped_model": remapped["model"],
+               "spare_columns": spares, "moved_neurons": [len(m) for m in moved],
+               "oblivious_model": oblivious["model"], "aware_model": aware["model"],
+               "oblivious_agreement": oblivious["agreement"], "aware_agreement": aware["agreement"],
+               "stuck_devices": aware["stuck"], "fault_seed": args.seed + k,
+               "aware_train_s": aware_train_s, "spice_wall_s": oblivious["wall_s"] + remapped["wall_s"] + aware["wall_s"]}
+        rows.append(row)
+        print(f"  {100 * rate:4.0f} % stuck ({row['stuck_devices']} devices): SPICE fault-free "
+              f"{100 * baseline['spice']:.2f} %, oblivious {100 * oblivious['spice']:.2f} %, remapped to "
+              f"{'+'.join(map(str, spares))} spare columns {100 * remapped['spice']:.2f} %, aware "
+              f"{100 * aware['spice']:.2f} % ({row['aware_minus_fault_free_points']:+.2f} points against fault-free"
+              + (f", {100 * row['recovered_fraction']:.0f} % of the loss recovered" if row["recovered_fraction"] is not None
+                 else "") + f"); model on the same devices {100 * oblivious['model']:.2f} / {100 * aware['model']:.2f} %,"
+              f" agreement {100 * oblivious['agreement']:.2f} / {100 * aware['agreement']:.2f} %", flush=True)
+    result = {"network": label, "dataset": name, "topology": list(topology), "mode": mode,
+              "train_samples": int(len(x_train)), "test_samples": int(len(x_test)), "epochs": epochs,
+              "aware_epochs": aware_epochs, "fault_free_model": baseline["model"],
+              "fault_free_agreement": baseline["agreement"], "fault_free_train_s": free_train_s,
+              "calibrate_s": calibrate_s, "faults": rows, "wall_s": time.perf_counter() - wall}
+    print(f"wall {result['wall_s']:.0f} s")
+    print(json.dumps({"networks": [result]}, sort_keys=True, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
