@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
-
 from memspice.cli_options import bounded, levels_int, nonnegative_int, seed_int, unit_interval
 from memspice.errors import ConfigError
 from memspice.safe_io import dumps_strict
