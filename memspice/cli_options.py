@@ -1,7 +1,8 @@
 """Command-line options shared by every subcommand that builds a circuit.
 
 One definition of ``--tech/--corner/--flavor/--pdk-path/--lib/--nmos/--pmos/--vdd/--vss/--temp``
-and the inverter sizing (``--wn/--wp/--ln/--lp`` in µm, or ``--sizes`` for several), and one
+and the inverter sizing (``--wn/--wp/--ln/--lp`` in µm and ``--mn/--mp`` parallel devices, or
+``--sizes`` for several), and one
 way to turn them into a :class:`~memspice.tech.Technology` and an
 :class:`~memspice.circuit.builders.InverterSizing`, so that every command accepts the same
 spelling and falls back to the same presets (:mod:`memspice.characterize.presets`).
@@ -106,9 +107,12 @@ def add_technology_options(parser: argparse.ArgumentParser, *, rails: bool = Tru
     sizing.add_argument("--wp", type=positive_float, default=None, help="PMOS width in µm")
     sizing.add_argument("--ln", type=positive_float, default=None, help="NMOS length in µm")
     sizing.add_argument("--lp", type=positive_float, default=None, help="PMOS length in µm (sky130 LVT pMOS needs ≥ 0.35)")
+    sizing.add_argument("--mn", type=bounded(int, 1, 10000), default=None, help="parallel NMOS devices of width --wn each (SPICE m)")
+    sizing.add_argument("--mp", type=bounded(int, 1, 10000), default=None, help="parallel PMOS devices of width --wp each (SPICE m)")
     if multi_sizes:
         sizing.add_argument("--sizes", default=None, metavar="WN,WP,LN,LP[;…]",
-                            help="several sizings in µm separated by ';' (overrides --wn/--wp/--ln/--lp)")
+                            help="several sizings in µm separated by ';' (overrides --wn/--wp/--ln/--lp; "
+                                 "--mn/--mp apply to each)")
 
 
 def rails_from_args(args: argparse.Namespace) -> Rails:
@@ -156,8 +160,19 @@ def _preset(args: argparse.Namespace) -> InverterSizing:
     return default_sizing(args.tech, args.flavor)
 
 
+def _parallel(args: argparse.Namespace, preset: InverterSizing) -> tuple[int, int]:
+    """``--mn/--mp`` (parallel devices) over the preset's."""
+    values = []
+    for name, default in (("mn", preset.mn), ("mp", preset.mp)):
+        given = getattr(args, name, None)
+        if given is not None and given < 1:
+            raise ConfigError(f"--{name} must be a positive number of parallel devices, got {given}")
+        values.append(default if given is None else given)
+    return values[0], values[1]
+
+
 def sizing_from_args(args: argparse.Namespace) -> InverterSizing:
-    """``--wn/--wp/--ln/--lp`` (µm) over the technology's preset."""
+    """``--wn/--wp/--ln/--lp`` (µm) and ``--mn/--mp`` over the technology's preset."""
     preset = _preset(args)
     values = []
     for name, default in (("wn", preset.wn_m), ("wp", preset.wp_m), ("ln", preset.ln_m), ("lp", preset.lp_m)):
@@ -165,7 +180,7 @@ def sizing_from_args(args: argparse.Namespace) -> InverterSizing:
         if given is not None and not (math.isfinite(given) and given > 0):
             raise ConfigError(f"--{name} must be a positive size in µm, got {given}")
         values.append(default if given is None else given * 1e-6)
-    return InverterSizing(*values)
+    return InverterSizing(*values, *_parallel(args, preset))
 
 
 def sizings_from_args(args: argparse.Namespace) -> tuple[InverterSizing, ...]:
@@ -174,6 +189,7 @@ def sizings_from_args(args: argparse.Namespace) -> tuple[InverterSizing, ...]:
     if not text:
         return (sizing_from_args(args),)
     sizings = []
+    parallel = _parallel(args, _preset(args))
     for part in (p for p in text.split(";") if p.strip()):
         try:
             values = [float(v) for v in part.split(",")]
@@ -181,5 +197,5 @@ def sizings_from_args(args: argparse.Namespace) -> tuple[InverterSizing, ...]:
             raise ConfigError(f"--sizes entry {part!r} needs four numbers WN,WP,LN,LP in µm") from None
         if len(values) != 4 or not all(math.isfinite(v) and v > 0 for v in values):
             raise ConfigError(f"--sizes entry {part!r} needs four numbers WN,WP,LN,LP in µm, all positive")
-        sizings.append(InverterSizing(*(v * 1e-6 for v in values)))
+        sizings.append(InverterSizing(*(v * 1e-6 for v in values), *parallel))
     return tuple(sizings)

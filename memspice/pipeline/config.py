@@ -65,17 +65,26 @@ class TechnologyConfig:
 
 @dataclass(frozen=True)
 class SizingConfig:
-    """Inverter transistor sizes (µm); 0 means the technology's reference sizing."""
+    """Inverter transistor sizes (µm); 0 means the technology's reference sizing.
+
+    ``mn``/``mp`` are parallel devices (SPICE ``m``) of width ``wn_um``/``wp_um`` each.
+    """
 
     wn_um: float = 0.0
     wp_um: float = 0.0
     ln_um: float = 0.0
     lp_um: float = 0.0
+    mn: int = 1  #: parallel nMOS devices
+    mp: int = 1  #: parallel pMOS devices
 
     def check(self, key: str) -> None:
         for k in ("wn_um", "wp_um", "ln_um", "lp_um"):
             v = getattr(self, k)
             _need(v == 0 or 0.01 <= v <= 1000, f"{key}.{k}", "must be 0 (reference) or in [0.01, 1000] µm", v)
+        for k in ("mn", "mp"):
+            v = getattr(self, k)
+            _need(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10000, f"{key}.{k}",
+                  "must be an integer in [1, 10000] (parallel devices)", v)
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,14 @@ def technology(config: RunConfig) -> Technology:
 
 
 def sizing(config: RunConfig) -> InverterSizing:
-    """Configured sizes (µm → m), falling back to the technology's preset for zeros."""
+    """Configured sizes (µm → m), falling back to the technology's preset for zeros; ``mn``/``mp``
+    (parallel devices) as configured."""
     preset = default_sizing(config.technology.name, config.technology.flavor)
     reference = (preset.wn_m, preset.wp_m, preset.ln_m, preset.lp_m)
     s = config.sizing
     given = (s.wn_um * 1e-6, s.wp_um * 1e-6, s.ln_um * 1e-6, s.lp_um * 1e-6)
     wn, wp, ln, lp = (g if g > 0 else r for g, r in zip(given, reference))
-    return InverterSizing(wn, wp, ln, lp)
+    return InverterSizing(wn, wp, ln, lp, s.mn, s.mp)
 
 
 def split_dataset(config: RunConfig) -> tuple[Dataset, Dataset]:

@@ -139,6 +139,8 @@ class ValidationReport:
 
 #: Keys of a calibration's ``source`` that record the inverter sizing it was made at (m).
 SIZING_KEYS = ("wn_m", "wp_m", "ln_m", "lp_m")
+#: ... and the parallel devices (SPICE ``m``) per transistor.
+PARALLEL_KEYS = ("mn", "mp")
 
 
 def recorded_sizing(calibration: Any) -> InverterSizing | None:
@@ -151,20 +153,24 @@ def recorded_sizing(calibration: Any) -> InverterSizing | None:
     if not any(k in source for k in SIZING_KEYS):
         return None
     try:
-        return InverterSizing(*(float(source[k]) for k in SIZING_KEYS))
+        parallel = {k: int(source.get(k, 1)) for k in PARALLEL_KEYS}  # recorded only when not 1
+        return InverterSizing(*(float(source[k]) for k in SIZING_KEYS), **parallel)
     except (KeyError, ValueError, ConfigError) as exc:
         raise ConfigError(f"the calibration's recorded inverter sizing is incomplete or malformed: {exc}") from None
 
 
 def sizing_conflicts(given: InverterSizing, recorded: InverterSizing) -> list[str]:
-    """Names of the sizes (``wn``, ``wp``, ``ln``, ``lp``) where ``given`` differs from ``recorded``."""
+    """Names of the sizes (``wn``, ``wp``, ``ln``, ``lp``, ``mn``, ``mp``) where ``given`` differs from ``recorded``."""
     return [k[:2] for k in SIZING_KEYS
-            if abs(getattr(given, k) - getattr(recorded, k)) > 1e-9 * max(getattr(recorded, k), 1e-12)]
+            if abs(getattr(given, k) - getattr(recorded, k)) > 1e-9 * max(getattr(recorded, k), 1e-12)] + [
+        k for k in PARALLEL_KEYS if getattr(given, k) != getattr(recorded, k)]
 
 
 def describe_sizing(sizing: InverterSizing) -> str:
     """``Wn = 1.2 µm, Wp = 1 µm, Ln = 0.1 µm, Lp = 0.1 µm``."""
-    return ", ".join(f"{k[0].upper()}{k[1]} = {getattr(sizing, k) * 1e6:g} µm" for k in SIZING_KEYS)
+    sizes = ", ".join(f"{k[0].upper()}{k[1]} = {getattr(sizing, k) * 1e6:g} µm" for k in SIZING_KEYS)
+    parallel = "".join(f", {k} = {getattr(sizing, k)}" for k in PARALLEL_KEYS if getattr(sizing, k) != 1)
+    return sizes + parallel
 
 
 def network_sizing(network: TrainedNetwork, sizing: InverterSizing | None = None) -> InverterSizing:
@@ -432,6 +438,7 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir, transient_elapsed_s))
     report.summary["model_evaluator"] = evaluator or network.evaluator
     report.summary["sizing_m"] = {k: float(getattr(sizing, k)) for k in SIZING_KEYS}
+    report.summary["sizing_parallel"] = {k: int(getattr(sizing, k)) for k in PARALLEL_KEYS}
     if network.faults is not None:
         from memspice.train.fault_map import fault_map_summary
 

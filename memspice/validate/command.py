@@ -146,7 +146,7 @@ SIZE_OPTIONS = ("wn", "wp", "ln", "lp")
 def sizing_of(args: argparse.Namespace, network: Any) -> Any:
     """The sizing to simulate at: the one the network's calibration records, else the options'.
 
-    ``--wn/--wp/--ln/--lp`` may repeat the recorded sizes; a different value is refused, since
+    ``--wn/--wp/--ln/--lp/--mn/--mp`` may repeat the recorded sizes; a different value is refused, since
     a circuit simulated at other sizes than its model was calibrated at disagrees with it.
     """
     from memspice.validate.api import describe_sizing, network_sizing, recorded_sizing
@@ -159,6 +159,12 @@ def sizing_of(args: argparse.Namespace, network: Any) -> Any:
         value = getattr(recorded, f"{name}_m")
         if given is not None and abs(given * 1e-6 - value) > 1e-9 * value:
             raise ConfigError(f"--{name} {given:g} µm differs from the sizing the network's calibration was made at "
+                              f"({describe_sizing(recorded)}); drop --{name}, or calibrate and train again at "
+                              "the new size")
+    for name in ("mn", "mp"):
+        given = getattr(args, name, None)
+        if given is not None and given != getattr(recorded, name):
+            raise ConfigError(f"--{name} {given} differs from the sizing the network's calibration was made at "
                               f"({describe_sizing(recorded)}); drop --{name}, or calibrate and train again at "
                               "the new size")
     return network_sizing(network)
