@@ -137,7 +137,27 @@ def test_cli_parallel_devices() -> None:
 
 @pytest.mark.parametrize("flag", ["--mn", "--mp"])
 def test_cli_refuses_non_positive_counts(flag: str) -> None:
+    for text in ("0", "1.5", "-3"):
+        with pytest.raises(SystemExit):  # argparse: not an integer ≥ 1
+            _args(flag, text)
+    args = _args(flag, "1")
+    setattr(args, flag[2:], 0)  # library callers that bypass argparse
     with pytest.raises(ConfigError, match=f"{flag} must be a positive number of parallel devices"):
-        sizing_from_args(_args(flag, "0"))
-    with pytest.raises(SystemExit):  # argparse: not an integer
-        _args(flag, "1.5")
+        sizing_from_args(args)
+
+
+def test_validation_takes_the_recorded_parallel_devices() -> None:
+    import dataclasses
+
+    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.validate.api import describe_sizing, recorded_sizing, sizing_conflicts
+
+    sizes = {"wn_m": "5e-05", "wp_m": "5e-05", "ln_m": "8e-07", "lp_m": "5e-07"}
+    cal = dataclasses.replace(phax_reference_calibration(), source={**sizes, "mn": "12"})
+    recorded = recorded_sizing(cal)
+    assert (recorded.mn, recorded.mp) == (12, 1)
+    assert "mn = 12" in describe_sizing(recorded)
+    assert sizing_conflicts(dataclasses.replace(recorded, mn=1), recorded) == ["mn"]
+    assert sizing_conflicts(recorded, recorded) == []
+    single = recorded_sizing(dataclasses.replace(cal, source=sizes))  # older calibrations: one device each
+    assert (single.mn, single.mp) == (1, 1)
