@@ -148,6 +148,30 @@ def test_theta_gradient_matches_finite_differences_entry_by_entry(calibration):
     assert np.linalg.norm(a - n) <= 1e-6 * np.linalg.norm(n)
 
 
+def test_sparse_load_gives_the_dense_load_results(calibration):
+    from memspice.train.coupled_solve import SparseLoad
+
+    wirings = network_wiring(STACK)
+    rng = np.random.default_rng(5)
+    devices = [np.where(w.present, rng.uniform(1e-7, 5e-6, w.source.shape), 0.0)
+               for w in wirings]
+    dense = LayeredCoupledEvaluator(calibration, wirings, sparse_loads=False)
+    sparse = LayeredCoupledEvaluator(calibration, wirings, sparse_loads=True)
+    matrices = [row_column_matrix(w, g) for w, g in zip(wirings, devices)]
+    load = sparse._load(matrices, 0)
+    assert isinstance(load, SparseLoad) and load.width < load.p_n.shape[1]  # really sparse
+    assert type(dense._load(matrices, 0)) is not SparseLoad
+    x = rng.uniform(VSS, VDD, (5, STACK.n_inputs))
+    ours, theirs = sparse.forward_devices(devices, x), dense.forward_devices(devices, x)
+    for a, b in zip(ours.layers, theirs.layers):
+        for name in ("column", "outn", "outp"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=1e-12)
+    grad_output = rng.standard_normal(ours.output.shape)
+    for a, b in zip(sparse.backward_devices(ours, grad_output),
+                    dense.backward_devices(theirs, grad_output)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max())
+
+
 def test_evaluator_choice_and_errors(calibration):
     with pytest.raises(ConfigError, match="inverter current"):
         CrossbarNetwork(phax_reference_calibration(), STACK, evaluator="coupled")

@@ -31,8 +31,8 @@ from memspice.train.current_surface import CurrentSurface
 
 __all__ = [
     "BlockInverse", "CurrentSurface", "JacobianFactor", "LayerSolution", "Linearization", "Load",
-    "NewtonSettings", "SolverError", "UnloadedFactor", "WoodburyFactor", "factor_jacobian",
-    "jacobian_solve", "newton_layer", "residual", "residual_stacked", "solve_layer",
+    "NewtonSettings", "SolverError", "SparseLoad", "UnloadedFactor", "WoodburyFactor",
+    "factor_jacobian", "jacobian_solve", "newton_layer", "residual", "residual_stacked", "solve_layer",
 ]
 
 
@@ -295,6 +295,69 @@ class Load:
             capacitance = left @ self.stacked_t
             diagonal = np.arange(k)
             capacitance[:, diagonal, diagonal] += self.total
+        return WoodburyFactor(inverse, self, capacitance)
+
+
+@dataclass(frozen=True, slots=True)
+class SparseLoad(Load):
+    """A :class:`Load` whose next columns each read few of the outputs (a convolution).
+
+    The same load and methods; only :meth:`factor` differs. Column ``k`` reads the ``W``
+    neurons ``index[k]`` (padded with weight-0 entries to the widest column), so its row of
+    the capacitance is ``[p_n α + p_p ε | p_p δ]`` on those neurons times their rows of
+    ``Pᵀ``: one batched ``(K, B, 2W) @ (K, 2W, K)`` product, ``O(B·K²·W)`` instead of
+    ``O(B·K²·M)``. Sums run over the same nonzero terms as the dense product, so results agree
+    to round-off.
+
+    Attributes:
+        index: ``(K, W)`` the neurons each next column reads (``outn`` or ``outp`` row present).
+        gathered_n: ``(K, W, 1)`` ``p_n`` on those neurons, 0 on padding (S).
+        gathered_p: ``(K, W, 1)`` ``p_p`` on those neurons, 0 on padding (S).
+        right: ``(K, 2W, K)`` the rows of ``Pᵀ`` for ``[outn | outp]`` of those neurons (S).
+    """
+
+    index: np.ndarray = field(init=False, repr=False, compare=False)
+    gathered_n: np.ndarray = field(init=False, repr=False, compare=False)
+    gathered_p: np.ndarray = field(init=False, repr=False, compare=False)
+    right: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        Load.__post_init__(self)
+        k, m = self.p_n.shape
+        reads = (self.p_n != 0) | (self.p_p != 0)
+        width = max(int(reads.sum(axis=1).max(initial=0)), 1)
+        # each row's read neurons first (stable order), then padding with weight 0
+        order = np.argsort(~reads, axis=1, kind="stable")[:, :width]
+        present = np.take_along_axis(reads, order, axis=1)
+        index = np.where(present, order, 0)
+        rows = np.arange(k)[:, None]
+        gathered_n = np.where(present, self.p_n[rows, index], 0.0)
+        gathered_p = np.where(present, self.p_p[rows, index], 0.0)
+        right = np.concatenate((self.stacked_t[index], self.stacked_t[index + m]), axis=1)
+        right *= np.concatenate((present, present), axis=1)[:, :, None]
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "gathered_n", gathered_n[:, :, None])
+        object.__setattr__(self, "gathered_p", gathered_p[:, :, None])
+        object.__setattr__(self, "right", right)
+
+    @property
+    def width(self) -> int:
+        """``W``: the most neurons any next column reads."""
+        return self.index.shape[1]
+
+    def factor(self, lin: Linearization) -> WoodburyFactor:
+        """The Jacobian ``D + Pᵀ diag(1/S) P`` at ``lin``; see :meth:`Load.factor`."""
+        inverse = lin.inverse()
+        k, m = self.p_n.shape
+        inv_t = inverse.inv.T  # (2M, B): gathers give (K, W, B)
+        alpha, delta = inv_t[:m][self.index], inv_t[m:][self.index]
+        eps = inverse.eps.T[self.index]
+        left = np.concatenate((self.gathered_n * alpha + self.gathered_p * eps,
+                               self.gathered_p * delta), axis=1)  # (K, 2W, B)
+        capacitance = np.ascontiguousarray(
+            (left.transpose(0, 2, 1) @ self.right).transpose(1, 0, 2))  # (B, K, K)
+        diagonal = np.arange(k)
+        capacitance[:, diagonal, diagonal] += self.total
         return WoodburyFactor(inverse, self, capacitance)
 
 
