@@ -302,43 +302,57 @@ class Load:
 class SparseLoad(Load):
     """A :class:`Load` whose next columns each read few of the outputs (a convolution).
 
-    The same load and methods; only :meth:`factor` differs. Column ``k`` reads the ``W``
-    neurons ``index[k]`` (padded with weight-0 entries to the widest column), so its row of
-    the capacitance is ``[p_n α + p_p ε | p_p δ]`` on those neurons times their rows of
-    ``Pᵀ``: one batched ``(K, B, 2W) @ (K, 2W, K)`` product, ``O(B·K²·W)`` instead of
-    ``O(B·K²·M)``. Sums run over the same nonzero terms as the dense product, so results agree
-    to round-off.
+    The same load and methods; only :meth:`factor` differs. The next columns are grouped by
+    the set of neurons they read (a conv layer's output channels at one position read the
+    same window; when groups differ in size, every column is its own group). Group ``g``
+    reads the ``W`` neurons ``index[g]`` (padded with weight-0 entries to the widest group),
+    so its rows of the capacitance are ``[p_n α + p_p ε | p_p δ]`` on those neurons times
+    their rows of ``Pᵀ``: one batched ``(G, c·B, 2W) @ (G, 2W, K)`` product (``c`` columns
+    per group), ``O(B·K²·W)`` instead of ``O(B·K²·M)``. The sums run over the same nonzero
+    terms as the dense product, so results agree to round-off.
 
     Attributes:
-        index: ``(K, W)`` the neurons each next column reads (``outn`` or ``outp`` row present).
-        gathered_n: ``(K, W, 1)`` ``p_n`` on those neurons, 0 on padding (S).
-        gathered_p: ``(K, W, 1)`` ``p_p`` on those neurons, 0 on padding (S).
-        right: ``(K, 2W, K)`` the rows of ``Pᵀ`` for ``[outn | outp]`` of those neurons (S).
+        columns: ``(G, c)`` the next columns of each group.
+        index: ``(G, W)`` the neurons each group reads (an ``outn`` or ``outp`` row present).
+        gathered_n: ``(G, c, 1, W)`` ``p_n`` of each column on those neurons, 0 on padding (S).
+        gathered_p: ``(G, c, 1, W)`` the same for ``p_p`` (S).
+        right_n: ``(G, W, K)`` the rows of ``Pᵀ`` for the ``outn`` of those neurons (S).
+        right_p: ``(G, W, K)`` the same for ``outp`` (S).
     """
 
+    columns: np.ndarray = field(init=False, repr=False, compare=False)
     index: np.ndarray = field(init=False, repr=False, compare=False)
     gathered_n: np.ndarray = field(init=False, repr=False, compare=False)
     gathered_p: np.ndarray = field(init=False, repr=False, compare=False)
-    right: np.ndarray = field(init=False, repr=False, compare=False)
+    right_n: np.ndarray = field(init=False, repr=False, compare=False)
+    right_p: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         Load.__post_init__(self)
         k, m = self.p_n.shape
         reads = (self.p_n != 0) | (self.p_p != 0)
-        width = max(int(reads.sum(axis=1).max(initial=0)), 1)
-        # each row's read neurons first (stable order), then padding with weight 0
-        order = np.argsort(~reads, axis=1, kind="stable")[:, :width]
-        present = np.take_along_axis(reads, order, axis=1)
+        _, group, counts = np.unique(reads, axis=0, return_inverse=True, return_counts=True)
+        if counts.min() == counts.max():
+            columns = np.argsort(group.ravel(), kind="stable").reshape(len(counts), -1)
+        else:
+            columns = np.arange(k)[:, None]
+        group_reads = reads[columns[:, 0]]  # (G, M)
+        width = max(int(group_reads.sum(axis=1).max(initial=0)), 1)
+        # each group's read neurons first (stable order), then padding with weight 0
+        order = np.argsort(~group_reads, axis=1, kind="stable")[:, :width]
+        present = np.take_along_axis(group_reads, order, axis=1)
         index = np.where(present, order, 0)
-        rows = np.arange(k)[:, None]
-        gathered_n = np.where(present, self.p_n[rows, index], 0.0)
-        gathered_p = np.where(present, self.p_p[rows, index], 0.0)
-        right = np.concatenate((self.stacked_t[index], self.stacked_t[index + m]), axis=1)
-        right *= np.concatenate((present, present), axis=1)[:, :, None]
+        rows = columns[:, :, None]
+        cols = index[:, None, :]
+        keep = present[:, None, :]
+        object.__setattr__(self, "columns", columns)
         object.__setattr__(self, "index", index)
-        object.__setattr__(self, "gathered_n", gathered_n[:, :, None])
-        object.__setattr__(self, "gathered_p", gathered_p[:, :, None])
-        object.__setattr__(self, "right", right)
+        object.__setattr__(self, "gathered_n",
+                           np.where(keep, self.p_n[rows, cols], 0.0)[:, :, None, :])
+        object.__setattr__(self, "gathered_p",
+                           np.where(keep, self.p_p[rows, cols], 0.0)[:, :, None, :])
+        object.__setattr__(self, "right_n", self.stacked_t[index] * present[:, :, None])
+        object.__setattr__(self, "right_p", self.stacked_t[index + m] * present[:, :, None])
 
     @property
     def width(self) -> int:
@@ -349,13 +363,19 @@ class SparseLoad(Load):
         """The Jacobian ``D + Pᵀ diag(1/S) P`` at ``lin``; see :meth:`Load.factor`."""
         inverse = lin.inverse()
         k, m = self.p_n.shape
-        inv_t = inverse.inv.T  # (2M, B): gathers give (K, W, B)
-        alpha, delta = inv_t[:m][self.index], inv_t[m:][self.index]
-        eps = inverse.eps.T[self.index]
-        left = np.concatenate((self.gathered_n * alpha + self.gathered_p * eps,
-                               self.gathered_p * delta), axis=1)  # (K, 2W, B)
-        capacitance = np.ascontiguousarray(
-            (left.transpose(0, 2, 1) @ self.right).transpose(1, 0, 2))  # (B, K, K)
+        groups, per_group = self.columns.shape
+        batch = inverse.inv.shape[0]
+        # gathers (B, G, W) seen as (G, 1, B, W)
+        alpha = inverse.inv[:, :m][:, self.index].transpose(1, 0, 2)[:, None]
+        delta = inverse.inv[:, m:][:, self.index].transpose(1, 0, 2)[:, None]
+        eps = inverse.eps[:, self.index].transpose(1, 0, 2)[:, None]
+        left_n = (self.gathered_n * alpha + self.gathered_p * eps).reshape(groups, -1, self.width)
+        left_p = (self.gathered_p * delta).reshape(groups, -1, self.width)
+        rows = left_n @ self.right_n
+        rows += left_p @ self.right_p  # (G, c·B, K)
+        capacitance = np.empty((batch, k, k))
+        capacitance[:, self.columns.ravel(), :] = (
+            rows.reshape(groups, per_group, batch, k).transpose(2, 0, 1, 3).reshape(batch, k, k))
         diagonal = np.arange(k)
         capacitance[:, diagonal, diagonal] += self.total
         return WoodburyFactor(inverse, self, capacitance)
