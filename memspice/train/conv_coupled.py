@@ -180,6 +180,9 @@ class LayeredCoupledEvaluator:
         self.wirings = tuple(wirings)
         self.settings = settings
         self.sparse_loads = sparse_loads
+        # the last load built per layer, with the matrix it was built from: the backward
+        # pass of a trace reuses its forward pass's loads
+        self._loads: dict[int, tuple[np.ndarray, bool | None, Load]] = {}
         self.surface = CurrentSurface(calibration.inverter_current)
         self._vdd = calibration.rails.vdd
         self._vss = calibration.rails.vss
@@ -273,7 +276,13 @@ class LayeredCoupledEvaluator:
     def _load(self, matrices: Sequence[np.ndarray], index: int) -> Load | None:
         if index + 1 >= len(matrices):
             return None
-        return load_of(matrices[index + 1], self._vdd, self._vss, self.sparse_loads)
+        matrix = matrices[index + 1]
+        cached = self._loads.get(index)
+        if cached is not None and cached[0] is matrix and cached[1] is self.sparse_loads:
+            return cached[2]
+        load = load_of(matrix, self._vdd, self._vss, self.sparse_loads)
+        self._loads[index] = (matrix, self.sparse_loads, load)
+        return load
 
     def backward_devices(self, trace: DeviceTrace, grad_output: np.ndarray,
                          grad_column: np.ndarray | None = None) -> list[np.ndarray]:
