@@ -6,7 +6,9 @@ SPICE. Trains the network a few batches with the coupled evaluator (so its neuro
 training puts them), then:
 
 - times one training step (``loss_and_grad`` on a batch) of each evaluator in the same
-  process, median over batches, and the epoch time that implies (8,000 images);
+  process, interleaved, median over batches, and the epoch time that implies (8,000 images):
+  static, coupled (sparse conv loads, the default) and coupled with every load held dense
+  (the baseline of the sparse loads);
 - simulates a handful of training images in ngspice through one flat batch deck
   (``.options reltol=1e-6 vntol=1e-9``) and reports each evaluator's RMS and max error per
   layer, model against SPICE node voltages, on the same conductances.
@@ -41,15 +43,17 @@ def spec():
                                      Flatten(), Dense(10)))
 
 
-def step_seconds(model, params, x, y, loss, batch, batches):
-    """Median wall time (s) of one ``loss_and_grad`` on ``batch`` images."""
-    times = []
+def step_seconds(models, params, x, y, loss, batch, batches):
+    """Median wall time (s) of one ``loss_and_grad`` on ``batch`` images, per model (the
+    models take turns on each batch, so load on the machine hits them alike)."""
+    times: dict[str, list[float]] = {name: [] for name in models}
     for index in range(batches):
         chunk = slice(index * batch, (index + 1) * batch)
-        t0 = time.perf_counter()
-        model.loss_and_grad(params, x[chunk], y[chunk], loss)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            model.loss_and_grad(params, x[chunk], y[chunk], loss)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def spice_errors(cal, network_spec, sigma, x):
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     network_spec = spec()
     coupled = CrossbarNetwork(cal, network_spec, evaluator="coupled", init_mean=-1.0)
     static = CrossbarNetwork(cal, network_spec, init_mean=-1.0)
+    dense_loads = CrossbarNetwork(cal, network_spec, evaluator="coupled", init_mean=-1.0)
+    dense_loads._coupled.sparse_loads = False  # every load a dense Load: the baseline
     loss = Loss("bce", link="logit")
     rng = np.random.default_rng(args.seed)
     params = coupled.init_params(rng)
@@ -123,25 +129,30 @@ def main(argv: list[str] | None = None) -> int:
         _, grads = coupled.loss_and_grad(params, x[chunk], y[chunk], loss)
         optimizer.step(params, grads)  # in place
     timed = x[order][-timed_batches * args.batch :], y[order][-timed_batches * args.batch :]
-    seconds = {name: step_seconds(model, params, *timed, loss, args.batch, timed_batches)
-               for name, model in (("static", static), ("coupled", coupled))}
+    models = {"static": static, "coupled": coupled, "coupled_dense_loads": dense_loads}
+    seconds = step_seconds(models, params, *timed, loss, args.batch, timed_batches)
     steps = TRAIN_IMAGES / args.batch
     sigma = [theta_to_conductance(t, coupled.window) for t in params]
     errors = spice_errors(cal, network_spec, sigma, x[order[:images]])
     print(f"MNIST 14x14 conv4-pool-conv8-pool-dense10, batch {args.batch}, after "
           f"{train_batches} coupled training steps")
-    for name in ("static", "coupled"):
-        print(f"  {name:8s} step {seconds[name] * 1e3:8.1f} ms  epoch ≈ "
+    for name in models:
+        print(f"  {name:19s} step {seconds[name] * 1e3:8.1f} ms  epoch ≈ "
               f"{seconds[name] * steps:7.1f} s")
     ratio = seconds["coupled"] / seconds["static"]
-    print(f"  coupled / static epoch time: {ratio:.1f}x")
+    dense_ratio = seconds["coupled_dense_loads"] / seconds["static"]
+    speedup = seconds["coupled_dense_loads"] / seconds["coupled"]
+    print(f"  coupled / static epoch time: {ratio:.1f}x (dense loads {dense_ratio:.1f}x; "
+          f"sparse loads {speedup:.2f}x faster)")
     print(f"  ngspice: {errors['images']} images in {errors['spice_s']:.1f} s")
     for mode in ("static", "coupled"):
         for index, layer in enumerate(errors[mode]):  # type: ignore[arg-type]
             print(f"  {mode:8s} layer {index}: rms {layer['rms_v'] * 1e6:9.2f} µV   max "
                   f"{layer['max_v'] * 1e6:9.2f} µV")
     print(json.dumps({"step_s": seconds, "epoch_s": {k: v * steps for k, v in seconds.items()},
-                      "epoch_ratio_coupled_to_static": ratio, "spice": errors,
+                      "epoch_ratio_coupled_to_static": ratio,
+                      "epoch_ratio_dense_loads_to_static": dense_ratio,
+                      "sparse_load_speedup": speedup, "spice": errors,
                       "train_batches": train_batches, "batch": args.batch}))
     return 0
 

@@ -16,6 +16,7 @@ from memspice.network.wiring import fan_out, network_wiring
 from memspice.train.conv_coupled import LayeredCoupledEvaluator, load_of, row_column_matrix
 from memspice.train.conv_model import CrossbarNetwork
 from memspice.train.coupled import CoupledEvaluator
+from memspice.train.coupled_solve import Linearization, Load, SparseLoad
 from memspice.train.losses import LOSS_LINKS, LOSS_NAMES, Loss
 
 from analytic_inverter import VDD, VSS, synthetic_calibration
@@ -146,6 +147,53 @@ def test_theta_gradient_matches_finite_differences_entry_by_entry(calibration):
     a = np.concatenate([g.ravel() for g in grads])
     n = np.concatenate([g.ravel() for g in numeric])
     assert np.linalg.norm(a - n) <= 1e-6 * np.linalg.norm(n)
+
+
+def test_sparse_load_gives_the_dense_load_results(calibration):
+    wirings = network_wiring(STACK)
+    rng = np.random.default_rng(5)
+    devices = [np.where(w.present, rng.uniform(1e-7, 5e-6, w.source.shape), 0.0)
+               for w in wirings]
+    dense = LayeredCoupledEvaluator(calibration, wirings, sparse_loads=False)
+    sparse = LayeredCoupledEvaluator(calibration, wirings, sparse_loads=True)
+    matrices = [row_column_matrix(w, g) for w, g in zip(wirings, devices)]
+    load = sparse._load(matrices, 0)
+    assert isinstance(load, SparseLoad) and load.width < load.p_n.shape[1]  # really sparse
+    assert type(dense._load(matrices, 0)) is not SparseLoad
+    x = rng.uniform(VSS, VDD, (5, STACK.n_inputs))
+    ours, theirs = sparse.forward_devices(devices, x), dense.forward_devices(devices, x)
+    for a, b in zip(ours.layers, theirs.layers):
+        for name in ("column", "outn", "outp"):
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=1e-12)
+    grad_output = rng.standard_normal(ours.output.shape)
+    for a, b in zip(sparse.backward_devices(ours, grad_output),
+                    dense.backward_devices(theirs, grad_output)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_sparse_load_factor_equals_the_dense_one(grouped):
+    rng = np.random.default_rng(7)
+    k, m, batch = 12, 40, 3
+    if grouped:  # 4 read sets shared by 3 columns each, shuffled (conv channels)
+        reads = np.repeat(rng.random((4, m)) < 0.3, 3, axis=0)[rng.permutation(k)]
+    else:  # every column its own set, of different sizes
+        reads = rng.random((k, m)) < rng.uniform(0.1, 0.5, (k, 1))
+    p_n = np.where(reads & (rng.random((k, m)) < 0.8), rng.uniform(1e-7, 5e-6, (k, m)), 0.0)
+    p_p = np.where(reads, rng.uniform(1e-7, 5e-6, (k, m)), 0.0)
+    args = (p_n, p_p, rng.normal(0, 1e-6, k), p_n.sum(axis=1) + p_p.sum(axis=1) + 1e-6)
+    dense, sparse = Load(*args), SparseLoad(*args)
+    assert (sparse.columns.shape[1] == 3) == grouped and sparse.width < m
+    lin = Linearization(-rng.uniform(1e-6, 1e-4, (batch, m)), rng.normal(0, 1e-5, (batch, m)),
+                        -rng.uniform(1e-6, 1e-4, (batch, m)), rng.normal(0, 1e-5, (batch, m)))
+    want, got = dense.factor(lin), sparse.factor(lin)
+    np.testing.assert_allclose(got.capacitance, want.capacitance, rtol=0,
+                               atol=1e-13 * np.abs(want.capacitance).max())
+    r = rng.standard_normal((batch, 2 * m))
+    for transpose in (False, True):
+        x = want.solve_stacked(r, transpose)
+        np.testing.assert_allclose(got.solve_stacked(r, transpose), x, rtol=0,
+                                   atol=1e-12 * np.abs(x).max())
 
 
 def test_evaluator_choice_and_errors(calibration):

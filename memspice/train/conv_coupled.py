@@ -40,6 +40,7 @@ from memspice.train.coupled_solve import (
     CurrentSurface,
     Load,
     NewtonSettings,
+    SparseLoad,
     jacobian_solve,
     residual,
     solve_layer,
@@ -98,14 +99,27 @@ def row_column_matrix(wiring: CrossbarWiring, devices: np.ndarray) -> np.ndarray
     return np.bincount(flat, weights=g.ravel(), minlength=m * width).reshape(m, width)
 
 
-def load_of(matrix: np.ndarray, vdd: float, vss: float) -> Load:
+#: A load is made a :class:`SparseLoad` when its widest column reads at most this fraction of
+#: the neurons (below it the gathered capacitance product beats the dense one).
+_SPARSE_FRACTION = 0.5
+
+
+def load_of(matrix: np.ndarray, vdd: float, vss: float, sparse: bool | None = None) -> Load:
     """The next layer's row-column matrix ``(K, 2S + 3)`` (S) seen from its ``S`` sources.
 
     The 0 V row carries no current into any column at 0 V, so it appears in ``total`` only.
+
+    Args:
+        sparse: a :class:`SparseLoad` (True), a dense :class:`Load` (False), or (None) sparse
+            when every next column reads at most half the neurons (a conv layer's load).
     """
     s = (matrix.shape[1] - 3) // 2
-    return Load(matrix[:, s : 2 * s], matrix[:, :s],
-                matrix[:, 2 * s] * vdd + matrix[:, 2 * s + 1] * vss, matrix.sum(axis=1))
+    p_n, p_p = matrix[:, s : 2 * s], matrix[:, :s]
+    if sparse is None:
+        reads = ((p_n != 0) | (p_p != 0)).sum(axis=1)
+        sparse = s > 0 and int(reads.max(initial=0)) <= _SPARSE_FRACTION * s
+    kind = SparseLoad if sparse else Load
+    return kind(p_n, p_p, matrix[:, 2 * s] * vdd + matrix[:, 2 * s + 1] * vss, matrix.sum(axis=1))
 
 
 def _column_vjp(matrix: np.ndarray, rows: np.ndarray, column: np.ndarray,
@@ -141,6 +155,9 @@ class LayeredCoupledEvaluator:
         wirings: per crossbar layer, its :class:`~memspice.network.wiring.CrossbarWiring`
             (:func:`~memspice.network.wiring.network_wiring` of the spec).
         settings: Newton tolerance (V), iteration cap and damping.
+        sparse_loads: how each layer's load is held (see :func:`load_of`): None picks sparse
+            loads for layers whose next columns read few neurons; True or False forces one
+            kind (the results agree to round-off).
 
     Raises:
         ConfigError: the calibration has no inverter current model.
@@ -152,7 +169,8 @@ class LayeredCoupledEvaluator:
     name = "coupled"
 
     def __init__(self, calibration: Calibration, wirings: Sequence[CrossbarWiring],
-                 settings: NewtonSettings = NewtonSettings()) -> None:
+                 settings: NewtonSettings = NewtonSettings(),
+                 sparse_loads: bool | None = None) -> None:
         if calibration.inverter_current is None:
             raise ConfigError(
                 "the coupled evaluator needs a calibration with an inverter current model "
@@ -161,6 +179,10 @@ class LayeredCoupledEvaluator:
         self.calibration = calibration
         self.wirings = tuple(wirings)
         self.settings = settings
+        self.sparse_loads = sparse_loads
+        # the last load built per layer, with the matrix it was built from: the backward
+        # pass of a trace reuses its forward pass's loads
+        self._loads: dict[int, tuple[np.ndarray, bool | None, Load]] = {}
         self.surface = CurrentSurface(calibration.inverter_current)
         self._vdd = calibration.rails.vdd
         self._vss = calibration.rails.vss
@@ -254,7 +276,13 @@ class LayeredCoupledEvaluator:
     def _load(self, matrices: Sequence[np.ndarray], index: int) -> Load | None:
         if index + 1 >= len(matrices):
             return None
-        return load_of(matrices[index + 1], self._vdd, self._vss)
+        matrix = matrices[index + 1]
+        cached = self._loads.get(index)
+        if cached is not None and cached[0] is matrix and cached[1] is self.sparse_loads:
+            return cached[2]
+        load = load_of(matrix, self._vdd, self._vss, self.sparse_loads)
+        self._loads[index] = (matrix, self.sparse_loads, load)
+        return load
 
     def backward_devices(self, trace: DeviceTrace, grad_output: np.ndarray,
                          grad_column: np.ndarray | None = None) -> list[np.ndarray]:
