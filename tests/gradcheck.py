@@ -29,3 +29,28 @@ def richardson_gradient(loss: Callable[[list[np.ndarray]], float], g: Sequence[n
             out[idx] = (4 * estimates[1] - estimates[0]) / 3
         numeric.append(out)
     return numeric
+
+
+def central_gradient(f: Callable[[list[np.ndarray]], float], params: list[np.ndarray],
+                     step: float = 1e-5) -> list[np.ndarray]:
+    """``∂f/∂params`` by central differences of absolute ``step`` in each entry (edits in place, restores)."""
+    grads = []
+    for p in params:
+        g = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            keep = p[idx]
+            p[idx] = keep + step
+            up = f(params)
+            p[idx] = keep - step
+            down = f(params)
+            p[idx] = keep
+            g[idx] = (up - down) / (2 * step)
+        grads.append(g)
+    return grads
+
+
+def relative_error(analytic: Sequence[np.ndarray], numeric: Sequence[np.ndarray]) -> float:
+    """‖analytic − numeric‖ / ‖numeric‖ over all arrays together."""
+    a = np.concatenate([g.ravel() for g in analytic])
+    n = np.concatenate([g.ravel() for g in numeric])
+    return float(np.linalg.norm(a - n) / np.linalg.norm(n))

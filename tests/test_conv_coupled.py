@@ -20,6 +20,7 @@ from memspice.train.coupled_solve import Linearization, Load, SparseLoad
 from memspice.train.losses import LOSS_LINKS, LOSS_NAMES, Loss
 
 from analytic_inverter import VDD, VSS, synthetic_calibration
+from gradcheck import central_gradient
 
 # conv(pad 1) → pool → conv → pool → flatten → dense: padding (a 0 V row), folding and sharing.
 STACK = NetworkSpec((1, 8, 8), (Conv2d(2, 3, padding=1), AvgPool2d(2), Conv2d(2, 3),
@@ -88,22 +89,6 @@ def test_load_sees_every_driven_device_and_padding_only_in_totals(calibration):
     assert np.all(matrix[:, nxt.zero_row] == 0)
 
 
-def _numeric_gradient(f, params, step=1e-5):
-    grads = []
-    for p in params:
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            keep = p[idx]
-            p[idx] = keep + step
-            up = f(params)
-            p[idx] = keep - step
-            down = f(params)
-            p[idx] = keep
-            g[idx] = (up - down) / (2 * step)
-        grads.append(g)
-    return grads
-
-
 def _directional(f, params, directions, step=1e-4):
     """Richardson-extrapolated central differences of ``f`` along each direction."""
     out = []
@@ -143,7 +128,7 @@ def test_theta_gradient_matches_finite_differences_entry_by_entry(calibration):
     params = model.init_params(rng)
     loss = Loss("bce", link="logit")
     _, grads = model.loss_and_grad(params, x, labels, loss)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
     a = np.concatenate([g.ravel() for g in grads])
     n = np.concatenate([g.ravel() for g in numeric])
     assert np.linalg.norm(a - n) <= 1e-6 * np.linalg.norm(n)

@@ -11,6 +11,7 @@ from memspice.train.conv_model import CrossbarNetwork, TanhConvNet
 from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import LOSS_LINKS, LOSS_NAMES, Loss
 from memspice.train.mapping import theta_to_conductance_vjp
+from gradcheck import central_gradient, relative_error
 
 # conv(pad 1) → pool → conv → pool → flatten → dense: padding, folding and sharing all at once.
 STACK = NetworkSpec((1, 6, 6), (Conv2d(2, 3, padding=1), AvgPool2d(2), Conv2d(2, 2),
@@ -34,28 +35,6 @@ def _gentle_calibration():
     return replace(cal, activation=gentle)
 
 
-def _numeric_gradient(f, params, step=1e-5):
-    grads = []
-    for p in params:
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            keep = p[idx]
-            p[idx] = keep + step
-            up = f(params)
-            p[idx] = keep - step
-            down = f(params)
-            p[idx] = keep
-            g[idx] = (up - down) / (2 * step)
-        grads.append(g)
-    return grads
-
-
-def _relative_error(analytic, numeric):
-    a = np.concatenate([g.ravel() for g in analytic])
-    n = np.concatenate([g.ravel() for g in numeric])
-    return np.linalg.norm(a - n) / np.linalg.norm(n)
-
-
 def _data(spec, seed, batch=4):
     rng = np.random.default_rng(seed)
     return rng, rng.uniform(-0.25, 0.25, (batch, spec.n_inputs)), rng.integers(0, 3, batch)
@@ -70,9 +49,9 @@ def test_crossbar_gradient_matches_finite_differences(spec, loss_name, link):
     params = model.init_params(rng)
     loss = Loss(loss_name, link=link)
     _, grads = model.loss_and_grad(params, x, labels, loss)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
     assert [g.shape for g in grads] == [p.theta_shape for p in spec.plans]
-    assert _relative_error(grads, numeric) <= 1e-6
+    assert relative_error(grads, numeric) <= 1e-6
 
 
 def test_masked_gradient_is_zero_on_absent_devices_and_exact_elsewhere():
@@ -85,10 +64,10 @@ def test_masked_gradient_is_zero_on_absent_devices_and_exact_elsewhere():
     params = model.init_params(rng)
     loss = Loss("bce")
     _, grads = model.loss_and_grad(params, x, labels, loss)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
     assert np.all(grads[1][~theta_mask] == 0)
     assert np.abs(grads[1][theta_mask]).max() > 0
-    assert _relative_error(grads, numeric) <= 1e-6
+    assert relative_error(grads, numeric) <= 1e-6
 
 
 def test_quantized_gradient_is_straight_through():
@@ -121,5 +100,5 @@ def test_float_baseline_gradient_matches_finite_differences(loss_name, link):
     params = [p + 0.1 * rng.standard_normal(p.shape) for p in model.init_params(rng)]
     loss = Loss(loss_name, link=link)
     _, grads = model.loss_and_grad(params, x, labels, loss)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
-    assert _relative_error(grads, numeric) <= 1e-6
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert relative_error(grads, numeric) <= 1e-6

@@ -15,30 +15,9 @@ from memspice.train.mapping import (
     theta_to_conductance_vjp,
 )
 from memspice.train.model import PhaxNetwork, TanhMLP
+from gradcheck import central_gradient, relative_error
 
 TOPOLOGIES = {1: (4, 3), 2: (4, 5, 3), 3: (4, 5, 4, 3)}
-
-
-def _numeric_gradient(f, params, step=1e-5):
-    grads = []
-    for p in params:
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            keep = p[idx]
-            p[idx] = keep + step
-            up = f(params)
-            p[idx] = keep - step
-            down = f(params)
-            p[idx] = keep
-            g[idx] = (up - down) / (2 * step)
-        grads.append(g)
-    return grads
-
-
-def _relative_error(analytic, numeric):
-    a = np.concatenate([g.ravel() for g in analytic])
-    n = np.concatenate([g.ravel() for g in numeric])
-    return np.linalg.norm(a - n) / np.linalg.norm(n)
 
 
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)
@@ -52,8 +31,8 @@ def test_phax_gradient_matches_finite_differences(loss_name, n_layers):
     labels = rng.integers(0, 3, 6)
     loss = Loss(loss_name)
     _, grads = model.loss_and_grad(params, x, labels, loss)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
-    assert _relative_error(grads, numeric) <= 1e-6
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert relative_error(grads, numeric) <= 1e-6
 
 
 @pytest.mark.parametrize("loss_name", LOSS_NAMES)
@@ -67,8 +46,8 @@ def test_baseline_gradient_matches_finite_differences(loss_name, n_layers):
     labels = rng.integers(0, 3, 6)
     loss = Loss(loss_name)
     _, grads = model.loss_and_grad(params, x, labels, loss)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
-    assert _relative_error(grads, numeric) <= 1e-6
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert relative_error(grads, numeric) <= 1e-6
 
 
 def test_mapping_vjps_match_finite_differences():
@@ -82,8 +61,8 @@ def test_mapping_vjps_match_finite_differences():
 
     sigma = theta_to_conductance(theta, window)
     analytic = theta_to_conductance_vjp(theta, window, column_weights_vjp(sigma, upstream))
-    numeric = _numeric_gradient(objective, [theta.copy()])
-    assert _relative_error([analytic], numeric) <= 1e-6
+    numeric = central_gradient(objective, [theta.copy()])
+    assert relative_error([analytic], numeric) <= 1e-6
 
 
 def test_fault_aware_gradient_is_zero_on_stuck_devices_and_exact_elsewhere():
@@ -100,8 +79,8 @@ def test_fault_aware_gradient_is_zero_on_stuck_devices_and_exact_elsewhere():
     for g, high, low in zip(grads, faults.stuck_high, faults.stuck_low):
         assert np.all(g[high | low] == 0.0)
         assert np.any(g[~(high | low)] != 0.0)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
-    assert _relative_error(grads, numeric) <= 1e-6
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert relative_error(grads, numeric) <= 1e-6
 
 
 def test_variation_gradient_is_exact_for_a_fixed_draw():
@@ -117,7 +96,7 @@ def test_variation_gradient_is_exact_for_a_fixed_draw():
         return model.loss_and_grad(p, x, labels, loss, np.random.default_rng(42))[0]
 
     _, grads = model.loss_and_grad(params, x, labels, loss, np.random.default_rng(42))
-    assert _relative_error(grads, _numeric_gradient(f, params)) <= 1e-6
+    assert relative_error(grads, central_gradient(f, params)) <= 1e-6
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.5])
@@ -132,8 +111,8 @@ def test_phax_logit_gradient_matches_finite_differences(loss_name, n_layers, tem
     labels = rng.integers(0, 3, 6)
     loss = Loss(loss_name, link="logit", temperature=temperature)
     _, grads = model.loss_and_grad(params, x, labels, loss)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
-    assert _relative_error(grads, numeric) <= 1e-6
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert relative_error(grads, numeric) <= 1e-6
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.4])
@@ -147,8 +126,8 @@ def test_baseline_logit_gradient_matches_finite_differences(loss_name, n_layers,
     labels = rng.integers(0, 3, 6)
     loss = Loss(loss_name, link="logit", temperature=temperature)
     _, grads = model.loss_and_grad(params, x, labels, loss)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
-    assert _relative_error(grads, numeric) <= 1e-6
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert relative_error(grads, numeric) <= 1e-6
 
 
 def _load_aware_calibration():
@@ -169,5 +148,5 @@ def test_logit_gradient_is_exact_under_every_evaluator(evaluator, calibration):
     labels = rng.integers(0, 3, 6)
     loss = Loss("bce", link="logit", temperature=1.5)
     _, grads = model.loss_and_grad(params, x, labels, loss)
-    numeric = _numeric_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
-    assert _relative_error(grads, numeric) <= 1e-6
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    assert relative_error(grads, numeric) <= 1e-6
