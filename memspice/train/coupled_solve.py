@@ -21,6 +21,7 @@ the next crossbar only through :class:`Load`'s methods (see ``docs/coupled-solve
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -119,11 +120,12 @@ class JacobianFactor(Protocol):
         ...
 
 
-class _PairSolve:
+class _PairSolve(ABC):
     """:meth:`JacobianFactor.solve` from :meth:`JacobianFactor.solve_stacked`."""
 
+    @abstractmethod
     def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
-        raise NotImplementedError
+        """Solve ``J x = r`` (or ``Jᵀ x = r``); ``r``, ``x`` ``(B, 2M)`` ``[n | p]``."""
 
     def solve(self, r_n: np.ndarray, r_p: np.ndarray, transpose: bool = False
               ) -> tuple[np.ndarray, np.ndarray]:
