@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from memspice.circuit.builders import InverterSizing
@@ -199,3 +200,20 @@ def sizings_from_args(args: argparse.Namespace) -> tuple[InverterSizing, ...]:
             raise ConfigError(f"--sizes entry {part!r} needs four numbers WN,WP,LN,LP in µm, all positive")
         sizings.append(InverterSizing(*(v * 1e-6 for v in values), *parallel))
     return tuple(sizings)
+
+
+def parse_model_roots(pairs: Sequence[str]) -> dict[str, str]:
+    """``--model-root ALIAS=DIR`` options as ``{alias: absolute directory}``.
+
+    Raises:
+        ConfigError: a pair is not ``ALIAS=DIR`` or DIR is not a directory.
+    """
+    roots: dict[str, str] = {}
+    for pair in pairs:
+        alias, sep, directory = pair.partition("=")
+        if not sep or not alias or not directory:
+            raise ConfigError(f"--model-root expects ALIAS=DIR, got {pair!r}")
+        if not Path(directory).is_dir():
+            raise ConfigError(f"--model-root {alias}: {directory} is not a directory")
+        roots[alias] = str(Path(directory).resolve())
+    return roots

@@ -244,16 +244,9 @@ def run_sim(args: argparse.Namespace) -> int:
 def _given_roots(pairs: list[str]):  # noqa: ANN202 - tuple[ModelRoot, ...]
     """``--model-root ALIAS=DIR`` options as model roots."""
     from memspice.circuit.deck import ModelRoot
+    from memspice.cli_options import parse_model_roots
 
-    roots = []
-    for pair in pairs:
-        alias, sep, directory = pair.partition("=")
-        if not sep or not alias or not directory:
-            raise ConfigError(f"--model-root expects ALIAS=DIR, got {pair!r}")
-        if not Path(directory).is_dir():
-            raise ConfigError(f"--model-root {alias}: {directory} is not a directory")
-        roots.append(ModelRoot(alias, str(Path(directory).resolve())))
-    return tuple(roots)
+    return tuple(ModelRoot(alias, directory) for alias, directory in parse_model_roots(pairs).items())
 
 
 _USER_ALIAS = re.compile(r'^\s*\.(?:include|inc|lib)\s+"?(user_[0-9a-f]{10})/', re.IGNORECASE | re.MULTILINE)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from memspice.characterize import plots
 from memspice.characterize.sizing import SizingResult, describe_sizing, plain_value
+from memspice.characterize.study import markdown_table
 from memspice.io import write_atomic, write_text_atomic
 from memspice.safe_io import dumps_strict
 
@@ -154,7 +155,7 @@ def sizing_markdown(result: SizingResult, summary: dict[str, Any]) -> str:
         shown |= np.isin(one["load_ohm"].to_numpy(), np.asarray(result.design_loads_ohm))
         one = one[shown]
         lines += ["Chosen design over the load grid (design loads included):", "",
-                  _markdown_table(pd.DataFrame({
+                  markdown_table(pd.DataFrame({
                       "load_mohm": one["load_ohm"] / 1e6, "inv_v_m_mv": one["inverter_v_m_v"] * 1e3,
                       "neuron_v_m_mv": one["neuron_v_m_v"] * 1e3, "inv_gain": one["inverter_peak_gain"],
                       "neuron_gain": one["neuron_peak_gain"], "neuron_swing_pct": one["neuron_swing_fraction"] * 100,
@@ -164,13 +165,13 @@ def sizing_markdown(result: SizingResult, summary: dict[str, Any]) -> str:
     if "layers" in summary:
         lines += ["## Per-layer sizing", "", "Each hidden layer judged at its median and heaviest neuron load "
                   "(the sum of the next crossbar's row conductances):", "",
-                  _markdown_table(pd.DataFrame([{
+                  markdown_table(pd.DataFrame([{
                       "layer": r["layer"], "neurons": r["neurons"], "median_load_mohm": r["median_load_ohm"] / 1e6,
                       "heaviest_load_mohm": r["heaviest_load_ohm"] / 1e6, "size": r["description"],
                       "static_power_nw": float(r.get("static_power_w", math.nan)) * 1e9,
                       "closest_misses": r.get("shortfall") or ""}
-                      for r in summary["layers"]])), ""]
-    lines += ["## Best candidates", "", _markdown_table(ranked, max_rows=15), "",
+                      for r in summary["layers"]]), max_rows=15), ""]
+    lines += ["## Best candidates", "", markdown_table(ranked, max_rows=15), "",
               "Files: " + ", ".join(summary["files"]), ""]
     return "\n".join(lines)
 
@@ -181,17 +182,3 @@ def _closest_text(result: SizingResult) -> str:
     k = closest(result.designs)
     row = result.designs.set_index("sizing").loc[k]
     return f"{describe_sizing(result.sizings[k])} (size #{k}): {row['shortfall']}."
-
-
-def _markdown_table(frame: pd.DataFrame, max_rows: int = 15, every: int = 1) -> str:
-    frame = frame.iloc[::every].head(max_rows)
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

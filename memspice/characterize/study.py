@@ -185,7 +185,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         rows = sec["rows"]
         if rows:
             frame = pd.DataFrame(rows)
-            lines.append(_markdown_table(frame))
+            lines.append(markdown_table(frame))
         if sec["errors"]:
             lines += ["", "Curves that could not be fitted:", *[f"- {e}" for e in sec["errors"][:10]]]
         lines.append("")
@@ -193,7 +193,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _markdown_table(frame: pd.DataFrame, max_rows: int = 60) -> str:
+def markdown_table(frame: pd.DataFrame, max_rows: int = 60) -> str:
+    """The first ``max_rows`` rows of ``frame`` as a Markdown table (floats to 4 significant digits)."""
     frame = frame.head(max_rows)
     header = "| " + " | ".join(frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from memspice.cli_options import parse_model_roots
 from memspice.errors import ConfigError
 from memspice.io import check_output_path, write_text_atomic
 
@@ -96,18 +97,6 @@ def find_golden_dir(explicit: Path | None, start: Path) -> Path:
     raise ConfigError(f"no {GOLDEN_DIR_NAME}/ directory found from {start} upwards; pass --dir")
 
 
-def _model_roots(pairs: list[str]) -> dict[str, str]:
-    roots: dict[str, str] = {}
-    for pair in pairs:
-        alias, sep, directory = pair.partition("=")
-        if not sep or not alias or not directory:
-            raise ConfigError(f"--model-root expects ALIAS=DIR, got {pair!r}")
-        if not Path(directory).is_dir():
-            raise ConfigError(f"--model-root {alias}: {directory} is not a directory")
-        roots[alias] = str(Path(directory).resolve())
-    return roots
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the check (or the update); return the exit status."""
     from memspice.regress import report as render
@@ -121,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:  # refuse a bad destination before minutes of simulation, not after
             check_output_path(path, [directory / name for name in os.listdir(directory)] if directory.is_dir() else [])
     options = SimOptions(timeout_s=args.timeout, ngspice=args.ngspice)
-    roots = _model_roots(args.model_root)
+    roots = parse_model_roots(args.model_root)
     if args.update:
         updates = update(directory, names=args.case, options=options, workers=args.jobs, model_roots=roots)
         print(render.update_text(updates), end="")

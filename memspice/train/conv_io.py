@@ -25,7 +25,6 @@ import numpy as np
 
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
-from memspice.io import write_atomic, write_text_atomic
 from memspice.network.spec import CrossbarMask, NetworkSpec
 from memspice.network.wiring import network_wiring
 from memspice.train.conv_model import CrossbarNetwork, CrossbarTrace
@@ -38,8 +37,10 @@ from memspice.train.network_io import (
     NPZ_NAME,
     READABLE_VERSIONS,
     TrainedNetwork,
+    calibration_record,
     load_network,
     save_network,
+    write_network_files,
 )
 
 
@@ -139,11 +140,6 @@ def save_layered_network(network: TrainedCrossbarNetwork, directory: Path) -> di
         if mask.device is not None:
             arrays[f"mask_device{i}"] = mask.device
 
-    def write_npz(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-
-    cal = network.calibration
     meta = {
         "format": NETWORK_FORMAT,
         "version": NETWORK_VERSION,
@@ -153,19 +149,12 @@ def save_layered_network(network: TrainedCrossbarNetwork, directory: Path) -> di
         "units": "siemens",
         "row_order": "per theta row: ip taps (c_in, row, col), in taps, bias_p(vdd), "
                      "bias_n(vss); devices per memspice.network.wiring",
-        "rails": {"vdd": cal.rails.vdd, "vss": cal.rails.vss},
-        "device": {"g_min_siemens": cal.device.g_min_siemens,
-                   "g_max_siemens": cal.device.g_max_siemens, "levels": cal.device.levels},
+        **calibration_record(network.calibration),
         "evaluator": network.evaluator,
         "has_fault_map": False,
-        "calibration_digest": cal.digest(),
-        "calibration": cal.to_dict(),
         "metadata": network.metadata,
     }
-    npz_path = write_atomic(directory / NPZ_NAME, write_npz)
-    json_path = write_text_atomic(directory / JSON_NAME,
-                                  json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return {"network_npz": npz_path, "network_json": json_path}
+    return write_network_files(directory, arrays, meta)
 
 
 def load_layered_network(directory: Path, calibration: Calibration | None = None

@@ -40,6 +40,7 @@ from memspice.train.conv_ops import (
 )
 from memspice.train.hardware import HardwareConfig, realize_conductances
 from memspice.train.losses import Loss
+from memspice.train.model import glorot_params
 from memspice.train.mapping import (
     ConductanceWindow,
     theta_to_conductance,
@@ -337,12 +338,7 @@ class TanhConvNet:
 
     def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Glorot-uniform ``W`` (fan-in K, fan-out channels) and zero ``b``: ``[W0, b0, …]``."""
-        params: list[np.ndarray] = []
-        for plan in self.plans:
-            limit = np.sqrt(6.0 / (plan.taps + plan.channels))
-            params.append(rng.uniform(-limit, limit, (plan.channels, plan.taps)))
-            params.append(np.zeros(plan.channels))
-        return params
+        return glorot_params(rng, [(plan.channels, plan.taps) for plan in self.plans])
 
     def _forward(self, params: Sequence[np.ndarray], x: np.ndarray
                  ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:

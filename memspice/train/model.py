@@ -185,6 +185,16 @@ class PhaxNetwork:
         return value, grads
 
 
+def glorot_params(rng: np.random.Generator, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Glorot-uniform ``(fan_out, fan_in)`` weights, each followed by zero biases: ``[W0, b0, …]``."""
+    params: list[np.ndarray] = []
+    for fan_out, fan_in in shapes:
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        params.append(rng.uniform(-limit, limit, (fan_out, fan_in)))
+        params.append(np.zeros(fan_out))
+    return params
+
+
 class TanhMLP:
     """Float baseline: a tanh MLP with unconstrained weights and biases, same topology.
 
@@ -212,12 +222,7 @@ class TanhMLP:
 
     def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Glorot-uniform weights and zero biases: ``[W0, b0, W1, b1, …]``."""
-        params: list[np.ndarray] = []
-        for s in self.shapes:
-            limit = np.sqrt(6.0 / (s.n_inputs + s.n_outputs))
-            params.append(rng.uniform(-limit, limit, (s.n_outputs, s.n_inputs)))
-            params.append(np.zeros(s.n_outputs))
-        return params
+        return glorot_params(rng, [(s.n_outputs, s.n_inputs) for s in self.shapes])
 
     def _forward(
         self, params: Sequence[np.ndarray], x: np.ndarray

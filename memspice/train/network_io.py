@@ -110,6 +110,29 @@ class TrainedNetwork:
         return [conductance_to_theta(g, self.window) for g in self.conductances]
 
 
+def calibration_record(cal: Calibration) -> dict[str, Any]:
+    """The network file's rails, device window and embedded calibration (with its digest)."""
+    return {
+        "rails": {"vdd": cal.rails.vdd, "vss": cal.rails.vss},
+        "device": {"g_min_siemens": cal.device.g_min_siemens,
+                   "g_max_siemens": cal.device.g_max_siemens, "levels": cal.device.levels},
+        "calibration_digest": cal.digest(),
+        "calibration": cal.to_dict(),
+    }
+
+
+def write_network_files(directory: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, Path]:
+    """Write ``network.npz`` (``arrays``) and ``network.json`` (``meta``, strict JSON) atomically."""
+
+    def write_npz(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    npz_path = write_atomic(Path(directory) / NPZ_NAME, write_npz)
+    json_path = write_text_atomic(Path(directory) / JSON_NAME, dumps_strict(meta, indent=2, sort_keys=True) + "\n")
+    return {"network_npz": npz_path, "network_json": json_path}
+
+
 def save_network(network: TrainedNetwork, directory: Path) -> dict[str, Path]:
     """Write ``network.npz`` and ``network.json`` atomically into ``directory``."""
     directory = Path(directory)
@@ -117,11 +140,6 @@ def save_network(network: TrainedNetwork, directory: Path) -> dict[str, Path]:
     if network.faults is not None:
         check_fault_map(network.faults, network.topology)  # before anything is written
 
-    def write_npz(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-
-    cal = network.calibration
     meta = {
         "format": NETWORK_FORMAT,
         "version": NETWORK_VERSION,
@@ -129,18 +147,12 @@ def save_network(network: TrainedNetwork, directory: Path) -> dict[str, Path]:
         "layers": NetworkSpec.dense(network.topology).to_dict(),
         "units": "siemens",
         "row_order": "ip_0..ip_{N-1}, in_0..in_{N-1}, bias_p(vdd), bias_n(vss)",
-        "rails": {"vdd": cal.rails.vdd, "vss": cal.rails.vss},
-        "device": {"g_min_siemens": cal.device.g_min_siemens,
-                   "g_max_siemens": cal.device.g_max_siemens, "levels": cal.device.levels},
+        **calibration_record(network.calibration),
         "evaluator": network.evaluator,
         "has_fault_map": network.faults is not None,
-        "calibration_digest": cal.digest(),
-        "calibration": cal.to_dict(),
         "metadata": network.metadata,
     }
-    npz_path = write_atomic(directory / NPZ_NAME, write_npz)
-    json_path = write_text_atomic(directory / JSON_NAME, dumps_strict(meta, indent=2, sort_keys=True) + "\n")
-    paths = {"network_npz": npz_path, "network_json": json_path}
+    paths = write_network_files(directory, arrays, meta)
     if network.faults is not None:
         paths["fault_map"] = save_fault_map(network.faults, directory / FAULT_MAP_NAME, network.topology)
     else:
