@@ -4,7 +4,9 @@ MNIST 14×14 (2×2-pooled; the first 8,000 images of the 10k set train, the last
 ``conv 4 k3 → pool 2 → conv 8 k3 → pool 2 → flatten → dense 10`` on the built-in card
 calibrated in SPICE (with its inverter current table, so validation compares SPICE with the
 coupled model). Without ``--network`` a static model is trained for ``--epochs`` (``--quick``:
-one epoch on the first 2,000 images) and saved in
+one epoch on the first 2,000 images), optionally fine-tuned with the coupled evaluator for
+``--coupled-epochs`` (a statically trained CNN does not work in the circuit: its conv neurons
+drive tens of devices, which the static model ignores), and saved in
 the work folder (pass it back with ``--network`` to skip training next time).
 
 For each simulator, in the same run (the stock ``ngspice`` on PATH first, then ``--alt-ngspice``
@@ -79,29 +81,49 @@ def trained_network(args: argparse.Namespace, work: Path) -> tuple[Any, dict]:
     result = train(model, x[:images], y[:images],
                    TrainConfig(epochs=args.epochs, lr=0.05, loss="bce", loss_link="logit", seed=0, patience=0))
     seconds = time.perf_counter() - start
-    sigma = tuple(theta_to_conductance(t, model.window) for t in result.params)
     model_accuracy = float(np.mean(model.predict(result.params, x[-TEST_IMAGES:]).argmax(axis=1) == y[-TEST_IMAGES:]))
-    network = TrainedCrossbarNetwork(cnn_spec(), sigma, cal, "static",
-                                     metadata={"dataset": "mnist", "epochs": args.epochs,
-                                               "static_test_accuracy": model_accuracy})
+    info = {"trained_here": True, "epochs": args.epochs, "train_s": seconds,
+            "static_model_test_accuracy": model_accuracy}
+    params, evaluator = result.params, "static"
+    if args.coupled_epochs:
+        # the static model misses the conv neurons' load by far: fine-tune with the coupled one
+        coupled = CrossbarNetwork(cal, cnn_spec(), evaluator="coupled")
+        start = time.perf_counter()
+        result = train(coupled, x[:images], y[:images],
+                       TrainConfig(epochs=args.coupled_epochs, lr=0.02, loss="bce", loss_link="logit", seed=1,
+                                   patience=0), initial_params=params)
+        params, evaluator = result.params, "coupled"
+        info.update(coupled_epochs=args.coupled_epochs, coupled_train_s=time.perf_counter() - start)
+    sigma = tuple(theta_to_conductance(t, model.window) for t in params)
+    network = TrainedCrossbarNetwork(cnn_spec(), sigma, cal, evaluator,
+                                     metadata={"dataset": "mnist", **info})
     save_layered_network(network, work / "network")
-    return network, {"trained_here": True, "epochs": args.epochs, "train_s": seconds,
-                     "static_model_test_accuracy": model_accuracy, "saved": str(work / "network")}
+    return network, {**info, "saved": str(work / "network")}
 
 
 _STAT = re.compile(r"^(Total iterations|Circuit Equations|Total analysis time \(seconds\)|Total elapsed time \(seconds\)|"
                    r"Netlist loading time|Netlist parsing time)\s*=\s*([0-9.eE+-]+)", re.MULTILINE)
 
 
+#: Images in the deck run with ngspice's accounting on (its load, parse and setup times do not
+#: depend on them; its analysis time grows with them).
+PROBE_IMAGES = 10
+
+
 def probe(circuit: Any, x: np.ndarray, ngspice: str) -> dict:
-    """One batch deck alone with ngspice's accounting on: deck size and where ngspice's time goes."""
+    """The size of a batch deck of ``x``, and one deck of its first images alone with ngspice's
+    accounting on: where ngspice's time goes."""
     from memspice.netlist.emit import emit
     from memspice.sim import SimOptions, simulate_text
 
     start = time.perf_counter()
+    text = emit(circuit.dc_deck(x))
+    build_s = time.perf_counter() - start
+    batch = {"batch_images": len(x), "deck_lines": text.count("\n"), "deck_mb": len(text.encode()) / 1e6,
+             "deck_build_s": build_s}
+    x = x[:PROBE_IMAGES]
     deck = circuit.dc_deck(x)
     text = emit(deck)
-    build_s = time.perf_counter() - start
     start = time.perf_counter()
     result = simulate_text(text, deck.model_roots, (*deck.settings, ("acct", "")),
                            SimOptions(keep="never", ngspice=ngspice, timeout_s=3600))
@@ -109,13 +131,16 @@ def probe(circuit: Any, x: np.ndarray, ngspice: str) -> dict:
     stats = {name: float(value) for name, value in _STAT.findall(result.output)}
     total, analysis = stats.get("Total elapsed time (seconds)"), stats.get("Total analysis time (seconds)")
     size = re.search(r"Maximum ngspice program size\s*=\s*([0-9.]+)\s*MB", result.output)
-    return {"images": len(x), "deck_lines": text.count("\n"), "deck_mb": len(text.encode()) / 1e6,
-            "deck_build_s": build_s, "wall_s": wall, "equations": stats.get("Circuit Equations"),
+    return {**batch, "images": len(x), "wall_s": wall, "equations": stats.get("Circuit Equations"),
             "netlist_load_s": stats.get("Netlist loading time"), "netlist_parse_s": stats.get("Netlist parsing time"),
             "setup_s": None if total is None or analysis is None else total - analysis,
             "analysis_s": analysis, "ngspice_elapsed_s": total,
             "newton_iterations_per_image": stats["Total iterations"] / len(x) if "Total iterations" in stats else None,
             "program_mb": float(size.group(1)) if size else None}
+
+
+def _s(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _children_cpu_s() -> float:
@@ -166,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per deck (default: the images split into 2 batches per worker)")
     parser.add_argument("--epochs", type=int, default=None, help="static training epochs (default: 5)")
+    parser.add_argument("--coupled-epochs", type=int, default=0,
+                        help="then fine-tune this many epochs with the coupled evaluator (default: 0)")
     parser.add_argument("--network", type=Path, default=None, help="a saved CNN (skips training)")
     parser.add_argument("--alt-ngspice", default=os.environ.get("MEMSPICE_NGSPICE"), metavar="EXE",
                         help="second ngspice build to compare (default: $MEMSPICE_NGSPICE)")
@@ -200,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{samples} test images, {args.workers} workers, batches of {batch_size}")
     if training.get("trained_here"):
         print(f"  trained here: {args.epochs} static epochs in {training['train_s']:.1f} s, static model "
-              f"test accuracy {100 * training['static_model_test_accuracy']:.2f} %")
+              f"test accuracy {100 * training['static_model_test_accuracy']:.2f} %"
+              + (f"; then {args.coupled_epochs} coupled epochs in {training['coupled_train_s']:.1f} s"
+                 if args.coupled_epochs else ""))
     print(f"  coupled model on {samples} images: {model_s:.2f} s ({samples / model_s:.0f} images/s)")
     for name, r in runs.items():
         p = r["probe"]
@@ -209,10 +238,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * r['spice_accuracy']:.2f} %, model ({r['model_evaluator']}) {100 * r['model_accuracy']:.2f} %, "
               f"agreement {100 * r['agreement']:.2f} %")
         print(f"        layer RMS errors (mV): " + ", ".join(f"{k} {v:.3f}" for k, v in r["layer_rms_mv"].items()))
-        print(f"        one deck of {p['images']} images: {p['deck_lines']:,} lines, {p['deck_mb']:.1f} MB, built in "
-              f"{p['deck_build_s']:.2f} s; ngspice: load {p['netlist_load_s']} s, parse {p['netlist_parse_s']} s, "
-              f"setup {p['setup_s']} s, analysis {p['analysis_s']} s, {p['equations']} equations, "
-              f"{p['newton_iterations_per_image']} Newton iterations/image")
+        print(f"        a deck of {p['batch_images']} images: {p['deck_lines']:,} lines, {p['deck_mb']:.1f} MB, built "
+              f"in {p['deck_build_s']:.2f} s; {p['images']} images with ngspice's accounting: load "
+              f"{p['netlist_load_s']} s, parse {p['netlist_parse_s']} s, setup {_s(p['setup_s'])} s, analysis "
+              f"{p['analysis_s']} s, {p['equations']:.0f} equations, {p['newton_iterations_per_image']:.2f} Newton "
+              f"iterations/image")
     ratios = {}
     if "alt" in runs:
         ratios = {"images_per_s_alt_over_stock": runs["alt"]["images_per_s"] / runs["stock"]["images_per_s"],

@@ -262,3 +262,15 @@ def test_validate_network_reports_layered_delay_and_energy(tmp_path: Path) -> No
     assert tran["total_energy_to_settle_j_mean"] > tran["energy_to_settle_j_mean"] > 0
     assert "Transient (3 samples" in (tmp_path / "v" / "report.md").read_text()
     assert (tmp_path / "v" / "transient.png").is_file()
+
+
+def test_with_every_row_used_the_drive_is_the_dense_one() -> None:
+    from memspice.circuit.builders import indexed_input_sources
+    from memspice.train.conv_circuit import masked_input_sources
+
+    x = np.random.default_rng(0).uniform(-0.25, 0.25, (5, 4))
+    used = np.ones(4, dtype=bool)
+    assert masked_input_sources(x, used, used) == indexed_input_sources(x)
+    kept = masked_input_sources(x, np.array([1, 0, 1, 0], bool), np.array([1, 1, 0, 0], bool))
+    assert [e.name for e in kept] == ["idx", "xp0", "xn0", "xn1", "xp2"]
+    np.testing.assert_array_equal(kept[3].ys, -np.asarray(indexed_input_sources(x)[3].ys))
