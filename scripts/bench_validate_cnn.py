@@ -77,7 +77,7 @@ def trained_network(args: argparse.Namespace, work: Path) -> tuple[Any, dict]:
     x, y = mnist_voltages(args.mnist_dir, cal.rails.vdd, cal.rails.vss)
     model = CrossbarNetwork(cal, cnn_spec(), init_mean=-1.0)
     start = time.perf_counter()
-    images = 2000 if args.quick else TRAIN_IMAGES
+    images = args.train_images or (2000 if args.quick else TRAIN_IMAGES)
     result = train(model, x[:images], y[:images],
                    TrainConfig(epochs=args.epochs, lr=0.05, loss="bce", loss_link="logit", seed=0, patience=0))
     seconds = time.perf_counter() - start
@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per deck (default: the images split into 2 batches per worker)")
     parser.add_argument("--epochs", type=int, default=None, help="static training epochs (default: 5)")
+    parser.add_argument("--train-images", type=int, default=None,
+                        help="train on the first N images (default: 8,000; --quick: 2,000)")
+    parser.add_argument("--stock-ngspice", default="ngspice", metavar="EXE",
+                        help="the baseline ngspice (default: ngspice on PATH)")
     parser.add_argument("--coupled-epochs", type=int, default=0,
                         help="then fine-tune this many epochs with the coupled evaluator (default: 0)")
     parser.add_argument("--network", type=Path, default=None, help="a saved CNN (skips training)")
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = args.samples or (40 if args.quick else 500)
     args.epochs = args.epochs or (1 if args.quick else 5)
     batch_size = args.batch_size or -(-samples // (2 * args.workers))
-    simulators = {"stock": "ngspice"}
+    simulators = {"stock": args.stock_ngspice}
     if args.alt_ngspice and not args.no_alt:
         simulators["alt"] = args.alt_ngspice
     with tempfile.TemporaryDirectory(prefix="bench_validate_cnn_") as tmp:
