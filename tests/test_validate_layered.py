@@ -274,3 +274,17 @@ def test_with_every_row_used_the_drive_is_the_dense_one() -> None:
     kept = masked_input_sources(x, np.array([1, 0, 1, 0], bool), np.array([1, 1, 0, 0], bool))
     assert [e.name for e in kept] == ["idx", "xp0", "xn0", "xn1", "xp2"]
     np.testing.assert_array_equal(kept[3].ys, -np.asarray(indexed_input_sources(x)[3].ys))
+
+
+def test_the_layered_circuit_travels_to_dask_workers_intact(calibration) -> None:
+    import pickle
+
+    from memspice.validate.layered import layered_circuit
+
+    circuit = layered_circuit(_masked_dense(calibration), builtin(), InverterSizing())
+    copy = pickle.loads(pickle.dumps(circuit))
+    assert copy.digest() == circuit.digest() and copy.layer_sizes == (4, 3)
+    x, _ = _samples(NetworkSpec.dense((6, 4, 3)), calibration, 2)
+    from memspice.netlist.emit import emit
+
+    assert emit(copy.dc_deck(x)) == emit(circuit.dc_deck(x))
