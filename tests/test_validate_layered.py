@@ -288,3 +288,21 @@ def test_the_layered_circuit_travels_to_dask_workers_intact(calibration) -> None
     from memspice.netlist.emit import emit
 
     assert emit(copy.dc_deck(x)) == emit(circuit.dc_deck(x))
+
+
+@pytest.mark.ngspice
+def test_a_dense_network_takes_drawn_devices_too(tmp_path: Path, calibration) -> None:
+    network = as_validated(_network(NetworkSpec.dense((5, 3, 2)), calibration))
+    x, labels = _samples(NetworkSpec.dense((5, 3, 2)), calibration, 3)
+    drawn = [g * np.exp(0.3 * np.random.default_rng(1).standard_normal(g.shape)) for g in network.conductances]
+    settings = RunSettings(batch_size=3, workers=1)
+    ideal = validate_network(network, builtin(), x, labels, tmp_path / "a", settings=settings, write_files=False)
+    report = validate_network(network, builtin(), x, labels, tmp_path / "b", settings=settings, write_files=False,
+                              device_conductances=drawn, evaluator="coupled")
+    assert np.array_equal(report.draw.conductances[0], drawn[0])
+    assert not np.allclose(report.spice[0].outp, ideal.spice[0].outp, atol=1e-3)
+    for row in report.summary["drawn_devices_model"]["layer_errors"]:
+        assert row["rms_v"] < RMS_BOUND_V, row
+    drawn[1][0, 0] = 0.0
+    with pytest.raises(ConfigError, match="finite and positive"):
+        validate_network(network, builtin(), x, labels, tmp_path / "c", device_conductances=drawn)

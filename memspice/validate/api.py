@@ -406,23 +406,47 @@ class Subject:
             ``(n_columns, D)``) and the stuck devices.
         states: the model's voltages of every layer for all samples.
         evaluator: the model's evaluator.
-        n_classes: output neurons.
     """
 
     circuit: ValidationCircuit
     draw: DeviceDraw
     states: tuple[LayerState, ...]
     evaluator: str
-    n_classes: int
 
 
 def dense_subject(network: TrainedNetwork, tech: Technology, sizing: InverterSizing, x: np.ndarray,
-                  nonideal: NonIdeality, evaluator: str | None) -> Subject:
-    """A dense network: non-idealities drawn on its conductance matrices, subcircuit neurons."""
-    draw = apply_device_nonidealities(network.conductances, nonideal, network.faults)
+                  nonideal: NonIdeality, evaluator: str | None,
+                  device_conductances: Sequence[np.ndarray] | None = None) -> Subject:
+    """A dense network: non-idealities drawn on its conductance matrices (or ``device_conductances``
+    built as given), subcircuit neurons."""
+    if device_conductances is None:
+        draw = apply_device_nonidealities(network.conductances, nonideal, network.faults)
+    else:
+        draw = given_dense_devices(network, device_conductances, nonideal)
     circuit = NetworkCircuit(tech, sizing, draw.conductances, nonideal.wire_ohm)
-    return Subject(circuit, draw, tuple(network.layer_voltages(x, evaluator)), evaluator or network.evaluator,
-                   network.topology[-1])
+    return Subject(circuit, draw, tuple(network.layer_voltages(x, evaluator)), evaluator or network.evaluator)
+
+
+def given_dense_devices(network: TrainedNetwork, device_conductances: Sequence[np.ndarray],
+                        nonideal: NonIdeality) -> DeviceDraw:
+    """``device_conductances`` of a dense network as a draw: one ``(M, 2N+2)`` array per layer in
+    wiring order (the per-device layout of a dense layer), every device present (> 0 S).
+
+    Raises:
+        ConfigError: variation or faults asked for as well, wrong layers or shapes, or a device
+            that is absent, negative or not finite.
+    """
+    if nonideal.any_device_change:
+        raise ConfigError("give either drawn device conductances or variation and faults to draw, not both")
+    arrays = [np.asarray(g, dtype=np.float64) for g in device_conductances]
+    want = [np.shape(g) for g in network.conductances]
+    if [a.shape for a in arrays] != want:
+        raise ConfigError(f"device conductances have shapes {[a.shape for a in arrays]}, the network's layers {want}")
+    if not all(np.all(np.isfinite(a)) and np.all(a > 0) for a in arrays):
+        raise ConfigError("a dense network's device conductances must be finite and positive (its crossbars "
+                          "have no absent devices)")
+    stuck = tuple(np.zeros(a.shape, dtype=bool) for a in arrays)
+    return DeviceDraw(tuple(arrays), stuck, stuck)
 
 
 def layered_subject(network: TrainedCrossbarNetwork, tech: Technology, sizing: InverterSizing, x: np.ndarray,
@@ -443,8 +467,7 @@ def layered_subject(network: TrainedCrossbarNetwork, tech: Technology, sizing: I
     devices = circuit.conductances
     targets = tuple(np.asarray(g, dtype=np.float64) for g in network.device_conductances())
     stuck = tuple(np.zeros(np.shape(g), dtype=bool) for g in devices)
-    return Subject(circuit, DeviceDraw(devices, stuck, stuck), model_states(network, targets, x, name), name,
-                   network.spec.n_outputs)
+    return Subject(circuit, DeviceDraw(devices, stuck, stuck), model_states(network, targets, x, name), name)
 
 
 def validate_network(network: TrainedNetwork | TrainedCrossbarNetwork, tech: Technology, x: np.ndarray,
@@ -477,9 +500,11 @@ def validate_network(network: TrainedNetwork | TrainedCrossbarNetwork, tech: Tec
         write_files: write the table, summary, report and plots.
         progress: optional ``callable(mode, done, total)``, called with ``mode`` ``"dc"`` and then
             ``"transient"``, counting that mode's batches.
-        device_conductances: layered networks: the devices to build instead of the targets,
-            per crossbar layer ``(n_columns, D)`` (S, 0 = absent; e.g. drawn with variation or
-            faults); the report then also runs the model on them (``drawn_devices_model``).
+        device_conductances: the devices to build instead of the targets, per crossbar layer
+            ``(n_columns, D)`` (S; e.g. drawn with variation or faults; layered networks: 0 =
+            absent, dense ones: the ``(M, 2N+2)`` matrices, every device present); the report
+            then also runs the model on them (``drawn_devices_model``). Not together with
+            variation or faults in ``nonideal``.
 
     Returns:
         The report; ``report.complete`` is False when a batch failed (the rest still finished).
@@ -491,9 +516,6 @@ def validate_network(network: TrainedNetwork | TrainedCrossbarNetwork, tech: Tec
     cal = network.calibration
     if evaluator is not None and not layered:
         make_evaluator(evaluator, cal)  # an unknown name fails here, before any simulation
-    if device_conductances is not None and not layered:
-        raise ConfigError("device_conductances takes conv, pooled or masked networks; a dense network's "
-                          "devices are drawn with nonideal")
     if abs(tech.rails.vdd - cal.rails.vdd) > 1e-12 or abs(tech.rails.vss - cal.rails.vss) > 1e-12:
         raise ConfigError(f"technology rails ({tech.rails.vdd}, {tech.rails.vss}) V differ from the "
                           f"network's ({cal.rails.vdd}, {cal.rails.vss}) V")
@@ -504,7 +526,7 @@ def validate_network(network: TrainedNetwork | TrainedCrossbarNetwork, tech: Tec
     if isinstance(network, TrainedCrossbarNetwork):
         subject = layered_subject(network, tech, sizing, x, nonideal, evaluator, device_conductances)
     else:
-        subject = dense_subject(network, tech, sizing, x, nonideal, evaluator)
+        subject = dense_subject(network, tech, sizing, x, nonideal, evaluator, device_conductances)
     circuit, draw, states = subject.circuit, subject.draw, subject.states
     out_dir = Path(out_dir)
     n_tran = min(int(settings.transient_samples), len(x))
