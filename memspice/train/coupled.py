@@ -236,8 +236,8 @@ class CoupledEvaluator:
             rows = row_voltages(v_pos, v_neg, self._vdd, self._vss)
             column = column_voltages(g, rows)
             if load is None:  # nothing loads the outputs: each inverter's own unloaded root
-                outn = self.surface.unloaded_output(column)
-                outp = self.surface.unloaded_output(outn)
+                unloaded = self.surface.unloaded_pair(column)
+                outn, outp = unloaded[:, : column.shape[1]], unloaded[:, column.shape[1] :]
             else:
                 outn, outp = act.inverting(column), act.noninverting(column)
             start = (outn, outp)

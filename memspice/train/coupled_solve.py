@@ -208,8 +208,6 @@ class Load:
         stacked: ``P = [p_n p_p]``, ``(K, 2M)`` (S): the load's low-rank factor.
         stacked_t: ``Pᵀ``, ``(2M, K)`` (S).
         b: ``[b_n | b_p]``, ``(2M,)`` (S).
-        outer: ``(3M, K²)`` rows ``vec(p_n[:,m] p_n[:,m]ᵀ)``, ``vec(p_p[:,m] p_p[:,m]ᵀ)``,
-            ``vec(p_p[:,m] p_n[:,m]ᵀ)`` (S²), or None when that would be large.
     """
 
     p_n: np.ndarray
@@ -221,22 +219,33 @@ class Load:
     stacked: np.ndarray = field(init=False, repr=False, compare=False)
     stacked_t: np.ndarray = field(init=False, repr=False, compare=False)
     b: np.ndarray = field(init=False, repr=False, compare=False)
-    outer: np.ndarray | None = field(init=False, repr=False, compare=False)
+    _outer: tuple = field(init=False, repr=False, compare=False)  # (outer,) once built
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "b_n", self.p_n.sum(axis=0))
-        object.__setattr__(self, "b_p", self.p_p.sum(axis=0))
         stacked = np.concatenate([self.p_n, self.p_p], axis=1)
+        b = stacked.sum(axis=0)
+        m = self.p_n.shape[1]
+        object.__setattr__(self, "b_n", b[:m])
+        object.__setattr__(self, "b_p", b[m:])
         object.__setattr__(self, "stacked", stacked)
         object.__setattr__(self, "stacked_t", np.ascontiguousarray(stacked.T))
-        object.__setattr__(self, "b", np.concatenate([self.b_n, self.b_p]))
-        k, m = self.p_n.shape
-        outer = None
-        if 3 * m * k * k <= _OUTER_LIMIT:  # rows in the order of [α | δ | ε]
-            left = np.concatenate((self.p_n, self.p_p, self.p_p), axis=1).T  # (3M, K)
-            right = np.concatenate((self.p_n, self.p_p, self.p_n), axis=1).T
-            outer = (left[:, :, None] * right[:, None, :]).reshape(3 * m, k * k)
-        object.__setattr__(self, "outer", outer)
+        object.__setattr__(self, "b", b)
+        object.__setattr__(self, "_outer", ())
+
+    @property
+    def outer(self) -> np.ndarray | None:
+        """``(3M, K²)`` rows ``vec(p_n[:,m] p_n[:,m]ᵀ)``, ``vec(p_p[:,m] p_p[:,m]ᵀ)``,
+        ``vec(p_p[:,m] p_n[:,m]ᵀ)`` (S²), or None when that would be large; built on first use
+        (the compiled Newton loop does not need it)."""
+        if not self._outer:
+            k, m = self.p_n.shape
+            outer = None
+            if 3 * m * k * k <= _OUTER_LIMIT:  # rows in the order of [α | δ | ε]
+                left = np.concatenate((self.p_n, self.p_p, self.p_p), axis=1).T  # (3M, K)
+                right = np.concatenate((self.p_n, self.p_p, self.p_n), axis=1).T
+                outer = (left[:, :, None] * right[:, None, :]).reshape(3 * m, k * k)
+            object.__setattr__(self, "_outer", (outer,))
+        return self._outer[0]
 
     @classmethod
     def of(cls, g_next: np.ndarray, vdd: float, vss: float) -> Load:
@@ -477,8 +486,14 @@ def solve_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, o
 
 
 def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
-                 load: Load | None, settings: NewtonSettings, layer: int = 0) -> LayerSolution:
+                 load: Load | None, settings: NewtonSettings, layer: int = 0,
+                 compiled: bool = True) -> LayerSolution:
     """Damped Newton on one layer's KCL, batched; only unconverged samples keep iterating.
+
+    With a dense :class:`Load` (or none) on a uniform current table, the loop runs compiled
+    (:mod:`memspice.train.coupled_kernel`, one call for every sample's whole loop) when numba
+    is installed; otherwise, or with ``compiled=False``, as the batched NumPy operations
+    below. Both run the same iteration and stopping rule and agree to round-off.
 
     Args:
         surface: the inverter current model.
@@ -488,6 +503,7 @@ def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, 
         load: the next crossbar, or None for an unloaded (output) layer.
         settings: tolerances and damping.
         layer: layer index (for the error message).
+        compiled: use the compiled loop where it applies.
 
     Returns:
         The outputs, the iteration count and the final linearization.
@@ -495,6 +511,10 @@ def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, 
     Raises:
         SolverError: some samples still moved by more than ``tol_v`` after ``max_iter``.
     """
+    if compiled and (load is None or type(load) is Load):
+        grid = surface.uniform_grid
+        if grid is not None and _kernel() is not None:
+            return _newton_compiled(surface, grid, column, outn, outp, load, settings, layer)
     lo, hi = surface.v_lo, surface.v_hi
     m = column.shape[1]
     u = np.minimum(np.maximum(np.concatenate((outn, outp), axis=1).astype(np.float64), lo), hi)
@@ -531,3 +551,44 @@ def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, 
         active, last_step = active[~done], step[~done]
         everyone = False
     raise SolverError(layer, active, last_step, settings.max_iter)
+
+
+def _kernel():
+    """The compiled Newton loop, or None without numba (imported on first use)."""
+    from memspice.train import coupled_kernel
+
+    return coupled_kernel.newton if coupled_kernel.available() else None
+
+
+def _newton_compiled(surface: CurrentSurface, grid: np.ndarray, column: np.ndarray, outn: np.ndarray,
+                     outp: np.ndarray, load: Load | None, settings: NewtonSettings, layer: int
+                     ) -> LayerSolution:
+    """:func:`newton_layer` by the compiled kernel: every sample to its own convergence."""
+    from memspice.train import coupled_kernel
+
+    column = np.ascontiguousarray(column, dtype=np.float64)
+    batch, m = column.shape
+    u = np.concatenate((outn, outp), axis=1).astype(np.float64)  # the kernel's start and answer
+    if load is None:
+        p = p_t = np.zeros((0, 2 * m))
+        bias = total = np.zeros(0)
+        b = np.zeros(2 * m)
+    else:
+        p, p_t, bias, total, b = load.stacked, load.stacked_t, load.bias, load.total, load.b
+    k = p.shape[0]
+    diagonal, d_in, inv = np.empty((3, batch, 2 * m))
+    eps = np.empty((batch, m))
+    capacitance = np.empty((batch, k, k))
+    iterations = np.empty(batch, dtype=np.int64)
+    last_step = np.empty(batch)
+    limits = np.array([surface.v_lo, surface.v_hi, settings.tol_v, settings.max_step_v])
+    coupled_kernel.newton(surface.coefficients, grid, column, u, p, p_t, bias, total, b, limits,
+                          settings.max_iter, diagonal, d_in, inv, eps, capacitance, iterations, last_step)
+    failed = iterations < 0
+    if failed.any():
+        raise SolverError(layer, np.flatnonzero(failed), last_step[failed], settings.max_iter)
+    lin = Linearization(diagonal[:, :m], d_in[:, m:], diagonal[:, m:], d_in[:, :m], diagonal)
+    inverse = BlockInverse(inv, eps)
+    factor: JacobianFactor = (UnloadedFactor(inverse) if load is None
+                              else WoodburyFactor(inverse, load, capacitance))
+    return LayerSolution(u[:, :m], u[:, m:], int(iterations.max(initial=0)), lin, factor)
