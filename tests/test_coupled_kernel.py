@@ -38,13 +38,14 @@ def calibration():
 def kernel_calls(monkeypatch):
     """Counts the compiled kernel's calls."""
     calls = []
-    newton = coupled_kernel.newton
+    kernels = coupled_kernel.compiled()
+    newton = kernels.newton
 
     def counting(*args):
         calls.append(args[2].shape)
         return newton(*args)
 
-    monkeypatch.setattr(coupled_kernel, "newton", counting)
+    monkeypatch.setattr(kernels, "newton", counting)
     return calls
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from memspice.circuit.wiring import input_rows, row_voltages
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
+from memspice.train import coupled_kernel
 from memspice.train.coupled_solve import (
     CurrentSurface,
     JacobianFactor,
@@ -108,8 +109,14 @@ class WarmStarts:
         """Overwrite ``outn``/``outp`` rows with the stored outputs where ``slots`` ≥ 0, moved
         to first order for the column's change since (each neuron's own slope; the coupling
         through the next layer and the change of the load are left to Newton)."""
+        if layer not in self._tables:
+            return
+        kernels = coupled_kernel.compiled()
+        if kernels is not None:
+            kernels.warm_guess(self._tables[layer], slots, column, outn, outp)
+            return
         hit = slots >= 0
-        if hit.any() and layer in self._tables:
+        if hit.any():
             stored = self._tables[layer][slots[hit]]
             move_n = stored[:, 3] * (column[hit] - stored[:, 2])
             outn[hit] = stored[:, 0] + move_n
@@ -125,8 +132,13 @@ class WarmStarts:
             missing = np.arange(len(keys))
         for row in missing:  # duplicate rows within the batch share one slot
             slots[row] = self._slots.setdefault(keys[row], len(self._slots))
+        kernels = coupled_kernel.compiled()
         for layer, (state, lin) in layers.items():
             target = self._table(layer, state.outn.shape[1])
+            if kernels is not None:
+                kernels.warm_store(target, slots, state.outn, state.outp, state.column,
+                                          lin.i1_in, lin.a, lin.e, lin.d)
+                continue
             target[slots, 0] = state.outn
             target[slots, 1] = state.outp
             target[slots, 2] = state.column

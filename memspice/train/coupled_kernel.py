@@ -9,28 +9,52 @@ solved by Woodbury with the ``K × K`` capacitance ``C = diag(S) + P D⁻¹ Pᵀ
 clipping and stopping rule, per sample. Results agree with the NumPy loop to round-off
 (the sums run in a different order).
 
-Compiled on first use and cached on disk (``cache=True``); numba is imported only then, so
-``import memspice`` stays light. Without numba the NumPy loop runs instead.
+Compiled on first use (:func:`compiled`) and cached on disk; numba is imported only then, so
+importing the solver stays light. Without numba the NumPy loop runs instead.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+from types import SimpleNamespace
+
 import numpy as np
 
-try:  # a dependency, but the NumPy loop is a complete fallback
-    import numba
-except ImportError:  # pragma: no cover - numba missing
-    numba = None
+#: Helpers the kernels call, compiled first so that the kernels call their compiled versions.
+_HELPERS = ("_locate", "_surface", "_axpy", "_lu_solve", "_hermite")
+#: The entry points :func:`compiled` returns.
+_KERNELS = ("newton", "woodbury_solve", "unloaded_pair", "warm_guess", "warm_store")
+_compiled: SimpleNamespace | None = None
 
-_jit = numba.njit(cache=True, nogil=True) if numba is not None else (lambda function: function)
 
-
+@functools.cache
 def available() -> bool:
-    """Whether the compiled kernel can run (numba is importable)."""
-    return numba is not None
+    """Whether the compiled kernels can run (numba is installed)."""
+    return importlib.util.find_spec("numba") is not None
 
 
-@_jit
+def compiled() -> SimpleNamespace | None:
+    """The compiled kernels (attributes named as the functions below), or None without numba.
+
+    The first call imports numba and compiles every kernel, or loads it from numba's disk
+    cache (``cache=True``: a fresh checkout compiles once, later processes load).
+    """
+    global _compiled
+    if not available():
+        return None
+    if _compiled is None:
+        import numba
+
+        jit = numba.njit(cache=True, nogil=True)
+        module = globals()
+        for name in _HELPERS:
+            if not isinstance(module[name], numba.core.dispatcher.Dispatcher):
+                module[name] = jit(module[name])
+        _compiled = SimpleNamespace(**{name: jit(module[name]) for name in _KERNELS})
+    return _compiled
+
+
 def _locate(v: float, origin: float, inv_step: float, cells: int) -> tuple[int, float]:
     """Cell index and local coordinate in [0, 1] of ``v`` on a uniform grid of ``cells``
     cells, clipped onto it (NaN stays NaN, in cell 0)."""
@@ -48,7 +72,6 @@ def _locate(v: float, origin: float, inv_step: float, cells: int) -> tuple[int, 
     return cell, t - cell
 
 
-@_jit
 def _surface(coeffs: np.ndarray, x0: float, inv_hx: float, y0: float, inv_hy: float,
              v_in: float, v_out: float) -> tuple[float, float, float]:
     """Current, ``∂I/∂V_in`` and ``∂I/∂V_out`` at one point: :meth:`CurrentSurface._flat_eval`."""
@@ -69,14 +92,12 @@ def _surface(coeffs: np.ndarray, x0: float, inv_hx: float, y0: float, inv_hy: fl
     return value, d_in, d_out
 
 
-@_jit
 def _axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> None:
     """``y += alpha · x`` for 1-D arrays."""
     for i in range(y.shape[0]):
         y[i] += alpha * x[i]
 
 
-@_jit
 def _lu_solve(a: np.ndarray, r: np.ndarray, piv: np.ndarray) -> bool:
     """Solve ``a x = r`` in place (``a`` becomes its LU factors, ``r`` the solution) by
     Gaussian elimination with partial pivoting; False if ``a`` is singular."""
@@ -112,13 +133,14 @@ def _lu_solve(a: np.ndarray, r: np.ndarray, piv: np.ndarray) -> bool:
     return True
 
 
-@_jit
 def newton(coeffs: np.ndarray, grid: np.ndarray, column: np.ndarray, u: np.ndarray,
             p: np.ndarray, p_t: np.ndarray, bias: np.ndarray, total: np.ndarray, b: np.ndarray,
             limits: np.ndarray, max_iter: int, diagonal: np.ndarray, d_in: np.ndarray,
             inv_out: np.ndarray, eps_out: np.ndarray, capacitance: np.ndarray,
             iterations: np.ndarray, last_step: np.ndarray) -> None:
-    """Every sample's damped Newton loop; see :func:`memspice.train.coupled_solve.newton_layer`. Writes the outputs into ``u``."""
+    """Every sample's damped Newton loop (:func:`memspice.train.coupled_solve.newton_layer`);
+    the outputs are written into ``u``, the last iterate's linearization and factor into
+    ``diagonal``, ``d_in``, ``inv_out``, ``eps_out`` and ``capacitance``."""
     x0, inv_hx, y0, inv_hy = grid[0], grid[1], grid[2], grid[3]
     lo, hi, tol, max_step = limits[0], limits[1], limits[2], limits[3]
     n_samples, m = column.shape
@@ -230,7 +252,6 @@ def newton(coeffs: np.ndarray, grid: np.ndarray, column: np.ndarray, u: np.ndarr
         last_step[sample] = step
 
 
-@_jit
 def _hermite(v: float, grid: np.ndarray, step: float, value: np.ndarray, slope: np.ndarray) -> float:
     """One point of :meth:`CurrentSurface.unloaded_output`'s cubic Hermite interpolation."""
     last = grid.shape[0] - 1
@@ -250,7 +271,6 @@ def _hermite(v: float, grid: np.ndarray, step: float, value: np.ndarray, slope: 
             + step * ((t3 - 2.0 * t2 + t) * slope[cell] + (t3 - t2) * slope[cell + 1]))
 
 
-@_jit
 def unloaded_pair(grid: np.ndarray, step: float, value: np.ndarray, slope: np.ndarray,
                   column: np.ndarray, u: np.ndarray) -> None:
     """Both unloaded inverters of every neuron: ``u = [outn | outp]`` with ``outn`` the
@@ -261,3 +281,75 @@ def unloaded_pair(grid: np.ndarray, step: float, value: np.ndarray, slope: np.nd
             outn = _hermite(column[sample, j], grid, step, value, slope)
             u[sample, j] = outn
             u[sample, m + j] = _hermite(outn, grid, step, value, slope)
+
+
+def woodbury_solve(inv: np.ndarray, eps: np.ndarray, capacitance: np.ndarray, p: np.ndarray,
+                   p_t: np.ndarray, r: np.ndarray, transpose: bool, x: np.ndarray) -> None:
+    """``x = J⁻¹ r`` (or ``J⁻ᵀ r``) per sample for ``J = D + Pᵀ diag(1/S) P``, from ``D⁻¹``
+    (``inv`` = ``[α | δ]``, ``eps``) and the capacitance ``C``: :class:`WoodburyFactor`'s solve."""
+    n_samples, width = r.shape
+    m = width // 2
+    k = p.shape[0]
+    lu = np.empty((k, k))
+    w = np.empty(k)
+    z = np.empty(width)
+    piv = np.empty(k, dtype=np.int64)
+    for sample in range(n_samples):
+        a, e, rhs, out = inv[sample], eps[sample], r[sample], x[sample]
+        for j in range(m):  # y = D⁻¹ r (or D⁻ᵀ r)
+            if transpose:
+                out[j] = a[j] * rhs[j] + e[j] * rhs[m + j]
+                out[m + j] = a[m + j] * rhs[m + j]
+            else:
+                out[j] = a[j] * rhs[j]
+                out[m + j] = a[m + j] * rhs[m + j] + e[j] * rhs[j]
+        w[:] = 0.0
+        for j in range(width):
+            _axpy(out[j], p_t[j], w)
+        if transpose:
+            lu[:, :] = capacitance[sample].T
+        else:
+            lu[:, :] = capacitance[sample]
+        if not _lu_solve(lu, w, piv):
+            w[:] = np.nan
+        z[:] = 0.0
+        for q in range(k):
+            _axpy(w[q], p[q], z)
+        for j in range(m):  # x = y − D⁻¹ z (or D⁻ᵀ z)
+            if transpose:
+                out[j] -= a[j] * z[j] + e[j] * z[m + j]
+                out[m + j] -= a[m + j] * z[m + j]
+            else:
+                out[j] -= a[j] * z[j]
+                out[m + j] -= a[m + j] * z[m + j] + e[j] * z[j]
+
+
+def warm_guess(table: np.ndarray, slots: np.ndarray, column: np.ndarray, outn: np.ndarray,
+               outp: np.ndarray) -> None:
+    """Overwrite the rows of ``outn``/``outp`` whose ``slots`` are ≥ 0 with the stored solution
+    moved to first order for the column's change: :meth:`WarmStarts.guess`."""
+    m = column.shape[1]
+    for sample in range(slots.shape[0]):
+        slot = slots[sample]
+        if slot < 0:
+            continue
+        stored = table[slot]
+        for j in range(m):
+            move = stored[3, j] * (column[sample, j] - stored[2, j])
+            outn[sample, j] = stored[0, j] + move
+            outp[sample, j] = stored[1, j] + stored[4, j] * move
+
+
+def warm_store(table: np.ndarray, slots: np.ndarray, outn: np.ndarray, outp: np.ndarray,
+               column: np.ndarray, i1_in: np.ndarray, a: np.ndarray, e: np.ndarray,
+               d: np.ndarray) -> None:
+    """Store each sample's outputs, column and own slopes: :meth:`WarmStarts.store`."""
+    m = column.shape[1]
+    for sample in range(slots.shape[0]):
+        stored = table[slots[sample]]
+        for j in range(m):
+            stored[0, j] = outn[sample, j]
+            stored[1, j] = outp[sample, j]
+            stored[2, j] = column[sample, j]
+            stored[3, j] = -i1_in[sample, j] / a[sample, j]
+            stored[4, j] = -e[sample, j] / d[sample, j]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from memspice.fit.calibration import InverterCurrentModel
+from memspice.train import coupled_kernel
 
 #: Bicubic Hermite basis: row k holds the coefficients of t⁰..t³ of h00, h10·Δ, h01, h11·Δ.
 _HERMITE = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-3.0, -2.0, 3.0, -1.0], [2.0, 1.0, -2.0, 1.0]])
@@ -152,14 +153,13 @@ class CurrentSurface:
         ``outn`` (compiled when numba is installed)."""
         if self._unloaded is None:
             self._unloaded = self._tabulate_unloaded(64)
-        from memspice.train import coupled_kernel
-
         column = np.asarray(column, dtype=np.float64)
-        if not coupled_kernel.available():
+        kernels = coupled_kernel.compiled()
+        if kernels is None:
             outn = self.unloaded_output(column)
             return np.concatenate((outn, self.unloaded_output(outn)), axis=1)
         u = np.empty((column.shape[0], 2 * column.shape[1]))
-        coupled_kernel.unloaded_pair(*self._unloaded, np.ascontiguousarray(column), u)
+        kernels.unloaded_pair(*self._unloaded, np.ascontiguousarray(column), u)
         return u
 
     def _tabulate_unloaded(self, refine: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
