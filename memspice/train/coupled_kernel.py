@@ -22,9 +22,13 @@ from types import SimpleNamespace
 import numpy as np
 
 #: Helpers the kernels call, compiled first so that the kernels call their compiled versions.
-_HELPERS = ("_locate", "_surface", "_axpy", "_lu_solve", "_hermite")
+_HELPERS = ("_locate", "_surface", "_dot", "_axpy", "_lu_solve", "_hermite")
 #: The entry points :func:`compiled` returns.
 _KERNELS = ("newton", "woodbury_solve", "unloaded_pair", "warm_guess", "warm_store")
+#: Floating-point licences per helper, each changing round-off only (NaN and infinity keep their
+#: meaning): dot products may sum in any order (vectorized), the surface's Horner steps may fuse
+#: multiply-adds.
+_FASTMATH = {"_dot": {"reassoc"}, "_surface": {"contract"}}
 _compiled: SimpleNamespace | None = None
 
 
@@ -50,7 +54,8 @@ def compiled() -> SimpleNamespace | None:
         module = globals()
         for name in _HELPERS:
             if not isinstance(module[name], numba.core.dispatcher.Dispatcher):
-                module[name] = jit(module[name])
+                fastmath = _FASTMATH.get(name, False)
+                module[name] = numba.njit(cache=True, nogil=True, fastmath=fastmath)(module[name])
         _compiled = SimpleNamespace(**{name: jit(module[name]) for name in _KERNELS})
     return _compiled
 
@@ -90,6 +95,14 @@ def _surface(coeffs: np.ndarray, x0: float, inv_hx: float, y0: float, inv_hy: fl
     d_in = ((3.0 * ct3 * s + 2.0 * ct2) * s + ct1) * inv_hx
     d_out = (((dt3 * s + dt2) * s + dt1) * s + dt0) * inv_hy
     return value, d_in, d_out
+
+
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """``x · y`` for 1-D arrays (compiled with reassociation, so that it vectorizes)."""
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i] * y[i]
+    return total
 
 
 def _axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> None:
@@ -178,14 +191,8 @@ def newton(coeffs: np.ndarray, grid: np.ndarray, column: np.ndarray, u: np.ndarr
                 di[j] = slope_in
                 dg[j] = slope_out - b[j]
             if k > 0:
-                # loops ordered so that the innermost runs along contiguous rows without
-                # a reduction (the compiler vectorizes them)
                 for q in range(k):
-                    c_next[q] = bias[q]
-                for j in range(width):
-                    _axpy(v[j], p_t[j], c_next)
-                for q in range(k):
-                    c_next[q] /= total[q]
+                    c_next[q] = (_dot(p[q], v) + bias[q]) / total[q]
                 for j in range(width):
                     f[j] -= b[j] * v[j]
                 for q in range(k):
@@ -206,9 +213,8 @@ def newton(coeffs: np.ndarray, grid: np.ndarray, column: np.ndarray, u: np.ndarr
                 cap = left @ p_t
                 for q in range(k):
                     cap[q, q] += total[q]
-                w[:] = 0.0
-                for j in range(width):
-                    _axpy(y[j], p_t[j], w)
+                for q in range(k):
+                    w[q] = _dot(p[q], y)
                 lu[:, :] = cap
                 if not _lu_solve(lu, w, piv):
                     w[:] = np.nan
@@ -303,9 +309,8 @@ def woodbury_solve(inv: np.ndarray, eps: np.ndarray, capacitance: np.ndarray, p:
             else:
                 out[j] = a[j] * rhs[j]
                 out[m + j] = a[m + j] * rhs[m + j] + e[j] * rhs[j]
-        w[:] = 0.0
-        for j in range(width):
-            _axpy(out[j], p_t[j], w)
+        for q in range(k):
+            w[q] = _dot(p[q], out)
         if transpose:
             lu[:, :] = capacitance[sample].T
         else:
