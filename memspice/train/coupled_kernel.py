@@ -147,15 +147,20 @@ def _lu_solve(a: np.ndarray, r: np.ndarray, piv: np.ndarray) -> bool:
 
 
 def newton(coeffs: np.ndarray, grid: np.ndarray, column: np.ndarray, u: np.ndarray,
-            p: np.ndarray, p_t: np.ndarray, bias: np.ndarray, total: np.ndarray, b: np.ndarray,
-            limits: np.ndarray, max_iter: int, diagonal: np.ndarray, d_in: np.ndarray,
-            inv_out: np.ndarray, eps_out: np.ndarray, capacitance: np.ndarray,
-            iterations: np.ndarray, last_step: np.ndarray) -> None:
+           p: np.ndarray, p_t: np.ndarray, bias: np.ndarray, total: np.ndarray, b: np.ndarray,
+           lo: float, hi: float, tol: float, max_step: float, max_iter: int, diagonal: np.ndarray,
+           d_in: np.ndarray, inv_out: np.ndarray, eps_out: np.ndarray, capacitance: np.ndarray,
+           iterations: np.ndarray, last_step: np.ndarray) -> int:
     """Every sample's damped Newton loop (:func:`memspice.train.coupled_solve.newton_layer`);
     the outputs are written into ``u``, the last iterate's linearization and factor into
-    ``diagonal``, ``d_in``, ``inv_out``, ``eps_out`` and ``capacitance``."""
+    ``diagonal``, ``d_in``, ``inv_out``, ``eps_out`` and ``capacitance``, each sample's
+    iteration count (−1: not converged) and last step into ``iterations`` and ``last_step``.
+
+    Returns:
+        The most iterations any sample took, or −1 when some sample did not converge.
+    """
     x0, inv_hx, y0, inv_hy = grid[0], grid[1], grid[2], grid[3]
-    lo, hi, tol, max_step = limits[0], limits[1], limits[2], limits[3]
+    slowest = 0
     n_samples, m = column.shape
     width = 2 * m
     k = p.shape[0]
@@ -256,6 +261,11 @@ def newton(coeffs: np.ndarray, grid: np.ndarray, column: np.ndarray, u: np.ndarr
         if k > 0:
             capacitance[sample] = cap
         last_step[sample] = step
+        if iterations[sample] < 0 or slowest < 0:
+            slowest = -1
+        elif iterations[sample] > slowest:
+            slowest = iterations[sample]
+    return slowest
 
 
 def _hermite(v: float, grid: np.ndarray, step: float, value: np.ndarray, slope: np.ndarray) -> float:

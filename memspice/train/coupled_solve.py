@@ -21,6 +21,7 @@ the next crossbar only through :class:`Load`'s methods (see ``docs/coupled-solve
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -576,27 +577,31 @@ def _newton_compiled(kernels: SimpleNamespace, surface: CurrentSurface, grid: np
     """:func:`newton_layer` by the compiled kernel: every sample to its own convergence."""
     column = np.ascontiguousarray(column, dtype=np.float64)
     batch, m = column.shape
-    u = np.concatenate((outn, outp), axis=1).astype(np.float64)  # the kernel's start and answer
-    if load is None:
-        p = p_t = np.zeros((0, 2 * m))
-        bias = total = np.zeros(0)
-        b = np.zeros(2 * m)
-    else:
-        p, p_t, bias, total, b = load.stacked, load.stacked_t, load.bias, load.total, load.b
+    u = np.concatenate((outn, outp), axis=1, dtype=np.float64)  # the kernel's start and answer
+    p, p_t, bias, total, b = _no_load(2 * m) if load is None else (
+        load.stacked, load.stacked_t, load.bias, load.total, load.b)
     k = p.shape[0]
     diagonal, d_in, inv = np.empty((3, batch, 2 * m))
     eps = np.empty((batch, m))
     capacitance = np.empty((batch, k, k))
     iterations = np.empty(batch, dtype=np.int64)
     last_step = np.empty(batch)
-    limits = np.array([surface.v_lo, surface.v_hi, settings.tol_v, settings.max_step_v])
-    kernels.newton(surface.coefficients, grid, column, u, p, p_t, bias, total, b, limits,
-                          settings.max_iter, diagonal, d_in, inv, eps, capacitance, iterations, last_step)
-    failed = iterations < 0
-    if failed.any():
+    slowest = kernels.newton(surface.coefficients, grid, column, u, p, p_t, bias, total, b,
+                             surface.v_lo, surface.v_hi, settings.tol_v, settings.max_step_v,
+                             settings.max_iter, diagonal, d_in, inv, eps, capacitance, iterations,
+                             last_step)
+    if slowest < 0:
+        failed = iterations < 0
         raise SolverError(layer, np.flatnonzero(failed), last_step[failed], settings.max_iter)
     lin = Linearization(diagonal[:, :m], d_in[:, m:], diagonal[:, m:], d_in[:, :m], diagonal)
     inverse = BlockInverse(inv, eps)
     factor: JacobianFactor = (UnloadedFactor(inverse) if load is None
                               else CompiledWoodburyFactor(inverse, load, capacitance))
-    return LayerSolution(u[:, :m], u[:, m:], int(iterations.max(initial=0)), lin, factor)
+    return LayerSolution(u[:, :m], u[:, m:], slowest, lin, factor)
+
+
+@functools.cache
+def _no_load(width: int) -> tuple[np.ndarray, ...]:
+    """The compiled kernel's load arguments for an unloaded layer of ``width`` nodes (K = 0)."""
+    empty = np.zeros((0, width))
+    return empty, empty, np.zeros(0), np.zeros(0), np.zeros(width)
