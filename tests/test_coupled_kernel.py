@@ -81,6 +81,20 @@ def test_compiled_layer_solve_equals_the_numpy_loop(calibration, kernel_calls, m
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
 
 
+def test_sparse_and_wide_loads_take_the_numpy_loop(calibration, kernel_calls, monkeypatch):
+    from memspice.train import coupled_solve
+    from memspice.train.coupled_solve import SparseLoad
+
+    surface = CurrentSurface(calibration.inverter_current)
+    column, load, start = _layer(calibration, 4, 6, 3, seed=8)
+    sparse = SparseLoad(load.p_n, load.p_p, load.bias, load.total)
+    a = newton_layer(surface, column, *start, sparse, NewtonSettings())
+    monkeypatch.setattr(coupled_solve, "COMPILED_MAX_COLUMNS", 2)
+    b = newton_layer(surface, column, *start, load, NewtonSettings())
+    assert kernel_calls == []
+    np.testing.assert_allclose(a.outp, b.outp, rtol=0, atol=1e-14)
+
+
 def test_compiled_solve_reports_the_samples_that_fail_like_the_numpy_loop(calibration, kernel_calls):
     surface = CurrentSurface(calibration.inverter_current)
     column, load, (outn, outp) = _layer(calibration, 6, 4, 3, seed=3)

@@ -202,6 +202,12 @@ except ImportError:  # pragma: no cover - other NumPy layouts
     _gufunc_solve = None
 
 
+#: Most next-layer columns ``K`` for which :func:`newton_layer` runs compiled: its per-sample
+#: ``K × K`` elimination is scalar code, which falls behind the batched LAPACK solves of the
+#: NumPy loop beyond about a hundred columns (measured: 0.8× their time at K = 64, 1.0× at
+#: K = 100, 1.3× at K = 128).
+COMPILED_MAX_COLUMNS = 96
+
 #: Largest ``3·M·K²`` for which a dense load keeps its outer products (8 MB of float64).
 _OUTER_LIMIT = 1 << 20
 
@@ -507,10 +513,11 @@ def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, 
                  compiled: bool = True) -> LayerSolution:
     """Damped Newton on one layer's KCL, batched; only unconverged samples keep iterating.
 
-    With a dense :class:`Load` (or none) on a uniform current table, the loop runs compiled
-    (:mod:`memspice.train.coupled_kernel`, one call for every sample's whole loop) when numba
-    is installed; otherwise, or with ``compiled=False``, as the batched NumPy operations
-    below. Both run the same iteration and stopping rule and agree to round-off.
+    With a dense :class:`Load` of at most :data:`COMPILED_MAX_COLUMNS` columns (or none) on a
+    uniform current table, the loop runs compiled (:mod:`memspice.train.coupled_kernel`, one
+    call for every sample's whole loop) when numba is installed; otherwise, or with
+    ``compiled=False``, as the batched NumPy operations below. Both run the same iteration and
+    stopping rule and agree to round-off.
 
     Args:
         surface: the inverter current model.
@@ -528,7 +535,8 @@ def newton_layer(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, 
     Raises:
         SolverError: some samples still moved by more than ``tol_v`` after ``max_iter``.
     """
-    if compiled and (load is None or type(load) is Load):
+    dense = load is None or (type(load) is Load and len(load.total) <= COMPILED_MAX_COLUMNS)
+    if compiled and dense:
         grid = surface.uniform_grid
         kernels = coupled_kernel.compiled()
         if grid is not None and kernels is not None:
