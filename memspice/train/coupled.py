@@ -141,7 +141,7 @@ class WarmStarts:
             target = self._table(layer, state.outn.shape[1])
             if kernels is not None:
                 kernels.warm_store(target, slots, state.outn, state.outp, state.column,
-                                          lin.i1_in, lin.a, lin.e, lin.d)
+                                   lin.i1_in, lin.a, lin.e, lin.d)
                 continue
             target[slots, 0] = state.outn
             target[slots, 1] = state.outp

@@ -70,14 +70,15 @@ class CurrentSurface:
         self._unloaded: tuple[np.ndarray, float, np.ndarray, np.ndarray] | None = None
         self._y_step = _uniform_step(self._y)
         self._coeffs = np.ascontiguousarray(self._coeffs)
+        self._grid = None
+        if self._x_step is not None and self._y_step is not None:
+            self._grid = np.array([self._x[0], 1.0 / self._x_step, self._y[0], 1.0 / self._y_step])
 
     @property
     def uniform_grid(self) -> np.ndarray | None:
         """``[V_in origin, 1/ΔV_in, V_out origin, 1/ΔV_out]`` (V, 1/V) when both axes are
         uniform (what the compiled Newton kernel needs), else None."""
-        if self._x_step is None or self._y_step is None:
-            return None
-        return np.array([self._x[0], 1.0 / self._x_step, self._y[0], 1.0 / self._y_step])
+        return self._grid
 
     @property
     def coefficients(self) -> np.ndarray:
