@@ -300,7 +300,7 @@ def unloaded_pair(grid: np.ndarray, step: float, value: np.ndarray, slope: np.nd
 
 
 def woodbury_solve(inv: np.ndarray, eps: np.ndarray, capacitance: np.ndarray, p: np.ndarray,
-                   p_t: np.ndarray, r: np.ndarray, transpose: bool, x: np.ndarray) -> None:
+                   r: np.ndarray, transpose: bool, x: np.ndarray) -> None:
     """``x = J⁻¹ r`` (or ``J⁻ᵀ r``) per sample for ``J = D + Pᵀ diag(1/S) P``, from ``D⁻¹``
     (``inv`` = ``[α | δ]``, ``eps``) and the capacitance ``C``: :class:`WoodburyFactor`'s solve."""
     n_samples, width = r.shape

@@ -177,7 +177,7 @@ class CompiledWoodburyFactor(WoodburyFactor):
     def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
         x = np.empty(r.shape)
         coupled_kernel.compiled().woodbury_solve(
-            self.inverse.inv, self.inverse.eps, self.capacitance, self.load.stacked, self.load.stacked_t,
+            self.inverse.inv, self.inverse.eps, self.capacitance, self.load.stacked,
             np.ascontiguousarray(r, dtype=np.float64), transpose, x)
         return x
 
