@@ -31,6 +31,7 @@ import numpy as np
 from memspice.circuit.wiring import input_rows, row_voltages
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
+from memspice.train import coupled_kernel
 from memspice.train.coupled_solve import (
     CurrentSurface,
     JacobianFactor,
@@ -104,12 +105,22 @@ class WarmStarts:
         get = self._slots.get
         return keys, np.fromiter((get(k, -1) for k in keys), dtype=np.intp, count=len(keys))
 
+    def holds(self, layer: int) -> bool:
+        """Whether solutions of layer ``layer`` are stored."""
+        return layer in self._tables
+
     def guess(self, slots: np.ndarray, layer: int, column: np.ndarray, outn: np.ndarray, outp: np.ndarray) -> None:
         """Overwrite ``outn``/``outp`` rows with the stored outputs where ``slots`` ≥ 0, moved
         to first order for the column's change since (each neuron's own slope; the coupling
         through the next layer and the change of the load are left to Newton)."""
+        if layer not in self._tables:
+            return
+        kernels = coupled_kernel.compiled()
+        if kernels is not None:
+            kernels.warm_guess(self._tables[layer], slots, column, outn, outp)
+            return
         hit = slots >= 0
-        if hit.any() and layer in self._tables:
+        if hit.any():
             stored = self._tables[layer][slots[hit]]
             move_n = stored[:, 3] * (column[hit] - stored[:, 2])
             outn[hit] = stored[:, 0] + move_n
@@ -125,8 +136,13 @@ class WarmStarts:
             missing = np.arange(len(keys))
         for row in missing:  # duplicate rows within the batch share one slot
             slots[row] = self._slots.setdefault(keys[row], len(self._slots))
+        kernels = coupled_kernel.compiled()
         for layer, (state, lin) in layers.items():
             target = self._table(layer, state.outn.shape[1])
+            if kernels is not None:
+                kernels.warm_store(target, slots, state.outn, state.outp, state.column,
+                                   lin.i1_in, lin.a, lin.e, lin.d)
+                continue
             target[slots, 0] = state.outn
             target[slots, 1] = state.outp
             target[slots, 2] = state.column
@@ -231,25 +247,31 @@ class CoupledEvaluator:
         cache = self.warm_starts
         if cache is not None:
             keys, slots = cache.lookup(x, tuple(int(g.shape[0]) for g in conductances))
+            every_known = bool((slots >= 0).all())
         load = self._load(conductances, 0)
         for index, g in enumerate(conductances):
             rows = row_voltages(v_pos, v_neg, self._vdd, self._vss)
             column = column_voltages(g, rows)
+            static = None
             if load is None:  # nothing loads the outputs: each inverter's own unloaded root
-                outn = self.surface.unloaded_output(column)
-                outp = self.surface.unloaded_output(outn)
-            else:
-                outn, outp = act.inverting(column), act.noninverting(column)
-            start = (outn, outp)
-            if cache is not None and load is not None:
-                start = (outn.copy(), outp.copy())
+                unloaded = self.surface.unloaded_pair(column)
+                start = static = (unloaded[:, : column.shape[1]], unloaded[:, column.shape[1] :])
+            elif cache is not None and every_known and cache.holds(index):
+                start = (np.empty_like(column), np.empty_like(column))  # all overwritten
                 cache.guess(slots, index, column, *start)
+            else:
+                static = (act.inverting(column), act.noninverting(column))
+                start = static
+                if cache is not None:
+                    start = (static[0].copy(), static[1].copy())
+                    cache.guess(slots, index, column, *start)
             try:
                 solution = newton_layer(self.surface, column, *start, load, self.settings, index)
             except SolverError:
-                if start[0] is outn:  # already the static start
+                if start is static:
                     raise
-                solution = newton_layer(self.surface, column, outn, outp, load, self.settings, index)
+                static = (act.inverting(column), act.noninverting(column))
+                solution = newton_layer(self.surface, column, *static, load, self.settings, index)
             self.iterations.append(solution.iterations)
             states.append(SolverState(solution.lin, load, solution.factor))
             layers.append(LayerState(rows, column, solution.outn, solution.outp))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from memspice.fit.calibration import InverterCurrentModel
+from memspice.train import coupled_kernel
 
 #: Bicubic Hermite basis: row k holds the coefficients of t⁰..t³ of h00, h10·Δ, h01, h11·Δ.
 _HERMITE = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-3.0, -2.0, 3.0, -1.0], [2.0, 1.0, -2.0, 1.0]])
@@ -68,6 +69,22 @@ class CurrentSurface:
         self._x_step = _uniform_step(self._x)
         self._unloaded: tuple[np.ndarray, float, np.ndarray, np.ndarray] | None = None
         self._y_step = _uniform_step(self._y)
+        self._coeffs = np.ascontiguousarray(self._coeffs)
+        self._grid = None
+        if self._x_step is not None and self._y_step is not None:
+            self._grid = np.array([self._x[0], 1.0 / self._x_step, self._y[0], 1.0 / self._y_step])
+
+    @property
+    def uniform_grid(self) -> np.ndarray | None:
+        """``[V_in origin, 1/ΔV_in, V_out origin, 1/ΔV_out]`` (V, 1/V) when both axes are
+        uniform (what the compiled Newton kernel needs), else None."""
+        return self._grid
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        """Per-cell power-series coefficients ``(cells_in, cells_out, 4, 4)``: ``[i, j, p, q]``
+        multiplies ``s^p t^q`` in cell ``(i, j)`` (``s``, ``t`` ∈ [0, 1] across the cell)."""
+        return self._coeffs
 
     def __call__(self, v_in: np.ndarray, v_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Current (A), ``∂I/∂V_in`` (S) and ``∂I/∂V_out`` (S), shaped like the arguments."""
@@ -130,6 +147,21 @@ class CurrentSurface:
         h01 = 3.0 * t2 - 2.0 * t3
         return (value[k] + h01 * (value[k + 1] - value[k])
                 + step * ((t3 - 2.0 * t2 + t) * slope[k] + (t3 - t2) * slope[k + 1]))
+
+    def unloaded_pair(self, column: np.ndarray) -> np.ndarray:
+        """A neuron's two unloaded inverters, stacked: ``[outn | outp]`` ``(B, 2M)`` (V) with
+        ``outn`` = :meth:`unloaded_output` of ``column`` ``(B, M)`` and ``outp`` that of
+        ``outn`` (compiled when numba is installed)."""
+        if self._unloaded is None:
+            self._unloaded = self._tabulate_unloaded(64)
+        column = np.asarray(column, dtype=np.float64)
+        kernels = coupled_kernel.compiled()
+        if kernels is None:
+            outn = self.unloaded_output(column)
+            return np.concatenate((outn, self.unloaded_output(outn)), axis=1)
+        u = np.empty((column.shape[0], 2 * column.shape[1]))
+        kernels.unloaded_pair(*self._unloaded, np.ascontiguousarray(column), u)
+        return u
 
     def _tabulate_unloaded(self, refine: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
         """Roots of ``I(u, ·)`` on a uniform grid of ``u``, by bisection then Newton."""
