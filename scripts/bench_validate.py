@@ -20,13 +20,18 @@ Transient mode (8 samples; 4 and the built-in 64-32-10 only with ``--quick``) ru
 time-step bound and at the former one (period/1000) in the same run: samples/s, the ratio, and
 how far delays and energies move.
 
-Usage: ``python scripts/bench_validate.py [--quick] [--workers 2] [--alt-ngspice EXE]``
+Large decks (skip with ``--no-cnn``): the flat deck of a 14x14 CNN (:data:`CNN_LAYERS`, 176,148
+devices), how long Python takes to build and write it, and per simulator ngspice's set-up (parse)
+time, CPU time per sweep point and peak memory (``--quick``: the second build only).
+
+Usage: ``python scripts/bench_validate.py [--quick] [--workers 2] [--alt-ngspice EXE] [--no-cnn]``
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -246,6 +251,80 @@ def _probe(network: Any, tech: Any, sizing: Any, x: np.ndarray, ngspice: str) ->
             "subckt_expansion_s": stats.get("Subckt and Param expansion time")}
 
 
+#: The CNN of the large-deck figures: a 14x14 MNIST-sized image through two conv + pool stages.
+CNN_LAYERS = "conv 8 k3 -> pool 2 -> conv 16 k3 -> pool 2 -> flatten -> dense 10"
+
+
+def cnn_deck(samples: int, alt_ngspice: str | None, stock: bool = True) -> dict:
+    """The largest flat deck memspice writes for a CNN (random conductances in the device window):
+    how long Python takes to build and write it, and per simulator ngspice's set-up (parse) time,
+    analysis time, time per sweep point and peak memory (stock ngspice, then ``alt_ngspice``).
+
+    Per sweep point = (CPU of the ``samples``-point deck − CPU of a one-point deck) / (samples − 1),
+    from ``getrusage(RUSAGE_CHILDREN)``, so it stays meaningful on a shared machine. ``stock=False``
+    skips the stock ngspice (``--quick``: its Sparse solver needs minutes for this deck).
+    """
+    import shutil
+
+    from memspice.characterize.presets import default_sizing
+    from memspice.circuit.deck import Dc, Sweep
+    from memspice.circuit.builders import INDEX_NODE
+    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.netlist.emit import emit
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+    from memspice.sim import SimOptions, simulate_text
+    from memspice.sim.info import simulator_info
+    from memspice.tech.technology import builtin
+    from memspice.train.conv_circuit import batch_deck
+    from memspice.train.conv_io import TrainedCrossbarNetwork
+
+    spec = NetworkSpec((1, 14, 14), (Conv2d(8, 3), AvgPool2d(2), Conv2d(16, 3), AvgPool2d(2), Flatten(), Dense(10)))
+    cal = phax_reference_calibration()
+    rng = np.random.default_rng(0)
+    g = tuple(rng.uniform(cal.device.g_min_siemens, cal.device.g_max_siemens, p.theta_shape) for p in spec.plans)
+    network = TrainedCrossbarNetwork(spec, g, cal)
+    x = rng.uniform(cal.rails.vss, cal.rails.vdd, (samples, 196))
+    tech, sizing = builtin(), default_sizing("builtin")
+    start = time.perf_counter()
+    deck = batch_deck(network, tech, sizing, x)
+    built = time.perf_counter()
+    text = emit(deck)
+    written = time.perf_counter()
+    one_point = emit(dataclasses.replace(deck, analyses=(Dc(Sweep(INDEX_NODE, 0, 0, 1)),)))
+    result: dict = {"layers": CNN_LAYERS, "samples": samples,
+                    "devices": sum(1 for line in text.splitlines() if line.startswith("R")),
+                    "transistors": sum(1 for line in text.splitlines() if line.startswith("M")),
+                    "deck_mb": len(text) / 1e6, "python_build_s": built - start, "python_emit_s": written - built,
+                    "simulators": {}}
+    for key, exe in (("stock", shutil.which("ngspice") if stock else None), ("built", alt_ngspice)):
+        if exe is None:
+            continue
+        info = simulator_info(exe)
+        runs = {}
+        for name, deck_text in (("one_point", one_point), ("sweep", text)):
+            cpu0 = _children_cpu_s()
+            res = simulate_text(deck_text, deck.model_roots, (*deck.settings, ("acct", "")),
+                                SimOptions(keep="never", ngspice=exe, timeout_s=7200))
+            stats = {k: float(v) for k, v in _STAT.findall(res.output)}
+            size = re.search(r"Maximum ngspice program size\s*=\s*([0-9.]+)\s*MB", res.output)
+            runs[name] = {"wall_s": res.elapsed_s, "cpu_s": _children_cpu_s() - cpu0,
+                          "iterations": stats.get("Total iterations"),
+                          "setup_s": stats["Total elapsed time (seconds)"] - stats["Total analysis time (seconds)"],
+                          "netlist_parse_s": stats.get("Netlist parsing time"),
+                          "analysis_s": stats.get("Total analysis time (seconds)"),
+                          "peak_mb": float(size.group(1)) if size else None}
+        one, sweep = runs["one_point"], runs["sweep"]
+        result["simulators"][key] = {
+            "simulator": {"version": info.version, "klu": info.klu, "predictor": info.predictor},
+            "equations": stats.get("Circuit Equations"), "wall_s": sweep["wall_s"], "cpu_s": sweep["cpu_s"],
+            "setup_s": sweep["setup_s"], "netlist_parse_s": sweep["netlist_parse_s"], "analysis_s": sweep["analysis_s"],
+            "one_point_cpu_s": one["cpu_s"],
+            "cpu_s_per_point": (sweep["cpu_s"] - one["cpu_s"]) / max(samples - 1, 1),
+            "newton_iterations_per_point": (sweep["iterations"] - one["iterations"]) / max(samples - 1, 1),
+            "peak_mb": sweep["peak_mb"]}
+    return result
+
+
 #: The transient time-step bound before it became period/200: the baseline of the transient figures.
 BASELINE_POINTS_PER_PERIOD = 1000
 
@@ -288,6 +367,10 @@ def _children_cpu_s() -> float:
 TARGETS = {"64-32-10/builtin": {"stock": {"samples_per_s": 1100}, "built": {"samples_per_s": 2400}},
            "196-100-10/builtin": {"built": {"x_stock": 3.0}}}
 
+#: The large-deck section's name and sweep points (full run, ``--quick``).
+CNN_NAME = "cnn-14x14/builtin"
+CNN_SAMPLES = {False: 8, True: 3}
+
 CONFIGS = {
     "64-32-10/builtin": ((64, 32, 10), "builtin"),
     "196-100-10/builtin": ((196, 100, 10), "builtin"),
@@ -322,13 +405,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist-dir", type=Path, default=None,
                         help="folder of MNIST IDX files for 196-100-10 (default: $MEMSPICE_MNIST_DIR, else "
                              "the cache `memspice data mnist` fills; without MNIST: random conductances)")
-    parser.add_argument("--only", choices=sorted(CONFIGS), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--no-cnn", action="store_true", help="skip the large CNN deck")
+    parser.add_argument("--only", choices=sorted([*CONFIGS, CNN_NAME]), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--network", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mnist_dir is not None:  # the child processes read it from the environment
         os.environ["MEMSPICE_MNIST_DIR"] = str(args.mnist_dir.resolve())
     alt = None if args.no_alt else (args.alt_ngspice or os.environ.get("MEMSPICE_NGSPICE")
                                      or (str(DEFAULT_ALT) if os.access(DEFAULT_ALT, os.X_OK) else None))
+    if args.only == CNN_NAME:
+        print(json.dumps(cnn_deck(CNN_SAMPLES[args.quick], alt, stock=not args.quick or alt is None)))
+        return 0
     if args.only:
         print(json.dumps(_child(args.only, args.network, args.quick, args.workers, alt)))
         return 0
@@ -396,6 +483,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"→ {t['speedup_vs_baseline']:.1f}×; {t['settled']} settled, {delay}, energy within "
                   f"{t['max_rel_energy_diff']:.1e} (relative)")
     keep.cleanup()
+    if not args.no_cnn:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--only", CNN_NAME, *(["--quick"] if args.quick else []),
+               *(["--alt-ngspice", alt] if alt else ["--no-alt"])]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        if proc.returncode != 0:
+            results[CNN_NAME] = {"error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
+            print(f"{CNN_NAME}: FAILED {results[CNN_NAME]['error']}")
+        else:
+            c = results[CNN_NAME] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"{CNN_NAME} ({c['layers']}; random conductances), {c['samples']} sweep points: {c['devices']:,} "
+                  f"devices, {c['transistors']:,} transistors, {c['deck_mb']:.1f} MB of deck text; Python builds it in "
+                  f"{c['python_build_s']:.1f} s and writes it in {c['python_emit_s']:.1f} s")
+            for key, fig in c["simulators"].items():
+                sim = fig["simulator"]
+                label = f"ngspice-{sim['version']} ({'KLU' if sim['klu'] else 'Sparse'}{', predictor' if sim['predictor'] else ''})"
+                print(f"  {key} {label}: {fig['equations']:.0f} equations; wall {fig['wall_s']:.1f} s, CPU {fig['cpu_s']:.1f} s "
+                      f"(one-point deck {fig['one_point_cpu_s']:.1f} s); set-up {fig['setup_s']:.2f} s (parse "
+                      f"{fig['netlist_parse_s']:.2f} s), analysis {fig['analysis_s']:.2f} s; "
+                      f"{fig['cpu_s_per_point']:.3f} CPU s and {fig['newton_iterations_per_point']:.1f} Newton iterations "
+                      f"per sweep point; peak {fig['peak_mb']:.0f} MB")
     line = {"bench": "validate", "quick": args.quick, "workers": args.workers, "cpus": os.cpu_count(),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()], "results": results}
