@@ -125,13 +125,15 @@ def _technology(name: str):
 
 
 def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, rounds: list[int],
-            workers: int, alt_ngspice: str | None = None, n_transient: int = 0) -> dict:
+            workers: int, alt_ngspice: str | None = None, n_transient: int = 0, repeat: int = 1) -> dict:
     """Batched and per-sample throughput of one configuration (runs in a child process).
 
     Each entry of ``rounds`` gives one batch size: the samples split evenly over the workers in
     that many rounds. Every batch size runs with the stock ngspice (``ngspice`` on PATH) and, right
     after it, with ``alt_ngspice``. ``n_transient`` samples also run in transient mode (stock
-    ngspice), at the default time-step bound and at :data:`BASELINE_POINTS_PER_PERIOD`.
+    ngspice), at the default time-step bound and at :data:`BASELINE_POINTS_PER_PERIOD`. With
+    ``repeat`` > 1 each batch size runs that many times (stock and alt interleaved) and its
+    figures are the run of median samples/s (``samples_per_s_runs`` holds them all).
     """
     import shutil
 
@@ -173,12 +175,19 @@ def measure(network_dir: Path, tech_name: str, n_samples: int, n_baseline: int, 
         batched: dict[str, dict[int, dict]] = {k: {} for k in simulators}
         reports: dict[str, Any] = {}
         for size in batch_sizes:
-            for key, exe in simulators.items():
-                batched[key][size], reports[key] = run(size, exe, f"{key}{size}")
-                if key != "stock":
-                    batched[key][size]["max_abs_diff_from_stock_v"] = max(
-                        float(np.max(np.abs(getattr(a, k) - getattr(b, k))))
-                        for a, b in zip(reports[key].spice, reports["stock"].spice) for k in ("outn", "outp"))
+            runs: dict[str, list[dict]] = {k: [] for k in simulators}
+            for rep in range(repeat):
+                for key, exe in simulators.items():
+                    fig, reports[key] = run(size, exe, f"{key}{size}" + (f"_{rep}" if rep else ""))
+                    if key != "stock":
+                        fig["max_abs_diff_from_stock_v"] = max(
+                            float(np.max(np.abs(getattr(a, k) - getattr(b, k))))
+                            for a, b in zip(reports[key].spice, reports["stock"].spice) for k in ("outn", "outp"))
+                    runs[key].append(fig)
+            for key in simulators:
+                ranked = sorted(runs[key], key=lambda f: f["samples_per_s"])
+                batched[key][size] = {**ranked[len(ranked) // 2],
+                                      "samples_per_s_runs": [f["samples_per_s"] for f in runs[key]]}
         conductances = network.effective_conductances()
         saves = [*network_output_saves(conductances), Save("i", "dd"), Save("i", "ss")]
         decks = [network_deck(tech, sizing, conductances, dc_input_sources(x[s]), [Op()], saves)
@@ -378,7 +387,8 @@ CONFIGS = {
 }
 
 
-def _child(name: str, network_dir: Path, quick: bool, workers: int, alt_ngspice: str | None = None) -> dict:
+def _child(name: str, network_dir: Path, quick: bool, workers: int, alt_ngspice: str | None = None,
+           repeat: int = 1) -> dict:
     """One configuration; batch sizes split the samples evenly over the workers (1, 2 or 4 rounds)."""
     topology, tech = CONFIGS[name]
     big = topology[0] > 100
@@ -390,7 +400,7 @@ def _child(name: str, network_dir: Path, quick: bool, workers: int, alt_ngspice:
         if tech == "sky130":
             n, base, rounds = 1000, 30, [1]
         n_transient = 8
-    return measure(network_dir, tech, n, base, rounds, workers, alt_ngspice, n_transient)
+    return measure(network_dir, tech, n, base, rounds, workers, alt_ngspice, n_transient, repeat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,9 +416,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of MNIST IDX files for 196-100-10 (default: $MEMSPICE_MNIST_DIR, else "
                              "the cache `memspice data mnist` fills; without MNIST: random conductances)")
     parser.add_argument("--no-cnn", action="store_true", help="skip the large CNN deck")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run every batch size N times (both simulators interleaved) and report the median run")
     parser.add_argument("--only", choices=sorted([*CONFIGS, CNN_NAME]), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--network", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.mnist_dir is not None:  # the child processes read it from the environment
         os.environ["MEMSPICE_MNIST_DIR"] = str(args.mnist_dir.resolve())
     alt = None if args.no_alt else (args.alt_ngspice or os.environ.get("MEMSPICE_NGSPICE")
@@ -417,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cnn_deck(CNN_SAMPLES[args.quick], alt, stock=not args.quick or alt is None)))
         return 0
     if args.only:
-        print(json.dumps(_child(args.only, args.network, args.quick, args.workers, alt)))
+        print(json.dumps(_child(args.only, args.network, args.quick, args.workers, alt, args.repeat)))
         return 0
     from memspice.errors import ConfigError
     from memspice.tech.technology import find_sky130
@@ -438,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             networks[(topology, tech_name)] = (directory, prepare_network(topology, tech_name, directory, args.quick))
         network_dir, origin = networks[(topology, tech_name)]
         cmd = [sys.executable, str(Path(__file__).resolve()), "--only", name, "--workers", str(args.workers),
-               "--network", str(network_dir)]
+               "--network", str(network_dir), "--repeat", str(args.repeat)]
         if args.quick:
             cmd.append("--quick")
         cmd += ["--alt-ngspice", alt] if alt else ["--no-alt"]
@@ -503,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{fig['netlist_parse_s']:.2f} s), analysis {fig['analysis_s']:.2f} s; "
                       f"{fig['cpu_s_per_point']:.3f} CPU s and {fig['newton_iterations_per_point']:.1f} Newton iterations "
                       f"per sweep point; peak {fig['peak_mb']:.0f} MB")
-    line = {"bench": "validate", "quick": args.quick, "workers": args.workers, "cpus": os.cpu_count(),
+    line = {"bench": "validate", "quick": args.quick, "workers": args.workers, "repeat": args.repeat, "cpus": os.cpu_count(),
             "load_average_before": [round(v, 2) for v in load_before],
             "load_average_after": [round(v, 2) for v in os.getloadavg()], "results": results}
     print(json.dumps(line, sort_keys=True))
