@@ -246,13 +246,14 @@ def _probe(network: Any, tech: Any, sizing: Any, x: np.ndarray, ngspice: str) ->
     draw = apply_device_nonidealities(network.effective_conductances(),
                                       NonIdeality(g_min_siemens=device.g_min_siemens, g_max_siemens=device.g_max_siemens))
     deck = dc_batch_deck(NetworkCircuit(tech, sizing, draw.conductances), x)
-    start = time.perf_counter()
+    cpu0, start = _children_cpu_s(), time.perf_counter()
     result = simulate_text(emit(deck), deck.model_roots, (*deck.settings, ("acct", "")),
                            SimOptions(keep="never", ngspice=ngspice, timeout_s=3600))
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _children_cpu_s() - cpu0
     stats = {name: float(value) for name, value in _STAT.findall(result.output)}
     total, analysis = stats.get("Total elapsed time (seconds)"), stats.get("Total analysis time (seconds)")
     return {"samples": len(x), "equations": stats.get("Circuit Equations"), "wall_s": wall,
+            "cpu_ms_per_sample": 1e3 * cpu / len(x),  # one deck alone: compare with the batched run's figure
             "newton_iterations_per_sample": stats["Total iterations"] / len(x) if "Total iterations" in stats else None,
             "analysis_s": analysis, "ngspice_elapsed_s": total,
             "setup_s": None if total is None or analysis is None else total - analysis,
@@ -477,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"iterations/sample, peak {fig['peak_mb_per_worker']:.0f} MB per worker{diff}")
             print(f"    largest deck ({probe['samples']} samples, {probe['equations']:.0f} equations): set-up "
                   f"{probe['setup_s']:.3f} s (netlist parse {probe['netlist_parse_s']:.3f} s) + analysis "
-                  f"{probe['analysis_s']:.3f} s; by batch size: "
+                  f"{probe['analysis_s']:.3f} s; ngspice alone on it {probe['cpu_ms_per_sample']:.2f} CPU ms/sample; "
+                  f"by batch size: "
                   + ", ".join(f"{k}: {v['samples_per_s']:.0f}/s" for k, v in fig["batched"].items()))
             goal = TARGETS.get(name, {}).get(key)
             if goal:
