@@ -33,7 +33,11 @@ readonly RELEASE_URLS=(
     "https://downloads.sourceforge.net/project/ngspice/ng-spice-rework/old-releases/$VERSION/ngspice-$VERSION.tar.gz"
 )
 readonly RELEASE_SHA256=a0d1699af1940b06649276dcd6ff5a566c8c0cad01b2f7b5e99dedbb4d64c19b
-readonly CONFIGURE_OPTS=(--enable-predictor --enable-klu --disable-debug --without-x --with-readline=no)
+# --disable-openmp: memspice runs every ngspice with one thread (one process per core), where
+# the OpenMP BSIM4 path only adds a per-device copy; measured on a 464-sample 64-32-10 validation
+# deck, 13 interleaved runs: 0.70 against 0.72 s of CPU (lower in 11 runs, equal in 2), raw
+# output identical bit for bit.
+readonly CONFIGURE_OPTS=(--enable-predictor --enable-klu --disable-openmp --disable-debug --without-x --with-readline=no)
 readonly MARKER=memspice-build.txt   # written next to the binary: how it was built
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
