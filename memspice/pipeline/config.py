@@ -2,6 +2,10 @@
 
 An unknown key, a value of the wrong type, or a value out of range is one
 :class:`~memspice.errors.ConfigError` naming the key (``training.epochs must be ≥ 1, got 0``).
+
+The network is either ``[training] hidden`` (a dense network, ``n_features, hidden…, n_classes``)
+or a ``[network]`` table (:meth:`memspice.network.NetworkSpec.from_config`: conv, pooling and
+dense layers, on the dataset's input shape), never both.
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
+
+
+#: What a network sees of each dataset: input shape (C, H, W) or (N,), and classes.
+DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "mnist": ((1, 14, 14), 10),
+    "iris": ((4,), 3),
+    "breast_cancer": ((30,), 2),
+}
 
 
 def _need(ok: bool, key: str, message: str, value: object) -> None:
@@ -264,14 +277,58 @@ class RunConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    #: the ``[network]`` table as checked (``NetworkSpec.to_dict()``: ``input_shape`` and
+    #: ``layers``), or None for the dense network of ``training.hidden``
+    network: dict[str, Any] | None = None
 
     def section_digest(self, *names: str) -> str:
         """SHA-256 of the named sections (what a stage depends on)."""
-        data = {n: dataclasses.asdict(getattr(self, n)) for n in names}
+        data = {n: _plain(getattr(self, n)) for n in names}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def network_spec(self) -> Any:
+        """The ``[network]`` description as a :class:`~memspice.network.NetworkSpec`, or None
+        when the network is the dense one of ``training.hidden``."""
+        if self.network is None:
+            return None
+        from memspice.network import NetworkSpec
+
+        return NetworkSpec.from_config(self.network)
+
+    def layered_spec(self) -> Any:
+        """The network when it needs the layered trainer (conv or pooling layers), else None.
+
+        A ``[network]`` of ``flatten`` and ``dense`` layers only is today's dense network
+        (:meth:`topology` gives it) and runs through the dense stages, closed loop included.
+        """
+        spec = self.network_spec()
+        if spec is None or dense_layers(spec) is not None:
+            return None
+        return spec
+
+    def topology(self, n_features: int, n_classes: int) -> tuple[int, ...] | None:
+        """``(n_features, units…, n_classes)`` of a dense network; None for a layered one."""
+        spec = self.network_spec()
+        if spec is None:
+            return (n_features, *self.training.hidden, n_classes)
+        units = dense_layers(spec)
+        return None if units is None else (n_features, *units)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+
+
+def dense_layers(spec: Any) -> tuple[int, ...] | None:
+    """The units of a network made only of ``flatten`` and ``dense`` layers (no masks), else None."""
+    from memspice.network import Dense, Flatten
+
+    if any(m is not None for m in spec.masks) or not all(isinstance(l, (Dense, Flatten)) for l in spec.layers):
+        return None
+    return tuple(l.units for l in spec.layers if isinstance(l, Dense))
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -317,8 +374,48 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sections)})")
     hints = typing.get_type_hints(RunConfig)
-    built = {name: _section(hints[name], data.get(name, {}), name) for name in sections}
-    return RunConfig(**built)
+    built = {name: _section(hints[name], data.get(name, {}), name) for name in sections if name != "network"}
+    if "network" not in data:
+        return RunConfig(**built)
+    training = data.get("training", {})
+    if "hidden" in training:
+        raise ConfigError("the network is given twice: [network] describes its layers and [training] hidden "
+                          "its hidden dense layers; keep one (delete training.hidden to use [network])")
+    built["training"] = dataclasses.replace(built["training"], hidden=[])
+    spec = _network_spec(data["network"], built)
+    return RunConfig(**built, network=spec.to_dict())
+
+
+#: Training modes of networks with conv or pooling layers.
+LAYERED_MODES = ("static", "coupled")
+
+
+def _network_spec(table: Any, built: dict[str, Any]) -> Any:
+    """Check a ``[network]`` table against the dataset, the training settings and memory."""
+    from memspice.network import NetworkError, NetworkSpec
+
+    dataset: DatasetConfig = built["dataset"]
+    training: TrainingConfig = built["training"]
+    input_shape, n_classes = DATASET_SHAPES[dataset.name]
+    spec = NetworkSpec.from_config(table, input_shape)
+    last = spec.plans[-1]
+    if spec.n_outputs != n_classes:
+        raise NetworkError(f"network layer {last.index} ({last.kind}) has {spec.n_outputs} outputs, but "
+                           f"dataset {dataset.name} has {n_classes} classes")
+    try:
+        spec.check_size(training.batch_size)
+    except NetworkError as exc:
+        big = max(spec.plans, key=lambda p: p.n_devices)
+        raise NetworkError(f"{exc} (the largest is network layer {big.index} ({big.kind}): {big.n_devices:,} "
+                           f"devices in {big.n_columns:,} columns)") from None
+    if dense_layers(spec) is None:
+        _need(training.mode in LAYERED_MODES, "training.mode",
+              f"must be {' or '.join(LAYERED_MODES)} for a [network] with conv or pooling layers", training.mode)
+        loop: LoopConfig = built["loop"]
+        _need(not loop.enabled, "loop.enabled",
+              "must be false for a [network] with conv or pooling layers (the closed loop takes dense networks; "
+              "set [loop] enabled = false)", loop.enabled)
+    return spec
 
 
 #: Keys that name files or directories: relative values are relative to the configuration file.
@@ -368,6 +465,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(value)
 
 
@@ -381,8 +480,16 @@ def config_to_toml(config: RunConfig) -> str:
     lines = ["# memspice run configuration. Units are in the key names.", ""]
     for section in dataclasses.fields(RunConfig):
         value = getattr(config, section.name)
+        if section.name == "network":
+            if value is not None:
+                lines += ["[network]", f"input_shape = {_toml_value(value['input_shape'])}", "layers = ["]
+                lines += [f"  {_toml_value(layer)}," for layer in value["layers"]]
+                lines += ["]", ""]
+            continue
         lines.append(f"[{section.name}]")
         for f in dataclasses.fields(value):
+            if config.network is not None and section.name == "training" and f.name == "hidden":
+                continue  # the network is [network]'s
             lines.append(f"{f.name} = {_toml_value(getattr(value, f.name))}")
         lines.append("")
     return "\n".join(lines)
