@@ -386,6 +386,22 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return RunConfig(**built, network=spec.to_dict())
 
 
+def check_network_size(spec: Any, batch_size: int) -> None:
+    """:meth:`NetworkSpec.check_size`, its error naming the layer with the most devices.
+
+    Raises:
+        NetworkError: the estimate exceeds the limit.
+    """
+    from memspice.network import NetworkError
+
+    try:
+        spec.check_size(batch_size)
+    except NetworkError as exc:
+        big = max(spec.plans, key=lambda p: p.n_devices)
+        raise NetworkError(f"{exc} (the largest is network layer {big.index} ({big.kind}): {big.n_devices:,} "
+                           f"devices in {big.n_columns:,} columns)") from None
+
+
 #: Training modes of networks with conv or pooling layers.
 LAYERED_MODES = ("static", "coupled")
 
@@ -402,12 +418,7 @@ def _network_spec(table: Any, built: dict[str, Any]) -> Any:
     if spec.n_outputs != n_classes:
         raise NetworkError(f"network layer {last.index} ({last.kind}) has {spec.n_outputs} outputs, but "
                            f"dataset {dataset.name} has {n_classes} classes")
-    try:
-        spec.check_size(training.batch_size)
-    except NetworkError as exc:
-        big = max(spec.plans, key=lambda p: p.n_devices)
-        raise NetworkError(f"{exc} (the largest is network layer {big.index} ({big.kind}): {big.n_devices:,} "
-                           f"devices in {big.n_columns:,} columns)") from None
+    check_network_size(spec, training.batch_size)
     if dense_layers(spec) is None:
         _need(training.mode in LAYERED_MODES, "training.mode",
               f"must be {' or '.join(LAYERED_MODES)} for a [network] with conv or pooling layers", training.mode)

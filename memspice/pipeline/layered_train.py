@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from memspice.fit.calibration import Calibration
-from memspice.network import Conv2d, NetworkSpec
+from memspice.network import AvgPool2d, Conv2d, Dense, NetworkSpec
 from memspice.safe_io import dumps_strict, write_atomic, write_text_atomic
 from memspice.train.conv_io import TrainedCrossbarNetwork
 from memspice.train.conv_model import CrossbarNetwork, TanhConvNet
@@ -124,6 +124,41 @@ def save_float_network(spec: NetworkSpec, params: Sequence[np.ndarray], director
 
     return {"npz": write_atomic(directory / FLOAT_NPZ, write_npz),
             "json": write_text_atomic(directory / FLOAT_JSON, dumps_strict(meta, indent=2) + "\n")}
+
+
+def describe_layers(spec: Any) -> str:
+    """``1x14x14 → conv8k3 → pool2 → conv16k3 → pool2 → flatten → dense10`` (stride/padding when
+    not 1/0)."""
+    parts = ["x".join(str(s) for s in spec.input_shape)]
+    for layer in spec.layers:
+        if isinstance(layer, Conv2d):
+            text = f"conv{layer.out_channels}k{layer.kernel}"
+            text += f"s{layer.stride}" if layer.stride != 1 else ""
+            text += f"p{layer.padding}" if layer.padding else ""
+        elif isinstance(layer, AvgPool2d):
+            text = f"pool{layer.size}" + (f"s{layer.step}" if layer.step != layer.size else "")
+        elif isinstance(layer, Dense):
+            text = f"dense{layer.units}"
+        else:
+            text = layer.kind
+        parts.append(text)
+    return " → ".join(parts)
+
+
+def write_train_report(directory: Path, summary: dict[str, Any], layers: str,
+                       figures: dict[str, str]) -> Path:
+    """``report.md`` of ``memspice train --network``: the summary, the layer table and the figures
+    (file name → caption, relative to ``directory``)."""
+    lines = ["# memspice train report", "", f"Network {summary.get('topology')}, mode {summary.get('mode')}.", "",
+             "| quantity | value |", "|---|---|"]
+    for key, value in summary.items():
+        shown = f"{100 * value:.2f} %" if "accuracy" in key and isinstance(value, float) else value
+        lines.append(f"| {key} | {shown} |")
+    lines += ["", "## Layers", "", "```", layers, "```"]
+    for name, caption in figures.items():
+        if (Path(directory) / name).is_file():
+            lines += ["", f"## {caption}", "", f"![{caption}]({name})"]
+    return write_text_atomic(Path(directory) / "report.md", "\n".join(lines) + "\n")
 
 
 def first_conv_kernels(network: TrainedCrossbarNetwork) -> tuple[int, np.ndarray, np.ndarray] | None:

@@ -143,7 +143,7 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
     base_test = accuracy(layered_train.predict(baseline, base.params, x_test), test_set.labels)
     estimate = spec.estimate(t.batch_size)
     summary = {
-        "topology": describe_layers(spec),
+        "topology": layered_train.describe_layers(spec),
         "network": spec.to_dict(),
         "devices": estimate.devices, "columns": estimate.columns, "thetas": estimate.thetas,
         "mode": t.mode,
@@ -162,27 +162,6 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
     }
     write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary
-
-
-def describe_layers(spec: Any) -> str:
-    """``1x14x14 → conv8k3 → pool2 → conv16k3 → pool2 → flatten → dense10`` (stride/padding when
-    not 1/0)."""
-    from memspice.network import AvgPool2d, Conv2d, Dense
-
-    parts = ["x".join(str(s) for s in spec.input_shape)]
-    for layer in spec.layers:
-        if isinstance(layer, Conv2d):
-            text = f"conv{layer.out_channels}k{layer.kernel}"
-            text += f"s{layer.stride}" if layer.stride != 1 else ""
-            text += f"p{layer.padding}" if layer.padding else ""
-        elif isinstance(layer, AvgPool2d):
-            text = f"pool{layer.size}" + (f"s{layer.step}" if layer.step != layer.size else "")
-        elif isinstance(layer, Dense):
-            text = f"dense{layer.units}"
-        else:
-            text = layer.kind
-        parts.append(text)
-    return " → ".join(parts)
 
 
 def _val_accuracy(result: TrainResult) -> float | None:
