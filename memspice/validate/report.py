@@ -167,8 +167,11 @@ def _fmt_pct(value: float | None) -> str:
 def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
     """The human-readable report."""
     s = report.summary
+    shape = (f"topology {s.get('topology')}" if s.get("network") is None else
+             f"network {s.get('network')} ({s.get('neurons')} neurons, {s.get('devices')} devices; model: "
+             f"{s.get('model_evaluator')} evaluator)")
     lines = ["# memspice validation", "",
-             f"Status: **{s.get('status')}** — topology {s.get('topology')}, technology "
+             f"Status: **{s.get('status')}** — {shape}, technology "
              f"{s.get('technology', {}).get('technology')} ({s.get('technology', {}).get('corner')}), "
              f"non-idealities {s.get('nonideal')}.", ""]
     for failure in s.get("failed_batches", []):
