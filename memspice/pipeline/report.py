@@ -68,12 +68,22 @@ def headline(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _network_lines(train: dict[str, Any]) -> list[str]:
+    """For a ``[network]`` with conv or pooling layers: its size and training mode."""
+    if "network" not in train:
+        return []
+    return [f"Layered network ({train.get('mode')} model): {train.get('devices', 0):,} devices in "
+            f"{train.get('columns', 0):,} columns (every conv output position is a column with its own copy of "
+            f"its kernel), {train.get('thetas', 0):,} trainable θ.", ""]
+
+
 def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_toml: str) -> str:
     """The Markdown report text (image links relative to ``run_dir``)."""
     h = headline(summaries)
     lines = [
         "# memspice run report", "",
         f"Technology **{h['technology']}** ({h['corner']}), topology {h['topology']}.", "",
+        *_network_lines(summaries.get("train", {})),
         "## Headline numbers", "",
         "| quantity | value |", "|---|---|",
         f"| neuron gain (two inverters, fitted) | {_num(h['neuron_gain'], ' V/V')} |",
