@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,20 @@ def test_netlist_trained_refuses_bad_requests(trained: Path, tmp_path: Path,
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], (argv, err)
         assert not deck.exists()
+
+
+def test_chunked_predictions_equal_the_model() -> None:
+    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.network import NetworkSpec
+    from memspice.pipeline.config import config_from_dict
+    from memspice.pipeline.layered_train import ChunkedPredictions
+
+    spec: NetworkSpec = config_from_dict({"loop": {"enabled": False}, "network": tomllib.loads(NETWORK)["network"]}
+                                         ).layered_spec()
+    cal = phax_reference_calibration()
+    model = CrossbarNetwork(cal, spec)
+    params = model.init_params(np.random.default_rng(0))
+    x = features_to_voltages(load_digits().features[:10], cal.rails.vdd, cal.rails.vss)
+    chunked = ChunkedPredictions(model, chunk=3)
+    np.testing.assert_array_equal(chunked.predict(params, x), model.predict(params, x))
+    np.testing.assert_array_equal(chunked.predict_logits(params, x), model.predict_logits(params, x))
