@@ -19,6 +19,7 @@ from memspice.train.conv_io import TrainedCrossbarNetwork
 from memspice.train.mapping import ConductanceWindow, theta_to_conductance
 from memspice.train.network_io import TrainedNetwork
 from memspice.validate.api import RunSettings, as_validated, validate_network
+from memspice.validate.decks import TransientSpec
 
 #: conv 2 k3 → pool 2 → dense 3 on a 1×6×6 input: replicated kernels, a folded pool.
 CNN = NetworkSpec((1, 6, 6), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(3)))
@@ -201,3 +202,63 @@ def test_drawn_devices_are_built_and_the_model_is_run_on_them(tmp_path: Path, ca
     # the ideal model is further from SPICE than the model on the drawn devices
     assert report.summary["layer_errors"][0]["rms_v"] > 10 * drawn_model["layer_errors"][0]["rms_v"]
     assert report.summary["devices"] == sum(int((g > 0).sum()) for g in drawn)
+
+
+def _switching_cnn() -> TrainedCrossbarNetwork:
+    """1×4×4 → conv 1 k3 → dense 2, every column dominated by one row (8 µS against 0.125 µS),
+    the conv's ``in`` taps and its kernel's top-left ``ip`` tap pruned: input 0 has no driver
+    at all and no input has an ``n`` driver. Every output swings when the image changes sign."""
+    from memspice.fit.calibration import phax_reference_calibration
+
+    cal = phax_reference_calibration()
+    g_min, g_max = cal.device.g_min_siemens, cal.device.g_max_siemens
+    spec = NetworkSpec((1, 4, 4), (Conv2d(1, 3), Flatten(), Dense(2)))
+    conv = np.full(spec.plans[0].theta_shape, g_min)
+    conv[0, 4] = g_max  # the kernel's centre, ip
+    dense = np.full(spec.plans[1].theta_shape, g_min)
+    dense[:, 0] = g_max  # conv neuron 0's outp
+    keep = np.ones(conv.shape, dtype=bool)
+    keep[0, 9:18] = False
+    keep[0, 0] = False
+    return TrainedCrossbarNetwork(spec.with_masks((CrossbarMask(keep), None)), (conv, dense), cal)
+
+
+@pytest.mark.ngspice
+def test_layered_transient_settles_to_the_dc_points_with_the_drivers_dc_power() -> None:
+    from memspice.validate.decks import TransientSpec
+    from memspice.validate.execute import BatchJob, run_job
+    from memspice.validate.layered import layered_circuit
+
+    network = _switching_cnn()
+    circuit = layered_circuit(network, builtin(), InverterSizing())
+    assert [(d.index, d.polarity) for d in circuit.drivers()] == [(i, "p") for i in range(1, 16)]
+    x = np.outer([0.2, -0.2, 0.2], np.ones(16))
+    x[:, 15] = 0.05  # a corner pixel: no kernel centre reads it
+    period = 50e-9
+    dc = run_job(BatchJob(0, np.arange(3), x, circuit, "dc"))
+    reference = np.column_stack([dc["outp1"], dc["outn1"]])
+    tran = run_job(BatchJob(0, np.arange(3), x, circuit, "transient", TransientSpec(period, 0.1e-9),
+                            reference=reference))
+    np.testing.assert_allclose(tran["tran_outp_last"], dc["outp1"], atol=2e-3)
+    assert np.all(np.isfinite(tran["delay_s"])) and np.all(tran["delay_s"][1:] > 1e-9)
+    assert np.all(tran["delay_s"] < period)
+    t, power = tran["wave_time_s"], tran["wave_input_power_w"]
+    for s in range(3):
+        end = np.flatnonzero(t <= (s + 2) * period * (1 + 1e-12))[-1]
+        assert power[end] == pytest.approx(dc["p_in"][s], rel=1e-3)
+    assert np.all(tran["energy_to_settle_j"][1:] > 0) and np.all(tran["input_energy_j"] > 0)
+
+
+@pytest.mark.ngspice
+def test_validate_network_reports_layered_delay_and_energy(tmp_path: Path) -> None:
+    network = _switching_cnn()
+    x = np.outer([0.2, -0.2, 0.2, -0.1], np.ones(16))
+    report = validate_network(network, builtin(), x, np.array([0, 1, 0, 1]), tmp_path / "v",
+                              settings=RunSettings(batch_size=2, workers=2, transient_samples=3,
+                                                   transient=TransientSpec(50e-9, 0.1e-9)))
+    tran = report.summary["transient"]
+    assert report.summary["model_evaluator"] == "static"
+    assert tran["samples"] == 3 and tran["settled"] == 3 and 1e-9 < tran["delay_s_max"] < 50e-9
+    assert tran["total_energy_to_settle_j_mean"] > tran["energy_to_settle_j_mean"] > 0
+    assert "Transient (3 samples" in (tmp_path / "v" / "report.md").read_text()
+    assert (tmp_path / "v" / "transient.png").is_file()

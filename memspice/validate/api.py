@@ -122,6 +122,8 @@ class ValidationReport:
             rail ``power_w``, and that batch's ``sample``, ``delay_s`` and ``period_s``.
         input_power_w: ``(S,)`` static power the input drivers deliver per sample (W): the first
             crossbar, which the rails do not feed (empty for batches stored without it).
+        feature_maps: layered networks with conv layers: one image's maps
+            (:func:`memspice.validate.layered.feature_maps`), empty otherwise.
     """
 
     comparison: Comparison | None
@@ -138,6 +140,7 @@ class ValidationReport:
     files: dict[str, Path] = field(default_factory=dict)
     transient_waves: dict[str, np.ndarray] = field(default_factory=dict)
     input_power_w: np.ndarray = field(default_factory=lambda: np.empty(0))
+    feature_maps: dict[str, Any] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -548,6 +551,11 @@ def validate_network(network: TrainedNetwork | TrainedCrossbarNetwork, tech: Tec
                     waves["input_power_w"] = first["wave_input_power_w"]
     report = assemble(network, draw, dc, labels, x, failures, transient, evaluator, states)
     report.transient_waves = waves
+    if isinstance(network, TrainedCrossbarNetwork) and report.comparison is not None:
+        from memspice.validate.layered import feature_maps, layer_kinds
+
+        report.feature_maps = feature_maps(network, report, x)
+        report.summary["layer_kinds"] = layer_kinds(network)
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir, transient_elapsed_s))
     report.summary["model_evaluator"] = subject.evaluator
     report.summary["sizing_m"] = {k: float(getattr(sizing, k)) for k in SIZING_KEYS}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from memspice.circuit.builders import DeviceSource, InverterSizing
 from memspice.circuit.deck import Deck
 from memspice.circuit.layered import CrossbarDevices
 from memspice.errors import ConfigError, SimFailed
+from memspice.network.spec import NetworkSpec
 from memspice.network.wiring import network_wiring
 from memspice.sim.rawfile import Plot
 from memspice.train.conv_circuit import (
@@ -251,3 +253,60 @@ def describe_layers(network: TrainedCrossbarNetwork) -> str:
         parts.append(text)
     masked = sum(m is not None for m in spec.masks)
     return " → ".join(parts) + (f" ({masked} masked crossbar layer{'s' * (masked != 1)})" if masked else "")
+
+
+def validation_bytes(spec: NetworkSpec, n_samples: int, batch_size: int) -> float:
+    """Memory of validating ``spec`` on ``n_samples`` samples (bytes): the model's voltages of every
+    sample (row sources, column, ``outn``, ``outp``, the SPICE results and the comparison), the
+    per-device model evaluation of one chunk, and one batch's deck and results."""
+    samples = int(n_samples)
+    columns = sum(p.n_columns for p in spec.plans)
+    rows = sum(2 * p.n_sources + 3 for p in spec.plans)
+    chunk = min(MODEL_CHUNK, samples)
+    batch = min(int(batch_size), samples)
+    estimate = spec.estimate(chunk)
+    per_sample = spec.n_inputs + rows + 8 * columns
+    deck = batch * (4 * columns + spec.n_inputs) * 8 + estimate.devices * DECK_BYTES_PER_DEVICE
+    return float(samples * per_sample * 8 + estimate.validation_bytes + deck)
+
+
+#: Python element objects and deck text of one device while a deck is built (bytes).
+DECK_BYTES_PER_DEVICE = 400
+
+
+def check_memory(spec: NetworkSpec, n_samples: int, batch_size: int) -> None:
+    """Refuse a validation that cannot fit in memory (see :func:`validation_bytes`).
+
+    Raises:
+        ConfigError: the estimate exceeds the memory available.
+    """
+    from memspice.budget import require
+
+    require(validation_bytes(spec, n_samples, batch_size),
+            f"validating a network of {spec.estimate(1).devices:,} devices on {n_samples} samples")
+
+
+def layer_kinds(network: TrainedCrossbarNetwork) -> list[str]:
+    """Per crossbar layer, its kind and output shape: ``conv2d 4×12×12``, ``dense 10``."""
+    return [f"{p.kind} {'×'.join(str(d) for d in p.output_shape)}" for p in network.spec.plans]
+
+
+def feature_maps(network: TrainedCrossbarNetwork, report: Any, x: np.ndarray) -> dict[str, Any]:
+    """One image's feature maps of every conv layer, SPICE and model (V), for the report.
+
+    The image is the first compared sample (lowest sample number). Returns ``sample``, its
+    ``label``, the ``input`` ``input_shape`` (V) and ``layers``: per conv layer a dict with
+    ``layer`` (crossbar index), ``kind`` and ``spice``/``model`` ``outp`` maps ``(C, H, W)``
+    (V); empty when the network has no conv layer.
+    """
+    spec = network.spec
+    conv = [p for p in spec.plans if p.kind == "conv2d"]
+    if not conv or not len(report.sample_index):
+        return {}
+    row = 0  # sample_index is sorted: the lowest sample number
+    sample = int(report.sample_index[row])
+    layers = [{"layer": p.crossbar, "kind": f"{p.kind} {'×'.join(str(d) for d in p.output_shape)}",
+               "spice": report.spice[p.crossbar].outp[row].reshape(p.output_shape),
+               "model": report.model[p.crossbar].outp[row].reshape(p.output_shape)} for p in conv]
+    return {"sample": sample, "label": int(report.labels[row]),
+            "input": np.asarray(x[sample]).reshape(spec.input_shape), "layers": layers}
