@@ -21,21 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from memspice.errors import ConfigError
+from memspice.pipeline.network_config import dense_layers, network_spec
 from memspice.train.schedule import SCHEDULE_NAMES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
-
-
-#: What a network sees of each dataset: input shape (C, H, W) or (N,), and classes.
-DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
-    "digits": ((1, 8, 8), 10),
-    "mnist": ((1, 14, 14), 10),
-    "iris": ((4,), 3),
-    "breast_cancer": ((30,), 2),
-}
 
 
 def _need(ok: bool, key: str, message: str, value: object) -> None:
@@ -322,15 +314,6 @@ def _plain(value: Any) -> Any:
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
-def dense_layers(spec: Any) -> tuple[int, ...] | None:
-    """The units of a network made only of ``flatten`` and ``dense`` layers (no masks), else None."""
-    from memspice.network import Dense, Flatten
-
-    if any(m is not None for m in spec.masks) or not all(isinstance(l, (Dense, Flatten)) for l in spec.layers):
-        return None
-    return tuple(l.units for l in spec.layers if isinstance(l, Dense))
-
-
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     if annotation is bool:
@@ -382,51 +365,8 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
         raise ConfigError("the network is given twice: [network] describes its layers and [training] hidden "
                           "its hidden dense layers; keep one (delete training.hidden to use [network])")
     built["training"] = dataclasses.replace(built["training"], hidden=[])
-    spec = _network_spec(data["network"], built)
+    spec = network_spec(data["network"], built["dataset"].name, built["training"], built["loop"].enabled)
     return RunConfig(**built, network=spec.to_dict())
-
-
-def check_network_size(spec: Any, batch_size: int) -> None:
-    """:meth:`NetworkSpec.check_size`, its error naming the layer with the most devices.
-
-    Raises:
-        NetworkError: the estimate exceeds the limit.
-    """
-    from memspice.network import NetworkError
-
-    try:
-        spec.check_size(batch_size)
-    except NetworkError as exc:
-        big = max(spec.plans, key=lambda p: p.n_devices)
-        raise NetworkError(f"{exc} (the largest is network layer {big.index} ({big.kind}): {big.n_devices:,} "
-                           f"devices in {big.n_columns:,} columns)") from None
-
-
-#: Training modes of networks with conv or pooling layers.
-LAYERED_MODES = ("static", "coupled")
-
-
-def _network_spec(table: Any, built: dict[str, Any]) -> Any:
-    """Check a ``[network]`` table against the dataset, the training settings and memory."""
-    from memspice.network import NetworkError, NetworkSpec
-
-    dataset: DatasetConfig = built["dataset"]
-    training: TrainingConfig = built["training"]
-    input_shape, n_classes = DATASET_SHAPES[dataset.name]
-    spec = NetworkSpec.from_config(table, input_shape)
-    last = spec.plans[-1]
-    if spec.n_outputs != n_classes:
-        raise NetworkError(f"network layer {last.index} ({last.kind}) has {spec.n_outputs} outputs, but "
-                           f"dataset {dataset.name} has {n_classes} classes")
-    check_network_size(spec, training.batch_size)
-    if dense_layers(spec) is None:
-        _need(training.mode in LAYERED_MODES, "training.mode",
-              f"must be {' or '.join(LAYERED_MODES)} for a [network] with conv or pooling layers", training.mode)
-        loop: LoopConfig = built["loop"]
-        _need(not loop.enabled, "loop.enabled",
-              "must be false for a [network] with conv or pooling layers (the closed loop takes dense networks; "
-              "set [loop] enabled = false)", loop.enabled)
-    return spec
 
 
 #: Keys that name files or directories: relative values are relative to the configuration file.

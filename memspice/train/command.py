@@ -259,7 +259,8 @@ def read_network_file(path: Path, dataset: str, batch_size: int) -> Any:
             that cannot be built (naming the layer).
     """
     from memspice.network import NetworkError, NetworkSpec
-    from memspice.pipeline.config import DATASET_SHAPES, check_network_size, tomllib
+    from memspice.pipeline.config import tomllib
+    from memspice.pipeline.network_config import DATASET_SHAPES, check_network_size
     from memspice.safe_io import read_document
 
     try:
