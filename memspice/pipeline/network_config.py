@@ -51,6 +51,25 @@ def check_network_size(spec: Any, batch_size: int) -> None:
 LAYERED_MODES = ("static", "coupled")
 
 
+def dataset_network(table: Any, dataset: str, batch_size: int) -> Any:
+    """The :class:`~memspice.network.NetworkSpec` of a ``[network]`` table on ``dataset``'s input
+    shape, ending in its classes, within memory for ``batch_size``.
+
+    Raises:
+        NetworkError: naming the key or the layer.
+    """
+    from memspice.network import NetworkError, NetworkSpec
+
+    input_shape, n_classes = DATASET_SHAPES[dataset]
+    spec = NetworkSpec.from_config(table, input_shape)
+    last = spec.plans[-1]
+    if spec.n_outputs != n_classes:
+        raise NetworkError(f"network layer {last.index} ({last.kind}) has {spec.n_outputs} outputs, but "
+                           f"dataset {dataset} has {n_classes} classes")
+    check_network_size(spec, batch_size)
+    return spec
+
+
 def network_spec(table: Any, dataset: str, training: Any, loop_enabled: bool) -> Any:
     """Check a ``[network]`` table against the dataset, the training settings and memory.
 
@@ -67,15 +86,7 @@ def network_spec(table: Any, dataset: str, training: Any, loop_enabled: bool) ->
         ConfigError: a network that cannot be built (naming the layer), does not end in the
             dataset's classes, is too large, or asks for what layered networks do not have.
     """
-    from memspice.network import NetworkError, NetworkSpec
-
-    input_shape, n_classes = DATASET_SHAPES[dataset]
-    spec = NetworkSpec.from_config(table, input_shape)
-    last = spec.plans[-1]
-    if spec.n_outputs != n_classes:
-        raise NetworkError(f"network layer {last.index} ({last.kind}) has {spec.n_outputs} outputs, but "
-                           f"dataset {dataset} has {n_classes} classes")
-    check_network_size(spec, training.batch_size)
+    spec = dataset_network(table, dataset, training.batch_size)
     if dense_layers(spec) is None:
         if training.mode not in LAYERED_MODES:
             raise ConfigError(f"training.mode must be {' or '.join(LAYERED_MODES)} for a [network] with conv or "

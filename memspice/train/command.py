@@ -258,9 +258,8 @@ def read_network_file(path: Path, dataset: str, batch_size: int) -> Any:
         ConfigError: unreadable or not TOML, no ``[network]`` or other sections, or a network
             that cannot be built (naming the layer).
     """
-    from memspice.network import NetworkError, NetworkSpec
     from memspice.pipeline.config import tomllib
-    from memspice.pipeline.network_config import DATASET_SHAPES, check_network_size
+    from memspice.pipeline.network_config import dataset_network
     from memspice.safe_io import read_document
 
     try:
@@ -279,14 +278,7 @@ def read_network_file(path: Path, dataset: str, batch_size: int) -> Any:
     if others:
         raise ConfigError(f"network file {path} holds [{others[0]}]; it should hold only a [network] table "
                           "(training settings are options of memspice train)")
-    input_shape, n_classes = DATASET_SHAPES[dataset]
-    spec = NetworkSpec.from_config(document["network"], input_shape)
-    if spec.n_outputs != n_classes:
-        last = spec.plans[-1]
-        raise NetworkError(f"network layer {last.index} ({last.kind}) has {spec.n_outputs} outputs, but dataset "
-                           f"{dataset} has {n_classes} classes")
-    check_network_size(spec, batch_size)
-    return spec
+    return dataset_network(document["network"], dataset, batch_size)
 
 
 def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
