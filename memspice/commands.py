@@ -18,12 +18,18 @@ from memspice.circuit.builders import (
 )
 from memspice.circuit.deck import Dc, Deck, Op, Sweep
 from memspice.circuit.wiring import layer_shapes
-from memspice.cli_options import add_technology_options, sizing_from_args, technology_from_args
+from memspice.cli_options import (
+    add_technology_options,
+    bounded,
+    nonnegative_int,
+    sizing_from_args,
+    technology_from_args,
+)
 from memspice.errors import ConfigError, MemspiceError
 from memspice.io import write_text_atomic
 from memspice.netlist.emit import emit, required_settings
 
-STRUCTURES = ("inverter", "neuron", "column", "network")
+STRUCTURES = ("inverter", "neuron", "column", "network", "trained")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,14 +41,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Write an ngspice deck for a given structure. Decks are deterministic: the same "
             "options give byte-identical text (model files are referenced through root aliases "
             "that `memspice sim` links into its run directory).\n\n"
+            "`trained` writes a trained network (--network DIR from `memspice train` or `memspice run`'s "
+            "train/network; dense or convolutional) as one flat deck: every device a resistor, every "
+            "neuron's transistors at top level, driven by dataset images (--sample, --count; several "
+            "images are one .dc sweep of an index source). Technology and sizing are the network "
+            "calibration's.\n\n"
             "Examples:\n"
             "  memspice netlist inverter --load 900e3 -o inv.cir\n"
-            "  memspice netlist network --topology 4,3,2 --seed 1 -o net.cir"
+            "  memspice netlist network --topology 4,3,2 --seed 1 -o net.cir\n"
+            "  memspice netlist trained --network train_run --sample 0 -o cnn.cir\n"
+            "  memspice netlist trained --network runs/mnist_cnn/train/network --dataset mnist --sample 8000 "
+            "--count 100 -o batch.cir"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("structure", choices=STRUCTURES,
-                   help="inverter (1 stage), neuron (2 inverters), column (one neuron with its memristors), network")
+                   help="inverter (1 stage), neuron (2 inverters), column (one neuron with its memristors), network "
+                        "(random conductances), trained (a trained network, dense or CNN)")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     p.add_argument("--load", type=float, default=None, help="resistive load per stage output in Ω (inverter/neuron)")
     p.add_argument("--points", type=int, default=501, help="DC sweep points of the input (inverter/neuron; default 501)")
@@ -50,6 +65,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random conductances (column/network)")
     p.add_argument("--g-min", type=float, default=0.12e-6, help="lowest random conductance in S (default 0.12e-6)")
     p.add_argument("--g-max", type=float, default=8e-6, help="highest random conductance in S (default 8e-6)")
+    trained = p.add_argument_group("trained networks (structure `trained`)")
+    trained.add_argument("--network", type=Path, default=None, metavar="DIR",
+                         help="folder with network.json + network.npz")
+    trained.add_argument("--dataset", choices=("digits", "iris", "breast_cancer", "mnist"), default=None,
+                         help="images to drive it with (default: the one it was trained on, else digits)")
+    trained.add_argument("--mnist-dir", type=Path, default=None, help="folder with MNIST IDX files")
+    trained.add_argument("--sample", type=nonnegative_int, default=0,
+                         help="first image, an index into the whole dataset (MNIST's benchmark test images "
+                              "are 8000-9999; default 0)")
+    trained.add_argument("--count", type=bounded(int, 1, 100000), default=1,
+                         help="images in the deck: 1 = one .op (default); more = one .dc sweep of the index "
+                              "source, image s at v(idx) = s")
     add_technology_options(p)
     p.set_defaults(func=run_netlist)
 
@@ -86,6 +113,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_structure_deck(args: argparse.Namespace) -> Deck:
     """The deck ``memspice netlist`` writes for the parsed options."""
+    if args.structure == "trained":
+        return trained_network_deck(args)
+    if getattr(args, "network", None) is not None:
+        raise ConfigError(f"--network is for `memspice netlist trained`, not {args.structure}")
     tech = technology_from_args(args)
     sizing = sizing_from_args(args)
     rails = tech.rails
@@ -110,6 +141,44 @@ def build_structure_deck(args: argparse.Namespace) -> Deck:
     x = rng.uniform(rails.vss, rails.vdd, size=topology[0])
     return network_deck(tech, sizing, conductances, dc_input_sources(x), [Op()],
                         network_output_saves(conductances), title=f"memspice {args.structure} {args.topology}")
+
+
+def trained_network_deck(args: argparse.Namespace) -> Deck:
+    """The flat deck of a trained network (any layers) on ``--count`` images from ``--sample``,
+    built by :mod:`memspice.train.conv_circuit`."""
+    from memspice.datasets import features_to_voltages, load_dataset
+    from memspice.train.conv_circuit import batch_deck, single_image_deck
+    from memspice.train.conv_io import load_layered_network
+    from memspice.validate.command import check_devices, sizing_of
+
+    if args.network is None:
+        raise ConfigError("`memspice netlist trained` needs --network DIR (a trained network's folder)")
+    if (args.network / "float_network.json").is_file() and not (args.network / "network.json").is_file():
+        raise ConfigError(f"{args.network} holds a float baseline (memspice train --mode float): weights, not "
+                          "conductances, so it has no circuit; netlist a static or coupled network")
+    network = load_layered_network(args.network)
+    rails = network.calibration.rails
+    given = (args.vdd, args.vss)
+    if given != (0.25, -0.25) and given != (rails.vdd, rails.vss):
+        raise ConfigError(f"--vdd/--vss {args.vdd:g}/{args.vss:g} V differ from the network's calibration "
+                          f"({rails.vdd:g}/{rails.vss:g} V); drop them: the trained network's rails are its own")
+    tech = technology_from_args(args, rails=rails)
+    check_devices(tech, network)
+    sizing = sizing_of(args, network)
+    recorded = network.metadata.get("dataset")
+    name = args.dataset or (recorded if recorded in ("digits", "iris", "breast_cancer", "mnist") else "digits")
+    data = load_dataset(name, args.mnist_dir)
+    if data.n_features != network.spec.n_inputs:
+        raise ConfigError(f"dataset {name} has {data.n_features} features per sample, the network takes "
+                          f"{network.spec.n_inputs}; pass the --dataset it was trained on")
+    n = len(data.labels)
+    if args.sample + args.count > n:
+        raise ConfigError(f"--sample {args.sample} --count {args.count} asks for images up to "
+                          f"{args.sample + args.count - 1}, but {name} has {n} (0-{n - 1})")
+    x = features_to_voltages(data.features[args.sample: args.sample + args.count], rails.vdd, rails.vss)
+    if args.count == 1:
+        return single_image_deck(network, tech, sizing, x[0])
+    return batch_deck(network, tech, sizing, x)
 
 
 def run_netlist(args: argparse.Namespace) -> int:

@@ -2,6 +2,10 @@
 
 An unknown key, a value of the wrong type, or a value out of range is one
 :class:`~memspice.errors.ConfigError` naming the key (``training.epochs must be ≥ 1, got 0``).
+
+The network is either ``[training] hidden`` (a dense network, ``n_features, hidden…, n_classes``)
+or a ``[network]`` table (:meth:`memspice.network.NetworkSpec.from_config`: conv, pooling and
+dense layers, on the dataset's input shape), never both.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from memspice.errors import ConfigError
+from memspice.pipeline.network_config import dense_layers, network_spec
 from memspice.train.schedule import SCHEDULE_NAMES
 
 if sys.version_info >= (3, 11):
@@ -264,14 +269,49 @@ class RunConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    #: the ``[network]`` table as checked (``NetworkSpec.to_dict()``: ``input_shape`` and
+    #: ``layers``), or None for the dense network of ``training.hidden``
+    network: dict[str, Any] | None = None
 
     def section_digest(self, *names: str) -> str:
         """SHA-256 of the named sections (what a stage depends on)."""
-        data = {n: dataclasses.asdict(getattr(self, n)) for n in names}
+        data = {n: _plain(getattr(self, n)) for n in names}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+    def network_spec(self) -> Any:
+        """The ``[network]`` description as a :class:`~memspice.network.NetworkSpec`, or None
+        when the network is the dense one of ``training.hidden``."""
+        if self.network is None:
+            return None
+        from memspice.network import NetworkSpec
+
+        return NetworkSpec.from_config(self.network)
+
+    def layered_spec(self) -> Any:
+        """The network when it needs the layered trainer (conv or pooling layers), else None.
+
+        A ``[network]`` of ``flatten`` and ``dense`` layers only is today's dense network
+        (:meth:`topology` gives it) and runs through the dense stages, closed loop included.
+        """
+        spec = self.network_spec()
+        if spec is None or dense_layers(spec) is not None:
+            return None
+        return spec
+
+    def topology(self, n_features: int, n_classes: int) -> tuple[int, ...] | None:
+        """``(n_features, units…, n_classes)`` of a dense network; None for a layered one."""
+        spec = self.network_spec()
+        if spec is None:
+            return (n_features, *self.training.hidden, n_classes)
+        units = dense_layers(spec)
+        return None if units is None else (n_features, *units)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -317,8 +357,16 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sections)})")
     hints = typing.get_type_hints(RunConfig)
-    built = {name: _section(hints[name], data.get(name, {}), name) for name in sections}
-    return RunConfig(**built)
+    built = {name: _section(hints[name], data.get(name, {}), name) for name in sections if name != "network"}
+    if "network" not in data:
+        return RunConfig(**built)
+    training = data.get("training", {})
+    if "hidden" in training:
+        raise ConfigError("the network is given twice: [network] describes its layers and [training] hidden "
+                          "its hidden dense layers; keep one (delete training.hidden to use [network])")
+    built["training"] = dataclasses.replace(built["training"], hidden=[])
+    spec = network_spec(data["network"], built["dataset"].name, built["training"], built["loop"].enabled)
+    return RunConfig(**built, network=spec.to_dict())
 
 
 #: Keys that name files or directories: relative values are relative to the configuration file.
@@ -368,6 +416,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(value)
 
 
@@ -381,8 +431,16 @@ def config_to_toml(config: RunConfig) -> str:
     lines = ["# memspice run configuration. Units are in the key names.", ""]
     for section in dataclasses.fields(RunConfig):
         value = getattr(config, section.name)
+        if section.name == "network":
+            if value is not None:
+                lines += ["[network]", f"input_shape = {_toml_value(value['input_shape'])}", "layers = ["]
+                lines += [f"  {_toml_value(layer)}," for layer in value["layers"]]
+                lines += ["]", ""]
+            continue
         lines.append(f"[{section.name}]")
         for f in dataclasses.fields(value):
+            if config.network is not None and section.name == "training" and f.name == "hidden":
+                continue  # the network is [network]'s
             lines.append(f"{f.name} = {_toml_value(getattr(value, f.name))}")
         lines.append("")
     return "\n".join(lines)

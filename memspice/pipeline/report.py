@@ -16,6 +16,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("characterize", "characterize/loads_metrics.png", "Switching threshold, gain and noise margins vs load"),
     ("calibrate", "calibrate/activation_fit.png", "Static (PHAX) tanh fits and their residuals"),
     ("train", "train/constrained/history.png", "Training curves of the constrained network"),
+    ("train", "train/kernels.png", "First conv layer: kernel conductances (positive and negative device, µS)"),
     ("validate", "validate/scatter.png", "SPICE vs model, every neuron output, per layer"),
     ("validate", "validate/error_histograms.png", "SPICE − model output-voltage error"),
     ("validate", "validate/confusion.png", "Confusion matrix of the SPICE circuit"),
@@ -67,17 +68,28 @@ def headline(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _network_lines(train: dict[str, Any]) -> list[str]:
+    """For a ``[network]`` with conv or pooling layers: its size and training mode."""
+    if "network" not in train:
+        return []
+    return [f"Layered network ({train.get('mode')} model): {train.get('devices', 0):,} devices in "
+            f"{train.get('columns', 0):,} columns (every conv output position is a column with its own copy of "
+            f"its kernel), {train.get('thetas', 0):,} trainable θ.", ""]
+
+
 def markdown_report(run_dir: Path, summaries: dict[str, dict[str, Any]], config_toml: str) -> str:
     """The Markdown report text (image links relative to ``run_dir``)."""
     h = headline(summaries)
     lines = [
         "# memspice run report", "",
         f"Technology **{h['technology']}** ({h['corner']}), topology {h['topology']}.", "",
+        *_network_lines(summaries.get("train", {})),
         "## Headline numbers", "",
         "| quantity | value |", "|---|---|",
         f"| neuron gain (two inverters, fitted) | {_num(h['neuron_gain'], ' V/V')} |",
         f"| neuron tanh-fit RMS residual | {_num(h['neuron_fit_rms_v'], ' mV', 1e3)} |",
-        f"| float tanh-MLP baseline, test accuracy | {_pct(h['float_baseline_test_accuracy'])} |",
+        f"| float tanh-{'CNN' if 'network' in summaries.get('train', {}) else 'MLP'} baseline, test accuracy | "
+        f"{_pct(h['float_baseline_test_accuracy'])} |",
         f"| constrained model, test accuracy | {_pct(h['model_test_accuracy'])} |",
         f"| SPICE circuit accuracy | {_pct(h['spice_accuracy'])} |",
         f"| model accuracy on the same samples | {_pct(h['model_accuracy_on_validated'])} |",

@@ -32,7 +32,8 @@ def stages() -> list[Stage]:
     return [
         Stage("characterize", "characterize (VTC, load family)", (*TECH_SECTIONS, "characterize"), (), run_characterize),
         Stage("calibrate", "calibrate (SPICE fits)", (*TECH_SECTIONS, "characterize", "device"), ("characterize",), run_calibrate),
-        Stage("train", "train (constrained + float baseline)", ("dataset", "training", "device"), ("calibrate",), run_train),
+        Stage("train", "train (constrained + float baseline)", ("dataset", "training", "device", "network"), ("calibrate",),
+              run_train),
         Stage("loop", "close the loop (SPICE rounds)", (*TECH_SECTIONS, "dataset", "training", "validation", "loop"),
               ("train",), run_loop),
         Stage("validate", "validate in SPICE", (*TECH_SECTIONS, "dataset", "validation"), ("loop",), run_validate),
@@ -48,9 +49,15 @@ def check_size(config: RunConfig) -> None:
     from memspice.train.trainer import split_validation
 
     train_set, test_set = data.split_dataset(config)
-    sizes = (train_set.n_features, *config.training.hidden, train_set.n_classes)
+    sizes = config.topology(train_set.n_features, train_set.n_classes)
     t = config.training
     split_validation(len(train_set.labels), VALIDATION_FRACTION, t.seed)  # too few samples to hold some out
+    if sizes is None:  # conv or pooling layers: the network's own estimate (also checked against 4 GiB on reading)
+        from memspice.budget import require
+
+        spec = config.layered_spec()
+        require(spec.estimate(t.batch_size).peak_bytes, f"training the {spec.estimate().devices:,}-device network")
+        return
     check_training(sizes, len(train_set.labels), t.batch_size, coupled=t.mode == "coupled")
     n_test = min(config.validation.samples or len(test_set.labels), len(test_set.labels))
     check_validation(sizes, n_test, data.batch_size(config, n_test))

@@ -24,8 +24,9 @@ CALIBRATION_FILE = "calibration.json"
 VALIDATION_FRACTION = 0.1
 
 
-def topology(ctx: StageContext, n_features: int, n_classes: int) -> tuple[int, ...]:
-    return (n_features, *ctx.config.training.hidden, n_classes)
+def topology(ctx: StageContext, n_features: int, n_classes: int) -> tuple[int, ...] | None:
+    """The dense topology; None for a ``[network]`` with conv or pooling layers."""
+    return ctx.config.topology(n_features, n_classes)
 
 
 def baseline_settings(settings: TrainConfig, float_lr: float = 0.0) -> TrainConfig:
@@ -86,6 +87,8 @@ def _train(ctx: StageContext) -> dict[str, Any]:
             (out / name / CHECKPOINT_NAME).unlink(missing_ok=True)
     for name in ("constrained", "baseline"):  # resuming: a damaged checkpoint stops here, named
         verify_checkpoint(out / name / CHECKPOINT_NAME)
+    if sizes is None:
+        return _train_layered(ctx, calibration, settings, train_set, test_set, x_train, x_test)
     model = PhaxNetwork(calibration, sizes, HardwareConfig(levels=cfg.device.levels), evaluator=t.mode,
                         init_mean=t.init_theta_mean)
     result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True)
@@ -111,6 +114,51 @@ def _train(ctx: StageContext) -> dict[str, Any]:
         "loss": settings.loss, "loss_link": settings.loss_link, "baseline_loss": base_settings.loss,
         "baseline_learning_rate": base_settings.lr,
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
+    }
+    write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
+    return summary
+
+
+def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, train_set: Any, test_set: Any,
+                   x_train: np.ndarray, x_test: np.ndarray) -> dict[str, Any]:
+    """The train stage for a ``[network]`` with conv or pooling layers (docs/cnn.md)."""
+    from memspice.pipeline import layered_train
+    from memspice.train.conv_io import save_layered_network
+
+    cfg, t, out = ctx.config, ctx.config.training, ctx.stage_dir("train")
+    spec = cfg.layered_spec()
+    model = layered_train.constrained_model(calibration, spec, t.mode, cfg.device.levels, t.init_theta_mean,
+                                            t.batch_size)
+    network, result = layered_train.train_constrained(model, x_train, train_set.labels, settings,
+                                                      out / "constrained", True, {"dataset": cfg.dataset.name})
+    save_layered_network(network, out / "network")
+    kernels = layered_train.plot_kernels(network, out / layered_train.KERNELS_PNG)
+    acc_train = accuracy(layered_train.predict(model, result.params, x_train), train_set.labels)
+    acc_test = accuracy(layered_train.predict(model, result.params, x_test), test_set.labels)
+    rails = calibration.rails
+    base_settings = baseline_settings(settings, t.float_learning_rate)
+    baseline, base = layered_train.train_float(spec, rails.vss, rails.vdd, x_train, train_set.labels, base_settings,
+                                               out / "baseline", True)
+    layered_train.save_float_network(spec, base.params, out / "baseline", {"best_epoch": int(base.best_epoch)})
+    base_test = accuracy(layered_train.predict(baseline, base.params, x_test), test_set.labels)
+    estimate = spec.estimate(t.batch_size)
+    summary = {
+        "topology": layered_train.describe_layers(spec),
+        "network": spec.to_dict(),
+        "devices": estimate.devices, "columns": estimate.columns, "thetas": estimate.thetas,
+        "mode": t.mode,
+        "train_samples": int(len(train_set.labels)),
+        "test_samples": int(len(test_set.labels)),
+        "model_train_accuracy": round(acc_train, 5),
+        "model_test_accuracy": round(acc_test, 5),
+        "float_baseline_test_accuracy": round(base_test, 5),
+        "best_epoch": int(result.best_epoch),
+        "model_val_accuracy": _val_accuracy(result),
+        "float_baseline_val_accuracy": _val_accuracy(base),
+        "loss": settings.loss, "loss_link": settings.loss_link, "baseline_loss": base_settings.loss,
+        "baseline_learning_rate": base_settings.lr,
+        "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
+        "kernels_png": None if kernels is None else kernels.name,
     }
     write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary

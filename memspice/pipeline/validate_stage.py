@@ -21,7 +21,13 @@ from memspice.validate.progress import batch_bars
 def run_validate(ctx: StageContext) -> dict[str, Any]:
     """Simulate the test set through the full-network deck and compare with the model."""
     cfg = ctx.config
-    network = load_network(final_network_dir(ctx.run_dir))
+    layered = cfg.layered_spec() is not None
+    if layered:  # conv or pooling layers (docs/cnn.md)
+        from memspice.train.conv_io import load_layered_network
+
+        network: Any = load_layered_network(final_network_dir(ctx.run_dir))
+    else:
+        network = load_network(final_network_dir(ctx.run_dir))
     _, test_set = data.split_dataset(cfg)
     x = data.voltages(test_set, network.calibration.rails)
     labels = test_set.labels
@@ -38,6 +44,8 @@ def run_validate(ctx: StageContext) -> dict[str, Any]:
         failed = ", ".join(str(f.index) for f in report.failures)
         raise SimError(f"validation batches {failed} failed; see {ctx.run_dir / 'validate'} "
                        "(re-run to resume: finished batches are kept)")
+    if layered:  # the per-mode comparison re-evaluates dense evaluators only
+        return dict(report.summary)
     known = {report.summary.get("model_evaluator", network.evaluator): report.model}
     modes = compare_modes(network, x[report.sample_index], report.spice, known)
     path = ctx.stage_dir("validate") / "modes.csv"

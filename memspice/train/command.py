@@ -33,6 +33,14 @@ adds multiplicative lognormal device variation during training and in the Monte 
 --fault-map reads a known map; with --fault-aware the network is trained knowing the fault map,
 otherwise it is trained ideal and tested faulty. The map is written to --out/fault_map.npz and
 `memspice validate` builds exactly those devices stuck.
+
+Convolutional networks: --network FILE reads a TOML file holding a [network] table (conv2d,
+avgpool2d, flatten and dense layers; the same table as in `memspice run`, docs/cnn.md) instead
+of --topology; the input shape is the dataset's (digits 1x8x8, mnist 1x14x14). --mode static or
+coupled trains the PHAX-constrained network and writes network files version 2 with the layer
+description, kernels.png (the first conv layer's kernels as device conductances in uS) and
+report.md; --mode float trains the float tanh baseline of the same layers (float_network.npz,
+no conductances). `memspice netlist trained --network OUT` writes its SPICE deck.
 """
 
 
@@ -90,11 +98,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"learning rate (default: {DEFAULTS.learning_rate:g})")
     p.add_argument("--optimizer", choices=["adam", "sgd", "lbfgs", "cg"], default=DEFAULTS.optimizer,
                    help=f"adam/sgd mini-batch, lbfgs/cg full-batch (default: {DEFAULTS.optimizer})")
-    p.add_argument("--mode", choices=["auto", "static", "load-aware", "coupled"], default="auto",
+    p.add_argument("--network", type=Path, default=None, metavar="FILE",
+                   help="a TOML file with a [network] table (conv2d, avgpool2d, flatten, dense layers; "
+                        "docs/cnn.md) instead of --topology")
+    p.add_argument("--mode", choices=["auto", "static", "load-aware", "coupled", "float"], default="auto",
                    help="calibration mode of the model: static (PHAX: one tanh per inverter), load-aware "
-                        "(tanh parameters as functions of each neuron's load) or coupled (solves the same DC "
-                        "equations as SPICE; needs a calibration with an inverter current table, e.g. from "
-                        "`memspice calibrate`). Default auto: coupled when the calibration has the "
+                        "(tanh parameters as functions of each neuron's load; dense networks only) or coupled "
+                        "(solves the same DC equations as SPICE; needs a calibration with an inverter current "
+                        "table, e.g. from `memspice calibrate`); float (with --network): the float tanh "
+                        "baseline of the same layers. Default auto: coupled when the calibration has the "
                         "current table, else static")
     p.add_argument("--loss", choices=["bce", "mse", "softmax_ce"], default=DEFAULTS.loss,
                    help=f"loss on outputs rescaled to [0,1] (default: {DEFAULTS.loss})")
@@ -153,6 +165,11 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.warmup_epochs >= args.epochs:
         raise ConfigError(f"--warmup-epochs ({args.warmup_epochs}) must be below --epochs ({args.epochs})")
+    if getattr(args, "network", None) is not None:
+        return run_layered_training(args)
+    if getattr(args, "mode", "auto") == "float":
+        raise ConfigError("--mode float trains the float baseline of a --network description; dense float "
+                          "baselines come with `memspice run`")
     cal = (phax_reference_calibration() if args.calibration is None
            else load_calibration(args.calibration))
     data = load_dataset(args.dataset, args.mnist_dir)
@@ -230,6 +247,122 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         network = type(network)(network.topology, network.conductances, cal,
                                 network.evaluator, faults, summary)
     save_network(network, args.out)
+    return summary
+
+
+def read_network_file(path: Path, dataset: str, batch_size: int) -> Any:
+    """The :class:`~memspice.network.NetworkSpec` of a TOML file holding a ``[network]`` table,
+    on ``dataset``'s input shape, checked against its classes and memory.
+
+    Raises:
+        ConfigError: unreadable or not TOML, no ``[network]`` or other sections, or a network
+            that cannot be built (naming the layer).
+    """
+    from memspice.pipeline.config import tomllib
+    from memspice.pipeline.network_config import dataset_network
+    from memspice.safe_io import read_document
+
+    try:
+        document = tomllib.loads(read_document(Path(path), "network file"))
+    except FileNotFoundError:
+        raise ConfigError(f"network file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"network file {path} is a directory, not a TOML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"network file {path} is not text (not UTF-8); is it a TOML file?") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"network file {path} is not valid TOML: {exc}") from None
+    if "network" not in document:
+        raise ConfigError(f"network file {path} has no [network] table")
+    others = sorted(set(document) - {"network"})
+    if others:
+        raise ConfigError(f"network file {path} holds [{others[0]}]; it should hold only a [network] table "
+                          "(training settings are options of memspice train)")
+    return dataset_network(document["network"], dataset, batch_size)
+
+
+def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
+    """``memspice train --network FILE``: a network with conv / pooling layers (or any layers)."""
+    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+    from memspice.fit.calibration import load_calibration, phax_reference_calibration
+    from memspice.pipeline import layered_train
+    from memspice.safe_io import check_output_dir
+    from memspice.train.conv_io import save_layered_network
+    from memspice.train.losses import accuracy
+    from memspice.train.network_io import verify_checkpoint
+    from memspice.train.trainer import CHECKPOINT_NAME, TrainConfig
+
+    if args.topology is not None:
+        raise ConfigError("give --topology (a dense network) or --network (a layer description), not both")
+    for option, given in (("--fault-rate", args.fault_rate > 0), ("--fault-map", args.fault_map is not None),
+                          ("--fault-aware", args.fault_aware), ("--variation", args.variation > 0)):
+        if given:
+            raise ConfigError(f"{option} is not available with --network yet (fault maps and variation are "
+                              "per device, and conv kernels share their θ across devices)")
+    if args.mode == "load-aware":
+        raise ConfigError("--mode load-aware takes dense networks only; use static or coupled with --network")
+    spec = read_network_file(args.network, args.dataset, args.batch_size)
+    cal = phax_reference_calibration() if args.calibration is None else load_calibration(args.calibration)
+    mode = resolve_mode(args.mode, cal)
+    if mode == "coupled" and cal.inverter_current is None:
+        raise ConfigError("--mode coupled needs a calibration with an inverter current table "
+                          "(`memspice calibrate`); pass --calibration")
+    data = load_dataset(args.dataset, args.mnist_dir)
+    if args.dataset == "mnist":
+        cut = int(round(0.8 * len(data.labels)))
+        train_set, test_set = data.subset(slice(0, cut)), data.subset(slice(cut, None))
+    else:
+        train_set, test_set = train_test_split(data, 0.2, args.seed)
+    check_output_dir(args.out, "--out")
+    if args.resume:
+        verify_checkpoint(args.out / CHECKPOINT_NAME)
+    levels = cal.device.levels if args.levels is None else args.levels
+    x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
+    x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
+    if args.calibration is None and mode != "float":
+        print("memspice: warning: no --calibration: training against PHAX's published reference "
+              "calibration, which does not describe memspice's circuits; run `memspice calibrate --out cal.json` "
+              "and pass --calibration cal.json", file=sys.stderr)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         optimizer=args.optimizer, loss=args.loss, seed=args.seed,
+                         progress=not args.quiet, loss_link=args.loss_link,
+                         lr_decay=DEFAULTS.lr_decay if args.schedule == "exponential" else 1.0,
+                         schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+                         lr_floor_fraction=args.lr_floor_fraction, grad_clip_norm=args.grad_clip_norm,
+                         logit_temperature=args.logit_temperature, average_decay=args.average_decay)
+    summary: dict[str, Any] = {
+        "dataset": args.dataset, "topology": layered_train.describe_layers(spec), "mode": mode,
+        "optimizer": args.optimizer, "loss": args.loss, "loss_link": args.loss_link,
+    }
+    if mode == "float":
+        model, result = layered_train.train_float(spec, cal.rails.vss, cal.rails.vdd, x_train, train_set.labels,
+                                                  config, args.out, args.resume)
+        test_acc = accuracy(layered_train.predict(model, result.params, x_test), test_set.labels)
+    else:
+        model = layered_train.constrained_model(cal, spec, mode, levels, DEFAULTS.init_theta_mean, args.batch_size)
+        network, result = layered_train.train_constrained(model, x_train, train_set.labels, config, args.out,
+                                                          args.resume, {})
+        test_acc = accuracy(layered_train.predict(model, result.params, x_test), test_set.labels)
+    estimate = spec.estimate(args.batch_size)
+    summary.update({
+        "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early, "levels": levels,
+        "devices": estimate.devices, "columns": estimate.columns, "thetas": estimate.thetas,
+        "train_accuracy": float(result.history["train_accuracy"].iloc[-1]),
+        "test_accuracy": test_acc,
+        "calibration_digest": cal.digest(), "out": str(args.out),
+    })
+    figures = {"history.png": "Training curves"}
+    if mode == "float":
+        layered_train.save_float_network(spec, result.params, args.out, summary)
+    else:
+        network = type(network)(network.spec, network.conductances, network.calibration, network.evaluator,
+                                None, summary)
+        save_layered_network(network, args.out)
+        if layered_train.plot_kernels(network, args.out / layered_train.KERNELS_PNG) is not None:
+            figures[layered_train.KERNELS_PNG] = ("First conv layer: the conductance of every kernel device, "
+                                                  "positive (ip row) and negative (in row) of each differential pair, µS")
+    layered_train.write_train_report(args.out, summary, spec.summary(), figures)
     return summary
 
 
