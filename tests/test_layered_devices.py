@@ -155,3 +155,39 @@ def test_dense_validation_draw_is_unchanged_by_the_shared_helpers():
         want = np.where(u < 0.15, spec.g_max_siemens, np.where(u < 0.3, spec.g_min_siemens, want))
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(high, u < 0.15)
+
+
+@pytest.fixture(scope="module")
+def spice_calibration():
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.tech import builtin
+
+    # a 5 mV current table: the bicubic's interpolation error stays well below 10 µV
+    return calibrate(builtin(), InverterSizing(), current_step_v=0.005)
+
+
+@pytest.mark.ngspice
+def test_model_with_drawn_devices_matches_spice(spice_calibration):
+    from memspice.circuit.builders import InverterSizing
+    from memspice.loop.layered_spice import simulate_devices
+    from memspice.tech import builtin
+    from memspice.train.layered_devices import device_trace
+
+    spec = NetworkSpec((1, 6, 6), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(3)))
+    cal = spice_calibration
+    rng = np.random.default_rng(12)
+    net = _network(spec, seed=12)
+    net = TrainedCrossbarNetwork(spec, net.conductances, cal)
+    draw = draw_devices(net, DeviceSettings(levels=8, variation_sigma=0.1, fault_rate=0.05, seed=13))
+    assert draw.n_stuck > 0
+    x = rng.uniform(cal.rails.vss, cal.rails.vdd, (5, spec.n_inputs))
+    spice = simulate_devices(net, draw.conductances, builtin(), InverterSizing(), x, batch_size=3,
+                             workers=1, columns=True, precise=True)
+    model = device_trace(net, draw.conductances, x)
+    ideal = device_trace(net, net.device_conductances(), x)
+    for state, ideal_state, layer in zip(model.layers, ideal.layers, spice):
+        for name in ("column", "outn", "outp"):
+            assert np.abs(getattr(state, name) - getattr(layer, name)).max() <= 1e-5, name
+        # the drawn devices move the circuit far more than the model's error
+        assert np.abs(ideal_state.outp - layer.outp).max() > 1e-3
