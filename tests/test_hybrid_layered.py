@@ -97,3 +97,36 @@ def test_bad_hybrid_inputs_are_refused():
         check_hybrid_inputs(_network(NetworkSpec.dense((4, 3)), cal), DeviceSettings(levels=8), 0.1)
     with pytest.raises(ConfigError, match="must be dense"):
         DeviceLastLayerModel(cal, network_wiring(CNN)[0], 8)
+
+
+def _save(spec, tmp_path, name):
+    from memspice.train.conv_io import save_layered_network
+
+    directory = tmp_path / name
+    save_layered_network(_network(spec, phax_reference_calibration()), directory)
+    return directory
+
+
+def test_cli_refuses_bad_transfer_options_with_one_line(tmp_path, capsys):
+    from memspice.cli import main
+
+    net = _save(CNN, tmp_path, "cnn")
+    for bad, needle in ((["--levels", "1"], "--levels"), (["--levels", "0"], "--levels"),
+                        (["--data-fraction", "0.2"], "--data-fraction"),
+                        (["--data-fraction", "0"], "--data-fraction")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["hybrid", str(net), "--out", str(tmp_path / "run"), *bad])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("memspice: error:") and needle in err and len(err.strip().splitlines()) == 1
+    conv_last = NetworkSpec((1, 3, 3), (Conv2d(2, 3), Conv2d(10, 1), Flatten()))
+    status = main(["hybrid", str(_save(conv_last, tmp_path, "convlast")), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("memspice: error:") and "must be dense" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_bound_is_the_procedure_bound():
+    from memspice.loop import command, hybrid
+
+    assert command.MAX_DATA_FRACTION == hybrid.MAX_DATA_FRACTION

@@ -65,3 +65,22 @@ def test_hybrid_training_of_a_cnn_in_spice(setup, tmp_path):
     summary = json.loads((tmp_path / "hybrid" / "hybrid.json").read_text())
     assert summary["hybrid"] == result.hybrid and summary["devices"]["levels"] == 4
     assert (tmp_path / "hybrid" / "network" / "network.json").exists()
+
+
+@pytest.mark.ngspice
+def test_memspice_hybrid_takes_a_cnn_directory(setup, tmp_path, capsys):
+    from memspice.cli import main
+    from memspice.train.conv_io import save_layered_network
+
+    network = setup[0]
+    save_layered_network(network, tmp_path / "cnn")
+    out = tmp_path / "run"
+    status = main(["hybrid", str(tmp_path / "cnn"), "--samples", "30", "--train-samples", "200",
+                   "--levels", "4", "--variation", "0.2", "--data-fraction", "0.05", "--seed", "2",
+                   "--epochs", "5", "--workers", "1", "--batch-size", "50", "--json", "--out", str(out)])
+    assert status == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["train_samples"] == 10 and summary["test_samples"] == 30
+    assert summary["data_fraction"] == pytest.approx(0.05)
+    assert summary["devices"] == {"levels": 4, "variation_sigma": 0.2, "fault_rate": 0.0, "seed": 2}
+    assert json.loads((out / "hybrid.json").read_text())["hybrid"] == summary["hybrid"]
