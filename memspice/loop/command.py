@@ -114,7 +114,8 @@ def register(subparsers: Any) -> None:
     hy.add_argument("--iterations", type=bounded(int, 1, 1000), default=None,
                     help="simulate → fit rounds (default: 3; 1 for the transfer procedure)")
     hy.add_argument("--epochs", type=bounded(int, 1, 100000), default=30, help="output-layer epochs per iteration (default: 30)")
-    hy.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=0.01, help="learning rate (default: 0.01)")
+    hy.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=None,
+                    help="learning rate (default: 0.01; 0.003 for the transfer procedure)")
     tr = h.add_argument_group("transfer to hardware (conv / pooled networks, or any network given one of these)")
     tr.add_argument("--levels", type=bounded(int, 2, 4096), default=None,
                     help="conductance levels per device (default: 8, i.e. 15 signed levels per differential pair)")
@@ -255,7 +256,7 @@ def run_hybrid(args: argparse.Namespace) -> int:
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
     check_run(args, network.topology, len(x_train), len(x_test))
-    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, seed=args.seed, val_fraction=0.0,
+    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr or 0.01, seed=args.seed, val_fraction=0.0,
                          progress=False)
     result = hybrid_train(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
                           args.out, sizing=network_sizing_of(args, network), mode=args.mode,
@@ -290,7 +291,7 @@ def run_hybrid_layered(args: argparse.Namespace, network: Any) -> int:
     check_output_dir(args.out, "--out")
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
-    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, seed=args.seed, loss_link="logit",
+    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr or 0.003, seed=args.seed, loss_link="logit",
                          val_fraction=0.0, progress=False)
     result = hybrid_train_layered(
         network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test, devices=devices,

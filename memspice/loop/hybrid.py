@@ -448,7 +448,7 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
                          devices: DeviceSettings = DEFAULT_TRANSFER, faults: FaultMap | None = None,
                          data_fraction: float = MAX_DATA_FRACTION, sizing: InverterSizing = InverterSizing(),
                          mode: str = "coupled", iterations: int = 1,
-                         config: TrainConfig = TrainConfig(epochs=30, batch_size=32, lr=0.01, loss="bce",
+                         config: TrainConfig = TrainConfig(epochs=30, batch_size=32, lr=0.003, loss="bce",
                                                            loss_link="logit", val_fraction=0.0, progress=False),
                          batch_size: int = 100, workers: int | None = None,
                          sim_options: SimOptions = SimOptions(), out_dir: Path | None = None,
@@ -480,7 +480,8 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
         sizing: inverter sizes (m).
         mode: model of the output neurons in the fit (``coupled`` is exact for them).
         iterations: simulate → fit rounds.
-        config: training of the last layer per round.
+        config: training of the last layer per round, from the ex-situ θ (a small learning rate
+            keeps it near them: 800 images do not pin down a whole dense layer).
         batch_size: samples per ngspice deck.
         workers: parallel ngspice processes (default: CPU count).
         sim_options: simulator options.
