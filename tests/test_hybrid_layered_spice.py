@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from memspice.datasets import features_to_voltages, load_digits
+from memspice.errors import ConfigError
 from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from memspice.train.conv_io import TrainedCrossbarNetwork
 from memspice.train.conv_model import CrossbarNetwork
@@ -65,6 +66,13 @@ def test_hybrid_training_of_a_cnn_in_spice(setup, tmp_path):
     summary = json.loads((tmp_path / "hybrid" / "hybrid.json").read_text())
     assert summary["hybrid"] == result.hybrid and summary["devices"]["levels"] == 4
     assert (tmp_path / "hybrid" / "network" / "network.json").exists()
+    # another programming seed reuses the ideal circuit's accuracy instead of simulating it
+    again = hybrid_train_layered(network, tech, x_train, y_train, x_test, y_test,
+                                 devices=DeviceSettings(levels=4, variation_sigma=0.3, seed=2),
+                                 batch_size=40, workers=2, software_accuracy=result.software)
+    assert again.software == result.software and again.spice_samples == 2 * 60 + 40
+    with pytest.raises(ConfigError, match="software accuracy"):
+        hybrid_train_layered(network, tech, x_train, y_train, x_test, y_test, software_accuracy=1.5)
 
 
 @pytest.mark.ngspice

@@ -452,6 +452,7 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
                                                            loss_link="logit", val_fraction=0.0, progress=False),
                          batch_size: int = 100, workers: int | None = None,
                          sim_options: SimOptions = SimOptions(), out_dir: Path | None = None,
+                         software_accuracy: float | None = None,
                          log: Callable[[str], None] | None = None) -> LayeredHybridResult:
     """Transfer a layered network to hardware and retrain its last dense layer on the circuit.
 
@@ -487,6 +488,9 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
         sim_options: simulator options.
         out_dir: where ``hybrid.json``, ``hybrid.csv`` and the retrained network go (written at
             the end), or None.
+        software_accuracy: the SPICE accuracy of this network's ideal devices on these test
+            images from an earlier run (fraction), to skip simulating them again (e.g. for
+            further programming seeds); None simulates them.
         log: optional ``callable(message)``.
 
     Raises:
@@ -515,13 +519,19 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
     model_mode = mode if network.calibration.inverter_current is not None else "static"
     software_model = accuracy(device_trace(network, ideal, x_test, "coupled" if model_mode == "coupled"
                                            else "static").output, y_test)
-    software = _spice_accuracy(spice(ideal, x_test), y_test)
+    if software_accuracy is None:
+        software = _spice_accuracy(spice(ideal, x_test), y_test)
+        simulated = len(x_test)
+    else:
+        if not (np.isfinite(software_accuracy) and 0 <= software_accuracy <= 1):
+            raise ConfigError(f"software accuracy must be a fraction in [0, 1], got {software_accuracy!r}")
+        software, simulated = float(software_accuracy), 0
     say(f"software (ideal devices, SPICE): {100 * software:.2f} %  (model {100 * software_model:.2f} %)")
     draw = draw_devices(network, devices, faults)
     transfer = _spice_accuracy(spice(draw.conductances, x_test), y_test)
     say(f"after transfer ({devices.levels} levels, variation {devices.variation_sigma:g}, "
         f"{draw.n_stuck} stuck devices): {100 * transfer:.2f} %")
-    simulated = 2 * len(x_test)
+    simulated += len(x_test)
 
     wiring = network_wiring(network.spec)[-1]
     last = DeviceLastLayerModel(network.calibration, wiring, devices.levels, draw.stuck_high[-1],
