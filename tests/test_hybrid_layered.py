@@ -130,3 +130,20 @@ def test_cli_bound_is_the_procedure_bound():
     from memspice.loop import command, hybrid
 
     assert command.MAX_DATA_FRACTION == hybrid.MAX_DATA_FRACTION
+
+
+def test_hybrid_refuses_bad_data_and_models_before_any_simulation(tmp_path):
+    from memspice.loop.hybrid import hybrid_train_layered
+    from memspice.tech import builtin
+
+    cal = phax_reference_calibration()  # no inverter current model
+    net = _network(CNN, cal)
+    x = np.zeros((20, CNN.n_inputs))
+    y = np.zeros(20, dtype=int)
+    with pytest.raises(ConfigError, match="do not fit a network of 36 inputs"):
+        hybrid_train_layered(net, builtin(), x[:, :-1], y, x, y)
+    with pytest.raises(ConfigError, match="do not fit"):
+        hybrid_train_layered(net, builtin(), x, y, x, y[:5])
+    with pytest.raises(ConfigError, match="inverter current model"):
+        hybrid_train_layered(net, builtin(), x, y, x, y, mode="coupled", out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -507,6 +507,12 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
     t0 = time.perf_counter()
     x_train, y_train = np.asarray(x_train, dtype=np.float64), np.asarray(y_train, dtype=np.int64)
     x_test, y_test = np.asarray(x_test, dtype=np.float64), np.asarray(y_test, dtype=np.int64)
+    for name, x, y in (("training", x_train, y_train), ("test", x_test, y_test)):
+        if x.ndim != 2 or x.shape[1] != network.spec.n_inputs or len(x) != len(y) or len(x) == 0:
+            raise ConfigError(f"{name} inputs {x.shape} and labels {y.shape} do not fit a network of "
+                              f"{network.spec.n_inputs} inputs")
+    if software_accuracy is not None and not (np.isfinite(software_accuracy) and 0 <= software_accuracy <= 1):
+        raise ConfigError(f"software accuracy must be a fraction in [0, 1], got {software_accuracy!r}")
     n_sub = max(1, int(round(data_fraction * len(x_train))))
     subset = np.sort(np.random.default_rng([devices.seed, HYBRID_STREAM]).permutation(len(x_train))[:n_sub])
     x_sub, y_sub = x_train[subset], y_train[subset]
@@ -515,27 +521,25 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
         return simulate_devices(network, devs, tech, sizing, x, batch_size=batch_size, workers=workers,
                                 options=sim_options)
 
+    # everything that can be refused is checked before the first simulation
+    draw = draw_devices(network, devices, faults)
+    wiring = network_wiring(network.spec)[-1]
+    last = DeviceLastLayerModel(network.calibration, wiring, devices.levels, draw.stuck_high[-1],
+                                draw.stuck_low[-1], mode)
     ideal = network.device_conductances()
-    model_mode = mode if network.calibration.inverter_current is not None else "static"
-    software_model = accuracy(device_trace(network, ideal, x_test, "coupled" if model_mode == "coupled"
-                                           else "static").output, y_test)
+    model_mode = "coupled" if network.calibration.inverter_current is not None else "static"
+    software_model = accuracy(device_trace(network, ideal, x_test, model_mode).output, y_test)
     if software_accuracy is None:
         software = _spice_accuracy(spice(ideal, x_test), y_test)
         simulated = len(x_test)
     else:
-        if not (np.isfinite(software_accuracy) and 0 <= software_accuracy <= 1):
-            raise ConfigError(f"software accuracy must be a fraction in [0, 1], got {software_accuracy!r}")
         software, simulated = float(software_accuracy), 0
     say(f"software (ideal devices, SPICE): {100 * software:.2f} %  (model {100 * software_model:.2f} %)")
-    draw = draw_devices(network, devices, faults)
     transfer = _spice_accuracy(spice(draw.conductances, x_test), y_test)
     say(f"after transfer ({devices.levels} levels, variation {devices.variation_sigma:g}, "
         f"{draw.n_stuck} stuck devices): {100 * transfer:.2f} %")
     simulated += len(x_test)
 
-    wiring = network_wiring(network.spec)[-1]
-    last = DeviceLastLayerModel(network.calibration, wiring, devices.levels, draw.stuck_high[-1],
-                                draw.stuck_low[-1], mode)
     theta = np.clip(conductance_to_theta(network.conductances[-1], network.window), -20.0, 20.0)
     current = list(draw.conductances)
     rows: list[dict[str, Any]] = []
