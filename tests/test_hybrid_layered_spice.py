@@ -92,3 +92,22 @@ def test_memspice_hybrid_takes_a_cnn_directory(setup, tmp_path, capsys):
     assert summary["data_fraction"] == pytest.approx(0.05)
     assert summary["devices"] == {"levels": 4, "variation_sigma": 0.2, "fault_rate": 0.0, "seed": 2}
     assert json.loads((out / "hybrid.json").read_text())["hybrid"] == summary["hybrid"]
+
+
+@pytest.mark.ngspice
+def test_a_dense_network_given_transfer_options_takes_the_transfer_procedure(setup, tmp_path, capsys):
+    from memspice.cli import main
+    from memspice.train.conv_io import save_layered_network
+
+    cal = setup[0].calibration
+    spec = NetworkSpec.dense((64, 8, 10))
+    rng = np.random.default_rng(3)
+    blank = TrainedCrossbarNetwork(spec, tuple(np.ones(p.theta_shape) for p in spec.plans), cal)
+    g = tuple(theta_to_conductance(rng.standard_normal(p.theta_shape) - 1.0, blank.window) for p in spec.plans)
+    save_layered_network(TrainedCrossbarNetwork(spec, g, cal), tmp_path / "dense")
+    status = main(["hybrid", str(tmp_path / "dense"), "--samples", "20", "--train-samples", "100",
+                   "--levels", "4", "--epochs", "2", "--workers", "1", "--json", "--out", str(tmp_path / "run")])
+    assert status == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["devices"]["levels"] == 4 and summary["train_samples"] == 10
+    assert "accuracy_before" not in summary
