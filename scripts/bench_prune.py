@@ -243,10 +243,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def make_admm():
         if "model" not in state:  # the dense network came from the cache: its θ
-            from memspice.train.conv_model import CrossbarNetwork
+            from memspice.train.admm import make_model
             from memspice.train.mapping import conductance_to_theta
 
-            state["model"] = CrossbarNetwork(cal, spec, evaluator="coupled", init_mean=INIT_THETA_MEAN)
+            state["model"] = make_model(cal, spec, evaluator="coupled", init_mean=INIT_THETA_MEAN)
             state["params"] = [np.clip(conductance_to_theta(g, state["model"].window), -40, 40)
                                for g in dense.network.conductances]
         return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)

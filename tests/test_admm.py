@@ -97,3 +97,32 @@ def test_admm_prunes_digits_rows_and_neurons():
     assert out.rounds[-1]["distance"] < out.rounds[0]["distance"]
     acc = accuracy(pruned.predict(out.params, x_test), y_test)
     assert dense_acc > 0.85 and acc > 0.8, (dense_acc, acc)
+
+
+@pytest.mark.parametrize("evaluator", ["static", "coupled"])
+def test_masked_dense_model_equals_the_layered_model(evaluator):
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.tech import builtin
+    from memspice.train.admm import MaskedDenseNetwork
+    from memspice.train.sparsity import block_diagonal_mask, masked_spec
+
+    cal = calibrate(builtin(), InverterSizing()) if evaluator == "coupled" else phax_reference_calibration()
+    dense = NetworkSpec.dense((8, 4, 3))
+    second = np.ones((3, 10), dtype=bool)
+    second[0, [1, 5]] = False
+    spec = masked_spec(dense, [block_diagonal_mask(dense.plans[0], 0.5), second])
+    fast = MaskedDenseNetwork(cal, spec, evaluator=evaluator)
+    layered = CrossbarNetwork(cal, spec, evaluator=evaluator)
+    rng = np.random.default_rng(3)
+    params = [rng.normal(-1, 1, p.theta_shape) for p in spec.plans]
+    x = rng.uniform(-0.25, 0.25, (6, 8))
+    y = rng.integers(0, 3, 6)
+    loss = Loss("bce", link="logit")
+    np.testing.assert_allclose(fast.predict(params, x), layered.predict(params, x), atol=1e-9)
+    value_fast, grads_fast = fast.loss_and_grad(params, x, y, loss)
+    value_layered, grads_layered = layered.loss_and_grad(params, x, y, loss)
+    assert value_fast == pytest.approx(value_layered, rel=1e-9)
+    for a, b in zip(grads_fast, grads_layered):
+        np.testing.assert_allclose(a, b, atol=1e-9 * np.abs(b).max())
+    assert (grads_fast[0][~spec.masks[0].theta] == 0).all()

@@ -76,6 +76,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                     "(one for all, or comma-separated; default row)")
     pr.add_argument("--tile", default=None, metavar="RxC",
                     help="tile size: the tile structure's, and tiles built in the report")
+    pr.add_argument("--fault-map", type=Path, default=None, metavar="FILE",
+                    help="stuck devices of the dense chip (memspice fault-map file): the report adds the dense and "
+                         "pruned networks on that chip (no retraining)")
     pr.add_argument("--levels", type=levels_int, default=0, help="conductance levels of the result (default 0: continuous)")
     pr.add_argument("--rounds", type=bounded(int, 1, 1000), default=4, help="admm rounds (default 4)")
     pr.add_argument("--rho", type=bounded(float, 0, 1e6, lo_open=True), default=0.1, help="initial admm ρ (default 0.1)")
@@ -138,9 +141,8 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
     from memspice.prune.report import report_writers
     from memspice.prune.targets import parse_amount, parse_tile
     from memspice.safe_io import check_output_dir
-    from memspice.train.admm import AdmmConfig
+    from memspice.train.admm import AdmmConfig, make_model
     from memspice.train.conv_io import load_layered_network, save_layered_network
-    from memspice.train.conv_model import CrossbarNetwork
     from memspice.train.losses import accuracy
     from memspice.train.mapping import conductance_to_theta
     from memspice.train.trainer import TrainConfig
@@ -198,6 +200,11 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
 
         for plan in spec.plans:
             check_tile(plan, tile)
+    chip_faults = None
+    if args.fault_map is not None:
+        from memspice.train.fault_map import load_fault_map
+
+        chip_faults = load_fault_map(args.fault_map, spec.topology)
     check_output_dir(args.out, "--out")
     tech = sizing = None
     if args.spice:
@@ -218,7 +225,7 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
         model, params, dense = train_dense(cal, spec, x_train, y_train, config, evaluator)
         dense_net = dense.network
     else:
-        model = CrossbarNetwork(cal, spec, evaluator=evaluator)
+        model = make_model(cal, spec, evaluator=evaluator, init_mean=-1.5)
         params = [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0) for g in dense_net.conductances]
     if args.method == "csrram":
         pruned = csrram(cal, spec, density, x_train, y_train, config, evaluator, levels=args.levels)
@@ -229,10 +236,19 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
 
     rows = []
     n_spice = len(x_test) if args.spice_samples is None else min(args.spice_samples, len(x_test))
-    for name, net, kept in (("dense", dense_net, None), (f"{args.method}", pruned.network, pruned.kept_neurons)):
+    arms = [("dense", dense_net, None), (f"{args.method}", pruned.network, pruned.kept_neurons)]
+    if chip_faults is not None:
+        import dataclasses
+
+        from memspice.train.sparsity import cut_fault_map
+
+        arms += [(f"{name} on the faulty chip", dataclasses.replace(
+                     net, faults=cut_fault_map(chip_faults, net.spec, spec, kept)), kept)
+                 for name, net, kept in arms]
+    for name, net, kept in arms:
         counts = hardware_counts(net, spec, kept, tile)
         outputs = predicted_outputs(net, x_test)
-        row: dict[str, Any] = {"network": name, "method": "dense" if name == "dense" else args.method,
+        row: dict[str, Any] = {"network": name, "method": "dense" if name.startswith("dense") else args.method,
                                **counts.as_dict(), "model_accuracy": accuracy(outputs, y_test)}
         if args.spice:
             figures = spice_measure(net, tech, sizing, x_test[:n_spice], y_test[:n_spice],
@@ -250,7 +266,7 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
     save_layered_network(dataclass_with_metadata(pruned.network, pruned.record), args.out)
     if trained_here:
         save_layered_network(dense_net, args.out / "dense")
-    summary = {"method": args.method, "dense": rows[0], "pruned": rows[1],
+    summary = {"method": args.method, "dense": rows[0], "pruned": rows[1], "faulty_chip": rows[2:],
                "files": [str(f) for f in files], "out": str(args.out)}
     return summary
 
@@ -291,10 +307,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps_strict(summary, sort_keys=True))
         return 0
-    for row in (summary["dense"], summary["pruned"]):
+    for row in (summary["dense"], summary["pruned"], *summary["faulty_chip"]):
         spice = (f", SPICE {100 * row['spice_accuracy']:.2f} %, static power "
                  f"{1e6 * row['static_power_w']:.1f} µW" if "spice_accuracy" in row else "")
-        print(f"{row['network']:<8} {row['devices']:>8,} devices ({row['compression']:.2f}x, area saved "
+        print(f"{row['network']:<28} {row['devices']:>8,} devices ({row['compression']:.2f}x, area saved "
               f"{100 * row['area_saved']:.1f} %), model {100 * row['model_accuracy']:.2f} %{spice}")
     print(f"report: {summary['out']}/prune_report.md")
     return 0

@@ -15,10 +15,15 @@ import numpy as np
 
 from memspice.fit.calibration import Calibration
 from memspice.network.spec import NetworkSpec
-from memspice.train.admm import AdmmConfig, LayerTarget, admm_prune, programmed_conductances
+from memspice.train.admm import (
+    AdmmConfig,
+    LayerTarget,
+    admm_prune,
+    evaluator_name,
+    make_model,
+    programmed_conductances,
+)
 from memspice.train.conv_io import TrainedCrossbarNetwork
-from memspice.train.conv_model import CrossbarNetwork
-from memspice.train.hardware import HardwareConfig
 from memspice.train.sparsity import block_diagonal_mask, masked_spec
 from memspice.train.trainer import TrainConfig, train
 
@@ -40,20 +45,19 @@ class Pruned:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def trained_network(model: CrossbarNetwork, params: Sequence[np.ndarray],
+def trained_network(model: Any, params: Sequence[np.ndarray],
                     metadata: dict[str, Any] | None = None) -> TrainedCrossbarNetwork:
     """The conductances to program for θ (quantized to the model's levels), with its masks."""
     return TrainedCrossbarNetwork(model.spec, programmed_conductances(model, params),
-                                  model.calibration, model.evaluator, None, dict(metadata or {}))
+                                  model.calibration, evaluator_name(model), None, dict(metadata or {}))
 
 
 def train_dense(calibration: Calibration, spec: NetworkSpec, x: np.ndarray, labels: np.ndarray,
                 config: TrainConfig, evaluator: str = "coupled", init_mean: float = -1.5,
-                levels: int = 0) -> tuple[CrossbarNetwork, list[np.ndarray], Pruned]:
+                levels: int = 0) -> tuple[Any, list[np.ndarray], Pruned]:
     """Train a network of ``spec`` (its masks fixed from the start) and return the model, θ
     and the network."""
-    model = CrossbarNetwork(calibration, spec, HardwareConfig(levels=levels), evaluator=evaluator,
-                            init_mean=init_mean)
+    model = make_model(calibration, spec, levels, evaluator, init_mean)
     result = train(model, x, labels, config)
     record = {"best_epoch": result.best_epoch,
               "val_accuracy": float(result.history["val_accuracy"].max())}
@@ -74,7 +78,7 @@ def csrram(calibration: Calibration, spec: NetworkSpec, density: float, x: np.nd
     return pruned
 
 
-def admm(model: CrossbarNetwork, params: Sequence[np.ndarray], x: np.ndarray,
+def admm(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
          labels: np.ndarray, targets: Sequence[LayerTarget], config: AdmmConfig) -> Pruned:
     """ADMM pruning from trained θ (see :func:`memspice.train.admm.admm_prune`)."""
     out = admm_prune(model, params, x, labels, targets, config)

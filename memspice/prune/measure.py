@@ -162,12 +162,13 @@ class SpiceFigures:
 def predicted_outputs(network: TrainedCrossbarNetwork, x: np.ndarray,
                       batch_size: int = 500) -> np.ndarray:
     """The network's outputs (V) by the evaluator it was trained with (static or coupled)."""
-    from memspice.train.conv_model import CrossbarNetwork
+    from memspice.train.admm import make_model
 
-    model = CrossbarNetwork(network.calibration, network.spec,
-                            evaluator="coupled" if network.evaluator == "coupled" else "static")
-    g = network.effective_conductances()
-    return np.vstack([model.forward(g, x[s : s + batch_size]).output
+    model = make_model(network.calibration, network.spec,
+                       evaluator="coupled" if network.evaluator == "coupled" else "static")
+    forward = model.evaluator.forward if network.spec.is_dense else model.forward
+    g = list(network.effective_conductances())
+    return np.vstack([forward(g, x[s : s + batch_size]).output
                       for s in range(0, len(x), batch_size)])
 
 

@@ -28,6 +28,7 @@ from memspice.network.spec import NetworkSpec
 from memspice.train.conv_model import CrossbarNetwork
 from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import Loss
+from memspice.train.model import PhaxNetwork
 from memspice.train.mapping import (
     ConductanceWindow,
     quantize_conductance,
@@ -44,6 +45,86 @@ from memspice.train.sparsity import (
     structure_groups,
 )
 from memspice.train.trainer import TrainConfig, train
+
+
+class MaskedDenseNetwork(PhaxNetwork):
+    """A dense network whose θ masks remove devices, on the dense evaluators.
+
+    Same numbers as :class:`~memspice.train.conv_model.CrossbarNetwork` on the masked
+    description (an absent device is a conductance of 0 S: no term in its column's sum, no
+    load on its row), through :class:`~memspice.train.model.PhaxNetwork`'s static or coupled
+    evaluator, which is several times faster on dense layers.
+
+    Args:
+        calibration: rails, activation fits and device window.
+        spec: a dense network, with or without θ masks.
+        hardware: quantization (straight-through).
+        evaluator: ``"static"`` or ``"coupled"``.
+        init_mean: mean of the initial θ.
+        init_std: standard deviation of the initial θ.
+    """
+
+    def __init__(self, calibration: Any, spec: NetworkSpec,
+                 hardware: HardwareConfig = HardwareConfig(), evaluator: str = "static",
+                 init_mean: float = 0.0, init_std: float = 1.0) -> None:
+        if not spec.is_dense:
+            raise SparsityError("the masked dense model needs a dense network")
+        if any(m is not None and m.device is not None for m in spec.masks):
+            raise SparsityError("per-device masks are not trainable (use θ masks)")
+        super().__init__(calibration, spec.topology, hardware, None, evaluator, init_std, init_mean)
+        self.spec = spec
+        self.evaluator_name = evaluator
+        self.masks = [None if m is None or m.theta is None else m.theta.astype(np.float64)
+                      for m in (spec.masks or (None,) * len(spec.plans))]
+
+    def conductances(self, params: Sequence[np.ndarray], rng: np.random.Generator | None = None,
+                     hardware: HardwareConfig | None = None, faults: Any = None
+                     ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """Conductances (S), 0 for absent devices, and ``∂G/∂σ`` (0 there)."""
+        g, slopes = super().conductances(params, rng, hardware, faults)
+        out_g, out_slopes = [], []
+        for gi, slope, mask in zip(g, slopes, self.masks):
+            if mask is not None:
+                gi = gi * mask
+                slope = mask if slope is None else slope * mask
+            out_g.append(gi)
+            out_slopes.append(slope)
+        return out_g, out_slopes
+
+    def loss_and_grad(self, params: Sequence[np.ndarray], x: np.ndarray, labels: np.ndarray,
+                      loss: Loss, rng: np.random.Generator | None = None
+                      ) -> tuple[float, list[np.ndarray]]:
+        """Loss and exact ``∂loss/∂θ`` (0 for absent devices)."""
+        g, slopes = self.conductances(params, rng)
+        trace = self.evaluator.forward(g, x)
+        if loss.link == "logit":
+            value, grad_z = loss.logit_value_and_grad(self.logits_of(trace), labels)
+            grad_g = self.evaluator.backward(trace, np.zeros_like(trace.output),
+                                             grad_column=grad_z * self.logit_gain)
+        else:
+            value, grad_out = loss.value_and_grad(trace.output, labels, *self.output_range)
+            grad_g = self.evaluator.backward(trace, grad_out)
+        grads = []
+        for theta, grad, slope in zip(params, grad_g, slopes):
+            grad_sigma = grad if slope is None else grad * slope
+            grads.append(theta_to_conductance_vjp(theta, self.window, grad_sigma))
+        return value, grads
+
+
+def make_model(calibration: Any, spec: NetworkSpec, levels: int = 0, evaluator: str = "static",
+               init_mean: float = 0.0, init_std: float = 1.0) -> Any:
+    """The trainable model of ``spec``: :class:`MaskedDenseNetwork` for dense networks (the
+    faster dense evaluators), :class:`~memspice.train.conv_model.CrossbarNetwork` otherwise."""
+    hardware = HardwareConfig(levels=levels)
+    if spec.is_dense:
+        return MaskedDenseNetwork(calibration, spec, hardware, evaluator, init_mean, init_std)
+    return CrossbarNetwork(calibration, spec, hardware, evaluator=evaluator, init_std=init_std,
+                           init_mean=init_mean)
+
+
+def evaluator_name(model: Any) -> str:
+    """``"static"`` or ``"coupled"`` of either model kind."""
+    return getattr(model, "evaluator_name", None) or model.evaluator
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,14 +299,14 @@ class PruneResult:
         history: the retraining's history.
     """
 
-    model: CrossbarNetwork
+    model: Any
     params: list[np.ndarray]
     kept_neurons: list[np.ndarray]
     rounds: list[dict[str, float]]
     history: Any = None
 
 
-def masked_retrain(model: CrossbarNetwork, params: Sequence[np.ndarray],
+def masked_retrain(model: Any, params: Sequence[np.ndarray],
                    theta_masks: Sequence[np.ndarray | None], x: np.ndarray, labels: np.ndarray,
                    config: TrainConfig, levels: int = 0, epochs: int | None = None) -> PruneResult:
     """Steps 2 and 3: put the masks in the network description (dense networks lose their
@@ -240,21 +321,20 @@ def masked_retrain(model: CrossbarNetwork, params: Sequence[np.ndarray],
     else:
         spec, cut = masked_spec(spec, theta_masks), list(params)
         kept = [np.arange(p.channels) for p in spec.plans]
-    masked = CrossbarNetwork(model.calibration, spec, HardwareConfig(levels=levels),
-                             evaluator=model.evaluator, init_std=model.init_std,
-                             init_mean=model.init_mean)
+    masked = make_model(model.calibration, spec, levels, evaluator_name(model), model.init_mean,
+                        model.init_std)
     result = train(masked, x, labels, replace(config, epochs=epochs or config.epochs),
                    initial_params=cut)
     return PruneResult(masked, result.params, kept, [], result.history)
 
 
-def admm_prune(model: CrossbarNetwork, params: Sequence[np.ndarray], x: np.ndarray,
+def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
                labels: np.ndarray, targets: Sequence[LayerTarget],
                config: AdmmConfig = AdmmConfig()) -> PruneResult:
     """Yuan et al.'s three steps from trained θ ``params`` (see the module docstring).
 
     Args:
-        model: the unmasked network (static or coupled evaluator).
+        model: the unmasked network (:func:`make_model`; static or coupled evaluator).
         params: its trained θ.
         x: training inputs (V); the trainer holds out ``config.train.val_fraction``.
         labels: their classes.
@@ -297,7 +377,7 @@ def admm_prune(model: CrossbarNetwork, params: Sequence[np.ndarray], x: np.ndarr
     return out
 
 
-def programmed_conductances(model: CrossbarNetwork, params: Sequence[np.ndarray]
+def programmed_conductances(model: Any, params: Sequence[np.ndarray]
                             ) -> tuple[np.ndarray, ...]:
     """σ to program for θ (quantized to the model's levels; masked θ keep their σ, the mask
     removes their devices)."""

@@ -36,6 +36,7 @@ from memspice.errors import ConfigError
 from memspice.network.layers import Conv2d, Dense
 from memspice.network.spec import CrossbarMask, CrossbarPlan, NetworkSpec
 from memspice.network.wiring import network_wiring
+from memspice.train.hardware import FaultMap
 
 Structure = Literal["row", "column", "tile", "kernel", "kernel_row"]
 STRUCTURES: tuple[str, ...] = get_args(Structure)
@@ -327,3 +328,43 @@ def compact(spec: NetworkSpec, arrays: Sequence[np.ndarray],
     topology = (spec.n_inputs, *(m.shape[0] for m in masks))
     small = masked_spec(NetworkSpec.dense(topology), masks)
     return small, arrays, [None if m.all() else m for m in masks], kept
+
+
+def cut_fault_map(faults: FaultMap, spec: NetworkSpec, dense: NetworkSpec,
+                  kept_neurons: Sequence[np.ndarray] | None) -> FaultMap:
+    """The stuck devices of a dense chip seen by a network pruned from it.
+
+    Args:
+        faults: the dense chip's map, one ``(M, 2N + 2)`` mask pair per layer of ``dense``.
+        spec: the pruned network (a dense one, possibly with fewer neurons and with masks).
+        dense: the dense network the chip was built for.
+        kept_neurons: per layer, the original indices of the neurons kept (None: all).
+
+    Raises:
+        SparsityError: a map whose number of layers or shapes do not match ``dense`` (naming
+            the layer and both shapes), or a pruned network that is not dense.
+    """
+    if not (spec.is_dense and dense.is_dense):
+        raise SparsityError("fault maps of pruned networks need dense layers")
+    if len(faults.stuck_high) != len(dense.plans):
+        raise SparsityError(f"the fault map has {len(faults.stuck_high)} layers, the network "
+                            f"{len(dense.plans)}")
+    for index, (plan, high) in enumerate(zip(dense.plans, faults.stuck_high)):
+        if high.shape != plan.theta_shape:
+            raise SparsityError(f"the fault map's layer {index} is {high.shape[0]}x{high.shape[1]}, "
+                                f"the network's is {plan.theta_shape[0]}x{plan.theta_shape[1]}")
+    if kept_neurons is None:
+        return faults
+    cut = []
+    for masks in (faults.stuck_high, faults.stuck_low):
+        layers = []
+        for index, mask in enumerate(masks):
+            rows = kept_neurons[index]
+            if index == 0:
+                cols = np.arange(mask.shape[1])
+            else:
+                prev, n = kept_neurons[index - 1], dense.plans[index].taps
+                cols = np.concatenate([prev, n + prev, [2 * n, 2 * n + 1]])
+            layers.append(mask[np.ix_(rows, cols)])
+        cut.append(tuple(layers))
+    return FaultMap(cut[0], cut[1], faults.rate_high, faults.rate_low, faults.seed)
