@@ -163,12 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--densities", default=None,
                         help="CSrram first-layer densities (quick 0.25,0.125; full 0.25,0.125,0.0625,0.03125)")
     parser.add_argument("--admm-targets", default=ADMM_TARGETS,
-                        help=f"ADMM targets per layer, STRUCTURE:AMOUNT[:RxC] (default {ADMM_TARGETS})")
+                        help=f"ADMM targets per layer, STRUCTURE:AMOUNT[:RxC]; several networks separated "
+                             f"by ';' (default {ADMM_TARGETS})")
     parser.add_argument("--levels", type=int, default=0, help="ADMM conductance levels (default 0: continuous)")
     parser.add_argument("--admm-rounds", type=int, default=None, help="ADMM rounds (quick 2, full 4)")
     parser.add_argument("--rho", type=float, default=0.1, help="initial ADMM ρ (default 0.1)")
     parser.add_argument("--fault-rates", default=",".join(f"{r:g}" for r in FAULT_RATES),
                         help="stuck-at rates (default 0.05,0.1,0.2; 'none' skips the fault section)")
+    parser.add_argument("--sections", default="prune,faults",
+                        help="what to run: prune (dense, csrram, admm), faults, or both (default prune,faults)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and fault maps")
     parser.add_argument("--workers", type=int, default=2, help="ngspice processes (default 2)")
     args = parser.parse_args(argv)
@@ -177,10 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     from memspice.circuit.builders import InverterSizing
     from memspice.datasets import features_to_voltages
     from memspice.network import NetworkSpec
-    from memspice.prune.flow import admm, csrram, train_dense
-    from memspice.prune.targets import parse_targets
     from memspice.tech import builtin
-    from memspice.train.admm import AdmmConfig
 
     wall = time.perf_counter()
     name, train_set, test_set, topology = load_split(args.quick, args.mnist_dir, args.seed)
@@ -198,6 +198,35 @@ def main(argv: list[str] | None = None) -> int:
     batch = 500 if len(x_test) > 500 else max(2, -(-len(x_test) // args.workers))
     print(f"{label}: {len(x_train)} training / {len(x_test)} test images, coupled mode, "
           f"{epochs} epochs", flush=True)
+
+    sections = {t.strip() for t in args.sections.split(",")}
+    if not sections <= {"prune", "faults"} or not sections:
+        raise SystemExit(f"--sections takes prune, faults or both, got {args.sections!r}")
+    rows: list[dict] = []
+    if "prune" in sections:
+        rows = prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, y_test,
+                             config, batch)
+    faults: list[dict] = []
+    if "faults" in sections and args.fault_rates.strip().lower() != "none":
+        rates = [float(r) for r in args.fault_rates.split(",")]
+        faults = faults_section(out / "faults", cal, topology, x_train, y_train, x_test, y_test,
+                                rates, epochs, 3 if args.quick else 5, lr, args.seed,
+                                args.workers, batch, tech)
+    result = {"dataset": name, "topology": list(topology), "train_samples": int(len(x_train)),
+              "test_samples": int(len(x_test)), "epochs": epochs, "mode": "coupled",
+              "dense": rows[0] if rows else None, "networks": rows, "faults": faults,
+              "energy_period_s": 1e-6, "wall_s": time.perf_counter() - wall}
+    print(f"wall {result['wall_s']:.0f} s")
+    print(json.dumps(result, sort_keys=True, default=float))
+    return 0
+
+
+def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, y_test, config,
+                  batch) -> list[dict]:
+    """Dense, CSrram and ADMM networks: one report row each."""
+    from memspice.prune.flow import admm, csrram, train_dense
+    from memspice.prune.targets import parse_targets
+    from memspice.train.admm import AdmmConfig
 
     state: dict = {}
 
@@ -233,43 +262,32 @@ def main(argv: list[str] | None = None) -> int:
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch)
         rows.append(dict(row(tag, "csrram", figures, pruned.record), first_layer_density=density))
 
-    targets = parse_targets(args.admm_targets, len(spec.plans))
     rounds = args.admm_rounds or (2 if args.quick else 4)
     admm_config = AdmmConfig(rho=args.rho, rounds=rounds, epochs_per_round=1 if args.quick else 2,
                              levels=args.levels, train=config,
                              retrain_epochs=2 if args.quick else 5)
-    tag = "admm_" + args.admm_targets.replace(":", "_").replace(",", "__") + (
-        f"_L{args.levels}" if args.levels else "")
+    for text in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
+        targets = parse_targets(text, len(spec.plans))
+        tag = "admm_" + text.replace(":", "_").replace(",", "__") + (
+            f"_L{args.levels}" if args.levels else "")
 
-    def make_admm():
-        if "model" not in state:  # the dense network came from the cache: its θ
-            from memspice.train.admm import make_model
-            from memspice.train.mapping import conductance_to_theta
+        def make_admm(targets=targets):
+            if "model" not in state:  # the dense network came from the cache: its θ
+                from memspice.train.admm import make_model
+                from memspice.train.mapping import conductance_to_theta
 
-            state["model"] = make_model(cal, spec, evaluator="coupled", init_mean=INIT_THETA_MEAN)
-            state["params"] = [np.clip(conductance_to_theta(g, state["model"].window), -40, 40)
-                               for g in dense.network.conductances]
-        return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
+                state["model"] = make_model(cal, spec, evaluator="coupled", init_mean=INIT_THETA_MEAN)
+                state["params"] = [np.clip(conductance_to_theta(g, state["model"].window), -40, 40)
+                                   for g in dense.network.conductances]
+            return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
 
-    pruned, _ = cached(out / tag, make_admm)
-    tile = next((t.tile for t in targets if t.tile is not None), None)
-    figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch, tile)
-    rows.append(dict(row(tag, "admm", figures, pruned.record), targets=args.admm_targets,
-                     levels=args.levels))
-
-    faults: list[dict] = []
-    if args.fault_rates.strip().lower() != "none":
-        rates = [float(r) for r in args.fault_rates.split(",")]
-        faults = faults_section(out / "faults", cal, topology, x_train, y_train, x_test, y_test,
-                                rates, epochs, 3 if args.quick else 5, lr, args.seed,
-                                args.workers, batch, tech)
-    result = {"dataset": name, "topology": list(topology), "train_samples": int(len(x_train)),
-              "test_samples": int(len(x_test)), "epochs": epochs, "mode": "coupled",
-              "dense": rows[0], "networks": rows, "faults": faults,
-              "energy_period_s": 1e-6, "wall_s": time.perf_counter() - wall}
-    print(f"wall {result['wall_s']:.0f} s")
-    print(json.dumps(result, sort_keys=True, default=float))
-    return 0
+        pruned, _ = cached(out / tag, make_admm)
+        tile = next((t.tile for t in targets if t.tile is not None), None)
+        figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers,
+                           batch, tile)
+        rows.append(dict(row(tag, "admm", figures, pruned.record), targets=text,
+                         levels=args.levels))
+    return rows
 
 
 if __name__ == "__main__":

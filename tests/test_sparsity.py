@@ -135,3 +135,17 @@ def test_masks_without_a_path_or_a_device_are_refused():
     with pytest.raises(SparsityError, match="no path"):
         masked_spec(DENSE, [inputs_cut, None])
     check_paths(DENSE)
+
+
+def test_pruned_golden_deck_has_no_element_for_a_masked_device():
+    from memspice.netlist.emit import emit
+    from memspice.regress.cases import default_cases, pruned_network_masks
+
+    case = next(c for c in default_cases() if c.name == "pruned_network_builtin")
+    text = emit(case.build())
+    resistors = [line.split()[0] for line in text.splitlines() if line.startswith("Rl")]
+    first, second = pruned_network_masks()
+    assert len(resistors) == first.sum() + second.sum() == 47
+    assert "Rl0m0_5" not in resistors and "Rl0m3_11" not in resistors  # input 5 dropped
+    assert "Rl0m0_3" not in resistors and "Rl0m3_0" not in resistors   # other cluster
+    assert "Rl1m0_3" not in resistors and "Rl1m1_3" in resistors
