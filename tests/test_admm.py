@@ -126,3 +126,24 @@ def test_masked_dense_model_equals_the_layered_model(evaluator):
     for a, b in zip(grads_fast, grads_layered):
         np.testing.assert_allclose(a, b, atol=1e-9 * np.abs(b).max())
     assert (grads_fast[0][~spec.masks[0].theta] == 0).all()
+
+
+def test_admm_removes_whole_kernel_rows_of_a_conv_layer():
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten
+
+    cal = phax_reference_calibration()
+    data = load_digits()
+    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)[:200]
+    spec = NetworkSpec((1, 8, 8), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(10)))
+    model = CrossbarNetwork(cal, spec, init_mean=-1.0)
+    params = model.init_params(np.random.default_rng(0))
+    recipe = TrainConfig(epochs=1, lr=0.05, loss_link="logit", progress=False)
+    config = AdmmConfig(rho=0.1, rounds=1, epochs_per_round=1, retrain_epochs=1, train=recipe)
+    out = admm_prune(model, params, x, data.labels[:200],
+                     [LayerTarget("kernel_row", 0.5), LayerTarget()], config)
+    mask = out.model.spec.masks[0].theta
+    assert out.model.spec.masks[1] is None
+    rows = mask[:, :9].reshape(2, 3, 3)
+    assert (rows.all(axis=2) | ~rows.any(axis=2)).all()  # whole kernel rows, kept or removed
+    assert rows.all(axis=2).sum() == 3 and (mask[:, 9:18] == mask[:, :9]).all()
+    assert mask[:, -2:].all()
