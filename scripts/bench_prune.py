@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="networks and figures (default: ./bench_prune_run); a re-run reuses them")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (quick 4, full 10)")
     parser.add_argument("--densities", default=None,
-                        help="CSrram first-layer densities (quick 0.25,0.125; full 0.25,0.125,0.0625,0.03125)")
+                        help="CSrram first-layer densities (quick 0.25,0.125; full 0.25,0.125,0.0625,0.03125; "
+                             "'none': no CSrram network)")
     parser.add_argument("--admm-targets", default=ADMM_TARGETS,
                         help=f"ADMM targets per layer, STRUCTURE:AMOUNT[:RxC]; several networks separated "
                              f"by ';' (default {ADMM_TARGETS})")
@@ -256,6 +257,8 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
 
     rows = [row("dense", "dense", base, dense.record)]
     densities = args.densities or ("0.25,0.125" if args.quick else ",".join(f"{d:g}" for d in DENSITIES))
+    if densities.strip().lower() == "none":
+        densities = ""
     for density in (float(d) for d in densities.split(",") if d.strip()):
         tag = f"csrram_{density:g}"
         pruned, _ = cached(out / tag, lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
