@@ -189,13 +189,15 @@ def measurement_deck(network: TrainedCrossbarNetwork, tech: DeviceSource, sizing
 
 def spice_measure(network: TrainedCrossbarNetwork, tech: DeviceSource, sizing: InverterSizing,
                   x: np.ndarray, labels: np.ndarray, batch_size: int = 250, workers: int = 2,
-                  options: SimOptions = SimOptions(),
+                  options: SimOptions | None = None,
                   model_outputs: np.ndarray | None = None) -> SpiceFigures:
     """Simulate every test image in ngspice (batches of ``batch_size`` in ``workers``
     processes) and compare with the network's model.
 
     Args:
-        model_outputs: the model's outputs on ``x`` (V); default: :func:`model_outputs`.
+        options: simulator options; default: the batch backend with a timeout of 120 s plus
+            3 s per sample of a batch (a busy machine takes minutes for a 500-image MNIST batch).
+        model_outputs: the model's outputs on ``x`` (V); default: :func:`predicted_outputs`.
 
     Raises:
         SimError: a batch failed (the first failure).
@@ -211,6 +213,8 @@ def spice_measure(network: TrainedCrossbarNetwork, tech: DeviceSource, sizing: I
         chunks[-2] = np.vstack(chunks[-2:])
         chunks.pop()
     decks = [measurement_deck(network, tech, sizing, chunk) for chunk in chunks]
+    if options is None:
+        options = SimOptions(timeout_s=120.0 + 3.0 * max(len(c) for c in chunks))
     results = simulate_many(decks, options, workers)
     n_out = network.spec.n_outputs
     last = len(network.spec.plans) - 1
