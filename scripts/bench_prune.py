@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="stuck-at rates (default 0.05,0.1,0.2; 'none' skips the fault section)")
     parser.add_argument("--sections", default="prune,faults",
                         help="what to run: prune (dense, csrram, admm), faults, or both (default prune,faults)")
+    parser.add_argument("--no-spice", action="store_true",
+                        help="train and prune only (networks cached in --out; a later run simulates them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and fault maps")
     parser.add_argument("--workers", type=int, default=2, help="ngspice processes (default 2)")
     args = parser.parse_args(argv)
@@ -222,12 +224,45 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _densities(args) -> list[float]:
+    text = args.densities or ("0.25,0.125" if args.quick else ",".join(f"{d:g}" for d in DENSITIES))
+    if text.strip().lower() == "none":
+        return []
+    return [float(d) for d in text.split(",") if d.strip()]
+
+
+def _admm_runs(args, spec) -> list[tuple]:
+    """``(text, targets, tag)`` per ADMM network of ``--admm-targets``."""
+    from memspice.prune.targets import parse_targets
+
+    runs = []
+    for text in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
+        tag = "admm_" + text.replace(":", "_").replace(",", "__") + (
+            f"_L{args.levels}" if args.levels else "")
+        runs.append((text, parse_targets(text, len(spec.plans)), tag))
+    return runs
+
+
+def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train):
+    """ADMM pruning from the dense network's θ (trained in this run, or read back)."""
+    from memspice.prune.flow import admm
+    from memspice.train.admm import AdmmConfig, make_model
+    from memspice.train.mapping import conductance_to_theta
+
+    if "model" not in state:
+        state["model"] = make_model(cal, spec, evaluator="coupled", init_mean=INIT_THETA_MEAN)
+        state["params"] = [np.clip(conductance_to_theta(g, state["model"].window), -40, 40)
+                           for g in dense.network.conductances]
+    admm_config = AdmmConfig(rho=args.rho, rounds=args.admm_rounds or (2 if args.quick else 4),
+                             epochs_per_round=1 if args.quick else 2, levels=args.levels,
+                             train=config, retrain_epochs=2 if args.quick else 5)
+    return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
+
+
 def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, y_test, config,
                   batch) -> list[dict]:
     """Dense, CSrram and ADMM networks: one report row each."""
-    from memspice.prune.flow import admm, csrram, train_dense
-    from memspice.prune.targets import parse_targets
-    from memspice.train.admm import AdmmConfig
+    from memspice.prune.flow import csrram, train_dense
 
     state: dict = {}
 
@@ -237,6 +272,13 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
         return dataclasses.replace(pruned, record={**pruned.record, "method": "dense"})
 
     dense, _ = cached(out / "dense", make_dense)
+    if args.no_spice:
+        for density in _densities(args):
+            cached(out / f"csrram_{density:g}", lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
+        for text, targets, tag in _admm_runs(args, spec):
+            cached(out / tag, lambda targets=targets: _admm_from(state, cal, spec, dense, targets, args,
+                                                              config, x_train, y_train))
+        return []
     base = measured(out / "dense", dense, spec, tech, sizing, x_test, y_test, args.workers, batch)
 
     def row(network: str, method: str, figures: dict, record: dict) -> dict:
@@ -256,35 +298,14 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
         return r
 
     rows = [row("dense", "dense", base, dense.record)]
-    densities = args.densities or ("0.25,0.125" if args.quick else ",".join(f"{d:g}" for d in DENSITIES))
-    if densities.strip().lower() == "none":
-        densities = ""
-    for density in (float(d) for d in densities.split(",") if d.strip()):
+    for density in _densities(args):
         tag = f"csrram_{density:g}"
         pruned, _ = cached(out / tag, lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch)
         rows.append(dict(row(tag, "csrram", figures, pruned.record), first_layer_density=density))
-
-    rounds = args.admm_rounds or (2 if args.quick else 4)
-    admm_config = AdmmConfig(rho=args.rho, rounds=rounds, epochs_per_round=1 if args.quick else 2,
-                             levels=args.levels, train=config,
-                             retrain_epochs=2 if args.quick else 5)
-    for text in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
-        targets = parse_targets(text, len(spec.plans))
-        tag = "admm_" + text.replace(":", "_").replace(",", "__") + (
-            f"_L{args.levels}" if args.levels else "")
-
-        def make_admm(targets=targets):
-            if "model" not in state:  # the dense network came from the cache: its θ
-                from memspice.train.admm import make_model
-                from memspice.train.mapping import conductance_to_theta
-
-                state["model"] = make_model(cal, spec, evaluator="coupled", init_mean=INIT_THETA_MEAN)
-                state["params"] = [np.clip(conductance_to_theta(g, state["model"].window), -40, 40)
-                                   for g in dense.network.conductances]
-            return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
-
-        pruned, _ = cached(out / tag, make_admm)
+    for text, targets, tag in _admm_runs(args, spec):
+        pruned, _ = cached(out / tag, lambda targets=targets: _admm_from(
+            state, cal, spec, dense, targets, args, config, x_train, y_train))
         tile = next((t.tile for t in targets if t.tile is not None), None)
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers,
                            batch, tile)
