@@ -100,13 +100,19 @@ def test_levels_round_kept_values_and_keep_zeros():
 
 def test_block_diagonal_clusters():
     spec = NetworkSpec.dense((8, 4, 2))
-    mask = block_diagonal_mask(spec.plans[0], 0.25)
+    mask = block_diagonal_mask(spec.plans[0], 0.25, order="contiguous")
     assert mask[:, :8].sum() == 4 * 2  # each neuron reads 2 of 8 inputs
     assert (mask[:, :8] == mask[:, 8:16]).all() and mask[:, -2:].all()
     assert mask[0, :8].tolist() == [True, True] + [False] * 6
     assert mask[3, :8].tolist() == [False] * 6 + [True, True]
+    interleaved = block_diagonal_mask(spec.plans[0], 0.25)
+    assert interleaved[0, :8].tolist() == [True, False, False, False, True, False, False, False]
+    assert interleaved[3, :8].tolist() == [False, False, False, True, False, False, False, True]
+    assert interleaved[:, :8].sum(axis=0).tolist() == [1] * 8  # every input in one cluster
     with pytest.raises(SparsityError, match="more than"):
         block_diagonal_mask(spec.plans[0], 0.1)
+    with pytest.raises(SparsityError, match="cluster order"):
+        block_diagonal_mask(spec.plans[0], 0.25, order="random")
 
 
 def test_compact_removes_dead_neurons_and_their_rows():

@@ -27,7 +27,8 @@ input drivers, and energy per inference (that power over a 1 µs period).
 
 Methods:
   csrram  block-diagonal clusters in the first layer (CSrram): --density D makes round(1/D)
-          clusters of inputs and neurons, cluster b of neurons reads only cluster b of inputs.
+          clusters of inputs and neurons, cluster b of neurons reads only cluster b of inputs
+          (inputs interleaved by default: input i in cluster i mod B).
           The clusters are fixed before training: the pruned network is trained from scratch.
   admm    ADMM structured pruning (Yuan et al.) from the dense network: ADMM-regularized
           training towards the targets, masked mapping, masked retraining.
@@ -70,6 +71,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     pr.add_argument("--density", default=None,
                     help="csrram: first-layer density (0.25 = 4 clusters); admm: densities per layer, "
                          "comma-separated, of --structure")
+    pr.add_argument("--cluster-order", choices=["interleaved", "contiguous"], default="interleaved",
+                    help="csrram: inputs in cluster i mod B (interleaved, default: each cluster sees the whole "
+                         "image at lower resolution) or in B contiguous runs (bands of an image)")
     pr.add_argument("--compression", default=None,
                     help="admm: compression ratios per layer, comma-separated (instead of --density)")
     pr.add_argument("--structure", default="row", help="admm with --density/--compression: structure per layer "
@@ -188,7 +192,7 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
         density = parse_amount(args.density if args.density is not None else "0.25")
         from memspice.train.sparsity import block_diagonal_mask
 
-        block_diagonal_mask(spec.plans[0], density)  # refuses a density that cannot be built
+        block_diagonal_mask(spec.plans[0], density, args.cluster_order)  # refuses what cannot be built
         targets = None
     else:
         targets = _targets(args, len(spec.plans))
@@ -228,7 +232,8 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
         model = make_model(cal, spec, evaluator=evaluator, init_mean=-1.5)
         params = [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0) for g in dense_net.conductances]
     if args.method == "csrram":
-        pruned = csrram(cal, spec, density, x_train, y_train, config, evaluator, levels=args.levels)
+        pruned = csrram(cal, spec, density, x_train, y_train, config, evaluator, levels=args.levels,
+                        order=args.cluster_order)
     else:
         admm_config = AdmmConfig(rho=args.rho, rounds=args.rounds, epochs_per_round=args.round_epochs,
                                  levels=args.levels, train=config, retrain_epochs=args.retrain_epochs)

@@ -66,15 +66,15 @@ def train_dense(calibration: Calibration, spec: NetworkSpec, x: np.ndarray, labe
 
 def csrram(calibration: Calibration, spec: NetworkSpec, density: float, x: np.ndarray,
            labels: np.ndarray, config: TrainConfig, evaluator: str = "coupled",
-           init_mean: float = -1.5, levels: int = 0) -> Pruned:
-    """CSrram: block-diagonal clusters of ``density`` in the first layer, fixed before
-    training, then trained from scratch with the recipe ``config``."""
+           init_mean: float = -1.5, levels: int = 0, order: str = "interleaved") -> Pruned:
+    """CSrram: block-diagonal clusters of ``density`` in the first layer (inputs clustered in
+    ``order``), fixed before training, then trained from scratch with the recipe ``config``."""
     masks: list[np.ndarray | None] = [None] * len(spec.plans)
-    masks[0] = block_diagonal_mask(spec.plans[0], density)
+    masks[0] = block_diagonal_mask(spec.plans[0], density, order)
     masked = masked_spec(spec, masks)
     _, _, pruned = train_dense(calibration, masked, x, labels, config, evaluator, init_mean, levels)
     pruned.record.update({"method": "csrram", "first_layer_density": density,
-                          "clusters": round(1 / density)})
+                          "clusters": round(1 / density), "input_order": order})
     return pruned
 
 

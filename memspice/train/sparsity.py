@@ -190,16 +190,28 @@ def project_levels(values: np.ndarray, levels: int, low: float, high: float) -> 
     return np.where(values != 0, rounded, 0.0)
 
 
-def block_diagonal_mask(plan: CrossbarPlan, density: float) -> np.ndarray:
+ClusterOrder = Literal["interleaved", "contiguous"]
+CLUSTER_ORDERS: tuple[str, ...] = get_args(ClusterOrder)
+
+
+def block_diagonal_mask(plan: CrossbarPlan, density: float,
+                        order: str = "interleaved") -> np.ndarray:
     """CSrram's block-diagonal clusters: ``B = round(1/density)`` clusters of inputs and of
-    neurons (contiguous, as equal as possible); neuron cluster ``b`` reads only input
-    cluster ``b``. Bias devices are kept.
+    neurons; neuron cluster ``b`` reads only input cluster ``b``. Bias devices are kept.
+
+    Neurons are clustered contiguously (their order is arbitrary). Inputs are clustered
+    ``interleaved`` (input ``i`` in cluster ``i mod B``: on an image every cluster sees the
+    whole picture at a lower resolution) or ``contiguous`` (``B`` runs of inputs: bands of an
+    image). Either is a block-diagonal crossbar; they differ only in how the input wires are
+    routed to its rows.
 
     Raises:
-        SparsityError: density outside (0, 1], a conv layer, or more clusters than inputs or
-            neurons.
+        SparsityError: density outside (0, 1], an unknown order, a conv layer, or more
+            clusters than inputs or neurons.
     """
     density = check_density(density)
+    if order not in CLUSTER_ORDERS:
+        raise SparsityError(f"unknown cluster order {order!r}; choose one of {list(CLUSTER_ORDERS)}")
     if not isinstance(plan.layer, Dense):
         raise SparsityError(f"{_where(plan)}: block-diagonal clusters need a dense layer")
     blocks = max(1, round(1.0 / density))
@@ -207,7 +219,8 @@ def block_diagonal_mask(plan: CrossbarPlan, density: float) -> np.ndarray:
     if blocks > min(channels, k):
         raise SparsityError(f"{_where(plan)}: density {density:g} means {blocks} clusters, more "
                             f"than its {k} inputs or {channels} neurons")
-    input_cluster = (np.arange(k) * blocks) // k
+    inputs = np.arange(k)
+    input_cluster = inputs % blocks if order == "interleaved" else (inputs * blocks) // k
     neuron_cluster = (np.arange(channels) * blocks) // channels
     same = neuron_cluster[:, None] == input_cluster[None, :]
     mask = np.ones(plan.theta_shape, dtype=bool)
