@@ -86,6 +86,8 @@ def admm(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
               "targets": [{"structure": t.structure, "density": t.density,
                            "tile": None if t.tile is None else list(t.tile)} for t in targets],
               "best_epoch": int(out.history["val_loss"].idxmin()) + 1
+              if out.history is not None and len(out.history) else None,
+              "val_accuracy": float(out.history["val_accuracy"].max())
               if out.history is not None and len(out.history) else None}
     kept = out.kept_neurons
     return Pruned(trained_network(out.model, out.params, record), kept, record)
