@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"by ';' (default {ADMM_TARGETS})")
     parser.add_argument("--levels", type=int, default=0, help="ADMM conductance levels (default 0: continuous)")
     parser.add_argument("--admm-rounds", type=int, default=None, help="ADMM rounds (quick 2, full 4)")
+    parser.add_argument("--retrain-epochs", type=int, default=None,
+                        help="ADMM masked retraining epochs (quick 2, full 5)")
     parser.add_argument("--rho", type=float, default=0.1, help="initial ADMM ρ (default 0.1)")
     parser.add_argument("--fault-rates", default=",".join(f"{r:g}" for r in FAULT_RATES),
                         help="stuck-at rates (default 0.05,0.1,0.2; 'none' skips the fault section)")
@@ -238,7 +240,8 @@ def _admm_runs(args, spec) -> list[tuple]:
     runs = []
     for text in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
         tag = "admm_" + text.replace(":", "_").replace(",", "__") + (
-            f"_L{args.levels}" if args.levels else "")
+            f"_L{args.levels}" if args.levels else "") + (
+            f"_R{args.retrain_epochs}" if args.retrain_epochs else "")
         runs.append((text, parse_targets(text, len(spec.plans)), tag))
     return runs
 
@@ -255,7 +258,8 @@ def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train)
                            for g in dense.network.conductances]
     admm_config = AdmmConfig(rho=args.rho, rounds=args.admm_rounds or (2 if args.quick else 4),
                              epochs_per_round=1 if args.quick else 2, levels=args.levels,
-                             train=config, retrain_epochs=2 if args.quick else 5)
+                             train=config,
+                             retrain_epochs=args.retrain_epochs or (2 if args.quick else 5))
     return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
 
 
