@@ -217,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
         faults = faults_section(out / "faults", cal, topology, x_train, y_train, x_test, y_test,
                                 rates, epochs, 3 if args.quick else 5, lr, args.seed,
                                 args.workers, batch, tech)
+    if rows:
+        from memspice.io import write_many_atomic
+        from memspice.prune.report import report_writers
+
+        write_many_atomic(report_writers(rows, out, f"Pruning benchmark ({label})", [
+            f"{len(x_train)} training images (10 % held out), {len(x_test)} test images simulated in ngspice",
+            "energy per inference = static power (rails and input drivers) × 1 µs"]))
     result = {"dataset": name, "topology": list(topology), "train_samples": int(len(x_train)),
               "test_samples": int(len(x_test)), "epochs": epochs, "mode": "coupled",
               "dense": rows[0] if rows else None, "networks": rows, "faults": faults,
