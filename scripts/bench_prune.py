@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                              "'none': no CSrram network)")
     parser.add_argument("--admm-targets", default=ADMM_TARGETS,
                         help=f"ADMM targets per layer, STRUCTURE:AMOUNT[:RxC]; several networks separated "
-                             f"by ';' (default {ADMM_TARGETS})")
+                             f"by ';', each optionally @N (N retraining epochs) (default {ADMM_TARGETS})")
     parser.add_argument("--levels", type=int, default=0, help="ADMM conductance levels (default 0: continuous)")
     parser.add_argument("--admm-rounds", type=int, default=None, help="ADMM rounds (quick 2, full 4)")
     parser.add_argument("--retrain-epochs", type=int, default=None,
@@ -241,19 +241,21 @@ def _densities(args) -> list[float]:
 
 
 def _admm_runs(args, spec) -> list[tuple]:
-    """``(text, targets, tag)`` per ADMM network of ``--admm-targets``."""
+    """``(text, targets, tag, retrain_epochs)`` per ADMM network of ``--admm-targets``
+    (``TARGETS@N`` retrains that network for ``N`` epochs)."""
     from memspice.prune.targets import parse_targets
 
     runs = []
-    for text in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
+    for item in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
+        text, _, epochs = item.partition("@")
+        retrain = int(epochs) if epochs else args.retrain_epochs
         tag = "admm_" + text.replace(":", "_").replace(",", "__") + (
-            f"_L{args.levels}" if args.levels else "") + (
-            f"_R{args.retrain_epochs}" if args.retrain_epochs else "")
-        runs.append((text, parse_targets(text, len(spec.plans)), tag))
+            f"_L{args.levels}" if args.levels else "") + (f"_R{retrain}" if retrain else "")
+        runs.append((text, parse_targets(text, len(spec.plans)), tag, retrain))
     return runs
 
 
-def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train):
+def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train, retrain=None):
     """ADMM pruning from the dense network's θ (trained in this run, or read back)."""
     from memspice.prune.flow import admm
     from memspice.train.admm import AdmmConfig, make_model
@@ -266,7 +268,7 @@ def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train)
     admm_config = AdmmConfig(rho=args.rho, rounds=args.admm_rounds or (2 if args.quick else 4),
                              epochs_per_round=1 if args.quick else 2, levels=args.levels,
                              train=config,
-                             retrain_epochs=args.retrain_epochs or (2 if args.quick else 5))
+                             retrain_epochs=retrain or (2 if args.quick else 5))
     return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
 
 
@@ -286,9 +288,9 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
     if args.no_spice:
         for density in _densities(args):
             cached(out / f"csrram_{density:g}", lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
-        for text, targets, tag in _admm_runs(args, spec):
-            cached(out / tag, lambda targets=targets: _admm_from(state, cal, spec, dense, targets, args,
-                                                              config, x_train, y_train))
+        for text, targets, tag, retrain in _admm_runs(args, spec):
+            cached(out / tag, lambda targets=targets, retrain=retrain: _admm_from(
+                state, cal, spec, dense, targets, args, config, x_train, y_train, retrain))
         return []
     base = measured(out / "dense", dense, spec, tech, sizing, x_test, y_test, args.workers, batch)
 
@@ -314,14 +316,14 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
         pruned, _ = cached(out / tag, lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch)
         rows.append(dict(row(tag, "csrram", figures, pruned.record), first_layer_density=density))
-    for text, targets, tag in _admm_runs(args, spec):
-        pruned, _ = cached(out / tag, lambda targets=targets: _admm_from(
-            state, cal, spec, dense, targets, args, config, x_train, y_train))
+    for text, targets, tag, retrain in _admm_runs(args, spec):
+        pruned, _ = cached(out / tag, lambda targets=targets, retrain=retrain: _admm_from(
+            state, cal, spec, dense, targets, args, config, x_train, y_train, retrain))
         tile = next((t.tile for t in targets if t.tile is not None), None)
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers,
                            batch, tile)
         rows.append(dict(row(tag, "admm", figures, pruned.record), targets=text,
-                         levels=args.levels))
+                         levels=args.levels, retrain_epochs=retrain or (2 if args.quick else 5)))
     return rows
 
 
