@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                              "'none': no CSrram network)")
     parser.add_argument("--admm-targets", default=ADMM_TARGETS,
                         help=f"ADMM targets per layer, STRUCTURE:AMOUNT[:RxC]; several networks separated "
-                             f"by ';', each optionally @N (N retraining epochs) (default {ADMM_TARGETS})")
+                             f"by ';', each optionally @N or @NLk (N retraining epochs, k levels) (default {ADMM_TARGETS})")
     parser.add_argument("--levels", type=int, default=0, help="ADMM conductance levels (default 0: continuous)")
     parser.add_argument("--admm-rounds", type=int, default=None, help="ADMM rounds (quick 2, full 4)")
     parser.add_argument("--retrain-epochs", type=int, default=None,
@@ -241,21 +241,29 @@ def _densities(args) -> list[float]:
 
 
 def _admm_runs(args, spec) -> list[tuple]:
-    """``(text, targets, tag, retrain_epochs)`` per ADMM network of ``--admm-targets``
-    (``TARGETS@N`` retrains that network for ``N`` epochs)."""
+    """``(text, targets, tag, retrain_epochs, levels)`` per ADMM network of ``--admm-targets``
+    (``TARGETS@N`` retrains that network for ``N`` epochs, ``TARGETS@NLk`` also on ``k``
+    levels)."""
+    import re
+
     from memspice.prune.targets import parse_targets
 
     runs = []
     for item in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
-        text, _, epochs = item.partition("@")
-        retrain = int(epochs) if epochs else args.retrain_epochs
+        text, _, options = item.partition("@")
+        match = re.fullmatch(r"(\d*)(?:L(\d+))?", options)
+        if match is None:
+            raise SystemExit(f"--admm-targets: {options!r} after @ is N or NLk (epochs, levels)")
+        retrain = int(match[1]) if match[1] else args.retrain_epochs
+        levels = int(match[2]) if match[2] else args.levels
         tag = "admm_" + text.replace(":", "_").replace(",", "__") + (
-            f"_L{args.levels}" if args.levels else "") + (f"_R{retrain}" if retrain else "")
-        runs.append((text, parse_targets(text, len(spec.plans)), tag, retrain))
+            f"_L{levels}" if levels else "") + (f"_R{retrain}" if retrain else "")
+        runs.append((text, parse_targets(text, len(spec.plans)), tag, retrain, levels))
     return runs
 
 
-def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train, retrain=None):
+def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train, retrain=None,
+               levels=0):
     """ADMM pruning from the dense network's θ (trained in this run, or read back)."""
     from memspice.prune.flow import admm
     from memspice.train.admm import AdmmConfig, make_model
@@ -266,7 +274,7 @@ def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train,
         state["params"] = [np.clip(conductance_to_theta(g, state["model"].window), -40, 40)
                            for g in dense.network.conductances]
     admm_config = AdmmConfig(rho=args.rho, rounds=args.admm_rounds or (2 if args.quick else 4),
-                             epochs_per_round=1 if args.quick else 2, levels=args.levels,
+                             epochs_per_round=1 if args.quick else 2, levels=levels,
                              train=config,
                              retrain_epochs=retrain or (2 if args.quick else 5))
     return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
@@ -288,9 +296,9 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
     if args.no_spice:
         for density in _densities(args):
             cached(out / f"csrram_{density:g}", lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
-        for text, targets, tag, retrain in _admm_runs(args, spec):
-            cached(out / tag, lambda targets=targets, retrain=retrain: _admm_from(
-                state, cal, spec, dense, targets, args, config, x_train, y_train, retrain))
+        for text, targets, tag, retrain, levels in _admm_runs(args, spec):
+            cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels: _admm_from(
+                state, cal, spec, dense, targets, args, config, x_train, y_train, retrain, levels))
         return []
     base = measured(out / "dense", dense, spec, tech, sizing, x_test, y_test, args.workers, batch)
 
@@ -316,14 +324,14 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
         pruned, _ = cached(out / tag, lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch)
         rows.append(dict(row(tag, "csrram", figures, pruned.record), first_layer_density=density))
-    for text, targets, tag, retrain in _admm_runs(args, spec):
-        pruned, _ = cached(out / tag, lambda targets=targets, retrain=retrain: _admm_from(
-            state, cal, spec, dense, targets, args, config, x_train, y_train, retrain))
+    for text, targets, tag, retrain, levels in _admm_runs(args, spec):
+        pruned, _ = cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels: _admm_from(
+            state, cal, spec, dense, targets, args, config, x_train, y_train, retrain, levels))
         tile = next((t.tile for t in targets if t.tile is not None), None)
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers,
                            batch, tile)
         rows.append(dict(row(tag, "admm", figures, pruned.record), targets=text,
-                         levels=args.levels, retrain_epochs=retrain or (2 if args.quick else 5)))
+                         levels=levels, retrain_epochs=retrain or (2 if args.quick else 5)))
     return rows
 
 
