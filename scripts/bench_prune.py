@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="stuck-at rates (default 0.05,0.1,0.2; 'none' skips the fault section)")
     parser.add_argument("--sections", default="prune,faults",
                         help="what to run: prune (dense, csrram, admm), faults, or both (default prune,faults)")
+    parser.add_argument("--faults-from", type=Path, default=None, metavar="LOG",
+                        help="take the fault rows from the last JSON line of an earlier run's output "
+                             "(e.g. one with --sections faults) instead of running them")
     parser.add_argument("--no-spice", action="store_true",
                         help="train and prune only (networks cached in --out; a later run simulates them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and fault maps")
@@ -212,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, y_test,
                              config, batch)
     faults: list[dict] = []
-    if "faults" in sections and args.fault_rates.strip().lower() != "none":
+    if args.faults_from is not None:
+        faults = json.loads(args.faults_from.read_text().strip().splitlines()[-1])["faults"]
+        for r in faults:
+            print(f"  faults {100 * r['rate']:4.0f} % ({r['stuck_devices']} devices, from {args.faults_from}): "
+                  f"SPICE fault-free {100 * r['fault_free']:.2f} %, oblivious {100 * r['oblivious']:.2f} %, "
+                  f"aware {100 * r['aware']:.2f} %", flush=True)
+    elif "faults" in sections and args.fault_rates.strip().lower() != "none":
         rates = [float(r) for r in args.fault_rates.split(",")]
         faults = faults_section(out / "faults", cal, topology, x_train, y_train, x_test, y_test,
                                 rates, epochs, 3 if args.quick else 5, lr, args.seed,
