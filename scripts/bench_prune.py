@@ -44,7 +44,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 DENSITIES = (0.25, 0.125, 0.0625, 0.03125)
-ADMM_TARGETS = "row:0.15,row:0.5"
+ADMM_TARGETS = "tile:0.05:2x1,none@8"
+QUICK_ADMM_TARGETS = "tile:0.25:2x1,none"
 FAULT_RATES = (0.05, 0.10, 0.20)
 INIT_THETA_MEAN = -1.5
 
@@ -163,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--densities", default=None,
                         help="CSrram first-layer densities (quick 0.25,0.125; full 0.25,0.125,0.0625,0.03125; "
                              "'none': no CSrram network)")
-    parser.add_argument("--admm-targets", default=ADMM_TARGETS,
+    parser.add_argument("--admm-targets", default=None,
                         help=f"ADMM targets per layer, STRUCTURE:AMOUNT[:RxC]; several networks separated "
-                             f"by ';', each optionally @N or @NLk (N retraining epochs, k levels) (default {ADMM_TARGETS})")
+                             f"by ';', each optionally @N or @NLk (N retraining epochs, k levels) (default {ADMM_TARGETS}; "
+                             f"quick {QUICK_ADMM_TARGETS})")
     parser.add_argument("--levels", type=int, default=0, help="ADMM conductance levels (default 0: continuous)")
     parser.add_argument("--admm-rounds", type=int, default=None, help="ADMM rounds (quick 2, full 4)")
     parser.add_argument("--retrain-epochs", type=int, default=None,
@@ -190,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     from memspice.network import NetworkSpec
     from memspice.tech import builtin
 
+    if args.admm_targets is None:
+        args.admm_targets = QUICK_ADMM_TARGETS if args.quick else ADMM_TARGETS
     wall = time.perf_counter()
     name, train_set, test_set, topology = load_split(args.quick, args.mnist_dir, args.seed)
     tech, sizing = builtin(), InverterSizing()
