@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "memspice.characterize.size_command",
     "memspice.train.command",
     "memspice.validate.command",
+    "memspice.prune.command",
     "memspice.regress.command",
     "memspice.loop.command",
     "memspice.pipeline_command",

@@ -137,6 +137,35 @@ def network_4_3_2_deck(tech: Technology, sizing: InverterSizing, conductances: S
                         title="network 4-3-2")
 
 
+def pruned_network_masks() -> tuple[np.ndarray, np.ndarray]:
+    """θ masks of the pruned 6-4-2 case: two block-diagonal clusters in the first layer with
+    input 5 dropped from every column (its driver has no device left), and output 0 no longer
+    reading hidden neuron 3's ``outp``."""
+    first = np.ones((4, 14), dtype=bool)
+    cluster = (np.arange(4)[:, None] // 2) == (np.arange(6)[None, :] // 3)
+    first[:, :6] = first[:, 6:12] = cluster
+    first[:, [5, 11]] = False
+    second = np.ones((2, 10), dtype=bool)
+    second[0, 3] = False
+    return first, second
+
+
+def pruned_network_deck(tech: Technology, sizing: InverterSizing, conductances: Sequence[np.ndarray],
+                        masks: Sequence[np.ndarray], samples: np.ndarray) -> Deck:
+    """A pruned 6-4-2 network as a flat deck (one resistor per present device, none for a
+    masked one), every sample in one ``.dc`` sweep of the index source."""
+    from memspice.circuit.layered import CrossbarDevices, layered_network_deck, layered_saves
+    from memspice.network import CrossbarMask, NetworkSpec
+    from memspice.network.wiring import network_wiring
+
+    spec = NetworkSpec.dense((6, 4, 2)).with_masks(tuple(CrossbarMask(theta=m) for m in masks))
+    layers = [CrossbarDevices(w.plan.n_sources, w.source, w.conductances(g))
+              for w, g in zip(network_wiring(spec), conductances)]
+    sweep = Dc(Sweep("idx", 0.0, float(samples.shape[0] - 1), 1.0))
+    return layered_network_deck(tech, sizing, layers, indexed_input_sources(samples), [sweep],
+                                layered_saves(layers), title="pruned network 6-4-2")
+
+
 def memristor_program_deck(initial_state: float = 0.1, amplitude_v: float = 1.5,
                            models_dir: str | None = None) -> Deck:
     """Yakopcic memristor programmed by a SET pulse then a RESET pulse (``.tran … uic``).
@@ -179,6 +208,14 @@ def default_cases() -> tuple[GoldenCase, ...]:
         save.name: VOLTAGE
         for save in network_4_3_2_deck(builtin(), InverterSizing(), network_conductances(), network_samples()).saves
     }
+    rng = np.random.default_rng(NETWORK_SEED + 2)
+    pruned_g = [np.round(rng.uniform(G_MIN_S, G_MAX_S, shape) * 1e9) / 1e9 for shape in ((4, 14), (2, 10))]
+    pruned_x = np.round(rng.uniform(-0.25, 0.25, (8, 6)), 3)
+
+    def pruned_deck() -> Deck:
+        return pruned_network_deck(builtin(), InverterSizing(), pruned_g, pruned_network_masks(), pruned_x)
+
+    pruned_signals = {save.name: VOLTAGE for save in pruned_deck().saves}
     return (
         GoldenCase("inverter_vtc_builtin", "one inverter, built-in card, PHAX sizing, unloaded VTC",
                    lambda: inverter_vtc_deck(builtin(), InverterSizing()), _vtc_tolerances(1)),
@@ -193,6 +230,8 @@ def default_cases() -> tuple[GoldenCase, ...]:
         GoldenCase("network_4_3_2_builtin", "4-3-2 network, seeded conductances, 10 indexed samples",
                    lambda: network_4_3_2_deck(builtin(), InverterSizing(), network_conductances(), network_samples()),
                    network_signals),
+        GoldenCase("pruned_network_builtin", "6-4-2 network with structured masks (clusters, a dropped "
+                   "input, a removed device), flat deck, 8 indexed samples", pruned_deck, pruned_signals),
         GoldenCase("memristor_program_tran", "Yakopcic memristor SET then RESET pulse through 10 kOhm (.tran uic)",
                    memristor_program_deck,
                    {"xs": STATE, "te": VOLTAGE, "i(vprog)": Tolerance(1e-8, 1e-3)}),

@@ -1,0 +1,321 @@
+"""``memspice prune``: prune a trained network (or one it trains), retrain it, report, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memspice.cli_options import (
+    add_technology_options,
+    bounded,
+    levels_int,
+    seed_int,
+    sizing_from_args,
+    technology_from_args,
+)
+from memspice.errors import ConfigError
+
+DESCRIPTION = """\
+Prune a trained network with structured sparsity, retrain it with the structure fixed, and
+report what it costs against the dense network: devices, tiles built, crossbar area saved,
+compression, model accuracy and, with --spice, SPICE accuracy, static power of the rails and the
+input drivers, and energy per inference (that power over a 1 µs period).
+
+Methods:
+  csrram  block-diagonal clusters in the first layer (CSrram): --density D makes round(1/D)
+          clusters of inputs and neurons, cluster b of neurons reads only cluster b of inputs
+          (inputs interleaved by default: input i in cluster i mod B).
+          The clusters are fixed before training: the pruned network is trained from scratch.
+  admm    ADMM structured pruning (Yuan et al.) from the dense network: ADMM-regularized
+          training towards the targets, masked mapping, masked retraining.
+
+Targets (admm), one per crossbar layer, comma-separated, each STRUCTURE:AMOUNT[:RxC]:
+  STRUCTURE  row (an input of the layer: its driver or the previous neuron's load goes),
+             column (a neuron, with its rows in the next layer), tile (a RxC tile of the
+             crossbar: physical rows ip_0,in_0,ip_1,… by columns), kernel / kernel_row (conv).
+  AMOUNT     a density in (0, 1] (0.15) or a compression ratio (10x); 'none' = not pruned.
+  Example:   --targets row:0.15,row:0.5   (15 % of the pixels, half the hidden neurons)
+Masked devices are absent from the netlist; dead neurons are removed from the network.
+
+Outputs in --out: network.json + network.npz (the pruned network, format version 2 with its
+masks), dense/ (the dense network, when trained here), prune_report.md, prune_report.csv and
+pareto.png (accuracy against compression and energy per inference).
+
+Examples:
+  memspice prune --network net/ --dataset mnist --mnist-dir DIR --method admm \\
+      --targets row:0.15,row:0.5 --levels 32 --spice --out pruned/
+  memspice prune --calibration cal.json --dataset mnist --topology 196,100,10 \\
+      --method csrram --density 0.25 --spice --out csrram/
+"""
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``prune``."""
+    p = subparsers.add_parser("prune", help="structured pruning (ADMM, CSrram clusters), measured in SPICE",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("the dense network")
+    src.add_argument("--network", type=Path, default=None, metavar="DIR",
+                     help="a trained dense network folder (else one is trained with --calibration)")
+    src.add_argument("--calibration", type=Path, default=None, help="calibration JSON to train against")
+    src.add_argument("--topology", default=None, help="sizes to train, e.g. 196,100,10 (default: 196,100,10 "
+                     "for MNIST, inputs,32,classes otherwise)")
+    src.add_argument("--dataset", choices=["digits", "mnist"], default="digits", help="data (default digits)")
+    src.add_argument("--mnist-dir", type=Path, default=None, help="MNIST IDX folder (default: $MEMSPICE_MNIST_DIR)")
+    pr = p.add_argument_group("pruning")
+    pr.add_argument("--method", choices=["admm", "csrram"], required=True, help="admm or csrram")
+    pr.add_argument("--targets", default=None, help="admm: STRUCTURE:AMOUNT[:RxC] per crossbar layer (see above)")
+    pr.add_argument("--density", default=None,
+                    help="csrram: first-layer density (0.25 = 4 clusters); admm: densities per layer, "
+                         "comma-separated, of --structure")
+    pr.add_argument("--cluster-order", choices=["interleaved", "contiguous"], default="interleaved",
+                    help="csrram: inputs in cluster i mod B (interleaved, default: each cluster sees the whole "
+                         "image at lower resolution) or in B contiguous runs (bands of an image)")
+    pr.add_argument("--compression", default=None,
+                    help="admm: compression ratios per layer, comma-separated (instead of --density)")
+    pr.add_argument("--structure", default="row", help="admm with --density/--compression: structure per layer "
+                    "(one for all, or comma-separated; default row)")
+    pr.add_argument("--tile", default=None, metavar="RxC",
+                    help="tile size: the tile structure's, and tiles built in the report")
+    pr.add_argument("--fault-map", type=Path, default=None, metavar="FILE",
+                    help="stuck devices of the dense chip (memspice fault-map file): the report adds the dense and "
+                         "pruned networks on that chip (no retraining)")
+    pr.add_argument("--levels", type=levels_int, default=0, help="conductance levels of the result (default 0: continuous)")
+    pr.add_argument("--rounds", type=bounded(int, 1, 1000), default=4, help="admm rounds (default 4)")
+    pr.add_argument("--rho", type=bounded(float, 0, 1e6, lo_open=True), default=0.1, help="initial admm ρ (default 0.1)")
+    tr = p.add_argument_group("training (coupled mode when the calibration has a current model)")
+    tr.add_argument("--epochs", type=bounded(int, 1, 100000), default=10,
+                    help="epochs of the dense and csrram training (default 10)")
+    tr.add_argument("--round-epochs", type=bounded(int, 1, 1000), default=2, help="admm epochs per round (default 2)")
+    tr.add_argument("--retrain-epochs", type=bounded(int, 1, 100000), default=5, help="masked retraining epochs (default 5)")
+    tr.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=0.005, help="Adam learning rate (default 0.005)")
+    tr.add_argument("--seed", type=seed_int, default=0, help="seed of the split and training (default 0)")
+    sp = p.add_argument_group("SPICE")
+    sp.add_argument("--spice", action="store_true", help="simulate the dense and pruned networks on the test images")
+    sp.add_argument("--spice-samples", type=bounded(int, 2, 10**7), default=None,
+                    help="test images to simulate (default: all)")
+    sp.add_argument("--workers", type=bounded(int, 1, 256), default=2, help="ngspice processes (default 2)")
+    add_technology_options(p, rails=False)
+    p.add_argument("--out", type=Path, default=Path("prune_run"), help="output folder (default prune_run)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def _split(text: str | None, n: int, what: str) -> list[str]:
+    items = [t.strip() for t in str(text).split(",")]
+    if len(items) == 1:
+        return items * n
+    if len(items) != n:
+        raise ConfigError(f"{what}: {len(items)} values for {n} crossbar layers")
+    return items
+
+
+def _targets(args: argparse.Namespace, n_layers: int) -> list[Any]:
+    from memspice.prune.targets import parse_targets, parse_tile
+
+    if args.targets is not None:
+        if args.density is not None or args.compression is not None:
+            raise ConfigError("give --targets, or --density / --compression with --structure, not both")
+        return parse_targets(args.targets, n_layers)
+    if (args.density is None) == (args.compression is None):
+        raise ConfigError("admm needs --targets, --density or --compression")
+    amounts = (_split(args.density, n_layers, "--density") if args.density is not None else
+               [a if a.lower() in ("none", "1") else a + "x" for a in
+                _split(args.compression, n_layers, "--compression")])
+    structures = _split(args.structure, n_layers, "--structure")
+    tile = None if args.tile is None else parse_tile(args.tile)
+    text = ",".join("none" if a.lower() == "none" else
+                    f"{s}:{a}" + (f":{tile[0]}x{tile[1]}" if s == "tile" and tile else "")
+                    for s, a in zip(structures, amounts))
+    return parse_targets(text, n_layers)
+
+
+def run_prune(args: argparse.Namespace) -> dict[str, Any]:
+    """Do the work of ``memspice prune`` and return the summary (library entry point)."""
+    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+    from memspice.fit.calibration import load_calibration
+    from memspice.io import write_many_atomic
+    from memspice.network import NetworkSpec
+    from memspice.prune.flow import admm, csrram, train_dense
+    from memspice.prune.measure import hardware_counts, predicted_outputs, spice_measure
+    from memspice.prune.report import report_writers
+    from memspice.prune.targets import parse_amount, parse_tile
+    from memspice.safe_io import check_output_dir
+    from memspice.train.admm import AdmmConfig, make_model
+    from memspice.train.conv_io import load_layered_network, save_layered_network
+    from memspice.train.losses import accuracy
+    from memspice.train.mapping import conductance_to_theta
+    from memspice.train.trainer import TrainConfig
+
+    # ---- every input checked before anything runs or is written -----------------------
+    if (args.network is None) == (args.calibration is None):
+        raise ConfigError("give --network (a trained dense network) or --calibration (to train one)")
+    dense_net = None
+    if args.network is not None:
+        dense_net = load_layered_network(args.network)
+        if not dense_net.spec.is_dense or any(m is not None for m in dense_net.spec.masks):
+            raise ConfigError(f"{args.network}: pruning starts from a dense network without masks")
+        if dense_net.faults is not None:
+            raise ConfigError(f"{args.network}: the network carries a fault map; prune a fault-free network")
+        cal = dense_net.calibration
+    else:
+        cal = load_calibration(args.calibration)
+    evaluator = "coupled" if cal.inverter_current is not None else "static"
+    data = load_dataset(args.dataset, args.mnist_dir)
+    if args.dataset == "mnist":
+        cut = int(round(0.8 * len(data.labels)))
+        train_set, test_set = data.subset(slice(0, cut)), data.subset(slice(cut, None))
+    else:
+        train_set, test_set = train_test_split(data, 0.2, args.seed)
+    if dense_net is not None:
+        spec = dense_net.spec
+        if args.topology is not None and tuple(int(t) for t in args.topology.split(",")) != spec.topology:
+            raise ConfigError(f"--topology {args.topology} differs from the network's {spec.topology}")
+    else:
+        try:
+            sizes = (tuple(int(t) for t in args.topology.split(",")) if args.topology else
+                     (data.n_features, 100 if args.dataset == "mnist" else 32, data.n_classes))
+        except ValueError:
+            raise ConfigError(f"--topology must be sizes like 196,100,10, got {args.topology!r}") from None
+        spec = NetworkSpec.dense(sizes)
+    if spec.n_inputs != data.n_features or spec.n_outputs != data.n_classes:
+        raise ConfigError(f"the network ({spec.topology}) does not fit {args.dataset} "
+                          f"({data.n_features} inputs, {data.n_classes} classes)")
+    tile = None if args.tile is None else parse_tile(args.tile)
+    if args.method == "csrram":
+        if args.targets is not None or args.compression is not None:
+            raise ConfigError("csrram takes --density (of the first layer), not --targets or --compression")
+        density = parse_amount(args.density if args.density is not None else "0.25")
+        from memspice.train.sparsity import block_diagonal_mask
+
+        block_diagonal_mask(spec.plans[0], density, args.cluster_order)  # refuses what cannot be built
+        targets = None
+    else:
+        targets = _targets(args, len(spec.plans))
+        from memspice.train.admm import layer_groups
+
+        layer_groups(spec, targets)
+    if tile is not None:
+        from memspice.train.sparsity import check_tile
+
+        for plan in spec.plans:
+            check_tile(plan, tile)
+    chip_faults = None
+    if args.fault_map is not None:
+        from memspice.train.fault_map import load_fault_map
+
+        chip_faults = load_fault_map(args.fault_map, spec.topology)
+    check_output_dir(args.out, "--out")
+    tech = sizing = None
+    if args.spice:
+        from memspice.validate.api import recorded_sizing
+
+        tech = technology_from_args(args, rails=cal.rails)
+        sizing = recorded_sizing(cal) or sizing_from_args(args)
+
+    # ---- the work ---------------------------------------------------------------------
+    x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
+    x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
+    y_train, y_test = train_set.labels, test_set.labels
+    config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, optimizer="adam", loss="bce",
+                         loss_link="logit", lr_decay=0.97, seed=args.seed, val_fraction=0.1,
+                         progress=sys.stderr.isatty())
+    trained_here = dense_net is None
+    if dense_net is None:
+        model, params, dense = train_dense(cal, spec, x_train, y_train, config, evaluator)
+        dense_net = dense.network
+    else:
+        model = make_model(cal, spec, evaluator=evaluator, init_mean=-1.5)
+        params = [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0) for g in dense_net.conductances]
+    if args.method == "csrram":
+        pruned = csrram(cal, spec, density, x_train, y_train, config, evaluator, levels=args.levels,
+                        order=args.cluster_order)
+    else:
+        admm_config = AdmmConfig(rho=args.rho, rounds=args.rounds, epochs_per_round=args.round_epochs,
+                                 levels=args.levels, train=config, retrain_epochs=args.retrain_epochs)
+        pruned = admm(model, params, x_train, y_train, targets, admm_config)
+
+    rows = []
+    n_spice = len(x_test) if args.spice_samples is None else min(args.spice_samples, len(x_test))
+    arms = [("dense", dense_net, None), (f"{args.method}", pruned.network, pruned.kept_neurons)]
+    if chip_faults is not None:
+        import dataclasses
+
+        from memspice.train.sparsity import cut_fault_map
+
+        arms += [(f"{name} on the faulty chip", dataclasses.replace(
+                     net, faults=cut_fault_map(chip_faults, net.spec, spec, kept)), kept)
+                 for name, net, kept in arms]
+    for name, net, kept in arms:
+        counts = hardware_counts(net, spec, kept, tile)
+        outputs = predicted_outputs(net, x_test)
+        row: dict[str, Any] = {"network": name, "method": "dense" if name.startswith("dense") else args.method,
+                               **counts.as_dict(), "model_accuracy": accuracy(outputs, y_test)}
+        if args.spice:
+            figures = spice_measure(net, tech, sizing, x_test[:n_spice], y_test[:n_spice],
+                                    workers=args.workers, model_outputs=outputs[:n_spice])
+            row.update(figures.as_dict())
+        rows.append(row)
+    notes = [f"dataset {args.dataset}: {len(x_train)} training images (10 % held out for every choice), "
+             f"{len(x_test)} test images" + (f", {n_spice} simulated in ngspice" if args.spice else ""),
+             f"evaluator {evaluator}; pruned network {pruned.network.spec.topology or 'layered'}",
+             *_record_notes(pruned.record),
+             "energy per inference = static power (rails and input drivers) × 1 µs"]
+    writers = report_writers(rows, args.out, f"Pruning report ({args.method})", notes)
+    files = [p for p, _ in writers]
+    write_many_atomic(writers)
+    save_layered_network(dataclass_with_metadata(pruned.network, pruned.record), args.out)
+    if trained_here:
+        save_layered_network(dense_net, args.out / "dense")
+    summary = {"method": args.method, "dense": rows[0], "pruned": rows[1], "faulty_chip": rows[2:],
+               "files": [str(f) for f in files], "out": str(args.out)}
+    return summary
+
+
+def _record_notes(record: dict[str, Any]) -> list[str]:
+    notes = []
+    if record.get("targets"):
+        notes.append("targets: " + ", ".join(
+            "none" if t["structure"] is None else f"{t['structure']} at density {t['density']:.4g}"
+            + (f" ({t['tile'][0]}x{t['tile'][1]} tiles)" if t.get("tile") else "")
+            for t in record["targets"]))
+    for r in record.get("rounds", []):
+        notes.append(f"ADMM round {r['round']}: ρ = {r['rho']:.3g}, distance to the target "
+                     f"structures ‖s − Π(s)‖ = {r['distance']:.3g}, validation accuracy "
+                     f"{100 * r['val_accuracy']:.2f} %")
+    if record.get("clusters"):
+        notes.append(f"CSrram: {record['clusters']} block-diagonal clusters in the first layer "
+                     f"(density {record['first_layer_density']:.4g})")
+    if record.get("levels"):
+        notes.append(f"{record['levels']} conductance levels")
+    return notes
+
+
+def dataclass_with_metadata(network: Any, record: dict[str, Any]) -> Any:
+    """The network with the pruning record in its metadata."""
+    import dataclasses
+
+    from memspice.safe_io import json_safe
+
+    return dataclasses.replace(network, metadata={**network.metadata, "pruning": json_safe(record)})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``memspice prune``."""
+    from memspice.safe_io import dumps_strict
+
+    summary = run_prune(args)
+    if args.json:
+        print(dumps_strict(summary, sort_keys=True))
+        return 0
+    for row in (summary["dense"], summary["pruned"], *summary["faulty_chip"]):
+        spice = (f", SPICE {100 * row['spice_accuracy']:.2f} %, static power "
+                 f"{1e6 * row['static_power_w']:.1f} µW" if "spice_accuracy" in row else "")
+        print(f"{row['network']:<28} {row['devices']:>8,} devices ({row['compression']:.2f}x, area saved "
+              f"{100 * row['area_saved']:.1f} %), model {100 * row['model_accuracy']:.2f} %{spice}")
+    print(f"report: {summary['out']}/prune_report.md")
+    return 0

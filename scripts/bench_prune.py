@@ -1,0 +1,352 @@
+"""Benchmark: structured pruning, CSrram clusters and stuck-at faults, measured in SPICE.
+
+On one network description (``NetworkSpec.dense``) and one calibration of the built-in card made
+in the same run, every network is trained in coupled mode with the same recipe (Adam, batch 16,
+BCE on the output logits, learning rate ×0.97 per epoch, 10 % of the training images held out
+for every choice: the best epoch) and simulated on the same test images in ngspice (flat decks,
+one resistor per present device):
+
+- ``dense``: the unpruned baseline;
+- ``csrram``: block-diagonal clusters in the first layer, fixed before training, at each density
+  of ``--densities`` (25 % is CSrram's setting; the sweep goes down to where accuracy breaks);
+- ``admm``: ADMM structured pruning from the dense network (``--admm-targets``, one target per
+  layer, :mod:`memspice.prune.targets`), masked retraining, optionally on ``--levels`` levels;
+- faults (``--fault-rates``): the dense network with a seeded stuck-at map, fault-oblivious
+  and retrained against the map (fault-aware), in SPICE with the same map
+  (``scripts/bench_faults.py``'s recipe, on the dense validation path).
+
+Figures per network: devices, density and compression against the dense network, crossbar area
+saved, SPICE and model accuracy, agreement, static power of the rails and the input drivers and
+the energy of one inference (that power over a 1 µs period). ``--quick`` (< 1 min): digits,
+64-16-10, 400 training / 100 test images, short training. Full: MNIST 14×14 196-100-10, the first
+8,000 images of the 10k set for training and the last 2,000 for testing (``--mnist-dir`` or
+``$MEMSPICE_MNIST_DIR``). Networks and figures are kept in ``--out``; a re-run reuses them.
+
+Ends with one line of JSON: ``{"dataset", "topology", "dense": {...}, "networks": [{"network",
+"method", "density", "compression", "devices", "area_saved", "spice_accuracy",
+"dense_spice_accuracy", "static_power_w", "dense_static_power_w", "energy_per_inference_j",
+...}], "faults": [{"rate", "oblivious", "aware", "fault_free"}]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+DENSITIES = (0.25, 0.125, 0.0625, 0.03125)
+ADMM_TARGETS = "tile:0.05:2x1,none@8"
+QUICK_ADMM_TARGETS = "tile:0.25:2x1,none"
+FAULT_RATES = (0.05, 0.10, 0.20)
+INIT_THETA_MEAN = -1.5
+
+
+def load_split(quick: bool, mnist_dir: Path | None, seed: int):
+    """``(name, train Dataset, test Dataset, topology)`` (``scripts/bench_faults.py``'s split)."""
+    from memspice.datasets import load_dataset, train_test_split
+
+    if quick:
+        train_set, test_set = train_test_split(load_dataset("digits"), 0.2, seed)
+        return "digits", train_set.subset(slice(0, 400)), test_set.subset(slice(0, 100)), (64, 16, 10)
+    from memspice.data_cache import resolve_mnist_dir
+
+    data = load_dataset("mnist", resolve_mnist_dir(mnist_dir))
+    if len(data.labels) != 10_000:
+        raise SystemExit(f"expected the 10,000-image MNIST test set, got {len(data.labels)} images")
+    return "mnist", data.subset(slice(0, 8000)), data.subset(slice(8000, None)), (196, 100, 10)
+
+
+def train_config(epochs: int, lr: float, seed: int):
+    """``scripts/bench_faults.py``'s recipe."""
+    from memspice.train.trainer import TrainConfig
+
+    return TrainConfig(epochs=epochs, batch_size=16, lr=lr, optimizer="adam", loss="bce",
+                       loss_link="logit", lr_decay=0.97, schedule="exponential", seed=seed,
+                       val_fraction=0.1, progress=False)
+
+
+def cached(directory: Path, make):
+    """The network saved in ``directory`` (with its record), else ``make()`` and save it."""
+    from memspice.prune.flow import Pruned
+    from memspice.train.conv_io import load_layered_network, save_layered_network
+
+    record_path = directory / "prune_record.json"
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        kept = record.pop("kept_neurons", None)
+        return Pruned(load_layered_network(directory), None if kept is None else
+                      [np.array(k) for k in kept], record), 0.0
+    t0 = time.perf_counter()
+    pruned = make()
+    seconds = time.perf_counter() - t0
+    save_layered_network(pruned.network, directory)
+    record = dict(pruned.record, train_s=seconds,
+                  kept_neurons=None if pruned.kept_neurons is None else
+                  [k.tolist() for k in pruned.kept_neurons])
+    record_path.write_text(json.dumps(record, default=float))
+    return pruned, seconds
+
+
+def measured(directory: Path, pruned, dense_spec, tech, sizing, x, y, workers: int,
+             batch: int, tile=None) -> dict:
+    """Hardware counts and SPICE figures (cached in ``directory/figures.json``)."""
+    from memspice.prune.measure import hardware_counts, spice_measure
+
+    path = directory / "figures.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    t0 = time.perf_counter()
+    counts = hardware_counts(pruned.network, dense_spec, pruned.kept_neurons, tile)
+    spice = spice_measure(pruned.network, tech, sizing, x, y, batch, workers)
+    figures = {**counts.as_dict(), **spice.as_dict(), "spice_s": time.perf_counter() - t0,
+               "topology": list(pruned.network.spec.topology or ())}
+    path.write_text(json.dumps(figures, default=float))
+    return figures
+
+
+def faults_section(out: Path, cal, topology, x_train, y_train, x_test, y_test, rates, epochs,
+                   aware_epochs, lr, seed, workers, batch, tech) -> list[dict]:
+    """Fault-free, fault-oblivious and fault-aware SPICE accuracies per rate, with
+    ``scripts/bench_faults.py``'s functions (dense networks, dense validation)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_faults
+    from memspice.train.fault_map import FAULT_MAP_NAME, save_fault_map, seeded_fault_map
+    from memspice.train.model import PhaxNetwork
+
+    config = bench_faults.train_config(epochs, lr, seed)
+    aware_config = bench_faults.train_config(aware_epochs, lr, seed)
+    free, _ = bench_faults.trained(out / "fault_free", lambda: PhaxNetwork(
+        cal, topology, evaluator="coupled", init_mean=INIT_THETA_MEAN), x_train, y_train, config)
+    free_params = [np.clip(t, -40.0, 40.0) for t in free.thetas()]
+    baseline = bench_faults.spice(free, tech, x_test, y_test, out / "fault_free" / "validate",
+                                  workers, batch)
+    rows = []
+    for k, rate in enumerate(rates):
+        tag = out / f"rate_{int(round(100 * rate)):02d}"
+        faults = seeded_fault_map(topology, rate, seed + k)
+        save_fault_map(faults, tag / FAULT_MAP_NAME, topology)
+        oblivious = bench_faults.spice(dataclasses.replace(free, faults=faults), tech, x_test,
+                                       y_test, tag / "oblivious_validate", workers, batch)
+        aware_net, _ = bench_faults.trained(tag / "aware", lambda f=faults: PhaxNetwork(
+            cal, topology, faults=f, evaluator="coupled", init_mean=INIT_THETA_MEAN),
+            x_train, y_train, aware_config, initial=free_params)
+        aware = bench_faults.spice(aware_net, tech, x_test, y_test, tag / "aware_validate",
+                                   workers, batch)
+        row = {"rate": rate, "oblivious": oblivious["spice"], "aware": aware["spice"],
+               "fault_free": baseline["spice"], "stuck_devices": aware["stuck"],
+               "aware_minus_fault_free_points": 100 * (aware["spice"] - baseline["spice"]),
+               "aware_agreement": aware["agreement"], "fault_seed": seed + k}
+        rows.append(row)
+        print(f"  faults {100 * rate:4.0f} % ({row['stuck_devices']} devices): SPICE fault-free "
+              f"{100 * baseline['spice']:.2f} %, oblivious {100 * oblivious['spice']:.2f} %, aware "
+              f"{100 * aware['spice']:.2f} % ({row['aware_minus_fault_free_points']:+.2f} points)",
+              flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="digits, 64-16-10, < 1 min")
+    parser.add_argument("--mnist-dir", type=Path, default=None,
+                        help="MNIST IDX folder (default: $MEMSPICE_MNIST_DIR, else the memspice data cache)")
+    parser.add_argument("--out", type=Path, default=Path("bench_prune_run"),
+                        help="networks and figures (default: ./bench_prune_run); a re-run reuses them")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (quick 4, full 10)")
+    parser.add_argument("--densities", default=None,
+                        help="CSrram first-layer densities (quick 0.25,0.125; full 0.25,0.125,0.0625,0.03125; "
+                             "'none': no CSrram network)")
+    parser.add_argument("--admm-targets", default=None,
+                        help=f"ADMM targets per layer, STRUCTURE:AMOUNT[:RxC]; several networks separated "
+                             f"by ';', each optionally @N or @NLk (N retraining epochs, k levels) (default {ADMM_TARGETS}; "
+                             f"quick {QUICK_ADMM_TARGETS})")
+    parser.add_argument("--levels", type=int, default=0, help="ADMM conductance levels (default 0: continuous)")
+    parser.add_argument("--admm-rounds", type=int, default=None, help="ADMM rounds (quick 2, full 4)")
+    parser.add_argument("--retrain-epochs", type=int, default=None,
+                        help="ADMM masked retraining epochs (quick 2, full 5)")
+    parser.add_argument("--rho", type=float, default=0.1, help="initial ADMM ρ (default 0.1)")
+    parser.add_argument("--fault-rates", default=",".join(f"{r:g}" for r in FAULT_RATES),
+                        help="stuck-at rates (default 0.05,0.1,0.2; 'none' skips the fault section)")
+    parser.add_argument("--sections", default="prune,faults",
+                        help="what to run: prune (dense, csrram, admm), faults, or both (default prune,faults)")
+    parser.add_argument("--faults-from", type=Path, default=None, metavar="LOG",
+                        help="take the fault rows from the last JSON line of an earlier run's output "
+                             "(e.g. one with --sections faults) instead of running them")
+    parser.add_argument("--no-spice", action="store_true",
+                        help="train and prune only (networks cached in --out; a later run simulates them)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and fault maps")
+    parser.add_argument("--workers", type=int, default=2, help="ngspice processes (default 2)")
+    args = parser.parse_args(argv)
+
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.datasets import features_to_voltages
+    from memspice.network import NetworkSpec
+    from memspice.tech import builtin
+
+    if args.admm_targets is None:
+        args.admm_targets = QUICK_ADMM_TARGETS if args.quick else ADMM_TARGETS
+    wall = time.perf_counter()
+    name, train_set, test_set, topology = load_split(args.quick, args.mnist_dir, args.seed)
+    tech, sizing = builtin(), InverterSizing()
+    cal = calibrate(tech, sizing)
+    x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
+    x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
+    y_train, y_test = train_set.labels, test_set.labels
+    epochs = args.epochs or (4 if args.quick else 10)
+    lr = 0.01 if args.quick else 0.005
+    config = train_config(epochs, lr, args.seed)
+    spec = NetworkSpec.dense(topology)
+    label = f"{name}-{'-'.join(map(str, topology))}"
+    out = args.out / label
+    batch = 500 if len(x_test) > 500 else max(2, -(-len(x_test) // args.workers))
+    print(f"{label}: {len(x_train)} training / {len(x_test)} test images, coupled mode, "
+          f"{epochs} epochs", flush=True)
+
+    sections = {t.strip() for t in args.sections.split(",")}
+    if not sections <= {"prune", "faults"} or not sections:
+        raise SystemExit(f"--sections takes prune, faults or both, got {args.sections!r}")
+    rows: list[dict] = []
+    if "prune" in sections:
+        rows = prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, y_test,
+                             config, batch)
+    faults: list[dict] = []
+    if args.faults_from is not None:
+        faults = json.loads(args.faults_from.read_text().strip().splitlines()[-1])["faults"]
+        for r in faults:
+            print(f"  faults {100 * r['rate']:4.0f} % ({r['stuck_devices']} devices, from {args.faults_from}): "
+                  f"SPICE fault-free {100 * r['fault_free']:.2f} %, oblivious {100 * r['oblivious']:.2f} %, "
+                  f"aware {100 * r['aware']:.2f} %", flush=True)
+    elif "faults" in sections and args.fault_rates.strip().lower() != "none":
+        rates = [float(r) for r in args.fault_rates.split(",")]
+        faults = faults_section(out / "faults", cal, topology, x_train, y_train, x_test, y_test,
+                                rates, epochs, 3 if args.quick else 5, lr, args.seed,
+                                args.workers, batch, tech)
+    if rows:
+        from memspice.io import write_many_atomic
+        from memspice.prune.report import report_writers
+
+        write_many_atomic(report_writers(rows, out, f"Pruning benchmark ({label})", [
+            f"{len(x_train)} training images (10 % held out), {len(x_test)} test images simulated in ngspice",
+            "energy per inference = static power (rails and input drivers) × 1 µs"]))
+    result = {"dataset": name, "topology": list(topology), "train_samples": int(len(x_train)),
+              "test_samples": int(len(x_test)), "epochs": epochs, "mode": "coupled",
+              "dense": rows[0] if rows else None, "networks": rows, "faults": faults,
+              "energy_period_s": 1e-6, "wall_s": time.perf_counter() - wall}
+    print(f"wall {result['wall_s']:.0f} s")
+    print(json.dumps(result, sort_keys=True, default=float))
+    return 0
+
+
+def _densities(args) -> list[float]:
+    text = args.densities or ("0.25,0.125" if args.quick else ",".join(f"{d:g}" for d in DENSITIES))
+    if text.strip().lower() == "none":
+        return []
+    return [float(d) for d in text.split(",") if d.strip()]
+
+
+def _admm_runs(args, spec) -> list[tuple]:
+    """``(text, targets, tag, retrain_epochs, levels)`` per ADMM network of ``--admm-targets``
+    (``TARGETS@N`` retrains that network for ``N`` epochs, ``TARGETS@NLk`` also on ``k``
+    levels)."""
+    import re
+
+    from memspice.prune.targets import parse_targets
+
+    runs = []
+    for item in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
+        text, _, options = item.partition("@")
+        match = re.fullmatch(r"(\d*)(?:L(\d+))?", options)
+        if match is None:
+            raise SystemExit(f"--admm-targets: {options!r} after @ is N or NLk (epochs, levels)")
+        retrain = int(match[1]) if match[1] else args.retrain_epochs
+        levels = int(match[2]) if match[2] else args.levels
+        tag = "admm_" + text.replace(":", "_").replace(",", "__") + (
+            f"_L{levels}" if levels else "") + (f"_R{retrain}" if retrain else "")
+        runs.append((text, parse_targets(text, len(spec.plans)), tag, retrain, levels))
+    return runs
+
+
+def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train, retrain=None,
+               levels=0):
+    """ADMM pruning from the dense network's θ (trained in this run, or read back)."""
+    from memspice.prune.flow import admm
+    from memspice.train.admm import AdmmConfig, make_model
+    from memspice.train.mapping import conductance_to_theta
+
+    if "model" not in state:
+        state["model"] = make_model(cal, spec, evaluator="coupled", init_mean=INIT_THETA_MEAN)
+        state["params"] = [np.clip(conductance_to_theta(g, state["model"].window), -40, 40)
+                           for g in dense.network.conductances]
+    admm_config = AdmmConfig(rho=args.rho, rounds=args.admm_rounds or (2 if args.quick else 4),
+                             epochs_per_round=1 if args.quick else 2, levels=levels,
+                             train=config,
+                             retrain_epochs=retrain or (2 if args.quick else 5))
+    return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
+
+
+def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, y_test, config,
+                  batch) -> list[dict]:
+    """Dense, CSrram and ADMM networks: one report row each."""
+    from memspice.prune.flow import csrram, train_dense
+
+    state: dict = {}
+
+    def make_dense():
+        model, params, pruned = train_dense(cal, spec, x_train, y_train, config)
+        state["model"], state["params"] = model, params
+        return dataclasses.replace(pruned, record={**pruned.record, "method": "dense"})
+
+    dense, _ = cached(out / "dense", make_dense)
+    if args.no_spice:
+        for density in _densities(args):
+            cached(out / f"csrram_{density:g}", lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
+        for text, targets, tag, retrain, levels in _admm_runs(args, spec):
+            cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels: _admm_from(
+                state, cal, spec, dense, targets, args, config, x_train, y_train, retrain, levels))
+        return []
+    base = measured(out / "dense", dense, spec, tech, sizing, x_test, y_test, args.workers, batch)
+
+    def row(network: str, method: str, figures: dict, record: dict) -> dict:
+        r = {"network": network, "method": method, **figures,
+             "dense_spice_accuracy": base["spice_accuracy"],
+             "dense_static_power_w": base["static_power_w"],
+             "dense_energy_per_inference_j": base["energy_per_inference_j"],
+             "power_ratio": base["static_power_w"] / figures["static_power_w"],
+             "accuracy_change_points": 100 * (figures["spice_accuracy"] - base["spice_accuracy"]),
+             "val_accuracy": record.get("val_accuracy")}
+        print(f"  {network:<26} {figures['devices']:>7,} devices ({figures['compression']:5.2f}x, "
+              f"area saved {100 * figures['area_saved']:5.1f} %): SPICE {100 * figures['spice_accuracy']:.2f} % "
+              f"({r['accuracy_change_points']:+.2f} points), model {100 * figures['model_accuracy']:.2f} %, "
+              f"agreement {100 * figures['agreement']:.2f} %, static power {1e6 * figures['static_power_w']:.1f} µW "
+              f"({r['power_ratio']:.2f}x lower; rails {1e6 * figures['rail_power_w']:.1f}, inputs "
+              f"{1e6 * figures['input_power_w']:.1f} µW)", flush=True)
+        return r
+
+    rows = [row("dense", "dense", base, dense.record)]
+    for density in _densities(args):
+        tag = f"csrram_{density:g}"
+        pruned, _ = cached(out / tag, lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
+        figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch)
+        rows.append(dict(row(tag, "csrram", figures, pruned.record), first_layer_density=density))
+    for text, targets, tag, retrain, levels in _admm_runs(args, spec):
+        pruned, _ = cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels: _admm_from(
+            state, cal, spec, dense, targets, args, config, x_train, y_train, retrain, levels))
+        tile = next((t.tile for t in targets if t.tile is not None), None)
+        figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers,
+                           batch, tile)
+        rows.append(dict(row(tag, "admm", figures, pruned.record), targets=text,
+                         levels=levels, retrain_epochs=retrain or (2 if args.quick else 5)))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

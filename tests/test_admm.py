@@ -1,0 +1,149 @@
+"""ADMM structured pruning: the penalty's exact gradient, the projection step, and the three
+steps on digits (masks in the description, dead neurons removed, retrained)."""
+
+import numpy as np
+import pytest
+
+from gradcheck import central_gradient, relative_error
+from memspice.datasets import features_to_voltages, load_digits
+from memspice.fit.calibration import phax_reference_calibration
+from memspice.network import NetworkSpec
+from memspice.train.admm import (
+    AdmmConfig,
+    AdmmObjective,
+    AdmmPenalty,
+    LayerTarget,
+    admm_prune,
+    layer_groups,
+    project,
+)
+from memspice.train.conv_model import CrossbarNetwork
+from memspice.train.losses import Loss, accuracy
+from memspice.train.mapping import ConductanceWindow
+from memspice.train.sparsity import SparsityError
+from memspice.train.trainer import TrainConfig, train
+
+
+def _penalty(spec, rng, rho=0.7):
+    cal = phax_reference_calibration()
+    window = ConductanceWindow(cal.device.g_min_siemens, cal.device.g_max_siemens)
+    z = [rng.uniform(0, 1, p.theta_shape) * (rng.uniform(size=p.theta_shape) > 0.5) for p in spec.plans]
+    u = [0.1 * rng.standard_normal(p.theta_shape) for p in spec.plans]
+    return cal, AdmmPenalty(window, rho, z, u)
+
+
+def test_penalty_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    spec = NetworkSpec.dense((4, 3, 2))
+    _, penalty = _penalty(spec, rng)
+    params = [rng.standard_normal(p.theta_shape) for p in spec.plans]
+    analytic = penalty.value_and_grad(params)[1]
+    numeric = central_gradient(lambda p: penalty.value_and_grad(p)[0], params)
+    assert relative_error(analytic, numeric) < 1e-8
+
+
+def test_objective_gradient_is_loss_plus_penalty():
+    rng = np.random.default_rng(1)
+    spec = NetworkSpec.dense((4, 3, 2))
+    cal, penalty = _penalty(spec, rng)
+    objective = AdmmObjective(CrossbarNetwork(cal, spec), penalty)
+    params = [rng.standard_normal(p.theta_shape) for p in spec.plans]
+    x = rng.uniform(-0.25, 0.25, (5, 4))
+    y = rng.integers(0, 2, 5)
+    loss = Loss("bce", link="logit")
+    analytic = objective.loss_and_grad(params, x, y, loss)[1]
+    numeric = central_gradient(lambda p: objective.loss_and_grad(p, x, y, loss)[0], params)
+    assert relative_error(analytic, numeric) < 1e-7
+
+
+def test_projection_with_levels_and_targets():
+    spec = NetworkSpec.dense((6, 4, 3))
+    targets = [LayerTarget("row", 0.5), LayerTarget()]
+    groups = layer_groups(spec, targets)
+    rng = np.random.default_rng(2)
+    s = [rng.uniform(0.015, 1, p.theta_shape) for p in spec.plans]
+    z, keep = project(s, groups, targets, levels=5, low=0.015, high=1.0)
+    assert keep[1].all() and keep[0][:, :6].sum() == 4 * 3
+    levels = 0.015 + np.arange(5) * (1 - 0.015) / 4
+    assert np.isin(z[1], levels).all()
+    assert np.isin(z[0][keep[0]], levels).all() and (z[0][~keep[0]] == 0).all()
+    with pytest.raises(SparsityError, match="2 pruning targets|targets for"):
+        layer_groups(spec, targets[:1])
+    with pytest.raises(SparsityError, match="compression"):
+        LayerTarget.from_compression("row", 0.5)
+    assert LayerTarget.from_compression("row", 4).density == 0.25
+
+
+@pytest.mark.slow
+def test_admm_prunes_digits_rows_and_neurons():
+    cal = phax_reference_calibration()
+    data = load_digits()
+    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)
+    x_train, y_train, x_test, y_test = x[:1200], data.labels[:1200], x[1400:], data.labels[1400:]
+    spec = NetworkSpec.dense((64, 16, 10))
+    model = CrossbarNetwork(cal, spec, init_mean=-1.0)
+    recipe = TrainConfig(epochs=8, lr=0.05, loss_link="logit", progress=False)
+    dense = train(model, x_train, y_train, recipe)
+    dense_acc = accuracy(model.predict(dense.params, x_test), y_test)
+    config = AdmmConfig(rho=0.1, rounds=3, epochs_per_round=1, retrain_epochs=4, levels=16,
+                        train=recipe)
+    out = admm_prune(model, dense.params, x_train, y_train,
+                     [LayerTarget("row", 0.5), LayerTarget("row", 0.75)], config)
+    pruned = out.model
+    assert pruned.spec.topology == (64, 12, 10)
+    assert len(out.kept_neurons[0]) == 12
+    mask = pruned.spec.masks[0].theta
+    assert mask[:, :64].any(axis=0).sum() == 32  # half the pixels kept
+    assert out.rounds[-1]["distance"] < out.rounds[0]["distance"]
+    acc = accuracy(pruned.predict(out.params, x_test), y_test)
+    assert dense_acc > 0.85 and acc > 0.8, (dense_acc, acc)
+
+
+@pytest.mark.parametrize("evaluator", ["static", "coupled"])
+def test_masked_dense_model_equals_the_layered_model(evaluator):
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.tech import builtin
+    from memspice.train.admm import MaskedDenseNetwork
+    from memspice.train.sparsity import block_diagonal_mask, masked_spec
+
+    cal = calibrate(builtin(), InverterSizing()) if evaluator == "coupled" else phax_reference_calibration()
+    dense = NetworkSpec.dense((8, 4, 3))
+    second = np.ones((3, 10), dtype=bool)
+    second[0, [1, 5]] = False
+    spec = masked_spec(dense, [block_diagonal_mask(dense.plans[0], 0.5), second])
+    fast = MaskedDenseNetwork(cal, spec, evaluator=evaluator)
+    layered = CrossbarNetwork(cal, spec, evaluator=evaluator)
+    rng = np.random.default_rng(3)
+    params = [rng.normal(-1, 1, p.theta_shape) for p in spec.plans]
+    x = rng.uniform(-0.25, 0.25, (6, 8))
+    y = rng.integers(0, 3, 6)
+    loss = Loss("bce", link="logit")
+    np.testing.assert_allclose(fast.predict(params, x), layered.predict(params, x), atol=1e-9)
+    value_fast, grads_fast = fast.loss_and_grad(params, x, y, loss)
+    value_layered, grads_layered = layered.loss_and_grad(params, x, y, loss)
+    assert value_fast == pytest.approx(value_layered, rel=1e-9)
+    for a, b in zip(grads_fast, grads_layered):
+        np.testing.assert_allclose(a, b, atol=1e-9 * np.abs(b).max())
+    assert (grads_fast[0][~spec.masks[0].theta] == 0).all()
+
+
+def test_admm_removes_whole_kernel_rows_of_a_conv_layer():
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten
+
+    cal = phax_reference_calibration()
+    data = load_digits()
+    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)[:200]
+    spec = NetworkSpec((1, 8, 8), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(10)))
+    model = CrossbarNetwork(cal, spec, init_mean=-1.0)
+    params = model.init_params(np.random.default_rng(0))
+    recipe = TrainConfig(epochs=1, lr=0.05, loss_link="logit", progress=False)
+    config = AdmmConfig(rho=0.1, rounds=1, epochs_per_round=1, retrain_epochs=1, train=recipe)
+    out = admm_prune(model, params, x, data.labels[:200],
+                     [LayerTarget("kernel_row", 0.5), LayerTarget()], config)
+    mask = out.model.spec.masks[0].theta
+    assert out.model.spec.masks[1] is None
+    rows = mask[:, :9].reshape(2, 3, 3)
+    assert (rows.all(axis=2) | ~rows.any(axis=2)).all()  # whole kernel rows, kept or removed
+    assert rows.all(axis=2).sum() == 3 and (mask[:, 9:18] == mask[:, :9]).all()
+    assert mask[:, -2:].all()

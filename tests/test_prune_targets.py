@@ -1,0 +1,46 @@
+"""Pruning targets from text (the prune command's --targets, --density, --compression)."""
+
+import argparse
+
+import pytest
+
+from memspice.errors import ConfigError
+from memspice.prune.command import _targets
+from memspice.prune.targets import parse_amount, parse_targets, parse_tile
+from memspice.train.sparsity import SparsityError
+
+
+def test_amounts_tiles_and_targets():
+    assert parse_amount("0.25") == 0.25 and parse_amount("10x") == pytest.approx(0.1)
+    assert parse_tile("4x8") == (4, 8)
+    targets = parse_targets("tile:0.1:4x4,row:5x", 2)
+    assert targets[0].structure == "tile" and targets[0].tile == (4, 4) and targets[0].density == 0.1
+    assert targets[1].structure == "row" and targets[1].density == pytest.approx(0.2)
+    assert parse_targets("none,row:1", 2)[0].structure is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("row:0", r"\(0, 1\]"), ("row:abc", "density is a number"), ("row:0.5x", "≥ 1"),
+    ("blob:0.5", "STRUCTURE:AMOUNT"), ("tile:0.5", "needs a tile size"), ("tile:0.5:4by4", "4x4"),
+    ("tile:0.5:0x4", "positive"),
+])
+def test_bad_targets_are_refused(text, message):
+    with pytest.raises(SparsityError, match=message):
+        parse_targets(text, 1)
+
+
+def _args(**kw):
+    base = dict(targets=None, density=None, compression=None, structure="row", tile=None)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_command_targets_from_density_compression_and_structure_lists():
+    targets = _targets(_args(compression="10,2"), 2)
+    assert [t.density for t in targets] == pytest.approx([0.1, 0.5])
+    targets = _targets(_args(density="0.2", structure="tile,row", tile="4x2"), 2)
+    assert targets[0].tile == (4, 2) and targets[1].structure == "row"
+    assert _targets(_args(compression="none,4"), 2)[0].structure is None
+    with pytest.raises(ConfigError, match="3 values for 2"):
+        _targets(_args(density="0.1,0.2,0.3"), 2)
+    with pytest.raises(ConfigError, match="not both"):
+        _targets(_args(targets="row:0.5,none", density="0.5"), 2)
