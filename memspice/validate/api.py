@@ -5,6 +5,12 @@ conductances → order samples for fast sweeps and cut them into batches → run
 (local pool or Dask; finished batches are reused on re-runs) → model voltages from the
 trainer's own forward (:meth:`TrainedNetwork.layer_voltages`) → comparison, power, transient
 figures → files in the run directory (:mod:`memspice.validate.report`).
+
+Dense networks (:class:`TrainedNetwork`) and layer-described ones
+(:class:`~memspice.train.conv_io.TrainedCrossbarNetwork`: conv, pooled, masked) go through the
+same steps; only the circuit (a :class:`~memspice.validate.decks.ValidationCircuit`) and the
+model voltages differ (:mod:`memspice.validate.layered`). A layered network without conv,
+pooling or masks is validated as the dense network it is.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from memspice.safe_io import check_output_dir, json_safe, write_atomic, write_te
 from memspice.sim import SimOptions
 from memspice.sim.info import simulator_info
 from memspice.tech.technology import Technology
+from memspice.train.conv_io import TrainedCrossbarNetwork
 from memspice.train.forward import LayerState, make_evaluator
 from memspice.train.network_io import TrainedNetwork
 from memspice.validate.compare import Comparison, LayerVoltages, compare
-from memspice.validate.decks import NetworkCircuit, TransientSpec, balanced_cuts, similarity_order, sweep_work
+from memspice.validate.decks import (NetworkCircuit, TransientSpec, ValidationCircuit, balanced_cuts,
+                                     similarity_order, sweep_work)
 from memspice.validate.energy import static_power
 from memspice.validate.execute import BatchFailure, BatchJob, BatchStore, ExecutionResult, Mode, execute
 from memspice.validate.nonideal import DeviceDraw, NonIdeality, apply_device_nonidealities
@@ -114,6 +122,8 @@ class ValidationReport:
             rail ``power_w``, and that batch's ``sample``, ``delay_s`` and ``period_s``.
         input_power_w: ``(S,)`` static power the input drivers deliver per sample (W): the first
             crossbar, which the rails do not feed (empty for batches stored without it).
+        feature_maps: layered networks with conv layers: one image's maps
+            (:func:`memspice.validate.layered.feature_maps`), empty otherwise.
     """
 
     comparison: Comparison | None
@@ -130,6 +140,7 @@ class ValidationReport:
     files: dict[str, Path] = field(default_factory=dict)
     transient_waves: dict[str, np.ndarray] = field(default_factory=dict)
     input_power_w: np.ndarray = field(default_factory=lambda: np.empty(0))
+    feature_maps: dict[str, Any] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -173,7 +184,7 @@ def describe_sizing(sizing: InverterSizing) -> str:
     return sizes + parallel
 
 
-def network_sizing(network: TrainedNetwork, sizing: InverterSizing | None = None) -> InverterSizing:
+def network_sizing(network: TrainedNetwork | TrainedCrossbarNetwork, sizing: InverterSizing | None = None) -> InverterSizing:
     """The sizing to simulate ``network`` at: the one its calibration was made at.
 
     ``sizing`` (when given) must agree with the recorded one: a network calibrated at one sizing
@@ -193,26 +204,63 @@ def network_sizing(network: TrainedNetwork, sizing: InverterSizing | None = None
     return recorded
 
 
-def check_data(network: TrainedNetwork, x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate inputs against the network's topology.
+def as_validated(network: TrainedNetwork | TrainedCrossbarNetwork) -> TrainedNetwork | TrainedCrossbarNetwork:
+    """``network`` as validation builds it: a layered network without conv, pooling or masks is
+    the dense :class:`TrainedNetwork` it describes (subcircuit neurons, wire resistance, the
+    dense evaluators); any other network is returned unchanged.
+
+    Raises:
+        ConfigError: ``network`` is neither kind.
+    """
+    if isinstance(network, TrainedNetwork):
+        return network
+    if not isinstance(network, TrainedCrossbarNetwork):
+        raise ConfigError(f"validation takes a TrainedNetwork or a TrainedCrossbarNetwork, not "
+                          f"{type(network).__name__}")
+    spec = network.spec
+    if spec.is_dense and all(m is None for m in spec.masks) and spec.topology is not None:
+        return TrainedNetwork(spec.topology, tuple(network.conductances), network.calibration, network.evaluator,
+                              network.faults, network.metadata)
+    return network
+
+
+def network_io(network: TrainedNetwork | TrainedCrossbarNetwork) -> tuple[int, int, str]:
+    """Inputs, classes and a short description of the network's shape (for messages)."""
+    if isinstance(network, TrainedNetwork):
+        return network.topology[0], network.topology[-1], f"topology {network.topology}"
+    spec = network.spec
+    return spec.n_inputs, spec.n_outputs, f"input shape {spec.input_shape}"
+
+
+def check_data(network: TrainedNetwork | TrainedCrossbarNetwork, x: np.ndarray,
+               labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate inputs against the network's topology (or input shape).
+
+    A layered network also takes images ``(samples, *input_shape)``, flattened in C order.
 
     Raises:
         DataError: wrong feature count, label out of range, mismatched lengths, or bad values.
     """
+    n_inputs, n_classes, shape = network_io(network)
     x = np.asarray(x, dtype=np.float64)
     labels = np.asarray(labels)
+    if isinstance(network, TrainedCrossbarNetwork) and x.ndim > 2:
+        if x.shape[1:] != tuple(network.spec.input_shape):
+            raise DataError(f"the network takes {n_inputs} inputs ({shape}) but the data has samples of "
+                            f"shape {x.shape[1:]}")
+        x = x.reshape(len(x), -1)
     if x.ndim != 2:
         raise DataError(f"inputs must be a (samples, features) array, got shape {x.shape}")
-    if x.shape[1] != network.topology[0]:
-        raise DataError(f"the network takes {network.topology[0]} inputs (topology {network.topology}) "
+    if x.shape[1] != n_inputs:
+        raise DataError(f"the network takes {n_inputs} inputs ({shape}) "
                         f"but the data has {x.shape[1]} features")
-    if len(labels) != len(x) or len(x) == 0:
+    if labels.ndim != 1 or len(labels) != len(x) or len(x) == 0:
         raise DataError(f"{len(x)} samples but {len(labels)} labels")
     if not np.all(np.isfinite(x)):
         raise DataError("inputs contain NaN or infinite values")
-    if labels.size and (labels.min() < 0 or labels.max() >= network.topology[-1]):
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise DataError(f"labels span [{labels.min()}, {labels.max()}] but the network has "
-                        f"{network.topology[-1]} outputs (topology {network.topology})")
+                        f"{n_classes} outputs ({shape})")
     rails = network.calibration.rails
     if x.min() < rails.vss - 1e-9 or x.max() > rails.vdd + 1e-9:
         raise DataError(f"input voltages span [{x.min():g}, {x.max():g}] V, outside the rails "
@@ -326,7 +374,7 @@ def prepare_run_dir(out_dir: Path, manifest: dict[str, Any], resume: bool, force
     write_text_atomic(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def _jobs(mode: Mode, batches: list[np.ndarray], x: np.ndarray, circuit: NetworkCircuit,
+def _jobs(mode: Mode, batches: list[np.ndarray], x: np.ndarray, circuit: ValidationCircuit,
           settings: RunSettings, sim: SimOptions, reference: np.ndarray | None = None) -> list[BatchJob]:
     return [BatchJob(i, b, x[b], circuit, mode, settings.transient, sim, None if reference is None else reference[b])
             for i, b in enumerate(batches)]
@@ -348,38 +396,104 @@ def dc_reference(dc: ExecutionResult, n_samples: int, last_layer: int) -> np.nda
     return np.full((n_samples, 0), np.nan) if reference is None else reference
 
 
-def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, labels: np.ndarray,
-                     out_dir: Path, *, sizing: InverterSizing | None = None,
+@dataclass(frozen=True)
+class Subject:
+    """What a validation run needs of its network, whatever its kind.
+
+    Attributes:
+        circuit: the circuit as netlisted.
+        draw: the conductances as netlisted (per layer, dense ``(M, 2N+2)`` or per device
+            ``(n_columns, D)``) and the stuck devices.
+        states: the model's voltages of every layer for all samples.
+        evaluator: the model's evaluator.
+        n_classes: output neurons.
+    """
+
+    circuit: ValidationCircuit
+    draw: DeviceDraw
+    states: tuple[LayerState, ...]
+    evaluator: str
+    n_classes: int
+
+
+def dense_subject(network: TrainedNetwork, tech: Technology, sizing: InverterSizing, x: np.ndarray,
+                  nonideal: NonIdeality, evaluator: str | None) -> Subject:
+    """A dense network: non-idealities drawn on its conductance matrices, subcircuit neurons."""
+    draw = apply_device_nonidealities(network.conductances, nonideal, network.faults)
+    circuit = NetworkCircuit(tech, sizing, draw.conductances, nonideal.wire_ohm)
+    return Subject(circuit, draw, tuple(network.layer_voltages(x, evaluator)), evaluator or network.evaluator,
+                   network.topology[-1])
+
+
+def layered_subject(network: TrainedCrossbarNetwork, tech: Technology, sizing: InverterSizing, x: np.ndarray,
+                    nonideal: NonIdeality, evaluator: str | None,
+                    device_conductances: Sequence[np.ndarray] | None) -> Subject:
+    """A conv, pooled or masked network: per-device circuit, model run device by device.
+
+    Variation, faults and wire resistance are not drawn here: pass drawn devices as
+    ``device_conductances`` (per layer ``(n_columns, D)``, 0 = absent).
+    """
+    from memspice.validate.layered import layered_circuit, model_evaluator, model_states
+
+    if nonideal.any_device_change or nonideal.wire_ohm > 0:
+        raise ConfigError("variation, faults and wire resistance are not drawn for conv, pooled or masked "
+                          "networks here; pass drawn per-device conductances (device_conductances)")
+    name = model_evaluator(network, evaluator)
+    circuit = layered_circuit(network, tech, sizing, device_conductances)
+    devices = circuit.conductances
+    targets = tuple(np.asarray(g, dtype=np.float64) for g in network.device_conductances())
+    stuck = tuple(np.zeros(np.shape(g), dtype=bool) for g in devices)
+    return Subject(circuit, DeviceDraw(devices, stuck, stuck), model_states(network, targets, x, name), name,
+                   network.spec.n_outputs)
+
+
+def validate_network(network: TrainedNetwork | TrainedCrossbarNetwork, tech: Technology, x: np.ndarray,
+                     labels: np.ndarray, out_dir: Path, *, sizing: InverterSizing | None = None,
                      nonideal: NonIdeality | None = None, settings: RunSettings = RunSettings(),
                      evaluator: str | None = None, write_files: bool = True,
-                     progress: Any = None) -> ValidationReport:
+                     progress: Any = None,
+                     device_conductances: Sequence[np.ndarray] | None = None) -> ValidationReport:
     """Simulate a trained network on samples in SPICE and compare with the model.
 
     Args:
-        network: the trained network (its calibration gives rails and the model forward).
+        network: the trained network (its calibration gives rails and the model forward): a
+            dense :class:`TrainedNetwork` or a :class:`TrainedCrossbarNetwork` (conv, pooled,
+            masked; one without those is validated as the dense network it is).
         tech: MOSFET technology; its rails must equal the network's.
-        x: ``(S, N)`` input voltages in [vss, vdd] (V).
+        x: ``(S, N)`` input voltages in [vss, vdd] (V); a layered network also takes
+            ``(S, *input_shape)``.
         labels: ``(S,)`` true classes.
         out_dir: run directory (batches, tables, summary, report).
         sizing: inverter transistor sizes (m); default (None): the sizing the network's calibration
             records (see :func:`network_sizing`), else PHAX's reference sizing. A sizing that
             differs from the recorded one is refused.
-        nonideal: device variation, faults and wire resistance applied in SPICE only.
+        nonideal: device variation, faults and wire resistance applied in SPICE only (dense
+            networks).
         settings: batching, parallelism, resume and transient options.
         evaluator: model evaluator to compare against (``static``, ``load-aware``, ``coupled``);
-            ``None`` = the one the network was trained with.
+            ``None`` = the one the network was trained with. Layered networks: ``static`` or
+            ``coupled``; ``None`` = ``coupled`` when the calibration has an inverter current
+            model, else ``static`` (the summary's ``model_evaluator`` says which).
         write_files: write the table, summary, report and plots.
         progress: optional ``callable(mode, done, total)``, called with ``mode`` ``"dc"`` and then
             ``"transient"``, counting that mode's batches.
+        device_conductances: layered networks: the devices to build instead of the targets,
+            per crossbar layer ``(n_columns, D)`` (S, 0 = absent; e.g. drawn with variation or
+            faults); the report then also runs the model on them (``drawn_devices_model``).
 
     Returns:
         The report; ``report.complete`` is False when a batch failed (the rest still finished).
     """
+    network = as_validated(network)
+    layered = isinstance(network, TrainedCrossbarNetwork)
     x, labels = check_data(network, x, labels)
     sizing = network_sizing(network, sizing)
     cal = network.calibration
-    if evaluator is not None:
+    if evaluator is not None and not layered:
         make_evaluator(evaluator, cal)  # an unknown name fails here, before any simulation
+    if device_conductances is not None and not layered:
+        raise ConfigError("device_conductances takes conv, pooled or masked networks; a dense network's "
+                          "devices are drawn with nonideal")
     if abs(tech.rails.vdd - cal.rails.vdd) > 1e-12 or abs(tech.rails.vss - cal.rails.vss) > 1e-12:
         raise ConfigError(f"technology rails ({tech.rails.vdd}, {tech.rails.vss}) V differ from the "
                           f"network's ({cal.rails.vdd}, {cal.rails.vss}) V")
@@ -387,10 +501,12 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     if network.faults is not None:  # stuck devices at the network's own window, as the model sees them
         nonideal = dataclasses.replace(nonideal, g_min_siemens=cal.device.g_min_siemens,
                                        g_max_siemens=cal.device.g_max_siemens)
-    draw = apply_device_nonidealities(network.conductances, nonideal, network.faults)
-    circuit = NetworkCircuit(tech, sizing, draw.conductances, nonideal.wire_ohm)
+    if isinstance(network, TrainedCrossbarNetwork):
+        subject = layered_subject(network, tech, sizing, x, nonideal, evaluator, device_conductances)
+    else:
+        subject = dense_subject(network, tech, sizing, x, nonideal, evaluator)
+    circuit, draw, states = subject.circuit, subject.draw, subject.states
     out_dir = Path(out_dir)
-    states = network.layer_voltages(x, evaluator)
     n_tran = min(int(settings.transient_samples), len(x))
     tran_batches = plan_batches(x[:n_tran], TRANSIENT_BATCH, "given") if n_tran else []
     manifest = {"circuit": circuit.digest(), "inputs": _digest(x, labels), "batch_size": int(settings.batch_size),
@@ -414,7 +530,7 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     waves: dict[str, np.ndarray] = {}
     transient_elapsed_s = 0.0
     if n_tran:
-        reference = dc_reference(dc, len(x), len(network.topology) - 2)
+        reference = dc_reference(dc, len(x), len(circuit.layer_sizes) - 1)
         tr = execute(_jobs("transient", tran_batches, x, circuit, settings, sim, reference), BatchStore(out_dir, "transient"),
                      workers=settings.workers, scheduler=settings.scheduler, progress=_for_mode(progress, "transient"))
         transient_elapsed_s = tr.elapsed_s
@@ -435,16 +551,21 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
                     waves["input_power_w"] = first["wave_input_power_w"]
     report = assemble(network, draw, dc, labels, x, failures, transient, evaluator, states)
     report.transient_waves = waves
+    if isinstance(network, TrainedCrossbarNetwork) and report.comparison is not None:
+        from memspice.validate.layered import feature_maps, layer_kinds
+
+        report.feature_maps = feature_maps(network, report, x)
+        report.summary["layer_kinds"] = layer_kinds(network)
     report.summary.update(run_summary(report, network, tech, nonideal, settings, out_dir, transient_elapsed_s))
-    report.summary["model_evaluator"] = evaluator or network.evaluator
+    report.summary["model_evaluator"] = subject.evaluator
     report.summary["sizing_m"] = {k: float(getattr(sizing, k)) for k in SIZING_KEYS}
     report.summary["sizing_parallel"] = {k: int(getattr(sizing, k)) for k in PARALLEL_KEYS}
     if network.faults is not None:
         from memspice.train.fault_map import fault_map_summary
 
         report.summary["fault_map"] = fault_map_summary(network.faults)
-    if nonideal.any_device_change and report.comparison is not None:
-        report.summary["drawn_devices_model"] = drawn_devices_model(network, draw, x, report, evaluator)
+    if report.comparison is not None and (nonideal.any_device_change or device_conductances is not None):
+        report.summary["drawn_devices_model"] = drawn_devices_model(network, draw, x, report, subject.evaluator)
     report.summary = json_safe(report.summary)  # NaN (nothing to average) → null: strict JSON readers accept it
     if write_files:
         from memspice.validate.report import write_outputs
@@ -453,14 +574,15 @@ def validate_network(network: TrainedNetwork, tech: Technology, x: np.ndarray, l
     return report
 
 
-def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, labels: np.ndarray, x: np.ndarray,
+def assemble(network: TrainedNetwork | TrainedCrossbarNetwork, draw: DeviceDraw, dc: ExecutionResult, labels: np.ndarray, x: np.ndarray,
              failures: list[BatchFailure], transient: dict[str, np.ndarray],
              evaluator: str | None = None, states: Sequence[LayerState] | None = None) -> ValidationReport:
     """Put finished batches back in sample order and compare them with the model.
 
-    ``states`` are the model's layer voltages for all of ``x`` when already computed.
+    ``states`` are the model's layer voltages for all of ``x`` when already computed (always,
+    for a layered network).
     """
-    n_layers = len(network.topology) - 1
+    n_layers = len(draw.conductances)
     keys = sorted(dc.batches)
     if not keys:
         empty = np.empty(0, dtype=np.int64)
@@ -478,28 +600,35 @@ def assemble(network: TrainedNetwork, draw: DeviceDraw, dc: ExecutionResult, lab
 
     spice = [LayerVoltages(gather(f"outn{layer}"), gather(f"outp{layer}")) for layer in range(n_layers)]
     if states is None:
+        assert isinstance(network, TrainedNetwork), "a layered network's model states are computed by the caller"
         model = [LayerVoltages(s.outn, s.outp) for s in network.layer_voltages(x[index], evaluator)]
     else:
         model = [LayerVoltages(s.outn[index], s.outp[index]) for s in states]
     power = static_power(gather("i_vdd"), gather("i_vss"), network.calibration.rails)
     input_power = gather("p_in") if all("p_in" in dc.batches[k] for k in keys) else np.empty(0)
-    comparison = compare(spice, model, labels[index], index, network.topology[-1])
+    comparison = compare(spice, model, labels[index], index, network_io(network)[1])
     return ValidationReport(comparison, spice, model, labels[index], index, power, transient, failures, dc, draw,
                             input_power_w=input_power)
 
 
-def drawn_devices_model(network: TrainedNetwork, draw: DeviceDraw, x: np.ndarray, report: ValidationReport,
-                        evaluator: str | None = None) -> dict[str, Any]:
+def drawn_devices_model(network: TrainedNetwork | TrainedCrossbarNetwork, draw: DeviceDraw, x: np.ndarray,
+                        report: ValidationReport, evaluator: str | None = None) -> dict[str, Any]:
     """The model run on the conductances SPICE was given (variation and faults), against SPICE.
 
     The report's ``model_*`` figures are the trained, ideal network: the gap between the two
     models is what the devices cost, the gap between this one and SPICE is the model's own
     error. Wire resistance is not in the model.
     """
-    model = make_evaluator(evaluator or network.evaluator, network.calibration)
-    states = model.forward(draw.conductances, x[report.sample_index]).layers
+    if isinstance(network, TrainedCrossbarNetwork):
+        from memspice.validate.layered import model_states
+
+        states: Sequence[Any] = model_states(network, draw.conductances, x[report.sample_index],
+                                             evaluator or network.evaluator)
+    else:
+        model = make_evaluator(evaluator or network.evaluator, network.calibration)
+        states = model.forward(draw.conductances, x[report.sample_index]).layers
     c = compare(report.spice, [LayerVoltages(s.outn, s.outp) for s in states], report.labels, report.sample_index,
-                network.topology[-1])
+                network_io(network)[1])
     return {"model_accuracy": c.model_accuracy, "agreement": c.agreement,
             "layer_errors": c.layer_errors.to_dict(orient="records")}
 
@@ -521,14 +650,14 @@ def _max_program_size(dc: ExecutionResult) -> float | None:
     return max(sizes) if sizes else None
 
 
-def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technology, nonideal: NonIdeality,
+def run_summary(report: ValidationReport, network: TrainedNetwork | TrainedCrossbarNetwork, tech: Technology, nonideal: NonIdeality,
                 settings: RunSettings, out_dir: Path, transient_elapsed_s: float = 0.0) -> dict[str, Any]:
     """The JSON-safe summary of a validation run."""
     dc = report.execution
     simulated = sum(len(dc.batches[k]["sample_index"]) for k in dc.simulated)
     summary: dict[str, Any] = {
         "status": "complete" if report.complete else "incomplete",
-        "topology": list(network.topology),
+        "topology": list(network.topology) if isinstance(network, TrainedNetwork) else None,
         "technology": tech.describe(),
         "nonideal": nonideal.as_dict(),
         "stuck_devices": report.draw.n_stuck,
@@ -547,6 +676,13 @@ def run_summary(report: ValidationReport, network: TrainedNetwork, tech: Technol
         "simulator": simulator_info(settings.ngspice).as_dict() if settings.scheduler is None else None,
         "out_dir": str(out_dir),
     }
+    if isinstance(network, TrainedCrossbarNetwork):
+        from memspice.validate.layered import describe_layers
+
+        summary["layers"] = network.spec.to_dict()
+        summary["network"] = describe_layers(network)
+        summary["devices"] = int(sum(int(np.count_nonzero(g)) for g in report.draw.conductances))
+        summary["neurons"] = int(sum(np.shape(g)[0] for g in report.draw.conductances))
     if report.comparison is not None:
         summary.update(report.comparison.summary())
         summary["static_power_w"] = _spread(report.power_w)

@@ -50,6 +50,12 @@ FILE. With variation or faults the report also runs the model on the drawn condu
 which separates what the devices cost from the model's own error. --draws N repeats the run for seeds --seed ... --seed+N-1
 (Monte Carlo) and summarises the spread in draws.csv, draws.json and draws.png.
 
+Conv, pooled and masked networks (network files with a `layers` description) are built
+flat, one resistor per present device, no driver on a pruned input row, and compared with
+the coupled model when their calibration has an inverter current model, else with the
+static one (--evaluator static|coupled chooses). Device non-idealities are not drawn for
+them here. Their report adds one image's feature maps, SPICE beside the model.
+
 Outputs in --out: samples.parquet (per-sample SPICE and model voltages, static power, and
 delay and energy for the transient samples), neuron_errors.csv, disagreements.csv,
 summary.json, report.md with scatter.png, error_histograms.png, confusion.png and (with
@@ -65,7 +71,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``validate`` subcommand to an argparse subparsers object."""
     p = subparsers.add_parser("validate", help="simulate a trained network in SPICE and compare with the model",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("network", type=Path, help="folder with network.json + network.npz (from `memspice train`)")
+    p.add_argument("network", type=Path, nargs="?", default=None,
+                   help="folder with network.json + network.npz (from `memspice train`): a dense network, "
+                        "or a conv, pooled or masked one (network files of any version)")
+    p.add_argument("--network", dest="network_dir", type=Path, default=None, metavar="DIR",
+                   help="the network folder, as an option (instead of the positional argument)")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", choices=["digits", "iris", "breast_cancer", "mnist"], default="digits",
                       help="dataset (default: digits)")
@@ -184,10 +194,73 @@ def check_devices(tech: Any, network: Any) -> None:
                               f"pass the same {option} (or calibrate and train again with these devices)")
 
 
+def network_dir(args: argparse.Namespace) -> Path:
+    """The network folder: the positional argument or ``--network`` (exactly one).
+
+    Raises:
+        ConfigError: neither or both given.
+    """
+    given = [d for d in (args.network, getattr(args, "network_dir", None)) if d is not None]
+    if len(given) != 1:
+        raise ConfigError(("give the network folder once: as the first argument or with --network DIR"
+                           if given else "no network folder: give it as the first argument or with --network DIR")
+                          + " (see memspice validate --help)")
+    return Path(given[0])
+
+
+def load_any_network(directory: Path, calibration: Any = None) -> Any:
+    """A dense :class:`TrainedNetwork`, or a :class:`TrainedCrossbarNetwork` with conv, pooling or
+    masks, from network files of any version (dense files read as they always were)."""
+    from memspice.train.conv_io import load_layered_network
+    from memspice.train.network_io import JSON_NAME, load_network
+
+    try:
+        import json
+
+        meta = json.loads((Path(directory) / JSON_NAME).read_text(encoding="utf-8"))
+        layered = isinstance(meta, dict) and "topology" in meta and meta["topology"] is None
+    except (OSError, ValueError):
+        layered = False  # the dense reader names the problem
+    if not layered:
+        return load_network(directory, calibration)
+    from memspice.validate.api import as_validated
+
+    return as_validated(load_layered_network(directory, calibration))
+
+
+_DENSE_ONLY = (("variation", 0.0, "--variation"), ("fault_rate", 0.0, "--fault-rate"),
+               ("wire_ohm", 0.0, "--wire-ohm"), ("draws", 1, "--draws"), ("fault_map", None, "--fault-map"))
+
+
+def _run_layered(args: argparse.Namespace, network: Any) -> Any:
+    """``memspice validate`` of a conv, pooled or masked network."""
+    from memspice.validate.api import RunSettings, validate_network
+    from memspice.validate.decks import TransientSpec
+    from memspice.validate.layered import check_memory
+    from memspice.validate.progress import batch_bars
+
+    for name, default, option in _DENSE_ONLY:
+        if getattr(args, name, default) != default:
+            raise ConfigError(f"{option} is not available for conv, pooled or masked networks yet "
+                              "(validate_network takes drawn per-device conductances)")
+    cal = network.calibration
+    tech, sizing = technology_from_args(args, rails=cal.rails), sizing_of(args, network)
+    check_devices(tech, network)
+    x, labels = _samples(args, cal.rails.vdd, cal.rails.vss)
+    check_memory(network.spec, len(x), args.batch_size)
+    settings = RunSettings(batch_size=args.batch_size, workers=args.workers, scheduler=args.scheduler,
+                           timeout_s=args.timeout, transient_samples=args.transient,
+                           transient=TransientSpec(args.period * 1e-9, args.rise * 1e-9, args.points_per_period),
+                           resume=args.resume, force=args.force, ngspice=args.ngspice)
+    with batch_bars(disable=True if args.quiet else None) as progress:
+        return validate_network(network, tech, x, labels, args.out, sizing=sizing, settings=settings,
+                                evaluator=args.evaluator, progress=progress)
+
+
 def run_validation(args: argparse.Namespace) -> Any:
     """Do the work of ``memspice validate`` and return the :class:`ValidationReport`."""
     from memspice.fit.calibration import load_calibration
-    from memspice.train.network_io import load_network
+    from memspice.train.network_io import TrainedNetwork
     from memspice.validate.api import RunSettings, validate_network
     from memspice.validate.decks import TransientSpec
     from memspice.validate.nonideal import NonIdeality
@@ -196,8 +269,11 @@ def run_validation(args: argparse.Namespace) -> Any:
     from memspice.budget import check_validation
 
     calibration = load_calibration(args.calibration) if args.calibration is not None else None
-    network = load_network(args.network, calibration)
-    network = _with_fault_map(network, args.network, getattr(args, "fault_map", None))
+    directory = network_dir(args)
+    network = load_any_network(directory, calibration)
+    if not isinstance(network, TrainedNetwork):
+        return _run_layered(args, network)
+    network = _with_fault_map(network, directory, getattr(args, "fault_map", None))
     cal = network.calibration
     tech, sizing = technology_from_args(args, rails=cal.rails), sizing_of(args, network)
     check_devices(tech, network)

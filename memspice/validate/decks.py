@@ -18,6 +18,7 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -99,6 +100,70 @@ class NetworkCircuit:
             h.update(np.ascontiguousarray(g, dtype=np.float64).tobytes())
             h.update(repr(g.shape).encode())
         return h.hexdigest()
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """Neurons per layer."""
+        return tuple(layer_sizes(self.conductances))
+
+    def dc_deck(self, x: np.ndarray) -> Deck:
+        """The batched DC deck for samples ``x`` (:func:`dc_batch_deck`)."""
+        return dc_batch_deck(self, x)
+
+    def dc_arrays(self, plot: Plot, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-sample arrays of a DC batch (:func:`dc_arrays`)."""
+        return dc_arrays(plot, self.conductances, len(x), x)
+
+    def transient_deck(self, x: np.ndarray, spec: TransientSpec) -> Deck:
+        """The transient deck for samples ``x`` (:func:`transient_batch_deck`)."""
+        return transient_batch_deck(self, x, spec)
+
+    def transient_drive_power(self, plot: Plot, n_inputs: int) -> np.ndarray:
+        """Power of the input drivers at every time point of a transient batch (W)."""
+        return input_drive_power(plot, input_voltages(plot, n_inputs))
+
+
+class ValidationCircuit(Protocol):
+    """What a validation batch needs of a circuit: decks for samples and arrays from results.
+
+    Implemented by :class:`NetworkCircuit` (dense networks, subcircuit neurons) and
+    :class:`~memspice.validate.layered.LayeredCircuit` (conv, pooled and masked networks, flat
+    decks). A circuit is a picklable value: batches carry it to local threads and Dask workers.
+    The arrays of :meth:`dc_arrays` are ``outn{L}``/``outp{L}`` ``(S, M_L)`` (V), ``i_vdd``,
+    ``i_vss`` ``(S,)`` (A, ngspice sign) and ``p_in`` ``(S,)`` (W); transient decks must name
+    the last layer's outputs and the rails as :func:`transient_batch_deck` does, so that
+    :func:`~memspice.validate.energy.transient_metrics` reads them.
+    """
+
+    @property
+    def tech(self) -> Any:
+        """The technology (rails, models)."""
+        ...
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """Neurons per layer."""
+        ...
+
+    def digest(self) -> str:
+        """Stable SHA-256 of everything that shapes the circuit."""
+        ...
+
+    def dc_deck(self, x: np.ndarray) -> Deck:
+        """One ``.dc`` sweep point per sample of ``x`` ``(S, N)`` (V)."""
+        ...
+
+    def dc_arrays(self, plot: Plot, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-sample arrays from the plot of :meth:`dc_deck` for ``x``."""
+        ...
+
+    def transient_deck(self, x: np.ndarray, spec: TransientSpec) -> Deck:
+        """Reset step at mid-rail, then each sample of ``x`` for ``spec.period_s``."""
+        ...
+
+    def transient_drive_power(self, plot: Plot, n_inputs: int) -> np.ndarray:
+        """``(T,)`` power the input drivers deliver at every time point (W)."""
+        ...
 
 
 _ELEMENT_CACHE: dict[str, list[Element]] = {}

@@ -27,8 +27,7 @@ from memspice.errors import ConfigError, SimError
 from memspice.safe_io import write_atomic
 from memspice.netlist.emit import emit
 from memspice.sim import SimOptions, simulate_text
-from memspice.validate.decks import (NetworkCircuit, TransientSpec, dc_arrays, dc_batch_deck, input_drive_power,
-                                    input_voltages, transient_batch_deck)
+from memspice.validate.decks import TransientSpec, ValidationCircuit
 from memspice.validate.energy import transient_metrics
 
 Mode = Literal["dc", "transient"]
@@ -45,7 +44,7 @@ class BatchJob:
         index: batch number (names its result file).
         sample_index: ``(S,)`` positions of the batch's samples in the validation set.
         x: ``(S, N)`` input voltages in deck order (V).
-        circuit: the network as netlisted.
+        circuit: the network as netlisted (dense or layered).
         mode: ``dc`` (operating points) or ``transient`` (delay and energy).
         transient: time base of the transient mode.
         sim: how ngspice is run.
@@ -56,7 +55,7 @@ class BatchJob:
     index: int
     sample_index: np.ndarray
     x: np.ndarray
-    circuit: NetworkCircuit
+    circuit: ValidationCircuit
     mode: Mode = "dc"
     transient: TransientSpec = field(default_factory=TransientSpec)
     sim: SimOptions = field(default_factory=SimOptions)
@@ -122,18 +121,17 @@ def run_job(job: BatchJob, slots: threading.Semaphore | None = None,
     preparing: AbstractContextManager[Any] = _PREPARING if turns is None else turns.hold(job.index)
     try:
         with preparing:
-            deck = (dc_batch_deck(job.circuit, job.x) if job.mode == "dc"
-                    else transient_batch_deck(job.circuit, job.x, job.transient))
+            deck = (job.circuit.dc_deck(job.x) if job.mode == "dc"
+                    else job.circuit.transient_deck(job.x, job.transient))
             text = emit(deck)
         with slots if slots is not None else nullcontext():
             result = simulate_text(text, deck.model_roots, deck.settings, job.sim)
         if job.mode == "dc":
-            arrays = dc_arrays(result.plot(0), job.circuit.conductances, len(job.x), job.x)
+            arrays = job.circuit.dc_arrays(result.plot(0), job.x)
         else:
-            sizes = [g.shape[0] for g in job.circuit.conductances]
+            sizes = job.circuit.layer_sizes
             plot = result.plot(0)
-            inputs = input_voltages(plot, job.x.shape[1])  # ramps included
-            drive_power = input_drive_power(plot, inputs)
+            drive_power = job.circuit.transient_drive_power(plot, job.x.shape[1])  # ramps included
             metrics = transient_metrics(plot, len(sizes), sizes[-1], len(job.x), job.transient.period_s,
                                         job.circuit.tech.rails, job.reference, drive_power)
             arrays = {"delay_s": metrics.delay_s, "energy_j": metrics.energy_j,

@@ -112,7 +112,47 @@ def write_plots(report: ValidationReport, out_dir: Path) -> dict[str, Path]:
     files["confusion_png"] = save_figure(fig, out_dir / "confusion.png", plt)
     if report.transient_waves:
         files["transient_png"] = save_figure(transient_figure(report.transient_waves, plt), out_dir / "transient.png", plt)
+    if report.feature_maps:
+        fig = feature_map_figure(report.feature_maps, plt)
+        files["feature_maps_png"] = write_atomic(out_dir / "feature_maps.png",
+                                                 lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        plt.close(fig)
     return files
+
+
+def feature_map_figure(maps: dict[str, Any], plt: Any) -> Any:
+    """One image and the ``outp`` maps of every conv layer: per layer a row of SPICE maps, a row
+    of the model's (one colour scale in V for both) and a row of SPICE − model (mV, or µV when
+    below 0.1 mV), one column
+    per channel (see :func:`memspice.validate.layered.feature_maps`)."""
+    layers = maps["layers"]
+    columns = max(2, max(m["spice"].shape[0] for m in layers))
+    fig, axes = plt.subplots(1 + 3 * len(layers), columns, figsize=(1.7 * columns + 1.2, 1.6 * (1 + 3 * len(layers))),
+                             squeeze=False, layout="constrained")
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    image = np.asarray(maps["input"])
+    for c in range(min(image.shape[0], columns)):
+        shown = axes[0, c].imshow(image[c], cmap="gray")
+        axes[0, c].set_title(f"input ch {c}", fontsize=7)
+    fig.colorbar(shown, ax=list(axes[0]), label="V", shrink=0.8)
+    for k, layer in enumerate(layers):
+        spice, model = np.asarray(layer["spice"]), np.asarray(layer["model"])
+        diff_v = spice - model
+        small = float(np.abs(diff_v).max()) < 1e-4  # below 0.1 mV: µV reads better
+        unit, diff = ("µV", 1e6 * diff_v) if small else ("mV", 1e3 * diff_v)
+        lo, hi = float(min(spice.min(), model.min())), float(max(spice.max(), model.max()))
+        span = float(np.abs(diff).max()) or 1e-3
+        for r, (name, values, cmap, limits) in enumerate((("SPICE", spice, "viridis", (lo, hi)),
+                                                          ("model", model, "viridis", (lo, hi)),
+                                                          ("SPICE − model", diff, "coolwarm", (-span, span)))):
+            row = axes[1 + 3 * k + r]
+            for c in range(values.shape[0]):
+                shown = row[c].imshow(values[c], cmap=cmap, vmin=limits[0], vmax=limits[1])
+                row[c].set_title(f"L{layer['layer']} {name} ch {c}", fontsize=7)
+            fig.colorbar(shown, ax=list(row), label=unit if r == 2 else "V", shrink=0.8)
+    fig.suptitle(f"feature maps (outp) of sample {maps['sample']} (label {maps['label']})", fontsize=9)
+    return fig
 
 
 def transient_figure(waves: dict[str, np.ndarray], plt: Any) -> Any:
@@ -167,8 +207,11 @@ def _fmt_pct(value: float | None) -> str:
 def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
     """The human-readable report."""
     s = report.summary
+    shape = (f"topology {s.get('topology')}" if s.get("network") is None else
+             f"network {s.get('network')} ({s.get('neurons')} neurons, {s.get('devices')} devices; model: "
+             f"{s.get('model_evaluator')} evaluator)")
     lines = ["# memspice validation", "",
-             f"Status: **{s.get('status')}** — topology {s.get('topology')}, technology "
+             f"Status: **{s.get('status')}** — {shape}, technology "
              f"{s.get('technology', {}).get('technology')} ({s.get('technology', {}).get('corner')}), "
              f"non-idealities {s.get('nonideal')}.", ""]
     for failure in s.get("failed_batches", []):
@@ -179,10 +222,15 @@ def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
                   "| samples | SPICE accuracy | model accuracy | agreement | disagreements |", "|---|---|---|---|---|",
                   f"| {c.n_samples} | {_fmt_pct(c.spice_accuracy)} | {_fmt_pct(c.model_accuracy)} | "
                   f"{_fmt_pct(c.agreement)} | {len(c.disagreements)} |", "",
-                  "## Output-voltage error (SPICE − model)", "", "| layer | output | RMS (mV) | max (mV) | mean (mV) |",
-                  "|---|---|---|---|---|"]
+                  "## Output-voltage error (SPICE − model)", ""]
+        kinds = s.get("layer_kinds")
+        if kinds:
+            lines += ["| layer | kind, output shape | output | RMS (mV) | max (mV) | mean (mV) |", "|---|---|---|---|---|---|"]
+        else:
+            lines += ["| layer | output | RMS (mV) | max (mV) | mean (mV) |", "|---|---|---|---|---|"]
         for row in c.layer_errors.itertuples():
-            lines.append(f"| {row.layer} | {row.output} | {1e3 * row.rms_v:.3f} | {1e3 * row.max_v:.3f} | "
+            kind = f" {kinds[row.layer]} |" if kinds else ""
+            lines.append(f"| {row.layer} |{kind} {row.output} | {1e3 * row.rms_v:.3f} | {1e3 * row.max_v:.3f} | "
                          f"{1e3 * row.mean_v:.3f} |")
         drawn = s.get("drawn_devices_model")
         if drawn:
@@ -199,14 +247,28 @@ def markdown(report: ValidationReport, files: dict[str, Path]) -> str:
                       "| sample | label | SPICE | model | SPICE margin (mV) |", "|---|---|---|---|---|"]
             for r in c.disagreements.head(50).itertuples():
                 lines.append(f"| {r.sample} | {r.label} | {r.spice_class} | {r.model_class} | {1e3 * r.spice_margin_v:.2f} |")
+        if report.feature_maps:
+            lines += feature_map_lines(report.feature_maps)
         lines += ["", "## Plots", ""]
-        for key in ("scatter_png", "errors_png", "confusion_png", "transient_png"):
+        for key in ("feature_maps_png", "scatter_png", "errors_png", "confusion_png", "transient_png"):
             if key in files:
                 lines.append(f"![{key}]({files[key].name})")
     speed = s.get("samples_per_s")
     lines += ["", f"Batches: {s.get('batches_simulated')} simulated, {s.get('batches_reused')} reused; "
               + (f"{speed:.0f} samples/s." if speed else "no new samples simulated."), ""]
     return "\n".join(lines)
+
+
+def feature_map_lines(maps: dict[str, Any]) -> list[str]:
+    """The report's section on one image's conv feature maps: per layer, SPICE − model on it."""
+    lines = ["", f"## Feature maps of sample {maps['sample']} (label {maps['label']})", "",
+             "Every conv layer's `outp` for this image, SPICE beside the model (feature_maps.png):", "",
+             "| layer | kind, output shape | SPICE range (V) | RMS SPICE − model (mV) | max (mV) |", "|---|---|---|---|---|"]
+    for layer in maps["layers"]:
+        spice, diff = np.asarray(layer["spice"]), np.asarray(layer["spice"]) - np.asarray(layer["model"])
+        lines.append(f"| {layer['layer']} | {layer['kind']} | {spice.min():.3f} … {spice.max():.3f} | "
+                     f"{1e3 * float(np.sqrt(np.mean(diff ** 2))):.3f} | {1e3 * float(np.abs(diff).max()):.3f} |")
+    return lines
 
 
 def transient_sentence(tran: dict[str, Any]) -> str:
