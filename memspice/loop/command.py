@@ -8,9 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from memspice.cli_options import (add_technology_options, bounded, positive_int, seed_int, sizings_from_args,
-                                  technology_from_args)
+                                  technology_from_args, unit_interval)
 from memspice.errors import ConfigError
 from memspice.safe_io import dumps_strict
+
+#: The hybrid procedure's bound on the simulated share of the training images (mirrors
+#: ``memspice.loop.hybrid.MAX_DATA_FRACTION``; a test keeps them equal, and the CLI stays light).
+MAX_DATA_FRACTION = 0.1
+TRANSFER_OPTIONS = ("levels", "variation", "fault_rate", "data_fraction")
 
 LOOP_DESCRIPTION = """\
 Close the loop between a trained network and its SPICE circuit. Round 0 simulates the network
@@ -33,6 +38,16 @@ simulate the training samples, and train only the output layer on the last hidde
 simulated outputs. Because the output crossbar also loads those outputs, the procedure
 iterates simulate → fit (--iterations) and reports how far they moved, the accuracy before and
 after on the validation samples and the number of samples simulated.
+
+Networks with conv or pooling layers (and dense networks given any of --levels, --variation,
+--fault-rate, --data-fraction) get the memristor-CNN procedure instead: transfer the network
+to hardware (every physical device programmed on its own: --levels per device, default 8,
+lognormal --variation, default 0.1, --fault-rate stuck devices; seeded by --seed), simulate
+--data-fraction (at most 0.1, default 0.1) of the training images through that circuit,
+retrain only the last dense layer on its simulated inputs, program it again, and simulate the
+test images before transfer, after transfer and after hybrid training. Prints the three
+accuracies and the recovered fraction; writes hybrid.json, hybrid.csv and the retrained
+network into --out.
 """
 
 CORNERS_DESCRIPTION = """\
@@ -96,9 +111,19 @@ def register(subparsers: Any) -> None:
     hy = h.add_argument_group("hybrid")
     hy.add_argument("--mode", choices=["static", "load-aware", "coupled"], default="coupled",
                     help="model of the output layer (default: coupled)")
-    hy.add_argument("--iterations", type=bounded(int, 1, 1000), default=3, help="simulate → fit rounds (default: 3)")
+    hy.add_argument("--iterations", type=bounded(int, 1, 1000), default=None,
+                    help="simulate → fit rounds (default: 3; 1 for the transfer procedure)")
     hy.add_argument("--epochs", type=bounded(int, 1, 100000), default=30, help="output-layer epochs per iteration (default: 30)")
     hy.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=0.01, help="learning rate (default: 0.01)")
+    tr = h.add_argument_group("transfer to hardware (conv / pooled networks, or any network given one of these)")
+    tr.add_argument("--levels", type=bounded(int, 2, 4096), default=None,
+                    help="conductance levels per device (default: 8, i.e. 15 signed levels per differential pair)")
+    tr.add_argument("--variation", type=bounded(float, 0, 10), default=None,
+                    help="lognormal sigma of per-device programming variation (default: 0.1)")
+    tr.add_argument("--fault-rate", type=unit_interval, default=None, help="fraction of devices stuck (default: 0)")
+    tr.add_argument("--data-fraction", type=bounded(float, 0, MAX_DATA_FRACTION, lo_open=True), default=None,
+                    help=f"share of the training images simulated for retraining, in (0, {MAX_DATA_FRACTION:g}] "
+                         f"(default: {MAX_DATA_FRACTION:g})")
     _run_options(h, "hybrid_run")
     h.set_defaults(func=run_hybrid)
 
@@ -218,9 +243,14 @@ def run_loop(args: argparse.Namespace) -> int:
 def run_hybrid(args: argparse.Namespace) -> int:
     """Entry point of ``memspice hybrid``."""
     from memspice.loop.hybrid import hybrid_train
+    from memspice.train.conv_io import load_layered_network
     from memspice.train.network_io import load_network
     from memspice.train.trainer import TrainConfig
 
+    layered = load_layered_network(args.network)
+    plain_dense = layered.spec.is_dense and all(m is None for m in layered.spec.masks)
+    if not plain_dense or any(getattr(args, name) is not None for name in TRANSFER_OPTIONS):
+        return run_hybrid_layered(args, layered)
     network = load_network(args.network)
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
@@ -228,8 +258,9 @@ def run_hybrid(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, seed=args.seed, val_fraction=0.0,
                          progress=False)
     result = hybrid_train(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
-                          args.out, sizing=network_sizing_of(args, network), mode=args.mode, iterations=args.iterations,
-                          config=config, settings=_settings(args), log=None if args.json or args.quiet else print)
+                          args.out, sizing=network_sizing_of(args, network), mode=args.mode,
+                          iterations=args.iterations or 3, config=config, settings=_settings(args),
+                          log=None if args.json or args.quiet else print)
     summary = {"accuracy_before": result.accuracy_before, "accuracy_after": result.accuracy_after,
                "spice_samples": result.spice_samples, "seconds": result.seconds,
                "iterations": [{k: _clean(v) for k, v in r.items()} for r in result.iterations.to_dict(orient="records")]}
@@ -238,6 +269,43 @@ def run_hybrid(args: argparse.Namespace) -> int:
     else:
         print(f"SPICE accuracy {100 * result.accuracy_before:.2f} % → {100 * result.accuracy_after:.2f} % "
               f"({result.spice_samples} samples simulated, {result.seconds:.0f} s)")
+    return 0
+
+
+def run_hybrid_layered(args: argparse.Namespace, network: Any) -> int:
+    """``memspice hybrid`` with transfer to hardware (:func:`memspice.loop.hybrid.hybrid_train_layered`)."""
+    from memspice.loop.hybrid import DEFAULT_TRANSFER, check_hybrid_inputs, hybrid_train_layered
+    from memspice.safe_io import check_output_dir
+    from memspice.sim import SimOptions
+    from memspice.train.layered_devices import DeviceSettings
+    from memspice.train.trainer import TrainConfig
+
+    devices = DeviceSettings(
+        levels=DEFAULT_TRANSFER.levels if args.levels is None else args.levels,
+        variation_sigma=DEFAULT_TRANSFER.variation_sigma if args.variation is None else args.variation,
+        fault_rate=DEFAULT_TRANSFER.fault_rate if args.fault_rate is None else args.fault_rate, seed=args.seed)
+    fraction = MAX_DATA_FRACTION if args.data_fraction is None else args.data_fraction
+    iterations = args.iterations or 1
+    check_hybrid_inputs(network, devices, fraction, iterations)
+    check_output_dir(args.out, "--out")
+    cal = network.calibration
+    x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
+    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr, seed=args.seed, loss_link="logit",
+                         val_fraction=0.0, progress=False)
+    result = hybrid_train_layered(
+        network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test, devices=devices,
+        faults=network.faults, data_fraction=fraction, sizing=network_sizing_of(args, network), mode=args.mode,
+        iterations=iterations, config=config, batch_size=args.batch_size, workers=args.workers,
+        sim_options=SimOptions(), out_dir=args.out, log=None if args.json or args.quiet else print)
+    if args.json:
+        print(dumps_strict({**result.summary(), "out": str(args.out)}, default=float))
+    else:
+        recovered = ("n/a (the transfer lost nothing)" if not math.isfinite(result.recovered_fraction)
+                     else f"{100 * result.recovered_fraction:.0f} %")
+        print(f"SPICE accuracy: software {100 * result.software:.2f} %, after transfer {100 * result.transfer:.2f} %, "
+              f"after hybrid training {100 * result.hybrid:.2f} %; recovered {recovered} of the loss with "
+              f"{100 * result.data_fraction:.1f} % of the training images ({result.spice_samples} samples "
+              f"simulated, {result.seconds:.0f} s)")
     return 0
 
 

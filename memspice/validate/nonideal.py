@@ -25,6 +25,7 @@ from memspice.circuit.builders import NEURON, check_conductances
 from memspice.circuit.elements import Element, Resistor, SubcktInstance
 from memspice.circuit.wiring import VDD_NODE, VSS_NODE, LayerShape, column_node, output_node, row_nodes
 from memspice.errors import ConfigError
+from memspice.train.device_draws import DeviceDraw, programming_variation, stuck_at_draw
 from memspice.train.hardware import FaultMap
 
 
@@ -70,26 +71,6 @@ class NonIdeality:
                 "wire_ohm": self.wire_ohm, "seed": self.seed}
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceDraw:
-    """Conductances after non-idealities and which devices are stuck.
-
-    Attributes:
-        conductances: per layer ``(M, 2N+2)`` conductances as netlisted (S).
-        stuck_high: per layer boolean masks of devices stuck at ``g_max``.
-        stuck_low: per layer boolean masks of devices stuck at ``g_min``.
-    """
-
-    conductances: tuple[np.ndarray, ...]
-    stuck_high: tuple[np.ndarray, ...]
-    stuck_low: tuple[np.ndarray, ...]
-
-    @property
-    def n_stuck(self) -> int:
-        """Number of stuck devices over all layers."""
-        return int(sum(h.sum() + lo.sum() for h, lo in zip(self.stuck_high, self.stuck_low)))
-
-
 def apply_device_nonidealities(conductances: Sequence[np.ndarray], spec: NonIdeality,
                                known: FaultMap | None = None) -> DeviceDraw:
     """Draw variation and stuck-at faults (seeded) onto ``conductances`` (S).
@@ -113,11 +94,8 @@ def apply_device_nonidealities(conductances: Sequence[np.ndarray], spec: NonIdea
     for index, g in enumerate(conductances):
         g = np.asarray(g, dtype=np.float64)
         if spec.variation_sigma > 0:
-            g = np.clip(g * np.exp(spec.variation_sigma * rng.standard_normal(g.shape)),
-                        spec.g_min_siemens, spec.g_max_siemens)
-        draw = rng.random(g.shape)
-        high = draw < spec.fault_rate / 2
-        low = (draw >= spec.fault_rate / 2) & (draw < spec.fault_rate)
+            g = programming_variation(g, spec.variation_sigma, rng, spec.g_min_siemens, spec.g_max_siemens)
+        high, low = stuck_at_draw(g.shape, spec.fault_rate, rng)
         if known is not None:
             known_high, known_low = known.stuck_high[index], known.stuck_low[index]
             high = (high & ~known_low) | known_high

@@ -1,0 +1,86 @@
+"""Hybrid training of a small CNN in ngspice: transfer with programmed devices, retrain the
+last dense layer on the circuit's own inputs, evaluate in SPICE (built-in card)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from memspice.datasets import features_to_voltages, load_digits
+from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+from memspice.train.conv_io import TrainedCrossbarNetwork
+from memspice.train.conv_model import CrossbarNetwork
+from memspice.train.layered_devices import DeviceSettings
+from memspice.train.mapping import theta_to_conductance
+from memspice.train.trainer import TrainConfig, train
+
+SPEC = NetworkSpec((1, 8, 8), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(10)))
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.tech import builtin
+
+    cal = calibrate(builtin(), InverterSizing())
+    data = load_digits()
+    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)
+    model = CrossbarNetwork(cal, SPEC, init_mean=-1.0)
+    params = train(model, x[:1000], data.labels[:1000],
+                   TrainConfig(epochs=3, lr=0.05, loss_link="logit", val_fraction=0.0, progress=False)).params
+    network = TrainedCrossbarNetwork(SPEC, tuple(theta_to_conductance(t, model.window) for t in params), cal)
+    return network, builtin(), x[:400], data.labels[:400], x[1400:1460], data.labels[1400:1460]
+
+
+@pytest.mark.ngspice
+def test_hybrid_training_of_a_cnn_in_spice(setup, tmp_path):
+    from memspice.loop.hybrid import hybrid_train_layered
+
+    network, tech, x_train, y_train, x_test, y_test = setup
+    settings = DeviceSettings(levels=4, variation_sigma=0.3, fault_rate=0.05, seed=1)
+    result = hybrid_train_layered(network, tech, x_train, y_train, x_test, y_test, devices=settings,
+                                  data_fraction=0.1, iterations=2, batch_size=40, workers=2,
+                                  out_dir=tmp_path / "hybrid")
+    assert result.train_samples == 40 and result.data_fraction == pytest.approx(0.1)
+    assert result.spice_samples == 3 * 60 + 2 * 40
+    for value in (result.software, result.transfer, result.hybrid):
+        assert 0 <= value <= 1 and value * 60 == pytest.approx(round(value * 60))
+    if result.software > result.transfer:
+        assert result.recovered_fraction == pytest.approx(
+            (result.hybrid - result.transfer) / (result.software - result.transfer))
+    # only the last layer was reprogrammed; the frozen layers keep their transferred devices
+    first_t, last_t = result.transfer_devices[0], result.transfer_devices[-1]
+    np.testing.assert_array_equal(result.hybrid_devices[0], first_t)
+    assert not np.array_equal(result.hybrid_devices[-1], last_t)
+    assert np.array_equal(result.hybrid_devices[-1] == 0, last_t == 0)
+    # the fit improves the last layer on the SPICE inputs it was fitted to
+    rounds = result.iterations
+    assert len(rounds) == 2
+    first = rounds.iloc[0]
+    assert first["train_model_accuracy_after_fit"] >= first["train_spice_accuracy_before_fit"]
+    assert np.isfinite(rounds.iloc[1]["inputs_moved_rms_v"])
+    summary = json.loads((tmp_path / "hybrid" / "hybrid.json").read_text())
+    assert summary["hybrid"] == result.hybrid and summary["devices"]["levels"] == 4
+    assert (tmp_path / "hybrid" / "network" / "network.json").exists()
+
+
+@pytest.mark.ngspice
+def test_memspice_hybrid_takes_a_cnn_directory(setup, tmp_path, capsys):
+    from memspice.cli import main
+    from memspice.train.conv_io import save_layered_network
+
+    network = setup[0]
+    save_layered_network(network, tmp_path / "cnn")
+    out = tmp_path / "run"
+    status = main(["hybrid", str(tmp_path / "cnn"), "--samples", "30", "--train-samples", "200",
+                   "--levels", "4", "--variation", "0.2", "--data-fraction", "0.05", "--seed", "2",
+                   "--epochs", "5", "--workers", "1", "--batch-size", "50", "--json", "--out", str(out)])
+    assert status == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["train_samples"] == 10 and summary["test_samples"] == 30
+    assert summary["data_fraction"] == pytest.approx(0.05)
+    assert summary["devices"] == {"levels": 4, "variation_sigma": 0.2, "fault_rate": 0.0, "seed": 2}
+    assert json.loads((out / "hybrid.json").read_text())["hybrid"] == summary["hybrid"]
