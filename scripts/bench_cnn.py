@@ -206,42 +206,68 @@ def main(argv: list[str] | None = None) -> int:
                         help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice)")
     parser.add_argument("--hybrid-images", type=int, default=None,
                         help="test images of the hybrid procedure (0 skips it)")
+    parser.add_argument("--spice-images", type=int, default=None,
+                        help="test images validated in SPICE (default: all 2,000; --quick: 4)")
+    parser.add_argument("--network", type=Path, default=None,
+                        help="a network this script saved (in WORK/network): skip training")
     parser.add_argument("--work", type=Path, default=None,
-                        help="keep the validation and hybrid runs here (default: a temporary folder)")
+                        help="keep the trained network, the validation and hybrid runs here "
+                             "(default: a temporary folder)")
     args = parser.parse_args(argv)
     if args.mnist is None:
         parser.error("give --mnist DIR or set MEMSPICE_MNIST_DIR")
     recipe = QUICK if args.quick else Recipe()
     if args.hybrid_images is not None:
         recipe = recipe._replace(hybrid_images=args.hybrid_images)
+    if args.spice_images is not None:
+        if not 1 <= args.spice_images <= TEST_IMAGES:
+            parser.error(f"--spice-images must be in [1, {TEST_IMAGES}]")
+        recipe = recipe._replace(spice_images=args.spice_images)
 
     from memspice.characterize.calibrate import calibrate
     from memspice.circuit.builders import InverterSizing
     from memspice.datasets import features_to_voltages, load_mnist
     from memspice.tech import builtin
-    from memspice.train.conv_io import TrainedCrossbarNetwork
+    from memspice.train.conv_io import (
+        TrainedCrossbarNetwork,
+        load_layered_network,
+        save_layered_network,
+    )
+    from memspice.train.conv_model import CrossbarNetwork
     from memspice.train.mapping import theta_to_conductance
     from memspice.validate.api import RunSettings, validate_network
 
     total_start = time.perf_counter()
-    cal = calibrate(builtin(), InverterSizing())
-    data = load_mnist(args.mnist, "t10k")
-    x_all = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)
-    x, y = x_all[:recipe.train_images], data.labels[:recipe.train_images]
-    x_test, y_test = x_all[-TEST_IMAGES:], data.labels[-TEST_IMAGES:]
-    trained = train_models(cal, recipe, x, y, x_test, y_test)
-    params = trained.pop("params")
-    timing = epoch_ratio(cal, params, x, y, recipe.tune_batch, recipe.timing_batches)
-    from memspice.train.conv_model import CrossbarNetwork
-
-    window = CrossbarNetwork(cal, cnn_spec()).window
-    sigma = tuple(theta_to_conductance(t, window) for t in params)
-    network = TrainedCrossbarNetwork(cnn_spec(), sigma, cal, "coupled",
-                                     metadata={"dataset": "mnist", "recipe": recipe._asdict()})
-    images = recipe.spice_images
     with tempfile.TemporaryDirectory(prefix="bench_cnn_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        if args.network is not None:
+            network = load_layered_network(args.network)
+            cal = network.calibration
+            trained, timing = network.metadata["training"], network.metadata["timing"]
+            recipe = recipe._replace(**{k: v for k, v in network.metadata["recipe"].items()
+                                        if k not in ("spice_images", "baseline_images",
+                                                     "hybrid_images")})
+        else:
+            cal = calibrate(builtin(), InverterSizing())
+        data = load_mnist(args.mnist, "t10k")
+        x_all = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)
+        x, y = x_all[:recipe.train_images], data.labels[:recipe.train_images]
+        x_test, y_test = x_all[-TEST_IMAGES:], data.labels[-TEST_IMAGES:]
+        if args.network is None:
+            trained = train_models(cal, recipe, x, y, x_test, y_test)
+            params = trained.pop("params")
+            timing = epoch_ratio(cal, params, x, y, recipe.tune_batch, recipe.timing_batches)
+            window = CrossbarNetwork(cal, cnn_spec()).window
+            sigma = tuple(theta_to_conductance(t, window) for t in params)
+            network = TrainedCrossbarNetwork(
+                cnn_spec(), sigma, cal, "coupled",
+                metadata={"dataset": "mnist", "recipe": recipe._asdict(), "training": trained,
+                          "timing": timing})
+            save_layered_network(network, work / "network")
+            print(f"trained in {time.perf_counter() - total_start:.0f} s; network saved in "
+                  f"{work / 'network'}", file=sys.stderr, flush=True)
+        images = recipe.spice_images
         batch_size = max(1, -(-images // (args.workers if args.quick else 4 * args.workers)))
         start = time.perf_counter()
         report = validate_network(network, builtin(), x_test[:images], y_test[:images],
@@ -252,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         s = report.summary
         if not report.complete:
             raise SystemExit(f"memspice: error: validation batches failed: {s['failed_batches']}")
+        print(f"validated {images} images in {validate_s:.0f} s", file=sys.stderr, flush=True)
         baseline = per_image_baseline(network, x_test[:recipe.baseline_images], args.ngspice)
         hybrid_result = None
         if recipe.hybrid_images:
