@@ -68,7 +68,7 @@ class LayeredLoadAwareEvaluator:
     def __init__(self, calibration: Calibration, wirings: Sequence[CrossbarWiring]) -> None:
         if calibration.load_aware is None:
             raise ConfigError(
-                "the load-aware evaluator needs a calibration with a load-aware activation "
+                "the 'load-aware' evaluator needs a calibration with a load-aware activation "
                 "(memspice.characterize.calibrate.calibrate produces one)"
             )
         self.calibration = calibration
