@@ -38,12 +38,13 @@ from memspice.fit.calibration import Calibration
 from memspice.network.wiring import CrossbarWiring, theta_gradient
 from memspice.train.coupled_solve import (
     CurrentSurface,
+    LayerSolution,
     Load,
     NewtonSettings,
     SparseLoad,
-    jacobian_solve,
+    factor_jacobian,
+    newton_layer,
     residual,
-    solve_layer,
 )
 
 
@@ -102,6 +103,10 @@ def row_column_matrix(wiring: CrossbarWiring, devices: np.ndarray) -> np.ndarray
 #: A load is made a :class:`SparseLoad` when its widest column reads at most this fraction of
 #: the neurons (below it the gathered capacitance product beats the dense one).
 _SPARSE_FRACTION = 0.5
+
+#: Samples solved together: a loaded layer's Newton holds a ``K × K`` matrix per sample, so
+#: large evaluations (a whole training set) go in chunks; each sample's solution is its own.
+_SOLVE_CHUNK = 256
 
 
 def load_of(matrix: np.ndarray, vdd: float, vss: float, sparse: bool | None = None) -> Load:
@@ -221,7 +226,6 @@ class LayeredCoupledEvaluator:
             raise ConfigError(f"network takes {self.wirings[0].plan.n_sources} inputs per "
                               f"sample, got an array of shape {x.shape}")
         matrices = tuple(row_column_matrix(w, g) for w, g in zip(self.wirings, devices))
-        act = self.calibration.activation
         v_pos, v_neg = x, -x
         layers = []
         self.iterations = []
@@ -229,15 +233,30 @@ class LayeredCoupledEvaluator:
             rows = wiring.row_source_voltages(v_pos, v_neg, self._vdd, self._vss)
             column = rows @ (matrix / matrix.sum(axis=1, keepdims=True)).T
             load = self._load(matrices, index)
-            outn, outp = act.inverting(column), act.noninverting(column)
-            if load is not None:
-                outn, outp = self._warm_start(column, outn, outp, load)
-            outn, outp, iterations = solve_layer(self.surface, column, outn, outp, load,
-                                                 self.settings, index)
+            outn, outp = np.empty_like(column), np.empty_like(column)
+            iterations = 0
+            for start in range(0, len(column), _SOLVE_CHUNK):
+                part = slice(start, start + _SOLVE_CHUNK)
+                solution = self._solve(column[part], load, index)
+                outn[part], outp[part] = solution.outn, solution.outp
+                iterations = max(iterations, solution.iterations)
             self.iterations.append(iterations)
             layers.append(DeviceLayerState(rows, column, outn, outp))
             v_pos, v_neg = outp, outn
         return DeviceTrace(tuple(layers), tuple(np.asarray(g) for g in devices), matrices)
+
+    def _solve(self, column: np.ndarray, load: Load | None, index: int) -> LayerSolution:
+        """One layer's outputs for column voltages ``column`` (V), from a close start."""
+        if load is None:
+            # nothing loads the outputs: each inverter's tabulated unloaded root is within
+            # about a microvolt of the solution (2 Newton iterations, not ~15)
+            outn = self.surface.unloaded_output(column)
+            outp = self.surface.unloaded_output(outn)
+        else:
+            act = self.calibration.activation
+            outn, outp = self._warm_start(column, act.inverting(column),
+                                          act.noninverting(column), load)
+        return newton_layer(self.surface, column, outn, outp, load, self.settings, index)
 
     def _warm_start(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray, load: Load
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -301,12 +320,18 @@ class LayeredCoupledEvaluator:
         for index in range(last, -1, -1):
             state = trace.layers[index]
             load = self._load(matrices, index)
-            _, _, lin = residual(self.surface, state.column, state.outn, state.outp, load)
-            lam_n, lam_p = jacobian_solve(lin, load, grad_n, grad_p, transpose=True)
+            lam_n, lam_p = np.empty_like(grad_n), np.empty_like(grad_p)
+            grad_col = np.empty_like(grad_n)
+            for start in range(0, len(grad_n), _SOLVE_CHUNK):
+                part = slice(start, start + _SOLVE_CHUNK)
+                _, _, lin = residual(self.surface, state.column[part], state.outn[part],
+                                     state.outp[part], load)
+                lam_n[part], lam_p[part] = factor_jacobian(lin, load).solve(
+                    grad_n[part], grad_p[part], transpose=True)
+                grad_col[part] = -lam_n[part] * lin.i1_in
             if load is not None:
                 grads[index + 1] += _load_vjp(matrices[index + 1], trace.layers[index + 1],
                                               lam_n, lam_p)
-            grad_col = -lam_n * lin.i1_in
             if index == last and grad_column is not None:
                 grad_col = grad_col + grad_column
             grad_g, grad_rows = _column_vjp(matrices[index], state.rows, state.column, grad_col)

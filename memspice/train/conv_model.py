@@ -32,6 +32,7 @@ from memspice.fit.calibration import Calibration, TanhActivation
 from memspice.network.spec import DEFAULT_MEMORY_LIMIT_BYTES, NetworkSpec
 from memspice.network.wiring import CrossbarWiring, network_wiring
 from memspice.train.conv_coupled import DeviceTrace, LayeredCoupledEvaluator
+from memspice.train.conv_load_aware import LayeredLoadAwareEvaluator
 from memspice.train.conv_ops import (
     columns_to_positions,
     layer_taps,
@@ -92,7 +93,9 @@ class CrossbarNetwork:
         spec: the network (``NetworkSpec.dense(topology)`` for today's MLPs).
         hardware: quantization (per θ, straight-through). Device variation is per physical
             device and so is refused for layers whose θ feed several devices (conv, pooled).
-        evaluator: ``"static"``, or ``"coupled"`` (every neuron loaded by the devices it
+        evaluator: ``"static"``, ``"load-aware"`` (each neuron's tanh at the load of the
+            devices it drives: :mod:`memspice.train.conv_load_aware`; needs a calibration with
+            a load-aware activation), or ``"coupled"`` (every neuron loaded by the devices it
             drives, solved by Newton: :mod:`memspice.train.conv_coupled`; needs a calibration
             with an inverter current model).
         init_std: standard deviation of the initial θ.
@@ -110,9 +113,9 @@ class CrossbarNetwork:
                  hardware: HardwareConfig = HardwareConfig(), evaluator: str = "static",
                  init_std: float = 1.0, init_mean: float = 0.0, batch_size: int = 64,
                  memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES) -> None:
-        if evaluator not in ("static", "coupled"):
+        if evaluator not in ("static", "coupled", "load-aware"):
             raise ConfigError(f"the {evaluator!r} evaluator does not take layer-described "
-                              f"networks yet; use 'static' or 'coupled'")
+                              f"networks yet; use 'static', 'load-aware' or 'coupled'")
         spec.check_size(batch_size, memory_limit_bytes)
         shared = any(p.positions > 1 or p.fold > 1 for p in spec.plans)
         if hardware.variation_sigma > 0 and shared:
@@ -136,9 +139,11 @@ class CrossbarNetwork:
         self.init_std = float(init_std)
         self.init_mean = float(init_mean)
         self.evaluator = evaluator
-        self._coupled: LayeredCoupledEvaluator | None = (
-            LayeredCoupledEvaluator(calibration, network_wiring(spec))
-            if evaluator == "coupled" else None)
+        self._coupled: LayeredCoupledEvaluator | LayeredLoadAwareEvaluator | None = None
+        if evaluator == "coupled":
+            self._coupled = LayeredCoupledEvaluator(calibration, network_wiring(spec))
+        elif evaluator == "load-aware":
+            self._coupled = LayeredLoadAwareEvaluator(calibration, network_wiring(spec))
 
     @property
     def output_range(self) -> tuple[float, float]:
@@ -205,7 +210,7 @@ class CrossbarNetwork:
         """``∂L/∂σ`` per layer (1/S), summed over positions (weight sharing)."""
         if isinstance(trace, DeviceTrace):
             if self._coupled is None:
-                raise ConfigError("a coupled trace needs the coupled evaluator")
+                raise ConfigError("a per-device trace needs the coupled or load-aware evaluator")
             return self._coupled.backward(trace, grad_output, grad_column)
         grads: list[np.ndarray] = [np.empty(0)] * len(trace.layers)
         grad_outp = grad_output

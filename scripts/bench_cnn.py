@@ -1,0 +1,335 @@
+"""Benchmark: an MNIST CNN trained with the coupled model, validated on every test image in SPICE.
+
+MNIST 14×14 (2×2-pooled; the first 8,000 images of the 10k set train, the last 2,000 test; a
+seeded 10 % of the training images is the validation split every choice was made on). The
+network is ``conv 4 k3 → pool 2 → conv 8 k3 → pool 2 → flatten → dense 10`` on the built-in
+card calibrated in SPICE. In one run:
+
+1. the float CNN of the same topology (:class:`~memspice.train.conv_model.TanhConvNet`);
+2. the PHAX-constrained CNN by the recipe of ``docs/cnn-results.md``: pre-training with the
+   ``load-aware`` evaluator, then fine-tuning with the ``coupled`` evaluator (every conv
+   position loaded by the devices it drives, solved like SPICE's operating point);
+3. one training step of the static and of the coupled model on the same batches, taking
+   turns, median over batches: the coupled-to-static epoch-time ratio;
+4. ``validate_network`` on the test images (all 2,000; ``--quick``: a few) in batched ``.dc``
+   decks on ``--workers`` ngspice processes: SPICE accuracy, agreement with the coupled model,
+   RMS error per layer, images/s and ngspice's peak program size per worker;
+5. the one-process-per-image baseline (a flat ``.op`` deck per image) on a few test images;
+6. hybrid training (:func:`memspice.loop.hybrid.hybrid_train_layered`: transfer with 8-level
+   devices and 10 % programming variation, retrain the dense layer on 10 % of the training
+   images simulated through the circuit) on ``--hybrid-images`` test images.
+
+Usage: ``python scripts/bench_cnn.py --mnist DIR [--quick] [--workers 2] [--ngspice EXE]``
+(``DIR`` holds ``t10k-images-idx3-ubyte.gz``; or set ``MEMSPICE_MNIST_DIR``; the ngspice
+executable defaults to ``$MEMSPICE_NGSPICE``, else ``ngspice`` on PATH). Ends with one line of
+JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+TRAIN_IMAGES = 8000
+TEST_IMAGES = 2000
+
+
+class Recipe(NamedTuple):
+    """The training schedule (``docs/cnn-results.md`` records how it was chosen).
+
+    Attributes:
+        train_images: training images used (the first ones of the benchmark split).
+        float_epochs: epochs of the float CNN.
+        init_mean: mean of the initial θ (std 1): −3 puts σ near 0.5 µS, so conv neurons
+            start lightly loaded and the load-aware pre-training transfers to the circuit.
+        pre_evaluator: evaluator of the pre-training.
+        pre_epochs: pre-training epochs (batch ``pre_batch``, Adam ``pre_lr``, cosine).
+        tune_epochs: coupled fine-tuning epochs (batch ``tune_batch``, Adam ``tune_lr``).
+        timing_batches: batches timed for the epoch ratio.
+        spice_images: test images validated in SPICE.
+        baseline_images: test images run one process per image.
+        hybrid_images: test images of the hybrid procedure (0 = skip it).
+    """
+
+    train_images: int = TRAIN_IMAGES
+    float_epochs: int = 20
+    float_lr: float = 0.005
+    init_mean: float = -3.0
+    pre_evaluator: str = "load-aware"
+    pre_epochs: int = 8
+    pre_batch: int = 32
+    pre_lr: float = 0.05
+    tune_epochs: int = 1
+    tune_batch: int = 64
+    tune_lr: float = 0.005
+    timing_batches: int = 5
+    spice_images: int = TEST_IMAGES
+    baseline_images: int = 4
+    hybrid_images: int = 100
+
+
+QUICK = Recipe(train_images=120, float_epochs=1, pre_epochs=1, tune_epochs=1, tune_batch=54,
+               timing_batches=1, spice_images=4, baseline_images=1, hybrid_images=2)
+
+
+def cnn_spec() -> Any:
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+
+    return NetworkSpec((1, 14, 14), (Conv2d(4, 3), AvgPool2d(2), Conv2d(8, 3), AvgPool2d(2),
+                                     Flatten(), Dense(10)))
+
+
+def _config(**kwargs: Any) -> Any:
+    from memspice.train.trainer import TrainConfig
+
+    base = dict(loss="softmax_ce", loss_link="logit", schedule="cosine", val_fraction=0.1,
+                seed=0, progress=False)
+    return TrainConfig(**{**base, **kwargs})
+
+
+def _accuracy(model: Any, params: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(model.predict(params, x).argmax(axis=1) == y))
+
+
+def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
+                 y_test: np.ndarray) -> dict[str, Any]:
+    """The float CNN and the constrained CNN of the recipe, with their accuracies and times."""
+    from memspice.train.conv_model import CrossbarNetwork, TanhConvNet
+    from memspice.train.trainer import train
+
+    spec = cnn_spec()
+    out: dict[str, Any] = {}
+    start = time.perf_counter()
+    float_model = TanhConvNet(spec, cal.rails.vss, cal.rails.vdd)
+    result = train(float_model, x, y, _config(epochs=recipe.float_epochs, batch_size=32,
+                                              lr=recipe.float_lr))
+    out["float"] = {"seconds": time.perf_counter() - start,
+                    "val_accuracy": float(result.history.val_accuracy.iloc[result.best_epoch - 1]),
+                    "test_accuracy": _accuracy(float_model, result.params, x_test, y_test)}
+    start = time.perf_counter()
+    pre = CrossbarNetwork(cal, spec, evaluator=recipe.pre_evaluator, init_mean=recipe.init_mean)
+    result = train(pre, x, y, _config(epochs=recipe.pre_epochs, batch_size=recipe.pre_batch,
+                                      lr=recipe.pre_lr))
+    out["pre"] = {"seconds": time.perf_counter() - start,
+                  "epoch_s": result.history.seconds.tolist(),
+                  "val_accuracy": float(result.history.val_accuracy.iloc[result.best_epoch - 1])}
+    coupled = CrossbarNetwork(cal, spec, evaluator="coupled")
+    start = time.perf_counter()
+    result = train(coupled, x, y, _config(epochs=recipe.tune_epochs, batch_size=recipe.tune_batch,
+                                          lr=recipe.tune_lr),
+                   initial_params=result.params)
+    out["tune"] = {"seconds": time.perf_counter() - start,
+                   "epoch_s": result.history.seconds.tolist(),
+                   "val_accuracy": result.history.val_accuracy.tolist(),
+                   "best_epoch": result.best_epoch}
+    out["params"] = result.params
+    out["coupled_test_accuracy"] = _accuracy(coupled, result.params, x_test, y_test)
+    return out
+
+
+def epoch_ratio(cal: Any, params: list[np.ndarray], x: np.ndarray, y: np.ndarray, batch: int,
+                batches: int) -> dict[str, float]:
+    """Median step time of the static and the coupled model on the same batches, taking
+    turns so that load on the machine hits both alike; an epoch is steps × this."""
+    from memspice.train.conv_model import CrossbarNetwork
+    from memspice.train.losses import Loss
+
+    models = {mode: CrossbarNetwork(cal, cnn_spec(), evaluator=mode)
+              for mode in ("static", "coupled")}
+    loss = Loss("softmax_ce", link="logit")
+    times: dict[str, list[float]] = {mode: [] for mode in models}
+    for index in range(batches):
+        chunk = slice(index * batch, (index + 1) * batch)
+        for mode, model in models.items():
+            t0 = time.perf_counter()
+            model.loss_and_grad(params, x[chunk], y[chunk], loss)
+            times[mode].append(time.perf_counter() - t0)
+    step = {mode: statistics.median(t) for mode, t in times.items()}
+    return {"static_step_s": step["static"], "coupled_step_s": step["coupled"],
+            "ratio": step["coupled"] / step["static"]}
+
+
+def per_image_baseline(network: Any, x: np.ndarray, ngspice: str | None) -> dict[str, float]:
+    """One ngspice process per image (a flat ``.op`` deck each), images/s."""
+    from memspice.circuit.builders import InverterSizing
+    from memspice.sim import SimOptions, simulate
+    from memspice.tech import builtin
+    from memspice.train.conv_circuit import single_image_deck
+
+    options = SimOptions(keep="never", ngspice=ngspice, timeout_s=3600)
+    start = time.perf_counter()
+    for image in x:
+        simulate(single_image_deck(network, builtin(), InverterSizing(), image), options)
+    seconds = time.perf_counter() - start
+    return {"images": len(x), "seconds": seconds, "images_per_s": len(x) / seconds}
+
+
+def hybrid(network: Any, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+           workers: int, ngspice: str | None, work: Path) -> dict[str, float]:
+    """Seed 002's hybrid training on the layered network (transfer, retrain the dense layer)."""
+    from memspice.loop.hybrid import hybrid_train_layered
+    from memspice.sim import SimOptions
+    from memspice.tech import builtin
+
+    result = hybrid_train_layered(network, builtin(), x, y, x_test, y_test, workers=workers,
+                                  batch_size=max(1, -(-len(x_test) // workers)),
+                                  sim_options=SimOptions(keep="never", ngspice=ngspice,
+                                                         timeout_s=3600),
+                                  out_dir=work / "hybrid")
+    recovered = result.recovered_fraction
+    return {"software": result.software, "transfer": result.transfer, "hybrid": result.hybrid,
+            "recovered_fraction": None if not np.isfinite(recovered) else recovered,
+            "data_fraction": result.data_fraction, "test_images": len(x_test),
+            "seconds": result.seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist", type=Path, default=os.environ.get("MEMSPICE_MNIST_DIR"),
+                        help="folder with the MNIST t10k IDX files (or $MEMSPICE_MNIST_DIR)")
+    parser.add_argument("--quick", action="store_true",
+                        help="120 training images, 1 epoch each, 4 SPICE test images")
+    parser.add_argument("--workers", type=int, default=2, help="ngspice processes at once")
+    parser.add_argument("--ngspice", default=os.environ.get("MEMSPICE_NGSPICE"),
+                        help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice)")
+    parser.add_argument("--hybrid-images", type=int, default=None,
+                        help="test images of the hybrid procedure (0 skips it)")
+    parser.add_argument("--spice-images", type=int, default=None,
+                        help="test images validated in SPICE (default: all 2,000; --quick: 4)")
+    parser.add_argument("--network", type=Path, default=None,
+                        help="a network this script saved (in WORK/network): skip training")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the trained network, the validation and hybrid runs here "
+                             "(default: a temporary folder)")
+    args = parser.parse_args(argv)
+    if args.mnist is None:
+        parser.error("give --mnist DIR or set MEMSPICE_MNIST_DIR")
+    recipe = QUICK if args.quick else Recipe()
+    if args.hybrid_images is not None:
+        recipe = recipe._replace(hybrid_images=args.hybrid_images)
+    if args.spice_images is not None:
+        if not 1 <= args.spice_images <= TEST_IMAGES:
+            parser.error(f"--spice-images must be in [1, {TEST_IMAGES}]")
+        recipe = recipe._replace(spice_images=args.spice_images)
+
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.datasets import features_to_voltages, load_mnist
+    from memspice.tech import builtin
+    from memspice.train.conv_io import (
+        TrainedCrossbarNetwork,
+        load_layered_network,
+        save_layered_network,
+    )
+    from memspice.train.conv_model import CrossbarNetwork
+    from memspice.train.mapping import theta_to_conductance
+    from memspice.validate.api import RunSettings, validate_network
+
+    total_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_cnn_") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        if args.network is not None:
+            network = load_layered_network(args.network)
+            cal = network.calibration
+            trained, timing = network.metadata["training"], network.metadata["timing"]
+            recipe = recipe._replace(**{k: v for k, v in network.metadata["recipe"].items()
+                                        if k not in ("spice_images", "baseline_images",
+                                                     "hybrid_images")})
+        else:
+            cal = calibrate(builtin(), InverterSizing())
+        data = load_mnist(args.mnist, "t10k")
+        x_all = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)
+        x, y = x_all[:recipe.train_images], data.labels[:recipe.train_images]
+        x_test, y_test = x_all[-TEST_IMAGES:], data.labels[-TEST_IMAGES:]
+        if args.network is None:
+            trained = train_models(cal, recipe, x, y, x_test, y_test)
+            params = trained.pop("params")
+            timing = epoch_ratio(cal, params, x, y, recipe.tune_batch, recipe.timing_batches)
+            window = CrossbarNetwork(cal, cnn_spec()).window
+            sigma = tuple(theta_to_conductance(t, window) for t in params)
+            network = TrainedCrossbarNetwork(
+                cnn_spec(), sigma, cal, "coupled",
+                metadata={"dataset": "mnist", "recipe": recipe._asdict(), "training": trained,
+                          "timing": timing})
+            save_layered_network(network, work / "network")
+            print(f"trained in {time.perf_counter() - total_start:.0f} s; network saved in "
+                  f"{work / 'network'}", file=sys.stderr, flush=True)
+        images = recipe.spice_images
+        batch_size = max(1, -(-images // (args.workers if args.quick else 4 * args.workers)))
+        start = time.perf_counter()
+        report = validate_network(network, builtin(), x_test[:images], y_test[:images],
+                                  work / "validate", write_files=False,
+                                  settings=RunSettings(batch_size=batch_size, workers=args.workers,
+                                                       ngspice=args.ngspice, force=True))
+        validate_s = time.perf_counter() - start
+        s = report.summary
+        if not report.complete:
+            raise SystemExit(f"memspice: error: validation batches failed: {s['failed_batches']}")
+        print(f"validated {images} images in {validate_s:.0f} s", file=sys.stderr, flush=True)
+        baseline = per_image_baseline(network, x_test[:recipe.baseline_images], args.ngspice)
+        hybrid_result = None
+        if recipe.hybrid_images:
+            hybrid_result = hybrid(network, x, y, x_test[:recipe.hybrid_images],
+                                   y_test[:recipe.hybrid_images], args.workers, args.ngspice, work)
+    layers = {f"layer{r['layer']}_{r['output']}": r["rms_v"] for r in s["layer_errors"]}
+    output_rms = [r["rms_v"] for r in s["layer_errors"] if r["output"] == "outp"][-1]
+    spice_per_s = s["samples_per_s"]
+    figures: dict[str, Any] = {
+        "benchmark": "cnn", "quick": args.quick, "spec": cnn_spec().summary(),
+        "float_accuracy": trained["float"]["test_accuracy"],
+        "float_val_accuracy": trained["float"]["val_accuracy"],
+        "constrained_accuracy": trained["coupled_test_accuracy"],
+        "constrained_val_accuracy": trained["tune"]["val_accuracy"],
+        "pre_val_accuracy": trained["pre"]["val_accuracy"],
+        "spice_accuracy": s["spice_accuracy"], "spice_images": images,
+        "model_accuracy_in_validation": s["model_accuracy"], "agreement": s["agreement"],
+        "output_rms_v": output_rms, "layer_rms_v": layers,
+        "spice_images_per_s": spice_per_s, "validate_wall_s": validate_s,
+        "per_image_baseline_per_s": baseline["images_per_s"],
+        "batched_over_per_image": spice_per_s / baseline["images_per_s"],
+        "peak_mb_per_worker": s["ngspice_program_mb_max"], "workers": args.workers,
+        "epoch_ratio_coupled_to_static": timing["ratio"], "step_s": timing,
+        "train_s": {"float": trained["float"]["seconds"], "pre": trained["pre"]["seconds"],
+                    "tune": trained["tune"]["seconds"]},
+        "tune_epoch_s": trained["tune"]["epoch_s"], "pre_epoch_s": trained["pre"]["epoch_s"],
+        "recipe": recipe._asdict(), "total_s": time.perf_counter() - total_start,
+    }
+    if hybrid_result is not None:
+        figures["hybrid"] = hybrid_result
+    print(f"MNIST 14x14 conv4 k3-pool2-conv8 k3-pool2-dense10, {recipe.train_images} training "
+          f"images ({'quick' if args.quick else 'full'} run)")
+    print(f"  float CNN:       test {100 * figures['float_accuracy']:.2f} %")
+    print(f"  constrained CNN: test {100 * figures['constrained_accuracy']:.2f} % (coupled model; "
+          f"{recipe.pre_evaluator} pre-training {recipe.pre_epochs} epochs, coupled "
+          f"{recipe.tune_epochs})")
+    print(f"  SPICE on {images} test images: accuracy {100 * s['spice_accuracy']:.2f} %, agreement "
+          f"{100 * s['agreement']:.2f} %, output RMS {1e3 * output_rms:.3f} mV")
+    print("  layer RMS (mV): " + ", ".join(f"{k} {1e3 * v:.3f}" for k, v in layers.items()))
+    print(f"  SPICE {spice_per_s:.2f} images/s on {args.workers} workers, one process per image "
+          f"{baseline['images_per_s']:.3f} images/s ({figures['batched_over_per_image']:.1f}x); "
+          f"peak {s['ngspice_program_mb_max']} MB per worker")
+    print(f"  training step: static {1e3 * timing['static_step_s']:.1f} ms, coupled "
+          f"{1e3 * timing['coupled_step_s']:.1f} ms ({timing['ratio']:.1f}x)")
+    if hybrid_result is not None:
+        print(f"  hybrid on {recipe.hybrid_images} test images: software "
+              f"{100 * hybrid_result['software']:.2f} %, transfer {100 * hybrid_result['transfer']:.2f} "
+              f"%, hybrid {100 * hybrid_result['hybrid']:.2f} %")
+    print(json.dumps(figures, default=float, allow_nan=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""scripts/bench_cnn.py --quick end to end: trains, validates in ngspice, ends with JSON."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_cnn.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("bench_cnn", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    return gzip.compress(header + array.astype(">u1").tobytes())
+
+
+def _tiny_mnist(folder: Path) -> Path:
+    """130 synthetic 28×28 images whose brightness follows the label (IDX files)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 130)
+    images = (rng.random((130, 28, 28)) * 40 + labels[:, None, None] * 20).astype(np.uint8)
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(_idx(images))
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx(labels))
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.ngspice
+def test_quick_run_ends_with_the_figures(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    mnist = _tiny_mnist(tmp_path)
+    assert _module().main(["--mnist", str(mnist), "--quick", "--work", str(tmp_path / "w")]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("float_accuracy", "constrained_accuracy", "spice_accuracy", "agreement",
+                "output_rms_v", "layer_rms_v", "spice_images_per_s", "per_image_baseline_per_s",
+                "peak_mb_per_worker", "epoch_ratio_coupled_to_static"):
+        assert figures[key] is not None, key
+    assert set(figures["hybrid"]) >= {"software", "transfer", "hybrid", "recovered_fraction",
+                                      "data_fraction"}
+    assert len(figures["layer_rms_v"]) == 6  # outn and outp of three crossbar layers
+    # the coupled model is SPICE's operating point: outputs agree to well under a millivolt
+    assert figures["output_rms_v"] < 1e-3 and figures["agreement"] == 1.0
+
+
+def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMSPICE_MNIST_DIR", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        _module().main([])
+    assert exc.value.code == 2
