@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from memspice.errors import ConfigError
 from memspice.fit.calibration import DeviceWindow, load_calibration
 from memspice.safe_io import dumps_strict, write_text_atomic
 from memspice.pipeline import data
@@ -17,6 +18,7 @@ from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import accuracy
 from memspice.train.model import PhaxNetwork, TanhMLP
 from memspice.train.network_io import save_network, verify_checkpoint
+from memspice.train.schedule import epoch_learning_rate
 from memspice.train.trainer import CHECKPOINT_NAME, TrainConfig, TrainResult, train
 
 CALIBRATION_FILE = "calibration.json"
@@ -41,6 +43,21 @@ def baseline_settings(settings: TrainConfig, float_lr: float = 0.0) -> TrainConf
     if settings.loss_link == "logit":
         return dataclasses.replace(settings, lr=lr)
     return dataclasses.replace(settings, loss="softmax_ce", lr=lr)
+
+
+def pretrain_phases(settings: TrainConfig, pretrain_epochs: int) -> tuple[TrainConfig, TrainConfig]:
+    """``settings`` (``epochs`` in the final mode) cut into a pre-training phase of ``pretrain_epochs``
+    and the final phase, which continues the exponential learning-rate schedule where the first left it.
+
+    Each phase keeps its parameters of lowest validation loss; the second starts from the first's.
+    """
+    if settings.schedule != "exponential" or pretrain_epochs < 1:
+        raise ConfigError("pre-training needs the exponential schedule and at least one epoch")
+    total = pretrain_epochs + settings.epochs
+    lr = epoch_learning_rate(settings.lr, pretrain_epochs + 1, total, settings.schedule, settings.lr_decay,
+                             settings.warmup_epochs)
+    return (dataclasses.replace(settings, epochs=pretrain_epochs),
+            dataclasses.replace(settings, lr=lr, warmup_epochs=0))
 
 
 def run_train(ctx: StageContext) -> dict[str, Any]:
@@ -82,20 +99,29 @@ def _train(ctx: StageContext) -> dict[str, Any]:
                            lr_floor_fraction=t.lr_floor_fraction, grad_clip_norm=t.grad_clip_norm,
                            progress=not ctx.quiet)  # type: ignore[arg-type]
     if ctx.fresh:  # a changed configuration or --force: earlier checkpoints belong to another run
-        for name in ("constrained", "baseline"):
+        for name in ("pretrain", "constrained", "baseline"):
             (out / name / CHECKPOINT_NAME).unlink(missing_ok=True)
-    for name in ("constrained", "baseline"):  # resuming: a damaged checkpoint stops here, named
+    for name in ("pretrain", "constrained", "baseline"):  # resuming: a damaged checkpoint stops here, named
         verify_checkpoint(out / name / CHECKPOINT_NAME)
-    model = PhaxNetwork(calibration, sizes, HardwareConfig(levels=cfg.device.levels), evaluator=t.mode,
-                        init_mean=t.init_theta_mean)
-    result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True)
+    hardware = HardwareConfig(levels=cfg.device.levels)
+    pre = None
+    if t.pretrain_epochs:
+        pretrain_model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.pretrain_mode, init_mean=t.init_theta_mean)
+        first, settings = pretrain_phases(settings, t.pretrain_epochs)
+        pre = train(pretrain_model, x_train, train_set.labels, first, out_dir=out / "pretrain", resume=True)
+    model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.mode, init_mean=t.init_theta_mean)
+    result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True,
+                   initial_params=None if pre is None else pre.params)
     network = network_from_params(model, result.params, {"dataset": cfg.dataset.name, "best_epoch": result.best_epoch})
     save_network(network, out / "network")
     acc_train = accuracy(network.predict(x_train), train_set.labels)
     acc_test = accuracy(network.predict(x_test), test_set.labels)
 
     baseline = TanhMLP(sizes, rails.vss, rails.vdd)
-    base_settings = baseline_settings(settings, t.float_learning_rate)
+    # The baseline trains as long as both phases together, on the same (uninterrupted) schedule.
+    base_settings = baseline_settings(dataclasses.replace(settings, epochs=t.pretrain_epochs + t.epochs,
+                                                          lr=t.learning_rate, warmup_epochs=t.warmup_epochs),
+                                      t.float_learning_rate)
     base = train(baseline, x_train, train_set.labels, base_settings, out_dir=out / "baseline", resume=True)
     base_test = accuracy(baseline.predict(base.params, x_test), test_set.labels)
     summary = {
@@ -112,6 +138,10 @@ def _train(ctx: StageContext) -> dict[str, Any]:
         "baseline_learning_rate": base_settings.lr,
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
     }
+    if pre is not None:
+        summary.update(pretrain_mode=t.pretrain_mode, pretrain_best_epoch=int(pre.best_epoch),
+                       pretrain_val_accuracy=_val_accuracy(pre),
+                       pretrain_epoch_seconds_median=float(np.median(pre.history["seconds"])))
     write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary
 
