@@ -61,6 +61,11 @@ def test_defaults_round_trip_through_toml(tmp_path: Path) -> None:
         ({"training": {"schedule": "cosine", "lr_floor_fraction": 1.0}}, "training.lr_floor_fraction must be in [0, 1)"),
         ({"training": {"grad_clip_norm": -1.0}}, "training.grad_clip_norm must be 0 (off)"),
         ({"training": {"schedule": "cosine", "optimizer": "cg"}}, "training.schedule warm-up, cosine and clipping need"),
+        ({"training": {"pretrain_epochs": -1}}, "training.pretrain_epochs must be an integer in [0, 100000]"),
+        ({"training": {"pretrain_mode": "coupled"}}, "training.pretrain_mode must be static or load-aware"),
+        ({"training": {"pretrain_epochs": 5, "schedule": "cosine"}}, "training.pretrain_epochs needs a mini-batch"),
+        ({"training": {"pretrain_epochs": 5, "optimizer": "lbfgs"}}, "training.pretrain_epochs needs a mini-batch"),
+        ({"training": {"pretrain_epochs": 2, "warmup_epochs": 2}}, "training.warmup_epochs must be below pretrain_epochs"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, needle: str) -> None:
@@ -75,7 +80,8 @@ def test_print_default_config_round_trips(tmp_path: Path, capsys: pytest.Capture
     path.write_text(capsys.readouterr().out)
     assert load_config(path) == RunConfig()
     recipe = {"loss_link": "logit", "logit_temperature": 2.0, "average_decay": 0.999, "float_learning_rate": 0.001,
-              "schedule": "cosine", "warmup_epochs": 3, "lr_floor_fraction": 0.01, "grad_clip_norm": 1.0}
+              "schedule": "cosine", "warmup_epochs": 3, "lr_floor_fraction": 0.01, "grad_clip_norm": 1.0,
+              "pretrain_mode": "static"}
     changed = config_from_dict({"training": recipe})
     path.write_text(config_to_toml(changed))
     loaded = load_config(path)
@@ -87,7 +93,7 @@ def test_print_default_config_round_trips(tmp_path: Path, capsys: pytest.Capture
     ("key", "old", "new"),
     [("loss_link", "output", "logit"), ("average_decay", 0.0, 0.99), ("logit_temperature", 1.0, 2.0),
      ("float_learning_rate", 0.0, 0.001), ("schedule", "exponential", "cosine"), ("warmup_epochs", 0, 2),
-     ("grad_clip_norm", 0.0, 1.0)],
+     ("grad_clip_norm", 0.0, 1.0), ("pretrain_epochs", 0, 5)],
 )
 def test_training_recipe_changes_the_train_fingerprint(key: str, old: object, new: object) -> None:
     stages = {s.name: s for s in pipeline_stages()}

@@ -1,8 +1,18 @@
-"""The pipeline's float baseline settings, derived from the constrained network's."""
+"""The pipeline's training stage: the float baseline's settings, pre-training in a cheaper mode."""
 
 from __future__ import annotations
 
-from memspice.pipeline.train_stage import baseline_settings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from memspice.errors import ConfigError
+from memspice.fit.calibration import phax_reference_calibration, save_calibration
+from memspice.pipeline.config import config_from_dict
+from memspice.pipeline.stages import StageContext
+from memspice.pipeline.train_stage import CALIBRATION_FILE, baseline_settings, pretrain_phases, run_train
+from memspice.train.schedule import epoch_learning_rate
 from memspice.train.trainer import TrainConfig
 
 
@@ -18,3 +28,55 @@ def test_logit_link_baseline_takes_the_same_loss_on_its_logits() -> None:
     base = baseline_settings(settings, 0.001)
     assert (base.loss, base.loss_link, base.logit_temperature, base.average_decay) == ("bce", "logit", 2.0, 0.99)
     assert base.lr == 0.001 and baseline_settings(settings).lr == 0.005
+
+
+def test_pretraining_continues_the_exponential_schedule() -> None:
+    settings = TrainConfig(epochs=4, lr=0.01, lr_decay=0.9, warmup_epochs=2)
+    first, second = pretrain_phases(settings, 5)
+    assert (first.epochs, first.lr, first.warmup_epochs) == (5, 0.01, 2)
+    assert (second.epochs, second.warmup_epochs, second.lr_decay) == (4, 0, 0.9)
+    for epoch in range(1, 5):  # the final phase's epochs are epochs 6..9 of one uninterrupted run
+        whole = epoch_learning_rate(0.01, 5 + epoch, 9, "exponential", 0.9, 2)
+        assert epoch_learning_rate(second.lr, epoch, 4, "exponential", 0.9) == pytest.approx(whole, rel=1e-12)
+    with pytest.raises(ConfigError):
+        pretrain_phases(TrainConfig(schedule="cosine"), 3)
+
+
+def test_the_train_stage_pretrains_then_trains_from_the_pretrained_parameters(tmp_path: Path) -> None:
+    config = config_from_dict({
+        "dataset": {"max_train": 200, "max_test": 40},
+        "training": {"hidden": [8], "epochs": 2, "pretrain_epochs": 3, "pretrain_mode": "static", "mode": "static",
+                     "learning_rate": 0.01, "lr_decay": 0.5},
+    })
+    save_calibration(phax_reference_calibration(), tmp_path / "calibrate" / CALIBRATION_FILE)
+    summary = run_train(StageContext(config, tmp_path, {}, quiet=True))
+    pre = pd.read_csv(tmp_path / "train" / "pretrain" / "history.csv")
+    final = pd.read_csv(tmp_path / "train" / "constrained" / "history.csv")
+    base = pd.read_csv(tmp_path / "train" / "baseline" / "history.csv")
+    assert len(pre) == 3 and len(final) == 2 and len(base) == 5  # the baseline trains as long as both
+    assert final["lr"].tolist() == pytest.approx([0.01 * 0.5**3, 0.01 * 0.5**4])
+    assert summary["pretrain_mode"] == "static" and 1 <= summary["pretrain_best_epoch"] <= 3
+    assert 0.0 <= summary["pretrain_val_accuracy"] <= 1.0
+    # the final phase starts where the pre-training ended: its first epoch is already trained
+    assert final["val_loss"].iloc[0] < pre["val_loss"].iloc[0]
+
+
+def test_a_layered_network_pretrains_then_trains_from_the_pretrained_parameters(tmp_path: Path) -> None:
+    config = config_from_dict({
+        "dataset": {"max_train": 120, "max_test": 20},
+        "training": {"epochs": 1, "pretrain_epochs": 2, "pretrain_mode": "static", "mode": "static",
+                     "learning_rate": 0.05, "lr_decay": 0.5, "batch_size": 32},
+        "loop": {"enabled": False},
+        "network": {"layers": [{"kind": "conv2d", "out_channels": 2, "kernel": 3},
+                               {"kind": "avgpool2d", "size": 2}, {"kind": "flatten"},
+                               {"kind": "dense", "units": 10}]},
+    })
+    save_calibration(phax_reference_calibration(), tmp_path / "calibrate" / CALIBRATION_FILE)
+    summary = run_train(StageContext(config, tmp_path, {}, quiet=True))
+    pre = pd.read_csv(tmp_path / "train" / "pretrain" / "history.csv")
+    final = pd.read_csv(tmp_path / "train" / "constrained" / "history.csv")
+    base = pd.read_csv(tmp_path / "train" / "baseline" / "history.csv")
+    assert len(pre) == 2 and len(final) == 1 and len(base) == 3
+    assert final["lr"].tolist() == pytest.approx([0.05 * 0.5**2])
+    assert summary["pretrain_mode"] == "static" and summary["mode"] == "static"
+    assert final["val_loss"].iloc[0] < pre["val_loss"].iloc[0]  # it starts from the pre-trained θ

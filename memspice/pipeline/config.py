@@ -171,6 +171,9 @@ class TrainingConfig:
     logit_temperature: float = 1.0  #: divides the logits (logit link only; dimensionless, > 0)
     average_decay: float = 0.0  #: 0 = off, else EMA of the parameters over steps, decay in (0, 1)
     mode: str = "coupled"  #: calibration mode used by the trainer: static | load-aware | coupled
+    #: epochs trained first in ``pretrain_mode`` (a cheaper model), before ``epochs`` in ``mode`` (0 = none)
+    pretrain_epochs: int = 0
+    pretrain_mode: str = "load-aware"  #: static | load-aware (used when pretrain_epochs > 0)
     seed: int = 0
 
     def check(self, key: str) -> None:
@@ -202,6 +205,15 @@ class TrainingConfig:
         _need(self.average_decay == 0 or self.optimizer in ("adam", "sgd"), f"{key}.average_decay",
               f"needs a mini-batch optimizer (adam or sgd, not {self.optimizer})", self.average_decay)
         _need(self.mode in ("static", "load-aware", "coupled"), f"{key}.mode", "must be static, load-aware or coupled", self.mode)
+        _need(isinstance(self.pretrain_epochs, int) and 0 <= self.pretrain_epochs <= 100000, f"{key}.pretrain_epochs",
+              "must be an integer in [0, 100000]", self.pretrain_epochs)
+        _need(self.pretrain_mode in ("static", "load-aware"), f"{key}.pretrain_mode", "must be static or load-aware",
+              self.pretrain_mode)
+        _need(self.pretrain_epochs == 0 or (self.optimizer in ("adam", "sgd") and self.schedule == "exponential"),
+              f"{key}.pretrain_epochs", f"needs a mini-batch optimizer (adam or sgd, not {self.optimizer}) and the "
+              f"exponential schedule (not {self.schedule})", self.pretrain_epochs)
+        _need(self.pretrain_epochs == 0 or self.warmup_epochs < self.pretrain_epochs, f"{key}.warmup_epochs",
+              "must be below pretrain_epochs (the warm-up is part of the pre-training)", self.warmup_epochs)
 
 
 @dataclass(frozen=True)

@@ -76,16 +76,19 @@ class ChunkedPredictions:
 
 def constrained_model(calibration: Calibration, spec: NetworkSpec, mode: str, levels: int,
                       init_mean: float, batch_size: int) -> CrossbarNetwork:
-    """The PHAX-constrained model of ``spec`` (``mode``: static | coupled)."""
+    """The PHAX-constrained model of ``spec`` (``mode``: static | load-aware | coupled)."""
     return CrossbarNetwork(calibration, spec, HardwareConfig(levels=levels), evaluator=mode,
                            init_mean=init_mean, batch_size=batch_size)
 
 
 def train_constrained(model: CrossbarNetwork, x_train: np.ndarray, y_train: np.ndarray,
                       settings: TrainConfig, out_dir: Path | None, resume: bool,
-                      metadata: dict[str, Any]) -> tuple[TrainedCrossbarNetwork, TrainResult]:
-    """Train ``model``; return the network to program (σ after quantization, S) and the result."""
-    result = train(ChunkedPredictions(model), x_train, y_train, settings, out_dir, resume)
+                      metadata: dict[str, Any], initial_params: Sequence[np.ndarray] | None = None
+                      ) -> tuple[TrainedCrossbarNetwork, TrainResult]:
+    """Train ``model`` (from ``initial_params``, e.g. a pre-training's, when given); return the
+    network to program (σ after quantization, S) and the result."""
+    result = train(ChunkedPredictions(model), x_train, y_train, settings, out_dir, resume,
+                   initial_params=None if initial_params is None else list(initial_params))
     conductances = tuple(np.asarray(g) for g in model.conductances(result.params)[0])
     network = TrainedCrossbarNetwork(model.spec, conductances, model.calibration, model.evaluator,
                                      None, {**metadata, "best_epoch": int(result.best_epoch)})

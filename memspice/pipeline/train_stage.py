@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from memspice.errors import ConfigError
 from memspice.fit.calibration import DeviceWindow, load_calibration
 from memspice.safe_io import dumps_strict, write_text_atomic
 from memspice.pipeline import data
@@ -17,6 +18,7 @@ from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import accuracy
 from memspice.train.model import PhaxNetwork, TanhMLP
 from memspice.train.network_io import save_network, verify_checkpoint
+from memspice.train.schedule import epoch_learning_rate
 from memspice.train.trainer import CHECKPOINT_NAME, TrainConfig, TrainResult, train
 
 CALIBRATION_FILE = "calibration.json"
@@ -42,6 +44,21 @@ def baseline_settings(settings: TrainConfig, float_lr: float = 0.0) -> TrainConf
     if settings.loss_link == "logit":
         return dataclasses.replace(settings, lr=lr)
     return dataclasses.replace(settings, loss="softmax_ce", lr=lr)
+
+
+def pretrain_phases(settings: TrainConfig, pretrain_epochs: int) -> tuple[TrainConfig, TrainConfig]:
+    """``settings`` (``epochs`` in the final mode) cut into a pre-training phase of ``pretrain_epochs``
+    and the final phase, which continues the exponential learning-rate schedule where the first left it.
+
+    Each phase keeps its parameters of lowest validation loss; the second starts from the first's.
+    """
+    if settings.schedule != "exponential" or pretrain_epochs < 1:
+        raise ConfigError("pre-training needs the exponential schedule and at least one epoch")
+    total = pretrain_epochs + settings.epochs
+    lr = epoch_learning_rate(settings.lr, pretrain_epochs + 1, total, settings.schedule, settings.lr_decay,
+                             settings.warmup_epochs)
+    return (dataclasses.replace(settings, epochs=pretrain_epochs),
+            dataclasses.replace(settings, lr=lr, warmup_epochs=0))
 
 
 def run_train(ctx: StageContext) -> dict[str, Any]:
@@ -83,22 +100,31 @@ def _train(ctx: StageContext) -> dict[str, Any]:
                            lr_floor_fraction=t.lr_floor_fraction, grad_clip_norm=t.grad_clip_norm,
                            progress=not ctx.quiet)  # type: ignore[arg-type]
     if ctx.fresh:  # a changed configuration or --force: earlier checkpoints belong to another run
-        for name in ("constrained", "baseline"):
+        for name in ("pretrain", "constrained", "baseline"):
             (out / name / CHECKPOINT_NAME).unlink(missing_ok=True)
-    for name in ("constrained", "baseline"):  # resuming: a damaged checkpoint stops here, named
+    for name in ("pretrain", "constrained", "baseline"):  # resuming: a damaged checkpoint stops here, named
         verify_checkpoint(out / name / CHECKPOINT_NAME)
     if sizes is None:
         return _train_layered(ctx, calibration, settings, train_set, test_set, x_train, x_test)
-    model = PhaxNetwork(calibration, sizes, HardwareConfig(levels=cfg.device.levels), evaluator=t.mode,
-                        init_mean=t.init_theta_mean)
-    result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True)
+    hardware = HardwareConfig(levels=cfg.device.levels)
+    pre = None
+    if t.pretrain_epochs:
+        pretrain_model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.pretrain_mode, init_mean=t.init_theta_mean)
+        first, settings = pretrain_phases(settings, t.pretrain_epochs)
+        pre = train(pretrain_model, x_train, train_set.labels, first, out_dir=out / "pretrain", resume=True)
+    model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.mode, init_mean=t.init_theta_mean)
+    result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True,
+                   initial_params=None if pre is None else pre.params)
     network = network_from_params(model, result.params, {"dataset": cfg.dataset.name, "best_epoch": result.best_epoch})
     save_network(network, out / "network")
     acc_train = accuracy(network.predict(x_train), train_set.labels)
     acc_test = accuracy(network.predict(x_test), test_set.labels)
 
     baseline = TanhMLP(sizes, rails.vss, rails.vdd)
-    base_settings = baseline_settings(settings, t.float_learning_rate)
+    # The baseline trains as long as both phases together, on the same (uninterrupted) schedule.
+    base_settings = baseline_settings(dataclasses.replace(settings, epochs=t.pretrain_epochs + t.epochs,
+                                                          lr=t.learning_rate, warmup_epochs=t.warmup_epochs),
+                                      t.float_learning_rate)
     base = train(baseline, x_train, train_set.labels, base_settings, out_dir=out / "baseline", resume=True)
     base_test = accuracy(baseline.predict(base.params, x_test), test_set.labels)
     summary = {
@@ -115,6 +141,10 @@ def _train(ctx: StageContext) -> dict[str, Any]:
         "baseline_learning_rate": base_settings.lr,
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
     }
+    if pre is not None:
+        summary.update(pretrain_mode=t.pretrain_mode, pretrain_best_epoch=int(pre.best_epoch),
+                       pretrain_val_accuracy=_val_accuracy(pre),
+                       pretrain_epoch_seconds_median=float(np.median(pre.history["seconds"])))
     write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary
 
@@ -127,16 +157,26 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
 
     cfg, t, out = ctx.config, ctx.config.training, ctx.stage_dir("train")
     spec = cfg.layered_spec()
+    pre = None
+    if t.pretrain_epochs:  # e.g. load-aware epochs, then coupled fine-tuning (docs/cnn-results.md)
+        pre_model = layered_train.constrained_model(calibration, spec, t.pretrain_mode, cfg.device.levels,
+                                                    t.init_theta_mean, t.batch_size)
+        first, settings = pretrain_phases(settings, t.pretrain_epochs)
+        _, pre = layered_train.train_constrained(pre_model, x_train, train_set.labels, first, out / "pretrain", True,
+                                                 {"dataset": cfg.dataset.name})
     model = layered_train.constrained_model(calibration, spec, t.mode, cfg.device.levels, t.init_theta_mean,
                                             t.batch_size)
     network, result = layered_train.train_constrained(model, x_train, train_set.labels, settings,
-                                                      out / "constrained", True, {"dataset": cfg.dataset.name})
+                                                      out / "constrained", True, {"dataset": cfg.dataset.name},
+                                                      initial_params=None if pre is None else pre.params)
     save_layered_network(network, out / "network")
     kernels = layered_train.plot_kernels(network, out / layered_train.KERNELS_PNG)
     acc_train = accuracy(layered_train.predict(model, result.params, x_train), train_set.labels)
     acc_test = accuracy(layered_train.predict(model, result.params, x_test), test_set.labels)
     rails = calibration.rails
-    base_settings = baseline_settings(settings, t.float_learning_rate)
+    base_settings = baseline_settings(dataclasses.replace(settings, epochs=t.pretrain_epochs + t.epochs,
+                                                          lr=t.learning_rate, warmup_epochs=t.warmup_epochs),
+                                      t.float_learning_rate)
     baseline, base = layered_train.train_float(spec, rails.vss, rails.vdd, x_train, train_set.labels, base_settings,
                                                out / "baseline", True)
     layered_train.save_float_network(spec, base.params, out / "baseline", {"best_epoch": int(base.best_epoch)})
@@ -160,6 +200,10 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
         "kernels_png": None if kernels is None else kernels.name,
     }
+    if pre is not None:
+        summary.update(pretrain_mode=t.pretrain_mode, pretrain_best_epoch=int(pre.best_epoch),
+                       pretrain_val_accuracy=_val_accuracy(pre),
+                       pretrain_epoch_seconds_median=float(np.median(pre.history["seconds"])))
     write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary
 
