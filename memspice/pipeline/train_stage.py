@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import numpy as np
@@ -121,30 +120,12 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     acc_test = accuracy(network.predict(x_test), test_set.labels)
 
     baseline = TanhMLP(sizes, rails.vss, rails.vdd)
-    # The baseline trains as long as both phases together, on the same (uninterrupted) schedule.
-    base_settings = baseline_settings(dataclasses.replace(settings, epochs=t.pretrain_epochs + t.epochs,
-                                                          lr=t.learning_rate, warmup_epochs=t.warmup_epochs),
-                                      t.float_learning_rate)
+    base_settings = _baseline_phase_settings(settings, t)
     base = train(baseline, x_train, train_set.labels, base_settings, out_dir=out / "baseline", resume=True)
     base_test = accuracy(baseline.predict(base.params, x_test), test_set.labels)
-    summary = {
-        "topology": list(sizes),
-        "train_samples": int(len(train_set.labels)),
-        "test_samples": int(len(test_set.labels)),
-        "model_train_accuracy": round(acc_train, 5),
-        "model_test_accuracy": round(acc_test, 5),
-        "float_baseline_test_accuracy": round(base_test, 5),
-        "best_epoch": int(result.best_epoch),
-        "model_val_accuracy": _val_accuracy(result),
-        "float_baseline_val_accuracy": _val_accuracy(base),
-        "loss": settings.loss, "loss_link": settings.loss_link, "baseline_loss": base_settings.loss,
-        "baseline_learning_rate": base_settings.lr,
-        "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
-    }
-    if pre is not None:
-        summary.update(pretrain_mode=t.pretrain_mode, pretrain_best_epoch=int(pre.best_epoch),
-                       pretrain_val_accuracy=_val_accuracy(pre),
-                       pretrain_epoch_seconds_median=float(np.median(pre.history["seconds"])))
+    summary = {"topology": list(sizes),
+               **_results_summary(train_set, test_set, acc_train, acc_test, base_test, result, base, pre,
+                                  settings, base_settings, t)}
     write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary
 
@@ -174,9 +155,7 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
     acc_train = accuracy(layered_train.predict(model, result.params, x_train), train_set.labels)
     acc_test = accuracy(layered_train.predict(model, result.params, x_test), test_set.labels)
     rails = calibration.rails
-    base_settings = baseline_settings(dataclasses.replace(settings, epochs=t.pretrain_epochs + t.epochs,
-                                                          lr=t.learning_rate, warmup_epochs=t.warmup_epochs),
-                                      t.float_learning_rate)
+    base_settings = _baseline_phase_settings(settings, t)
     baseline, base = layered_train.train_float(spec, rails.vss, rails.vdd, x_train, train_set.labels, base_settings,
                                                out / "baseline", True)
     layered_train.save_float_network(spec, base.params, out / "baseline", {"best_epoch": int(base.best_epoch)})
@@ -187,6 +166,27 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
         "network": spec.to_dict(),
         "devices": estimate.devices, "columns": estimate.columns, "thetas": estimate.thetas,
         "mode": t.mode,
+        **_results_summary(train_set, test_set, acc_train, acc_test, base_test, result, base, pre,
+                           settings, base_settings, t),
+        "kernels_png": None if kernels is None else kernels.name,
+    }
+    write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
+    return summary
+
+
+def _baseline_phase_settings(settings: TrainConfig, t: Any) -> TrainConfig:
+    """The float baseline's settings: as long as both training phases together, on the same
+    (uninterrupted) schedule."""
+    return baseline_settings(dataclasses.replace(settings, epochs=t.pretrain_epochs + t.epochs,
+                                                 lr=t.learning_rate, warmup_epochs=t.warmup_epochs),
+                             t.float_learning_rate)
+
+
+def _results_summary(train_set: Any, test_set: Any, acc_train: float, acc_test: float, base_test: float,
+                     result: TrainResult, base: TrainResult, pre: TrainResult | None, settings: TrainConfig,
+                     base_settings: TrainConfig, t: Any) -> dict[str, Any]:
+    """The train summary's accuracies, epochs and settings, shared by dense and layered networks."""
+    summary: dict[str, Any] = {
         "train_samples": int(len(train_set.labels)),
         "test_samples": int(len(test_set.labels)),
         "model_train_accuracy": round(acc_train, 5),
@@ -198,13 +198,11 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
         "loss": settings.loss, "loss_link": settings.loss_link, "baseline_loss": base_settings.loss,
         "baseline_learning_rate": base_settings.lr,
         "epoch_seconds_median": float(np.median(result.history["seconds"])) if "seconds" in result.history else None,
-        "kernels_png": None if kernels is None else kernels.name,
     }
     if pre is not None:
         summary.update(pretrain_mode=t.pretrain_mode, pretrain_best_epoch=int(pre.best_epoch),
                        pretrain_val_accuracy=_val_accuracy(pre),
                        pretrain_epoch_seconds_median=float(np.median(pre.history["seconds"])))
-    write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary
 
 
