@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
               f"ms CPU/image, peak {r['peak_program_mb_per_worker']} MB/worker; SPICE accuracy "
               f"{100 * r['spice_accuracy']:.2f} %, model ({r['model_evaluator']}) {100 * r['model_accuracy']:.2f} %, "
               f"agreement {100 * r['agreement']:.2f} %")
-        print(f"        layer RMS errors (mV): " + ", ".join(f"{k} {v:.3f}" for k, v in r["layer_rms_mv"].items()))
+        print("        layer RMS errors (mV): " + ", ".join(f"{k} {v:.3f}" for k, v in r["layer_rms_mv"].items()))
         print(f"        a deck of {p['batch_images']} images: {p['deck_lines']:,} lines, {p['deck_mb']:.1f} MB, built "
               f"in {p['deck_build_s']:.2f} s; {p['images']} images with ngspice's accounting: load "
               f"{p['netlist_load_s']} s, parse {p['netlist_parse_s']} s, setup {_s(p['setup_s'])} s, analysis "

@@ -13,7 +13,6 @@ import pytest
 from memspice.errors import SimulatorNotFound
 from memspice.regress.golden import Environment, GoldenMeta
 from memspice.sim.info import (
-    BUILD_MARKER,
     ENV_VAR,
     MIN_MAJOR,
     UnsupportedSimulator,

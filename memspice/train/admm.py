@@ -91,24 +91,11 @@ class MaskedDenseNetwork(PhaxNetwork):
             out_slopes.append(slope)
         return out_g, out_slopes
 
-    def loss_and_grad(self, params: Sequence[np.ndarray], x: np.ndarray, labels: np.ndarray,
-                      loss: Loss, rng: np.random.Generator | None = None
-                      ) -> tuple[float, list[np.ndarray]]:
-        """Loss and exact ``∂loss/∂θ`` (0 for absent devices)."""
-        g, slopes = self.conductances(params, rng)
-        trace = self.evaluator.forward(g, x)
-        if loss.link == "logit":
-            value, grad_z = loss.logit_value_and_grad(self.logits_of(trace), labels)
-            grad_g = self.evaluator.backward(trace, np.zeros_like(trace.output),
-                                             grad_column=grad_z * self.logit_gain)
-        else:
-            value, grad_out = loss.value_and_grad(trace.output, labels, *self.output_range)
-            grad_g = self.evaluator.backward(trace, grad_out)
-        grads = []
-        for theta, grad, slope in zip(params, grad_g, slopes):
-            grad_sigma = grad if slope is None else grad * slope
-            grads.append(theta_to_conductance_vjp(theta, self.window, grad_sigma))
-        return value, grads
+    def training_conductances(self, params: Sequence[np.ndarray], rng: np.random.Generator | None = None
+                              ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """A training step's conductances: :meth:`conductances` (absent devices at 0 S, their
+        ``∂G/∂σ`` 0), so the loss gradient is exact and 0 for absent devices."""
+        return self.conductances(params, rng)
 
 
 def make_model(calibration: Any, spec: NetworkSpec, levels: int = 0, evaluator: str = "static",

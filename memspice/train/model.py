@@ -155,6 +155,17 @@ class PhaxNetwork:
         """Output logits ``(B, n_classes)`` (see :meth:`logits_of`)."""
         return self.logits_of(self.trace(params, x, rng, hardware, faults))
 
+    def training_conductances(
+        self, params: Sequence[np.ndarray], rng: np.random.Generator | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """The conductances a training step sees (S) and ``∂G/∂σ`` per layer (None: 1):
+        levels, faults and, with ``rng``, programming variation."""
+        sigmas = [theta_to_conductance(theta, self.window) for theta in params]
+        config = self.hardware
+        if rng is None and config.variation_sigma > 0:
+            config = HardwareConfig(levels=config.levels)
+        return realize_conductances(sigmas, self.window, config, self.faults, rng)
+
     def loss_and_grad(
         self,
         params: Sequence[np.ndarray],
@@ -164,11 +175,7 @@ class PhaxNetwork:
         rng: np.random.Generator | None = None,
     ) -> tuple[float, list[np.ndarray]]:
         """Loss and exact ``∂loss/∂θ`` per layer (straight-through for quantization)."""
-        sigmas = [theta_to_conductance(theta, self.window) for theta in params]
-        config = self.hardware
-        if rng is None and config.variation_sigma > 0:
-            config = HardwareConfig(levels=config.levels)
-        g, slopes = realize_conductances(sigmas, self.window, config, self.faults, rng)
+        g, slopes = self.training_conductances(params, rng)
         trace = self.evaluator.forward(g, x)
         if loss.link == "logit":
             value, grad_z = loss.logit_value_and_grad(self.logits_of(trace), labels)
