@@ -254,6 +254,18 @@ def train_test_split(
     return dataset.subset(train), dataset.subset(test)
 
 
+#: The MNIST benchmark split of one 10,000-image IDX set: the first 8,000 train, the last 2,000 test.
+MNIST_TRAIN = 8000
+
+
+def benchmark_split(data: Dataset, test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """``(train, test)``: MNIST's benchmark split (first 8,000 / last 2,000) when ``data`` is the
+    10,000-image set, else a seeded stratified :func:`train_test_split`."""
+    if data.name == "mnist" and len(data.labels) == 10_000:
+        return data.subset(slice(0, MNIST_TRAIN)), data.subset(slice(MNIST_TRAIN, None))
+    return train_test_split(data, test_fraction, seed)
+
+
 def features_to_voltages(features: np.ndarray, vdd: float, vss: float) -> np.ndarray:
     """Map features in [0, 1] linearly onto input voltages in [vss, vdd] (V)."""
     return vss + (vdd - vss) * np.asarray(features, dtype=np.float64)

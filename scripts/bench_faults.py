@@ -52,17 +52,17 @@ SPARE_FRACTION = 0.1
 
 def load_split(quick: bool, mnist_dir: Path | None, seed: int):
     """``(name, train Dataset, test Dataset, topology)``."""
-    from memspice.datasets import load_dataset, train_test_split
+    from memspice.datasets import benchmark_split, load_dataset
 
     if quick:
-        train_set, test_set = train_test_split(load_dataset("digits"), 0.2, seed)
+        train_set, test_set = benchmark_split(load_dataset("digits"), 0.2, seed)
         return "digits", train_set.subset(slice(0, 400)), test_set.subset(slice(0, 100)), (64, 16, 10)
     from memspice.data_cache import resolve_mnist_dir
 
     data = load_dataset("mnist", resolve_mnist_dir(mnist_dir))
     if len(data.labels) != 10_000:
         raise SystemExit(f"expected the 10,000-image MNIST test set, got {len(data.labels)} images")
-    return "mnist", data.subset(slice(0, 8000)), data.subset(slice(8000, None)), (196, 100, 10)
+    return ("mnist", *benchmark_split(data), (196, 100, 10))
 
 
 #: θ at initialization. The dense start lets a column's healthy devices outweigh one stuck at

@@ -43,35 +43,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_faults  # noqa: E402  (the same data split, recipe and fault-rescue helpers)
+from bench_faults import load_split, train_config  # noqa: E402
+
 DENSITIES = (0.25, 0.125, 0.0625, 0.03125)
 ADMM_TARGETS = "tile:0.05:2x1,none@8"
 QUICK_ADMM_TARGETS = "tile:0.25:2x1,none"
 FAULT_RATES = (0.05, 0.10, 0.20)
 INIT_THETA_MEAN = -1.5
-
-
-def load_split(quick: bool, mnist_dir: Path | None, seed: int):
-    """``(name, train Dataset, test Dataset, topology)`` (``scripts/bench_faults.py``'s split)."""
-    from memspice.datasets import load_dataset, train_test_split
-
-    if quick:
-        train_set, test_set = train_test_split(load_dataset("digits"), 0.2, seed)
-        return "digits", train_set.subset(slice(0, 400)), test_set.subset(slice(0, 100)), (64, 16, 10)
-    from memspice.data_cache import resolve_mnist_dir
-
-    data = load_dataset("mnist", resolve_mnist_dir(mnist_dir))
-    if len(data.labels) != 10_000:
-        raise SystemExit(f"expected the 10,000-image MNIST test set, got {len(data.labels)} images")
-    return "mnist", data.subset(slice(0, 8000)), data.subset(slice(8000, None)), (196, 100, 10)
-
-
-def train_config(epochs: int, lr: float, seed: int):
-    """``scripts/bench_faults.py``'s recipe."""
-    from memspice.train.trainer import TrainConfig
-
-    return TrainConfig(epochs=epochs, batch_size=16, lr=lr, optimizer="adam", loss="bce",
-                       loss_link="logit", lr_decay=0.97, schedule="exponential", seed=seed,
-                       val_fraction=0.1, progress=False)
 
 
 def cached(directory: Path, make):
@@ -117,8 +97,6 @@ def faults_section(out: Path, cal, topology, x_train, y_train, x_test, y_test, r
                    aware_epochs, lr, seed, workers, batch, tech) -> list[dict]:
     """Fault-free, fault-oblivious and fault-aware SPICE accuracies per rate, with
     ``scripts/bench_faults.py``'s functions (dense networks, dense validation)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_faults
     from memspice.train.fault_map import FAULT_MAP_NAME, save_fault_map, seeded_fault_map
     from memspice.train.model import PhaxNetwork
 

@@ -92,3 +92,16 @@ def test_split_and_voltage_mapping():
         load_dataset("cifar")
     with pytest.raises(ConfigError):
         average_pool(np.zeros((1, 5, 5)), 2)
+
+
+def test_the_benchmark_split_is_mnists_first_8000_and_last_2000_else_a_stratified_split() -> None:
+    from memspice.datasets import Dataset, benchmark_split
+
+    labels = np.arange(10_000) % 10
+    mnist = Dataset("mnist", np.arange(10_000, dtype=float)[:, None] / 10_000, labels, 10)  # features in [0, 1]
+    train, test = benchmark_split(mnist)
+    assert np.array_equal(train.features[:, 0], np.arange(8000) / 10_000)
+    assert np.array_equal(test.features[:, 0], np.arange(8000, 10_000) / 10_000)
+    small = Dataset("mnist", mnist.features[:500], labels[:500], 10)  # not the 10,000-image set
+    train, test = benchmark_split(small, 0.2, 0)
+    assert len(test.labels) == 100 and sorted(np.bincount(test.labels)) == [10] * 10

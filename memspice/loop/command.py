@@ -174,13 +174,10 @@ def technology_of(args: argparse.Namespace, corner: str, rails: Any = None) -> A
 
 def split_data(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, Any, Any, Any]:
     """``(x_train, y_train, x_test, y_test)``: voltages and labels, capped by the sample options."""
-    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+    from memspice.datasets import benchmark_split, features_to_voltages, load_dataset
 
     data = load_dataset(args.dataset, args.mnist_dir)
-    if args.dataset == "mnist" and len(data.labels) == 10000:
-        train, test = data.subset(slice(0, 8000)), data.subset(slice(8000, None))
-    else:
-        train, test = train_test_split(data, 0.2, args.seed)
+    train, test = benchmark_split(data, 0.2, args.seed)
     for name in ("samples", "train_samples"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -10,13 +10,9 @@ import numpy as np
 from memspice.characterize.presets import default_sizing
 from memspice.circuit.builders import InverterSizing
 from memspice.circuit.wiring import Rails
-from memspice.datasets import Dataset, features_to_voltages, load_dataset, train_test_split
+from memspice.datasets import Dataset, benchmark_split, features_to_voltages, load_dataset
 from memspice.pipeline.config import RunConfig
 from memspice.tech import Technology, builtin, sky130, user_library
-
-#: The MNIST benchmark split of a single IDX set (ARCHITECTURE.md §7): first 8000 / last 2000.
-MNIST_TRAIN = 8000
-
 
 def technology(config: RunConfig) -> Technology:
     """The configured technology at the configured rails and temperature."""
@@ -45,10 +41,7 @@ def split_dataset(config: RunConfig) -> tuple[Dataset, Dataset]:
     """(train, test) as configured, capped by ``max_train``/``max_test``."""
     d = config.dataset
     data = load_dataset(d.name, Path(d.mnist_dir) if d.mnist_dir else None)
-    if d.name == "mnist" and len(data.labels) == 10000:
-        train, test = data.subset(slice(0, MNIST_TRAIN)), data.subset(slice(MNIST_TRAIN, None))
-    else:
-        train, test = train_test_split(data, d.test_fraction, d.seed)
+    train, test = benchmark_split(data, d.test_fraction, d.seed)
     if d.max_train:
         train = train.subset(slice(0, d.max_train))
     if d.max_test:
