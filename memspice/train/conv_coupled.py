@@ -36,11 +36,14 @@ import numpy as np
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
 from memspice.network.wiring import CrossbarWiring, theta_gradient
+from memspice.train.conv_solve import EliminatedFactor, MergedLoad, solve_eliminated
 from memspice.train.coupled_solve import (
     CurrentSurface,
-    LayerSolution,
+    JacobianFactor,
+    Linearization,
     Load,
     NewtonSettings,
+    SolverError,
     SparseLoad,
     factor_jacobian,
     newton_layer,
@@ -104,6 +107,9 @@ def row_column_matrix(wiring: CrossbarWiring, devices: np.ndarray) -> np.ndarray
 #: the neurons (below it the gathered capacitance product beats the dense one).
 _SPARSE_FRACTION = 0.5
 
+#: The layer solvers :class:`LayeredCoupledEvaluator` offers.
+SOLVERS = ("elimination", "newton")
+
 #: Samples solved together: a loaded layer's Newton holds a ``K × K`` matrix per sample, so
 #: large evaluations (a whole training set) go in chunks; each sample's solution is its own.
 _SOLVE_CHUNK = 256
@@ -160,9 +166,13 @@ class LayeredCoupledEvaluator:
         wirings: per crossbar layer, its :class:`~memspice.network.wiring.CrossbarWiring`
             (:func:`~memspice.network.wiring.network_wiring` of the spec).
         settings: Newton tolerance (V), iteration cap and damping.
-        sparse_loads: how each layer's load is held (see :func:`load_of`): None picks sparse
-            loads for layers whose next columns read few neurons; True or False forces one
-            kind (the results agree to round-off).
+        sparse_loads: how each layer's load is held by the ``"newton"`` solver (see
+            :func:`load_of`): None picks sparse loads for layers whose next columns read few
+            neurons; True or False forces one kind (the results agree to round-off).
+        solver: ``"elimination"`` (:func:`~memspice.train.conv_solve.solve_eliminated`, Newton
+            on the next columns with every neuron solved exactly; a sample it fails on is
+            retried by the other) or ``"newton"`` (a block-Jacobi warm start, then damped
+            Newton on the outputs). Both solve the same equations to the same tolerance.
 
     Raises:
         ConfigError: the calibration has no inverter current model.
@@ -175,7 +185,9 @@ class LayeredCoupledEvaluator:
 
     def __init__(self, calibration: Calibration, wirings: Sequence[CrossbarWiring],
                  settings: NewtonSettings = NewtonSettings(),
-                 sparse_loads: bool | None = None) -> None:
+                 sparse_loads: bool | None = None, solver: str = "elimination") -> None:
+        if solver not in SOLVERS:
+            raise ConfigError(f"unknown coupled solver {solver!r}; use one of {', '.join(SOLVERS)}")
         if calibration.inverter_current is None:
             raise ConfigError(
                 "the coupled evaluator needs a calibration with an inverter current model "
@@ -185,9 +197,11 @@ class LayeredCoupledEvaluator:
         self.wirings = tuple(wirings)
         self.settings = settings
         self.sparse_loads = sparse_loads
+        self.solver = solver
         # the last load built per layer, with the matrix it was built from: the backward
         # pass of a trace reuses its forward pass's loads
         self._loads: dict[int, tuple[np.ndarray, bool | None, Load]] = {}
+        self._merged: dict[int, tuple[np.ndarray, MergedLoad]] = {}
         self.surface = CurrentSurface(calibration.inverter_current)
         self._vdd = calibration.rails.vdd
         self._vss = calibration.rails.vss
@@ -232,31 +246,39 @@ class LayeredCoupledEvaluator:
         for index, (wiring, matrix) in enumerate(zip(self.wirings, matrices)):
             rows = wiring.row_source_voltages(v_pos, v_neg, self._vdd, self._vss)
             column = rows @ (matrix / matrix.sum(axis=1, keepdims=True)).T
-            load = self._load(matrices, index)
             outn, outp = np.empty_like(column), np.empty_like(column)
             iterations = 0
             for start in range(0, len(column), _SOLVE_CHUNK):
                 part = slice(start, start + _SOLVE_CHUNK)
-                solution = self._solve(column[part], load, index)
-                outn[part], outp[part] = solution.outn, solution.outp
-                iterations = max(iterations, solution.iterations)
+                outn[part], outp[part], taken = self._solve(column[part], matrices, index)
+                iterations = max(iterations, taken)
             self.iterations.append(iterations)
             layers.append(DeviceLayerState(rows, column, outn, outp))
             v_pos, v_neg = outp, outn
         return DeviceTrace(tuple(layers), tuple(np.asarray(g) for g in devices), matrices)
 
-    def _solve(self, column: np.ndarray, load: Load | None, index: int) -> LayerSolution:
-        """One layer's outputs for column voltages ``column`` (V), from a close start."""
-        if load is None:
+    def _solve(self, column: np.ndarray, matrices: Sequence[np.ndarray], index: int
+               ) -> tuple[np.ndarray, np.ndarray, int]:
+        """One layer's ``(outn, outp, iterations)`` for column voltages ``column`` (V)."""
+        if index + 1 >= len(matrices):
             # nothing loads the outputs: each inverter's tabulated unloaded root is within
             # about a microvolt of the solution (2 Newton iterations, not ~15)
             outn = self.surface.unloaded_output(column)
             outp = self.surface.unloaded_output(outn)
-        else:
-            act = self.calibration.activation
-            outn, outp = self._warm_start(column, act.inverting(column),
-                                          act.noninverting(column), load)
-        return newton_layer(self.surface, column, outn, outp, load, self.settings, index)
+            solution = newton_layer(self.surface, column, outn, outp, None, self.settings, index)
+            return solution.outn, solution.outp, solution.iterations
+        act = self.calibration.activation
+        outn, outp = act.inverting(column), act.noninverting(column)
+        if self.solver == "elimination":
+            try:
+                return solve_eliminated(self.surface, column, outn, outp,
+                                        self._merged_load(matrices, index), self.settings, index)
+            except SolverError:
+                pass  # the block-Jacobi start and Newton on the outputs decide
+        load = self._load(matrices, index)
+        outn, outp = self._warm_start(column, outn, outp, load)
+        solution = newton_layer(self.surface, column, outn, outp, load, self.settings, index)
+        return solution.outn, solution.outp, solution.iterations
 
     def _warm_start(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray, load: Load
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -292,6 +314,32 @@ class LayeredCoupledEvaluator:
                 break
         return outn, outp
 
+    def _merged_load(self, matrices: Sequence[np.ndarray], index: int) -> MergedLoad:
+        matrix = matrices[index + 1]
+        cached = self._merged.get(index)
+        if cached is not None and cached[0] is matrix:
+            return cached[1]
+        load = MergedLoad.of(matrix, self._vdd, self._vss)
+        self._merged[index] = (matrix, load)
+        return load
+
+    def _factor(self, lin: Linearization, matrices: Sequence[np.ndarray], index: int
+                ) -> JacobianFactor:
+        """The Jacobian of layer ``index`` at ``lin``, ready for (adjoint) solves."""
+        if index + 1 >= len(matrices) or self.solver != "elimination":
+            return factor_jacobian(lin, self._load(matrices, index))
+        return EliminatedFactor.of(lin, self._merged_load(matrices, index), index)
+
+    def _linearize(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
+                   matrices: Sequence[np.ndarray], index: int) -> Linearization:
+        """The per-neuron blocks of layer ``index``'s Jacobian at the given outputs."""
+        if index + 1 >= len(matrices) or self.solver != "elimination":
+            return residual(self.surface, column, outn, outp, self._load(matrices, index))[2]
+        _, d_in, d_out = self.surface.stacked(column, np.concatenate((outn, outp), axis=1))
+        diagonal = d_out - self._merged_load(matrices, index).b
+        m = column.shape[1]
+        return Linearization(diagonal[:, :m], d_in[:, m:], diagonal[:, m:], d_in[:, :m], diagonal)
+
     def _load(self, matrices: Sequence[np.ndarray], index: int) -> Load | None:
         if index + 1 >= len(matrices):
             return None
@@ -319,17 +367,16 @@ class LayeredCoupledEvaluator:
         grad_n = np.zeros_like(grad_p)
         for index in range(last, -1, -1):
             state = trace.layers[index]
-            load = self._load(matrices, index)
             lam_n, lam_p = np.empty_like(grad_n), np.empty_like(grad_p)
             grad_col = np.empty_like(grad_n)
             for start in range(0, len(grad_n), _SOLVE_CHUNK):
                 part = slice(start, start + _SOLVE_CHUNK)
-                _, _, lin = residual(self.surface, state.column[part], state.outn[part],
-                                     state.outp[part], load)
-                lam_n[part], lam_p[part] = factor_jacobian(lin, load).solve(
+                lin = self._linearize(state.column[part], state.outn[part], state.outp[part],
+                                      matrices, index)
+                lam_n[part], lam_p[part] = self._factor(lin, matrices, index).solve(
                     grad_n[part], grad_p[part], transpose=True)
                 grad_col[part] = -lam_n[part] * lin.i1_in
-            if load is not None:
+            if index < last:
                 grads[index + 1] += _load_vjp(matrices[index + 1], trace.layers[index + 1],
                                               lam_n, lam_p)
             if index == last and grad_column is not None:
