@@ -36,6 +36,7 @@ import numpy as np
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
 from memspice.network.wiring import CrossbarWiring, theta_gradient
+from memspice.train import conv_solve
 from memspice.train.conv_solve import EliminatedFactor, MergedLoad, solve_eliminated
 from memspice.train.coupled_solve import (
     CurrentSurface,
@@ -169,10 +170,11 @@ class LayeredCoupledEvaluator:
         sparse_loads: how each layer's load is held by the ``"newton"`` solver (see
             :func:`load_of`): None picks sparse loads for layers whose next columns read few
             neurons; True or False forces one kind (the results agree to round-off).
-        solver: ``"elimination"`` (:func:`~memspice.train.conv_solve.solve_eliminated`, Newton
-            on the next columns with every neuron solved exactly; a sample it fails on is
-            retried by the other) or ``"newton"`` (a block-Jacobi warm start, then damped
-            Newton on the outputs). Both solve the same equations to the same tolerance.
+        solver: ``"elimination"`` (:func:`~memspice.train.conv_solve.solve_eliminated`:
+            Newton on the next columns with every neuron solved exactly; compiled, so without
+            numba the other runs, and a chunk it fails on is solved again by the other) or
+            ``"newton"`` (a block-Jacobi warm start, then damped Newton on the outputs). Both
+            solve the same equations to the same tolerance.
 
     Raises:
         ConfigError: the calibration has no inverter current model.
@@ -269,7 +271,7 @@ class LayeredCoupledEvaluator:
             return solution.outn, solution.outp, solution.iterations
         act = self.calibration.activation
         outn, outp = act.inverting(column), act.noninverting(column)
-        if self.solver == "elimination":
+        if self._eliminates():
             try:
                 return solve_eliminated(self.surface, column, outn, outp,
                                         self._merged_load(matrices, index), self.settings, index)
@@ -319,26 +321,29 @@ class LayeredCoupledEvaluator:
         cached = self._merged.get(index)
         if cached is not None and cached[0] is matrix:
             return cached[1]
-        load = MergedLoad.of(matrix, self._vdd, self._vss)
+        load = MergedLoad.of(matrix, self._vdd, self._vss,
+                             like=None if cached is None else cached[1])
         self._merged[index] = (matrix, load)
         return load
+
+    def _eliminates(self) -> bool:
+        """Whether loaded layers take the elimination solver."""
+        return self.solver == "elimination" and conv_solve.available(self.surface)
 
     def _factor(self, lin: Linearization, matrices: Sequence[np.ndarray], index: int
                 ) -> JacobianFactor:
         """The Jacobian of layer ``index`` at ``lin``, ready for (adjoint) solves."""
-        if index + 1 >= len(matrices) or self.solver != "elimination":
+        if index + 1 >= len(matrices) or not self._eliminates():
             return factor_jacobian(lin, self._load(matrices, index))
         return EliminatedFactor.of(lin, self._merged_load(matrices, index), index)
 
     def _linearize(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
                    matrices: Sequence[np.ndarray], index: int) -> Linearization:
         """The per-neuron blocks of layer ``index``'s Jacobian at the given outputs."""
-        if index + 1 >= len(matrices) or self.solver != "elimination":
+        if index + 1 >= len(matrices) or not self._eliminates():
             return residual(self.surface, column, outn, outp, self._load(matrices, index))[2]
-        _, d_in, d_out = self.surface.stacked(column, np.concatenate((outn, outp), axis=1))
-        diagonal = d_out - self._merged_load(matrices, index).b
-        m = column.shape[1]
-        return Linearization(diagonal[:, :m], d_in[:, m:], diagonal[:, m:], d_in[:, :m], diagonal)
+        return conv_solve.linearize(self.surface, column, outn, outp,
+                                    self._merged_load(matrices, index))
 
     def _load(self, matrices: Sequence[np.ndarray], index: int) -> Load | None:
         if index + 1 >= len(matrices):

@@ -11,21 +11,29 @@ scalar monotone equations (:mod:`memspice.train.conv_kernel`). So the layer is s
 with ``u(c')`` the per-neuron solution. ``∂u/∂c' = −D⁻¹Pᵀ`` (``D`` the per-neuron 2×2 blocks),
 so Newton's matrix on ``c'`` is ``C = diag(S) + P D⁻¹ Pᵀ``: the Woodbury capacitance of the
 layer Newton, whose root it shares. Eliminating the neurons exactly makes Newton on ``c'``
-converge from the static fits in about five iterations with no damping, where Newton on ``u``
-needs a long warm start.
+converge from the static fits in about four iterations with no damping, where Newton on ``u``
+needs a long warm start. After each step the neurons move to first order with their columns
+(``Δu = −D⁻¹Pᵀ Δc'``), which starts the next elimination; the loop ends when no column and no
+neuron moved by more than ``tol_v`` — so, as in the layer Newton, the returned outputs are
+within about ``tol_v²`` of the exact root.
 
-``C`` is never factored for a wide load. ``S⁻¹C`` is well conditioned (on trained MNIST conv
-layers its eigenvalues lie in about [0.3, 1], clustered at 1), so GMRES solves it in 5–15
-products with ``C``, each two ``(B, K) × (K, 2G)`` matrix products. Neurons that drive
-identical devices (the ``P²`` inputs of one folded pool window) are merged into one of ``G``
-groups: their columns of ``P`` are equal, so ``P D⁻¹ Pᵀ`` needs only their summed ``D⁻¹``.
-Newton's linear solves are inexact early (relative residual ``min(1e-2, |Δ|²)``, at least
-1e-6) and the loop ends when no node moved by more than ``tol_v``, after one more elimination
-at the final ``c'`` — so, as in the layer Newton, the returned outputs are within about
-``tol_v²`` of the exact root. Narrow loads (a dense next layer) form and solve ``C`` directly.
+``C`` is never factored for a wide load. Neurons that drive identical devices (the ``P²``
+inputs of one folded pool window) are merged into one of ``G`` groups: their columns of ``P``
+are equal, so ``P D⁻¹ Pᵀ`` needs only their summed ``D⁻¹``. GMRES solves ``C`` with two
+``(B, K) × (K, 2G)`` matrix products per iteration, right-preconditioned by the inverse of the
+batch's mean capacitance (``diag(S) + P D̄⁻¹ Pᵀ``, one ``K × K`` inverse per solve): on trained
+MNIST conv layers that clusters the spectrum within a few percent of 1, so a solve to a
+relative residual of 1e-6 takes about 4 iterations and one to 1e-14 about 8. Newton's linear
+solves are inexact early (relative residual ``min(1e-2, Δ²)`` for a last step ``Δ`` in volts,
+at least 1e-6), the neurons' first eliminations loose (``max(Δ², tol_v)``, at most 1 mV), and
+one preconditioner, from the first iteration, serves every later one. Narrow loads (a dense
+next layer) form ``C`` and solve it directly.
 
 The backward pass solves ``Jᵀ λ = g`` for ``J = D + Pᵀ diag(1/S) P`` by Woodbury with the same
 matrix-free ``C`` (:class:`EliminatedFactor`), to a relative residual of 1e-14.
+
+The solver runs compiled (:func:`available`); without numba or on a non-uniform current table
+the coupled evaluator uses its layer-Newton solver.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from memspice.train.coupled_solve import (
 )
 
 #: Loads of at most this many next columns form ``C`` and solve it directly (below it the
-#: ``K × K`` products are cheaper than GMRES's iterations).
+#: ``K × K`` products cost less than GMRES's iterations).
 DIRECT_MAX_COLUMNS = 32
 
 #: Largest change of any next column in one Newton iteration (V); longer steps are scaled
@@ -57,12 +65,23 @@ _MAX_COLUMN_STEP_V = 0.1
 _FIRST_RTOL = 1e-2
 _LAST_RTOL = 1e-6
 
+#: Step (V) below which a neuron counts as solved in the first elimination; later ones use
+#: the square of the last Newton step in volts (the error a Newton stop leaves is about the
+#: square of its last step, so a looser stop early changes nothing Newton on ``c'`` can see),
+#: and ``tol_v`` at the end.
+_FIRST_LOCAL_TOL_V = 1e-3
+
 #: Relative residual of the backward pass's solves.
 ADJOINT_RTOL = 1e-14
 
 #: GMRES: Krylov vectors kept before a restart, and restarts allowed.
-_KRYLOV = 40
+_KRYLOV = 30
 _RESTARTS = 4
+
+
+def available(surface: CurrentSurface) -> bool:
+    """Whether the elimination solver runs for this surface (numba, a uniform table)."""
+    return surface.uniform_grid is not None and conv_kernel.compiled() is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +93,7 @@ class MergedLoad:
         total: ``(K,)`` column conductance sums ``S`` (S).
         bias: ``(K,)`` current the rail rows inject into each next column at 0 V (A).
         b: ``(2M,)`` each output node's conductance into the load, ``[b_n | b_p]`` (S).
-        group: ``(M,)`` the group of each neuron.
+        group: ``(M,)`` the group of each neuron, numbered in order of first appearance.
         p: ``(K, 2G)`` ``[P_n | P_p]`` on the groups (S).
         p_t: ``(2G, K)`` its transpose.
     """
@@ -85,34 +104,39 @@ class MergedLoad:
     group: np.ndarray
     p: np.ndarray
     p_t: np.ndarray
-    _order: np.ndarray = field(repr=False, compare=False)
-    _starts: np.ndarray = field(repr=False, compare=False)
+    _first: np.ndarray = field(repr=False, compare=False)  # (G,) a neuron of each group
+    _order: np.ndarray = field(repr=False, compare=False)  # neurons sorted by group
+    _starts: np.ndarray = field(repr=False, compare=False)  # where each group starts in it
 
     @classmethod
-    def of(cls, matrix: np.ndarray, vdd: float, vss: float) -> MergedLoad:
+    def of(cls, matrix: np.ndarray, vdd: float, vss: float,
+           like: MergedLoad | None = None) -> MergedLoad:
         """From the next layer's row-column matrix ``(K, 2M + 3)`` (S), rows
-        ``[p…, n…, VDD, VSS, 0 V]``."""
+        ``[p…, n…, VDD, VSS, 0 V]``.
+
+        Args:
+            like: a load whose grouping is tried first (a training step's load keeps the
+                previous step's groups); it is kept only if it still holds exactly.
+        """
         m = (matrix.shape[1] - 3) // 2
-        p_p, p_n = matrix[:, :m], matrix[:, m : 2 * m]
-        _, first, group = np.unique(np.concatenate((p_n, p_p)).T, axis=0, return_index=True,
-                                    return_inverse=True)
-        # groups numbered by their first neuron, so that the merge keeps the neurons' order
-        rank = np.empty(len(first), dtype=np.intp)
-        rank[np.argsort(first)] = np.arange(len(first))
-        group = rank[group.ravel()]
-        representative = np.sort(first)
+        columns = np.concatenate((matrix[:, m : 2 * m], matrix[:, :m]))  # (2K, M): [P_n; P_p]
+        if like is not None and len(like.group) == m and _groups_hold(columns, like._first,
+                                                                      like.group):
+            group, first = like.group, like._first
+        else:
+            group, first = _groups(columns)
         order = np.argsort(group, kind="stable")
         starts = np.searchsorted(group[order], np.arange(len(first)))
-        p = np.ascontiguousarray(np.concatenate((p_n[:, representative], p_p[:, representative]),
-                                                axis=1))
-        b = np.concatenate((p_n.sum(axis=0), p_p.sum(axis=0)))
+        k = matrix.shape[0]
+        p = np.ascontiguousarray(np.concatenate((columns[:k, first], columns[k:, first]), axis=1))
+        b = np.concatenate((matrix[:, m : 2 * m].sum(axis=0), matrix[:, :m].sum(axis=0)))
         return cls(matrix.sum(axis=1), matrix[:, 2 * m] * vdd + matrix[:, 2 * m + 1] * vss, b,
-                   group, p, np.ascontiguousarray(p.T), order, starts)
+                   group, p, np.ascontiguousarray(p.T), first, order, starts)
 
     @property
     def n_groups(self) -> int:
         """``G``."""
-        return self.p.shape[1] // 2
+        return len(self._first)
 
     @property
     def merged(self) -> bool:
@@ -144,6 +168,35 @@ class MergedLoad:
         return (self.product(u) + self.bias) / self.total
 
 
+#: Odd multipliers of the exact column hash, by column length.
+_HASH_RNG_SEED = 0
+
+
+def _groups(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(group, first)``: neurons with identical columns grouped, numbered by first neuron.
+
+    Columns are hashed exactly (their bit patterns times odd multipliers, summed with
+    wrap-around), the hash groups checked for equality; a collision falls back to sorting
+    the columns themselves.
+    """
+    bits = np.ascontiguousarray(columns).view(np.uint64)
+    multipliers = np.random.default_rng(_HASH_RNG_SEED).integers(
+        1, 2**63, len(columns), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    key = (bits * multipliers[:, None]).sum(axis=0)
+    _, first, group = np.unique(key, return_index=True, return_inverse=True)
+    if not _groups_hold(columns, first, group):
+        _, first, group = np.unique(columns.T, axis=0, return_index=True, return_inverse=True)
+    # number the groups by their first neuron, so that groups follow the neurons' order
+    rank = np.empty(len(first), dtype=np.intp)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return np.ascontiguousarray(rank[group.ravel()]), np.sort(first)
+
+
+def _groups_hold(columns: np.ndarray, first: np.ndarray, group: np.ndarray) -> bool:
+    """Whether every neuron's column equals its group's first neuron's column exactly."""
+    return bool(np.array_equal(columns, columns[:, first[group.ravel()]]))
+
+
 @dataclass(frozen=True, slots=True)
 class Capacitance:
     """``C = diag(S) + P D⁻¹ Pᵀ`` per sample, applied without forming it.
@@ -161,6 +214,7 @@ class Capacitance:
 
     @classmethod
     def of(cls, load: MergedLoad, inverse: BlockInverse) -> Capacitance:
+        """From the per-neuron ``D⁻¹``."""
         m = len(load.group)
         return cls(load, load.sum_groups(inverse.inv[:, :m]), load.sum_groups(inverse.inv[:, m:]),
                    load.sum_groups(inverse.eps))
@@ -188,19 +242,37 @@ class Capacitance:
         capacitance[:, diagonal, diagonal] += load.total
         return capacitance
 
-    def solve(self, r: np.ndarray, rtol: np.ndarray | float, transpose: bool = False
-              ) -> tuple[np.ndarray, bool]:
+    def preconditioner(self) -> np.ndarray:
+        """``C̄⁻¹`` ``(K, K)`` (1/S): the inverse of the batch's mean capacitance
+        ``diag(S) + P D̄⁻¹ Pᵀ`` (``D̄⁻¹`` averaged over the samples), or ``diag(1/S)`` when that
+        is singular."""
+        mean = Capacitance(self.load, self.alpha.mean(axis=0, keepdims=True),
+                           self.delta.mean(axis=0, keepdims=True),
+                           self.eps.mean(axis=0, keepdims=True)).dense()[0]
+        try:
+            return np.linalg.inv(mean)
+        except np.linalg.LinAlgError:
+            return np.diag(1.0 / self.load.total)
+
+    def solve(self, r: np.ndarray, rtol: np.ndarray | float, transpose: bool = False,
+              preconditioner: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
         """``C x = r`` (or ``Cᵀ x = r``) for ``r`` ``(B, K)`` (A): ``(x, converged)``.
 
-        Directly for narrow loads, else by GMRES on ``S⁻¹C`` to the relative residual
-        ``rtol`` (per sample or one for all).
+        Directly for narrow loads; else by GMRES on ``S⁻¹C`` to the relative residual ``rtol``
+        (per sample or one), right-preconditioned by ``preconditioner`` (an approximate
+        ``C⁻¹``; by default :meth:`preconditioner`).
         """
         if self.load.p.shape[0] <= DIRECT_MAX_COLUMNS:
             c = self.dense()
             if transpose:
                 c = c.transpose(0, 2, 1)
             return _batched_solve(c, r[:, :, None])[:, :, 0], True
-        return gmres(lambda v: self.scaled_product(v, transpose), r / self.load.total, rtol)
+        total = self.load.total
+        inverse = self.preconditioner() if preconditioner is None else preconditioner
+        # z ↦ C̄⁻¹ S z for rows z: z S C̄⁻ᵀ (or z S C̄⁻¹ for the transposed system)
+        right = (inverse if transpose else inverse.T) * total[:, None]
+        z, converged = gmres(lambda v: self.scaled_product(v @ right, transpose), r / total, rtol)
+        return z @ right, converged
 
 
 def gmres(matvec, rhs: np.ndarray, rtol: np.ndarray | float, krylov: int = _KRYLOV,
@@ -215,11 +287,13 @@ def gmres(matvec, rhs: np.ndarray, rtol: np.ndarray | float, krylov: int = _KRYL
         restarts: further cycles allowed.
 
     Returns:
-        ``(x, converged)``: the iterate (the best of the last cycle) and whether every sample
-        reached its tolerance. All samples iterate together until the slowest has converged.
+        ``(x, converged)``: the iterate and whether every sample reached its tolerance. All
+        samples iterate together until the slowest has converged.
     """
+    kernels = conv_kernel.compiled()
     batch, k = rhs.shape
-    target = np.broadcast_to(np.asarray(rtol, dtype=np.float64), (batch,)) * np.linalg.norm(rhs, axis=1)
+    target = np.ascontiguousarray(
+        np.broadcast_to(np.asarray(rtol, dtype=np.float64), (batch,)) * np.linalg.norm(rhs, axis=1))
     x = np.zeros_like(rhs)
     r = rhs
     for _ in range(restarts + 1):
@@ -228,39 +302,16 @@ def gmres(matvec, rhs: np.ndarray, rtol: np.ndarray | float, krylov: int = _KRYL
             return x, True
         basis = np.empty((krylov + 1, batch, k))
         basis[0] = r / np.where(beta > 0, beta, 1.0)[:, None]
-        hessenberg = np.zeros((krylov + 1, krylov, batch))
-        cos, sin = np.empty((krylov, batch)), np.empty((krylov, batch))
-        g = np.zeros((krylov + 1, batch))
-        g[0] = beta
+        hessenberg = np.zeros((batch, krylov + 1, krylov))
+        cos, sin = np.empty((batch, krylov)), np.empty((batch, krylov))
+        g = np.zeros((batch, krylov + 1))
+        g[:, 0] = beta
         for j in range(krylov):
-            w = matvec(basis[j])
-            # classical Gram-Schmidt, twice (as accurate as modified, in two products)
-            h = np.einsum("ibk,bk->ib", basis[: j + 1], w)
-            w -= np.einsum("ib,ibk->bk", h, basis[: j + 1])
-            h2 = np.einsum("ibk,bk->ib", basis[: j + 1], w)
-            w -= np.einsum("ib,ibk->bk", h2, basis[: j + 1])
-            column = np.empty((j + 2, batch))
-            column[: j + 1] = h + h2
-            column[j + 1] = np.linalg.norm(w, axis=1)
-            basis[j + 1] = w / np.where(column[j + 1] > 0, column[j + 1], 1.0)[:, None]
-            for i in range(j):  # earlier rotations
-                a, b = column[i], column[i + 1]
-                column[i], column[i + 1] = cos[i] * a + sin[i] * b, cos[i] * b - sin[i] * a
-            norm = np.hypot(column[j], column[j + 1])
-            norm = np.where(norm > 0, norm, 1.0)
-            cos[j], sin[j] = column[j] / norm, column[j + 1] / norm
-            column[j], column[j + 1] = norm, 0.0
-            hessenberg[: j + 2, j] = column
-            g[j + 1] = -sin[j] * g[j]
-            g[j] = cos[j] * g[j]
-            converged = bool(np.all(np.abs(g[j + 1]) <= target))
+            w = np.ascontiguousarray(matvec(basis[j]))
+            converged = kernels.arnoldi(basis, j, w, hessenberg, cos, sin, g, target)
             if converged:
                 break
-        n = j + 1
-        y = np.empty((n, batch))
-        for i in range(n - 1, -1, -1):
-            y[i] = (g[i] - np.einsum("jb,jb->b", hessenberg[i, i + 1 : n], y[i + 1 : n])) / hessenberg[i, i]
-        x = x + np.einsum("ib,ibk->bk", y, basis[:n])
+        kernels.gmres_update(basis, j + 1, hessenberg, g, x)
         if converged:  # by the recurrence's residual, which equals the true one to round-off
             return x, True
         r = rhs - matvec(x)
@@ -291,88 +342,65 @@ class EliminatedFactor(_PairSolve):
         return y
 
 
-def _local_solve(surface: CurrentSurface, column: np.ndarray, inject: np.ndarray, b: np.ndarray,
-                 u: np.ndarray, tol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Every neuron's outputs for fixed injected currents (in place in ``u``): the compiled
-    kernel, or the same safeguarded Newton as NumPy operations. Returns ``∂I/∂V_in``,
-    ``∂I/∂V_out`` at each node's last evaluation and the most iterations (−1: failed)."""
+def linearize(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
+              load: MergedLoad) -> Linearization:
+    """The per-neuron blocks of the layer Jacobian at the given outputs (compiled surface)."""
+    u = np.concatenate((outn, outp), axis=1)
     d_in, d_out = np.empty(u.shape), np.empty(u.shape)
-    grid = surface.uniform_grid
-    kernels = conv_kernel.compiled()
-    if kernels is not None and grid is not None:
-        worst = kernels.local_solve(surface.coefficients, grid, column, inject, b, u,
-                                    surface.v_lo, surface.v_hi, tol, max_iter, d_in, d_out)
-        return d_in, d_out, worst
+    conv_kernel.compiled().slopes(surface.coefficients, surface.uniform_grid,
+                                  np.ascontiguousarray(column, dtype=np.float64), u, d_in, d_out)
+    diagonal = d_out - load.b
     m = column.shape[1]
-    worst = 0
-    for half in (slice(0, m), slice(m, 2 * m)):
-        v_in = column if half.start == 0 else u[:, :m]
-        v = np.clip(u[:, half], surface.v_lo, surface.v_hi)
-        below, above = np.full_like(v, surface.v_lo), np.full_like(v, surface.v_hi)
-        active = np.ones(v.shape, dtype=bool)
-        for iteration in range(1, max_iter + 1):
-            value, slope_in, slope_out = surface(v_in, v)
-            f = value - b[half] * v + inject[:, half]
-            slope = slope_out - b[half]
-            d_in[:, half] = np.where(active, slope_in, d_in[:, half])
-            d_out[:, half] = np.where(active, slope_out, d_out[:, half])
-            below = np.where(active & (f > 0), v, below)
-            above = np.where(active & (f <= 0), v, above)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                new = np.where(slope < 0, v - f / slope, np.nan)
-            inside = (new >= below) & (new <= above)
-            new = np.where(inside, new, 0.5 * (below + above))
-            new = np.where(active, new, v)
-            step = np.abs(new - v)
-            v = new
-            active &= ~(step < tol)
-            if not active.any():
-                worst = max(worst, iteration)
-                break
-        else:
-            worst = -1
-        u[:, half] = v
-        if worst < 0:
-            break
-    return d_in, d_out, worst
+    return Linearization(diagonal[:, :m], d_in[:, m:], diagonal[:, m:], d_in[:, :m], diagonal)
 
 
 def solve_eliminated(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray,
                      outp: np.ndarray, load: MergedLoad, settings: NewtonSettings, layer: int = 0
                      ) -> tuple[np.ndarray, np.ndarray, int]:
     """Outputs ``(outn, outp)`` ``(B, M)`` (V) of a loaded layer and the Newton iterations taken
-    on ``c'`` (see the module notes), starting from ``outn``/``outp``.
+    on ``c'`` (see the module notes), starting from ``outn``/``outp``. Needs :func:`available`.
 
     Raises:
         SolverError: some sample did not converge (its neurons or its columns).
     """
+    kernels = conv_kernel.compiled()
+    coeffs, grid = surface.coefficients, surface.uniform_grid
     lo, hi = surface.v_lo, surface.v_hi
     column = np.ascontiguousarray(column, dtype=np.float64)
-    m = column.shape[1]
+    batch, m = column.shape
+    groups = load.n_groups
     u = np.clip(np.concatenate((outn, outp), axis=1), lo, hi)
     c_next = load.next_columns(u)
-    rtol = np.full(len(u), _FIRST_RTOL)
-    finished = False
+    inverse, sums = np.empty((batch, 3 * m)), np.empty((batch, 2 * groups))
+    inverse_sums, largest = np.empty((batch, 3 * groups)), np.empty(batch)
+    rtol = np.full(batch, _FIRST_RTOL)
+    step = np.full(batch, np.inf)
+    local_tol = _FIRST_LOCAL_TOL_V
+    preconditioner = None
     for iteration in range(1, settings.max_iter + 1):
-        inject = load.transpose_product(c_next)
-        d_in, d_out, worst = _local_solve(surface, column, inject, load.b, u, settings.tol_v,
-                                          settings.max_iter)
+        worst = kernels.eliminate(coeffs, grid, column, load.group, c_next @ load.p, load.b, u,
+                                  lo, hi, local_tol, settings.max_iter, inverse, sums,
+                                  inverse_sums)
         if worst < 0:
             break
-        if finished:
-            return u[:, :m], u[:, m:], iteration - 1
-        diagonal = d_out - load.b
-        lin = Linearization(diagonal[:, :m], d_in[:, m:], diagonal[:, m:], d_in[:, :m], diagonal)
-        inverse = lin.inverse()
-        residual = load.total * c_next - load.product(u) - load.bias
-        step_c, _ = Capacitance.of(load, inverse).solve(residual, rtol)
+        residual = load.total * c_next - sums @ load.p_t - load.bias
+        capacitance = Capacitance(load, inverse_sums[:, :groups],
+                                  inverse_sums[:, groups : 2 * groups], inverse_sums[:, 2 * groups :])
+        if preconditioner is None and load.p.shape[0] > DIRECT_MAX_COLUMNS:
+            preconditioner = capacitance.preconditioner()
+        step_c, _ = capacitance.solve(residual, rtol, preconditioner=preconditioner)
         size = np.abs(step_c).max(axis=1)
         step_c *= np.minimum(1.0, _MAX_COLUMN_STEP_V / np.maximum(size, 1e-300))[:, None]
         c_next = c_next - step_c
-        # first-order move of the neurons with their columns: the next elimination's start
-        move = inverse.apply(load.transpose_product(step_c))
-        u = np.clip(u + move, lo, hi)
-        step = np.maximum(size, np.abs(move).max(axis=1))
+        # the neurons follow their columns to first order: the result, or the next start
+        kernels.apply_move(load.group, step_c @ load.p, inverse, u, lo, hi, largest)
+        step = np.maximum(size, largest)
+        if not np.all(np.isfinite(step)):
+            break
+        largest_step = float(step.max())
+        if largest_step < settings.tol_v:
+            return u[:, :m], u[:, m:], iteration
         rtol = np.clip(step * step, _LAST_RTOL, _FIRST_RTOL)
-        finished = bool(step.max() < settings.tol_v)
-    raise SolverError(layer, np.arange(len(u)), np.full(len(u), np.nan), settings.max_iter)
+        local_tol = min(max(largest_step * largest_step, settings.tol_v), _FIRST_LOCAL_TOL_V)
+    failed = ~(step < settings.tol_v)
+    raise SolverError(layer, np.flatnonzero(failed), step[failed], settings.max_iter)
