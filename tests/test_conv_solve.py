@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,19 @@ def test_elimination_with_masks_and_the_layer_newton_without_numba(calibration, 
     assert _compare(calibration, spec, 2)._eliminates()
     monkeypatch.setattr(conv_kernel, "compiled", lambda: None)
     assert not _compare(calibration, spec, 3)._eliminates()
+
+
+def test_elimination_from_the_load_aware_start(calibration):
+    from test_conv_load_aware import load_aware_calibration
+
+    with_model = dataclasses.replace(calibration, load_aware=load_aware_calibration().load_aware)
+    _, wirings, devices = _devices(STACK, 10)
+    evaluator = LayeredCoupledEvaluator(with_model, wirings)
+    merged = evaluator._merged_load([row_column_matrix(w, g) for w, g in zip(wirings, devices)], 0)
+    column = np.linspace(VSS, VDD, 2 * wirings[0].plan.n_columns).reshape(2, -1)
+    static = calibration.activation.noninverting(column)
+    assert np.abs(evaluator._start(column, merged)[1] - static).max() > 1e-3  # really used
+    _compare(with_model, STACK, 10)
 
 
 def test_a_failed_elimination_is_solved_by_layer_newton(calibration, monkeypatch):

@@ -50,6 +50,7 @@ from memspice.train.coupled_solve import (
     newton_layer,
     residual,
 )
+from memspice.train.load_aware import _tanh, activation_parameters
 
 
 #: Warm start: at most this many block-Jacobi sweeps, each with this many scalar Newton
@@ -272,9 +273,10 @@ class LayeredCoupledEvaluator:
         act = self.calibration.activation
         outn, outp = act.inverting(column), act.noninverting(column)
         if self._eliminates():
+            merged = self._merged_load(matrices, index)
             try:
-                return solve_eliminated(self.surface, column, outn, outp,
-                                        self._merged_load(matrices, index), self.settings, index)
+                return solve_eliminated(self.surface, column, *self._start(column, merged),
+                                        merged, self.settings, index)
             except SolverError:
                 pass  # the block-Jacobi start and Newton on the outputs decide
         load = self._load(matrices, index)
@@ -314,6 +316,19 @@ class LayeredCoupledEvaluator:
                 outp = np.clip(outp + np.clip(step, -limit, limit), lo, hi)
             if np.abs(outp - before).max() < _WARM_TOL_V:
                 break
+        return outn, outp
+
+    def _start(self, column: np.ndarray, load: MergedLoad) -> tuple[np.ndarray, np.ndarray]:
+        """The elimination's start: each neuron's load-aware tanh at its own load when the
+        calibration has one (on MNIST conv layers about 3× closer to the solution than the
+        static fits, which saves an iteration on the dense layer), else the static fits."""
+        model = self.calibration.load_aware
+        if model is None:
+            act = self.calibration.activation
+            return act.inverting(column), act.noninverting(column)
+        m = column.shape[1]
+        outn = _tanh(activation_parameters(model.inverting, load.b[:m])[0], column)[0]
+        outp = _tanh(activation_parameters(model.noninverting, load.b[m:])[0], column)[0]
         return outn, outp
 
     def _merged_load(self, matrices: Sequence[np.ndarray], index: int) -> MergedLoad:
