@@ -37,11 +37,10 @@ from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
 from memspice.network.wiring import CrossbarWiring, theta_gradient
 from memspice.train import conv_solve
-from memspice.train.conv_solve import EliminatedFactor, MergedLoad, solve_eliminated
+from memspice.train.conv_solve import MergedLoad, solve_eliminated
 from memspice.train.coupled_solve import (
     CurrentSurface,
     JacobianFactor,
-    Linearization,
     Load,
     NewtonSettings,
     SolverError,
@@ -205,6 +204,9 @@ class LayeredCoupledEvaluator:
         # pass of a trace reuses its forward pass's loads
         self._loads: dict[int, tuple[np.ndarray, bool | None, Load]] = {}
         self._merged: dict[int, tuple[np.ndarray, MergedLoad]] = {}
+        # the last forward solve's GMRES preconditioner per layer, with its load's matrix: an
+        # approximate inverse, so any one serves a backward pass on that matrix
+        self._preconditioners: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self.surface = CurrentSurface(calibration.inverter_current)
         self._vdd = calibration.rails.vdd
         self._vss = calibration.rails.vss
@@ -275,8 +277,10 @@ class LayeredCoupledEvaluator:
         if self._eliminates():
             merged = self._merged_load(matrices, index)
             try:
-                return solve_eliminated(self.surface, column, *self._start(column, merged),
-                                        merged, self.settings, index)
+                solved = solve_eliminated(self.surface, column, *self._start(column, merged),
+                                          merged, self.settings, index)
+                self._preconditioners[index] = (matrices[index + 1], solved.preconditioner)
+                return solved.outn, solved.outp, solved.iterations
             except SolverError:
                 pass  # the block-Jacobi start and Newton on the outputs decide
         load = self._load(matrices, index)
@@ -345,20 +349,17 @@ class LayeredCoupledEvaluator:
         """Whether loaded layers take the elimination solver."""
         return self.solver == "elimination" and conv_solve.available(self.surface)
 
-    def _factor(self, lin: Linearization, matrices: Sequence[np.ndarray], index: int
-                ) -> JacobianFactor:
-        """The Jacobian of layer ``index`` at ``lin``, ready for (adjoint) solves."""
-        if index + 1 >= len(matrices) or not self._eliminates():
-            return factor_jacobian(lin, self._load(matrices, index))
-        return EliminatedFactor.of(lin, self._merged_load(matrices, index), index)
-
-    def _linearize(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
-                   matrices: Sequence[np.ndarray], index: int) -> Linearization:
-        """The per-neuron blocks of layer ``index``'s Jacobian at the given outputs."""
-        if index + 1 >= len(matrices) or not self._eliminates():
-            return residual(self.surface, column, outn, outp, self._load(matrices, index))[2]
-        return conv_solve.linearize(self.surface, column, outn, outp,
-                                    self._merged_load(matrices, index))
+    def _jacobian(self, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
+                  matrices: Sequence[np.ndarray], index: int
+                  ) -> tuple[np.ndarray, JacobianFactor]:
+        """Layer ``index``'s Jacobian at the given outputs: ``(∂I₁/∂c (S), factor)``."""
+        if index + 1 < len(matrices) and self._eliminates():
+            cached = self._preconditioners.get(index)
+            preconditioner = cached[1] if cached is not None and cached[0] is matrices[index + 1] else None
+            return conv_solve.jacobian(self.surface, column, outn, outp,
+                                       self._merged_load(matrices, index), preconditioner, index)
+        lin = residual(self.surface, column, outn, outp, self._load(matrices, index))[2]
+        return lin.i1_in, factor_jacobian(lin, self._load(matrices, index))
 
     def _load(self, matrices: Sequence[np.ndarray], index: int) -> Load | None:
         if index + 1 >= len(matrices):
@@ -391,11 +392,10 @@ class LayeredCoupledEvaluator:
             grad_col = np.empty_like(grad_n)
             for start in range(0, len(grad_n), _SOLVE_CHUNK):
                 part = slice(start, start + _SOLVE_CHUNK)
-                lin = self._linearize(state.column[part], state.outn[part], state.outp[part],
-                                      matrices, index)
-                lam_n[part], lam_p[part] = self._factor(lin, matrices, index).solve(
-                    grad_n[part], grad_p[part], transpose=True)
-                grad_col[part] = -lam_n[part] * lin.i1_in
+                i1_in, factor = self._jacobian(state.column[part], state.outn[part],
+                                               state.outp[part], matrices, index)
+                lam_n[part], lam_p[part] = factor.solve(grad_n[part], grad_p[part], transpose=True)
+                grad_col[part] = -lam_n[part] * i1_in
             if index < last:
                 grads[index + 1] += _load_vjp(matrices[index + 1], trace.layers[index + 1],
                                               lam_n, lam_p)

@@ -28,7 +28,7 @@ import numpy as np
 
 from memspice.train import coupled_kernel
 
-_KERNELS = ("eliminate", "apply_move", "arnoldi", "gmres_update", "slopes")
+_KERNELS = ("eliminate", "apply_move", "arnoldi", "gmres_update", "linearize")
 _compiled: SimpleNamespace | None = None
 
 
@@ -156,18 +156,32 @@ def apply_move(group: np.ndarray, move: np.ndarray, inverse: np.ndarray, u: np.n
         largest[sample] = biggest
 
 
-def slopes(coeffs: np.ndarray, grid: np.ndarray, column: np.ndarray, u: np.ndarray,
-           d_in: np.ndarray, d_out: np.ndarray) -> None:
-    """``∂I/∂V_in`` and ``∂I/∂V_out`` (S) of both inverters of every neuron at ``u``
-    ``(B, 2M)`` ``[outn | outp]``: :meth:`CurrentSurface.stacked`'s derivatives."""
+def linearize(coeffs: np.ndarray, grid: np.ndarray, column: np.ndarray, group: np.ndarray,
+              u: np.ndarray, b: np.ndarray, i1_in: np.ndarray, inverse: np.ndarray,
+              inverse_sums: np.ndarray) -> None:
+    """The layer Jacobian's per-neuron blocks at outputs ``u`` ``(B, 2M)``: ``i1_in`` ``(B, M)``
+    receives ``∂I₁/∂c`` (S), ``inverse`` ``(B, 3M)`` and ``inverse_sums`` ``(B, 3G)`` the
+    per-neuron ``D⁻¹`` and its group sums as :func:`eliminate` fills them."""
     x0, inv_hx, y0, inv_hy = grid[0], grid[1], grid[2], grid[3]
     n_samples, m = column.shape
+    groups = inverse_sums.shape[1] // 3
     for sample in range(n_samples):
-        for node in range(2 * m):
-            v_in = column[sample, node] if node < m else u[sample, node - m]
-            _, slope_in, slope_out = _surface(coeffs, x0, inv_hx, y0, inv_hy, v_in, u[sample, node])
-            d_in[sample, node] = slope_in
-            d_out[sample, node] = slope_out
+        for q in range(3 * groups):
+            inverse_sums[sample, q] = 0.0
+        for j in range(m):
+            _, slope_in, slope_out = _surface(coeffs, x0, inv_hx, y0, inv_hy, column[sample, j],
+                                              u[sample, j])
+            i1_in[sample, j] = slope_in
+            alpha = 1.0 / (slope_out - b[j])
+            e, slope_out = _surface(coeffs, x0, inv_hx, y0, inv_hy, u[sample, j],
+                                    u[sample, m + j])[1:]
+            delta = 1.0 / (slope_out - b[m + j])
+            eps = -e * alpha * delta
+            inverse[sample, j], inverse[sample, m + j], inverse[sample, 2 * m + j] = alpha, delta, eps
+            g = group[j]
+            inverse_sums[sample, g] += alpha
+            inverse_sums[sample, groups + g] += delta
+            inverse_sums[sample, 2 * groups + g] += eps
 
 
 def arnoldi(basis: np.ndarray, j: int, w: np.ndarray, hessenberg: np.ndarray, cos: np.ndarray,

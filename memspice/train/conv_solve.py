@@ -46,7 +46,6 @@ from memspice.train import conv_kernel
 from memspice.train.coupled_solve import (
     BlockInverse,
     CurrentSurface,
-    Linearization,
     NewtonSettings,
     SolverError,
     _batched_solve,
@@ -321,44 +320,74 @@ def gmres(matvec, rhs: np.ndarray, rtol: np.ndarray | float, krylov: int = _KRYL
 @dataclass(frozen=True, slots=True)
 class EliminatedFactor(_PairSolve):
     """The layer Jacobian ``J = D + Pᵀ diag(1/S) P`` for Woodbury solves with a matrix-free
-    ``C``: ``J⁻¹ = D⁻¹ − D⁻¹Pᵀ C⁻¹ P D⁻¹`` (``J⁻ᵀ`` likewise with ``D⁻ᵀ`` and ``Cᵀ``)."""
+    ``C``: ``J⁻¹ = D⁻¹ − D⁻¹Pᵀ C⁻¹ P D⁻¹`` (``J⁻ᵀ`` likewise with ``D⁻ᵀ`` and ``Cᵀ``).
+
+    Attributes:
+        inverse: ``D⁻¹`` per neuron.
+        capacitance: ``C``.
+        preconditioner: an approximate ``C⁻¹`` for GMRES, or None (:meth:`Capacitance.solve`).
+        layer: the layer's index (for errors).
+    """
 
     inverse: BlockInverse
     capacitance: Capacitance
+    preconditioner: np.ndarray | None = None
     layer: int = 0
-
-    @classmethod
-    def of(cls, lin: Linearization, load: MergedLoad, layer: int = 0) -> EliminatedFactor:
-        inverse = lin.inverse()
-        return cls(inverse, Capacitance.of(load, inverse), layer)
 
     def solve_stacked(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
         load = self.capacitance.load
         y = self.inverse.apply(r, transpose)
-        w, converged = self.capacitance.solve(load.product(y), ADJOINT_RTOL, transpose)
+        w, converged = self.capacitance.solve(load.product(y), ADJOINT_RTOL, transpose,
+                                              self.preconditioner)
         if not converged:
             raise SolverError(self.layer, np.arange(len(r)), np.full(len(r), np.nan), _KRYLOV)
         y -= self.inverse.apply(load.transpose_product(w), transpose)
         return y
 
 
-def linearize(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
-              load: MergedLoad) -> Linearization:
-    """The per-neuron blocks of the layer Jacobian at the given outputs (compiled surface)."""
-    u = np.concatenate((outn, outp), axis=1)
-    d_in, d_out = np.empty(u.shape), np.empty(u.shape)
-    conv_kernel.compiled().slopes(surface.coefficients, surface.uniform_grid,
-                                  np.ascontiguousarray(column, dtype=np.float64), u, d_in, d_out)
-    diagonal = d_out - load.b
-    m = column.shape[1]
-    return Linearization(diagonal[:, :m], d_in[:, m:], diagonal[:, m:], d_in[:, :m], diagonal)
+def jacobian(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray, outp: np.ndarray,
+             load: MergedLoad, preconditioner: np.ndarray | None = None, layer: int = 0
+             ) -> tuple[np.ndarray, EliminatedFactor]:
+    """The layer Jacobian at the given outputs (compiled): ``(∂I₁/∂c (B, M) (S), factor)``.
+
+    Args:
+        preconditioner: an approximate ``C⁻¹`` (the forward solve's) for the factor's solves.
+    """
+    column = np.ascontiguousarray(column, dtype=np.float64)
+    batch, m = column.shape
+    i1_in, inverse = np.empty((batch, m)), np.empty((batch, 3 * m))
+    sums = np.empty((batch, 3 * load.n_groups))
+    conv_kernel.compiled().linearize(surface.coefficients, surface.uniform_grid, column,
+                                     load.group, np.concatenate((outn, outp), axis=1), load.b,
+                                     i1_in, inverse, sums)
+    g = load.n_groups
+    capacitance = Capacitance(load, sums[:, :g], sums[:, g : 2 * g], sums[:, 2 * g :])
+    return i1_in, EliminatedFactor(BlockInverse(inverse[:, : 2 * m], inverse[:, 2 * m :]),
+                                   capacitance, preconditioner, layer)
+
+
+@dataclass(frozen=True, slots=True)
+class Elimination:
+    """A layer solved by :func:`solve_eliminated`.
+
+    Attributes:
+        outn, outp: ``(B, M)`` outputs (V).
+        iterations: Newton iterations on the next columns.
+        preconditioner: the approximate ``C⁻¹`` its GMRES solves used, or None (direct
+            solves); it serves the backward pass's solves as well.
+    """
+
+    outn: np.ndarray
+    outp: np.ndarray
+    iterations: int
+    preconditioner: np.ndarray | None
 
 
 def solve_eliminated(surface: CurrentSurface, column: np.ndarray, outn: np.ndarray,
                      outp: np.ndarray, load: MergedLoad, settings: NewtonSettings, layer: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Outputs ``(outn, outp)`` ``(B, M)`` (V) of a loaded layer and the Newton iterations taken
-    on ``c'`` (see the module notes), starting from ``outn``/``outp``. Needs :func:`available`.
+                     ) -> Elimination:
+    """A loaded layer's outputs (see the module notes), starting from ``outn``/``outp`` ``(B, M)``
+    (V). Needs :func:`available`.
 
     Raises:
         SolverError: some sample did not converge (its neurons or its columns).
@@ -399,7 +428,7 @@ def solve_eliminated(surface: CurrentSurface, column: np.ndarray, outn: np.ndarr
             break
         largest_step = float(step.max())
         if largest_step < settings.tol_v:
-            return u[:, :m], u[:, m:], iteration
+            return Elimination(u[:, :m], u[:, m:], iteration, preconditioner)
         rtol = np.clip(step * step, _LAST_RTOL, _FIRST_RTOL)
         local_tol = min(max(largest_step * largest_step, settings.tol_v), _FIRST_LOCAL_TOL_V)
     failed = ~(step < settings.tol_v)
