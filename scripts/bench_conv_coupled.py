@@ -167,7 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         for index, layer in enumerate(errors[mode]):  # type: ignore[arg-type]
             print(f"  {mode:8s} layer {index}: rms {layer['rms_v'] * 1e6:9.2f} µV   max "
                   f"{layer['max_v'] * 1e6:9.2f} µV")
+    fallbacks = coupled._coupled.fallbacks
+    if fallbacks:
+        print(f"  the elimination solver failed on {fallbacks} layer solves (the layer Newton "
+              f"solved them)")
     result.update(spice=errors, train_batches=train_batches, timed_batches=timed_batches,
+                  elimination_fallbacks=fallbacks,
                   batch=args.batch, network=f"conv{first}-conv{second}",
                   load_average=os.getloadavg()[0])
     print(json.dumps(result))

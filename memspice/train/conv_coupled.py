@@ -181,6 +181,8 @@ class LayeredCoupledEvaluator:
 
     Attributes:
         iterations: Newton iterations each layer took in the last forward pass.
+        fallbacks: chunks of loaded layers the elimination solver failed on (solved by the
+            layer Newton instead) since the evaluator was made.
     """
 
     name = "coupled"
@@ -211,6 +213,7 @@ class LayeredCoupledEvaluator:
         self._vdd = calibration.rails.vdd
         self._vss = calibration.rails.vss
         self.iterations: list[int] = []
+        self.fallbacks = 0
 
     # ---- per θ (what CrossbarNetwork trains) -------------------------------------------
 
@@ -282,7 +285,7 @@ class LayeredCoupledEvaluator:
                 self._preconditioners[index] = (matrices[index + 1], solved.preconditioner)
                 return solved.outn, solved.outp, solved.iterations
             except SolverError:
-                pass  # the block-Jacobi start and Newton on the outputs decide
+                self.fallbacks += 1  # the block-Jacobi start and Newton on the outputs decide
         load = self._load(matrices, index)
         outn, outp = self._warm_start(column, outn, outp, load)
         solution = newton_layer(self.surface, column, outn, outp, load, self.settings, index)
