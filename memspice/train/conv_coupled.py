@@ -15,9 +15,12 @@ row-to-column matrix ``Gᵀ`` ``(M, 2S + 3)`` (the transpose of
 the row-source order ``[p…, n…, VDD, VSS, 0 V]``. Seen from the layer before, that matrix is
 a :class:`~memspice.train.coupled_solve.Load`: ``p_p``/``p_n`` are its ``p``/``n`` blocks,
 ``bias`` the rail rows' current, ``total`` every device's conductance including the 0 V
-row's. Each layer is then solved by :func:`~memspice.train.coupled_solve.solve_layer`
-(batched damped Newton, Woodbury on ``D + Pᵀ diag(1/S) P`` with ``K`` = next columns), and
-differentiated implicitly as in :mod:`memspice.train.coupled`. The gradient of a device is
+row's. Each loaded layer is then solved by nonlinear elimination through its next columns
+(:func:`~memspice.train.conv_solve.solve_eliminated`; or, with ``solver="newton"``, by
+:func:`~memspice.train.coupled_solve.newton_layer`: batched damped Newton, Woodbury on
+``D + Pᵀ diag(1/S) P`` with ``K`` = next columns, after a block-Jacobi warm start), the
+unloaded output layer by the layer Newton, and each is differentiated implicitly as in
+:mod:`memspice.train.coupled`. The gradient of a device is
 the gradient of its row-column entry (devices in parallel share it); weight sharing and pool
 folding are then undone by :func:`~memspice.network.wiring.theta_gradient`
 (``∂L/∂σ_t = Σ scale·∂L/∂G`` over every position and folded device of θ ``t``).

@@ -167,7 +167,8 @@ class MergedLoad:
         return (self.product(u) + self.bias) / self.total
 
 
-#: Odd multipliers of the exact column hash, by column length.
+#: Seed of the column hash's odd multipliers (any fixed seed: a hash only proposes groups,
+#: which are then checked exactly).
 _HASH_RNG_SEED = 0
 
 
