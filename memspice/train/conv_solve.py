@@ -11,8 +11,8 @@ scalar monotone equations (:mod:`memspice.train.conv_kernel`). So the layer is s
 with ``u(c')`` the per-neuron solution. ``∂u/∂c' = −D⁻¹Pᵀ`` (``D`` the per-neuron 2×2 blocks),
 so Newton's matrix on ``c'`` is ``C = diag(S) + P D⁻¹ Pᵀ``: the Woodbury capacitance of the
 layer Newton, whose root it shares. Eliminating the neurons exactly makes Newton on ``c'``
-converge from the static fits in about four iterations with no damping, where Newton on ``u``
-needs a long warm start. After each step the neurons move to first order with their columns
+converge from the static fits in about four iterations with no warm start, where Newton on
+``u`` needs a long one. After each step the neurons move to first order with their columns
 (``Δu = −D⁻¹Pᵀ Δc'``), which starts the next elimination; the loop ends when no column and no
 neuron moved by more than ``tol_v`` — so, as in the layer Newton, the returned outputs are
 within about ``tol_v²`` of the exact root.
