@@ -122,3 +122,23 @@ def test_memspice_run_refuses_bad_shifts_in_one_line(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["memspice: error: training.shifts must be an integer in [0, 8], got 12"]
     assert not run_dir.exists()
+
+
+def test_the_constrained_trainer_shifts_with_the_calibration_background() -> None:
+    from memspice.fit.calibration import phax_reference_calibration
+
+    cal = phax_reference_calibration()
+    spec = NetworkSpec((1, 6, 6), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(3)))
+    rng = np.random.default_rng(2)
+    x, y = rng.uniform(cal.rails.vss, cal.rails.vdd, (30, 36)), rng.integers(0, 3, 30)
+    config = TrainConfig(epochs=1, batch_size=10, lr=0.05, loss="softmax_ce", loss_link="logit", seed=3,
+                         val_fraction=0.2, progress=False)
+
+    def model() -> layered_train.CrossbarNetwork:
+        return layered_train.constrained_model(cal, spec, "static", 0, -2.0, 10)
+
+    _, shifted = layered_train.train_constrained(model(), x, y, config, None, False, {}, shifts=2)
+    by_hand = train(model(), x, y, config, augment=lambda a, b: shift_images(a, b, (1, 6, 6), 2, 3, cal.rails.vss))
+    _, plain = layered_train.train_constrained(model(), x, y, config, None, False, {})
+    assert all(np.array_equal(a, b) for a, b in zip(shifted.params, by_hand.params))
+    assert not np.array_equal(shifted.params[0], plain.params[0])
