@@ -266,6 +266,59 @@ def benchmark_split(data: Dataset, test_fraction: float = 0.2, seed: int = 0) ->
     return train_test_split(data, test_fraction, seed)
 
 
+#: The eight one-pixel moves ``(down, right)`` of :func:`shift_images`.
+SHIFT_MOVES: tuple[tuple[int, int], ...] = ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
+
+
+def shift_images(x: np.ndarray, labels: np.ndarray, image_shape: tuple[int, ...], copies: int, seed: int = 0,
+                 fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Training-data augmentation: ``x`` followed by ``copies`` one-pixel shifted copies of it.
+
+    Each image gets ``copies`` different moves out of the eight one-pixel moves (:data:`SHIFT_MOVES`,
+    horizontal, vertical and diagonal), drawn by a seeded permutation per image; the pixels a move
+    uncovers take ``fill`` (the background: 0 for features in [0, 1], ``vss`` for input voltages).
+
+    Args:
+        x: ``(n, d)`` flattened images, ``d = prod(image_shape)``.
+        labels: ``(n,)``.
+        image_shape: ``(h, w)`` or ``(channels, h, w)``.
+        copies: shifted copies per image, in [0, 8] (0 returns the inputs unchanged).
+        seed: seed of the moves.
+        fill: value of the uncovered pixels.
+
+    Returns:
+        ``(x', labels')`` with ``n · (copies + 1)`` rows: the originals first, then copy 1 of every
+        image, and so on.
+
+    Raises:
+        ConfigError: ``copies`` outside [0, 8], or ``x`` not of ``image_shape``.
+    """
+    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or not 0 <= copies <= len(SHIFT_MOVES):
+        raise ConfigError(f"shifted copies must be an integer in [0, {len(SHIFT_MOVES)}], got {copies!r}")
+    x = np.asarray(x)
+    labels = np.asarray(labels)
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or x.ndim != 2 or x.shape[1] != math.prod(shape) or len(x) != len(labels):
+        raise ConfigError(f"cannot shift inputs {x.shape} (labels {labels.shape}) as images of shape {image_shape}")
+    if copies == 0:
+        return x, labels
+    n, (_, h, w) = len(x), shape
+    padded = np.full((n, shape[0], h + 2, w + 2), fill, dtype=x.dtype)
+    padded[:, :, 1:-1, 1:-1] = x.reshape(n, *shape)
+    rng = np.random.default_rng(seed)
+    moves = np.argsort(rng.random((n, len(SHIFT_MOVES))), axis=1)[:, :copies]
+    blocks = [x]
+    for j in range(copies):
+        block = np.empty((n, *shape), dtype=x.dtype)
+        for m, (dy, dx) in enumerate(SHIFT_MOVES):
+            rows = moves[:, j] == m
+            block[rows] = padded[rows, :, 1 - dy: 1 - dy + h, 1 - dx: 1 - dx + w]
+        blocks.append(block.reshape(n, -1))
+    return np.concatenate(blocks), np.tile(labels, copies + 1)
+
+
 def features_to_voltages(features: np.ndarray, vdd: float, vss: float) -> np.ndarray:
     """Map features in [0, 1] linearly onto input voltages in [vss, vdd] (V)."""
     return vss + (vdd - vss) * np.asarray(features, dtype=np.float64)

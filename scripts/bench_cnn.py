@@ -1,9 +1,11 @@
 """Benchmark: an MNIST CNN trained with the coupled model, validated on every test image in SPICE.
 
-MNIST 14×14 (2×2-pooled; the first 8,000 images of the 10k set train, the last 2,000 test; a
-seeded 10 % of the training images is the validation split every choice was made on). The
-network is ``conv 4 k3 → pool 2 → conv 8 k3 → pool 2 → flatten → dense 10`` on the built-in
-card calibrated in SPICE. In one run:
+MNIST 14×14 (2×2-pooled; :func:`memspice.datasets.benchmark_split`: the first 8,000 images of
+the 10k set train, the last 2,000 test; a seeded 10 % of the training images is the validation
+split every choice was made on, and the optimizer also sees ``shifts`` one-pixel shifted copies
+of the other 90 %). The network is ``conv C1 kK → pool 2 → conv C2 kK → pool 2 → flatten →
+dense 10`` (the recipe's ``channels`` and ``kernel``) on the built-in card calibrated in SPICE.
+In one run:
 
 1. the float CNN of the same topology (:class:`~memspice.train.conv_model.TanhConvNet`);
 2. the PHAX-constrained CNN by the recipe of ``docs/cnn-results.md``: pre-training with the
@@ -50,6 +52,12 @@ class Recipe(NamedTuple):
     """The training schedule (``docs/cnn-results.md`` records how it was chosen).
 
     Attributes:
+        channels: output channels of the two conv layers.
+        kernel: their kernel size.
+        shifts: one-pixel shifted copies of every training image (not of the validation ones)
+            added for the optimizer (:func:`memspice.datasets.shift_images`) of the float CNN
+            and of the pre-training.
+        tune_shifts: the same for the coupled fine-tuning (each copy makes its epoch longer).
         train_images: training images used (the first ones of the benchmark split).
         float_epochs: epochs of the float CNN.
         init_mean: mean of the initial θ (std 1): −3 puts σ near 0.5 µS, so conv neurons
@@ -63,6 +71,10 @@ class Recipe(NamedTuple):
         hybrid_images: test images of the hybrid procedure (0 = skip it).
     """
 
+    channels: tuple[int, int] = (4, 8)
+    kernel: int = 3
+    shifts: int = 4
+    tune_shifts: int = 4
     train_images: int = TRAIN_IMAGES
     float_epochs: int = 20
     float_lr: float = 0.005
@@ -71,7 +83,7 @@ class Recipe(NamedTuple):
     pre_epochs: int = 8
     pre_batch: int = 32
     pre_lr: float = 0.05
-    tune_epochs: int = 1
+    tune_epochs: int = 2
     tune_batch: int = 64
     tune_lr: float = 0.005
     timing_batches: int = 5
@@ -80,14 +92,18 @@ class Recipe(NamedTuple):
     hybrid_images: int = 100
 
 
-QUICK = Recipe(train_images=120, float_epochs=1, pre_epochs=1, tune_epochs=1, tune_batch=54,
-               timing_batches=1, spice_images=4, baseline_images=1, hybrid_images=2)
+#: The smoke run: a tiny network (11,092 devices) so that ngspice 39 builds and solves its
+#: decks in seconds, 100 training images with one shifted copy each, 2 SPICE test images.
+QUICK = Recipe(channels=(2, 2), shifts=1, tune_shifts=1, train_images=100, float_epochs=1,
+               pre_epochs=1, tune_epochs=1, tune_batch=60, timing_batches=1, spice_images=2,
+               baseline_images=1, hybrid_images=2)
 
 
-def cnn_spec() -> Any:
+def cnn_spec(recipe: Recipe) -> Any:
     from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 
-    return NetworkSpec((1, 14, 14), (Conv2d(4, 3), AvgPool2d(2), Conv2d(8, 3), AvgPool2d(2),
+    (c1, c2), k = recipe.channels, recipe.kernel
+    return NetworkSpec((1, 14, 14), (Conv2d(c1, k), AvgPool2d(2), Conv2d(c2, k), AvgPool2d(2),
                                      Flatten(), Dense(10)))
 
 
@@ -106,22 +122,24 @@ def _accuracy(model: Any, params: list[np.ndarray], x: np.ndarray, y: np.ndarray
 def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test: np.ndarray,
                  y_test: np.ndarray) -> dict[str, Any]:
     """The float CNN and the constrained CNN of the recipe, with their accuracies and times."""
+    from memspice.pipeline.layered_train import shift_augment
     from memspice.train.conv_model import CrossbarNetwork, TanhConvNet
     from memspice.train.trainer import train
 
-    spec = cnn_spec()
+    spec = cnn_spec(recipe)
+    augment = shift_augment(spec.input_shape, recipe.shifts, 0, cal.rails.vss)
     out: dict[str, Any] = {}
     start = time.perf_counter()
     float_model = TanhConvNet(spec, cal.rails.vss, cal.rails.vdd)
     result = train(float_model, x, y, _config(epochs=recipe.float_epochs, batch_size=32,
-                                              lr=recipe.float_lr))
+                                              lr=recipe.float_lr), augment=augment)
     out["float"] = {"seconds": time.perf_counter() - start,
                     "val_accuracy": float(result.history.val_accuracy.iloc[result.best_epoch - 1]),
                     "test_accuracy": _accuracy(float_model, result.params, x_test, y_test)}
     start = time.perf_counter()
     pre = CrossbarNetwork(cal, spec, evaluator=recipe.pre_evaluator, init_mean=recipe.init_mean)
     result = train(pre, x, y, _config(epochs=recipe.pre_epochs, batch_size=recipe.pre_batch,
-                                      lr=recipe.pre_lr))
+                                      lr=recipe.pre_lr), augment=augment)
     out["pre"] = {"seconds": time.perf_counter() - start,
                   "epoch_s": result.history.seconds.tolist(),
                   "val_accuracy": float(result.history.val_accuracy.iloc[result.best_epoch - 1])}
@@ -129,7 +147,8 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
     start = time.perf_counter()
     result = train(coupled, x, y, _config(epochs=recipe.tune_epochs, batch_size=recipe.tune_batch,
                                           lr=recipe.tune_lr),
-                   initial_params=result.params)
+                   initial_params=result.params,
+                   augment=shift_augment(spec.input_shape, recipe.tune_shifts, 0, cal.rails.vss))
     out["tune"] = {"seconds": time.perf_counter() - start,
                    "epoch_s": result.history.seconds.tolist(),
                    "val_accuracy": result.history.val_accuracy.tolist(),
@@ -139,14 +158,14 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
     return out
 
 
-def epoch_ratio(cal: Any, params: list[np.ndarray], x: np.ndarray, y: np.ndarray, batch: int,
-                batches: int) -> dict[str, float]:
+def epoch_ratio(cal: Any, spec: Any, params: list[np.ndarray], x: np.ndarray, y: np.ndarray,
+                batch: int, batches: int) -> dict[str, float]:
     """Median step time of the static and the coupled model on the same batches, taking
     turns so that load on the machine hits both alike; an epoch is steps × this."""
     from memspice.train.conv_model import CrossbarNetwork
     from memspice.train.losses import Loss
 
-    models = {mode: CrossbarNetwork(cal, cnn_spec(), evaluator=mode)
+    models = {mode: CrossbarNetwork(cal, spec, evaluator=mode)
               for mode in ("static", "coupled")}
     loss = Loss("softmax_ce", link="logit")
     times: dict[str, list[float]] = {mode: [] for mode in models}
@@ -200,14 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist", type=Path, default=os.environ.get("MEMSPICE_MNIST_DIR"),
                         help="folder with the MNIST t10k IDX files (or $MEMSPICE_MNIST_DIR)")
     parser.add_argument("--quick", action="store_true",
-                        help="120 training images, 1 epoch each, 4 SPICE test images")
+                        help="a tiny network, 100 training images, 1 epoch each, 2 SPICE test images")
     parser.add_argument("--workers", type=int, default=2, help="ngspice processes at once")
     parser.add_argument("--ngspice", default=os.environ.get("MEMSPICE_NGSPICE"),
                         help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice)")
     parser.add_argument("--hybrid-images", type=int, default=None,
                         help="test images of the hybrid procedure (0 skips it)")
     parser.add_argument("--spice-images", type=int, default=None,
-                        help="test images validated in SPICE (default: all 2,000; --quick: 4)")
+                        help="test images validated in SPICE (default: all 2,000; --quick: 2)")
     parser.add_argument("--network", type=Path, default=None,
                         help="a network this script saved (in WORK/network): skip training")
     parser.add_argument("--work", type=Path, default=None,
@@ -226,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from memspice.characterize.calibrate import calibrate
     from memspice.circuit.builders import InverterSizing
-    from memspice.datasets import features_to_voltages, load_mnist
+    from memspice.datasets import benchmark_split, features_to_voltages, load_mnist
     from memspice.tech import builtin
     from memspice.train.conv_io import (
         TrainedCrossbarNetwork,
@@ -250,24 +269,27 @@ def main(argv: list[str] | None = None) -> int:
                                                      "hybrid_images")})
         else:
             cal = calibrate(builtin(), InverterSizing())
-        data = load_mnist(args.mnist, "t10k")
-        x_all = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)
-        x, y = x_all[:recipe.train_images], data.labels[:recipe.train_images]
-        x_test, y_test = x_all[-TEST_IMAGES:], data.labels[-TEST_IMAGES:]
+        train_set, test_set = benchmark_split(load_mnist(args.mnist, "t10k"))
+        train_set = train_set.subset(slice(0, recipe.train_images))
+        x = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
+        x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
+        y, y_test = train_set.labels, test_set.labels
+        spec = cnn_spec(recipe) if args.network is None else network.spec
         if args.network is None:
             trained = train_models(cal, recipe, x, y, x_test, y_test)
             params = trained.pop("params")
-            timing = epoch_ratio(cal, params, x, y, recipe.tune_batch, recipe.timing_batches)
-            window = CrossbarNetwork(cal, cnn_spec()).window
+            timing = epoch_ratio(cal, spec, params, x, y, recipe.tune_batch,
+                                 recipe.timing_batches)
+            window = CrossbarNetwork(cal, spec).window
             sigma = tuple(theta_to_conductance(t, window) for t in params)
             network = TrainedCrossbarNetwork(
-                cnn_spec(), sigma, cal, "coupled",
+                spec, sigma, cal, "coupled",
                 metadata={"dataset": "mnist", "recipe": recipe._asdict(), "training": trained,
                           "timing": timing})
             save_layered_network(network, work / "network")
             print(f"trained in {time.perf_counter() - total_start:.0f} s; network saved in "
                   f"{work / 'network'}", file=sys.stderr, flush=True)
-        images = recipe.spice_images
+        images = min(recipe.spice_images, len(y_test))
         batch_size = max(1, -(-images // (args.workers if args.quick else 4 * args.workers)))
         start = time.perf_counter()
         report = validate_network(network, builtin(), x_test[:images], y_test[:images],
@@ -288,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     output_rms = [r["rms_v"] for r in s["layer_errors"] if r["output"] == "outp"][-1]
     spice_per_s = s["samples_per_s"]
     figures: dict[str, Any] = {
-        "benchmark": "cnn", "quick": args.quick, "spec": cnn_spec().summary(),
+        "benchmark": "cnn", "quick": args.quick, "spec": spec.summary(),
         "float_accuracy": trained["float"]["test_accuracy"],
         "float_val_accuracy": trained["float"]["val_accuracy"],
         "constrained_accuracy": trained["coupled_test_accuracy"],
@@ -309,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if hybrid_result is not None:
         figures["hybrid"] = hybrid_result
-    print(f"MNIST 14x14 conv4 k3-pool2-conv8 k3-pool2-dense10, {recipe.train_images} training "
-          f"images ({'quick' if args.quick else 'full'} run)")
+    (c1, c2), k = recipe.channels, recipe.kernel
+    print(f"MNIST 14x14 conv{c1} k{k}-pool2-conv{c2} k{k}-pool2-dense10, {len(y)} training images "
+          f"and {recipe.shifts} shifted copies ({'quick' if args.quick else 'full'} run)")
     print(f"  float CNN:       test {100 * figures['float_accuracy']:.2f} %")
     print(f"  constrained CNN: test {100 * figures['constrained_accuracy']:.2f} % (coupled model; "
           f"{recipe.pre_evaluator} pre-training {recipe.pre_epochs} epochs, coupled "

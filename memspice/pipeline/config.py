@@ -174,6 +174,9 @@ class TrainingConfig:
     #: epochs trained first in ``pretrain_mode`` (a cheaper model), before ``epochs`` in ``mode`` (0 = none)
     pretrain_epochs: int = 0
     pretrain_mode: str = "load-aware"  #: static | load-aware (used when pretrain_epochs > 0)
+    #: one-pixel shifted copies of every training image added for the optimizer, in [0, 8]
+    #: (:func:`memspice.datasets.shift_images`; conv / pooling networks only; validation never shifted)
+    shifts: int = 0
     seed: int = 0
 
     def check(self, key: str) -> None:
@@ -214,6 +217,7 @@ class TrainingConfig:
               f"exponential schedule (not {self.schedule})", self.pretrain_epochs)
         _need(self.pretrain_epochs == 0 or self.warmup_epochs < self.pretrain_epochs, f"{key}.warmup_epochs",
               "must be below pretrain_epochs (the warm-up is part of the pre-training)", self.warmup_epochs)
+        _need(0 <= self.shifts <= 8, f"{key}.shifts", "must be an integer in [0, 8]", self.shifts)
 
 
 @dataclass(frozen=True)
@@ -371,6 +375,8 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     hints = typing.get_type_hints(RunConfig)
     built = {name: _section(hints[name], data.get(name, {}), name) for name in sections if name != "network"}
     if "network" not in data:
+        _need(built["training"].shifts == 0, "training.shifts", "needs a [network] with conv or pooling layers "
+              "(shifted copies of images)", built["training"].shifts)
         return RunConfig(**built)
     training = data.get("training", {})
     if "hidden" in training:

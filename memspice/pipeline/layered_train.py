@@ -2,24 +2,27 @@
 
 The models are :class:`~memspice.train.conv_model.CrossbarNetwork` (PHAX-constrained, ``static``
 or ``coupled`` evaluator) and :class:`~memspice.train.conv_model.TanhConvNet` (the float
-baseline of the same layers), trained by :func:`memspice.train.trainer.train` unchanged. Two
+baseline of the same layers), trained by :func:`memspice.train.trainer.train` unchanged. Three
 things are added here:
 
 - :class:`ChunkedPredictions`: the trainer scores the whole training and validation split after
   every epoch in one call; a coupled conv network holds a ``K × K`` matrix per sample there
   (``K`` the columns of the layer after a conv layer), about 4 GB for 7,200 MNIST images, so
   predictions are taken a few hundred samples at a time.
+- :func:`shift_augment`: one-pixel shifted copies of the training images (``[training] shifts``).
 - :func:`plot_kernels`: the first conv layer's kernels as conductance maps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from memspice.datasets import shift_images
 from memspice.fit.calibration import Calibration
 from memspice.network import AvgPool2d, Conv2d, Dense, NetworkSpec
 from memspice.safe_io import dumps_strict, write_atomic, write_text_atomic
@@ -74,6 +77,16 @@ class ChunkedPredictions:
         return self._chunks("predict_logits", params, x, rng)
 
 
+def shift_augment(image_shape: Sequence[int], shifts: int, seed: int, fill: float
+                  ) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    """The trainer's ``augment``: ``shifts`` one-pixel shifted copies of every training image
+    (:func:`memspice.datasets.shift_images`, uncovered pixels at ``fill``, e.g. ``vss``); None
+    when ``shifts`` is 0."""
+    if not shifts:
+        return None
+    return functools.partial(shift_images, image_shape=tuple(image_shape), copies=shifts, seed=seed, fill=fill)
+
+
 def constrained_model(calibration: Calibration, spec: NetworkSpec, mode: str, levels: int,
                       init_mean: float, batch_size: int) -> CrossbarNetwork:
     """The PHAX-constrained model of ``spec`` (``mode``: static | load-aware | coupled)."""
@@ -83,12 +96,14 @@ def constrained_model(calibration: Calibration, spec: NetworkSpec, mode: str, le
 
 def train_constrained(model: CrossbarNetwork, x_train: np.ndarray, y_train: np.ndarray,
                       settings: TrainConfig, out_dir: Path | None, resume: bool,
-                      metadata: dict[str, Any], initial_params: Sequence[np.ndarray] | None = None
-                      ) -> tuple[TrainedCrossbarNetwork, TrainResult]:
-    """Train ``model`` (from ``initial_params``, e.g. a pre-training's, when given); return the
+                      metadata: dict[str, Any], initial_params: Sequence[np.ndarray] | None = None,
+                      shifts: int = 0) -> tuple[TrainedCrossbarNetwork, TrainResult]:
+    """Train ``model`` (from ``initial_params``, e.g. a pre-training's, when given; on ``shifts``
+    shifted copies of the training images besides the images, :func:`shift_augment`); return the
     network to program (σ after quantization, S) and the result."""
+    augment = shift_augment(model.spec.input_shape, shifts, settings.seed, model.calibration.rails.vss)
     result = train(ChunkedPredictions(model), x_train, y_train, settings, out_dir, resume,
-                   initial_params=None if initial_params is None else list(initial_params))
+                   initial_params=None if initial_params is None else list(initial_params), augment=augment)
     conductances = tuple(np.asarray(g) for g in model.conductances(result.params)[0])
     network = TrainedCrossbarNetwork(model.spec, conductances, model.calibration, model.evaluator,
                                      None, {**metadata, "best_epoch": int(result.best_epoch)})
@@ -101,11 +116,13 @@ def predict(model: Any, params: Sequence[np.ndarray], x: np.ndarray) -> np.ndarr
 
 
 def train_float(spec: NetworkSpec, vss: float, vdd: float, x_train: np.ndarray, y_train: np.ndarray,
-                settings: TrainConfig, out_dir: Path | None, resume: bool
+                settings: TrainConfig, out_dir: Path | None, resume: bool, shifts: int = 0
                 ) -> tuple[TanhConvNet, TrainResult]:
-    """Train the float baseline (tanh neurons, free weights) of ``spec`` on inputs in [vss, vdd]."""
+    """Train the float baseline (tanh neurons, free weights) of ``spec`` on inputs in [vss, vdd]
+    (and ``shifts`` shifted copies of the training images, :func:`shift_augment`)."""
     model = TanhConvNet(spec, vss, vdd, batch_size=settings.batch_size)
-    return model, train(ChunkedPredictions(model), x_train, y_train, settings, out_dir, resume)
+    return model, train(ChunkedPredictions(model), x_train, y_train, settings, out_dir, resume,
+                        augment=shift_augment(spec.input_shape, shifts, settings.seed, vss))
 
 
 def save_float_network(spec: NetworkSpec, params: Sequence[np.ndarray], directory: Path,

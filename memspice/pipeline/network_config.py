@@ -76,7 +76,7 @@ def network_spec(table: Any, dataset: str, training: Any, loop_enabled: bool) ->
     Args:
         table: the parsed ``[network]`` table.
         dataset: the dataset's name (it gives the input shape and the classes).
-        training: the ``[training]`` section (``batch_size``, ``mode``).
+        training: the ``[training]`` section (``batch_size``, ``mode``, ``shifts``).
         loop_enabled: ``loop.enabled``.
 
     Returns:
@@ -94,4 +94,7 @@ def network_spec(table: Any, dataset: str, training: Any, loop_enabled: bool) ->
         if loop_enabled:
             raise ConfigError("loop.enabled must be false for a [network] with conv or pooling layers (the closed "
                               "loop takes dense networks; set [loop] enabled = false), got True")
+    elif training.shifts:
+        raise ConfigError(f"training.shifts needs a [network] with conv or pooling layers (shifted copies of "
+                          f"images), got {training.shifts}")
     return spec

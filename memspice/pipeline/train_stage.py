@@ -144,12 +144,13 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
                                                     t.init_theta_mean, t.batch_size)
         first, settings = pretrain_phases(settings, t.pretrain_epochs)
         _, pre = layered_train.train_constrained(pre_model, x_train, train_set.labels, first, out / "pretrain", True,
-                                                 {"dataset": cfg.dataset.name})
+                                                 {"dataset": cfg.dataset.name}, shifts=t.shifts)
     model = layered_train.constrained_model(calibration, spec, t.mode, cfg.device.levels, t.init_theta_mean,
                                             t.batch_size)
     network, result = layered_train.train_constrained(model, x_train, train_set.labels, settings,
                                                       out / "constrained", True, {"dataset": cfg.dataset.name},
-                                                      initial_params=None if pre is None else pre.params)
+                                                      initial_params=None if pre is None else pre.params,
+                                                      shifts=t.shifts)
     save_layered_network(network, out / "network")
     kernels = layered_train.plot_kernels(network, out / layered_train.KERNELS_PNG)
     acc_train = accuracy(layered_train.predict(model, result.params, x_train), train_set.labels)
@@ -157,7 +158,7 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
     rails = calibration.rails
     base_settings = _baseline_phase_settings(settings, t)
     baseline, base = layered_train.train_float(spec, rails.vss, rails.vdd, x_train, train_set.labels, base_settings,
-                                               out / "baseline", True)
+                                               out / "baseline", True, shifts=t.shifts)
     layered_train.save_float_network(spec, base.params, out / "baseline", {"best_epoch": int(base.best_epoch)})
     base_test = accuracy(layered_train.predict(baseline, base.params, x_test), test_set.labels)
     estimate = spec.estimate(t.batch_size)
@@ -165,7 +166,7 @@ def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, t
         "topology": layered_train.describe_layers(spec),
         "network": spec.to_dict(),
         "devices": estimate.devices, "columns": estimate.columns, "thetas": estimate.thetas,
-        "mode": t.mode,
+        "mode": t.mode, "shifts": t.shifts,
         **_results_summary(train_set, test_set, acc_train, acc_test, base_test, result, base, pre,
                            settings, base_settings, t),
         "kernels_png": None if kernels is None else kernels.name,

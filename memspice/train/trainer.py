@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -262,6 +263,7 @@ def train(
     out_dir: Path | None = None,
     resume: bool = False,
     initial_params: list[np.ndarray] | None = None,
+    augment: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> TrainResult:
     """Train ``model`` on input voltages ``x`` ``(n, n_inputs)`` and integer ``labels``.
 
@@ -274,6 +276,10 @@ def train(
         out_dir: where checkpoints and the history go (nothing is written when None).
         resume: continue from ``out_dir/checkpoint.npz`` when it exists.
         initial_params: start here instead of a seeded random initialization (fine-tuning).
+        augment: maps the training part ``(x, labels)`` (after the validation split) to the
+            samples the optimizer steps through, e.g. with shifted copies of images
+            (:func:`memspice.datasets.shift_images`); the validation part is never augmented and
+            the epoch's training accuracy is scored on the unaugmented part.
 
     Returns:
         The best parameters and the history.
@@ -290,6 +296,7 @@ def train(
     train_idx, val_idx = split_validation(len(x), config.val_fraction, config.seed)
     x_train, y_train = x[train_idx], labels[train_idx]
     x_val, y_val = x[val_idx], labels[val_idx]
+    x_steps, y_steps = (x_train, y_train) if augment is None else augment(x_train, y_train)
     if initial_params is not None:
         params = [np.array(p, dtype=np.float64) for p in initial_params]
     else:
@@ -365,7 +372,7 @@ def train(
             clock = [time.perf_counter()]
 
             def objective(p: list[np.ndarray]) -> tuple[float, list[np.ndarray]]:
-                return model.loss_and_grad(p, x_train, y_train, loss, None)
+                return model.loss_and_grad(p, x_steps, y_steps, loss, None)
 
             def callback(iteration: int, current: list[np.ndarray]) -> bool:
                 now = time.perf_counter()
@@ -384,7 +391,7 @@ def train(
             assert optimizer is not None
             for epoch in range(start_epoch, config.epochs + 1):
                 rng = np.random.default_rng([config.seed, _EPOCH, epoch])
-                order = rng.permutation(len(x_train))
+                order = rng.permutation(len(x_steps))
                 current = state["params"]
                 epoch_lr = epoch_learning_rate(
                     config.lr, epoch, config.epochs, config.schedule, config.lr_decay,
@@ -395,7 +402,7 @@ def train(
                 for step, start in enumerate(range(0, len(order), config.batch_size)):
                     batch = order[start : start + config.batch_size]
                     value, grads = model.loss_and_grad(
-                        current, x_train[batch], y_train[batch], loss, rng
+                        current, x_steps[batch], y_steps[batch], loss, rng
                     )
                     if config.grad_clip_norm:
                         grads = clip_global_norm(grads, config.grad_clip_norm)
