@@ -6,10 +6,19 @@ swept together over the load grid; the design meeting the targets at the least s
 is chosen and compared with the reference at the design load. The sweep speed is compared
 with its baselines on the design-load points: one ngspice process per size x load point, and
 one scipy tanh fit per curve.
+With ``--run DIR`` (a finished ``memspice run`` of the chosen design on sky130, e.g.
+examples/mnist_sky130.toml) the sky130 result also holds that run's SPICE and float-baseline
+accuracy, its agreement, static power and energy per inference (rails and input drivers until
+the outputs settle); ``--reference-run DIR`` adds the same figures for a run at the reference
+sizing and the energy ratio. A run's own transient uses a 1 µs period, which a slow design may
+not settle in; ``--transient DIR`` / ``--reference-transient DIR`` take the energy from a
+``memspice validate --transient N --period NS`` of that run's network instead. Nothing is
+simulated for these: they read the runs' ``summary.json``.
 Ends with one line of JSON.
 
     python scripts/bench_sizing.py [--quick] [--techs builtin,sky130] [--corner tt]
-                                   [--max-tanh-rms MV]
+                                   [--max-tanh-rms MV] [--run DIR [--transient DIR]]
+                                   [--reference-run DIR [--reference-transient DIR]]
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -135,6 +145,57 @@ def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: f
     return out
 
 
+def run_figures(run_dir: Path, transient_dir: Path | None = None) -> dict[str, Any]:
+    """Accuracy, power and energy of a finished ``memspice run`` (its ``summary.json``).
+
+    ``transient_dir``: a ``memspice validate --transient`` of the same network (its
+    ``summary.json``), whose settling energy and delay replace the run's.
+
+    Raises:
+        ConfigError: a missing or unreadable summary, or a run without a validation stage.
+    """
+    from memspice.errors import ConfigError
+
+    def read(path: Path) -> dict[str, Any]:
+        try:
+            return json.loads((path / "summary.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {path / 'summary.json'}: {exc}") from None
+
+    stages = read(run_dir).get("stages", {})
+    va, tr = stages.get("validate"), stages.get("train", {})
+    if not va or "spice_accuracy" not in va:
+        raise ConfigError(f"{run_dir} is not a finished memspice run (no validate stage in its summary.json)")
+    transient = va.get("transient", {})
+    source = "run"
+    if transient_dir is not None:
+        transient = read(transient_dir).get("transient")
+        if not transient:
+            raise ConfigError(f"{transient_dir} holds no transient figures (memspice validate --transient N)")
+        source = str(transient_dir.name)
+    n = transient.get("samples", 0)
+    return {
+        "spice_accuracy": va["spice_accuracy"], "float_accuracy": tr.get("float_baseline_test_accuracy"),
+        "model_accuracy": tr.get("model_test_accuracy"), "agreement": va.get("agreement"),
+        "spice_samples": va.get("n_samples"),
+        "rail_power_w": va.get("static_power_w", {}).get("mean"),
+        "input_drive_power_w": va.get("input_drive_power_w", {}).get("mean"),
+        "energy_per_inference_j": transient.get("total_energy_to_settle_j_mean"),
+        "energy_per_period_j": transient.get("total_energy_j_mean"),
+        "transient_period_s": transient.get("period_s"),
+        "transient_settled": f"{transient.get('settled', 0)}/{n}", "delay_mean_s": transient.get("delay_s_mean"),
+        "transient_source": source,
+    }
+
+
+def _print_run(label: str, f: dict[str, Any]) -> None:
+    energy = f["energy_per_inference_j"]
+    print(f"{label:9s} run: SPICE {100 * f['spice_accuracy']:.2f} %, float {100 * (f['float_accuracy'] or 0):.2f} %, "
+          f"agreement {100 * (f['agreement'] or 0):.2f} %, energy per inference "
+          f"{'n/a' if energy is None else f'{energy * 1e9:.3f} nJ'} ({f['transient_settled']} settled in "
+          f"{(f['transient_period_s'] or 0) * 1e9:.0f} ns)")
+
+
 def _print(label: str, description: str, f: dict[str, Any]) -> None:
     print(f"{label:9s} {description}: V_M {f['v_m'] * 1e3:+.2f} mV (inverter {f['inverter_v_m'] * 1e3:+.2f}), "
           f"neuron gain {f['neuron_gain']:.1f}, swing {100 * f['swing_fraction']:.2f} %, neuron tanh RMS "
@@ -144,6 +205,7 @@ def _print(label: str, description: str, f: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from memspice.characterize.sizing import Targets
+    from memspice.errors import ConfigError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -152,13 +214,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corner", default="tt", help="sky130 corner (default tt)")
     parser.add_argument("--max-tanh-rms", type=float, default=None,
                         help="also require the neuron tanh-fit RMS below this many mV")
+    parser.add_argument("--run", type=Path, help="a finished memspice run of the chosen design on sky130")
+    parser.add_argument("--transient", type=Path, help="memspice validate --transient of --run's network")
+    parser.add_argument("--reference-run", type=Path, help="the same run at the reference sizing")
+    parser.add_argument("--reference-transient", type=Path, help="memspice validate --transient of its network")
     args = parser.parse_args(argv)
+    if (args.transient or args.reference_run) and not args.run:
+        parser.error("--transient and --reference-run need --run")
+    if args.reference_transient and not args.reference_run:
+        parser.error("--reference-transient needs --reference-run")
     techs = [t.strip() for t in args.techs.split(",") if t.strip()]
     if not techs or any(t not in ("builtin", "sky130") for t in techs):
         parser.error("--techs takes builtin and/or sky130")
+    runs: dict[str, Any] = {}
+    try:  # read the runs first: a wrong directory stops before the sweeps
+        if args.run:
+            runs["chosen"] = run_figures(args.run, args.transient)
+        if args.reference_run:
+            runs["reference"] = run_figures(args.reference_run, args.reference_transient)
+    except ConfigError as exc:
+        parser.error(str(exc))
     max_rms = None if args.max_tanh_rms is None else args.max_tanh_rms * 1e-3
     start = time.perf_counter()
     results = {t: bench_technology(t, args.corner if t == "sky130" else "tt", args.quick, max_rms) for t in techs}
+    if runs and "sky130" in results:
+        for label, figures in runs.items():
+            _print_run(label, figures)
+        results["sky130"]["runs"] = runs
+        ref_e = runs.get("reference", {}).get("energy_per_inference_j")
+        if ref_e and runs["chosen"]["energy_per_inference_j"]:
+            ratio = runs["chosen"]["energy_per_inference_j"] / ref_e
+            results["sky130"]["energy_ratio_chosen_to_reference"] = ratio
+            print(f"chosen / reference energy per inference: {ratio:.3f}")
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
     t = Targets(max_tanh_rms_v=max_rms)
     targets = {"max_abs_v_m_v": t.max_abs_v_m_v, "min_neuron_gain": t.min_neuron_gain,
