@@ -17,7 +17,7 @@ simulated for these: they read the runs' ``summary.json``.
 Ends with one line of JSON.
 
     python scripts/bench_sizing.py [--quick] [--techs builtin,sky130] [--corner tt]
-                                   [--max-tanh-rms MV] [--run DIR [--transient DIR]]
+                                   [--max-tanh-rms MV] [--max-vm MV] [--run DIR [--transient DIR]]
                                    [--reference-run DIR [--reference-transient DIR]]
 """
 
@@ -28,6 +28,11 @@ import json
 import sys
 import time
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 from typing import Any
 
 import numpy as np
@@ -82,9 +87,10 @@ def _quick_grid(tech_name: str) -> Any:
     return SizingGrid((50 * um,), (25 * um, 35 * um, 50 * um), (0.5 * um, 0.8 * um), (0.5 * um,), mn=(6, 8, 12))
 
 
-def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: float | None) -> dict[str, Any]:
+def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: float | None,
+                     max_abs_v_m_v: float | None = None) -> dict[str, Any]:
     from memspice.characterize.presets import default_grid, default_sizing
-    from memspice.characterize.sizing import Targets, copies_per_deck, describe_sizing, run_sizing
+    from memspice.characterize.sizing import copies_per_deck, describe_sizing, run_sizing
     from memspice.characterize.sweeps import Condition, load_copies, run_family
     from memspice.sim import SimOptions
     from memspice.tech.technology import builtin, sky130
@@ -96,7 +102,7 @@ def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: f
     sizings = [*grid.sizings(), reference]
     loads = [DESIGN_LOAD_OHM] if quick else [float(v) for v in np.geomspace(1e5, 2e6, 39)]
     options = SimOptions(timeout_s=600)
-    targets = Targets(max_tanh_rms_v=max_tanh_rms_v)
+    targets = _targets(max_tanh_rms_v, max_abs_v_m_v)
     result = run_sizing(tech, sizings, loads, design_loads_ohm=[DESIGN_LOAD_OHM], targets=targets, options=options,
                         require=False)
 
@@ -145,6 +151,13 @@ def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: f
     return out
 
 
+def _targets(max_tanh_rms_v: float | None, max_abs_v_m_v: float | None) -> Any:
+    from memspice.characterize.sizing import Targets
+
+    return Targets(max_tanh_rms_v=max_tanh_rms_v) if max_abs_v_m_v is None else \
+        Targets(max_abs_v_m_v=max_abs_v_m_v, max_tanh_rms_v=max_tanh_rms_v)
+
+
 def run_figures(run_dir: Path, transient_dir: Path | None = None) -> dict[str, Any]:
     """Accuracy, power and energy of a finished ``memspice run`` (its ``summary.json``).
 
@@ -174,7 +187,12 @@ def run_figures(run_dir: Path, transient_dir: Path | None = None) -> dict[str, A
             raise ConfigError(f"{transient_dir} holds no transient figures (memspice validate --transient N)")
         source = str(transient_dir.name)
     n = transient.get("samples", 0)
+    try:  # the run's [sizing] as configured (zeros: the technology's preset)
+        sizing = tomllib.loads((run_dir / "config.toml").read_text()).get("sizing")
+    except (OSError, ValueError):
+        sizing = None
     return {
+        "sizing": sizing,
         "spice_accuracy": va["spice_accuracy"], "float_accuracy": tr.get("float_baseline_test_accuracy"),
         "model_accuracy": tr.get("model_test_accuracy"), "agreement": va.get("agreement"),
         "spice_samples": va.get("n_samples"),
@@ -204,7 +222,6 @@ def _print(label: str, description: str, f: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from memspice.characterize.sizing import Targets
     from memspice.errors import ConfigError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corner", default="tt", help="sky130 corner (default tt)")
     parser.add_argument("--max-tanh-rms", type=float, default=None,
                         help="also require the neuron tanh-fit RMS below this many mV")
+    parser.add_argument("--max-vm", type=float, default=None,
+                        help="|V_M - mid-rail| target in mV (default: memspice size's)")
     parser.add_argument("--run", type=Path, help="a finished memspice run of the chosen design on sky130")
     parser.add_argument("--transient", type=Path, help="memspice validate --transient of --run's network")
     parser.add_argument("--reference-run", type=Path, help="the same run at the reference sizing")
@@ -235,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         parser.error(str(exc))
     max_rms = None if args.max_tanh_rms is None else args.max_tanh_rms * 1e-3
+    max_vm = None if args.max_vm is None else args.max_vm * 1e-3
     start = time.perf_counter()
-    results = {t: bench_technology(t, args.corner if t == "sky130" else "tt", args.quick, max_rms) for t in techs}
+    results = {t: bench_technology(t, args.corner if t == "sky130" else "tt", args.quick, max_rms, max_vm)
+               for t in techs}
     if runs and "sky130" in results:
         for label, figures in runs.items():
             _print_run(label, figures)
@@ -247,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             results["sky130"]["energy_ratio_chosen_to_reference"] = ratio
             print(f"chosen / reference energy per inference: {ratio:.3f}")
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
-    t = Targets(max_tanh_rms_v=max_rms)
+    t = _targets(max_rms, max_vm)
     targets = {"max_abs_v_m_v": t.max_abs_v_m_v, "min_neuron_gain": t.min_neuron_gain,
                "min_swing_fraction": t.min_swing_fraction, "max_tanh_rms_v": t.max_tanh_rms_v}
     print(json.dumps({"bench": "sizing", "quick": args.quick, "targets": targets, "technologies": results}))

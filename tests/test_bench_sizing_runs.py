@@ -30,6 +30,7 @@ def _run(folder: Path, transient: dict) -> Path:
                            "static_power_w": {"mean": 5.8e-5}, "input_drive_power_w": {"mean": 1.4e-3},
                            "transient": transient}}
     (folder / "summary.json").write_text(json.dumps({"headline": {}, "stages": stages}))
+    (folder / "config.toml").write_text("[sizing]\nwn_um = 50.0\nmn = 12\n")
     return folder
 
 
@@ -39,6 +40,7 @@ def test_run_figures_reads_the_run_and_a_longer_transient(tmp_path):
     figures = bench.run_figures(run)
     assert figures["spice_accuracy"] == 0.954 and figures["float_accuracy"] == 0.9675
     assert figures["energy_per_inference_j"] is None and figures["transient_settled"] == "0/8"
+    assert figures["sizing"] == {"wn_um": 50.0, "mn": 12}
     longer = tmp_path / "transient"
     longer.mkdir()
     (longer / "summary.json").write_text(json.dumps({"transient": _transient(4e-6, 8, 2.5e-9)}))
