@@ -6,10 +6,19 @@ swept together over the load grid; the design meeting the targets at the least s
 is chosen and compared with the reference at the design load. The sweep speed is compared
 with its baselines on the design-load points: one ngspice process per size x load point, and
 one scipy tanh fit per curve.
+With ``--run DIR`` (a finished ``memspice run`` of the chosen design on sky130, e.g.
+examples/mnist_sky130.toml) the sky130 result also holds that run's SPICE and float-baseline
+accuracy, its agreement, static power and energy per inference (rails and input drivers until
+the outputs settle); ``--reference-run DIR`` adds the same figures for a run at the reference
+sizing and the energy ratio. A run's own transient uses a 1 µs period, which a slow design may
+not settle in; ``--transient DIR`` / ``--reference-transient DIR`` take the energy from a
+``memspice validate --transient N --period NS`` of that run's network instead. Nothing is
+simulated for these: they read the runs' ``summary.json``.
 Ends with one line of JSON.
 
     python scripts/bench_sizing.py [--quick] [--techs builtin,sky130] [--corner tt]
-                                   [--max-tanh-rms MV]
+                                   [--max-tanh-rms MV] [--max-vm MV] [--run DIR [--transient DIR]]
+                                   [--reference-run DIR [--reference-transient DIR]]
 """
 
 from __future__ import annotations
@@ -18,6 +27,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 from typing import Any
 
 import numpy as np
@@ -72,9 +87,10 @@ def _quick_grid(tech_name: str) -> Any:
     return SizingGrid((50 * um,), (25 * um, 35 * um, 50 * um), (0.5 * um, 0.8 * um), (0.5 * um,), mn=(6, 8, 12))
 
 
-def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: float | None) -> dict[str, Any]:
+def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: float | None,
+                     max_abs_v_m_v: float | None = None) -> dict[str, Any]:
     from memspice.characterize.presets import default_grid, default_sizing
-    from memspice.characterize.sizing import Targets, copies_per_deck, describe_sizing, run_sizing
+    from memspice.characterize.sizing import copies_per_deck, describe_sizing, run_sizing
     from memspice.characterize.sweeps import Condition, load_copies, run_family
     from memspice.sim import SimOptions
     from memspice.tech.technology import builtin, sky130
@@ -86,7 +102,7 @@ def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: f
     sizings = [*grid.sizings(), reference]
     loads = [DESIGN_LOAD_OHM] if quick else [float(v) for v in np.geomspace(1e5, 2e6, 39)]
     options = SimOptions(timeout_s=600)
-    targets = Targets(max_tanh_rms_v=max_tanh_rms_v)
+    targets = _targets(max_tanh_rms_v, max_abs_v_m_v)
     result = run_sizing(tech, sizings, loads, design_loads_ohm=[DESIGN_LOAD_OHM], targets=targets, options=options,
                         require=False)
 
@@ -135,6 +151,69 @@ def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: f
     return out
 
 
+def _targets(max_tanh_rms_v: float | None, max_abs_v_m_v: float | None) -> Any:
+    from memspice.characterize.sizing import Targets
+
+    return Targets(max_tanh_rms_v=max_tanh_rms_v) if max_abs_v_m_v is None else \
+        Targets(max_abs_v_m_v=max_abs_v_m_v, max_tanh_rms_v=max_tanh_rms_v)
+
+
+def run_figures(run_dir: Path, transient_dir: Path | None = None) -> dict[str, Any]:
+    """Accuracy, power and energy of a finished ``memspice run`` (its ``summary.json``).
+
+    ``transient_dir``: a ``memspice validate --transient`` of the same network (its
+    ``summary.json``), whose settling energy and delay replace the run's.
+
+    Raises:
+        ConfigError: a missing or unreadable summary, or a run without a validation stage.
+    """
+    from memspice.errors import ConfigError
+
+    def read(path: Path) -> dict[str, Any]:
+        try:
+            return json.loads((path / "summary.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {path / 'summary.json'}: {exc}") from None
+
+    stages = read(run_dir).get("stages", {})
+    va, tr = stages.get("validate"), stages.get("train", {})
+    if not va or "spice_accuracy" not in va:
+        raise ConfigError(f"{run_dir} is not a finished memspice run (no validate stage in its summary.json)")
+    transient = va.get("transient", {})
+    source = "run"
+    if transient_dir is not None:
+        transient = read(transient_dir).get("transient")
+        if not transient:
+            raise ConfigError(f"{transient_dir} holds no transient figures (memspice validate --transient N)")
+        source = str(transient_dir.name)
+    n = transient.get("samples", 0)
+    try:  # the run's [sizing] as configured (zeros: the technology's preset)
+        sizing = tomllib.loads((run_dir / "config.toml").read_text()).get("sizing")
+    except (OSError, ValueError):
+        sizing = None
+    return {
+        "sizing": sizing,
+        "spice_accuracy": va["spice_accuracy"], "float_accuracy": tr.get("float_baseline_test_accuracy"),
+        "model_accuracy": tr.get("model_test_accuracy"), "agreement": va.get("agreement"),
+        "spice_samples": va.get("n_samples"),
+        "rail_power_w": va.get("static_power_w", {}).get("mean"),
+        "input_drive_power_w": va.get("input_drive_power_w", {}).get("mean"),
+        "energy_per_inference_j": transient.get("total_energy_to_settle_j_mean"),
+        "energy_per_period_j": transient.get("total_energy_j_mean"),
+        "transient_period_s": transient.get("period_s"),
+        "transient_settled": f"{transient.get('settled', 0)}/{n}", "delay_mean_s": transient.get("delay_s_mean"),
+        "transient_source": source,
+    }
+
+
+def _print_run(label: str, f: dict[str, Any]) -> None:
+    energy = f["energy_per_inference_j"]
+    print(f"{label:9s} run: SPICE {100 * f['spice_accuracy']:.2f} %, float {100 * (f['float_accuracy'] or 0):.2f} %, "
+          f"agreement {100 * (f['agreement'] or 0):.2f} %, energy per inference "
+          f"{'n/a' if energy is None else f'{energy * 1e9:.3f} nJ'} ({f['transient_settled']} settled in "
+          f"{(f['transient_period_s'] or 0) * 1e9:.0f} ns)")
+
+
 def _print(label: str, description: str, f: dict[str, Any]) -> None:
     print(f"{label:9s} {description}: V_M {f['v_m'] * 1e3:+.2f} mV (inverter {f['inverter_v_m'] * 1e3:+.2f}), "
           f"neuron gain {f['neuron_gain']:.1f}, swing {100 * f['swing_fraction']:.2f} %, neuron tanh RMS "
@@ -143,7 +222,7 @@ def _print(label: str, description: str, f: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from memspice.characterize.sizing import Targets
+    from memspice.errors import ConfigError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -152,15 +231,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corner", default="tt", help="sky130 corner (default tt)")
     parser.add_argument("--max-tanh-rms", type=float, default=None,
                         help="also require the neuron tanh-fit RMS below this many mV")
+    parser.add_argument("--max-vm", type=float, default=None,
+                        help="|V_M - mid-rail| target in mV (default: memspice size's)")
+    parser.add_argument("--run", type=Path, help="a finished memspice run of the chosen design on sky130")
+    parser.add_argument("--transient", type=Path, help="memspice validate --transient of --run's network")
+    parser.add_argument("--reference-run", type=Path, help="the same run at the reference sizing")
+    parser.add_argument("--reference-transient", type=Path, help="memspice validate --transient of its network")
     args = parser.parse_args(argv)
+    if (args.transient or args.reference_run) and not args.run:
+        parser.error("--transient and --reference-run need --run")
+    if args.reference_transient and not args.reference_run:
+        parser.error("--reference-transient needs --reference-run")
     techs = [t.strip() for t in args.techs.split(",") if t.strip()]
     if not techs or any(t not in ("builtin", "sky130") for t in techs):
         parser.error("--techs takes builtin and/or sky130")
+    runs: dict[str, Any] = {}
+    try:  # read the runs first: a wrong directory stops before the sweeps
+        if args.run:
+            runs["chosen"] = run_figures(args.run, args.transient)
+        if args.reference_run:
+            runs["reference"] = run_figures(args.reference_run, args.reference_transient)
+    except ConfigError as exc:
+        parser.error(str(exc))
     max_rms = None if args.max_tanh_rms is None else args.max_tanh_rms * 1e-3
+    max_vm = None if args.max_vm is None else args.max_vm * 1e-3
     start = time.perf_counter()
-    results = {t: bench_technology(t, args.corner if t == "sky130" else "tt", args.quick, max_rms) for t in techs}
+    results = {t: bench_technology(t, args.corner if t == "sky130" else "tt", args.quick, max_rms, max_vm)
+               for t in techs}
+    if runs and "sky130" in results:
+        for label, figures in runs.items():
+            _print_run(label, figures)
+        results["sky130"]["runs"] = runs
+        ref_e = runs.get("reference", {}).get("energy_per_inference_j")
+        if ref_e and runs["chosen"]["energy_per_inference_j"]:
+            ratio = runs["chosen"]["energy_per_inference_j"] / ref_e
+            results["sky130"]["energy_ratio_chosen_to_reference"] = ratio
+            print(f"chosen / reference energy per inference: {ratio:.3f}")
     print(f"\ntotal {time.perf_counter() - start:.1f} s")
-    t = Targets(max_tanh_rms_v=max_rms)
+    t = _targets(max_rms, max_vm)
     targets = {"max_abs_v_m_v": t.max_abs_v_m_v, "min_neuron_gain": t.min_neuron_gain,
                "min_swing_fraction": t.min_swing_fraction, "max_tanh_rms_v": t.max_tanh_rms_v}
     print(json.dumps({"bench": "sizing", "quick": args.quick, "targets": targets, "technologies": results}))
