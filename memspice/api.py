@@ -31,7 +31,7 @@ def default_train_config(**changes: object) -> TrainConfig:
             example ``epochs=5``.
 
     Returns:
-        The settings: Adam, batches of 16, learning rate 0.003 decaying by 0.97 per epoch,
+        The settings: Adam, batches of 16, learning rate 0.04 decaying by 0.97 per epoch,
         binary cross-entropy on the output voltages, 80 epochs, 10 % of the training samples
         held out for validation, seed 0.
     """

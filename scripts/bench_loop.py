@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from memspice.characterize.calibrate import calibrate
     from memspice.characterize.presets import BUILTIN_SIZING, SKY130_LVT_SIZING
     from memspice.data_cache import resolve_mnist_dir
-    from memspice.datasets import features_to_voltages, load_digits, load_mnist, train_test_split
+    from memspice.datasets import benchmark_split, features_to_voltages, load_digits, load_mnist, train_test_split
     from memspice.loop.closed_loop import closed_loop
     from memspice.loop.corners import SKY130_CORNERS, corner_study
     from memspice.loop.hybrid import hybrid_train
@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         m_tech = make()
         m_cal = cal if name == "mnist_builtin" else calibrate(m_tech, size, loads_ohm=LOADS_OHM, degree=LOAD_DEGREE)
-        data = load_mnist(resolve_mnist_dir(args.mnist_dir))
-        tr, te = data.subset(slice(0, 8000)), data.subset(slice(8000, 8000 + n_test))
+        tr, te = benchmark_split(load_mnist(resolve_mnist_dir(args.mnist_dir)))
+        te = te.subset(slice(0, n_test))
         xm_train = features_to_voltages(tr.features, m_cal.rails.vdd, m_cal.rails.vss)
         xm_test = features_to_voltages(te.features, m_cal.rails.vdd, m_cal.rails.vss)
         summary[name], _ = compare_modes(m_cal, m_tech, size, xm_train, tr.labels, xm_test, te.labels,

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from memspice.characterize.calibrate import calibrate
     from memspice.circuit.builders import InverterSizing
-    from memspice.datasets import features_to_voltages, load_digits, load_mnist, train_test_split
+    from memspice.datasets import benchmark_split, features_to_voltages, load_digits, load_mnist, train_test_split
     from memspice.tech import builtin
     from memspice.train.model import PhaxNetwork
     from memspice.train.trainer import TrainConfig, train
@@ -196,11 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"coupled solver: {summary['coupled_kernel']['backend']}, first use "
           f"{summary['coupled_kernel']['first_use_s']:.2f} s (import, compile or load from cache)", flush=True)
     for task, topology in tasks:
-        if task == "digits":
-            train_set, test_set = train_test_split(load_digits(), 0.2, args.seed)
-        else:
-            data = load_mnist(mnist_dir)
-            train_set, test_set = data.subset(slice(0, 8000)), data.subset(slice(8000, 10000))
+        data = load_digits() if task == "digits" else load_mnist(mnist_dir)
+        train_set, test_set = benchmark_split(data, 0.2, args.seed)
         x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
         x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
         y_train, y_test = train_set.labels, test_set.labels

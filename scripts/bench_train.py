@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from memspice.data_cache import resolve_mnist_dir
-    from memspice.datasets import features_to_voltages, load_mnist
+    from memspice.datasets import benchmark_split, features_to_voltages, load_mnist
     from memspice.fit.calibration import phax_reference_calibration
     from memspice.train.hardware import HardwareConfig, draw_fault_map
     from memspice.train.losses import accuracy
@@ -119,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 2 if args.quick else args.epochs
     cal = phax_reference_calibration()
     data = load_mnist(resolve_mnist_dir(args.mnist_dir))
-    if len(data.labels) < 10000:
-        print(f"note: {len(data.labels)} images; using 80/20 instead of 8000/2000")
-    cut = 8000 if len(data.labels) >= 10000 else int(0.8 * len(data.labels))
-    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)
-    x_train, y_train = x[:cut], data.labels[:cut]
-    x_test, y_test = x[cut : cut + 2000], data.labels[cut : cut + 2000]
+    if len(data.labels) != 10000:
+        print(f"note: {len(data.labels)} images, not the 10,000 of t10k; a stratified 80/20 split instead of 8000/2000")
+    train_set, test_set = benchmark_split(data)
+    x_train, y_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss), train_set.labels
+    x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)[:2000]
+    y_test = test_set.labels[:2000]
     topology = (196, 100, 10)
     batch, lr, float_lr, init_mean = 16, 0.005, 0.001, -1.5
     # The learning rate falls by the same total factor (0.93**30 ≈ 0.11) whatever the epoch count.
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_torch:
         try:
             figures["torch_epoch_s"] = _torch_epoch_seconds(
-                cal, topology, x_train[: int(0.9 * cut)], y_train[: int(0.9 * cut)], batch, lr,
+                cal, topology, x_train[: int(0.9 * len(y_train))], y_train[: int(0.9 * len(y_train))], batch, lr,
                 init_mean, args.seed, 1 if args.quick else 3)
             figures["numpy_over_torch_epoch_time"] = (
                 figures["numpy_epoch_s"] / figures["torch_epoch_s"])

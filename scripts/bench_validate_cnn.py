@@ -41,10 +41,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-TRAIN_IMAGES = 8000
-TEST_IMAGES = 2000
-
-
 def cnn_spec() -> Any:
     from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 
@@ -52,12 +48,13 @@ def cnn_spec() -> Any:
                                      Flatten(), Dense(10)))
 
 
-def mnist_voltages(directory: Path, vdd: float, vss: float) -> tuple[np.ndarray, np.ndarray]:
-    """All 10,000 pooled MNIST test images as input voltages, and their labels."""
-    from memspice.datasets import features_to_voltages, load_mnist
+def mnist_voltages(directory: Path, vdd: float, vss: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pooled MNIST 10k set's benchmark split as input voltages: ``(x_train, y_train, x_test, y_test)``."""
+    from memspice.datasets import benchmark_split, features_to_voltages, load_mnist
 
-    data = load_mnist(directory, "t10k")
-    return features_to_voltages(data.features, vdd, vss), data.labels
+    train, test = benchmark_split(load_mnist(directory, "t10k"))
+    return (features_to_voltages(train.features, vdd, vss), train.labels,
+            features_to_voltages(test.features, vdd, vss), test.labels)
 
 
 def trained_network(args: argparse.Namespace, work: Path) -> tuple[Any, dict]:
@@ -74,14 +71,14 @@ def trained_network(args: argparse.Namespace, work: Path) -> tuple[Any, dict]:
     from memspice.train.trainer import TrainConfig, train
 
     cal = calibrate(builtin(), InverterSizing())
-    x, y = mnist_voltages(args.mnist_dir, cal.rails.vdd, cal.rails.vss)
+    x, y, x_test, y_test = mnist_voltages(args.mnist_dir, cal.rails.vdd, cal.rails.vss)
     model = CrossbarNetwork(cal, cnn_spec(), init_mean=-1.0)
     start = time.perf_counter()
-    images = args.train_images or (2000 if args.quick else TRAIN_IMAGES)
+    images = args.train_images or (2000 if args.quick else len(y))
     result = train(model, x[:images], y[:images],
                    TrainConfig(epochs=args.epochs, lr=0.05, loss="bce", loss_link="logit", seed=0, patience=0))
     seconds = time.perf_counter() - start
-    model_accuracy = float(np.mean(model.predict(result.params, x[-TEST_IMAGES:]).argmax(axis=1) == y[-TEST_IMAGES:]))
+    model_accuracy = float(np.mean(model.predict(result.params, x_test).argmax(axis=1) == y_test))
     info = {"trained_here": True, "epochs": args.epochs, "train_s": seconds,
             "static_model_test_accuracy": model_accuracy}
     params, evaluator = result.params, "static"
@@ -216,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         network, training = trained_network(args, work)
-        x, y = mnist_voltages(args.mnist_dir, network.calibration.rails.vdd, network.calibration.rails.vss)
-        x, y = x[-TEST_IMAGES:][:samples], y[-TEST_IMAGES:][:samples]
+        _, _, x, y = mnist_voltages(args.mnist_dir, network.calibration.rails.vdd, network.calibration.rails.vss)
+        x, y = x[:samples], y[:samples]
         from memspice.validate.layered import model_states
 
         start = time.perf_counter()

@@ -20,6 +20,7 @@ mode = "coupled"
 epochs = 3
 batch_size = 32
 learning_rate = 0.05
+float_learning_rate = 0.05
 loss_link = "logit"
 init_theta_mean = -1.0
 [loop]

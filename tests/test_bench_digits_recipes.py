@@ -1,0 +1,29 @@
+"""The digits recipe benchmark runs the pipeline's train stage per recipe and seed pair."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from memspice.fit.calibration import phax_reference_calibration, save_calibration
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_digits_recipes.py"
+
+
+def test_bench_digits_recipes_quick_compares_recipes_on_the_validation_split(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_digits_recipes", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "run" / "calibrate").mkdir(parents=True)
+    save_calibration(phax_reference_calibration(), tmp_path / "run" / "calibrate" / "calibration.json")
+    recipes = tmp_path / "recipes.json"
+    recipes.write_text(json.dumps({"slow": {"mode": "static", "hidden": [4], "learning_rate": 0.001},
+                                   "fast": {"mode": "static", "hidden": [4], "learning_rate": 0.05}}))
+    assert module.main(["--run-dir", str(tmp_path / "run"), "--recipes", str(recipes), "--quick", "--workers", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["recipe"] for r in result["recipes"]] == ["slow", "fast"]
+    assert all(r["runs"] == 1 for r in result["recipes"])
+    assert all(r["train_seed"] == 0 and r["split_seed"] == 0 for r in result["runs"])
+    slow, fast = result["runs"]
+    assert slow["model_val_accuracy"] != fast["model_val_accuracy"]  # the recipe reached the trainer
+    for row in result["recipes"]:
+        assert row["gap_val"] == row["circuit_val"] - row["float_val"]
