@@ -7,12 +7,18 @@ import json
 from memspice.cli import build_parser, main
 from memspice.fit.calibration import phax_reference_calibration, save_calibration
 from memspice.pipeline.config import TrainingConfig
+from memspice.train.command import learning_rate
 
 
 def test_train_defaults_are_the_pipelines():
     args = build_parser().parse_args(["train"])
     t = TrainingConfig()
-    assert (args.epochs, args.batch_size, args.lr, args.optimizer, args.loss, args.loss_link, args.schedule,
+    assert args.lr is None
+    assert (learning_rate(args.lr, "coupled"), learning_rate(args.lr, "float")) == (t.learning_rate,
+                                                                                  t.float_learning_rate)
+    assert t.float_learning_rate != t.learning_rate  # the float baseline has its own default
+    assert learning_rate(0.2, "float") == 0.2
+    assert (args.epochs, args.batch_size, learning_rate(args.lr, "static"), args.optimizer, args.loss, args.loss_link, args.schedule,
             args.warmup_epochs, args.lr_floor_fraction, args.grad_clip_norm, args.average_decay,
             args.logit_temperature, args.seed) == (
         t.epochs, t.batch_size, t.learning_rate, t.optimizer, t.loss, t.loss_link, t.schedule,

@@ -94,8 +94,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"epochs (default: {DEFAULTS.epochs})")
     p.add_argument("--batch-size", type=bounded(int, 1, 1000000), default=DEFAULTS.batch_size,
                    help=f"mini-batch size (default: {DEFAULTS.batch_size})")
-    p.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=DEFAULTS.learning_rate,
-                   help=f"learning rate (default: {DEFAULTS.learning_rate:g})")
+    p.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=None,
+                   help=f"learning rate (default: {DEFAULTS.learning_rate:g}; "
+                        f"{DEFAULTS.float_learning_rate:g} with --mode float)")
     p.add_argument("--optimizer", choices=["adam", "sgd", "lbfgs", "cg"], default=DEFAULTS.optimizer,
                    help=f"adam/sgd mini-batch, lbfgs/cg full-batch (default: {DEFAULTS.optimizer})")
     p.add_argument("--network", type=Path, default=None, metavar="FILE",
@@ -144,6 +145,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
+
+
+def learning_rate(given: float | None, mode: str) -> float:
+    """``--lr``, else the run configuration's default for ``mode`` (the float baseline has its own)."""
+    if given is not None:
+        return given
+    return DEFAULTS.float_learning_rate if mode == "float" else DEFAULTS.learning_rate
 
 
 def run_training(args: argparse.Namespace) -> dict[str, Any]:
@@ -216,7 +224,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("--fault-aware needs a fault map: give --fault-rate or --fault-map")
     model = PhaxNetwork(cal, topology, hardware, faults if args.fault_aware else None,
                         evaluator=mode, init_mean=DEFAULTS.init_theta_mean)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=learning_rate(args.lr, mode),
                          optimizer=args.optimizer, loss=args.loss, seed=args.seed,
                          progress=not args.quiet, loss_link=args.loss_link,
                          lr_decay=DEFAULTS.lr_decay if args.schedule == "exponential" else 1.0,
@@ -323,7 +331,7 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
         print("memspice: warning: no --calibration: training against PHAX's published reference "
               "calibration, which does not describe memspice's circuits; run `memspice calibrate --out cal.json` "
               "and pass --calibration cal.json", file=sys.stderr)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=learning_rate(args.lr, mode),
                          optimizer=args.optimizer, loss=args.loss, seed=args.seed,
                          progress=not args.quiet, loss_link=args.loss_link,
                          lr_decay=DEFAULTS.lr_decay if args.schedule == "exponential" else 1.0,
