@@ -8,10 +8,14 @@
    layer's target: the best fraction of structures, optionally on ``N`` conductance levels)
    and ``U ← U + s − Z``; ρ grows by ``rho_growth`` per round.
 2. **Masked mapping.** The structures the final projection of ``s`` keeps become θ masks in the
-   network description (absent devices); a dense network loses its dead neurons
-   (:func:`memspice.train.sparsity.compact`).
+   network description (absent devices); the network loses its dead neurons and conv
+   channels (:func:`memspice.train.sparsity.compact`).
 3. **Masked retraining** with the mask fixed, through :func:`memspice.train.trainer.train`
-   and the same evaluator (static or coupled), quantized to ``levels`` when asked.
+   and the same evaluator (static, load-aware or coupled), quantized to ``levels`` when
+   asked; optionally a last stage with another evaluator (``AdmmConfig.finish_evaluator``).
+
+Dense and layered (conv, pooled) networks alike: θ is shared by every position of a conv layer,
+so a structure, its projection and its mask are too.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ from memspice.train.sparsity import (
     SparsityError,
     check_density,
     compact,
-    masked_spec,
     project_levels,
     project_structures,
     structure_groups,
@@ -101,9 +104,10 @@ class MaskedDenseNetwork(PhaxNetwork):
 def make_model(calibration: Any, spec: NetworkSpec, levels: int = 0, evaluator: str = "static",
                init_mean: float = 0.0, init_std: float = 1.0) -> Any:
     """The trainable model of ``spec``: :class:`MaskedDenseNetwork` for dense networks (the
-    faster dense evaluators), :class:`~memspice.train.conv_model.CrossbarNetwork` otherwise."""
+    faster dense evaluators; ``"static"`` or ``"coupled"``),
+    :class:`~memspice.train.conv_model.CrossbarNetwork` otherwise and for ``"load-aware"``."""
     hardware = HardwareConfig(levels=levels)
-    if spec.is_dense:
+    if spec.is_dense and evaluator != "load-aware":
         return MaskedDenseNetwork(calibration, spec, hardware, evaluator, init_mean, init_std)
     return CrossbarNetwork(calibration, spec, hardware, evaluator=evaluator, init_std=init_std,
                            init_mean=init_mean)
@@ -162,13 +166,15 @@ def layer_groups(spec: NetworkSpec, targets: Sequence[LayerTarget]) -> list[np.n
 def project(values: Sequence[np.ndarray], groups: Sequence[np.ndarray | None],
             targets: Sequence[LayerTarget], levels: int = 0, low: float = 0.0,
             high: float = 1.0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``Π(values)`` per layer and the kept entries: structures, then levels in ``[low, high]``."""
+    """``Π(values)`` per layer and the kept entries: structures (every output neuron keeping at
+    least one), then levels in ``[low, high]``."""
     projected, keeps = [], []
-    for v, g, t in zip(values, groups, targets):
+    last = len(values) - 1
+    for index, (v, g, t) in enumerate(zip(values, groups, targets)):
         if g is None:
             z, keep = np.array(v, dtype=np.float64), np.ones(np.shape(v), dtype=bool)
         else:
-            z, keep = project_structures(v, g, t.density)
+            z, keep = project_structures(v, g, t.density, cover_columns=index == last)
         if levels:
             z = np.where(keep, project_levels(np.where(keep, np.maximum(z, low), 0.0),
                                               levels, low, high), 0.0)
@@ -252,6 +258,9 @@ class AdmmConfig:
         train: the training recipe of step 1 (its ``epochs`` is replaced by
             ``epochs_per_round``) and of the retraining.
         retrain_epochs: epochs of the masked retraining (step 3).
+        finish_evaluator: after the retraining, train the masked network once more with this
+            evaluator (e.g. ``"coupled"`` after ``"load-aware"`` steps); None = no such stage.
+        finish: the recipe of that stage (its epochs included).
     """
 
     rho: float = 1e-3
@@ -261,8 +270,12 @@ class AdmmConfig:
     levels: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(progress=False))
     retrain_epochs: int = 4
+    finish_evaluator: str | None = None
+    finish: TrainConfig | None = None
 
     def __post_init__(self) -> None:
+        if (self.finish_evaluator is None) != (self.finish is None):
+            raise ConfigError("an ADMM finishing stage needs both its evaluator and its recipe")
         if not (math.isfinite(self.rho) and self.rho > 0):
             raise ConfigError(f"ADMM rho must be positive, got {self.rho}")
         if not (math.isfinite(self.rho_growth) and self.rho_growth >= 1):
@@ -302,17 +315,23 @@ def masked_retrain(model: Any, params: Sequence[np.ndarray],
     Raises:
         SparsityError: masks that leave a column without a device or an output unreachable.
     """
-    spec = model.spec
-    if spec.is_dense:
-        spec, cut, _, kept = compact(spec, list(params), theta_masks)
-    else:
-        spec, cut = masked_spec(spec, theta_masks), list(params)
-        kept = [np.arange(p.channels) for p in spec.plans]
+    spec, cut, _, kept = compact(model.spec, list(params), theta_masks)
     masked = make_model(model.calibration, spec, levels, evaluator_name(model), model.init_mean,
                         model.init_std)
     result = train(masked, x, labels, replace(config, epochs=epochs or config.epochs),
                    initial_params=cut)
     return PruneResult(masked, result.params, kept, [], result.history)
+
+
+def finish_training(result: PruneResult, x: np.ndarray, labels: np.ndarray, evaluator: str,
+                    config: TrainConfig, levels: int = 0) -> PruneResult:
+    """A last masked training of a pruned network with another evaluator (the CNN recipe's
+    coupled fine-tuning after load-aware retraining); the mask and the kept neurons stay."""
+    model = result.model
+    tuned = make_model(model.calibration, model.spec, levels, evaluator, model.init_mean,
+                       model.init_std)
+    out = train(tuned, x, labels, config, initial_params=result.params)
+    return PruneResult(tuned, out.params, result.kept_neurons, result.rounds, out.history)
 
 
 def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
@@ -360,6 +379,9 @@ def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
     masks = [None if g is None else k for g, k in zip(groups, keeps)]
     out = masked_retrain(model, params, masks, x, labels, config.train, config.levels,
                          config.retrain_epochs)
+    if config.finish_evaluator is not None:
+        out = finish_training(out, x, labels, config.finish_evaluator, config.finish,
+                              config.levels)
     out.rounds = rounds
     return out
 
