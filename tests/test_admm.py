@@ -203,3 +203,30 @@ def test_admm_on_conv_tiles_removes_a_channel_and_finishes_coupled():
     assert (mask[:, :9] == mask[:, 9:18]).all() and (mask[:, -2] == mask[:, -1]).all()
     assert mask.sum() == 2 * 18  # 18 of the 30 tiles kept, all in channels 0 and 1
     assert len(out.rounds) == 1 and out.history is not None
+
+
+@pytest.mark.parametrize("evaluator", ["static", "load-aware", "coupled"])
+def test_an_unread_conv_channel_is_no_load_and_compacts_away(evaluator):
+    """Absent devices are no load: a channel nobody reads (its taps masked in the next layer)
+    gives the outputs of the network without it, in every evaluator."""
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten
+    from memspice.tech import builtin
+    from memspice.train.sparsity import compact, masked_spec
+
+    cal = calibrate(builtin(), InverterSizing())
+    spec = NetworkSpec((1, 6, 6), (Conv2d(3, 3), AvgPool2d(2), Conv2d(2, 2), Flatten(), Dense(3)))
+    rng = np.random.default_rng(6)
+    params = [rng.normal(-1.5, 1.0, p.theta_shape) for p in spec.plans]
+    masks = [np.ones(p.theta_shape, dtype=bool) for p in spec.plans]
+    k = spec.plans[1].taps  # 3 channels × 2 × 2
+    unread = np.arange(k) // 4 == 1
+    masks[1][:, np.concatenate([unread, unread, [False, False]])] = False
+    masks[1][0, 0] = False  # and one device of the kept taps
+    small, cut, _, kept = compact(spec, params, masks)
+    assert kept[0].tolist() == [0, 2]
+    x = rng.uniform(-0.25, 0.25, (5, 36))
+    full = CrossbarNetwork(cal, masked_spec(spec, masks), evaluator=evaluator)
+    smaller = CrossbarNetwork(cal, small, evaluator=evaluator)
+    np.testing.assert_allclose(full.predict(params, x), smaller.predict(cut, x), atol=1e-9)
