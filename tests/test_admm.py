@@ -230,3 +230,23 @@ def test_an_unread_conv_channel_is_no_load_and_compacts_away(evaluator):
     full = CrossbarNetwork(cal, masked_spec(spec, masks), evaluator=evaluator)
     smaller = CrossbarNetwork(cal, small, evaluator=evaluator)
     np.testing.assert_allclose(full.predict(params, x), smaller.predict(cut, x), atol=1e-9)
+
+
+def test_projection_skips_what_reads_a_removed_channel_and_covers_outputs_with_a_path():
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten
+
+    spec = NetworkSpec((1, 6, 6), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(3)))
+    targets = [LayerTarget("tile", 0.5, (2, 1)), LayerTarget("tile", 0.2, (2, 1))]
+    groups = layer_groups(spec, targets)
+    s = [np.full(p.theta_shape, 0.1) for p in spec.plans]
+    s[0][0] = 0.9  # channel 0 keeps all 10 of the 20 conv tiles: channel 1 is removed
+    s[1][:, 4:8] = 0.95  # the dense layer's largest taps read channel 1 (taps 4-7)
+    s[1][1, -2:] = 1.0  # output 1's best structure is its bias pair
+    z, keep = project(s, groups, targets, spec=spec)
+    assert keep[0][0].all() and not keep[0][1].any()
+    reads_1 = np.r_[4:8, 12:16]
+    assert not keep[1][:, reads_1].any() and (z[1][:, reads_1] == 0).all()
+    taps = keep[1][:, np.r_[0:4, 8:12]]
+    assert taps.any(axis=1).all()  # every output reads a live neuron
+    assert keep[1].sum() == 2 * 6  # ceil(0.2 × 27) = 6 tiles, the bias pair of output 1 among them
+    assert keep[1][1, -2:].all()

@@ -45,6 +45,7 @@ from memspice.train.sparsity import (
     compact,
     project_levels,
     project_structures,
+    read_live,
     structure_groups,
 )
 from memspice.train.trainer import TrainConfig, train
@@ -165,21 +166,37 @@ def layer_groups(spec: NetworkSpec, targets: Sequence[LayerTarget]) -> list[np.n
 
 def project(values: Sequence[np.ndarray], groups: Sequence[np.ndarray | None],
             targets: Sequence[LayerTarget], levels: int = 0, low: float = 0.0,
-            high: float = 1.0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            high: float = 1.0, spec: NetworkSpec | None = None
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``Π(values)`` per layer and the kept entries: structures (every output neuron keeping at
-    least one), then levels in ``[low, high]``."""
+    least one), then levels in ``[low, high]``.
+
+    With ``spec``, layer by layer, entries reading a neuron (channel) the previous projection
+    left without any entry count as 0 (what they read is removed), and an output neuron is
+    covered by a structure reading a live neuron (a path from the inputs).
+    """
     projected, keeps = [], []
     last = len(values) - 1
+    live = None
     for index, (v, g, t) in enumerate(zip(values, groups, targets)):
+        readable = None if spec is None else read_live(spec.plans[index], live)
         if g is None:
             z, keep = np.array(v, dtype=np.float64), np.ones(np.shape(v), dtype=bool)
         else:
-            z, keep = project_structures(v, g, t.density, cover_columns=index == last)
+            usable = np.ones(np.shape(v), dtype=bool)
+            if readable is not None:
+                usable = readable.copy()
+                usable[:, -2:] = True  # the bias pair reads no neuron
+            z, keep = project_structures(np.where(usable, v, 0.0), g, t.density,
+                                         cover_columns=index == last, cover_with=readable)
+            keep &= usable
+            z = np.where(keep, v, 0.0)
         if levels:
             z = np.where(keep, project_levels(np.where(keep, np.maximum(z, low), 0.0),
                                               levels, low, high), 0.0)
         projected.append(z)
         keeps.append(keep)
+        live = keep.any(axis=1)
     return projected, keeps
 
 
@@ -358,7 +375,7 @@ def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
     params = [np.array(p, dtype=np.float64) for p in params]
     penalty = AdmmPenalty(window, config.rho, [], [])
     s = penalty.normalized(params)
-    penalty.z, _ = project(s, groups, targets, config.levels, low)
+    penalty.z, _ = project(s, groups, targets, config.levels, low, spec=model.spec)
     penalty.u = [np.zeros_like(v) for v in s]
     objective = AdmmObjective(model, penalty)
     step_config = replace(config.train, epochs=config.epochs_per_round)
@@ -368,14 +385,14 @@ def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
         params = result.params
         s = penalty.normalized(params)
         penalty.z, _ = project([a + b for a, b in zip(s, penalty.u)], groups, targets,
-                               config.levels, low)
+                               config.levels, low, spec=model.spec)
         penalty.u = [u + a - z for u, a, z in zip(penalty.u, s, penalty.z)]
-        nearest, _ = project(s, groups, targets)
+        nearest, _ = project(s, groups, targets, spec=model.spec)
         distance = math.sqrt(sum(float(np.sum((a - z) ** 2)) for a, z in zip(s, nearest)))
         rounds.append({"round": index + 1, "rho": penalty.rho, "distance": distance,
                        "val_accuracy": float(result.history["val_accuracy"].iloc[-1])})
         penalty.rho *= config.rho_growth
-    _, keeps = project(penalty.normalized(params), groups, targets)
+    _, keeps = project(penalty.normalized(params), groups, targets, spec=model.spec)
     masks = [None if g is None else k for g, k in zip(groups, keeps)]
     out = masked_retrain(model, params, masks, x, labels, config.train, config.levels,
                          config.retrain_epochs)

@@ -143,7 +143,8 @@ def structure_groups(plan: CrossbarPlan, structure: str,
 
 
 def project_structures(values: np.ndarray, groups: np.ndarray, density: float,
-                       cover_columns: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                       cover_columns: bool = False, cover_with: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean projection onto "keep the best ``density`` fraction of structures".
 
     Args:
@@ -154,6 +155,9 @@ def project_structures(values: np.ndarray, groups: np.ndarray, density: float,
             structure: first the best structure of each column that has none kept otherwise,
             then the best of the rest up to the count (the projection onto that set when
             structures lie in one column, as 2×1 tiles and kernels do).
+        cover_with: entries (bool, ``values``' shape) a covering structure must hold one of
+            (e.g. taps reading a live neuron, so the column keeps a path from the inputs);
+            default: any.
 
     Returns:
         ``(projected, keep)``: the values with the removed structures at 0, and the boolean
@@ -176,8 +180,10 @@ def project_structures(values: np.ndarray, groups: np.ndarray, density: float,
         covered = (groups < 0).any(axis=1)  # a column with an unstructured entry has a device
         rank = np.empty(n, dtype=np.int64)
         rank[order] = np.arange(n)
+        eligible = (np.ones(values.shape, dtype=bool) if cover_with is None
+                    else np.asarray(cover_with, dtype=bool))
         for column in np.flatnonzero(~covered):
-            own = groups[column][groups[column] >= 0]
+            own = groups[column][(groups[column] >= 0) & eligible[column]]
             if own.size:
                 kept_groups[own[np.argmin(rank[own])]] = True
         n_keep = max(n_keep, int(kept_groups.sum()))
@@ -341,6 +347,21 @@ def kept_theta_columns(plan: CrossbarPlan, previous_channels: int,
         return np.arange(2 * k + 2)
     taps = np.flatnonzero(np.isin(_channel_reader(plan, previous_channels), kept_previous))
     return np.concatenate([taps, k + taps, [2 * k, 2 * k + 1]])
+
+
+def read_live(plan: CrossbarPlan, live_previous: np.ndarray | None) -> np.ndarray:
+    """θ entries of ``plan`` (``plan.theta_shape`` bool) that read a live neuron (channel) of
+    the previous crossbar layer: its taps reading one in ``live_previous`` (bool per previous
+    channel), both polarities; bias entries are False. All taps for the first layer or None."""
+    k = plan.taps
+    out = np.zeros(plan.theta_shape, dtype=bool)
+    if live_previous is None:
+        out[:, : 2 * k] = True
+        return out
+    reads = np.asarray(live_previous, dtype=bool)[_channel_reader(plan, len(live_previous))]
+    out[:, :k] = reads
+    out[:, k : 2 * k] = reads
+    return out
 
 
 def compact(spec: NetworkSpec, arrays: Sequence[np.ndarray],
