@@ -212,12 +212,18 @@ def train_cnn_dense(cal, spec, recipe, x, y):
 
 
 
+#: The CNN's ADMM schedule: rounds of one load-aware epoch, then the masked retraining's epochs.
+CNN_ADMM_ROUNDS = 3
+CNN_RETRAIN_EPOCHS = 2
+
+
 def cnn_admm(dense, targets, recipe, x, y, rounds: int, retrain_epochs: int, levels: int,
              rho: float, lr: float):
-    """ADMM on the dense CNN with its recipe's evaluators: the ADMM rounds and the masked
-    retraining with the load-aware evaluator (batch ``recipe.pre_batch``, Adam at ``lr``,
-    cosine), then ``recipe.tune_epochs`` coupled epochs of the masked network on ``levels``
-    levels (batch ``recipe.tune_batch``, Adam at ``recipe.tune_lr``)."""
+    """ADMM on the dense CNN with its recipe's evaluators: ``rounds`` ADMM rounds of one epoch
+    and ``retrain_epochs`` of masked retraining with the load-aware evaluator (batch
+    ``recipe.pre_batch``, Adam at ``lr``, cosine), then ``recipe.tune_epochs`` coupled epochs
+    of the masked network on ``levels`` levels (batch ``recipe.tune_batch``, Adam at
+    ``recipe.tune_lr``)."""
     from memspice.prune.flow import admm
     from memspice.train.admm import AdmmConfig
     from memspice.train.conv_model import CrossbarNetwork
@@ -228,7 +234,7 @@ def cnn_admm(dense, targets, recipe, x, y, rounds: int, retrain_epochs: int, lev
                             init_mean=recipe.init_mean)
     params = [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0)
               for g in dense.network.conductances]
-    config = AdmmConfig(rho=rho, rounds=rounds, epochs_per_round=2, levels=levels,
+    config = AdmmConfig(rho=rho, rounds=rounds, epochs_per_round=1, levels=levels,
                         train=bench_cnn._config(epochs=retrain_epochs, batch_size=recipe.pre_batch,
                                                 lr=lr),
                         retrain_epochs=retrain_epochs, finish_evaluator="coupled",
@@ -249,8 +255,8 @@ def cnn_section(args, out, cal, tech, x_train, y_train, x_test, y_test, batch) -
     pruned_runs = []
     for text, targets, tag, retrain, levels in runs:
         pruned, _ = cached(out / tag, lambda t=targets, r=retrain, lv=levels: cnn_admm(
-            dense, t, recipe, x_train, y_train, args.admm_rounds or (1 if args.quick else 4),
-            r or (1 if args.quick else 4), lv, args.cnn_rho, args.cnn_lr))
+            dense, t, recipe, x_train, y_train, args.admm_rounds or (1 if args.quick else CNN_ADMM_ROUNDS),
+            r or (1 if args.quick else CNN_RETRAIN_EPOCHS), lv, args.cnn_rho, args.cnn_lr))
         pruned_runs.append((text, targets, tag, retrain, levels, pruned))
     if args.no_spice:
         return []
