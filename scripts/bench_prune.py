@@ -3,29 +3,37 @@
 On one network description (``NetworkSpec.dense``) and one calibration of the built-in card made
 in the same run, every network is trained in coupled mode with the same recipe (Adam, batch 16,
 BCE on the output logits, learning rate ×0.97 per epoch, 10 % of the training images held out
-for every choice: the best epoch) and simulated on the same test images in ngspice (flat decks,
-one resistor per present device):
+for every choice: the best epoch) and simulated on the same test images in ngspice (through
+``validate_network``: one resistor per present device):
 
-- ``dense``: the unpruned baseline;
-- ``csrram``: block-diagonal clusters in the first layer, fixed before training, at each density
-  of ``--densities`` (25 % is CSrram's setting; the sweep goes down to where accuracy breaks);
-- ``admm``: ADMM structured pruning from the dense network (``--admm-targets``, one target per
-  layer, :mod:`memspice.prune.targets`), masked retraining, optionally on ``--levels`` levels;
-- faults (``--fault-rates``): the dense network with a seeded stuck-at map, fault-oblivious
+- ``prune`` (the MLP): ``dense``, the unpruned baseline; ``csrram``, block-diagonal clusters in
+  the first layer, fixed before training, at each density of ``--densities`` (25 % is CSrram's
+  setting; the sweep goes down to where accuracy breaks); ``admm``, ADMM structured pruning from
+  the dense network (``--admm-targets``, one target per layer, :mod:`memspice.prune.targets`),
+  masked retraining, optionally on ``--levels`` levels;
+- ``faults`` (``--fault-rates``): the dense network with a seeded stuck-at map, fault-oblivious
   and retrained against the map (fault-aware), in SPICE with the same map
-  (``scripts/bench_faults.py``'s recipe, on the dense validation path).
+  (``scripts/bench_faults.py``'s recipe, on the dense validation path);
+- ``cnn``: ``scripts/bench_cnn.py``'s CNN (``conv 4 k3 → pool 2 → conv 8 k3 → pool 2 → dense
+  10``) trained with its recipe (θ mean −3, load-aware pre-training, coupled fine-tuning), and
+  its ADMM prunings (``--cnn-targets``: ADMM rounds and masked retraining with the load-aware
+  evaluator, then the recipe's coupled epoch on the masked network, on the targets' levels).
 
-Figures per network: devices, density and compression against the dense network, crossbar area
-saved, SPICE and model accuracy, agreement, static power of the rails and the input drivers and
-the energy of one inference (that power over a 1 µs period). ``--quick`` (< 1 min): digits,
-64-16-10, 400 training / 100 test images, short training. Full: MNIST 14×14 196-100-10, the first
-8,000 images of the 10k set for training and the last 2,000 for testing (``--mnist-dir`` or
-``$MEMSPICE_MNIST_DIR``). Networks and figures are kept in ``--out``; a re-run reuses them.
+Figures per network: devices (every memristor built: a conv kernel counts once per output
+position, each position's column holding its own copy), density and compression against the
+dense network, crossbar area saved, SPICE and model accuracy, agreement, static power of the
+rails and the input drivers, and the energy of one inference: the transient energy of the rails
+and the input drivers over one 1 µs period, mean over the first ``--transient-samples`` test
+images. ``--quick`` (< 1 min): digits, 64-16-10 and a one-conv CNN on 8×8 images, 400 training /
+100 test images, short training. Full: MNIST 14×14, the first 8,000 images of the 10k set for
+training and the last 2,000 for testing (``--mnist-dir`` or ``$MEMSPICE_MNIST_DIR``). Networks
+and figures are kept in ``--out``; a re-run reuses them.
 
 Ends with one line of JSON: ``{"dataset", "topology", "dense": {...}, "networks": [{"network",
 "method", "density", "compression", "devices", "area_saved", "spice_accuracy",
 "dense_spice_accuracy", "static_power_w", "dense_static_power_w", "energy_per_inference_j",
-...}], "faults": [{"rate", "oblivious", "aware", "fault_free"}]}``.
+...}], "faults": [{"rate", "oblivious", "aware", "fault_free"}], "cnn": [rows like
+"networks"]}``.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cnn  # noqa: E402  (the CNN's topology and training recipe)
 import bench_faults  # noqa: E402  (the same data split, recipe and fault-rescue helpers)
 from bench_faults import load_split, train_config  # noqa: E402
 
@@ -52,6 +61,8 @@ ADMM_TARGETS = "tile:0.05:2x1,none@8"
 QUICK_ADMM_TARGETS = "tile:0.25:2x1,none"
 FAULT_RATES = (0.05, 0.10, 0.20)
 INIT_THETA_MEAN = -1.5
+ENERGY_NOTE = ("energy per inference = transient energy of the rails and the input drivers over one "
+               "1 µs inference period, mean over the first transient test images")
 
 
 def cached(directory: Path, make):
@@ -77,8 +88,10 @@ def cached(directory: Path, make):
 
 
 def measured(directory: Path, pruned, dense_spec, tech, sizing, x, y, workers: int,
-             batch: int, tile=None) -> dict:
-    """Hardware counts and SPICE figures (cached in ``directory/figures.json``)."""
+             batch: int, tile=None, ngspice=None, transient: int = 20) -> dict:
+    """Hardware counts and SPICE figures (``validate_network``; cached in
+    ``directory/figures.json``): ``transient`` test images also run in transient mode for the
+    energy per inference."""
     from memspice.prune.measure import hardware_counts, spice_measure
 
     path = directory / "figures.json"
@@ -86,11 +99,33 @@ def measured(directory: Path, pruned, dense_spec, tech, sizing, x, y, workers: i
         return json.loads(path.read_text())
     t0 = time.perf_counter()
     counts = hardware_counts(pruned.network, dense_spec, pruned.kept_neurons, tile)
-    spice = spice_measure(pruned.network, tech, sizing, x, y, batch, workers)
+    spice = spice_measure(pruned.network, tech, sizing, x, y, batch, workers,
+                          transient_samples=transient, ngspice=ngspice)
     figures = {**counts.as_dict(), **spice.as_dict(), "spice_s": time.perf_counter() - t0,
                "topology": list(pruned.network.spec.topology or ())}
     path.write_text(json.dumps(figures, default=float))
     return figures
+
+
+def _row(network: str, method: str, figures: dict, base: dict, record: dict) -> dict:
+    """One benchmark row: the network's figures against the dense ones (``base``), printed."""
+    energy, dense_energy = figures.get("energy_per_inference_j"), base.get("energy_per_inference_j")
+    r = {"network": network, "method": method, **figures,
+         "dense_spice_accuracy": base["spice_accuracy"],
+         "dense_static_power_w": base["static_power_w"],
+         "dense_energy_per_inference_j": dense_energy,
+         "power_ratio": base["static_power_w"] / figures["static_power_w"],
+         "energy_ratio": dense_energy / energy if energy and dense_energy else None,
+         "accuracy_change_points": 100 * (figures["spice_accuracy"] - base["spice_accuracy"]),
+         "val_accuracy": record.get("val_accuracy")}
+    energy_text = "" if energy is None else f", energy/inference {1e12 * energy:.1f} pJ"
+    print(f"  {network:<26} {figures['devices']:>7,} devices ({figures['compression']:5.2f}x, "
+          f"area saved {100 * figures['area_saved']:5.1f} %): SPICE {100 * figures['spice_accuracy']:.2f} % "
+          f"({r['accuracy_change_points']:+.2f} points), model {100 * figures['model_accuracy']:.2f} %, "
+          f"agreement {100 * figures['agreement']:.2f} %, static power {1e6 * figures['static_power_w']:.1f} µW "
+          f"({r['power_ratio']:.2f}x lower; rails {1e6 * figures['rail_power_w']:.1f}, inputs "
+          f"{1e6 * figures['input_power_w']:.1f} µW){energy_text}", flush=True)
+    return r
 
 
 def faults_section(out: Path, cal, topology, x_train, y_train, x_test, y_test, rates, epochs,
@@ -131,6 +166,117 @@ def faults_section(out: Path, cal, topology, x_train, y_train, x_test, y_test, r
     return rows
 
 
+
+# ---- the CNN -------------------------------------------------------------------------------
+
+#: ADMM targets of the CNN, one per crossbar layer (conv 1, conv 2, dense): 2×1 tiles of the
+#: unrolled crossbar of a conv position (the ip/in pair of one kernel tap, or the bias pair,
+#: of one output channel; shared by every position), on 32 levels, from light to the last one,
+#: which aims at 17.7× fewer devices.
+CNN_ADMM_TARGETS = ("tile:0.5:2x1,tile:0.25:2x1,tile:0.5:2x1@L32;"
+                    "tile:0.5:2x1,tile:0.12:2x1,tile:0.3:2x1@L32;"
+                    "tile:0.3:2x1,tile:0.05:2x1,tile:0.1:2x1@L32;"
+                    "tile:0.15:2x1,tile:0.025:2x1,tile:0.05:2x1@L32")
+QUICK_CNN_ADMM_TARGETS = "tile:0.5:2x1,tile:0.5:2x1@L32"
+
+
+def quick_cnn_spec():
+    """The quick CNN on 8×8 digits: conv 4 k3 → pool 2 → flatten → dense 10."""
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+
+    return NetworkSpec((1, 8, 8), (Conv2d(4, 3), AvgPool2d(2), Flatten(), Dense(10)))
+
+
+def cnn_recipe(quick: bool):
+    """``scripts/bench_cnn.py``'s recipe (θ mean −3, load-aware pre-training, coupled fine-tuning)."""
+    recipe = bench_cnn.Recipe()
+    if quick:
+        recipe = recipe._replace(pre_epochs=2, tune_epochs=1, tune_batch=32)
+    return recipe
+
+
+def train_cnn_dense(cal, spec, recipe, x, y):
+    """The dense CNN by ``scripts/bench_cnn.py``'s recipe: ``recipe.pre_epochs`` load-aware
+    epochs, then ``recipe.tune_epochs`` coupled ones."""
+    from memspice.prune.flow import Pruned, trained_network
+    from memspice.train.conv_model import CrossbarNetwork
+    from memspice.train.trainer import train
+
+    pre = CrossbarNetwork(cal, spec, evaluator=recipe.pre_evaluator, init_mean=recipe.init_mean)
+    first = train(pre, x, y, bench_cnn._config(epochs=recipe.pre_epochs, batch_size=recipe.pre_batch,
+                                               lr=recipe.pre_lr))
+    coupled = CrossbarNetwork(cal, spec, evaluator="coupled", init_mean=recipe.init_mean)
+    tuned = train(coupled, x, y, bench_cnn._config(epochs=recipe.tune_epochs,
+                                                   batch_size=recipe.tune_batch, lr=recipe.tune_lr),
+                  initial_params=first.params)
+    record = {"method": "dense", "pre_val_accuracy": float(first.history.val_accuracy.max()),
+              "val_accuracy": float(tuned.history.val_accuracy.iloc[tuned.best_epoch - 1]),
+              "best_epoch": tuned.best_epoch}
+    return Pruned(trained_network(coupled, tuned.params, record), None, record)
+
+
+
+#: The CNN's ADMM schedule: rounds of one load-aware epoch, then the masked retraining's epochs.
+CNN_ADMM_ROUNDS = 3
+CNN_RETRAIN_EPOCHS = 2
+
+
+def cnn_admm(dense, targets, recipe, x, y, rounds: int, retrain_epochs: int, levels: int,
+             rho: float, lr: float):
+    """ADMM on the dense CNN with its recipe's evaluators: ``rounds`` ADMM rounds of one epoch
+    and ``retrain_epochs`` of masked retraining with the load-aware evaluator (batch
+    ``recipe.pre_batch``, Adam at ``lr``, cosine), then ``recipe.tune_epochs`` coupled epochs
+    of the masked network on ``levels`` levels (batch ``recipe.tune_batch``, Adam at
+    ``recipe.tune_lr``)."""
+    from memspice.prune.flow import admm
+    from memspice.train.admm import AdmmConfig
+    from memspice.train.conv_model import CrossbarNetwork
+    from memspice.train.mapping import conductance_to_theta
+
+    cal = dense.network.calibration
+    model = CrossbarNetwork(cal, dense.network.spec, evaluator=recipe.pre_evaluator,
+                            init_mean=recipe.init_mean)
+    params = [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0)
+              for g in dense.network.conductances]
+    config = AdmmConfig(rho=rho, rounds=rounds, epochs_per_round=1, levels=levels,
+                        train=bench_cnn._config(epochs=retrain_epochs, batch_size=recipe.pre_batch,
+                                                lr=lr),
+                        retrain_epochs=retrain_epochs, finish_evaluator="coupled",
+                        finish=bench_cnn._config(epochs=recipe.tune_epochs,
+                                                 batch_size=recipe.tune_batch, lr=recipe.tune_lr))
+    return admm(model, params, x, y, targets, config)
+
+
+def cnn_section(args, out, cal, tech, x_train, y_train, x_test, y_test, batch) -> list[dict]:
+    """The dense CNN (``scripts/bench_cnn.py``'s topology and recipe) and its ADMM prunings
+    (``--cnn-targets``), each simulated on the test images: one report row each."""
+    spec = quick_cnn_spec() if args.quick else bench_cnn.cnn_spec()
+    recipe = cnn_recipe(args.quick)
+    dense, _ = cached(out / "dense", lambda: train_cnn_dense(cal, spec, recipe, x_train, y_train))
+    text = args.cnn_targets or (QUICK_CNN_ADMM_TARGETS if args.quick else CNN_ADMM_TARGETS)
+    runs = _admm_runs(argparse.Namespace(admm_targets=text, retrain_epochs=args.retrain_epochs,
+                                         levels=args.levels), dense.network.spec)
+    pruned_runs = []
+    for text, targets, tag, retrain, levels in runs:
+        pruned, _ = cached(out / tag, lambda t=targets, r=retrain, lv=levels: cnn_admm(
+            dense, t, recipe, x_train, y_train, args.admm_rounds or (1 if args.quick else CNN_ADMM_ROUNDS),
+            r or (1 if args.quick else CNN_RETRAIN_EPOCHS), lv, args.cnn_rho, args.cnn_lr))
+        pruned_runs.append((text, targets, tag, retrain, levels, pruned))
+    if args.no_spice:
+        return []
+    transient = 2 if args.quick else args.transient_samples
+    base = measured(out / "dense", dense, spec, tech, None, x_test, y_test, args.workers, batch,
+                    ngspice=args.ngspice, transient=transient)
+    rows = [_row("dense", "dense", base, base, dense.record)]
+    for text, targets, tag, retrain, levels, pruned in pruned_runs:
+        tile = next((t.tile for t in targets if t.tile is not None), None)
+        figures = measured(out / tag, pruned, spec, tech, None, x_test, y_test, args.workers,
+                           batch, tile, ngspice=args.ngspice, transient=transient)
+        rows.append(dict(_row(tag, "admm", figures, base, pruned.record), targets=text,
+                         levels=levels, rounds=pruned.record.get("rounds")))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="digits, 64-16-10, < 1 min")
@@ -153,8 +299,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rho", type=float, default=0.1, help="initial ADMM ρ (default 0.1)")
     parser.add_argument("--fault-rates", default=",".join(f"{r:g}" for r in FAULT_RATES),
                         help="stuck-at rates (default 0.05,0.1,0.2; 'none' skips the fault section)")
-    parser.add_argument("--sections", default="prune,faults",
-                        help="what to run: prune (dense, csrram, admm), faults, or both (default prune,faults)")
+    parser.add_argument("--sections", default="prune,faults,cnn",
+                        help="what to run, comma-separated: prune (the MLP: dense, csrram, admm), faults, "
+                             "cnn (the CNN: dense and admm) (default prune,faults,cnn)")
+    parser.add_argument("--cnn-targets", default=None,
+                        help=f"ADMM targets of the CNN's layers (conv, conv, dense), same syntax as "
+                             f"--admm-targets (default {CNN_ADMM_TARGETS}; quick {QUICK_CNN_ADMM_TARGETS})")
+    parser.add_argument("--cnn-rho", type=float, default=0.5, help="initial ADMM ρ of the CNN (default 0.5)")
+    parser.add_argument("--cnn-lr", type=float, default=0.01,
+                        help="Adam learning rate of the CNN's ADMM rounds and retraining (default 0.01)")
+    parser.add_argument("--transient-samples", type=int, default=20,
+                        help="test images also simulated in transient mode for the energy per inference "
+                             "(default 20; quick 2)")
+    parser.add_argument("--ngspice", default=os.environ.get("MEMSPICE_NGSPICE"),
+                        help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice)")
     parser.add_argument("--faults-from", type=Path, default=None, metavar="LOG",
                         help="take the fault rows from the last JSON line of an earlier run's output "
                              "(e.g. one with --sections faults) instead of running them")
@@ -190,12 +348,26 @@ def main(argv: list[str] | None = None) -> int:
           f"{epochs} epochs", flush=True)
 
     sections = {t.strip() for t in args.sections.split(",")}
-    if not sections <= {"prune", "faults"} or not sections:
-        raise SystemExit(f"--sections takes prune, faults or both, got {args.sections!r}")
+    if not sections <= {"prune", "faults", "cnn"} or not sections:
+        raise SystemExit(f"--sections takes prune, faults and cnn, got {args.sections!r}")
     rows: list[dict] = []
     if "prune" in sections:
         rows = prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, y_test,
                              config, batch)
+    cnn_rows: list[dict] = []
+    if "cnn" in sections:
+        cnn_out = args.out / f"{name}-cnn"
+        print(f"{name}-cnn: {len(x_train)} training / {len(x_test)} test images, load-aware "
+              f"pre-training, coupled fine-tuning", flush=True)
+        cnn_rows = cnn_section(args, cnn_out, cal, tech, x_train, y_train, x_test, y_test, batch)
+        if cnn_rows:
+            from memspice.io import write_many_atomic
+            from memspice.prune.report import report_writers
+
+            write_many_atomic(report_writers(cnn_rows, cnn_out, f"Pruning benchmark ({name}-cnn)", [
+                f"{len(x_train)} training images (10 % held out), {len(x_test)} test images simulated in ngspice",
+                "devices count every memristor built: a conv kernel once per output position",
+                ENERGY_NOTE]))
     faults: list[dict] = []
     if args.faults_from is not None:
         faults = json.loads(args.faults_from.read_text().strip().splitlines()[-1])["faults"]
@@ -214,11 +386,11 @@ def main(argv: list[str] | None = None) -> int:
 
         write_many_atomic(report_writers(rows, out, f"Pruning benchmark ({label})", [
             f"{len(x_train)} training images (10 % held out), {len(x_test)} test images simulated in ngspice",
-            "energy per inference = static power (rails and input drivers) × 1 µs"]))
+            ENERGY_NOTE]))
     result = {"dataset": name, "topology": list(topology), "train_samples": int(len(x_train)),
               "test_samples": int(len(x_test)), "epochs": epochs, "mode": "coupled",
               "dense": rows[0] if rows else None, "networks": rows, "faults": faults,
-              "energy_period_s": 1e-6, "wall_s": time.perf_counter() - wall}
+              "cnn": cnn_rows, "energy_period_s": 1e-6, "wall_s": time.perf_counter() - wall}
     print(f"wall {result['wall_s']:.0f} s")
     print(json.dumps(result, sort_keys=True, default=float))
     return 0
@@ -291,36 +463,26 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
             cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels: _admm_from(
                 state, cal, spec, dense, targets, args, config, x_train, y_train, retrain, levels))
         return []
-    base = measured(out / "dense", dense, spec, tech, sizing, x_test, y_test, args.workers, batch)
+    base = measured(out / "dense", dense, spec, tech, sizing, x_test, y_test, args.workers, batch,
+                    ngspice=args.ngspice, transient=2 if args.quick else args.transient_samples)
 
     def row(network: str, method: str, figures: dict, record: dict) -> dict:
-        r = {"network": network, "method": method, **figures,
-             "dense_spice_accuracy": base["spice_accuracy"],
-             "dense_static_power_w": base["static_power_w"],
-             "dense_energy_per_inference_j": base["energy_per_inference_j"],
-             "power_ratio": base["static_power_w"] / figures["static_power_w"],
-             "accuracy_change_points": 100 * (figures["spice_accuracy"] - base["spice_accuracy"]),
-             "val_accuracy": record.get("val_accuracy")}
-        print(f"  {network:<26} {figures['devices']:>7,} devices ({figures['compression']:5.2f}x, "
-              f"area saved {100 * figures['area_saved']:5.1f} %): SPICE {100 * figures['spice_accuracy']:.2f} % "
-              f"({r['accuracy_change_points']:+.2f} points), model {100 * figures['model_accuracy']:.2f} %, "
-              f"agreement {100 * figures['agreement']:.2f} %, static power {1e6 * figures['static_power_w']:.1f} µW "
-              f"({r['power_ratio']:.2f}x lower; rails {1e6 * figures['rail_power_w']:.1f}, inputs "
-              f"{1e6 * figures['input_power_w']:.1f} µW)", flush=True)
-        return r
+        return _row(network, method, figures, base, record)
 
     rows = [row("dense", "dense", base, dense.record)]
     for density in _densities(args):
         tag = f"csrram_{density:g}"
         pruned, _ = cached(out / tag, lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
-        figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch)
+        figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch,
+                           ngspice=args.ngspice, transient=2 if args.quick else args.transient_samples)
         rows.append(dict(row(tag, "csrram", figures, pruned.record), first_layer_density=density))
     for text, targets, tag, retrain, levels in _admm_runs(args, spec):
         pruned, _ = cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels: _admm_from(
             state, cal, spec, dense, targets, args, config, x_train, y_train, retrain, levels))
         tile = next((t.tile for t in targets if t.tile is not None), None)
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers,
-                           batch, tile)
+                           batch, tile, ngspice=args.ngspice,
+                           transient=2 if args.quick else args.transient_samples)
         rows.append(dict(row(tag, "admm", figures, pruned.record), targets=text,
                          levels=levels, retrain_epochs=retrain or (2 if args.quick else 5)))
     return rows

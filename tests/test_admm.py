@@ -147,3 +147,106 @@ def test_admm_removes_whole_kernel_rows_of_a_conv_layer():
     assert (rows.all(axis=2) | ~rows.any(axis=2)).all()  # whole kernel rows, kept or removed
     assert rows.all(axis=2).sum() == 3 and (mask[:, 9:18] == mask[:, :9]).all()
     assert mask[:, -2:].all()
+
+
+@pytest.mark.parametrize("evaluator", ["load-aware", "coupled"])
+def test_objective_gradient_of_a_masked_cnn_matches_finite_differences(evaluator):
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten
+    from memspice.tech import builtin
+
+    cal = calibrate(builtin(), InverterSizing())
+    spec = NetworkSpec((1, 5, 5), (Conv2d(2, 2), AvgPool2d(2), Flatten(), Dense(3)))
+    rng = np.random.default_rng(4)
+    masks = [np.ones(p.theta_shape, dtype=bool) for p in spec.plans]
+    masks[0][1, [0, 4]] = False  # the ip/in pair of tap 0 of channel 1, at every position
+    from memspice.train.sparsity import masked_spec
+
+    model = CrossbarNetwork(cal, masked_spec(spec, masks), evaluator=evaluator)
+    _, penalty = _penalty(spec, rng)
+    objective = AdmmObjective(model, penalty)
+    params = [rng.normal(-1.0, 1.0, p.theta_shape) for p in spec.plans]
+    x = rng.uniform(-0.25, 0.25, (4, 25))
+    y = rng.integers(0, 3, 4)
+    loss = Loss("softmax_ce", link="logit")
+    analytic = objective.loss_and_grad(params, x, y, loss)[1]
+    numeric = central_gradient(lambda p: objective.loss_and_grad(p, x, y, loss)[0], params)
+    assert relative_error(analytic, numeric) < 1e-6
+    # a masked θ gets only the penalty's pull
+    assert np.allclose(analytic[0][~masks[0]], penalty.value_and_grad(params)[1][0][~masks[0]])
+
+
+def test_admm_on_conv_tiles_removes_a_channel_and_finishes_coupled():
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten
+    from memspice.tech import builtin
+
+    cal = calibrate(builtin(), InverterSizing())
+    data = load_digits()
+    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)[:160]
+    spec = NetworkSpec((1, 8, 8), (Conv2d(3, 3), AvgPool2d(2), Flatten(), Dense(10)))
+    model = CrossbarNetwork(cal, spec, evaluator="load-aware", init_mean=-2.0)
+    params = model.init_params(np.random.default_rng(0))
+    params[0][2] -= 6.0  # channel 2 far below the others: the projection drops it whole
+    recipe = TrainConfig(epochs=1, lr=0.02, batch_size=32, loss="softmax_ce", loss_link="logit",
+                         progress=False)
+    config = AdmmConfig(rho=0.5, rounds=1, epochs_per_round=1, retrain_epochs=1, train=recipe,
+                        levels=8, finish_evaluator="coupled", finish=recipe)
+    out = admm_prune(model, params, x, data.labels[:160],
+                     [LayerTarget("tile", 0.6, (2, 1)), LayerTarget("tile", 0.5, (2, 1))], config)
+    assert out.model.evaluator == "coupled"
+    assert out.model.spec.plans[0].channels == 2 and out.kept_neurons[0].tolist() == [0, 1]
+    assert out.model.spec.plans[1].taps == 2 * 9
+    mask = out.model.spec.masks[0].theta
+    assert (mask[:, :9] == mask[:, 9:18]).all() and (mask[:, -2] == mask[:, -1]).all()
+    assert mask.sum() == 2 * 18  # 18 of the 30 tiles kept, all in channels 0 and 1
+    assert len(out.rounds) == 1 and out.history is not None
+
+
+@pytest.mark.parametrize("evaluator", ["static", "load-aware", "coupled"])
+def test_an_unread_conv_channel_is_no_load_and_compacts_away(evaluator):
+    """Absent devices are no load: a channel nobody reads (its taps masked in the next layer)
+    gives the outputs of the network without it, in every evaluator."""
+    from memspice.characterize.calibrate import calibrate
+    from memspice.circuit.builders import InverterSizing
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten
+    from memspice.tech import builtin
+    from memspice.train.sparsity import compact, masked_spec
+
+    cal = calibrate(builtin(), InverterSizing())
+    spec = NetworkSpec((1, 6, 6), (Conv2d(3, 3), AvgPool2d(2), Conv2d(2, 2), Flatten(), Dense(3)))
+    rng = np.random.default_rng(6)
+    params = [rng.normal(-1.5, 1.0, p.theta_shape) for p in spec.plans]
+    masks = [np.ones(p.theta_shape, dtype=bool) for p in spec.plans]
+    k = spec.plans[1].taps  # 3 channels × 2 × 2
+    unread = np.arange(k) // 4 == 1
+    masks[1][:, np.concatenate([unread, unread, [False, False]])] = False
+    masks[1][0, 0] = False  # and one device of the kept taps
+    small, cut, _, kept = compact(spec, params, masks)
+    assert kept[0].tolist() == [0, 2]
+    x = rng.uniform(-0.25, 0.25, (5, 36))
+    full = CrossbarNetwork(cal, masked_spec(spec, masks), evaluator=evaluator)
+    smaller = CrossbarNetwork(cal, small, evaluator=evaluator)
+    np.testing.assert_allclose(full.predict(params, x), smaller.predict(cut, x), atol=1e-9)
+
+
+def test_projection_skips_what_reads_a_removed_channel_and_covers_outputs_with_a_path():
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten
+
+    spec = NetworkSpec((1, 6, 6), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(3)))
+    targets = [LayerTarget("tile", 0.5, (2, 1)), LayerTarget("tile", 0.2, (2, 1))]
+    groups = layer_groups(spec, targets)
+    s = [np.full(p.theta_shape, 0.1) for p in spec.plans]
+    s[0][0] = 0.9  # channel 0 keeps all 10 of the 20 conv tiles: channel 1 is removed
+    s[1][:, 4:8] = 0.95  # the dense layer's largest taps read channel 1 (taps 4-7)
+    s[1][1, -2:] = 1.0  # output 1's best structure is its bias pair
+    z, keep = project(s, groups, targets, spec=spec)
+    assert keep[0][0].all() and not keep[0][1].any()
+    reads_1 = np.r_[4:8, 12:16]
+    assert not keep[1][:, reads_1].any() and (z[1][:, reads_1] == 0).all()
+    taps = keep[1][:, np.r_[0:4, 8:12]]
+    assert taps.any(axis=1).all()  # every output reads a live neuron
+    assert keep[1].sum() == 2 * 6  # ceil(0.2 × 27) = 6 tiles, the bias pair of output 1 among them
+    assert keep[1][1, -2:].all()

@@ -122,3 +122,90 @@ def test_prune_trains_prunes_reports_and_simulates(tmp_path, capsys, calibration
     assert rows[0].startswith("network,method,devices") and len(rows) == 3
     assert (out / "pareto.png").stat().st_size > 1000
     assert (out / "dense" / "network.json").is_file()
+
+
+CNN_TOML = """[network]
+layers = [
+  {kind = "conv2d", out_channels = 2, kernel = 3},
+  {kind = "avgpool2d", size = 2},
+  {kind = "flatten"},
+  {kind = "dense", units = 10},
+]
+"""
+
+
+def _cnn_network(tmp_path: Path, masked: bool = False) -> Path:
+    from memspice.network import AvgPool2d, Conv2d, CrossbarMask, Dense, Flatten
+
+    cal = phax_reference_calibration()
+    window = ConductanceWindow(cal.device.g_min_siemens, cal.device.g_max_siemens)
+    spec = NetworkSpec((1, 8, 8), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(10)))
+    rng = np.random.default_rng(0)
+    g = tuple(theta_to_conductance(rng.standard_normal(p.theta_shape), window) for p in spec.plans)
+    if masked:
+        mask = np.ones(spec.plans[0].theta_shape, dtype=bool)
+        mask[0, 0] = False
+        spec = spec.with_masks((CrossbarMask(theta=mask), None))
+    save_layered_network(TrainedCrossbarNetwork(spec, g, cal), tmp_path / "cnn")
+    return tmp_path / "cnn"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--targets", "kernel:0.5,kernel:0.5"], "network layer 3 .dense.: a kernel mask needs a conv2d layer"),
+    (["--targets", "tile:0.5:21x1,none"], "a 21x1 tile is larger than its 20x2 crossbar"),
+    (["--targets", "tile:0:2x1,none"], r"density must be in \(0, 1\]"),
+    (["--targets", "kernel_row:1.5,none"], r"density must be in \(0, 1\]"),
+    (["--targets", "column:0.5,column:0.5"], "output layer"),
+    (["--method", "csrram", "--density", "0.5"], "csrram clusters need a dense network"),
+    (["--masked"], "pruning starts from a network without masks"),
+])
+def test_bad_cnn_inputs_are_one_error_and_nothing_is_written(tmp_path, capsys, extra, message):
+    net = _cnn_network(tmp_path, masked="--masked" in extra)
+    extra = [e for e in extra if e != "--masked"]
+    method = [] if "--method" in extra else ["--method", "admm"]
+    if not extra:
+        extra = ["--targets", "kernel:0.5,none"]
+    out = tmp_path / "out"
+    code = main(["prune", "--network", str(net), *method, *extra, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("memspice: error:"), err
+    import re
+
+    assert re.search(message, err[0]), err[0]
+    assert not out.exists()
+
+
+def test_a_network_file_needs_a_calibration(tmp_path, capsys):
+    toml = tmp_path / "cnn.toml"
+    toml.write_text(CNN_TOML)
+    out = tmp_path / "out"
+    code = main(["prune", "--network", str(toml), "--method", "admm", "--targets",
+                 "kernel:0.5,none", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "give --calibration to train it" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.ngspice
+@pytest.mark.slow
+def test_prune_trains_a_cnn_prunes_its_tiles_and_simulates_it(tmp_path, capsys, calibration_file):
+    toml = tmp_path / "cnn.toml"
+    toml.write_text(CNN_TOML)
+    out = tmp_path / "pruned"
+    code = main(["prune", "--network", str(toml), "--calibration", str(calibration_file),
+                 "--method", "admm", "--targets", "tile:0.5:2x1,tile:0.5:2x1", "--levels", "32",
+                 "--pretrain-epochs", "1", "--epochs", "1", "--rounds", "1", "--round-epochs", "1",
+                 "--retrain-epochs", "1", "--lr", "0.02", "--tile", "2x1", "--spice",
+                 "--spice-samples", "6", "--transient-samples", "1", "--out", str(out), "--json"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    dense, pruned = summary["dense"], summary["pruned"]
+    # conv: 36 positions × 2 channels × (2·9 + 2); dense: 10 × (2·18·4 + 2)
+    assert dense["devices"] == 36 * 2 * 20 + 10 * 146
+    assert pruned["devices"] < 0.6 * dense["devices"]
+    assert pruned["tiles_built"] <= 0.5 * pruned["tiles_total"] + 10  # + one per output column
+    assert pruned["energy_per_inference_j"] > 0 and pruned["transient_samples"] == 1
+    network = load_layered_network(out)
+    assert network.evaluator == "coupled" and network.spec.masks
+    assert (out / "dense" / "network.json").is_file()
+    assert "transient energy" in (out / "prune_report.md").read_text()

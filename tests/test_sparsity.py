@@ -155,3 +155,58 @@ def test_pruned_golden_deck_has_no_element_for_a_masked_device():
     assert "Rl0m0_5" not in resistors and "Rl0m3_11" not in resistors  # input 5 dropped
     assert "Rl0m0_3" not in resistors and "Rl0m3_0" not in resistors   # other cluster
     assert "Rl1m0_3" not in resistors and "Rl1m1_3" in resistors
+
+
+def test_conv_tiles_cover_the_unrolled_crossbar_of_a_position():
+    plan = CNN.plans[0]  # 3 out channels, K = 18 taps (2 in channels × 3 × 3)
+    pairs = structure_groups(plan, "tile", (2, 1))
+    # a 2x1 tile is the ip/in pair of one tap (or the bias pair) of one output channel
+    assert len(np.unique(pairs)) == 3 * 19
+    assert pairs[1, 4] == pairs[1, 18 + 4] and pairs[1, -2] == pairs[1, -1]
+    assert pairs[1, 4] != pairs[2, 4] and pairs[1, 4] != pairs[1, 5]
+    wide = structure_groups(plan, "tile", (6, 3))  # three taps of every channel
+    assert wide[0, 0] == wide[2, 2] == wide[1, 18 + 1] and wide[0, 3] != wide[0, 0]
+    present = np.zeros(plan.theta_shape, dtype=bool)
+    present[0, 0] = present[2, -1] = True
+    assert tiles_built(plan, present, (6, 3)) == (2, 7)
+    with pytest.raises(SparsityError, match="larger than its 38x3"):
+        structure_groups(plan, "tile", (2, 4))
+
+
+def test_compact_removes_dead_conv_channels_and_the_taps_reading_them():
+    spec = NetworkSpec((2, 8, 8), (Conv2d(3, 3), AvgPool2d(2), Conv2d(4, 2), Flatten(), Dense(5)))
+    masks = [np.ones(p.theta_shape, dtype=bool) for p in spec.plans]
+    masks[0][1] = False  # conv channel 1 has no device
+    k = spec.plans[2].taps  # 4 channels × 2 × 2 after the flatten
+    reads_3 = np.arange(k) // 4 == 3
+    masks[2][:, np.concatenate([reads_3, reads_3, [False, False]])] = False  # nobody reads channel 3
+    arrays = [np.arange(np.prod(p.theta_shape)).reshape(p.theta_shape) for p in spec.plans]
+    small, cut, cut_masks, kept = compact(spec, arrays, masks)
+    assert [p.channels for p in small.plans] == [2, 3, 5]
+    assert [k.tolist() for k in kept] == [[0, 2], [0, 1, 2], [0, 1, 2, 3, 4]]
+    assert all(m is None for m in cut_masks) and small.masks == ()
+    # conv 2 (K = 3 channels × 2 × 2) keeps the 4 taps of channels 0 and 2 (c_in, row, col
+    # order), both polarities, and the bias pair
+    taps = np.concatenate([np.arange(4), 8 + np.arange(4)])
+    cols = np.concatenate([taps, 12 + taps, [24, 25]])
+    assert (cut[1] == arrays[1][np.ix_([0, 1, 2], cols)]).all()
+    assert (cut[2] == arrays[2][:, np.r_[0:12, 16:28, 32:34]]).all()
+    from memspice.train.sparsity import kept_theta_columns
+
+    assert (kept_theta_columns(spec.plans[1], 3, kept[0]) == cols).all()
+    everything = [np.zeros(p.theta_shape, dtype=bool) for p in spec.plans[:1]] + masks[1:]
+    with pytest.raises(SparsityError, match="every neuron of network layer 0"):
+        compact(spec, arrays, everything)
+
+
+def test_projection_can_keep_a_structure_in_every_column():
+    plan = DENSE.plans[1]  # the output layer: 3 columns, 2x1 tiles of 4 inputs and the bias
+    groups = structure_groups(plan, "tile", (2, 1))
+    values = np.full(plan.theta_shape, 0.01)
+    values[0] = 1.0  # column 0 holds the 5 largest structures
+    _, keep = project_structures(values, groups, 0.2)  # 3 of 15 tiles
+    assert keep[0].sum() == 6 and not keep[1:].any()
+    _, keep = project_structures(values, groups, 0.2, cover_columns=True)
+    assert keep.any(axis=1).all() and keep.sum() == 3 * 2
+    _, keep = project_structures(values, groups, 0.4, cover_columns=True)  # 6 tiles
+    assert keep[0].sum() == 4 * 2 and keep[1].sum() == keep[2].sum() == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ from memspice.errors import ConfigError
 DESCRIPTION = """\
 Prune a trained network with structured sparsity, retrain it with the structure fixed, and
 report what it costs against the dense network: devices, tiles built, crossbar area saved,
-compression, model accuracy and, with --spice, SPICE accuracy, static power of the rails and the
-input drivers, and energy per inference (that power over a 1 µs period).
+compression, model accuracy and, with --spice (through the validation of `memspice validate`),
+SPICE accuracy, static power of the rails and the input drivers, and the transient energy of one
+1 µs inference period (rails and input drivers, on the first --transient-samples images).
+Dense and layered (conv, pooled) networks; devices count every memristor built, so a conv
+kernel counts once per output position.
 
 Methods:
   csrram  block-diagonal clusters in the first layer (CSrram): --density D makes round(1/D)
@@ -36,10 +40,12 @@ Methods:
 Targets (admm), one per crossbar layer, comma-separated, each STRUCTURE:AMOUNT[:RxC]:
   STRUCTURE  row (an input of the layer: its driver or the previous neuron's load goes),
              column (a neuron, with its rows in the next layer), tile (a RxC tile of the
-             crossbar: physical rows ip_0,in_0,ip_1,… by columns), kernel / kernel_row (conv).
+             crossbar: physical rows ip_0,in_0,ip_1,…,bias_p,bias_n by columns; on a conv layer
+             the unrolled crossbar of one position, columns = output channels), kernel /
+             kernel_row (conv).
   AMOUNT     a density in (0, 1] (0.15) or a compression ratio (10x); 'none' = not pruned.
   Example:   --targets row:0.15,row:0.5   (15 % of the pixels, half the hidden neurons)
-Masked devices are absent from the netlist; dead neurons are removed from the network.
+Masked devices are absent from the netlist; dead neurons and conv channels are removed.
 
 Outputs in --out: network.json + network.npz (the pruned network, format version 2 with its
 masks), dense/ (the dense network, when trained here), prune_report.md, prune_report.csv and
@@ -50,6 +56,9 @@ Examples:
       --targets row:0.15,row:0.5 --levels 32 --spice --out pruned/
   memspice prune --calibration cal.json --dataset mnist --topology 196,100,10 \\
       --method csrram --density 0.25 --spice --out csrram/
+  # a CNN trained by `memspice train --network cnn.toml`: 2x1 tiles of every layer's crossbar
+  memspice prune --network cnn_net/ --dataset mnist --method admm --levels 32 \\
+      --targets tile:0.3:2x1,tile:0.05:2x1,tile:0.1:2x1 --spice --out cnn_pruned/
 """
 
 
@@ -58,8 +67,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("prune", help="structured pruning (ADMM, CSrram clusters), measured in SPICE",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("the dense network")
-    src.add_argument("--network", type=Path, default=None, metavar="DIR",
-                     help="a trained dense network folder (else one is trained with --calibration)")
+    src.add_argument("--network", type=Path, default=None, metavar="DIR|FILE",
+                     help="a trained network folder without masks (dense or layered, e.g. from `memspice "
+                          "train --network`), or a TOML file with a [network] table (conv2d, avgpool2d, "
+                          "flatten, dense; docs/cnn.md) to train here with --calibration")
     src.add_argument("--calibration", type=Path, default=None, help="calibration JSON to train against")
     src.add_argument("--topology", default=None, help="sizes to train, e.g. 196,100,10 (default: 196,100,10 "
                      "for MNIST, inputs,32,classes otherwise)")
@@ -87,8 +98,17 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     pr.add_argument("--rounds", type=bounded(int, 1, 1000), default=4, help="admm rounds (default 4)")
     pr.add_argument("--rho", type=bounded(float, 0, 1e6, lo_open=True), default=0.1, help="initial admm ρ (default 0.1)")
     tr = p.add_argument_group("training (coupled mode when the calibration has a current model)")
-    tr.add_argument("--epochs", type=bounded(int, 1, 100000), default=10,
-                    help="epochs of the dense and csrram training (default 10)")
+    tr.add_argument("--epochs", type=bounded(int, 1, 100000), default=None,
+                    help="epochs of the dense and csrram training (default 10; a layered network: 1 coupled "
+                         "epoch after --pretrain-epochs)")
+    tr.add_argument("--pretrain-epochs", type=bounded(int, 0, 100000), default=8,
+                    help="layered network trained here: load-aware epochs before the coupled ones (default 8)")
+    tr.add_argument("--admm-mode", choices=["auto", "static", "load-aware", "coupled"], default="auto",
+                    help="evaluator of the ADMM rounds and the masked retraining (default auto: the network's; "
+                         "load-aware on a layered network, then --tune-epochs coupled epochs of the masked "
+                         "network when the calibration has the current model)")
+    tr.add_argument("--tune-epochs", type=bounded(int, 1, 100000), default=1,
+                    help="coupled epochs after load-aware ADMM retraining (default 1)")
     tr.add_argument("--round-epochs", type=bounded(int, 1, 1000), default=2, help="admm epochs per round (default 2)")
     tr.add_argument("--retrain-epochs", type=bounded(int, 1, 100000), default=5, help="masked retraining epochs (default 5)")
     tr.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=0.005, help="Adam learning rate (default 0.005)")
@@ -98,6 +118,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     sp.add_argument("--spice-samples", type=bounded(int, 2, 10**7), default=None,
                     help="test images to simulate (default: all)")
     sp.add_argument("--workers", type=bounded(int, 1, 256), default=2, help="ngspice processes (default 2)")
+    sp.add_argument("--transient-samples", type=bounded(int, 0, 10**7), default=20,
+                    help="test images also simulated in transient mode for the energy per inference (default 20)")
+    sp.add_argument("--ngspice", default=None, help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice)")
     add_technology_options(p, rails=False)
     p.add_argument("--out", type=Path, default=Path("prune_run"), help="output folder (default prune_run)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -152,19 +175,27 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
     from memspice.train.trainer import TrainConfig
 
     # ---- every input checked before anything runs or is written -----------------------
-    if (args.network is None) == (args.calibration is None):
-        raise ConfigError("give --network (a trained dense network) or --calibration (to train one)")
+    network_file = args.network is not None and not args.network.is_dir()
+    if args.network is None and args.calibration is None:
+        raise ConfigError("give --network (a trained network folder, or a network file with --calibration) "
+                          "or --calibration (to train a dense network)")
+    if args.network is not None and args.network.is_dir() and args.calibration is not None:
+        raise ConfigError("--calibration trains a network; a trained --network folder has its own")
+    if network_file and args.calibration is None:
+        raise ConfigError(f"--network {args.network} is a network file: give --calibration to train it")
     dense_net = None
-    if args.network is not None:
+    if args.network is not None and not network_file:
         dense_net = load_layered_network(args.network)
-        if not dense_net.spec.is_dense or any(m is not None for m in dense_net.spec.masks):
-            raise ConfigError(f"{args.network}: pruning starts from a dense network without masks")
+        if any(m is not None for m in dense_net.spec.masks):
+            raise ConfigError(f"{args.network}: pruning starts from a network without masks")
         if dense_net.faults is not None:
             raise ConfigError(f"{args.network}: the network carries a fault map; prune a fault-free network")
         cal = dense_net.calibration
     else:
         cal = load_calibration(args.calibration)
     evaluator = "coupled" if cal.inverter_current is not None else "static"
+    if dense_net is not None and dense_net.evaluator in ("static", "coupled"):
+        evaluator = dense_net.evaluator
     data = load_dataset(args.dataset, args.mnist_dir)
     if args.dataset == "mnist":
         cut = int(round(0.8 * len(data.labels)))
@@ -174,7 +205,13 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
     if dense_net is not None:
         spec = dense_net.spec
         if args.topology is not None and tuple(int(t) for t in args.topology.split(",")) != spec.topology:
-            raise ConfigError(f"--topology {args.topology} differs from the network's {spec.topology}")
+            raise ConfigError(f"--topology {args.topology} differs from the network's {spec.topology or 'layers'}")
+    elif network_file:
+        from memspice.train.command import read_network_file
+
+        if args.topology is not None:
+            raise ConfigError("give --topology or a --network file, not both")
+        spec = read_network_file(args.network, args.dataset, 64)
     else:
         try:
             sizes = (tuple(int(t) for t in args.topology.split(",")) if args.topology else
@@ -186,7 +223,10 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"the network ({spec.topology}) does not fit {args.dataset} "
                           f"({data.n_features} inputs, {data.n_classes} classes)")
     tile = None if args.tile is None else parse_tile(args.tile)
+    layered = not spec.is_dense
     if args.method == "csrram":
+        if layered:
+            raise ConfigError("csrram clusters need a dense network; use admm for a layered one")
         if args.targets is not None or args.compression is not None:
             raise ConfigError("csrram takes --density (of the first layer), not --targets or --compression")
         density = parse_amount(args.density if args.density is not None else "0.25")
@@ -221,30 +261,42 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
     x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
     x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
     y_train, y_test = train_set.labels, test_set.labels
-    config = TrainConfig(epochs=args.epochs, batch_size=16, lr=args.lr, optimizer="adam", loss="bce",
+    epochs = args.epochs or (1 if layered else 10)
+    config = TrainConfig(epochs=epochs, batch_size=16, lr=args.lr, optimizer="adam", loss="bce",
                          loss_link="logit", lr_decay=0.97, seed=args.seed, val_fraction=0.1,
                          progress=sys.stderr.isatty())
+    init_mean = -3.0 if layered else -1.5
     trained_here = dense_net is None
     if dense_net is None:
-        model, params, dense = train_dense(cal, spec, x_train, y_train, config, evaluator)
+        if layered and args.pretrain_epochs and evaluator == "coupled":
+            from memspice.train.trainer import train
+
+            pre = make_model(cal, spec, evaluator="load-aware", init_mean=init_mean)
+            first = train(pre, x_train, y_train, dataclasses.replace(config, epochs=args.pretrain_epochs))
+            model, params, dense = train_dense(cal, spec, x_train, y_train, config, evaluator, init_mean,
+                                               initial_params=first.params)
+        else:
+            model, params, dense = train_dense(cal, spec, x_train, y_train, config, evaluator, init_mean)
         dense_net = dense.network
-    else:
-        model = make_model(cal, spec, evaluator=evaluator, init_mean=-1.5)
-        params = [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0) for g in dense_net.conductances]
+    admm_mode = args.admm_mode if args.admm_mode != "auto" else (
+        "load-aware" if layered and evaluator == "coupled" else evaluator)
+    model = make_model(cal, spec, evaluator=admm_mode, init_mean=init_mean)
+    params = [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0) for g in dense_net.conductances]
     if args.method == "csrram":
         pruned = csrram(cal, spec, density, x_train, y_train, config, evaluator, levels=args.levels,
                         order=args.cluster_order)
     else:
+        finish = admm_mode == "load-aware" and evaluator == "coupled"
         admm_config = AdmmConfig(rho=args.rho, rounds=args.rounds, epochs_per_round=args.round_epochs,
-                                 levels=args.levels, train=config, retrain_epochs=args.retrain_epochs)
+                                 levels=args.levels, train=config, retrain_epochs=args.retrain_epochs,
+                                 finish_evaluator="coupled" if finish else None,
+                                 finish=dataclasses.replace(config, epochs=args.tune_epochs) if finish else None)
         pruned = admm(model, params, x_train, y_train, targets, admm_config)
 
     rows = []
     n_spice = len(x_test) if args.spice_samples is None else min(args.spice_samples, len(x_test))
     arms = [("dense", dense_net, None), (f"{args.method}", pruned.network, pruned.kept_neurons)]
     if chip_faults is not None:
-        import dataclasses
-
         from memspice.train.sparsity import cut_fault_map
 
         arms += [(f"{name} on the faulty chip", dataclasses.replace(
@@ -257,14 +309,17 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
                                **counts.as_dict(), "model_accuracy": accuracy(outputs, y_test)}
         if args.spice:
             figures = spice_measure(net, tech, sizing, x_test[:n_spice], y_test[:n_spice],
-                                    workers=args.workers, model_outputs=outputs[:n_spice])
+                                    workers=args.workers, transient_samples=args.transient_samples,
+                                    ngspice=args.ngspice)
             row.update(figures.as_dict())
         rows.append(row)
     notes = [f"dataset {args.dataset}: {len(x_train)} training images (10 % held out for every choice), "
              f"{len(x_test)} test images" + (f", {n_spice} simulated in ngspice" if args.spice else ""),
              f"evaluator {evaluator}; pruned network {pruned.network.spec.topology or 'layered'}",
              *_record_notes(pruned.record),
-             "energy per inference = static power (rails and input drivers) × 1 µs"]
+             "devices count every memristor built (a conv kernel once per output position)",
+             f"energy per inference = transient energy of the rails and input drivers over one 1 µs "
+             f"period, mean over the first {args.transient_samples} test images"]
     writers = report_writers(rows, args.out, f"Pruning report ({args.method})", notes)
     files = [p for p, _ in writers]
     write_many_atomic(writers)

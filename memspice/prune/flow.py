@@ -54,11 +54,13 @@ def trained_network(model: Any, params: Sequence[np.ndarray],
 
 def train_dense(calibration: Calibration, spec: NetworkSpec, x: np.ndarray, labels: np.ndarray,
                 config: TrainConfig, evaluator: str = "coupled", init_mean: float = -1.5,
-                levels: int = 0) -> tuple[Any, list[np.ndarray], Pruned]:
-    """Train a network of ``spec`` (its masks fixed from the start) and return the model, θ
-    and the network."""
+                levels: int = 0, initial_params: Sequence[np.ndarray] | None = None
+                ) -> tuple[Any, list[np.ndarray], Pruned]:
+    """Train a network of ``spec`` (its masks fixed from the start; from ``initial_params``
+    when given, e.g. a load-aware pre-training) and return the model, θ and the network."""
     model = make_model(calibration, spec, levels, evaluator, init_mean)
-    result = train(model, x, labels, config)
+    result = train(model, x, labels, config,
+                   initial_params=None if initial_params is None else list(initial_params))
     record = {"best_epoch": result.best_epoch,
               "val_accuracy": float(result.history["val_accuracy"].max())}
     return model, result.params, Pruned(trained_network(model, result.params, record), None, record)

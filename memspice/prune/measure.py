@@ -1,37 +1,32 @@
 """What a pruned network costs and how it does: devices, tiles, area, and SPICE figures.
 
-:func:`hardware_counts` counts the devices a network builds (absent devices and removed neurons
-excluded) against its dense original; :func:`spice_measure` simulates a test set in ngspice
-through the flat decks of :mod:`memspice.train.conv_circuit` (one ``.dc`` sweep per batch)
-and returns the accuracy, the model–SPICE agreement and the static power of the two rails and
-of the input drivers.
-
-The energy per inference is the static power (rails and input drivers) times an inference
-period (1 µs by default, the validation transient's period): a DC figure, not a transient
-measurement of the settling energy.
+:func:`hardware_counts` counts the devices a network builds (absent devices, removed neurons
+and conv channels excluded; a conv kernel counts once per output position, as each position's
+column is built with its own copy) against its dense original. :func:`spice_measure` is
+:func:`memspice.validate.api.validate_network` on a test set (the one validation path, for
+dense and layered networks): SPICE and model accuracy, their agreement, the static power of the
+two rails and of the input drivers, and, on the first ``transient_samples`` images, the
+transient energy of one inference period (rails and input drivers) and the settling delay.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memspice.circuit.builders import INDEX_NODE, DeviceSource, InverterSizing, indexed_input_sources
-from memspice.circuit.deck import Dc, Deck, Save, Sweep
-from memspice.circuit.layered import layered_network_deck
-from memspice.circuit.wiring import output_node
-from memspice.errors import SimError
+from memspice.circuit.builders import InverterSizing
+from memspice.errors import SimFailed
 from memspice.network.spec import NetworkSpec
-from memspice.sim import SimOptions, simulate_many
-from memspice.train.conv_circuit import crossbar_devices
 from memspice.train.conv_io import TrainedCrossbarNetwork
-from memspice.train.sparsity import tiles_built
+from memspice.train.sparsity import kept_theta_columns, tiles_built
 
-#: Inference period the energy figure assumes (s).
-INFERENCE_PERIOD_S = 1e-6
+#: Test images also simulated in transient mode for the energy per inference, by default.
+TRANSIENT_SAMPLES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +102,9 @@ def hardware_counts(network: TrainedCrossbarNetwork, dense: NetworkSpec,
                              or mask.theta is None else mask.theta)
             present = np.zeros(plan.theta_shape, dtype=bool)
             rows = np.arange(plan.channels) if kept_neurons is None else kept_neurons[layer]
-            if layer == 0 or kept_neurons is None:
-                cols = np.arange(plan.theta_shape[1])
-            else:
-                prev = kept_neurons[layer - 1]
-                n = plan.taps
-                cols = np.concatenate([prev, n + prev, [2 * n, 2 * n + 1]])
+            cols = kept_theta_columns(plan, dense.plans[layer - 1].channels if layer else 0,
+                                      None if kept_neurons is None or layer == 0
+                                      else kept_neurons[layer - 1])
             present[np.ix_(rows, cols)] = present_small
             b, t = tiles_built(plan, present, tile)
             built += b
@@ -122,7 +114,7 @@ def hardware_counts(network: TrainedCrossbarNetwork, dense: NetworkSpec,
 
 @dataclass
 class SpiceFigures:
-    """SPICE results on a test set.
+    """SPICE results on a test set (from :func:`memspice.validate.api.validate_network`).
 
     Attributes:
         accuracy: SPICE accuracy (class = largest last-layer ``outp``).
@@ -131,7 +123,13 @@ class SpiceFigures:
         rail_power_w: mean static power from the two rails (W).
         input_power_w: mean static power the input drivers deliver (W).
         samples: test images simulated.
-        outputs: ``(S, classes)`` SPICE output voltages (V).
+        energy_per_inference_j: mean transient energy of one inference period, rails and input
+            drivers (J); None without transient samples.
+        energy_to_settle_j: the same up to the outputs' settling (J), None if none settled.
+        delay_s: mean settling delay (s), None if none settled.
+        transient_samples: images simulated in transient mode.
+        period_s: the transient's inference period (s).
+        outputs: ``(S, classes)`` SPICE output voltages (V), in the order of ``x``.
     """
 
     accuracy: float
@@ -140,6 +138,11 @@ class SpiceFigures:
     rail_power_w: float
     input_power_w: float
     samples: int
+    energy_per_inference_j: float | None = None
+    energy_to_settle_j: float | None = None
+    delay_s: float | None = None
+    transient_samples: int = 0
+    period_s: float | None = None
     outputs: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
 
     @property
@@ -147,91 +150,79 @@ class SpiceFigures:
         """Rails plus input drivers (W)."""
         return self.rail_power_w + self.input_power_w
 
-    def energy_per_inference_j(self, period_s: float = INFERENCE_PERIOD_S) -> float:
-        """Static power over one inference period (J)."""
-        return self.static_power_w * period_s
-
     def as_dict(self) -> dict[str, Any]:
         return {"spice_accuracy": self.accuracy, "model_accuracy": self.model_accuracy,
                 "agreement": self.agreement, "rail_power_w": self.rail_power_w,
                 "input_power_w": self.input_power_w, "static_power_w": self.static_power_w,
-                "energy_per_inference_j": self.energy_per_inference_j(),
+                "energy_per_inference_j": self.energy_per_inference_j,
+                "energy_to_settle_j": self.energy_to_settle_j, "delay_s": self.delay_s,
+                "transient_samples": self.transient_samples, "period_s": self.period_s,
                 "spice_samples": self.samples}
 
 
 def predicted_outputs(network: TrainedCrossbarNetwork, x: np.ndarray,
                       batch_size: int = 500) -> np.ndarray:
-    """The network's outputs (V) by the evaluator it was trained with (static or coupled)."""
+    """The network's outputs (V) by the evaluator it was trained with (static or coupled;
+    a layered network trained load-aware is compared with the coupled one, like in SPICE)."""
     from memspice.train.admm import make_model
 
     model = make_model(network.calibration, network.spec,
-                       evaluator="coupled" if network.evaluator == "coupled" else "static")
+                       evaluator="coupled" if network.evaluator in ("coupled", "load-aware")
+                       else "static")
     forward = model.evaluator.forward if network.spec.is_dense else model.forward
     g = list(network.effective_conductances())
     return np.vstack([forward(g, x[s : s + batch_size]).output
                       for s in range(0, len(x), batch_size)])
 
 
-def measurement_deck(network: TrainedCrossbarNetwork, tech: DeviceSource, sizing: InverterSizing,
-                     x: np.ndarray) -> Deck:
-    """A flat ``.dc`` deck over the samples ``x`` ``(S, n_inputs)`` (V, S ≥ 2) saving the last
-    layer's ``outp``, the rails' and every input driver's branch current."""
-    from memspice.validate.decks import SUPPLY_SAVES, input_drive_saves
-
-    layers = crossbar_devices(network)
-    last = len(layers) - 1
-    saves = [Save("v", output_node(last, j, "p")) for j in range(layers[-1].n_columns)]
-    saves += [*SUPPLY_SAVES, *input_drive_saves(x.shape[1])]
-    return layered_network_deck(tech, sizing, layers, indexed_input_sources(x),
-                                [Dc(Sweep(INDEX_NODE, 0, len(x) - 1, 1))], saves,
-                                title="memspice pruned network")
-
-
-def spice_measure(network: TrainedCrossbarNetwork, tech: DeviceSource, sizing: InverterSizing,
+def spice_measure(network: TrainedCrossbarNetwork, tech: Any, sizing: InverterSizing | None,
                   x: np.ndarray, labels: np.ndarray, batch_size: int = 250, workers: int = 2,
-                  options: SimOptions | None = None,
-                  model_outputs: np.ndarray | None = None) -> SpiceFigures:
-    """Simulate every test image in ngspice (batches of ``batch_size`` in ``workers``
-    processes) and compare with the network's model.
+                  transient_samples: int = TRANSIENT_SAMPLES, out_dir: Path | None = None,
+                  ngspice: str | None = None, timeout_s: float | None = None) -> SpiceFigures:
+    """Validate ``network`` on a test set in ngspice (:func:`~memspice.validate.api.validate_network`,
+    batches of ``batch_size`` in ``workers`` processes) and gather the pruning figures.
 
     Args:
-        options: simulator options; default: the batch backend with a timeout of 120 s plus
-            3 s per sample of a batch (a busy machine takes minutes for a 500-image MNIST batch).
-        model_outputs: the model's outputs on ``x`` (V); default: :func:`predicted_outputs`.
+        tech: the MOSFET technology (its rails are the network's).
+        sizing: inverter sizing (m); None = the one the calibration records.
+        transient_samples: the first images also run in transient mode (energy per inference
+            and settling delay; 0 = none).
+        out_dir: the validation run directory (default: a temporary one, removed after).
+        ngspice: the ngspice executable (default ``$MEMSPICE_NGSPICE``, else ``ngspice``).
+        timeout_s: per batch (default 120 s plus 3 s per image of a batch).
 
     Raises:
-        SimError: a batch failed (the first failure).
+        SimFailed: a batch failed (naming the first failure and its run directory).
     """
-    from memspice.validate.decks import input_drive_power
-    from memspice.validate.energy import static_power
+    from memspice.validate.api import RunSettings, validate_network
 
     x = np.asarray(x, dtype=np.float64)
-    labels = np.asarray(labels)
-    starts = list(range(0, len(x), batch_size))
-    chunks = [x[s : s + batch_size] for s in starts]
-    if len(chunks) > 1 and len(chunks[-1]) < 2:
-        chunks[-2] = np.vstack(chunks[-2:])
-        chunks.pop()
-    decks = [measurement_deck(network, tech, sizing, chunk) for chunk in chunks]
-    if options is None:
-        options = SimOptions(timeout_s=120.0 + 3.0 * max(len(c) for c in chunks))
-    results = simulate_many(decks, options, workers)
-    n_out = network.spec.n_outputs
-    last = len(network.spec.plans) - 1
-    outputs, rails, inputs = [], [], []
-    for chunk, result in zip(chunks, results):
-        if isinstance(result, SimError):
-            raise result
-        plot = result.plot(0)
-        outputs.append(np.column_stack([plot[output_node(last, j, "p")] for j in range(n_out)]))
-        rails.append(static_power(plot["i(vdd)"], plot["i(vss)"], network.calibration.rails))
-        inputs.append(input_drive_power(plot, chunk))
-    out = np.vstack(outputs)
-    model = (predicted_outputs(network, x) if model_outputs is None
-             else np.asarray(model_outputs))
-    spice_class, model_class = out.argmax(axis=1), model.argmax(axis=1)
-    return SpiceFigures(float(np.mean(spice_class == labels)),
-                        float(np.mean(model_class == labels)),
-                        float(np.mean(spice_class == model_class)),
-                        float(np.mean(np.concatenate(rails))),
-                        float(np.mean(np.concatenate(inputs))), len(x), out)
+    settings = RunSettings(batch_size=batch_size, workers=workers, order="given",
+                           transient_samples=min(int(transient_samples), len(x)),
+                           force=True, ngspice=ngspice,
+                           timeout_s=timeout_s or 120.0 + 3.0 * min(batch_size, len(x)))
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="memspice_prune_") as tmp:
+            return _figures(validate_network(network, tech, x, labels, Path(tmp) / "validate",
+                                             sizing=sizing, settings=settings, write_files=False))
+    return _figures(validate_network(network, tech, x, labels, out_dir, sizing=sizing,
+                                     settings=settings, write_files=False))
+
+
+def _figures(report: Any) -> SpiceFigures:
+    if not report.complete:
+        first = report.failures[0]
+        raise SimFailed(f"validation batch {first.index} failed: {first.message}",
+                        run_dir=first.run_dir)
+    s = report.summary
+    order = np.argsort(report.sample_index)
+    tran = s.get("transient") or {}
+    return SpiceFigures(
+        accuracy=float(s["spice_accuracy"]), model_accuracy=float(s["model_accuracy"]),
+        agreement=float(s["agreement"]), rail_power_w=float(np.mean(report.power_w)),
+        input_power_w=float(np.mean(report.input_power_w)) if report.input_power_w.size else 0.0,
+        samples=int(s["n_samples"]),
+        energy_per_inference_j=tran.get("total_energy_j_mean", tran.get("energy_j_mean")),
+        energy_to_settle_j=tran.get("total_energy_to_settle_j_mean"),
+        delay_s=tran.get("delay_s_mean"), transient_samples=int(tran.get("samples", 0)),
+        period_s=tran.get("period_s"), outputs=report.spice[-1].outp[order])

@@ -17,7 +17,7 @@ COLUMNS = (
     "network", "method", "devices", "density", "compression", "area_saved", "neurons",
     "tiles_built", "tiles_total", "model_accuracy", "spice_accuracy", "agreement",
     "rail_power_w", "input_power_w", "static_power_w", "energy_per_inference_j",
-    "accuracy_change_points", "power_ratio",
+    "energy_to_settle_j", "delay_s", "transient_samples", "accuracy_change_points", "power_ratio",
 )
 
 CSV_NAME = "prune_report.csv"

@@ -8,10 +8,14 @@
    layer's target: the best fraction of structures, optionally on ``N`` conductance levels)
    and ``U ← U + s − Z``; ρ grows by ``rho_growth`` per round.
 2. **Masked mapping.** The structures the final projection of ``s`` keeps become θ masks in the
-   network description (absent devices); a dense network loses its dead neurons
-   (:func:`memspice.train.sparsity.compact`).
+   network description (absent devices); the network loses its dead neurons and conv
+   channels (:func:`memspice.train.sparsity.compact`).
 3. **Masked retraining** with the mask fixed, through :func:`memspice.train.trainer.train`
-   and the same evaluator (static or coupled), quantized to ``levels`` when asked.
+   and the same evaluator (static, load-aware or coupled), quantized to ``levels`` when
+   asked; optionally a last stage with another evaluator (``AdmmConfig.finish_evaluator``).
+
+Dense and layered (conv, pooled) networks alike: θ is shared by every position of a conv layer,
+so a structure, its projection and its mask are too.
 """
 
 from __future__ import annotations
@@ -39,9 +43,9 @@ from memspice.train.sparsity import (
     SparsityError,
     check_density,
     compact,
-    masked_spec,
     project_levels,
     project_structures,
+    read_live,
     structure_groups,
 )
 from memspice.train.trainer import TrainConfig, train
@@ -101,9 +105,10 @@ class MaskedDenseNetwork(PhaxNetwork):
 def make_model(calibration: Any, spec: NetworkSpec, levels: int = 0, evaluator: str = "static",
                init_mean: float = 0.0, init_std: float = 1.0) -> Any:
     """The trainable model of ``spec``: :class:`MaskedDenseNetwork` for dense networks (the
-    faster dense evaluators), :class:`~memspice.train.conv_model.CrossbarNetwork` otherwise."""
+    faster dense evaluators; ``"static"`` or ``"coupled"``),
+    :class:`~memspice.train.conv_model.CrossbarNetwork` otherwise and for ``"load-aware"``."""
     hardware = HardwareConfig(levels=levels)
-    if spec.is_dense:
+    if spec.is_dense and evaluator != "load-aware":
         return MaskedDenseNetwork(calibration, spec, hardware, evaluator, init_mean, init_std)
     return CrossbarNetwork(calibration, spec, hardware, evaluator=evaluator, init_std=init_std,
                            init_mean=init_mean)
@@ -161,19 +166,37 @@ def layer_groups(spec: NetworkSpec, targets: Sequence[LayerTarget]) -> list[np.n
 
 def project(values: Sequence[np.ndarray], groups: Sequence[np.ndarray | None],
             targets: Sequence[LayerTarget], levels: int = 0, low: float = 0.0,
-            high: float = 1.0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``Π(values)`` per layer and the kept entries: structures, then levels in ``[low, high]``."""
+            high: float = 1.0, spec: NetworkSpec | None = None
+            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``Π(values)`` per layer and the kept entries: structures (every output neuron keeping at
+    least one), then levels in ``[low, high]``.
+
+    With ``spec``, layer by layer, entries reading a neuron (channel) the previous projection
+    left without any entry count as 0 (what they read is removed), and an output neuron is
+    covered by a structure reading a live neuron (a path from the inputs).
+    """
     projected, keeps = [], []
-    for v, g, t in zip(values, groups, targets):
+    last = len(values) - 1
+    live = None
+    for index, (v, g, t) in enumerate(zip(values, groups, targets)):
+        readable = None if spec is None else read_live(spec.plans[index], live)
         if g is None:
             z, keep = np.array(v, dtype=np.float64), np.ones(np.shape(v), dtype=bool)
         else:
-            z, keep = project_structures(v, g, t.density)
+            usable = np.ones(np.shape(v), dtype=bool)
+            if readable is not None:
+                usable = readable.copy()
+                usable[:, -2:] = True  # the bias pair reads no neuron
+            z, keep = project_structures(np.where(usable, v, 0.0), g, t.density,
+                                         cover_columns=index == last, cover_with=readable)
+            keep &= usable
+            z = np.where(keep, v, 0.0)
         if levels:
             z = np.where(keep, project_levels(np.where(keep, np.maximum(z, low), 0.0),
                                               levels, low, high), 0.0)
         projected.append(z)
         keeps.append(keep)
+        live = keep.any(axis=1)
     return projected, keeps
 
 
@@ -252,6 +275,9 @@ class AdmmConfig:
         train: the training recipe of step 1 (its ``epochs`` is replaced by
             ``epochs_per_round``) and of the retraining.
         retrain_epochs: epochs of the masked retraining (step 3).
+        finish_evaluator: after the retraining, train the masked network once more with this
+            evaluator (e.g. ``"coupled"`` after ``"load-aware"`` steps); None = no such stage.
+        finish: the recipe of that stage (its epochs included).
     """
 
     rho: float = 1e-3
@@ -261,8 +287,12 @@ class AdmmConfig:
     levels: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(progress=False))
     retrain_epochs: int = 4
+    finish_evaluator: str | None = None
+    finish: TrainConfig | None = None
 
     def __post_init__(self) -> None:
+        if (self.finish_evaluator is None) != (self.finish is None):
+            raise ConfigError("an ADMM finishing stage needs both its evaluator and its recipe")
         if not (math.isfinite(self.rho) and self.rho > 0):
             raise ConfigError(f"ADMM rho must be positive, got {self.rho}")
         if not (math.isfinite(self.rho_growth) and self.rho_growth >= 1):
@@ -302,17 +332,23 @@ def masked_retrain(model: Any, params: Sequence[np.ndarray],
     Raises:
         SparsityError: masks that leave a column without a device or an output unreachable.
     """
-    spec = model.spec
-    if spec.is_dense:
-        spec, cut, _, kept = compact(spec, list(params), theta_masks)
-    else:
-        spec, cut = masked_spec(spec, theta_masks), list(params)
-        kept = [np.arange(p.channels) for p in spec.plans]
+    spec, cut, _, kept = compact(model.spec, list(params), theta_masks)
     masked = make_model(model.calibration, spec, levels, evaluator_name(model), model.init_mean,
                         model.init_std)
     result = train(masked, x, labels, replace(config, epochs=epochs or config.epochs),
                    initial_params=cut)
     return PruneResult(masked, result.params, kept, [], result.history)
+
+
+def finish_training(result: PruneResult, x: np.ndarray, labels: np.ndarray, evaluator: str,
+                    config: TrainConfig, levels: int = 0) -> PruneResult:
+    """A last masked training of a pruned network with another evaluator (the CNN recipe's
+    coupled fine-tuning after load-aware retraining); the mask and the kept neurons stay."""
+    model = result.model
+    tuned = make_model(model.calibration, model.spec, levels, evaluator, model.init_mean,
+                       model.init_std)
+    out = train(tuned, x, labels, config, initial_params=result.params)
+    return PruneResult(tuned, out.params, result.kept_neurons, result.rounds, out.history)
 
 
 def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
@@ -339,7 +375,7 @@ def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
     params = [np.array(p, dtype=np.float64) for p in params]
     penalty = AdmmPenalty(window, config.rho, [], [])
     s = penalty.normalized(params)
-    penalty.z, _ = project(s, groups, targets, config.levels, low)
+    penalty.z, _ = project(s, groups, targets, config.levels, low, spec=model.spec)
     penalty.u = [np.zeros_like(v) for v in s]
     objective = AdmmObjective(model, penalty)
     step_config = replace(config.train, epochs=config.epochs_per_round)
@@ -349,17 +385,20 @@ def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
         params = result.params
         s = penalty.normalized(params)
         penalty.z, _ = project([a + b for a, b in zip(s, penalty.u)], groups, targets,
-                               config.levels, low)
+                               config.levels, low, spec=model.spec)
         penalty.u = [u + a - z for u, a, z in zip(penalty.u, s, penalty.z)]
-        nearest, _ = project(s, groups, targets)
+        nearest, _ = project(s, groups, targets, spec=model.spec)
         distance = math.sqrt(sum(float(np.sum((a - z) ** 2)) for a, z in zip(s, nearest)))
         rounds.append({"round": index + 1, "rho": penalty.rho, "distance": distance,
                        "val_accuracy": float(result.history["val_accuracy"].iloc[-1])})
         penalty.rho *= config.rho_growth
-    _, keeps = project(penalty.normalized(params), groups, targets)
+    _, keeps = project(penalty.normalized(params), groups, targets, spec=model.spec)
     masks = [None if g is None else k for g, k in zip(groups, keeps)]
     out = masked_retrain(model, params, masks, x, labels, config.train, config.levels,
                          config.retrain_epochs)
+    if config.finish_evaluator is not None:
+        out = finish_training(out, x, labels, config.finish_evaluator, config.finish,
+                              config.levels)
     out.rounds = rounds
     return out
 

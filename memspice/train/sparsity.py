@@ -9,8 +9,11 @@ structure it belongs to (``-1``: in none, always kept):
 - ``column``: one neuron, every device of its column (the neuron is removed, and with it its
   rows in the next layer: see :func:`compact`); not on the output layer;
 - ``tile``: a ``rows × cols`` tile of the physical crossbar, whose rows are interleaved
-  ``ip_0, in_0, ip_1, in_1, …, bias_p, bias_n`` (so a tile of 2r rows holds r inputs);
-  dense layers only. A tile with no device left is not built (:func:`tiles_built`);
+  ``ip_0, in_0, ip_1, in_1, …, bias_p, bias_n`` (so a tile of 2r rows holds r inputs). On a
+  conv layer it is a tile of the unrolled crossbar of one output position (rows: the
+  ``kernel²·C_in`` taps in ``(c_in, row, col)`` order, both polarities, then the bias pair;
+  columns: output channels), shared by every position like the kernel. A tile with no device
+  left is not built (:func:`tiles_built`);
 - ``kernel``: one ``k × k`` kernel of a conv layer (output channel, input channel), ip and in;
 - ``kernel_row``: one row of such a kernel.
 
@@ -26,6 +29,7 @@ uniform between g_min and g_max (0, an absent device, stays 0).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Literal, get_args
@@ -100,9 +104,8 @@ def structure_groups(plan: CrossbarPlan, structure: str,
         output: the layer is the network's output layer (its columns cannot be removed).
 
     Raises:
-        SparsityError: an unknown structure, a kernel structure on a dense layer (or a dense
-            one on a conv layer), a column structure on the output layer, a missing or too
-            large tile.
+        SparsityError: an unknown structure, a kernel structure on a dense layer, a column
+            structure on the output layer, a missing or too large tile.
     """
     if structure not in STRUCTURES:
         raise SparsityError(f"unknown structure {structure!r}; choose one of {list(STRUCTURES)}")
@@ -130,9 +133,6 @@ def structure_groups(plan: CrossbarPlan, structure: str,
             raise SparsityError(f"{_where(plan)}: the output layer's neurons are the classes")
         groups[:] = np.arange(channels)[:, None]
         return groups
-    if conv:
-        raise SparsityError(f"{_where(plan)}: tiles of conv layers are not supported (use "
-                            f"kernel or kernel_row)")
     if tile is None:
         raise SparsityError("a tile structure needs a tile size (rows, columns)")
     rows, cols = check_tile(plan, tile)
@@ -142,7 +142,8 @@ def structure_groups(plan: CrossbarPlan, structure: str,
     return row_tile[None, :] * tiles_across + col_tile[:, None]
 
 
-def project_structures(values: np.ndarray, groups: np.ndarray, density: float
+def project_structures(values: np.ndarray, groups: np.ndarray, density: float,
+                       cover_columns: bool = False, cover_with: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Euclidean projection onto "keep the best ``density`` fraction of structures".
 
@@ -150,6 +151,13 @@ def project_structures(values: np.ndarray, groups: np.ndarray, density: float
         values: the layer's values (any real array of ``groups``' shape).
         groups: structure labels from :func:`structure_groups` (``-1`` always kept).
         density: fraction of structures kept, in (0, 1]; at least one is kept.
+        cover_columns: every column (row of ``values``: an output neuron) keeps at least one
+            structure: first the best structure of each column that has none kept otherwise,
+            then the best of the rest up to the count (the projection onto that set when
+            structures lie in one column, as 2×1 tiles and kernels do).
+        cover_with: entries (bool, ``values``' shape) a covering structure must hold one of
+            (e.g. taps reading a live neuron, so the column keeps a path from the inputs);
+            default: any.
 
     Returns:
         ``(projected, keep)``: the values with the removed structures at 0, and the boolean
@@ -168,7 +176,19 @@ def project_structures(values: np.ndarray, groups: np.ndarray, density: float
     n_keep = max(1, math.ceil(density * n_present - 1e-9))
     order = np.argsort(-np.where(present, norms, -np.inf), kind="stable")
     kept_groups = np.zeros(n, dtype=bool)
-    kept_groups[order[:n_keep]] = True
+    if cover_columns:
+        covered = (groups < 0).any(axis=1)  # a column with an unstructured entry has a device
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        eligible = (np.ones(values.shape, dtype=bool) if cover_with is None
+                    else np.asarray(cover_with, dtype=bool))
+        for column in np.flatnonzero(~covered):
+            own = groups[column][(groups[column] >= 0) & eligible[column]]
+            if own.size:
+                kept_groups[own[np.argmin(rank[own])]] = True
+        n_keep = max(n_keep, int(kept_groups.sum()))
+    rest = order[~kept_groups[order]]
+    kept_groups[rest[: max(0, n_keep - int(kept_groups.sum()))]] = True
     keep[groups >= 0] = kept_groups[labels]
     return np.where(keep, values, 0.0), keep
 
@@ -295,51 +315,107 @@ def masked_spec(spec: NetworkSpec, theta_masks: Sequence[np.ndarray | None]) -> 
     return out
 
 
+def _channel_reader(plan: CrossbarPlan, channels: int) -> np.ndarray:
+    """Channel of the previous crossbar layer each tap of ``plan`` reads ``(K,)``: conv taps
+    are ``(c_in, row, col)``, a flattened input ``(c, row, col)``, so taps come in runs of
+    ``K / channels``."""
+    return np.arange(plan.taps) // (plan.taps // channels)
+
+
+def _with_channels(spec: NetworkSpec, channels: Sequence[int]) -> NetworkSpec:
+    """``spec``'s layers with these output channels (units) per crossbar layer, no masks."""
+    layers = list(spec.layers)
+    for plan, n in zip(spec.plans, channels):
+        layer = plan.layer
+        layers[plan.index] = (Dense(n) if isinstance(layer, Dense) else
+                              dataclasses.replace(layer, out_channels=n))
+    for plan in spec.plans[1:]:  # an explicit in_channels follows the previous layer's channels
+        layer = layers[plan.index]
+        if isinstance(layer, Conv2d) and layer.in_channels is not None:
+            previous = next(p for p in reversed(spec.plans) if p.index < plan.index)
+            layers[plan.index] = dataclasses.replace(layer, in_channels=channels[previous.crossbar])
+    return NetworkSpec(spec.input_shape, tuple(layers))
+
+
+def kept_theta_columns(plan: CrossbarPlan, previous_channels: int,
+                       kept_previous: np.ndarray | None) -> np.ndarray:
+    """θ columns of the dense layer ``plan`` that a compacted layer keeps, in order: the taps
+    reading a kept channel (neuron) of the previous crossbar layer, both polarities, and the
+    bias pair (all of them for the first layer or ``kept_previous`` None)."""
+    k = plan.taps
+    if kept_previous is None or plan.crossbar == 0:
+        return np.arange(2 * k + 2)
+    taps = np.flatnonzero(np.isin(_channel_reader(plan, previous_channels), kept_previous))
+    return np.concatenate([taps, k + taps, [2 * k, 2 * k + 1]])
+
+
+def read_live(plan: CrossbarPlan, live_previous: np.ndarray | None) -> np.ndarray:
+    """θ entries of ``plan`` (``plan.theta_shape`` bool) that read a live neuron (channel) of
+    the previous crossbar layer: its taps reading one in ``live_previous`` (bool per previous
+    channel), both polarities; bias entries are False. All taps for the first layer or None."""
+    k = plan.taps
+    out = np.zeros(plan.theta_shape, dtype=bool)
+    if live_previous is None:
+        out[:, : 2 * k] = True
+        return out
+    reads = np.asarray(live_previous, dtype=bool)[_channel_reader(plan, len(live_previous))]
+    out[:, :k] = reads
+    out[:, k : 2 * k] = reads
+    return out
+
+
 def compact(spec: NetworkSpec, arrays: Sequence[np.ndarray],
             theta_masks: Sequence[np.ndarray | None]
             ) -> tuple[NetworkSpec, list[np.ndarray], list[np.ndarray | None], list[np.ndarray]]:
-    """Remove dead neurons of a dense network: a hidden neuron whose column has no device, or
-    whose outputs no device of the next layer reads, is taken out with its column and its
-    rows in the next layer (repeated until nothing changes).
+    """Remove dead neurons (dense layers) and dead channels (conv layers): one whose column has
+    no device, or whose outputs no device of the next layer reads, is taken out with its
+    column and its rows in the next layer (its ``k²`` taps of a conv layer, its ``H·W`` taps
+    after a flatten), repeated until nothing changes.
 
     Args:
-        spec: a dense network (without masks; the masks are ``theta_masks``).
+        spec: a network without masks (the masks are ``theta_masks``).
         arrays: per layer, any array of ``plan.theta_shape`` (θ or σ) to cut alike.
         theta_masks: per layer, ``plan.theta_shape`` bool or None (all present).
 
     Returns:
         ``(spec, arrays, masks, kept)``: the smaller network with its masks (checked), the cut
-        arrays and masks, and per layer the indices of the neurons kept.
+        arrays and masks, and per layer the indices of the neurons (channels) kept.
 
     Raises:
-        SparsityError: not a dense network, or masks that leave no path to an output.
+        SparsityError: masks that remove every neuron of a layer or leave no path to an output.
     """
-    if not spec.is_dense:
-        raise SparsityError("removing neurons needs a dense network")
+    if any(m is not None for m in spec.masks):
+        raise SparsityError("removing neurons starts from a network without masks")
     arrays = [np.asarray(a) for a in arrays]
     masks = [np.ones(p.theta_shape, dtype=bool) if m is None else np.asarray(m, dtype=bool)
              for p, m in zip(spec.plans, theta_masks)]
     kept = [np.arange(p.channels) for p in spec.plans]
+    current = NetworkSpec(spec.input_shape, spec.layers)
     changed = True
     while changed:
         changed = False
         for layer in range(len(masks) - 1):
-            nxt = masks[layer + 1]
-            n = nxt.shape[1] // 2 - 1
-            alive = masks[layer].any(axis=1) & (nxt[:, :n].any(axis=0) | nxt[:, n : 2 * n].any(axis=0))
+            plan, nxt = current.plans[layer + 1], masks[layer + 1]
+            k = plan.taps
+            reader = _channel_reader(plan, current.plans[layer].channels)
+            read = (nxt[:, :k] | nxt[:, k : 2 * k]).any(axis=0)
+            alive = masks[layer].any(axis=1) & (np.bincount(
+                reader, weights=read, minlength=current.plans[layer].channels) > 0)
             if alive.all():
                 continue
             if not alive.any():
-                raise SparsityError(f"the masks remove every neuron of network layer {layer}")
+                raise SparsityError(f"the masks remove every neuron of network layer "
+                                    f"{current.plans[layer].index}")
             changed = True
-            cols = np.concatenate([np.flatnonzero(alive), n + np.flatnonzero(alive), [2 * n, 2 * n + 1]])
+            taps = np.flatnonzero(alive[reader])
+            cols = np.concatenate([taps, k + taps, [2 * k, 2 * k + 1]])
             masks[layer] = masks[layer][alive]
             arrays[layer] = arrays[layer][alive]
             kept[layer] = kept[layer][alive]
             masks[layer + 1] = nxt[:, cols]
             arrays[layer + 1] = arrays[layer + 1][:, cols]
-    topology = (spec.n_inputs, *(m.shape[0] for m in masks))
-    small = masked_spec(NetworkSpec.dense(topology), masks)
+            current = _with_channels(current, [m.shape[0] for m in masks])
+    small = masked_spec(current, masks)
     return small, arrays, [None if m.all() else m for m in masks], kept
 
 
