@@ -33,7 +33,7 @@ x_train = memspice.features_to_voltages(train_set.features, rails.vdd, rails.vss
 x_test = memspice.features_to_voltages(test_set.features, rails.vdd, rails.vss)
 
 # %% Train a 64-32-10 network whose forward pass solves the circuit's DC equations
-settings = memspice.default_train_config(epochs=5, lr=0.01)  # `memspice run` trains 80 epochs at 0.003
+settings = memspice.default_train_config(epochs=5, lr=0.01)  # `memspice run` trains 80 epochs at 0.04
 network = memspice.train(calibration, x_train, train_set.labels, hidden=(32,), mode="coupled",
                          config=settings)
 model_accuracy = memspice.accuracy(network.predict(x_test), test_set.labels)
