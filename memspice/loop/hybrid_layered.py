@@ -126,7 +126,7 @@ def quantization_aware_finetune(network: TrainedCrossbarNetwork, x: np.ndarray, 
                 seed=settings.seed, progress=False)
     params = network_thetas(network)
     evaluator = network.evaluator
-    history: dict[str, list[float]] = {}
+    history: dict[str, list[float | None]] = {}
     stages = (("load-aware", settings.load_aware_epochs, 32, settings.load_aware_lr),
               ("coupled", settings.coupled_epochs, 64, settings.coupled_lr))
     for name, epochs, batch, lr in stages:
@@ -136,9 +136,9 @@ def quantization_aware_finetune(network: TrainedCrossbarNetwork, x: np.ndarray, 
         result = train(model, x, y, TrainConfig(epochs=epochs, batch_size=batch, lr=lr, **base),
                        initial_params=params)
         params, evaluator = result.params, name
-        history[name] = [float(v) for v in result.history.val_accuracy]
+        history[name] = [float(v) if np.isfinite(v) else None for v in result.history.val_accuracy]
         say(f"quantization-aware {name}: validation accuracy per epoch "
-            + ", ".join(f"{100 * v:.2f} %" for v in history[name]))
+            + ", ".join("n/a" if v is None else f"{100 * v:.2f} %" for v in history[name]))
     sigma = tuple(quantize_conductance(theta_to_conductance(t, network.window), network.window, settings.levels)
                   for t in params)
     meta = {**network.metadata, "quantization_aware": {**settings.as_dict(), "val_accuracy": history}}
