@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.quick:
             data, spec = load_digits(), digits_spec()
-            recipe = bench.Recipe(train_images=300, pre_epochs=2, tune_epochs=0)
+            recipe = bench.Recipe(train_images=300, pre_epochs=8, tune_epochs=0)
             qat_epochs = (1, 0) if args.qat_epochs == "8,1" else qat_epochs
             test_images = args.test_images or 10
             seeds = seeds if args.seeds != "0,1" else [0]
@@ -149,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("give --mnist DIR or set MEMSPICE_MNIST_DIR (or use --quick)")
             data, spec, recipe = load_mnist(args.mnist, "t10k"), bench.cnn_spec(), bench.Recipe()
             test_images = args.test_images
+        qat = None
+        if qat_levels:
+            qat = QuantizationAwareSettings(levels=qat_levels, load_aware_epochs=qat_epochs[0],
+                                            coupled_epochs=qat_epochs[1])
         train_set, test_set = benchmark_split(data)
         if test_images is not None and not 1 <= test_images <= len(test_set.labels):
             parser.error(f"--test-images must be in [1, {len(test_set.labels)}]")
@@ -163,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             network = train_ex_situ(cal, spec, recipe, x_train, y_train)
             save_layered_network(network, args.out / "network")
         train_s = time.perf_counter() - t0
-        qat = None
-        if qat_levels:
-            qat = QuantizationAwareSettings(levels=qat_levels, load_aware_epochs=qat_epochs[0],
-                                            coupled_epochs=qat_epochs[1])
+        if qat is not None:
             network = quantization_aware_finetune(network, x_train, y_train, qat,
                                                   log=lambda m: print(m, file=sys.stderr, flush=True))
             save_layered_network(network, args.out / "network_qat")

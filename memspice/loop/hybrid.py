@@ -62,7 +62,7 @@ HYBRID_JSON = "hybrid.json"
 DEFAULT_TRANSFER = DeviceSettings(levels=8, variation_sigma=0.1)
 #: Loss of the last layer's retraining in :func:`hybrid_train_layered`: softmax cross-entropy
 #: on the output logits (chosen on a validation split of the training images: on the two-conv
-#: MNIST CNN it recovered 0.76–0.83 of the transfer loss where ``bce`` recovered 0.51–0.62).
+#: MNIST CNN it recovered 0.76–0.83 of the transfer loss where ``bce`` recovered 0.50–0.62).
 DEFAULT_RETRAIN_LOSS = "softmax_ce"
 #: Largest share of the training images hybrid training may simulate (the memristor-CNN
 #: work retrains its last layer on 10 % of them).
