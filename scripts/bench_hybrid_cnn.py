@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a saved layered network to start from (default: train one by bench_cnn's recipe)")
     parser.add_argument("--out", type=Path, default=Path("bench_hybrid_cnn_run"),
                         help="run directory (trained networks and per-seed results are written here)")
-    parser.add_argument("--seeds", default="0,1", help="comma-separated programming seeds (default: 0,1; --quick: 0)")
+    parser.add_argument("--seeds", default=None, help="comma-separated programming seeds (default: 0,1; --quick: 0)")
     parser.add_argument("--test-images", type=int, default=None,
                         help="test images simulated (default: all of the split; --quick: 10)")
     parser.add_argument("--levels", type=int, default=8, help="levels per device (default: 8)")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice)")
     args = parser.parse_args(argv)
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1")).split(",") if s.strip()]
         qat_epochs = tuple(int(s) for s in args.qat_epochs.split(","))
     except ValueError:
         parser.error("--seeds and --qat-epochs take comma-separated integers")
@@ -143,7 +143,6 @@ def main(argv: list[str] | None = None) -> int:
             recipe = bench.Recipe(train_images=300, pre_epochs=8, tune_epochs=0)
             qat_epochs = (1, 0) if args.qat_epochs == "8,1" else qat_epochs
             test_images = args.test_images or 10
-            seeds = seeds if args.seeds != "0,1" else [0]
         else:
             if args.mnist is None:
                 parser.error("give --mnist DIR or set MEMSPICE_MNIST_DIR (or use --quick)")
