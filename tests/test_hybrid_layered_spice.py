@@ -111,3 +111,24 @@ def test_a_dense_network_given_transfer_options_takes_the_transfer_procedure(set
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["devices"]["levels"] == 4 and summary["train_samples"] == 10
     assert "accuracy_before" not in summary
+
+
+@pytest.mark.ngspice
+def test_memspice_hybrid_fine_tunes_on_the_level_grid_first(setup, tmp_path, capsys):
+    from memspice.cli import main
+    from memspice.train.conv_io import load_layered_network, save_layered_network
+    from memspice.train.mapping import quantize_conductance
+
+    save_layered_network(setup[0], tmp_path / "cnn")
+    out = tmp_path / "run"
+    status = main(["hybrid", str(tmp_path / "cnn"), "--samples", "20", "--train-samples", "200",
+                   "--levels", "4", "--qat-epochs", "1,0", "--epochs", "2", "--workers", "1", "--json",
+                   "--out", str(out)])
+    assert status == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["quantization_aware"]["levels"] == 4 and summary["quantization_aware"]["load_aware_epochs"] == 1
+    saved = load_layered_network(out / "network")
+    assert saved.metadata["quantization_aware"]["levels"] == 4
+    # the frozen layers were fine-tuned onto the transfer's grid (the last one is retrained after)
+    for sigma in saved.conductances[:-1]:
+        np.testing.assert_allclose(sigma, quantize_conductance(sigma, saved.window, 4), rtol=1e-12)

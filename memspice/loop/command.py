@@ -15,7 +15,7 @@ from memspice.safe_io import dumps_strict
 #: The hybrid procedure's bound on the simulated share of the training images (mirrors
 #: ``memspice.loop.hybrid.MAX_DATA_FRACTION``; a test keeps them equal, and the CLI stays light).
 MAX_DATA_FRACTION = 0.1
-TRANSFER_OPTIONS = ("levels", "variation", "fault_rate", "data_fraction")
+TRANSFER_OPTIONS = ("levels", "variation", "fault_rate", "data_fraction", "qat_epochs")
 
 LOOP_DESCRIPTION = """\
 Close the loop between a trained network and its SPICE circuit. Round 0 simulates the network
@@ -40,14 +40,16 @@ iterates simulate → fit (--iterations) and reports how far they moved, the acc
 after on the validation samples and the number of samples simulated.
 
 Networks with conv or pooling layers (and dense networks given any of --levels, --variation,
---fault-rate, --data-fraction) get the memristor-CNN procedure instead: transfer the network
+--fault-rate, --data-fraction, --qat-epochs) get the memristor-CNN procedure instead: transfer the network
 to hardware (every physical device programmed on its own: --levels per device, default 8,
 lognormal --variation, default 0.1, --fault-rate stuck devices; seeded by --seed), simulate
 --data-fraction (at most 0.1, default 0.1) of the training images through that circuit,
 retrain only the last dense layer on its simulated inputs, program it again, and simulate the
 test images before transfer, after transfer and after hybrid training. Prints the three
 accuracies and the recovered fraction; writes hybrid.json, hybrid.csv and the retrained
-network into --out.
+network into --out. --qat-epochs L,C first fine-tunes the network on the training images with
+the transfer's level grid (L load-aware, then C coupled epochs; quantization-aware), so the
+transfer does not round its conductances away; that network is then the "software" one.
 """
 
 CORNERS_DESCRIPTION = """\
@@ -116,6 +118,8 @@ def register(subparsers: Any) -> None:
     hy.add_argument("--epochs", type=bounded(int, 1, 100000), default=30, help="output-layer epochs per iteration (default: 30)")
     hy.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=None,
                     help="learning rate (default: 0.01; 0.003 for the transfer procedure)")
+    hy.add_argument("--loss", choices=["softmax_ce", "bce", "mse"], default=None,
+                    help="output-layer loss (default: bce; softmax_ce on the logits for the transfer procedure)")
     tr = h.add_argument_group("transfer to hardware (conv / pooled networks, or any network given one of these)")
     tr.add_argument("--levels", type=bounded(int, 2, 4096), default=None,
                     help="conductance levels per device (default: 8, i.e. 15 signed levels per differential pair)")
@@ -125,6 +129,9 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--data-fraction", type=bounded(float, 0, MAX_DATA_FRACTION, lo_open=True), default=None,
                     help=f"share of the training images simulated for retraining, in (0, {MAX_DATA_FRACTION:g}] "
                          f"(default: {MAX_DATA_FRACTION:g})")
+    tr.add_argument("--qat-epochs", type=epoch_pair, default=None, metavar="L,C",
+                    help="quantization-aware fine-tuning before the transfer: L load-aware and C coupled epochs "
+                         "with the --levels grid, e.g. 8,1 (default: none)")
     _run_options(h, "hybrid_run")
     h.set_defaults(func=run_hybrid)
 
@@ -238,6 +245,18 @@ def run_loop(args: argparse.Namespace) -> int:
     return 0 if result.converged else 1
 
 
+def epoch_pair(text: str) -> tuple[int, int]:
+    """argparse ``type=`` of ``--qat-epochs``: two non-negative integers ``L,C``, not both 0."""
+    parts = text.split(",")
+    try:
+        pair = tuple(int(p) for p in parts)
+    except ValueError:
+        pair = ()
+    if len(pair) != 2 or min(pair) < 0 or max(pair) > 100000 or sum(pair) == 0:
+        raise argparse.ArgumentTypeError(f"takes two non-negative epoch counts L,C (not both 0), got {text!r}")
+    return pair[0], pair[1]
+
+
 def run_hybrid(args: argparse.Namespace) -> int:
     """Entry point of ``memspice hybrid``."""
     from memspice.loop.hybrid import hybrid_train
@@ -253,8 +272,8 @@ def run_hybrid(args: argparse.Namespace) -> int:
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
     check_run(args, network.topology, len(x_train), len(x_test))
-    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr or 0.01, seed=args.seed, val_fraction=0.0,
-                         progress=False)
+    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr or 0.01, loss=args.loss or "bce",
+                         seed=args.seed, val_fraction=0.0, progress=False)
     result = hybrid_train(network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test,
                           args.out, sizing=network_sizing_of(args, network), mode=args.mode,
                           iterations=args.iterations or 3, config=config, settings=_settings(args),
@@ -272,7 +291,7 @@ def run_hybrid(args: argparse.Namespace) -> int:
 
 def run_hybrid_layered(args: argparse.Namespace, network: Any) -> int:
     """``memspice hybrid`` with transfer to hardware (:func:`memspice.loop.hybrid.hybrid_train_layered`)."""
-    from memspice.loop.hybrid import DEFAULT_TRANSFER, check_hybrid_inputs, hybrid_train_layered
+    from memspice.loop.hybrid import DEFAULT_RETRAIN_LOSS, DEFAULT_TRANSFER, check_hybrid_inputs, hybrid_train_layered
     from memspice.safe_io import check_output_dir
     from memspice.sim import SimOptions
     from memspice.train.layered_devices import DeviceSettings
@@ -288,15 +307,24 @@ def run_hybrid_layered(args: argparse.Namespace, network: Any) -> int:
     check_output_dir(args.out, "--out")
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
-    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr or 0.003, seed=args.seed, loss_link="logit",
-                         val_fraction=0.0, progress=False)
+    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr or 0.003, seed=args.seed,
+                         loss=args.loss or DEFAULT_RETRAIN_LOSS, loss_link="logit", val_fraction=0.0, progress=False)
+    qat = None
+    if args.qat_epochs is not None:
+        from memspice.loop.hybrid_layered import QuantizationAwareSettings, quantization_aware_finetune
+
+        qat = QuantizationAwareSettings(levels=devices.levels, load_aware_epochs=args.qat_epochs[0],
+                                        coupled_epochs=args.qat_epochs[1], seed=args.seed)
+        network = quantization_aware_finetune(network, x_train, y_train, qat,
+                                              log=None if args.json or args.quiet else print)
     result = hybrid_train_layered(
         network, technology_of(args, args.corner, cal.rails), x_train, y_train, x_test, y_test, devices=devices,
         faults=network.faults, data_fraction=fraction, sizing=network_sizing_of(args, network), mode=args.mode,
         iterations=iterations, config=config, batch_size=args.batch_size, workers=args.workers,
         sim_options=SimOptions(), out_dir=args.out, log=None if args.json or args.quiet else print)
     if args.json:
-        print(dumps_strict({**result.summary(), "out": str(args.out)}, default=float))
+        print(dumps_strict({**result.summary(), "quantization_aware": None if qat is None else qat.as_dict(),
+                            "out": str(args.out)}, default=float))
     else:
         recovered = ("n/a (the transfer lost nothing)" if not math.isfinite(result.recovered_fraction)
                      else f"{100 * result.recovered_fraction:.0f} %")
