@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memspice.errors import ConfigError
+from memspice.network.spec import NetworkSpec
 from memspice.network.wiring import CrossbarWiring, network_wiring
 from memspice.train.conv_coupled import DeviceLayerState, DeviceTrace, LayeredCoupledEvaluator
 from memspice.train.conv_io import TrainedCrossbarNetwork
@@ -132,18 +133,25 @@ def device_shapes(network: TrainedCrossbarNetwork) -> tuple[tuple[int, int], ...
     return tuple((p.n_columns, p.devices_per_column) for p in network.spec.plans)
 
 
-def seeded_device_faults(network: TrainedCrossbarNetwork, rate: float, seed: int) -> FaultMap:
+def seeded_device_faults(network: TrainedCrossbarNetwork | NetworkSpec, rate: float, seed: int
+                         ) -> FaultMap:
     """Stuck-at faults per physical device at ``rate`` (half high, half low), reproducible
     from ``seed``; absent devices are never stuck.
+
+    Args:
+        network: the trained network, or just its :class:`~memspice.network.NetworkSpec`.
+        rate: fraction of present devices stuck, in [0, 1].
+        seed: seed of the draw.
 
     Raises:
         ConfigError: a rate outside [0, 1].
     """
     if not (np.isfinite(rate) and 0 <= rate <= 1):
         raise ConfigError(f"fault rate must be in [0, 1], got {rate!r}")
+    spec = network if isinstance(network, NetworkSpec) else network.spec
     rng = np.random.default_rng([int(seed), FAULT_STREAM])
     highs, lows = [], []
-    for wiring in network_wiring(network.spec):
+    for wiring in network_wiring(spec):
         high, low = stuck_at_draw(wiring.present.shape, rate, rng)
         highs.append(high & wiring.present)
         lows.append(low & wiring.present)
