@@ -12,7 +12,8 @@ from memspice.errors import ConfigError
 from memspice.fit.calibration import phax_reference_calibration
 from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from memspice.network.wiring import network_wiring
-from memspice.train.conv_faults import FaultAwareCrossbarNetwork, check_layer_faults
+from memspice.train.conv_faults import FaultAwareCrossbarNetwork
+from memspice.train.fault_map import check_layer_faults
 from memspice.train.conv_io import TrainedCrossbarNetwork
 from memspice.train.conv_model import CrossbarNetwork
 from memspice.train.hardware import FaultMap

@@ -39,36 +39,9 @@ from memspice.train.conv_coupled import (
     row_column_matrix,
 )
 from memspice.train.conv_model import CrossbarNetwork, _slope
+from memspice.train.fault_map import check_layer_faults
 from memspice.train.hardware import FaultMap, HardwareConfig
 from memspice.train.mapping import ConductanceWindow
-
-
-def device_fault_shapes(spec: NetworkSpec) -> tuple[tuple[int, int], ...]:
-    """``(n_columns, devices per column)`` of every crossbar layer: a per-device map's shapes."""
-    return tuple((p.n_columns, p.devices_per_column) for p in spec.plans)
-
-
-def _layer_name(spec: NetworkSpec, index: int) -> str:
-    plan = spec.plans[index]
-    return f"layer {index} ({plan.kind} {'×'.join(str(d) for d in plan.output_shape)})"
-
-
-def check_layer_faults(faults: FaultMap, spec: NetworkSpec, source: str = "fault map") -> None:
-    """Raise unless ``faults`` has one ``(n_columns, D)`` mask pair per crossbar layer of ``spec``.
-
-    Raises:
-        ConfigError: another number of layers, or the first layer whose masks have another
-            shape (naming the layer, its kind and both shapes).
-    """
-    want = device_fault_shapes(spec)
-    if len(faults.stuck_high) != len(want):
-        raise ConfigError(f"{source} has {len(faults.stuck_high)} layers, the network has "
-                          f"{len(want)} crossbar layers")
-    for index, (mask, shape) in enumerate(zip(faults.stuck_high, want)):
-        if tuple(mask.shape) != shape:
-            got = "×".join(str(d) for d in mask.shape)
-            raise ConfigError(f"{source}: {_layer_name(spec, index)} is {got}, the network's layer "
-                              f"has {shape[0]}×{shape[1]} devices (columns × devices per column)")
 
 
 def stuck_conductances(wirings: Sequence[CrossbarWiring], faults: FaultMap,

@@ -35,7 +35,7 @@ from memspice.network.spec import NetworkSpec
 from memspice.network.wiring import CrossbarWiring, network_wiring
 from memspice.train.conv_coupled import DeviceLayerState, DeviceTrace, LayeredCoupledEvaluator
 from memspice.train.conv_io import TrainedCrossbarNetwork
-from memspice.train.fault_map import FAULT_STREAM
+from memspice.train.fault_map import FAULT_STREAM, check_layer_faults
 from memspice.train.hardware import FaultMap
 from memspice.train.mapping import ConductanceWindow, quantize_conductance
 from memspice.train.device_draws import DeviceDraw, programming_variation, stuck_at_draw
@@ -162,16 +162,10 @@ def check_device_faults(faults: FaultMap, network: TrainedCrossbarNetwork) -> No
     """Raise unless ``faults`` has one ``(n_columns, D)`` mask per crossbar layer.
 
     Raises:
-        ConfigError: naming the first layer whose shape differs, or the layer counts.
+        ConfigError: naming the first layer whose shape differs, or the layer counts
+            (:func:`~memspice.train.fault_map.check_layer_faults`).
     """
-    want = device_shapes(network)
-    if len(faults.stuck_high) != len(want):
-        raise ConfigError(f"device fault map has {len(faults.stuck_high)} layers, the network "
-                          f"{len(want)} crossbar layers")
-    for index, (mask, shape) in enumerate(zip(faults.stuck_high, want)):
-        if tuple(mask.shape) != shape:
-            raise ConfigError(f"device fault map layer {index} is {mask.shape}, the network's "
-                              f"layer {index} has {shape} devices (columns × devices per column)")
+    check_layer_faults(faults, network.spec, "device fault map")
 
 
 def draw_devices(network: TrainedCrossbarNetwork, settings: DeviceSettings,
