@@ -83,6 +83,7 @@ def test_static_gradient_matches_finite_differences(link):
     assert relative_error(grads, shared) > 1e-2
 
 
+@pytest.mark.slow
 def test_load_aware_gradient_matches_finite_differences():
     cal = load_aware_calibration(gain=0.1)
     model = FaultAwareCrossbarNetwork(cal, STACK, seeded_device_faults(STACK, 0.2, 2),
@@ -95,6 +96,7 @@ def test_load_aware_gradient_matches_finite_differences():
     assert relative_error(grads, numeric) <= 1e-6
 
 
+@pytest.mark.slow
 def test_coupled_gradient_matches_directional_differences():
     model = FaultAwareCrossbarNetwork(synthetic_calibration(), STACK,
                                       seeded_device_faults(STACK, 0.2, 3), evaluator="coupled",
