@@ -275,15 +275,21 @@ def cnn_section(args, cal, tech, rates: list[float]) -> dict:
           f"{100 * baseline['spice']:.2f} %, coupled model {100 * baseline['model']:.2f} %, agreement "
           f"{100 * baseline['agreement']:.2f} %", flush=True)
     free_params = [np.clip(conductance_to_theta(g, free.window), -40.0, 40.0) for g in free.conductances]
-    rows = []
-    for k, rate in enumerate(rates):
-        tag = out / f"rate_{int(round(100 * rate)):02d}"
-        faults = seeded_device_faults(spec, rate, args.seed + k)
+    # every map's oblivious arm first, then the retraining, then the aware arms: the SPICE runs
+    # that need no training finish first, and a re-run picks up what is done
+    tags = [out / f"rate_{int(round(100 * rate)):02d}" for rate in rates]
+    maps = [seeded_device_faults(spec, rate, args.seed + k) for k, rate in enumerate(rates)]
+    obliviouses = []
+    for rate, tag, faults in zip(rates, tags, maps):
         print(f"  {100 * rate:g} %: {describe_fault_map(faults)}", flush=True)
-        oblivious = cnn_spice(free, tech, x_test, y_test, tag / "oblivious_validate", args.workers, batch, faults,
-                              args.ngspice)
-        aware_net, aware_info = cnn_trained(tag / "aware", cal, spec, faults, recipe, x_train, y_train, args.seed,
-                                            initial=free_params)
+        obliviouses.append(cnn_spice(free, tech, x_test, y_test, tag / "oblivious_validate", args.workers, batch,
+                                     faults, args.ngspice))
+        print(f"    oblivious: SPICE {100 * obliviouses[-1]['spice']:.2f} %", flush=True)
+    aware_nets = [cnn_trained(tag / "aware", cal, spec, faults, recipe, x_train, y_train, args.seed,
+                              initial=free_params) for tag, faults in zip(tags, maps)]
+    rows = []
+    for k, (rate, tag, faults, oblivious) in enumerate(zip(rates, tags, maps, obliviouses)):
+        aware_net, aware_info = aware_nets[k]
         aware = cnn_spice(aware_net, tech, x_test, y_test, tag / "aware_validate", args.workers, batch, faults,
                           args.ngspice)
         gap = baseline["spice"] - oblivious["spice"]
