@@ -189,7 +189,8 @@ def cnn_trained(directory: Path, cal, spec, faults, recipe: CnnRecipe, x, labels
     from memspice.train.trainer import train
 
     if (directory / "network.json").is_file():
-        return load_layered_network(directory), {}
+        network = load_layered_network(directory)
+        return network, network.metadata.get("bench_faults", {})
 
     def model(evaluator):
         if faults is None:
