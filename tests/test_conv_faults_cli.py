@@ -160,3 +160,32 @@ def test_validate_builds_the_map_in_spice_and_in_the_model(tmp_path: Path, netwo
     assert main([*base, "--fault-map", str(other), "--out", str(out)]) == 2
     assert "layer 0 (conv2d 2×6×6) is 108×20" in _error_line(capsys)
     assert not out.exists()
+
+
+def test_validate_draws_further_faults_and_needs_a_recorded_map(tmp_path: Path) -> None:
+    import argparse
+
+    from memspice.errors import ConfigError
+    from memspice.fit.calibration import phax_reference_calibration
+    from memspice.train.conv_io import TrainedCrossbarNetwork, load_layered_network, save_layered_network
+    from memspice.train.layered_devices import DeviceSettings, draw_devices
+    from memspice.validate.command import _layered_devices
+
+    cal = phax_reference_calibration()
+    sigma = tuple(np.full(p.theta_shape, 1e-6) for p in DIGITS_CNN.plans)
+    directory = tmp_path / "net"
+    save_layered_network(TrainedCrossbarNetwork(DIGITS_CNN, sigma, cal), directory)
+    network = load_layered_network(directory)
+    args = argparse.Namespace(fault_map=None, fault_rate=0.0, seed=3)
+    assert _layered_devices(args, network, directory) is None
+    args.fault_rate = 0.1
+    drawn = _layered_devices(args, network, directory)
+    expected = draw_devices(network, DeviceSettings(fault_rate=0.1, seed=3)).conductances
+    for a, b in zip(drawn, expected):
+        np.testing.assert_array_equal(a, b)
+    # a network trained with a map whose file has gone is refused, not validated ideal
+    recorded = TrainedCrossbarNetwork(DIGITS_CNN, sigma, cal, metadata={"fault_map": {"seed": 1}})
+    save_layered_network(recorded, tmp_path / "lost")
+    with pytest.raises(ConfigError, match="fault_map.npz is missing"):
+        _layered_devices(argparse.Namespace(fault_map=None, fault_rate=0.0, seed=0),
+                         load_layered_network(tmp_path / "lost"), tmp_path / "lost")
