@@ -24,8 +24,20 @@ for training and the last 2,000 for testing, from ``--mnist-dir``, ``$MEMSPICE_M
 the cache that ``memspice data mnist`` fills (``memspice data mnist --from DIR`` fills it from a
 local copy). Networks and validation batches are kept in ``--out``; a re-run reuses them.
 
+The ``cnn`` section does the same for the MNIST CNN of ``scripts/bench_cnn.py`` (``conv 4 k3 →
+pool 2 → conv 8 k3 → pool 2 → flatten → dense 10`` on 14×14), with one per-device map per rate
+(a conv kernel's replicas at different positions are stuck independently;
+:func:`memspice.train.layered_devices.seeded_device_faults`). The fault-free CNN is trained by
+``bench_cnn.py``'s recipe (θ mean −3, load-aware pre-training, coupled fine-tuning) or read
+with ``--network DIR``; the fault-aware one is retrained from its parameters with the map's
+devices stuck (:class:`memspice.train.conv_faults.FaultAwareCrossbarNetwork`, load-aware then
+coupled; :class:`CnnRecipe`), and every arm is validated in SPICE with the same devices
+(``--cnn-test-images`` of the 2,000 test images, ``--ngspice`` or ``$MEMSPICE_NGSPICE``).
+``--quick`` runs a digits CNN (``conv 2 k3 → pool 2 → dense 10``) on 8 test images.
+``--sections mlp|cnn`` runs one of the two.
+
 Ends with one line of JSON: ``{"networks": [{"network", "mode", "faults": [{"rate",
-"oblivious", "aware", "fault_free", "remapped", ...}, ...], ...}]}``.
+"oblivious", "aware", "fault_free", "remapped" (dense only), ...}, ...], ...}, ...]}``.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 # Single-threaded BLAS, set before NumPy loads: the products are small, and on a shared 2-core
 # machine BLAS threads cost more than they save (see memspice.pipeline.train_stage).
@@ -112,6 +125,200 @@ def spice(network, tech, x, labels, out_dir: Path, workers: int, batch_size: int
             "stuck": s["stuck_devices"], "wall_s": time.perf_counter() - t0}
 
 
+
+# ---- the CNN section ----------------------------------------------------------------------
+
+class CnnRecipe(NamedTuple):
+    """Training of the CNN section (the fault-free network is ``scripts/bench_cnn.py``'s recipe).
+
+    Attributes:
+        init_mean: mean of the initial θ (std 1) of the fault-free network.
+        pre_epochs: load-aware pre-training epochs (batch ``pre_batch``, Adam ``pre_lr``, cosine).
+        tune_epochs: coupled fine-tuning epochs (batch ``tune_batch``, Adam ``tune_lr``).
+        aware_pre_epochs: fault-aware retraining from the fault-free θ: load-aware epochs with
+            the map's devices stuck (batch ``pre_batch``, Adam ``aware_pre_lr``) ...
+        aware_tune_epochs: ... then coupled epochs with them stuck (batch ``tune_batch``, ``tune_lr``);
+            0 by default: a coupled epoch of the faulty CNN costs about 25× a load-aware one
+            (0.7 s against 0.03 s of CPU per batch of 64), more than the benchmark could afford.
+        test_images: test images validated in SPICE per arm.
+    """
+
+    init_mean: float = -3.0
+    pre_epochs: int = 8
+    pre_batch: int = 32
+    pre_lr: float = 0.05
+    tune_epochs: int = 1
+    tune_batch: int = 64
+    tune_lr: float = 0.005
+    aware_pre_epochs: int = 8
+    aware_pre_lr: float = 0.05
+    aware_tune_epochs: int = 0
+    test_images: int = 2000
+
+
+CNN_QUICK = CnnRecipe(pre_epochs=10, tune_epochs=0, aware_pre_epochs=5, aware_tune_epochs=0, test_images=8)
+
+
+def cnn_spec(quick: bool):
+    """MNIST: ``conv 4 k3 → pool 2 → conv 8 k3 → pool 2 → flatten → dense 10`` on 1×14×14
+    (``scripts/bench_cnn.py``); quick: ``conv 2 k3 → pool 2 → flatten → dense 10`` on digits' 1×8×8."""
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+
+    if quick:
+        return NetworkSpec((1, 8, 8), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(10)))
+    return NetworkSpec((1, 14, 14), (Conv2d(4, 3), AvgPool2d(2), Conv2d(8, 3), AvgPool2d(2), Flatten(), Dense(10)))
+
+
+def cnn_config(epochs: int, batch: int, lr: float, seed: int):
+    """``scripts/bench_cnn.py``'s settings: softmax CE on the logits, cosine schedule, the epoch of
+    best validation accuracy on a seeded 10 % of the training images."""
+    from memspice.train.trainer import TrainConfig
+
+    return TrainConfig(epochs=epochs, batch_size=batch, lr=lr, loss="softmax_ce", loss_link="logit",
+                       schedule="cosine", val_fraction=0.1, seed=seed, progress=False)
+
+
+def cnn_trained(directory: Path, cal, spec, faults, recipe: CnnRecipe, x, labels, seed: int, initial=None):
+    """The CNN in ``directory`` if a run left one there, else train it (load-aware, then coupled;
+    against ``faults`` when given, from ``initial`` θ) and save it with its map."""
+    from memspice.pipeline.layered_train import ChunkedPredictions
+    from memspice.train.conv_faults import FaultAwareCrossbarNetwork
+    from memspice.train.conv_io import TrainedCrossbarNetwork, load_layered_network, save_layered_network
+    from memspice.train.conv_model import CrossbarNetwork
+    from memspice.train.fault_map import FAULT_MAP_NAME, save_device_fault_map
+    from memspice.train.trainer import train
+
+    if (directory / "network.json").is_file():
+        network = load_layered_network(directory)
+        return network, network.metadata.get("bench_faults", {})
+
+    def model(evaluator):
+        if faults is None:
+            return CrossbarNetwork(cal, spec, evaluator=evaluator, init_mean=recipe.init_mean)
+        return FaultAwareCrossbarNetwork(cal, spec, faults, evaluator=evaluator, init_mean=recipe.init_mean)
+
+    stages = ((recipe.pre_epochs, recipe.pre_lr) if faults is None else (recipe.aware_pre_epochs, recipe.aware_pre_lr),
+              recipe.tune_epochs if faults is None else recipe.aware_tune_epochs)
+    (pre_epochs, pre_lr), tune_epochs = stages
+    params, info = initial, {}
+    t0 = time.perf_counter()
+    if pre_epochs:
+        last = model("load-aware")
+        result = train(ChunkedPredictions(last), x, labels, cnn_config(pre_epochs, recipe.pre_batch, pre_lr, seed),
+                       initial_params=params)
+        params, info["pre_val_accuracy"] = result.params, result.history.val_accuracy.tolist()
+    if tune_epochs:
+        last = model("coupled")
+        result = train(ChunkedPredictions(last), x, labels,
+                       cnn_config(tune_epochs, recipe.tune_batch, recipe.tune_lr, seed), initial_params=params)
+        params, info["tune_val_accuracy"] = result.params, result.history.val_accuracy.tolist()
+    info["train_s"] = time.perf_counter() - t0
+    sigma = tuple(np.asarray(g) for g in last.conductances(params)[0])
+    network = TrainedCrossbarNetwork(spec, sigma, cal, "coupled", metadata={"bench_faults": info})
+    save_layered_network(network, directory)
+    if faults is not None:
+        save_device_fault_map(faults, directory / FAULT_MAP_NAME, spec)
+    return network, info
+
+
+def cnn_spice(network, tech, x, labels, out_dir: Path, workers: int, batch_size: int, faults=None,
+              ngspice: str | None = None) -> dict:
+    """SPICE accuracy of ``network`` built with ``faults``' devices stuck (None: ideal devices), the
+    coupled model's accuracy on the same devices and its agreement with SPICE, wall time."""
+    from memspice.train.layered_devices import DeviceSettings, draw_devices
+    from memspice.validate.api import RunSettings, validate_network
+
+    devices = None if faults is None else draw_devices(network, DeviceSettings(), faults).conductances
+    t0 = time.perf_counter()
+    report = validate_network(network, tech, x, labels, out_dir, write_files=False, device_conductances=devices,
+                              settings=RunSettings(batch_size=batch_size, workers=workers, resume=True,
+                                                   ngspice=ngspice))
+    s = report.summary
+    if not report.complete:
+        raise SystemExit(f"validation in {out_dir} incomplete: {s['failed_batches']}")
+    model = s if faults is None else s["drawn_devices_model"]
+    return {"spice": s["spice_accuracy"], "model": model["model_accuracy"], "agreement": model["agreement"],
+            "wall_s": time.perf_counter() - t0}
+
+
+def cnn_section(args, cal, tech, rates: list[float]) -> dict:
+    """Fault-free, fault-oblivious and fault-aware CNNs at every rate, in SPICE with the same maps."""
+    from memspice.datasets import benchmark_split, features_to_voltages, load_dataset
+    from memspice.train.conv_io import load_layered_network
+    from memspice.train.fault_map import describe_fault_map, fault_map_summary
+    from memspice.train.layered_devices import seeded_device_faults
+    from memspice.train.mapping import conductance_to_theta
+    from memspice.validate.layered import describe_layers
+
+    wall = time.perf_counter()
+    recipe = CNN_QUICK if args.quick else CnnRecipe()
+    if args.cnn_test_images is not None:
+        recipe = recipe._replace(test_images=args.cnn_test_images)
+    spec = cnn_spec(args.quick)
+    if args.quick:
+        train_set, test_set = benchmark_split(load_dataset("digits"), 0.2, args.seed)
+        name, train_set = "digits", train_set.subset(slice(0, 400))
+    else:
+        name, train_set, test_set, _ = load_split(False, args.mnist_dir, args.seed)
+    out = args.out / f"{name}-cnn"
+    if args.network is not None:
+        free = load_layered_network(args.network)
+        if free.spec.to_dict() != spec.to_dict():
+            raise SystemExit(f"--network {args.network} is not the benchmark's CNN:\n{spec.summary()}")
+        cal, free_info = free.calibration, {"loaded_from": str(args.network)}
+    x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
+    x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)[: recipe.test_images]
+    y_train, y_test = train_set.labels, test_set.labels[: recipe.test_images]
+    if args.network is None:
+        free, free_info = cnn_trained(out / "fault_free", cal, spec, None, recipe, x_train, y_train, args.seed)
+    batch = max(1, -(-len(x_test) // (4 * args.workers)))
+    baseline = cnn_spice(free, tech, x_test, y_test, out / "fault_free" / "validate", args.workers, batch,
+                         ngspice=args.ngspice)
+    print(f"{name} CNN ({describe_layers(free)}), {len(x_train)} training / {len(x_test)} test images; fault-free: SPICE "
+          f"{100 * baseline['spice']:.2f} %, coupled model {100 * baseline['model']:.2f} %, agreement "
+          f"{100 * baseline['agreement']:.2f} %", flush=True)
+    free_params = [np.clip(conductance_to_theta(g, free.window), -40.0, 40.0) for g in free.conductances]
+    # every map's oblivious arm first, then the retraining, then the aware arms: the SPICE runs
+    # that need no training finish first, and a re-run picks up what is done
+    tags = [out / f"rate_{int(round(100 * rate)):02d}" for rate in rates]
+    maps = [seeded_device_faults(spec, rate, args.seed + k) for k, rate in enumerate(rates)]
+    obliviouses = []
+    for rate, tag, faults in zip(rates, tags, maps):
+        print(f"  {100 * rate:g} %: {describe_fault_map(faults)}", flush=True)
+        obliviouses.append(cnn_spice(free, tech, x_test, y_test, tag / "oblivious_validate", args.workers, batch,
+                                     faults, args.ngspice))
+        print(f"    oblivious: SPICE {100 * obliviouses[-1]['spice']:.2f} %", flush=True)
+    aware_nets = [cnn_trained(tag / "aware", cal, spec, faults, recipe, x_train, y_train, args.seed,
+                              initial=free_params) for tag, faults in zip(tags, maps)]
+    rows = []
+    for k, (rate, tag, faults, oblivious) in enumerate(zip(rates, tags, maps, obliviouses)):
+        aware_net, aware_info = aware_nets[k]
+        aware = cnn_spice(aware_net, tech, x_test, y_test, tag / "aware_validate", args.workers, batch, faults,
+                          args.ngspice)
+        gap = baseline["spice"] - oblivious["spice"]
+        summary = fault_map_summary(faults)
+        row = {"rate": rate, "fault_free": baseline["spice"], "oblivious": oblivious["spice"], "aware": aware["spice"],
+               "aware_minus_fault_free_points": 100 * (aware["spice"] - baseline["spice"]),
+               "recovered_fraction": (aware["spice"] - oblivious["spice"]) / gap if gap > 0 else None,
+               "oblivious_model": oblivious["model"], "aware_model": aware["model"],
+               "oblivious_agreement": oblivious["agreement"], "aware_agreement": aware["agreement"],
+               "stuck_devices": summary["stuck_high"] + summary["stuck_low"], "devices": summary["devices"],
+               "fault_seed": args.seed + k, "aware_training": aware_info,
+               "spice_wall_s": oblivious["wall_s"] + aware["wall_s"]}
+        rows.append(row)
+        print(f"  {100 * rate:4.0f} % stuck ({row['stuck_devices']} of {row['devices']} devices): SPICE fault-free "
+              f"{100 * baseline['spice']:.2f} %, oblivious {100 * oblivious['spice']:.2f} %, aware "
+              f"{100 * aware['spice']:.2f} % ({row['aware_minus_fault_free_points']:+.2f} points against fault-free"
+              + (f", {100 * row['recovered_fraction']:.0f} % of the loss recovered" if row["recovered_fraction"] is not None
+                 else "") + f"); coupled model on the same devices {100 * oblivious['model']:.2f} / "
+              f"{100 * aware['model']:.2f} %, agreement {100 * oblivious['agreement']:.2f} / "
+              f"{100 * aware['agreement']:.2f} %", flush=True)
+    return {"network": f"{name}-cnn", "dataset": name, "layers": describe_layers(free), "mode": "coupled",
+            "train_samples": int(len(x_train)), "test_samples": int(len(x_test)), "recipe": recipe._asdict(),
+            "fault_free_model": baseline["model"], "fault_free_agreement": baseline["agreement"],
+            "fault_free_training": free_info, "faults": rows, "wall_s": time.perf_counter() - wall}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="digits, small network, < 1 min")
@@ -125,24 +332,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default=",".join(f"{r:g}" for r in RATES), help="stuck-at rates (default 0.05,0.1,0.2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and fault maps (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="ngspice processes (default 2)")
+    parser.add_argument("--sections", default="mlp,cnn",
+                        help="which networks: mlp (196-100-10), cnn (conv 4 → conv 8), or both (default mlp,cnn)")
+    parser.add_argument("--network", type=Path, default=None,
+                        help="cnn: a fault-free CNN folder (e.g. scripts/bench_cnn.py's WORK/network) instead of "
+                             "training one")
+    parser.add_argument("--cnn-test-images", type=int, default=None,
+                        help="cnn: test images validated in SPICE per arm (default all 2,000; quick 8)")
+    parser.add_argument("--ngspice", default=os.environ.get("MEMSPICE_NGSPICE"),
+                        help="cnn: ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice on PATH)")
     args = parser.parse_args(argv)
+    sections = [part.strip() for part in args.sections.split(",") if part.strip()]
+    if not sections or set(sections) - {"mlp", "cnn"}:
+        parser.error(f"--sections takes mlp, cnn or both, got {args.sections!r}")
+    if args.cnn_test_images is not None and not 1 <= args.cnn_test_images <= 2000:
+        parser.error("--cnn-test-images must be in [1, 2000]")
 
     from memspice.characterize.calibrate import calibrate
     from memspice.circuit.builders import InverterSizing
-    from memspice.datasets import features_to_voltages
     from memspice.tech import builtin
+
+    wall = time.perf_counter()
+    rates = [float(r) for r in args.rates.split(",")]
+    tech, sizing = builtin(), InverterSizing()
+    t0 = time.perf_counter()
+    cal = None if sections == ["cnn"] and args.network is not None else calibrate(tech, sizing)
+    calibrate_s = time.perf_counter() - t0
+    networks = []
+    if "mlp" in sections:
+        networks.append(mlp_section(args, cal, tech, rates, calibrate_s))
+    if "cnn" in sections:
+        networks.append(cnn_section(args, cal, tech, rates))
+    print(f"wall {time.perf_counter() - wall:.0f} s")
+    print(json.dumps({"networks": networks}, sort_keys=True, default=float))
+    return 0
+
+
+def mlp_section(args, cal, tech, rates: list[float], calibrate_s: float) -> dict:
+    """The dense 196-100-10 (quick: 64-16-10) rows: fault-free, oblivious, remapped and aware."""
+    from memspice.datasets import features_to_voltages
     from memspice.train.fault_map import FAULT_MAP_NAME, remap_to_spares, save_fault_map, seeded_fault_map
     from memspice.train.model import PhaxNetwork
 
     wall = time.perf_counter()
-    rates = [float(r) for r in args.rates.split(",")]
     epochs = args.epochs or (5 if args.quick else 10)
     aware_epochs = args.aware_epochs or (3 if args.quick else 5)
     name, train_set, test_set, topology = load_split(args.quick, args.mnist_dir, args.seed)
-    tech, sizing = builtin(), InverterSizing()
-    t0 = time.perf_counter()
-    cal = calibrate(tech, sizing)
-    calibrate_s = time.perf_counter() - t0
     mode = "coupled"
     x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
     x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
@@ -203,9 +438,7 @@ def main(argv: list[str] | None = None) -> int:
               "aware_epochs": aware_epochs, "fault_free_model": baseline["model"],
               "fault_free_agreement": baseline["agreement"], "fault_free_train_s": free_train_s,
               "calibrate_s": calibrate_s, "faults": rows, "wall_s": time.perf_counter() - wall}
-    print(f"wall {result['wall_s']:.0f} s")
-    print(json.dumps({"networks": [result]}, sort_keys=True, default=float))
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def test_netlist_of_the_trained_cnn_simulates_as_its_coupled_model(trained: Path
     ("extra", "needle"),
     [
         (["--topology", "64,10,10"], "give --topology (a dense network) or --network"),
-        (["--fault-rate", "0.1"], "--fault-rate is not available with --network"),
+        (["--variation", "0.1"], "--variation is not available with --network"),
         (["--mode", "load-aware"], "--mode load-aware takes dense networks only"),
         (["--dataset", "iris"], "network layer 0 (conv2d): needs a (C, H, W) feature map"),
     ],

@@ -32,7 +32,8 @@ adds multiplicative lognormal device variation during training and in the Monte 
 --fault-rate draws stuck-at faults (half at g_max, half at g_min; seeded by --fault-seed) or
 --fault-map reads a known map; with --fault-aware the network is trained knowing the fault map,
 otherwise it is trained ideal and tested faulty. The map is written to --out/fault_map.npz and
-`memspice validate` builds exactly those devices stuck.
+`memspice validate` builds exactly those devices stuck. With --network the map is per physical
+device (a conv kernel's replicas at different positions are stuck independently; docs/faults.md).
 
 Convolutional networks: --network FILE reads a TOML file holding a [network] table (conv2d,
 avgpool2d, flatten and dense layers; the same table as in `memspice run`, docs/cnn.md) instead
@@ -302,16 +303,15 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.topology is not None:
         raise ConfigError("give --topology (a dense network) or --network (a layer description), not both")
-    for option, given in (("--fault-rate", args.fault_rate > 0), ("--fault-map", args.fault_map is not None),
-                          ("--fault-aware", args.fault_aware), ("--variation", args.variation > 0)):
-        if given:
-            raise ConfigError(f"{option} is not available with --network yet (fault maps and variation are "
-                              "per device, and conv kernels share their θ across devices)")
+    if args.variation > 0:
+        raise ConfigError("--variation is not available with --network yet (variation is per device, and conv "
+                          "kernels share their θ across devices)")
     if args.mode == "load-aware":
         raise ConfigError("--mode load-aware takes dense networks only; use static or coupled with --network")
     spec = read_network_file(args.network, args.dataset, args.batch_size)
     cal = phax_reference_calibration() if args.calibration is None else load_calibration(args.calibration)
     mode = resolve_mode(args.mode, cal)
+    faults = layered_fault_map(args, spec, mode)
     if mode == "coupled" and cal.inverter_current is None:
         raise ConfigError("--mode coupled needs a calibration with an inverter current table "
                           "(`memspice calibrate`); pass --calibration")
@@ -348,9 +348,17 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
         test_acc = accuracy(layered_train.predict(model, result.params, x_test), test_set.labels)
     else:
         model = layered_train.constrained_model(cal, spec, mode, levels, DEFAULTS.init_theta_mean, args.batch_size)
+        tested = model
+        if faults is not None:
+            from memspice.train.conv_faults import FaultAwareCrossbarNetwork
+            from memspice.train.hardware import HardwareConfig
+
+            tested = FaultAwareCrossbarNetwork(cal, spec, faults, HardwareConfig(levels=levels), mode,
+                                               init_mean=DEFAULTS.init_theta_mean, batch_size=args.batch_size)
+            model = tested if args.fault_aware else model
         network, result = layered_train.train_constrained(model, x_train, train_set.labels, config, args.out,
                                                           args.resume, {})
-        test_acc = accuracy(layered_train.predict(model, result.params, x_test), test_set.labels)
+        test_acc = accuracy(layered_train.predict(tested, result.params, x_test), test_set.labels)
     estimate = spec.estimate(args.batch_size)
     summary.update({
         "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch,
@@ -360,6 +368,11 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
         "test_accuracy": test_acc,
         "calibration_digest": cal.digest(), "out": str(args.out),
     })
+    if faults is not None:
+        from memspice.train.fault_map import fault_map_summary
+
+        summary.update({"fault_rate": args.fault_rate, "fault_aware": bool(args.fault_aware),
+                        "fault_seed": faults.seed, "fault_map": fault_map_summary(faults)})
     figures = {"history.png": "Training curves"}
     if mode == "float":
         layered_train.save_float_network(spec, result.params, args.out, summary)
@@ -367,11 +380,51 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
         network = type(network)(network.spec, network.conductances, network.calibration, network.evaluator,
                                 None, summary)
         save_layered_network(network, args.out)
+        save_layered_fault_map(faults, spec, args.out)
         if layered_train.plot_kernels(network, args.out / layered_train.KERNELS_PNG) is not None:
             figures[layered_train.KERNELS_PNG] = ("First conv layer: the conductance of every kernel device, "
                                                   "positive (ip row) and negative (in row) of each differential pair, µS")
     layered_train.write_train_report(args.out, summary, spec.summary(), figures)
     return summary
+
+
+def layered_fault_map(args: argparse.Namespace, spec: Any, mode: str) -> Any:
+    """The per-device fault map of ``--fault-rate`` / ``--fault-map`` for a ``--network`` (or None),
+    checked against the layers before anything is trained or written.
+
+    Raises:
+        ConfigError: both options, ``--fault-aware`` without a map, a map with ``--mode float``, or a
+            map that does not fit the network (naming the layer).
+    """
+    from memspice.train.fault_map import load_device_fault_map
+    from memspice.train.layered_devices import seeded_device_faults
+
+    if args.fault_map is not None and args.fault_rate > 0:
+        raise ConfigError("give --fault-rate (draw a map) or --fault-map (a known map), not both")
+    if args.fault_map is not None:
+        faults = load_device_fault_map(args.fault_map, spec)
+    elif args.fault_rate > 0:
+        seed = args.seed if args.fault_seed is None else args.fault_seed
+        faults = seeded_device_faults(spec, args.fault_rate, seed)
+    else:
+        faults = None
+    if args.fault_aware and faults is None:
+        raise ConfigError("--fault-aware needs a fault map: give --fault-rate or --fault-map")
+    if faults is not None and mode == "float":
+        raise ConfigError("--mode float trains the float baseline, which has no devices to be stuck; "
+                          "drop --fault-rate / --fault-map")
+    return faults
+
+
+def save_layered_fault_map(faults: Any, spec: Any, directory: Path) -> None:
+    """Write ``faults`` as ``directory/fault_map.npz`` (per device), or remove a stale one."""
+    from memspice.train.fault_map import FAULT_MAP_NAME, save_device_fault_map
+
+    path = Path(directory) / FAULT_MAP_NAME
+    if faults is not None:
+        save_device_fault_map(faults, path, spec)
+    elif path.is_file():
+        path.unlink()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,11 @@ drawn with and its seed (both ``null`` for a measured map), and the stuck-device
 ``memspice train`` writes it next to ``network.npz`` when the network was trained against (or
 tested on) a map; ``memspice validate`` builds exactly these devices stuck in the SPICE deck,
 from the network's directory or from ``--fault-map FILE``.
+
+A network with conv or pooling layers shares a kernel's θ between many physical devices, and a
+device is stuck on its own, so its map is per device (:func:`save_device_fault_map`): per
+crossbar layer ``(n_columns, D)`` masks in :mod:`memspice.network.wiring` order, and the
+header records the layer description (``layers``) instead of a topology.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 from memspice.circuit.wiring import layer_shapes
 from memspice.errors import ConfigError
 from memspice.io import write_atomic
+from memspice.network.spec import NetworkSpec
 from memspice.train.hardware import FaultMap, draw_fault_map
 
 FAULT_MAP_FORMAT = "memspice-fault-map"
@@ -107,6 +113,10 @@ def save_fault_map(faults: FaultMap, path: Path, topology: Sequence[int]) -> Pat
               "shapes": [list(m.shape) for m in faults.stuck_high],
               "row_order": "ip_0..ip_{N-1}, in_0..in_{N-1}, bias_p(vdd), bias_n(vss)",
               **{k: summary[k] for k in ("rate_high", "rate_low", "seed", "devices", "stuck_high", "stuck_low")}}
+    return _write(header, faults, Path(path))
+
+
+def _write(header: dict[str, Any], faults: FaultMap, path: Path) -> Path:
     arrays: dict[str, np.ndarray] = {"header": np.array(json.dumps(header, sort_keys=True))}
     for i, (high, low) in enumerate(zip(faults.stuck_high, faults.stuck_low)):
         arrays[f"stuck_high{i}"] = np.asarray(high, dtype=bool)
@@ -116,7 +126,7 @@ def save_fault_map(faults: FaultMap, path: Path, topology: Sequence[int]) -> Pat
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
 
-    return write_atomic(Path(path), write)
+    return write_atomic(path, write)
 
 
 def _header(data: Any, path: Path) -> dict[str, Any]:
@@ -134,14 +144,8 @@ def _header(data: Any, path: Path) -> dict[str, Any]:
     return header
 
 
-def load_fault_map(path: Path, topology: Sequence[int] | None = None) -> FaultMap:
-    """Read a map written by :func:`save_fault_map`; with ``topology``, check it fits.
-
-    Raises:
-        ConfigError: a missing or malformed file (not an NPZ, no or bad header, another version,
-            a missing or non-boolean mask, masks that disagree with the header or overlap), or
-            shapes that do not match ``topology`` (naming the layer and both shapes).
-    """
+def _read_fault_map(path: Path) -> tuple[dict[str, Any], FaultMap]:
+    """The header and the masks of a fault-map file, checked against its own header."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -164,6 +168,8 @@ def load_fault_map(path: Path, topology: Sequence[int] | None = None) -> FaultMa
                     out.append(mask)
     except FileNotFoundError:
         raise ConfigError(f"fault map {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"fault map {path} is a directory, not a file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ConfigError(f"{path} is not a readable fault map (NPZ): {exc}") from None
     try:
@@ -171,11 +177,83 @@ def load_fault_map(path: Path, topology: Sequence[int] | None = None) -> FaultMa
                           rate_low=header.get("rate_low"), seed=header.get("seed"))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return header, faults
+
+
+def load_fault_map(path: Path, topology: Sequence[int] | None = None) -> FaultMap:
+    """Read a map written by :func:`save_fault_map`; with ``topology``, check it fits.
+
+    Raises:
+        ConfigError: a missing or malformed file (not an NPZ, no or bad header, another version,
+            a missing or non-boolean mask, masks that disagree with the header or overlap), a
+            per-device map of a conv or pooled network, or shapes that do not match
+            ``topology`` (naming the layer and both shapes).
+    """
+    header, faults = _read_fault_map(path)
     recorded = header.get("topology")
-    if isinstance(recorded, list) and len(recorded) == len(shapes) + 1:
+    if recorded is None and header.get("layers") is not None:
+        raise ConfigError(f"{path} is a per-device fault map of a conv or pooled network, not of a dense "
+                          "network" + ("" if topology is None else f" ({'-'.join(map(str, topology))})"))
+    if isinstance(recorded, list) and len(recorded) == len(faults.stuck_high) + 1:
         check_fault_map(faults, recorded, f"{path} (against its own recorded topology)")
     if topology is not None:
         check_fault_map(faults, topology, f"fault map {path}")
+    return faults
+
+
+def device_fault_shapes(spec: NetworkSpec) -> tuple[tuple[int, int], ...]:
+    """``(n_columns, devices per column)`` of every crossbar layer: a per-device map's shapes."""
+    return tuple((p.n_columns, p.devices_per_column) for p in spec.plans)
+
+
+def check_layer_faults(faults: FaultMap, spec: NetworkSpec, source: str = "fault map") -> None:
+    """Raise unless ``faults`` has one ``(n_columns, D)`` mask pair per crossbar layer of ``spec``
+    (per physical device, :mod:`memspice.network.wiring` order).
+
+    Raises:
+        ConfigError: another number of layers, or the first layer whose masks have another
+            shape (naming the layer, its kind and output shape, and both shapes).
+    """
+    want = device_fault_shapes(spec)
+    if len(faults.stuck_high) != len(want):
+        raise ConfigError(f"{source} has {len(faults.stuck_high)} layers, the network has "
+                          f"{len(want)} crossbar layers")
+    for index, (mask, shape) in enumerate(zip(faults.stuck_high, want)):
+        if tuple(mask.shape) != shape:
+            plan = spec.plans[index]
+            raise ConfigError(f"{source}: layer {index} ({plan.kind} {_shape_text(plan.output_shape)}) is "
+                              f"{_shape_text(mask.shape)}, the network's layer has {_shape_text(shape)} "
+                              "devices (columns × devices per column)")
+
+
+def save_device_fault_map(faults: FaultMap, path: Path, spec: NetworkSpec) -> Path:
+    """Write a per-device map of a network of any layers (conv, pooled, dense) atomically.
+
+    The header records ``layers`` (the layer description) instead of a topology, and the
+    shapes ``(n_columns, D)`` of every crossbar layer's devices.
+
+    Raises:
+        ConfigError: the map does not fit ``spec``.
+    """
+    check_layer_faults(faults, spec)
+    summary = fault_map_summary(faults)
+    header = {"format": FAULT_MAP_FORMAT, "version": FAULT_MAP_VERSION, "topology": None,
+              "layers": spec.to_dict(), "shapes": [list(m.shape) for m in faults.stuck_high],
+              "row_order": "per physical device: columns (channel, row, col) × devices as memspice.network.wiring",
+              **{k: summary[k] for k in ("rate_high", "rate_low", "seed", "devices", "stuck_high", "stuck_low")}}
+    return _write(header, faults, Path(path))
+
+
+def load_device_fault_map(path: Path, spec: NetworkSpec | None = None) -> FaultMap:
+    """Read a per-device map (:func:`save_device_fault_map`); with ``spec``, check it fits.
+
+    Raises:
+        ConfigError: what :func:`load_fault_map` refuses, or shapes that do not match
+            ``spec``'s devices (naming the layer).
+    """
+    _, faults = _read_fault_map(path)
+    if spec is not None:
+        check_layer_faults(faults, spec, f"fault map {path}")
     return faults
 
 

@@ -31,10 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from memspice.errors import ConfigError
+from memspice.network.spec import NetworkSpec
 from memspice.network.wiring import CrossbarWiring, network_wiring
 from memspice.train.conv_coupled import DeviceLayerState, DeviceTrace, LayeredCoupledEvaluator
 from memspice.train.conv_io import TrainedCrossbarNetwork
-from memspice.train.fault_map import FAULT_STREAM
+from memspice.train.fault_map import FAULT_STREAM, check_layer_faults
 from memspice.train.hardware import FaultMap
 from memspice.train.mapping import ConductanceWindow, quantize_conductance
 from memspice.train.device_draws import DeviceDraw, programming_variation, stuck_at_draw
@@ -132,18 +133,25 @@ def device_shapes(network: TrainedCrossbarNetwork) -> tuple[tuple[int, int], ...
     return tuple((p.n_columns, p.devices_per_column) for p in network.spec.plans)
 
 
-def seeded_device_faults(network: TrainedCrossbarNetwork, rate: float, seed: int) -> FaultMap:
+def seeded_device_faults(network: TrainedCrossbarNetwork | NetworkSpec, rate: float, seed: int
+                         ) -> FaultMap:
     """Stuck-at faults per physical device at ``rate`` (half high, half low), reproducible
     from ``seed``; absent devices are never stuck.
+
+    Args:
+        network: the trained network, or just its :class:`~memspice.network.NetworkSpec`.
+        rate: fraction of present devices stuck, in [0, 1].
+        seed: seed of the draw.
 
     Raises:
         ConfigError: a rate outside [0, 1].
     """
     if not (np.isfinite(rate) and 0 <= rate <= 1):
         raise ConfigError(f"fault rate must be in [0, 1], got {rate!r}")
+    spec = network if isinstance(network, NetworkSpec) else network.spec
     rng = np.random.default_rng([int(seed), FAULT_STREAM])
     highs, lows = [], []
-    for wiring in network_wiring(network.spec):
+    for wiring in network_wiring(spec):
         high, low = stuck_at_draw(wiring.present.shape, rate, rng)
         highs.append(high & wiring.present)
         lows.append(low & wiring.present)
@@ -154,16 +162,10 @@ def check_device_faults(faults: FaultMap, network: TrainedCrossbarNetwork) -> No
     """Raise unless ``faults`` has one ``(n_columns, D)`` mask per crossbar layer.
 
     Raises:
-        ConfigError: naming the first layer whose shape differs, or the layer counts.
+        ConfigError: naming the first layer whose shape differs, or the layer counts
+            (:func:`~memspice.train.fault_map.check_layer_faults`).
     """
-    want = device_shapes(network)
-    if len(faults.stuck_high) != len(want):
-        raise ConfigError(f"device fault map has {len(faults.stuck_high)} layers, the network "
-                          f"{len(want)} crossbar layers")
-    for index, (mask, shape) in enumerate(zip(faults.stuck_high, want)):
-        if tuple(mask.shape) != shape:
-            raise ConfigError(f"device fault map layer {index} is {mask.shape}, the network's "
-                              f"layer {index} has {shape} devices (columns × devices per column)")
+    check_layer_faults(faults, network.spec, "device fault map")
 
 
 def draw_devices(network: TrainedCrossbarNetwork, settings: DeviceSettings,

@@ -53,8 +53,10 @@ which separates what the devices cost from the model's own error. --draws N repe
 Conv, pooled and masked networks (network files with a `layers` description) are built
 flat, one resistor per present device, no driver on a pruned input row, and compared with
 the coupled model when their calibration has an inverter current model, else with the
-static one (--evaluator static|coupled chooses). Device non-idealities are not drawn for
-them here. Their report adds one image's feature maps, SPICE beside the model.
+static one (--evaluator static|coupled chooses). Their stuck devices are per physical device
+(a per-device fault_map.npz from `memspice train --network ... --fault-rate`, or --fault-rate
+drawn device by device); variation and wire resistance are not drawn for them here. Their
+report adds one image's feature maps, SPICE beside the model.
 
 Outputs in --out: samples.parquet (per-sample SPICE and model voltages, static power, and
 delay and energy for the transient samples), neuron_errors.csv, disagreements.csv,
@@ -228,11 +230,39 @@ def load_any_network(directory: Path, calibration: Any = None) -> Any:
     return as_validated(load_layered_network(directory, calibration))
 
 
-_DENSE_ONLY = (("variation", 0.0, "--variation"), ("fault_rate", 0.0, "--fault-rate"),
-               ("wire_ohm", 0.0, "--wire-ohm"), ("draws", 1, "--draws"), ("fault_map", None, "--fault-map"))
+_DENSE_ONLY = (("variation", 0.0, "--variation"), ("wire_ohm", 0.0, "--wire-ohm"), ("draws", 1, "--draws"))
 
 
-def _run_layered(args: argparse.Namespace, network: Any) -> Any:
+def _layered_devices(args: argparse.Namespace, network: Any, directory: Path) -> Any:
+    """Per-device conductances with the stuck devices of ``--fault-map`` (or the network folder's
+    own ``fault_map.npz``) and of ``--fault-rate``, or None when no device is stuck; says on stderr
+    which map SPICE builds.
+
+    Raises:
+        ConfigError: a map that does not fit the network (naming the layer), or a network whose
+            training summary records a map that is missing from its folder.
+    """
+    from memspice.train.fault_map import FAULT_MAP_NAME, describe_fault_map, load_device_fault_map
+    from memspice.train.layered_devices import DeviceSettings, draw_devices
+
+    own = Path(directory) / FAULT_MAP_NAME
+    faults = None
+    if getattr(args, "fault_map", None) is not None:
+        faults = load_device_fault_map(args.fault_map, network.spec)
+        replaced = " (instead of the network's own)" if own.is_file() else ""
+        print(f"memspice: fault map {args.fault_map}{replaced}: {describe_fault_map(faults)}", file=sys.stderr)
+    elif own.is_file():
+        faults = load_device_fault_map(own, network.spec)
+        print(f"memspice: fault map {own} (the network's own): {describe_fault_map(faults)}", file=sys.stderr)
+    elif isinstance(network.metadata.get("fault_map"), dict):
+        raise ConfigError(f"the network in {directory} was trained with a fault map, but {own} is missing")
+    if faults is None and args.fault_rate == 0:
+        return None
+    settings = DeviceSettings(fault_rate=args.fault_rate, seed=args.seed)
+    return draw_devices(network, settings, faults).conductances
+
+
+def _run_layered(args: argparse.Namespace, network: Any, directory: Path) -> Any:
     """``memspice validate`` of a conv, pooled or masked network."""
     from memspice.validate.api import RunSettings, validate_network
     from memspice.validate.decks import TransientSpec
@@ -243,6 +273,7 @@ def _run_layered(args: argparse.Namespace, network: Any) -> Any:
         if getattr(args, name, default) != default:
             raise ConfigError(f"{option} is not available for conv, pooled or masked networks yet "
                               "(validate_network takes drawn per-device conductances)")
+    devices = _layered_devices(args, network, directory)
     cal = network.calibration
     tech, sizing = technology_from_args(args, rails=cal.rails), sizing_of(args, network)
     check_devices(tech, network)
@@ -254,7 +285,7 @@ def _run_layered(args: argparse.Namespace, network: Any) -> Any:
                            resume=args.resume, force=args.force, ngspice=args.ngspice)
     with batch_bars(disable=True if args.quiet else None) as progress:
         return validate_network(network, tech, x, labels, args.out, sizing=sizing, settings=settings,
-                                evaluator=args.evaluator, progress=progress)
+                                evaluator=args.evaluator, progress=progress, device_conductances=devices)
 
 
 def run_validation(args: argparse.Namespace) -> Any:
@@ -272,7 +303,7 @@ def run_validation(args: argparse.Namespace) -> Any:
     directory = network_dir(args)
     network = load_any_network(directory, calibration)
     if not isinstance(network, TrainedNetwork):
-        return _run_layered(args, network)
+        return _run_layered(args, network, directory)
     network = _with_fault_map(network, directory, getattr(args, "fault_map", None))
     cal = network.calibration
     tech, sizing = technology_from_args(args, rails=cal.rails), sizing_of(args, network)
