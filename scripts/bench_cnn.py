@@ -227,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="test images of the hybrid procedure (0 skips it)")
     parser.add_argument("--spice-images", type=int, default=None,
                         help="test images validated in SPICE (default: all 2,000; --quick: 2)")
+    parser.add_argument("--channels", default=None, metavar="C1,C2",
+                        help="output channels of the two conv layers (default: 4,8)")
+    parser.add_argument("--init-mean", type=float, default=None,
+                        help="mean of the initial θ (default: -3; wider networks load their "
+                             "neurons more and want a smaller start)")
+    parser.add_argument("--tune-epochs", type=int, default=None,
+                        help="coupled fine-tuning epochs (default: 2)")
     parser.add_argument("--network", type=Path, default=None,
                         help="a network this script saved (in WORK/network): skip training")
     parser.add_argument("--work", type=Path, default=None,
@@ -238,6 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     recipe = QUICK if args.quick else Recipe()
     if args.hybrid_images is not None:
         recipe = recipe._replace(hybrid_images=args.hybrid_images)
+    if args.channels is not None:
+        try:
+            channels = tuple(int(c) for c in args.channels.split(","))
+        except ValueError:
+            channels = ()
+        if len(channels) != 2 or min(channels) < 1:
+            parser.error(f"--channels must be two positive integers C1,C2, got {args.channels!r}")
+        recipe = recipe._replace(channels=channels)
+    if args.init_mean is not None:
+        recipe = recipe._replace(init_mean=args.init_mean)
+    if args.tune_epochs is not None:
+        if args.tune_epochs < 1:
+            parser.error(f"--tune-epochs must be at least 1, got {args.tune_epochs}")
+        recipe = recipe._replace(tune_epochs=args.tune_epochs)
     if args.spice_images is not None:
         if not 1 <= args.spice_images <= TEST_IMAGES:
             parser.error(f"--spice-images must be in [1, {TEST_IMAGES}]")
