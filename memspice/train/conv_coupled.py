@@ -107,6 +107,22 @@ def row_column_matrix(wiring: CrossbarWiring, devices: np.ndarray) -> np.ndarray
     return np.bincount(flat, weights=g.ravel(), minlength=m * width).reshape(m, width)
 
 
+def device_matrices(wirings: Sequence[CrossbarWiring], devices: Sequence[np.ndarray], x: np.ndarray
+                    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Checked inputs ``(B, S₀)`` (V) and every layer's :func:`row_column_matrix` (S).
+
+    Raises:
+        ConfigError: wrong number of conductance arrays, or inputs of the wrong shape.
+    """
+    if len(devices) != len(wirings):
+        raise ConfigError(f"{len(devices)} conductance arrays for {len(wirings)} crossbar layers")
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != wirings[0].plan.n_sources:
+        raise ConfigError(f"network takes {wirings[0].plan.n_sources} inputs per sample, got an "
+                          f"array of shape {x.shape}")
+    return x, tuple(row_column_matrix(w, g) for w, g in zip(wirings, devices))
+
+
 #: A load is made a :class:`SparseLoad` when its widest column reads at most this fraction of
 #: the neurons (below it the gathered capacitance product beats the dense one).
 _SPARSE_FRACTION = 0.5
@@ -243,14 +259,7 @@ class LayeredCoupledEvaluator:
             ConfigError: wrong number of layers or inputs.
             SolverError: Newton failed for some samples (their indices are in the error).
         """
-        if len(devices) != len(self.wirings):
-            raise ConfigError(f"{len(devices)} conductance arrays for {len(self.wirings)} "
-                              f"crossbar layers")
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.wirings[0].plan.n_sources:
-            raise ConfigError(f"network takes {self.wirings[0].plan.n_sources} inputs per "
-                              f"sample, got an array of shape {x.shape}")
-        matrices = tuple(row_column_matrix(w, g) for w, g in zip(self.wirings, devices))
+        x, matrices = device_matrices(self.wirings, devices, x)
         v_pos, v_neg = x, -x
         layers = []
         self.iterations = []

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
 from memspice.network.spec import NetworkSpec
 from memspice.network.wiring import CrossbarWiring, network_wiring, theta_gradient
@@ -36,7 +35,7 @@ from memspice.train.conv_coupled import (
     DeviceLayerState,
     DeviceTrace,
     _column_vjp,
-    row_column_matrix,
+    device_matrices,
 )
 from memspice.train.conv_model import CrossbarNetwork, _slope
 from memspice.train.fault_map import check_layer_faults
@@ -83,14 +82,7 @@ class StaticDeviceEvaluator:
         Raises:
             ConfigError: wrong number of layers or inputs.
         """
-        if len(devices) != len(self.wirings):
-            raise ConfigError(f"{len(devices)} conductance arrays for {len(self.wirings)} "
-                              f"crossbar layers")
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.wirings[0].plan.n_sources:
-            raise ConfigError(f"network takes {self.wirings[0].plan.n_sources} inputs per "
-                              f"sample, got an array of shape {x.shape}")
-        matrices = tuple(row_column_matrix(w, g) for w, g in zip(self.wirings, devices))
+        x, matrices = device_matrices(self.wirings, devices, x)
         v_pos, v_neg = x, -x
         layers = []
         for wiring, matrix in zip(self.wirings, matrices):

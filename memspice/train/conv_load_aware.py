@@ -39,7 +39,7 @@ from memspice.train.conv_coupled import (
     DeviceLayerState,
     DeviceTrace,
     _column_vjp,
-    row_column_matrix,
+    device_matrices,
 )
 from memspice.train.load_aware import _tanh, _tanh_vjp, activation_parameters
 
@@ -98,14 +98,7 @@ class LayeredLoadAwareEvaluator:
         Raises:
             ConfigError: wrong number of layers or inputs.
         """
-        if len(devices) != len(self.wirings):
-            raise ConfigError(f"{len(devices)} conductance arrays for {len(self.wirings)} "
-                              f"crossbar layers")
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.wirings[0].plan.n_sources:
-            raise ConfigError(f"network takes {self.wirings[0].plan.n_sources} inputs per "
-                              f"sample, got an array of shape {x.shape}")
-        matrices = tuple(row_column_matrix(w, g) for w, g in zip(self.wirings, devices))
+        x, matrices = device_matrices(self.wirings, devices, x)
         v_pos, v_neg = x, -x
         layers = []
         for index, (wiring, matrix) in enumerate(zip(self.wirings, matrices)):
