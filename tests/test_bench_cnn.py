@@ -59,3 +59,21 @@ def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(SystemExit) as exc:
         _module().main([])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("argv", [["--channels", "8"], ["--channels", "8,x"], ["--channels", "0,4"],
+                                  ["--tune-epochs", "0"], ["--quick", "--wide"]])
+def test_bad_recipe_options_are_refused_before_any_work(tmp_path: Path, argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        _module().main(["--mnist", str(tmp_path), "--work", str(tmp_path / "w"), *argv])
+    assert raised.value.code == 2
+    assert not (tmp_path / "w").exists()
+
+
+def test_the_wide_recipe_is_the_documented_one() -> None:
+    module = _module()
+    wide, default = module.WIDE, module.Recipe()
+    assert (wide.channels, wide.init_mean, wide.tune_epochs) == ((8, 16), -4.0, 4)
+    assert wide._replace(channels=default.channels, init_mean=default.init_mean,
+                         tune_epochs=default.tune_epochs) == default
+    assert sum(plan.n_devices for plan in module.cnn_spec(wide).plans) == 176_148
