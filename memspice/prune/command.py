@@ -159,7 +159,7 @@ def _targets(args: argparse.Namespace, n_layers: int) -> list[Any]:
 
 def run_prune(args: argparse.Namespace) -> dict[str, Any]:
     """Do the work of ``memspice prune`` and return the summary (library entry point)."""
-    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+    from memspice.datasets import benchmark_split, features_to_voltages, load_dataset
     from memspice.fit.calibration import load_calibration
     from memspice.io import write_many_atomic
     from memspice.network import NetworkSpec
@@ -197,11 +197,7 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
     if dense_net is not None and dense_net.evaluator in ("static", "coupled"):
         evaluator = dense_net.evaluator
     data = load_dataset(args.dataset, args.mnist_dir)
-    if args.dataset == "mnist":
-        cut = int(round(0.8 * len(data.labels)))
-        train_set, test_set = data.subset(slice(0, cut)), data.subset(slice(cut, None))
-    else:
-        train_set, test_set = train_test_split(data, 0.2, args.seed)
+    train_set, test_set = benchmark_split(data, 0.2, args.seed)
     if dense_net is not None:
         spec = dense_net.spec
         if args.topology is not None and tuple(int(t) for t in args.topology.split(",")) != spec.topology:

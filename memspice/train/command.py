@@ -157,7 +157,7 @@ def learning_rate(given: float | None, mode: str) -> float:
 
 def run_training(args: argparse.Namespace) -> dict[str, Any]:
     """Do the work of ``memspice train`` and return the summary (library entry point)."""
-    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+    from memspice.datasets import benchmark_split, features_to_voltages, load_dataset
     from memspice.fit.calibration import load_calibration, phax_reference_calibration
     from memspice.train.evaluate import monte_carlo_accuracy, network_from_params
     from memspice.train.fault_map import load_fault_map, seeded_fault_map
@@ -182,11 +182,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     cal = (phax_reference_calibration() if args.calibration is None
            else load_calibration(args.calibration))
     data = load_dataset(args.dataset, args.mnist_dir)
-    if args.dataset == "mnist":
-        cut = int(round(0.8 * len(data.labels)))
-        train_set, test_set = data.subset(slice(0, cut)), data.subset(slice(cut, None))
-    else:
-        train_set, test_set = train_test_split(data, 0.2, args.seed)
+    train_set, test_set = benchmark_split(data, 0.2, args.seed)
     topology = args.topology or (data.n_features, *DEFAULTS.hidden, data.n_classes)
     if topology[0] != data.n_features or topology[-1] != data.n_classes:
         raise ConfigError(f"topology {topology} must start with {data.n_features} inputs and "
@@ -292,7 +288,7 @@ def read_network_file(path: Path, dataset: str, batch_size: int) -> Any:
 
 def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
     """``memspice train --network FILE``: a network with conv / pooling layers (or any layers)."""
-    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+    from memspice.datasets import benchmark_split, features_to_voltages, load_dataset
     from memspice.fit.calibration import load_calibration, phax_reference_calibration
     from memspice.pipeline import layered_train
     from memspice.safe_io import check_output_dir
@@ -316,11 +312,7 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("--mode coupled needs a calibration with an inverter current table "
                           "(`memspice calibrate`); pass --calibration")
     data = load_dataset(args.dataset, args.mnist_dir)
-    if args.dataset == "mnist":
-        cut = int(round(0.8 * len(data.labels)))
-        train_set, test_set = data.subset(slice(0, cut)), data.subset(slice(cut, None))
-    else:
-        train_set, test_set = train_test_split(data, 0.2, args.seed)
+    train_set, test_set = benchmark_split(data, 0.2, args.seed)
     check_output_dir(args.out, "--out")
     if args.resume:
         verify_checkpoint(args.out / CHECKPOINT_NAME)

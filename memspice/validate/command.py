@@ -137,15 +137,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def _samples(args: argparse.Namespace, vdd: float, vss: float) -> tuple[Any, Any]:
     """Input voltages and labels, split exactly as ``memspice train`` splits them."""
-    from memspice.datasets import features_to_voltages, load_dataset, train_test_split
+    from memspice.datasets import benchmark_split, features_to_voltages, load_dataset
 
     data = load_dataset(args.dataset, args.mnist_dir)
     if args.split != "all":
-        if args.dataset == "mnist":
-            cut = int(round(0.8 * len(data.labels)))
-            parts = data.subset(slice(0, cut)), data.subset(slice(cut, None))
-        else:
-            parts = train_test_split(data, 0.2, args.seed)
+        parts = benchmark_split(data, 0.2, args.seed)
         data = parts[1] if args.split == "test" else parts[0]
     if args.samples is not None:
         data = data.subset(slice(0, args.samples))
