@@ -52,6 +52,16 @@ def test_quick_run_ends_with_the_figures(tmp_path: Path,
     assert len(figures["layer_rms_v"]) == 6  # outn and outp of three crossbar layers
     # the coupled model is SPICE's operating point: outputs agree to well under a millivolt
     assert figures["output_rms_v"] < 1e-3 and figures["agreement"] == 1.0
+    # every stage kept its trainer checkpoint: a second run in the same folder trains nothing
+    # again and reaches the same networks
+    stages = tmp_path / "w" / "train"
+    assert {p.name for p in stages.iterdir()} == {"float", "pre", "tune"}
+    assert _module().main(["--mnist", str(mnist), "--quick", "--work", str(tmp_path / "w"),
+                           "--hybrid-images", "0"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("float_accuracy", "constrained_accuracy", "constrained_val_accuracy"):
+        assert again[key] == figures[key], key
+    assert "hybrid" not in again
 
 
 def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +72,9 @@ def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @pytest.mark.parametrize("argv", [["--channels", "8"], ["--channels", "8,x"], ["--channels", "0,4"],
-                                  ["--tune-epochs", "0"], ["--quick", "--wide"]])
+                                  ["--tune-epochs", "0"], ["--quick", "--wide"],
+                                  ["--quick", "--preset", "wide"], ["--wide", "--preset", "default"],
+                                  ["--preset", "deep"], ["--hidden", "-1"]])
 def test_bad_recipe_options_are_refused_before_any_work(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         _module().main(["--mnist", str(tmp_path), "--work", str(tmp_path / "w"), *argv])
@@ -77,3 +89,51 @@ def test_the_wide_recipe_is_the_documented_one() -> None:
     assert wide._replace(channels=default.channels, init_mean=default.init_mean,
                          tune_epochs=default.tune_epochs) == default
     assert sum(plan.n_devices for plan in module.cnn_spec(wide).plans) == 176_148
+
+
+def test_the_wide_hidden_recipe_adds_a_dense_hidden_layer_to_the_wide_one() -> None:
+    module = _module()
+    recipe = module.PRESETS["wide-hidden"]
+    assert module.PRESETS["wide"] == module.WIDE and module.PRESETS["default"] == module.Recipe()
+    assert recipe._replace(hidden=0, tune_epochs=module.WIDE.tune_epochs) == module.WIDE
+    spec = module.cnn_spec(recipe)
+    assert [plan.n_columns for plan in spec.plans][-2:] == [32, 10]
+    assert sum(plan.n_devices for plan in spec.plans) == 188_116
+
+
+@pytest.mark.parametrize("evaluator", ["load-aware", "coupled"])
+def test_hidden_layer_gradients_match_finite_differences(evaluator: str) -> None:
+    """conv → pool → conv → pool → flatten → dense → dense, the presets' topology in small:
+    the hidden dense layer is loaded by the output layer and loads the conv layer before it."""
+    from analytic_inverter import VDD, VSS, synthetic_calibration
+
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+    from memspice.train.conv_model import CrossbarNetwork
+    from memspice.train.losses import Loss
+
+    cal = synthetic_calibration()
+    if evaluator == "load-aware":
+        from test_conv_load_aware import load_aware_calibration
+
+        cal = load_aware_calibration(gain=0.1)
+    spec = NetworkSpec((1, 8, 8), (Conv2d(2, 3), AvgPool2d(2), Conv2d(2, 2), AvgPool2d(2),
+                                   Flatten(), Dense(3), Dense(3)))
+    model = CrossbarNetwork(cal, spec, evaluator=evaluator, init_std=0.7)
+    rng = np.random.default_rng(4)
+    x, labels = rng.uniform(VSS, VDD, (4, spec.n_inputs)), rng.integers(0, 3, 4)
+    params = model.init_params(rng)
+    loss = Loss("softmax_ce", link="logit")
+    grads = model.loss_and_grad(params, x, labels, loss)[1]
+    assert np.abs(grads[-2]).max() > 0  # the hidden layer is trained
+    for _ in range(3):
+        direction = [rng.standard_normal(p.shape) for p in params]
+        estimates = []
+        for h in (1e-4, 5e-5):
+            up = model.loss_and_grad([p + h * d for p, d in zip(params, direction)], x, labels,
+                                     loss)[0]
+            down = model.loss_and_grad([p - h * d for p, d in zip(params, direction)], x,
+                                       labels, loss)[0]
+            estimates.append((up - down) / (2 * h))
+        numeric = (4 * estimates[1] - estimates[0]) / 3
+        analytic = sum(np.sum(g * d) for g, d in zip(grads, direction))
+        assert abs(analytic - numeric) <= 1e-6 * abs(numeric)
