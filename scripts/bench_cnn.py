@@ -273,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                              "neurons more and want a smaller start)")
     parser.add_argument("--tune-epochs", type=int, default=None,
                         help="coupled fine-tuning epochs (default: 2)")
+    parser.add_argument("--tune-lr", type=float, default=None,
+                        help="Adam learning rate of the coupled fine-tuning (default: 0.005)")
     parser.add_argument("--network", type=Path, default=None,
                         help="a network this script saved (in WORK/network): skip training")
     parser.add_argument("--work", type=Path, default=None,
@@ -308,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.tune_epochs < 1:
             parser.error(f"--tune-epochs must be at least 1, got {args.tune_epochs}")
         recipe = recipe._replace(tune_epochs=args.tune_epochs)
+    if args.tune_lr is not None:
+        if not args.tune_lr > 0:
+            parser.error(f"--tune-lr must be positive, got {args.tune_lr}")
+        recipe = recipe._replace(tune_lr=args.tune_lr)
     if args.spice_images is not None:
         if not 1 <= args.spice_images <= TEST_IMAGES:
             parser.error(f"--spice-images must be in [1, {TEST_IMAGES}]")

@@ -74,7 +74,8 @@ def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.parametrize("argv", [["--channels", "8"], ["--channels", "8,x"], ["--channels", "0,4"],
                                   ["--tune-epochs", "0"], ["--quick", "--wide"],
                                   ["--quick", "--preset", "wide"], ["--wide", "--preset", "default"],
-                                  ["--preset", "deep"], ["--hidden", "-1"]])
+                                  ["--preset", "deep"], ["--hidden", "-1"], ["--tune-lr", "0"],
+                                  ["--tune-lr", "nan"]])
 def test_bad_recipe_options_are_refused_before_any_work(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         _module().main(["--mnist", str(tmp_path), "--work", str(tmp_path / "w"), *argv])
