@@ -96,7 +96,9 @@ def test_the_wide_hidden_recipe_adds_a_dense_hidden_layer_to_the_wide_one() -> N
     module = _module()
     recipe = module.PRESETS["wide-hidden"]
     assert module.PRESETS["wide"] == module.WIDE and module.PRESETS["default"] == module.Recipe()
-    assert recipe._replace(hidden=0, tune_epochs=module.WIDE.tune_epochs) == module.WIDE
+    assert (recipe.hidden, recipe.tune_epochs, recipe.tune_lr) == (32, 6, 0.01)
+    assert recipe._replace(hidden=0, tune_epochs=module.WIDE.tune_epochs,
+                           tune_lr=module.WIDE.tune_lr) == module.WIDE
     spec = module.cnn_spec(recipe)
     assert [plan.n_columns for plan in spec.plans][-2:] == [32, 10]
     assert sum(plan.n_devices for plan in spec.plans) == 188_116
