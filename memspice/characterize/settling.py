@@ -6,8 +6,9 @@ resistance (the Thevenin resistance of the crossbar column that feeds a neuron),
 output is loaded by the same resistance to mid-rail, and each copy has its own supply pair. The
 input steps up from ``mid − a`` to ``mid + a`` at ``t = W`` and back down at ``t = 2W``
 (``a``: a fraction of VDD − VSS, well outside the gain region; ``W``: the window per edge).
-Per edge, an output has settled when it stays within 10 % of its step of its value at the end
-of the window (the rule of :mod:`memspice.validate.energy`); a copy's settling time is the
+Per edge, an output has settled when it stays within 10 % of its step of its DC operating
+point at the new input (a two-point ``.dc`` of the same deck gives both; the rule of
+:mod:`memspice.validate.energy`), so a window too short to settle in shows as not settled; a copy's settling time is the
 slowest of its two stage outputs and two edges, and its energy to settle is what its rails
 deliver from the edge until then (mean of the two edges).
 
@@ -27,7 +28,7 @@ import pandas as pd
 
 from memspice.characterize.decks import MID_NODE, _inverter
 from memspice.circuit.builders import InverterSizing, technology_deck
-from memspice.circuit.deck import Deck, Save, Subckt, Tran
+from memspice.circuit.deck import Dc, Deck, Save, Subckt, Sweep, Tran
 from memspice.circuit.elements import Element, Pwl, Resistor, SubcktInstance, VoltageSource
 from memspice.errors import ConfigError, SimError, SimFailed
 from memspice.sim import SimOptions, simulate_many
@@ -75,7 +76,9 @@ def settle_deck(tech: Technology, copies: Sequence[tuple[InverterSizing, float, 
     ``spec.source_ohm``; each copy's step is centred on its own threshold (relative to
     mid-rail, e.g. the neuron's V_M from the DC sweep) by a source in series.
 
-    Vectors: ``time``, ``o1_k``/``o2_k`` (stage outputs of copy k), ``i(vddk)``/``i(vssk)``.
+    Analyses: a two-point ``.dc`` of the input (``mid − a``, ``mid + a``: the operating points
+    each edge settles to), then the transient. Vectors: ``o1_k``/``o2_k`` (stage outputs of
+    copy k), ``i(vddk)``/``i(vssk)``, and ``time`` in the transient.
     """
     if not copies:
         raise ConfigError("a settling deck needs at least one chain copy")
@@ -107,12 +110,12 @@ def settle_deck(tech: Technology, copies: Sequence[tuple[InverterSizing, float, 
             saves.append(Save("v", out))
             previous = out
         saves += [Save("i", f"dd{k}"), Save("i", f"ss{k}")]
-    analysis = Tran(w / 1000, 3 * w, max_step_s=w / POINTS_PER_WINDOW)
-    return technology_deck(tech, title, elements, subckts, [analysis], saves)
+    analyses = [Dc(Sweep(INPUT_SOURCE, low, high, high - low)), Tran(w / 1000, 3 * w, max_step_s=w / POINTS_PER_WINDOW)]
+    return technology_deck(tech, title, elements, subckts, analyses, saves)
 
 
 def settle_figures(t: np.ndarray, outputs: Sequence[np.ndarray], power_w: np.ndarray, window_s: float,
-                   min_step_v: float) -> dict[str, float]:
+                   min_step_v: float, finals: Sequence[tuple[float, float]] | None = None) -> dict[str, float]:
     """Settling time and energy of one copy from its waveforms.
 
     Args:
@@ -120,6 +123,9 @@ def settle_figures(t: np.ndarray, outputs: Sequence[np.ndarray], power_w: np.nda
         outputs: the stage outputs' waveforms (V).
         power_w: the copy's rail power at every time point (W).
         min_step_v: an output step below this does not count as a transition.
+        finals: per output, its operating point after the rising and after the falling edge
+            (V); without them, its value at the end of each window (which hides a window too
+            short to settle in).
 
     Returns:
         ``settle_s`` (slowest output and edge; NaN when one did not switch by at least
@@ -135,12 +141,13 @@ def settle_figures(t: np.ndarray, outputs: Sequence[np.ndarray], power_w: np.nda
             raise SimFailed(f"the settling transient has too few time points after the edge at {start:g} s")
         tw = t[inside]
         times = []
-        for v in outputs:
+        for k, v in enumerate(outputs):
             wave = np.asarray(v)[inside]
-            if abs(wave[-1] - wave[0]) < min_step_v:  # did not switch: no speed to measure
+            final = float(wave[-1]) if finals is None else float(finals[k][edge - 1])
+            if abs(final - wave[0]) < min_step_v:  # does not switch: no speed to measure
                 times.append(math.nan)
             else:
-                times.append(settle_time(tw, wave, start, min_step_v, float(wave[-1])))
+                times.append(settle_time(tw, wave, start, min_step_v, final))
         settle = math.nan if any(math.isnan(x) for x in times) else max(times)
         per_edge.append(settle)
         if math.isnan(settle):
@@ -176,15 +183,16 @@ def run_settling(tech: Technology, copies: Sequence[tuple[int, InverterSizing, f
     for chunk, result in zip(chunks, simulate_many(decks, options)):
         if isinstance(result, SimError):
             raise result
-        plot = result.plots[0]
+        dc, plot = result.plots[0], result.plots[1]
         t = np.asarray(plot["time"], dtype=np.float64)
         if t.size < 2 or t[-1] < 3 * spec.window_s * (1 - 1e-9):
             raise SimFailed(f"the settling transient stopped early at {t[-1] if t.size else 0:g} s")
         for k, (index, _, load, _) in enumerate(chunk):
             power = -(rails.vdd * np.asarray(plot[f"i(vdd{k})"]) + rails.vss * np.asarray(plot[f"i(vss{k})"]))
             outs = [np.asarray(plot[f"o{stage}_{k}"], dtype=np.float64) for stage in (1, 2)]
+            finals = [(float(dc[f"o{stage}_{k}"][-1]), float(dc[f"o{stage}_{k}"][0])) for stage in (1, 2)]
             rows.append({"sizing": index, "load_ohm": float(load),
-                         **settle_figures(t, outs, power, spec.window_s, min_step)})
+                         **settle_figures(t, outs, power, spec.window_s, min_step, finals)})
     return pd.DataFrame(rows)
 
 
