@@ -54,8 +54,8 @@ class SettleSpec:
     """
 
     source_ohm: float = 1e4
-    step_fraction: float = 0.1
-    window_s: float = 4e-6
+    step_fraction: float = 0.02
+    window_s: float = 5e-6
     edge_s: float = 1e-9
 
     def __post_init__(self) -> None:
