@@ -94,7 +94,7 @@ def test_judge_and_choose_for_energy() -> None:
 @pytest.mark.ngspice
 def test_settling_run_on_the_builtin_card() -> None:
     strong, weak = InverterSizing(1.2 * UM, 2.0 * UM, 0.1 * UM, 0.1 * UM), InverterSizing(0.3 * UM, 0.5 * UM, 0.1 * UM, 0.1 * UM)
-    spec = SettleSpec(window_s=100e-9, edge_s=0.1e-9, source_ohm=1e4)
+    spec = SettleSpec(window_s=100e-9, edge_s=0.1e-9, source_ohm=1e4, step_fraction=0.1)
     rows = run_settling(builtin(), [(0, strong, 2e5, 0.0), (1, weak, 2e5, 0.0)], spec).set_index("sizing")
     assert np.all(np.isfinite(rows["settle_s"])) and np.all(rows["settle_s"] > 0)
     # the settling time is at most the window and the energy is positive
