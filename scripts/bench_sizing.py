@@ -14,10 +14,15 @@ sizing and the energy ratio. A run's own transient uses a 1 µs period, which a 
 not settle in; ``--transient DIR`` / ``--reference-transient DIR`` take the energy from a
 ``memspice validate --transient N --period NS`` of that run's network instead. Nothing is
 simulated for these: they read the runs' ``summary.json``.
+With ``--settle`` the sweep also runs the settling transient (docs/sizing.md, "Speed and
+energy") for every size meeting the targets and for the reference, chooses the design of least
+energy per inference (``--driver-power`` µW of input drivers per neuron over the settling time)
+and prints its settling time and energy against the reference's.
 Ends with one line of JSON.
 
     python scripts/bench_sizing.py [--quick] [--techs builtin,sky130] [--corner tt]
-                                   [--max-tanh-rms MV] [--max-vm MV] [--run DIR [--transient DIR]]
+                                   [--max-tanh-rms MV] [--max-vm MV] [--settle [--driver-power UW]]
+                                   [--run DIR [--transient DIR]]
                                    [--reference-run DIR [--reference-transient DIR]]
 """
 
@@ -88,7 +93,7 @@ def _quick_grid(tech_name: str) -> Any:
 
 
 def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: float | None,
-                     max_abs_v_m_v: float | None = None) -> dict[str, Any]:
+                     max_abs_v_m_v: float | None = None, settle_driver_w: float | None = None) -> dict[str, Any]:
     from memspice.characterize.presets import default_grid, default_sizing
     from memspice.characterize.sizing import copies_per_deck, describe_sizing, run_sizing
     from memspice.characterize.sweeps import Condition, load_copies, run_family
@@ -148,6 +153,47 @@ def bench_technology(tech_name: str, corner: str, quick: bool, max_tanh_rms_v: f
         out["chosen"] = chosen
         _print("chosen", describe_sizing(result.sizings[result.chosen]), chosen)
         print(f"chosen / reference static power: {chosen['static_power_w'] / ref['static_power_w']:.3f}")
+    if settle_driver_w is not None:
+        out["settle"] = bench_settle(tech, sizings, loads, targets, options, settle_driver_w)
+    return out
+
+
+def bench_settle(tech: Any, sizings: list[Any], loads: list[float], targets: Any, options: Any,
+                 driver_w: float) -> dict[str, Any]:
+    """The least-energy design (settling run, objective ``energy``) against the reference (the
+    last of ``sizings``), both at the design load."""
+    from memspice.characterize.settling import SettleSpec, run_settling
+    from memspice.characterize.sizing import describe_sizing, run_sizing
+
+    spec = SettleSpec(window_s=5e-6 if tech.name == "sky130" else 2e-7,
+                      edge_s=1e-9 if tech.name == "sky130" else 1e-11)
+    start = time.perf_counter()
+    result = run_sizing(tech, sizings, loads, design_loads_ohm=[DESIGN_LOAD_OHM], targets=targets, options=options,
+                        require=False, settle=spec, objective="energy", driver_power_w=driver_w)
+    ref_index = len(sizings) - 1
+    vm = result.table[(result.table["sizing"] == ref_index) & (result.table["load_ohm"] == DESIGN_LOAD_OHM)]
+    ref = run_settling(tech, [(ref_index, sizings[ref_index], DESIGN_LOAD_OHM, float(vm["neuron_v_m_v"].iloc[0]))],
+                       spec, options=options).iloc[0]
+    ref_energy = float(ref["energy_to_settle_j"]) + driver_w * float(ref["settle_s"])
+    out: dict[str, Any] = {"driver_power_w": driver_w, "window_s": spec.window_s, "step_fraction": spec.step_fraction,
+                           "wall_s": round(time.perf_counter() - start, 3),
+                           "candidates": int(np.isfinite(result.designs["settle_s"].to_numpy(dtype=np.float64)).sum()),
+                           "reference": {"settle_s": float(ref["settle_s"]), "energy_per_inference_j": ref_energy},
+                           "chosen": None}
+    print(f"reference settles in {ref['settle_s'] * 1e9:.1f} ns, {ref_energy * 1e12:.3f} pJ per inference "
+          f"(with {driver_w * 1e6:g} µW of drivers per neuron)")
+    row = result.chosen_row()
+    if row is None:
+        print("settling: no design meets the targets and settles in the window")
+        return out
+    out["chosen"] = {"sizing": describe_sizing(result.sizings[result.chosen]), "settle_s": row["settle_s"],
+                     "energy_per_inference_j": row["energy_per_inference_j"],
+                     "worst_abs_v_m_v": row["worst_abs_v_m_v"], "min_neuron_gain": row["min_neuron_gain"]}
+    out["settle_ratio_chosen_to_reference"] = row["settle_s"] / float(ref["settle_s"])
+    out["energy_ratio_chosen_to_reference"] = row["energy_per_inference_j"] / ref_energy
+    print(f"least energy: {describe_sizing(result.sizings[result.chosen])} settles in {row['settle_s'] * 1e9:.1f} ns, "
+          f"{row['energy_per_inference_j'] * 1e12:.3f} pJ per inference; / reference: settling "
+          f"{out['settle_ratio_chosen_to_reference']:.2f}x, energy {out['energy_ratio_chosen_to_reference']:.2f}x")
     return out
 
 
@@ -233,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also require the neuron tanh-fit RMS below this many mV")
     parser.add_argument("--max-vm", type=float, default=None,
                         help="|V_M - mid-rail| target in mV (default: memspice size's)")
+    parser.add_argument("--settle", action="store_true",
+                        help="also run the settling transient and choose the least energy per inference")
+    parser.add_argument("--driver-power", type=float, default=12.7,
+                        help="input drivers' power per neuron in µW for --settle (default 12.7: the sky130 "
+                             "example's 1.40 mW over its 110 neurons)")
     parser.add_argument("--run", type=Path, help="a finished memspice run of the chosen design on sky130")
     parser.add_argument("--transient", type=Path, help="memspice validate --transient of --run's network")
     parser.add_argument("--reference-run", type=Path, help="the same run at the reference sizing")
@@ -256,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     max_rms = None if args.max_tanh_rms is None else args.max_tanh_rms * 1e-3
     max_vm = None if args.max_vm is None else args.max_vm * 1e-3
     start = time.perf_counter()
-    results = {t: bench_technology(t, args.corner if t == "sky130" else "tt", args.quick, max_rms, max_vm)
+    settle_w = args.driver_power * 1e-6 if args.settle else None
+    results = {t: bench_technology(t, args.corner if t == "sky130" else "tt", args.quick, max_rms, max_vm, settle_w)
                for t in techs}
     if runs and "sky130" in results:
         for label, figures in runs.items():

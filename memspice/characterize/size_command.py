@@ -51,6 +51,27 @@ def register(subparsers: Any) -> None:
     targets.add_argument("--max-tanh-rms", type=float, default=None, help="largest neuron tanh-fit RMS residual in mV (default: none)")
     targets.add_argument("--min-noise-margin", type=float, default=None,
                          help="smallest noise margin NM_L/NM_H in mV (default: none)")
+    speed = p.add_argument_group(
+        "speed and energy (a transient at the design loads for every size that meets the static targets)")
+    speed.add_argument("--settle", action="store_true",
+                       help="tabulate each candidate's settling time and energy to settle (implied by --objective "
+                            "energy and --max-settle)")
+    speed.add_argument("--objective", choices=("power", "energy"), default="power",
+                       help="choose the least static power (default) or the least energy per inference: energy "
+                            "to settle + --driver-power x settling time")
+    speed.add_argument("--max-settle", type=float, default=None, metavar="NS",
+                       help="largest settling time of the neuron outputs in ns (default: none)")
+    speed.add_argument("--driver-power", type=float, default=0.0, metavar="UW",
+                       help="input drivers' power per neuron in µW, counted over the settling time (default 0)")
+    speed.add_argument("--source-ohm", type=float, default=1e4,
+                       help="resistance driving each neuron input in the transient, in ohms: a crossbar column's "
+                            "Thevenin resistance (default 1e4)")
+    speed.add_argument("--settle-step", type=float, default=2.0, metavar="PCT",
+                       help="input step of the transient: ± this %% of VDD - VSS around the neuron's threshold "
+                            "(default 2)")
+    speed.add_argument("--settle-window", type=float, default=5000.0, metavar="NS",
+                       help="time per input edge in ns; an output still moving at its end has not settled "
+                            "(default 5000)")
     p.add_argument("--network", type=Path, default=None, metavar="DIR",
                    help="a trained network (memspice train --out DIR): also tabulate which size each hidden "
                         "layer's load calls for (judged at its median and heaviest neuron load)")
@@ -104,9 +125,21 @@ def run_size(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be a finite number")
         return value * 1e-3
 
+    from memspice.characterize.settling import SettleSpec
+
+    for flag, value in (("--max-settle", args.max_settle), ("--driver-power", args.driver_power),
+                        ("--source-ohm", args.source_ohm), ("--settle-step", args.settle_step),
+                        ("--settle-window", args.settle_window)):
+        if value is not None and (not math.isfinite(value) or value < 0 or (value == 0 and flag != "--driver-power")):
+            raise ConfigError(f"{flag} must be a positive finite number, got {value!r}")
     targets = Targets(max_abs_v_m_v=mv(args.max_vm, "--max-vm") or 0.0, min_neuron_gain=args.min_gain,
                       min_swing_fraction=args.min_swing / 100, max_tanh_rms_v=mv(args.max_tanh_rms, "--max-tanh-rms"),
-                      min_noise_margin_v=mv(args.min_noise_margin, "--min-noise-margin"))
+                      min_noise_margin_v=mv(args.min_noise_margin, "--min-noise-margin"),
+                      max_settle_s=None if args.max_settle is None else args.max_settle * 1e-9)
+    settle = None
+    if args.settle or args.objective == "energy" or args.max_settle is not None:
+        settle = SettleSpec(source_ohm=args.source_ohm, step_fraction=args.settle_step / 100,
+                            window_s=args.settle_window * 1e-9)
     tech = technology_factory(args)(args.corner, rails_from_args(args), args.temp)
     grid = grid_from_args(args)
     loads = parse_loads(args.loads)
@@ -121,7 +154,8 @@ def run_size(args: argparse.Namespace) -> int:
             raise ConfigError(f"the network in {args.network} has no hidden layer to size")
     extra = [load for _, _, median, heaviest in per_layer for load in (median, heaviest)]
     result = run_sizing(tech, grid, loads, design_loads_ohm=design, targets=targets, step_v=args.step,
-                        options=options, require=not args.allow_unmet, extra_loads_ohm=extra)
+                        options=options, require=not args.allow_unmet, extra_loads_ohm=extra, settle=settle,
+                        objective=args.objective, driver_power_w=args.driver_power * 1e-6)
     layers = size_layers(result, per_layer) if per_layer else None
     curves = None
     if result.chosen_sizing is not None and not args.no_plots:
@@ -137,5 +171,8 @@ def run_size(args: argparse.Namespace) -> int:
         c = summary["chosen"]
         print(f"chosen: {c['description']} — |V_M| {c['worst_abs_v_m_v'] * 1e3:.3g} mV, neuron gain "
               f"{c['min_neuron_gain']:.3g}, swing {100 * c['min_swing_fraction']:.4g} %, neuron tanh RMS "
-              f"{c['neuron_tanh_rms_v'] * 1e3:.3g} mV, static power {c['static_power_w'] * 1e9:.4g} nW; written to {args.out}")
+              f"{c['neuron_tanh_rms_v'] * 1e3:.3g} mV, static power {c['static_power_w'] * 1e9:.4g} nW"
+              + (f", settles in {c['settle_s'] * 1e9:.4g} ns, {c['energy_per_inference_j'] * 1e12:.4g} pJ per "
+                 "inference" if c.get("settle_s") is not None and math.isfinite(c["settle_s"]) else "")
+              + f"; written to {args.out}")
     return 0

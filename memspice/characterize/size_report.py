@@ -34,7 +34,12 @@ def sizing_summary(result: SizingResult) -> dict[str, Any]:
         "design_loads_ohm": list(result.design_loads_ohm),
         "targets": {"max_abs_v_m_v": t.max_abs_v_m_v, "min_neuron_gain": t.min_neuron_gain,
                     "min_swing_fraction": t.min_swing_fraction, "max_tanh_rms_v": t.max_tanh_rms_v,
-                    "min_noise_margin_v": t.min_noise_margin_v},
+                    "min_noise_margin_v": t.min_noise_margin_v, "max_settle_s": t.max_settle_s},
+        "objective": result.objective,
+        "driver_power_w": result.driver_power_w,
+        "settle": None if result.settle is None else {
+            "source_ohm": result.settle.source_ohm, "step_fraction": result.settle.step_fraction,
+            "window_s": result.settle.window_s, "edge_s": result.settle.edge_s, "wall_seconds": result.settle_seconds},
         "n_meeting_targets": int(len(met)),
         "n_decks": result.n_decks,
         "sim_seconds": result.sim_seconds,
@@ -104,7 +109,7 @@ def _short(s: object) -> str:
 
 def _design_view(designs: pd.DataFrame) -> pd.DataFrame:
     d = designs
-    return pd.DataFrame({
+    view = pd.DataFrame({
         "sizing": d["sizing"], "wn_um": d["wn_m"] * 1e6, "mn": d["mn"], "ln_um": d["ln_m"] * 1e6,
         "wp_um": d["wp_m"] * 1e6, "mp": d["mp"], "lp_um": d["lp_m"] * 1e6,
         "worst_abs_v_m_mv": d["worst_abs_v_m_v"] * 1e3, "min_neuron_gain": d["min_neuron_gain"],
@@ -112,6 +117,10 @@ def _design_view(designs: pd.DataFrame) -> pd.DataFrame:
         "max_tanh_rms_mv": d["max_tanh_rms_v"] * 1e3,
         "min_noise_margin_mv": d["min_noise_margin_v"] * 1e3, "static_power_nw": d["static_power_w"] * 1e9,
         "meets": d["meets"]})[list(_DESIGN_COLUMNS)]
+    if "settle_s" in d.columns:
+        view.insert(len(view.columns) - 1, "settle_ns", d["settle_s"] * 1e9)
+        view.insert(len(view.columns) - 1, "energy_pj", d["energy_per_inference_j"] * 1e12)
+    return view
 
 
 def sizing_markdown(result: SizingResult, summary: dict[str, Any]) -> str:
@@ -131,20 +140,36 @@ def sizing_markdown(result: SizingResult, summary: dict[str, Any]) -> str:
              f"swing ≥ {100 * t.min_swing_fraction:g} % of the rails"
              + (f", neuron tanh RMS ≤ {t.max_tanh_rms_v * 1e3:g} mV" if t.max_tanh_rms_v is not None else "")
              + (f", noise margins ≥ {t.min_noise_margin_v * 1e3:g} mV" if t.min_noise_margin_v is not None else "")
+             + (f", settling time ≤ {t.max_settle_s * 1e9:g} ns" if t.max_settle_s is not None else "")
              + ".", ""]
+    if result.settle is not None:
+        st = result.settle
+        lines += [f"Settling transient ({result.settle_seconds:.1f} s) for every size meeting the static targets, at "
+                  f"the design loads: input step ± {100 * st.step_fraction:g} % of the rails around the neuron's "
+                  f"threshold through {st.source_ohm / 1e3:g} kΩ, {st.window_s * 1e9:g} ns per edge; settled = "
+                  "both stage outputs within 10 % of their step. Energy per inference = the rails' energy to settle "
+                  f"+ {result.driver_power_w * 1e6:g} µW of input drivers per neuron × the settling time. "
+                  f"Objective: least {'energy per inference' if result.objective == 'energy' else 'static power'}.",
+                  ""]
     chosen = summary["chosen"]
     view = _design_view(result.designs)
     if chosen is None:
         lines += ["## No design meets the targets", "", "Closest: " + _closest_text(result), ""]
         ranked = view.assign(_v=result.designs["violation"]).sort_values(["_v", "static_power_nw"]).drop(columns="_v")
     else:
-        met = view[view["meets"]].sort_values("static_power_nw")
+        key = "energy_pj" if result.objective == "energy" else "static_power_nw"
+        met = view[view["meets"]].sort_values(key)
         why = (f"It meets every target (|V_M| {chosen['worst_abs_v_m_v'] * 1e3:.3g} mV, neuron gain "
                f"{chosen['min_neuron_gain']:.3g}, swing {100 * chosen['min_swing_fraction']:.4g} %, neuron tanh RMS "
                f"{chosen['neuron_tanh_rms_v'] * 1e3:.3g} mV, noise margins ≥ {chosen['min_noise_margin_v'] * 1e3:.3g} mV) "
-               f"at the least static power, {chosen['static_power_w'] * 1e9:.4g} nW, of the {len(met)} designs that do")
+               + (f"at the least energy per inference, {chosen['energy_per_inference_j'] * 1e12:.4g} pJ (settling in "
+                  f"{chosen['settle_s'] * 1e9:.4g} ns, static power {chosen['static_power_w'] * 1e9:.4g} nW)"
+                  if result.objective == "energy" else
+                  f"at the least static power, {chosen['static_power_w'] * 1e9:.4g} nW")
+               + f", of the {len(met)} designs that do")
         if len(met) > 1:
-            why += f" (next: {met.iloc[1]['static_power_nw']:.4g} nW)"
+            why += (f" (next: {met.iloc[1]['energy_pj']:.4g} pJ)" if result.objective == "energy"
+                    else f" (next: {met.iloc[1]['static_power_nw']:.4g} nW)")
         lines += ["## Chosen design", "", f"**{chosen['description']}** (size #{chosen['sizing']}).", "", why + ".", ""]
         ranked = pd.concat([met, view[~view["meets"]].assign(_v=result.designs["violation"])
                             .sort_values("_v").drop(columns="_v")])

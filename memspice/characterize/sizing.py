@@ -10,6 +10,11 @@ gain, swing, noise margins and tanh-fit residual, and the neuron's static power.
 
 A design is judged at the *design loads* (a subset of the load grid): its figures there are
 the worst over those loads and over the two stages (the network reads both neuron outputs).
+
+With a :class:`~memspice.characterize.settling.SettleSpec`, every size that meets the static
+targets is also simulated in a transient at the design loads (:mod:`memspice.characterize.settling`):
+its settling time and energy to settle join the table, a settling-time target can be set, and
+the design can be chosen for the least energy per inference instead of the least static power.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from memspice.characterize.settling import SettleSpec, run_settling
 from memspice.characterize.sweeps import Condition, check_loads, load_copies, run_family
 from memspice.circuit.builders import InverterSizing
 from memspice.errors import ConfigError, SimFailed
@@ -35,6 +41,11 @@ STAGE_PREFIX = {"inverter": "inverter_", "neuron": "neuron_"}
 #: Per-stage columns copied from the family metrics into the sizing table (V, V/V, W).
 _STAGE_COLUMNS = ("v_m", "peak_gain", "swing", "v_il", "v_ih", "nm_l", "nm_h", "rms_v", "max_abs_v", "c4",
                   "power_mean_w", "error")
+#: What a design can be chosen for: the least static power, or the least energy per inference
+#: (energy to settle plus the input drivers' share over the settling time; needs a settling run).
+OBJECTIVES = ("power", "energy")
+#: Columns the settling run adds to the sizing table (s, J, W).
+SETTLE_COLUMNS = ("settle_s", "settle_rise_s", "settle_fall_s", "energy_to_settle_j", "transient_power_w")
 #: Copies per ngspice deck at most: measured on sky130 (432 sizes, 2 cores), 8, 40 and 216
 #: copies per deck took 19, 20 and 24 s, so decks are cut to keep both cores busy.
 MAX_COPIES_PER_DECK = 50
@@ -111,6 +122,8 @@ class Targets:
         max_tanh_rms_v: largest tanh-fit residual RMS of the neuron output (V), or ``None``
             (the single inverter's softer curve always fits worse; the table has both).
         min_noise_margin_v: smallest of NM_L, NM_H of either stage (V), or ``None``.
+        max_settle_s: largest settling time of the neuron's outputs (s), or ``None``; needs a
+            settling run (a size not settled in the window misses it).
     """
 
     max_abs_v_m_v: float = 0.010
@@ -118,11 +131,13 @@ class Targets:
     min_swing_fraction: float = 0.95
     max_tanh_rms_v: float | None = None
     min_noise_margin_v: float | None = None
+    max_settle_s: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_abs_v_m_v", "min_neuron_gain", "min_swing_fraction", "max_tanh_rms_v", "min_noise_margin_v"):
+        for name in ("max_abs_v_m_v", "min_neuron_gain", "min_swing_fraction", "max_tanh_rms_v", "min_noise_margin_v",
+                     "max_settle_s"):
             value = getattr(self, name)
-            if value is None and name in ("max_tanh_rms_v", "min_noise_margin_v"):
+            if value is None and name in ("max_tanh_rms_v", "min_noise_margin_v", "max_settle_s"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"target {name} must be a finite number, got {value!r}")
@@ -130,6 +145,8 @@ class Targets:
             raise ConfigError("targets |V_M| and neuron gain must not be negative")
         if not 0 <= self.min_swing_fraction <= 1:
             raise ConfigError(f"target swing fraction must be in [0, 1], got {self.min_swing_fraction}")
+        if self.max_settle_s is not None and self.max_settle_s <= 0:
+            raise ConfigError(f"target settling time must be positive, got {self.max_settle_s!r} s")
 
     def constraints(self) -> list[tuple[str, str, str, float, float]]:
         """``(column, label, sense, limit, scale)``: ``sense`` is ``max`` or ``min``; ``scale``
@@ -144,6 +161,8 @@ class Targets:
         if self.min_noise_margin_v is not None:
             out.append(("min_noise_margin_v", "noise margin", "min", self.min_noise_margin_v,
                         max(abs(self.min_noise_margin_v), 1e-2)))
+        if self.max_settle_s is not None:
+            out.append(("settle_s", "settling time", "max", self.max_settle_s, self.max_settle_s))
         return out
 
 
@@ -159,6 +178,10 @@ class SizingResult:
         design_loads_ohm: loads the targets were judged at (Ω).
         n_decks: ngspice processes used; ``sim_seconds``: their summed wall time (s);
         ``wall_seconds``: the whole sweep including fits (s).
+        objective: what the chosen design minimizes (:data:`OBJECTIVES`).
+        settle: the settling run's drive (``None``: no settling run).
+        driver_power_w: the input drivers' power per neuron counted in the energy (W).
+        settle_seconds: wall time of the settling run (s).
     """
 
     table: pd.DataFrame
@@ -171,6 +194,10 @@ class SizingResult:
     sim_seconds: float
     wall_seconds: float
     tech_description: dict[str, str] = field(default_factory=dict)
+    objective: str = "power"
+    settle: SettleSpec | None = None
+    driver_power_w: float = 0.0
+    settle_seconds: float = 0.0
 
     @property
     def chosen_sizing(self) -> InverterSizing | None:
@@ -217,6 +244,9 @@ def run_sizing(
     options: SimOptions = SimOptions(),
     require: bool = True,
     extra_loads_ohm: Sequence[float] = (),
+    settle: SettleSpec | None = None,
+    objective: str = "power",
+    driver_power_w: float = 0.0,
 ) -> SizingResult:
     """Sweep every size over the load grid, tabulate, judge at the design loads, choose.
 
@@ -229,6 +259,13 @@ def run_sizing(
             (otherwise return with ``chosen=None``).
         extra_loads_ohm: more loads to simulate (e.g. each layer's, for
             :func:`~memspice.characterize.layer_sizing.size_layers`).
+        settle: run the settling transient (at the design loads, for every size that meets the
+            static targets) and add its columns; needed by ``objective="energy"`` and a
+            settling-time target.
+        objective: ``"power"`` (least static power) or ``"energy"`` (least energy per inference:
+            ``energy_to_settle_j + driver_power_w × settle_s``, worst over the design loads).
+        driver_power_w: the input drivers' power per neuron (W), which runs while the outputs
+            settle (in a crossbar network it is most of the power).
 
     Raises:
         ConfigError: an empty grid, sizes outside the technology's limits or model bins, a
@@ -245,6 +282,13 @@ def run_sizing(
             raise ConfigError("sizing grid: no sizes to sweep")
         for s in sizings:
             SizingGrid((s.wn_m,), (s.wp_m,), (s.ln_m,), (s.lp_m,), (s.mn,), (s.mp,)).check(tech)
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"sizing objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if settle is None and (objective == "energy" or targets.max_settle_s is not None):
+        raise ConfigError("choosing for energy or a settling-time target needs the settling run (settle=SettleSpec())")
+    if isinstance(driver_power_w, bool) or not isinstance(driver_power_w, (int, float)) \
+            or not math.isfinite(driver_power_w) or driver_power_w < 0:
+        raise ConfigError(f"driver power per neuron must be a finite number ≥ 0 W, got {driver_power_w!r}")
     if any(v is None for v in design_loads_ohm):
         raise ConfigError("design loads must be resistances in ohms")
     design = tuple(float(v) for v in check_loads(design_loads_ohm))  # type: ignore[arg-type]  # None refused above
@@ -267,13 +311,48 @@ def run_sizing(
         raise
     wall = time.monotonic() - start
     table = size_table(family.metrics, tech)
-    designs = judge(table, design, targets)
+    designs = judge(table, design, targets, driver_power_w)
     require_usable(designs)
-    chosen = choose(designs)
+    settle_wall = 0.0
+    if settle is not None:
+        start = time.monotonic()
+        table = add_settling(table, tech, sizings, designs, design, settle, options)
+        settle_wall = time.monotonic() - start
+        designs = judge(table, design, targets, driver_power_w)
+    chosen = choose(designs, objective)
     if chosen is None and require:
         raise NoDesignMeetsTargets(no_design_message(designs, sizings, targets))
     return SizingResult(table, designs, chosen, sizings, targets, design, family.n_decks, family.sim_seconds, wall,
-                        tech.describe())
+                        tech.describe(), objective, settle, float(driver_power_w), settle_wall)
+
+
+def add_settling(table: pd.DataFrame, tech: Technology, sizings: Sequence[InverterSizing], designs: pd.DataFrame,
+                 loads_ohm: Sequence[float], spec: SettleSpec, options: SimOptions) -> pd.DataFrame:
+    """The table with the settling columns (:data:`SETTLE_COLUMNS`) for every size that meets
+    the static targets (``designs["meets"]`` before any settling target), at ``loads_ohm``.
+
+    Each copy's input steps around its own neuron threshold at that load. A simulated point that
+    did not switch or settle in the window gets ``inf``; points not simulated stay NaN.
+    """
+    out = table.copy()
+    for column in SETTLE_COLUMNS:
+        out[column] = np.nan
+    candidates = designs.loc[designs["meets_static"], "sizing"].astype(int).tolist()
+    if not candidates:
+        return out
+    at = out.set_index(["sizing", "load_ohm"])
+    copies = [(k, sizings[k], float(load), float(at.loc[(k, load), "neuron_v_m_v"]))
+              for k in candidates for load in loads_ohm]
+    rows = run_settling(tech, copies, spec, options=options, max_copies=copies_per_deck(len(copies)) // 2 or 1)
+    figures = rows.set_index(["sizing", "load_ohm"])
+    for column in SETTLE_COLUMNS:
+        values = figures[column].to_numpy(dtype=np.float64)
+        if column != "transient_power_w":
+            values = np.where(np.isnan(values), math.inf, values)
+        series = pd.Series(values, index=figures.index)
+        keys = list(zip(out["sizing"], out["load_ohm"]))
+        out[column] = [series.get(key, math.nan) for key in keys]
+    return out
 
 
 def size_table(metrics: pd.DataFrame, tech: Technology) -> pd.DataFrame:
@@ -300,13 +379,18 @@ def size_table(metrics: pd.DataFrame, tech: Technology) -> pd.DataFrame:
     return table.sort_values(["sizing", "load_ohm"], ignore_index=True)
 
 
-def judge(table: pd.DataFrame, design_loads_ohm: Sequence[float], targets: Targets) -> pd.DataFrame:
+def judge(table: pd.DataFrame, design_loads_ohm: Sequence[float], targets: Targets,
+          driver_power_w: float = 0.0) -> pd.DataFrame:
     """Worst-case figures of every size over the design loads, and whether it meets ``targets``.
 
     Columns: ``sizing``, the sizes, ``worst_abs_v_m_v``, ``min_neuron_gain``,
     ``min_swing_fraction``, ``neuron_tanh_rms_v``, ``max_tanh_rms_v`` (either stage),
     ``min_noise_margin_v``, ``static_power_w`` (the largest over the design loads), ``usable`` (every design-load curve has a threshold),
-    ``meets``, ``violation`` (normalized shortfall, 0 when met) and ``shortfall`` (text).
+    ``meets``, ``meets_static`` (every target but the settling time), ``violation`` (normalized
+    shortfall, 0 when met) and ``shortfall`` (text). With the settling columns in ``table``
+    also ``settle_s``, ``energy_to_settle_j`` (the largest over the design loads; NaN when not
+    simulated, ``inf`` when not settled) and ``energy_per_inference_j``
+    (``energy_to_settle_j + driver_power_w × settle_s``).
     """
     at = table[np.isin(table["load_ohm"].to_numpy(), np.asarray(design_loads_ohm, dtype=np.float64))]
     rows = []
@@ -323,9 +407,18 @@ def judge(table: pd.DataFrame, design_loads_ohm: Sequence[float], targets: Targe
                "max_tanh_rms_v": _worst(rms, max),
                "min_noise_margin_v": _worst(nm, min), "static_power_w": float(part["static_power_w"].max()),
                "usable": usable}
-        violation, missed = 0.0, []
+        if "settle_s" in part.columns:
+            settle = part["settle_s"].to_numpy(dtype=np.float64)
+            energy = part["energy_to_settle_j"].to_numpy(dtype=np.float64)
+            row["settle_s"] = math.nan if np.isnan(settle).any() else float(np.max(settle))
+            row["energy_to_settle_j"] = math.nan if np.isnan(energy).any() else float(np.max(energy))
+            row["energy_per_inference_j"] = row["energy_to_settle_j"] + driver_power_w * row["settle_s"]
+        violation, missed, static_missed = 0.0, [], False
         for column, label, sense, limit, scale in targets.constraints():
-            value = row[column]
+            value = row.get(column, math.nan)
+            if column == "settle_s" and math.isnan(value):
+                missed.append("settling time not simulated (the static targets are missed)")
+                continue
             if not math.isfinite(value):
                 excess = math.inf
             else:
@@ -333,7 +426,9 @@ def judge(table: pd.DataFrame, design_loads_ohm: Sequence[float], targets: Targe
             if excess > 0:
                 violation += excess / scale
                 missed.append(_miss_text(label, sense, limit, value, excess))
-        row.update(meets=usable and not missed, violation=violation if usable else math.inf,
+                static_missed = static_missed or column != "settle_s"
+        row.update(meets=usable and not missed, meets_static=usable and not static_missed,
+                   violation=violation if usable else math.inf,
                    shortfall="; ".join(missed) if usable else "no usable transfer curve")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -349,6 +444,9 @@ def _worst(values: np.ndarray, pick: object) -> float:
 
 def _miss_text(label: str, sense: str, limit: float, value: float, excess: float) -> str:
     op = "≤" if sense == "max" else "≥"
+    if label == "settling time":
+        return (f"{label} ≤ {limit * 1e9:.4g} ns misses by {excess * 1e9:.4g} ns" if math.isfinite(value)
+                else f"{label} ≤ {limit * 1e9:.4g} ns misses: not settled in the window")
     if label in ("|V_M|", "neuron tanh RMS", "noise margin"):
         return (f"{label} {op} {limit * 1e3:.4g} mV misses by {excess * 1e3:.3g} mV"
                 + (f" ({value * 1e3:.4g} mV)" if math.isfinite(value) else " (undefined)"))
@@ -364,9 +462,17 @@ def require_usable(designs: pd.DataFrame) -> None:
                           "midpoint at the design loads, so there is no valid point to choose from")
 
 
-def choose(designs: pd.DataFrame) -> int | None:
-    """The design that meets every target at the least static power (ties: the lower index)."""
+def choose(designs: pd.DataFrame, objective: str = "power") -> int | None:
+    """The design that meets every target at the least static power, or (``energy``) the least
+    energy per inference among those that settled (ties: less static power, the lower index)."""
     ok = designs[designs["meets"]]
+    if objective == "energy":
+        if "energy_per_inference_j" not in ok.columns:
+            return None
+        ok = ok[np.isfinite(ok["energy_per_inference_j"].to_numpy(dtype=np.float64))]
+        if ok.empty:
+            return None
+        return int(ok.sort_values(["energy_per_inference_j", "static_power_w", "sizing"]).iloc[0]["sizing"])
     if ok.empty:
         return None
     return int(ok.sort_values(["static_power_w", "sizing"]).iloc[0]["sizing"])

@@ -66,7 +66,7 @@ class TransientMetrics:
     input_energy_to_settle_j: np.ndarray
 
 
-def _settle_time(t: np.ndarray, v: np.ndarray, start: float, min_step_v: float, final: float) -> float:
+def settle_time(t: np.ndarray, v: np.ndarray, start: float, min_step_v: float, final: float) -> float:
     """Time after ``start`` from which ``v`` stays within 10 % of its step of ``final`` (s).
 
     ``final`` is the output's DC operating point for the sample (or, without one, its value at
@@ -132,7 +132,7 @@ def transient_metrics(plot: Plot, n_layers: int, n_outputs: int, n_samples: int,
         min_step = TRANSITION_FRACTION * (rails.vdd - rails.vss)
         waves = np.column_stack([outs[inside], outn[inside]])
         targets = waves[-1] if reference is None else np.where(np.isnan(reference[s]), waves[-1], reference[s])
-        per_output = [_settle_time(tw, waves[:, k], start, min_step, float(targets[k])) for k in range(waves.shape[1])]
+        per_output = [settle_time(tw, waves[:, k], start, min_step, float(targets[k])) for k in range(waves.shape[1])]
         delays[s] = float("nan") if np.any(np.isnan(per_output)) else max(per_output)
         if np.isfinite(delays[s]):
             grid = np.linspace(start, start + max(delays[s], 0.0), 200)
