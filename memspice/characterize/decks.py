@@ -59,7 +59,7 @@ class ChainCopy:
     mismatch: tuple[Mismatch, Mismatch] | None = None
 
 
-def _inverter(tech: DeviceSource, name: str, sizing: InverterSizing, mismatch: Mismatch | None) -> Subckt:
+def inverter_subckt(tech: DeviceSource, name: str, sizing: InverterSizing, mismatch: Mismatch | None) -> Subckt:
     """``.subckt name in out vdd vss`` with optional gate-referred threshold and width shifts."""
     if mismatch is None:
         return Subckt(name, ("in", "out", "vdd", "vss"), (
@@ -111,11 +111,11 @@ def family_deck(
             if copy.mismatch is None:
                 if copy.sizing not in by_sizing:
                     by_sizing[copy.sizing] = f"inv{len(by_sizing)}"
-                    subckts.append(_inverter(tech, by_sizing[copy.sizing], copy.sizing, None))
+                    subckts.append(inverter_subckt(tech, by_sizing[copy.sizing], copy.sizing, None))
                 names.append(by_sizing[copy.sizing])
             else:
                 name = f"mc{k}s{stage}"
-                subckts.append(_inverter(tech, name, copy.sizing, copy.mismatch[stage - 1]))
+                subckts.append(inverter_subckt(tech, name, copy.sizing, copy.mismatch[stage - 1]))
                 names.append(name)
         previous = "in"
         for stage in (1, 2):
@@ -147,7 +147,7 @@ def current_deck(tech: DeviceSource, sizing: InverterSizing, *, step_in_v: float
     ]
     analysis = Dc(Sweep(INPUT_SOURCE, rails.vss, rails.vdd, step_in_v), Sweep("out", rails.vss, rails.vdd, step_out_v))
     saves = [Save("v", "in"), Save("v", "out"), Save("i", "out")]
-    return technology_deck(tech, "inverter output current", elements, [_inverter(tech, "inv0", sizing, None)],
+    return technology_deck(tech, "inverter output current", elements, [inverter_subckt(tech, "inv0", sizing, None)],
                            [analysis], saves)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from memspice.characterize.decks import MID_NODE, _inverter
+from memspice.characterize.decks import MID_NODE, inverter_subckt
 from memspice.circuit.builders import InverterSizing, technology_deck
 from memspice.circuit.deck import Dc, Deck, Save, Subckt, Sweep, Tran
 from memspice.circuit.elements import Element, Pwl, Resistor, SubcktInstance, VoltageSource
@@ -97,7 +97,7 @@ def settle_deck(tech: Technology, copies: Sequence[tuple[InverterSizing, float, 
             raise ConfigError(f"settling copy {k} has no threshold to centre its input step on")
         if sizing not in names:
             names[sizing] = f"inv{len(names)}"
-            subckts.append(_inverter(tech, names[sizing], sizing, None))
+            subckts.append(inverter_subckt(tech, names[sizing], sizing, None))
         vdd, vss, x = f"vdd{k}", f"vss{k}", f"x{k}"
         elements += [VoltageSource(f"dd{k}", vdd, "0", rails.vdd), VoltageSource(f"ss{k}", vss, "0", rails.vss),
                      VoltageSource(f"t{k}", f"t{k}", "in", threshold),
