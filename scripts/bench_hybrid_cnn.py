@@ -14,13 +14,17 @@ The memristor-CNN procedure (Yao et al., Nature 2020) on MNIST 14×14 and the CN
    per device, i.e. 15 signed levels per differential pair, 10 % lognormal programming
    variation, every physical device drawn on its own; "transfer", the baseline), 10 % of the
    training images simulated through that circuit and only the last dense layer retrained on
-   its simulated inputs, programmed again ("hybrid"); the recovered fraction
+   its simulated inputs, programmed again, in ``--iterations`` simulate → fit → program rounds
+   (default 3, softmax cross-entropy, 30 epochs a round, Adam at lr 0.01, cosine) ("hybrid");
+   the recovered fraction
    ``(hybrid − transfer)/(software − transfer)``.
 
 Data: :func:`memspice.datasets.benchmark_split` (MNIST's first 8,000 images of the 10k set
 train, the last 2,000 test; ``--mnist DIR`` or ``$MEMSPICE_MNIST_DIR``). ``--quick`` runs
 scikit-learn's digits (300 training images) on a tiny two-conv CNN, one seed and 10 test
-images (< 1 min). ``--ngspice EXE``
+images (< 1 min). ``--software-accuracy F`` takes the ideal circuit's SPICE accuracy on the
+same test images from an earlier run (e.g. bench_cnn's validation) instead of simulating it.
+``--ngspice EXE``
 (or ``$MEMSPICE_NGSPICE``) picks the simulator; a KLU build is strongly advised for the full
 run. Prints per-seed and mean figures and ends with one line of JSON.
 """
@@ -105,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrain-epochs", type=int, default=30, help="last-layer epochs per round (default: 30)")
     parser.add_argument("--retrain-lr", type=float, default=0.01,
                         help="last-layer learning rate, cosine schedule (default: 0.01)")
+    parser.add_argument("--retrain-schedule", choices=["cosine", "exponential"], default="cosine",
+                        help="learning-rate schedule of each round (default: cosine; exponential without "
+                             "decay is a constant rate)")
     parser.add_argument("--iterations", type=int, default=3,
                         help="simulate → fit → program rounds of the last layer (default: 3)")
     parser.add_argument("--software-accuracy", type=float, default=None,
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             save_layered_network(network, args.out / "network_qat")
         qat_s = time.perf_counter() - t0 - train_s
         config = TrainConfig(epochs=args.retrain_epochs, batch_size=32, lr=args.retrain_lr, loss=args.retrain_loss,
-                             schedule="cosine", loss_link="logit", val_fraction=0.0, progress=False)
+                             schedule=args.retrain_schedule, loss_link="logit", val_fraction=0.0, progress=False)
         options = SimOptions(keep="never", ngspice=args.ngspice, timeout_s=3600)
         batch = max(1, -(-len(x_test) // (2 * args.workers)))
         rows: list[dict[str, Any]] = []
@@ -217,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"benchmark": "hybrid_cnn", "quick": args.quick, "network": spec.summary(),
                "levels": args.levels, "variation_sigma": args.variation,
                "quantization_aware": None if qat is None else qat.as_dict(),
-               "retrain": {"epochs": args.retrain_epochs, "lr": args.retrain_lr, "schedule": "cosine",
+               "retrain": {"epochs": args.retrain_epochs, "lr": args.retrain_lr, "schedule": args.retrain_schedule,
                            "loss": args.retrain_loss, "iterations": args.iterations},
                "software_simulated": args.software_accuracy is None,
                "hybrid": {"per_seed": rows, "mean": mean},

@@ -47,7 +47,7 @@ lognormal --variation, default 0.1, --fault-rate stuck devices; seeded by --seed
 --data-fraction (at most 0.1, default 0.1) of the training images through that circuit,
 retrain only the last dense layer on its simulated inputs, program it again (fresh variation)
 and repeat simulate → fit → program --iterations times (default 3: the new layer loads the
-hidden neurons and carries its own variation), then simulate the test images before transfer,
+hidden neurons, which moves their outputs), then simulate the test images before transfer,
 after transfer and after hybrid training. Prints the three
 accuracies and the recovered fraction; writes hybrid.json, hybrid.csv and the retrained
 network into --out. --qat-epochs L,C first fine-tunes the network on the training images with

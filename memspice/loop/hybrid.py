@@ -67,8 +67,8 @@ DEFAULT_RETRAIN_LOSS = "softmax_ce"
 #: Learning rate of that retraining (Adam, cosine schedule, 30 epochs per round, batch 32).
 DEFAULT_RETRAIN_LR = 0.01
 #: Simulate → fit → program rounds of :func:`hybrid_train_layered`. The retrained layer loads
-#: the hidden neurons it reads (their outputs move once it is programmed) and is programmed
-#: with a fresh variation draw; fitting again on what the circuit then gives compensates both.
+#: the hidden neurons it reads, so their outputs move once it is programmed; fitting again on
+#: what the circuit then gives (from the current θ) compensates that.
 #: Chosen on the validation split of the two-conv MNIST CNN (coupled model, 3 programming
 #: seeds): 3 rounds at lr 0.01 (cosine) recovered 0.85–0.86 of the transfer loss, one round
 #: at lr 0.003 0.67–0.80 (``docs/hybrid-cnn.md``).
@@ -479,7 +479,7 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
        circuit's own inputs to it, with the layer's levels and stuck devices, then that layer
        is programmed again (levels, a fresh variation draw, the same stuck devices); with
        ``iterations`` > 1 (default 3) the subset is simulated again through the new layer (it
-       loads its inputs and carries its own variation) and the fit repeated from the current θ;
+       loads its inputs) and the fit repeated from the current θ;
     4. *hybrid*: the test images through the final circuit.
 
     Args:
