@@ -48,8 +48,8 @@ lognormal --variation, default 0.1, --fault-rate stuck devices; seeded by --seed
 retrain only the last dense layer on its simulated inputs, program it again (fresh variation)
 and repeat simulate → fit → program --iterations times (default 3: the new layer loads the
 hidden neurons, which moves their outputs), then simulate the test images before transfer,
-after transfer and after hybrid training. Prints the three
-accuracies and the recovered fraction; writes hybrid.json, hybrid.csv and the retrained
+after transfer and after hybrid training. Prints the three accuracies and the recovered
+fraction; writes hybrid.json, hybrid.csv and the retrained
 network into --out. --qat-epochs L,C first fine-tunes the network on the training images with
 the transfer's level grid (L load-aware, then C coupled epochs; quantization-aware), so the
 transfer does not round its conductances away; that network is then the "software" one.
