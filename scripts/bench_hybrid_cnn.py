@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                              "from an earlier run (e.g. bench_cnn's validation), instead of simulating it")
     parser.add_argument("--retrain-loss", choices=["softmax_ce", "bce"], default="softmax_ce",
                         help="last-layer loss on the output logits (default: softmax_ce)")
+    parser.add_argument("--simulator", choices=["spice", "model"], default="spice",
+                        help="spice (default), or the coupled model standing in for SPICE in every step "
+                             "(a fast check of the procedure)")
     parser.add_argument("--workers", type=int, default=2, help="parallel ngspice processes (default: 2)")
     parser.add_argument("--ngspice", default=os.environ.get("MEMSPICE_NGSPICE"),
                         help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice)")
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 data_fraction=args.data_fraction, config=config, iterations=args.iterations, batch_size=batch, workers=args.workers,
                 sim_options=options, out_dir=args.out / f"seed{seed}",
                 # the ideal circuit does not depend on the seed: simulated once
-                software_accuracy=rows[0]["software"] if rows else args.software_accuracy,
+                software_accuracy=rows[0]["software"] if rows else args.software_accuracy, simulator=args.simulator,
                 log=lambda m: print(m, file=sys.stderr, flush=True))
             s = result.summary()
             rows.append({"seed": seed, **{k: s[k] for k in (*FIGURES, "software_model", "train_samples",
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                "quantization_aware": None if qat is None else qat.as_dict(),
                "retrain": {"epochs": args.retrain_epochs, "lr": args.retrain_lr, "schedule": args.retrain_schedule,
                            "loss": args.retrain_loss, "iterations": args.iterations},
-               "software_simulated": args.software_accuracy is None,
+               "software_simulated": args.software_accuracy is None, "simulator": args.simulator,
                "hybrid": {"per_seed": rows, "mean": mean},
                "train_seconds": train_s, "qat_seconds": qat_s, "total_seconds": time.perf_counter() - t0}
     print(json.dumps(summary, default=float))

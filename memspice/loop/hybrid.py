@@ -467,7 +467,7 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
                          config: TrainConfig = DEFAULT_RETRAIN,
                          batch_size: int = 100, workers: int | None = None,
                          sim_options: SimOptions = SimOptions(), out_dir: Path | None = None,
-                         software_accuracy: float | None = None,
+                         software_accuracy: float | None = None, simulator: str = "spice",
                          log: Callable[[str], None] | None = None) -> LayeredHybridResult:
     """Transfer a layered network to hardware and retrain its last dense layer on the circuit.
 
@@ -506,6 +506,9 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
         software_accuracy: the SPICE accuracy of this network's ideal devices on these test
             images from an earlier run (fraction), to skip simulating them again (e.g. for
             further programming seeds); None simulates them.
+        simulator: ``spice`` (ngspice, "the chip") or ``model``: the coupled model
+            (:func:`~memspice.train.layered_devices.device_trace`) stands in for SPICE in every
+            step, a fast check of the procedure itself (no ngspice run).
         log: optional ``callable(message)``.
 
     Raises:
@@ -516,6 +519,10 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
     from memspice.safe_io import check_output_dir
 
     check_hybrid_inputs(network, devices, data_fraction, iterations)
+    if simulator not in ("spice", "model"):
+        raise ConfigError(f"unknown simulator {simulator!r}; choose spice or model")
+    if simulator == "model" and network.calibration.inverter_current is None:
+        raise ConfigError("the model standing in for SPICE needs a calibration with an inverter current model")
     if out_dir is not None:
         check_output_dir(Path(out_dir), "output directory")
     say = log or (lambda message: None)
@@ -533,6 +540,8 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
     x_sub, y_sub = x_train[subset], y_train[subset]
 
     def spice(devs: Sequence[np.ndarray], x: np.ndarray) -> list[Any]:
+        if simulator == "model":
+            return list(device_trace(network, devs, x, "coupled").layers)
         return simulate_devices(network, devs, tech, sizing, x, batch_size=batch_size, workers=workers,
                                 options=sim_options)
 
@@ -549,7 +558,7 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
         simulated = len(x_test)
     else:
         software, simulated = float(software_accuracy), 0
-    say(f"software (ideal devices, SPICE): {100 * software:.2f} %  (model {100 * software_model:.2f} %)")
+    say(f"software (ideal devices, {simulator}): {100 * software:.2f} %  (model {100 * software_model:.2f} %)")
     transfer = _spice_accuracy(spice(draw.conductances, x_test), y_test)
     say(f"after transfer ({devices.levels} levels, variation {devices.variation_sigma:g}, "
         f"{draw.n_stuck} stuck devices): {100 * transfer:.2f} %")
