@@ -590,8 +590,8 @@ def hybrid_train_layered(network: TrainedCrossbarNetwork, tech: Technology, x_tr
         rows.append({"iteration": k, "train_spice_accuracy_before_fit": before,
                      "train_model_accuracy_after_fit": expected, "train_spice_accuracy_after_fit": after,
                      "inputs_moved_rms_v": moved, "spice_samples": simulated})
-        say(f"hybrid round {k}: {n_sub} training images, SPICE {100 * before:.2f} % → model on SPICE inputs "
-            f"{100 * expected:.2f} %")
+        say(f"hybrid round {k}: {n_sub} training images, {simulator} {100 * before:.2f} % → fitted layer on "
+            f"those inputs {100 * expected:.2f} %")
     hybrid = _spice_accuracy(spice(current, x_test), y_test)
     simulated += len(x_test)
     lost = software - transfer
