@@ -14,13 +14,17 @@ The memristor-CNN procedure (Yao et al., Nature 2020) on MNIST 14×14 and the CN
    per device, i.e. 15 signed levels per differential pair, 10 % lognormal programming
    variation, every physical device drawn on its own; "transfer", the baseline), 10 % of the
    training images simulated through that circuit and only the last dense layer retrained on
-   its simulated inputs, programmed again ("hybrid"); the recovered fraction
+   its simulated inputs, programmed again, in ``--iterations`` simulate → fit → program rounds
+   (default 3, softmax cross-entropy, 30 epochs a round, Adam at lr 0.01, cosine) ("hybrid");
+   the recovered fraction
    ``(hybrid − transfer)/(software − transfer)``.
 
 Data: :func:`memspice.datasets.benchmark_split` (MNIST's first 8,000 images of the 10k set
 train, the last 2,000 test; ``--mnist DIR`` or ``$MEMSPICE_MNIST_DIR``). ``--quick`` runs
 scikit-learn's digits (300 training images) on a tiny two-conv CNN, one seed and 10 test
-images (< 1 min). ``--ngspice EXE``
+images (< 1 min). ``--software-accuracy F`` takes the ideal circuit's SPICE accuracy on the
+same test images from an earlier run (e.g. bench_cnn's validation) instead of simulating it.
+``--ngspice EXE``
 (or ``$MEMSPICE_NGSPICE``) picks the simulator; a KLU build is strongly advised for the full
 run. Prints per-seed and mean figures and ends with one line of JSON.
 """
@@ -102,10 +106,22 @@ def main(argv: list[str] | None = None) -> int:
                              "normally --levels (default: 0 = none)")
     parser.add_argument("--qat-epochs", default="8,1",
                         help="load-aware,coupled epochs of the quantization-aware stage (default: 8,1)")
-    parser.add_argument("--retrain-epochs", type=int, default=30, help="last-layer epochs (default: 30)")
-    parser.add_argument("--retrain-lr", type=float, default=0.003, help="last-layer learning rate (default: 0.003)")
+    parser.add_argument("--retrain-epochs", type=int, default=30, help="last-layer epochs per round (default: 30)")
+    parser.add_argument("--retrain-lr", type=float, default=0.01,
+                        help="last-layer learning rate, cosine schedule (default: 0.01)")
+    parser.add_argument("--retrain-schedule", choices=["cosine", "exponential"], default="cosine",
+                        help="learning-rate schedule of each round (default: cosine; exponential without "
+                             "decay is a constant rate)")
+    parser.add_argument("--iterations", type=int, default=3,
+                        help="simulate → fit → program rounds of the last layer (default: 3)")
+    parser.add_argument("--software-accuracy", type=float, default=None,
+                        help="SPICE accuracy (fraction) of this network's ideal circuit on the same test images "
+                             "from an earlier run (e.g. bench_cnn's validation), instead of simulating it")
     parser.add_argument("--retrain-loss", choices=["softmax_ce", "bce"], default="softmax_ce",
                         help="last-layer loss on the output logits (default: softmax_ce)")
+    parser.add_argument("--simulator", choices=["spice", "model"], default="spice",
+                        help="spice (default), or the coupled model standing in for SPICE in every step "
+                             "(a fast check of the procedure)")
     parser.add_argument("--workers", type=int, default=2, help="parallel ngspice processes (default: 2)")
     parser.add_argument("--ngspice", default=os.environ.get("MEMSPICE_NGSPICE"),
                         help="ngspice executable (default: $MEMSPICE_NGSPICE, else ngspice)")
@@ -119,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds needs distinct seeds")
     if len(qat_epochs) != 2 or min(qat_epochs) < 0:
         parser.error("--qat-epochs takes two non-negative integers: load-aware,coupled")
-    if args.workers < 1 or args.retrain_epochs < 1 or not args.retrain_lr > 0:
-        parser.error("--workers, --retrain-epochs and --retrain-lr must be positive")
+    if args.workers < 1 or args.retrain_epochs < 1 or not args.retrain_lr > 0 or args.iterations < 1:
+        parser.error("--workers, --retrain-epochs, --retrain-lr and --iterations must be positive")
+    if args.software_accuracy is not None and not 0 <= args.software_accuracy <= 1:
+        parser.error("--software-accuracy is a fraction in [0, 1]")
     qat_levels = args.qat_levels or 0
 
     from memspice.characterize.calibrate import calibrate
@@ -146,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.mnist is None:
                 parser.error("give --mnist DIR or set MEMSPICE_MNIST_DIR (or use --quick)")
-            data, spec, recipe = load_mnist(args.mnist, "t10k"), bench.cnn_spec(), bench.Recipe()
+            data, spec, recipe = load_mnist(args.mnist, "t10k"), bench.cnn_spec(bench.Recipe()), bench.Recipe()
             test_images = args.test_images
         qat = None
         if qat_levels:
@@ -172,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             save_layered_network(network, args.out / "network_qat")
         qat_s = time.perf_counter() - t0 - train_s
         config = TrainConfig(epochs=args.retrain_epochs, batch_size=32, lr=args.retrain_lr, loss=args.retrain_loss,
-                             loss_link="logit", val_fraction=0.0, progress=False)
+                             schedule=args.retrain_schedule, loss_link="logit", val_fraction=0.0, progress=False)
         options = SimOptions(keep="never", ngspice=args.ngspice, timeout_s=3600)
         batch = max(1, -(-len(x_test) // (2 * args.workers)))
         rows: list[dict[str, Any]] = []
@@ -180,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             settings = DeviceSettings(levels=args.levels, variation_sigma=args.variation, seed=seed)
             result = hybrid_train_layered(
                 network, builtin(), x_train, y_train, x_test, y_test, devices=settings,
-                data_fraction=args.data_fraction, config=config, batch_size=batch, workers=args.workers,
+                data_fraction=args.data_fraction, config=config, iterations=args.iterations, batch_size=batch, workers=args.workers,
                 sim_options=options, out_dir=args.out / f"seed{seed}",
                 # the ideal circuit does not depend on the seed: simulated once
-                software_accuracy=rows[0]["software"] if rows else None,
+                software_accuracy=rows[0]["software"] if rows else args.software_accuracy, simulator=args.simulator,
                 log=lambda m: print(m, file=sys.stderr, flush=True))
             s = result.summary()
             rows.append({"seed": seed, **{k: s[k] for k in (*FIGURES, "software_model", "train_samples",
@@ -209,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"benchmark": "hybrid_cnn", "quick": args.quick, "network": spec.summary(),
                "levels": args.levels, "variation_sigma": args.variation,
                "quantization_aware": None if qat is None else qat.as_dict(),
-               "retrain": {"epochs": args.retrain_epochs, "lr": args.retrain_lr, "loss": args.retrain_loss},
+               "retrain": {"epochs": args.retrain_epochs, "lr": args.retrain_lr, "schedule": args.retrain_schedule,
+                           "loss": args.retrain_loss, "iterations": args.iterations},
+               "software_simulated": args.software_accuracy is None, "simulator": args.simulator,
                "hybrid": {"per_seed": rows, "mean": mean},
                "train_seconds": train_s, "qat_seconds": qat_s, "total_seconds": time.perf_counter() - t0}
     print(json.dumps(summary, default=float))

@@ -24,7 +24,8 @@ def _module():
 @pytest.mark.slow
 @pytest.mark.ngspice
 def test_quick_run_ends_with_per_seed_and_mean_figures(tmp_path, capsys):
-    assert _module().main(["--quick", "--out", str(tmp_path / "run"), "--seeds", "0,1", "--test-images", "6"]) == 0
+    assert _module().main(["--quick", "--out", str(tmp_path / "run"), "--seeds", "0,1", "--test-images", "6",
+                           "--iterations", "2"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     hybrid = summary["hybrid"]
     assert [row["seed"] for row in hybrid["per_seed"]] == [0, 1]
@@ -35,7 +36,8 @@ def test_quick_run_ends_with_per_seed_and_mean_figures(tmp_path, capsys):
             assert 0 <= row[key] <= 1 and row[key] * 6 == pytest.approx(round(row[key] * 6))
     # the ideal circuit does not depend on the seed and is simulated once
     assert hybrid["per_seed"][0]["software"] == hybrid["per_seed"][1]["software"]
-    assert hybrid["per_seed"][1]["spice_samples"] == 6 + 30 + 6
+    assert hybrid["per_seed"][1]["spice_samples"] == 6 + 2 * 30 + 6
+    assert summary["retrain"]["iterations"] == 2 and summary["software_simulated"]
     for key in ("software", "transfer", "hybrid"):
         assert hybrid["mean"][key] == pytest.approx(sum(r[key] for r in hybrid["per_seed"]) / 2)
     assert (tmp_path / "run" / "network" / "network.json").exists()
@@ -45,7 +47,8 @@ def test_bad_options_are_refused_before_any_work(tmp_path, capsys):
     module = _module()
     assert module.main(["--quick", "--qat-levels", "1", "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.startswith("memspice: error:")
-    for bad in (["--seeds", "0,0"], ["--qat-epochs", "8"], ["--seeds", "a"]):
+    for bad in (["--seeds", "0,0"], ["--qat-epochs", "8"], ["--seeds", "a"], ["--iterations", "0"],
+                ["--software-accuracy", "1.5"]):
         with pytest.raises(SystemExit) as exit_info:
             module.main(["--quick", "--out", str(tmp_path / "run"), *bad])
         assert exit_info.value.code == 2

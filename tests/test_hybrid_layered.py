@@ -147,3 +147,32 @@ def test_hybrid_refuses_bad_data_and_models_before_any_simulation(tmp_path):
     with pytest.raises(ConfigError, match="inverter current model"):
         hybrid_train_layered(net, builtin(), x, y, x, y, mode="coupled", out_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_model_can_stand_in_for_spice_in_every_step(calibration, tmp_path):
+    """``simulator="model"``: software and transfer are the coupled model's accuracies on the
+    ideal and the drawn devices, three rounds refit the last layer, nothing else changes."""
+    from memspice.loop.hybrid import hybrid_train_layered
+    from memspice.tech import builtin
+
+    net = _network(CNN, calibration, seed=4)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(VSS, VDD, (60, CNN.n_inputs))
+    y = rng.integers(0, 3, 60)
+    settings = DeviceSettings(levels=4, variation_sigma=0.2, seed=3)
+    result = hybrid_train_layered(net, builtin(), x[:50], y[:50], x[50:], y[50:], devices=settings,
+                                  simulator="model", out_dir=tmp_path / "run")
+
+    def acc(devices):
+        return float(np.mean(device_trace(net, devices, x[50:]).output.argmax(axis=1) == y[50:]))
+
+    assert result.software == acc(net.device_conductances()) == result.software_model
+    assert result.transfer == acc(draw_devices(net, settings).conductances)
+    assert result.hybrid == acc(result.hybrid_devices)
+    assert list(result.iterations["iteration"]) == [1, 2, 3] and result.spice_samples == 10 + 10 + 3 * 5 + 10
+    np.testing.assert_array_equal(result.hybrid_devices[0], result.transfer_devices[0])
+    with pytest.raises(ConfigError, match="unknown simulator"):
+        hybrid_train_layered(net, builtin(), x[:50], y[:50], x[50:], y[50:], simulator="xyce")
+    with pytest.raises(ConfigError, match="inverter current model"):
+        hybrid_train_layered(_network(CNN, phax_reference_calibration()), builtin(), x[:50], y[:50], x[50:], y[50:],
+                             simulator="model", mode="static")

@@ -70,7 +70,10 @@ def test_hybrid_training_of_a_cnn_in_spice(setup, tmp_path):
     again = hybrid_train_layered(network, tech, x_train, y_train, x_test, y_test,
                                  devices=DeviceSettings(levels=4, variation_sigma=0.3, seed=2),
                                  batch_size=40, workers=2, software_accuracy=result.software)
-    assert again.software == result.software and again.spice_samples == 2 * 60 + 40
+    # by default the last layer is simulated, fitted and programmed three times
+    assert again.software == result.software and again.spice_samples == 2 * 60 + 3 * 40
+    assert list(again.iterations["iteration"]) == [1, 2, 3]
+    assert np.isfinite(again.iterations["train_spice_accuracy_after_fit"].iloc[:2]).all()
     with pytest.raises(ConfigError, match="software accuracy"):
         hybrid_train_layered(network, tech, x_train, y_train, x_test, y_test, software_accuracy=1.5)
 
@@ -91,6 +94,8 @@ def test_memspice_hybrid_takes_a_cnn_directory(setup, tmp_path, capsys):
     assert summary["train_samples"] == 10 and summary["test_samples"] == 30
     assert summary["data_fraction"] == pytest.approx(0.05)
     assert summary["devices"] == {"levels": 4, "variation_sigma": 0.2, "fault_rate": 0.0, "seed": 2}
+    # three simulate → fit → program rounds by default: 30 + 30 test images, 3 × 10 training, 30 test
+    assert len(summary["iterations"]) == 3 and summary["spice_samples"] == 30 + 30 + 3 * 10 + 30
     assert json.loads((out / "hybrid.json").read_text())["hybrid"] == summary["hybrid"]
 
 

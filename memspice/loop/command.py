@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,11 @@ Networks with conv or pooling layers (and dense networks given any of --levels, 
 to hardware (every physical device programmed on its own: --levels per device, default 8,
 lognormal --variation, default 0.1, --fault-rate stuck devices; seeded by --seed), simulate
 --data-fraction (at most 0.1, default 0.1) of the training images through that circuit,
-retrain only the last dense layer on its simulated inputs, program it again, and simulate the
-test images before transfer, after transfer and after hybrid training. Prints the three
-accuracies and the recovered fraction; writes hybrid.json, hybrid.csv and the retrained
+retrain only the last dense layer on its simulated inputs, program it again (fresh variation)
+and repeat simulate → fit → program --iterations times (default 3: the new layer loads the
+hidden neurons, which moves their outputs), then simulate the test images before transfer,
+after transfer and after hybrid training. Prints the three accuracies and the recovered
+fraction; writes hybrid.json, hybrid.csv and the retrained
 network into --out. --qat-epochs L,C first fine-tunes the network on the training images with
 the transfer's level grid (L load-aware, then C coupled epochs; quantization-aware), so the
 transfer does not round its conductances away; that network is then the "software" one.
@@ -114,10 +117,10 @@ def register(subparsers: Any) -> None:
     hy.add_argument("--mode", choices=["static", "load-aware", "coupled"], default="coupled",
                     help="model of the output layer (default: coupled)")
     hy.add_argument("--iterations", type=bounded(int, 1, 1000), default=None,
-                    help="simulate → fit rounds (default: 3; 1 for the transfer procedure)")
+                    help="simulate → fit rounds (default: 3)")
     hy.add_argument("--epochs", type=bounded(int, 1, 100000), default=30, help="output-layer epochs per iteration (default: 30)")
     hy.add_argument("--lr", type=bounded(float, 0, 10, lo_open=True), default=None,
-                    help="learning rate (default: 0.01; 0.003 for the transfer procedure)")
+                    help="learning rate (default: 0.01; cosine schedule for the transfer procedure)")
     hy.add_argument("--loss", choices=["softmax_ce", "bce", "mse"], default=None,
                     help="output-layer loss (default: bce; softmax_ce on the logits for the transfer procedure)")
     tr = h.add_argument_group("transfer to hardware (conv / pooled networks, or any network given one of these)")
@@ -291,24 +294,29 @@ def run_hybrid(args: argparse.Namespace) -> int:
 
 def run_hybrid_layered(args: argparse.Namespace, network: Any) -> int:
     """``memspice hybrid`` with transfer to hardware (:func:`memspice.loop.hybrid.hybrid_train_layered`)."""
-    from memspice.loop.hybrid import DEFAULT_RETRAIN_LOSS, DEFAULT_TRANSFER, check_hybrid_inputs, hybrid_train_layered
+    from memspice.loop.hybrid import (
+        DEFAULT_RETRAIN,
+        DEFAULT_RETRAIN_ITERATIONS,
+        DEFAULT_TRANSFER,
+        check_hybrid_inputs,
+        hybrid_train_layered,
+    )
     from memspice.safe_io import check_output_dir
     from memspice.sim import SimOptions
     from memspice.train.layered_devices import DeviceSettings
-    from memspice.train.trainer import TrainConfig
 
     devices = DeviceSettings(
         levels=DEFAULT_TRANSFER.levels if args.levels is None else args.levels,
         variation_sigma=DEFAULT_TRANSFER.variation_sigma if args.variation is None else args.variation,
         fault_rate=DEFAULT_TRANSFER.fault_rate if args.fault_rate is None else args.fault_rate, seed=args.seed)
     fraction = MAX_DATA_FRACTION if args.data_fraction is None else args.data_fraction
-    iterations = args.iterations or 1
+    iterations = args.iterations or DEFAULT_RETRAIN_ITERATIONS
     check_hybrid_inputs(network, devices, fraction, iterations)
     check_output_dir(args.out, "--out")
     cal = network.calibration
     x_train, y_train, x_test, y_test = split_data(args, cal.rails.vdd, cal.rails.vss)
-    config = TrainConfig(epochs=args.epochs, batch_size=32, lr=args.lr or 0.003, seed=args.seed,
-                         loss=args.loss or DEFAULT_RETRAIN_LOSS, loss_link="logit", val_fraction=0.0, progress=False)
+    config = dataclasses.replace(DEFAULT_RETRAIN, epochs=args.epochs, lr=args.lr or DEFAULT_RETRAIN.lr,
+                                 loss=args.loss or DEFAULT_RETRAIN.loss, seed=args.seed)
     qat = None
     if args.qat_epochs is not None:
         from memspice.loop.hybrid_layered import QuantizationAwareSettings, quantization_aware_finetune
