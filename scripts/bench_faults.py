@@ -30,8 +30,11 @@ pool 2 → conv 8 k3 → pool 2 → flatten → dense 10`` on 14×14), with one 
 :func:`memspice.train.layered_devices.seeded_device_faults`). The fault-free CNN is trained by
 ``bench_cnn.py``'s recipe (θ mean −3, load-aware pre-training, coupled fine-tuning) or read
 with ``--network DIR``; the fault-aware one is retrained from its parameters with the map's
-devices stuck (:class:`memspice.train.conv_faults.FaultAwareCrossbarNetwork`, load-aware then
-coupled; :class:`CnnRecipe`), and every arm is validated in SPICE with the same devices
+devices stuck, in the coupled model with every physical device programmed on its own
+(:class:`memspice.train.conv_faults.ReplicaFaultAwareNetwork`: a kernel's replicas next to a
+stuck device may differ from the others; optional shared-θ stages first,
+:class:`memspice.train.conv_faults.FaultAwareCrossbarNetwork`; :class:`CnnRecipe`), saved as
+its device conductances (``devices.npz``), and every arm is validated in SPICE with the same devices
 (``--cnn-test-images`` of the 2,000 test images, ``--ngspice`` or ``$MEMSPICE_NGSPICE``).
 ``--quick`` runs a digits CNN (``conv 2 k3 → pool 2 → dense 10``) on 8 test images.
 ``--sections mlp|cnn`` runs one of the two.
@@ -152,16 +155,16 @@ class CnnRecipe(NamedTuple):
     tune_epochs: int = 1
     tune_batch: int = 64
     tune_lr: float = 0.005
-    aware_pre_epochs: int = 8
+    aware_pre_epochs: int = 0
     aware_pre_lr: float = 0.05
     aware_tune_epochs: int = 0
-    replica_epochs: int = 2
+    replica_epochs: int = 3
     replica_batch: int = 64
-    replica_lr: float = 0.02
+    replica_lr: float = 0.2
     test_images: int = 2000
 
 
-CNN_QUICK = CnnRecipe(pre_epochs=10, tune_epochs=0, aware_pre_epochs=5, aware_tune_epochs=0, test_images=8)
+CNN_QUICK = CnnRecipe(pre_epochs=10, tune_epochs=0, test_images=8)
 
 
 def cnn_spec(quick: bool):
