@@ -144,7 +144,10 @@ class CnnRecipe(NamedTuple):
         replica_epochs: ... then coupled epochs with every physical device programmed on its own
             (:class:`memspice.train.conv_faults.ReplicaFaultAwareNetwork`: a kernel's replicas
             next to a stuck device may differ from the others; batch ``replica_batch``, Adam
-            ``replica_lr``, cosine). The network is then its device conductances.
+            ``replica_lr``, cosine). The network is then its device conductances. The defaults
+            (no shared-θ stage, 3 epochs at lr 0.2) were chosen on the validation split with the
+            20 % map: 89.0 % in the coupled model against 88.6 % at lr 0.1, 80.3 % at lr 0.02, and
+            72.0 % for 8 load-aware plus 1 coupled shared-θ epochs (fault-free network: 89.75 %).
         test_images: test images validated in SPICE per arm.
     """
 
