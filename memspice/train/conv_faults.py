@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
 from memspice.network.spec import NetworkSpec
 from memspice.network.wiring import CrossbarWiring, network_wiring, theta_gradient
@@ -40,7 +41,7 @@ from memspice.train.conv_coupled import (
 from memspice.train.conv_model import CrossbarNetwork, _slope
 from memspice.train.fault_map import check_layer_faults
 from memspice.train.hardware import FaultMap, HardwareConfig
-from memspice.train.mapping import ConductanceWindow
+from memspice.train.mapping import ConductanceWindow, conductance_to_theta, theta_to_conductance
 
 
 def stuck_conductances(wirings: Sequence[CrossbarWiring], faults: FaultMap,
@@ -170,3 +171,82 @@ class FaultAwareCrossbarNetwork(CrossbarNetwork):
         grads = self._devices.backward_devices(trace, grad_output, grad_column)
         return [theta_gradient(wiring, np.where(stuck, 0.0, grad))
                 for wiring, grad, (stuck, _) in zip(self._wirings, grads, self._stuck)]
+
+
+def replica_thetas(wirings: Sequence[CrossbarWiring], conductances: Sequence[np.ndarray],
+                   window: ConductanceWindow, clip: float = 40.0) -> list[np.ndarray]:
+    """Per-device θ ``(n_columns, D)`` of every layer from σ per θ (S): every replica starts at
+    its kernel entry's θ (clipped to ``±clip``: a σ exactly on a window edge has no finite θ)."""
+    out = []
+    for wiring, sigma in zip(wirings, conductances):
+        theta = np.clip(conductance_to_theta(np.asarray(sigma, dtype=np.float64), window), -clip, clip)
+        out.append(theta.ravel()[wiring.theta_index].copy())
+    return out
+
+
+class ReplicaFaultAwareNetwork(FaultAwareCrossbarNetwork):
+    """Fault-aware training with every physical device programmed on its own.
+
+    A kernel's replicas are separate memristors, each programmed to its own conductance; only
+    the training of :class:`FaultAwareCrossbarNetwork` ties them to one θ. With a known map the
+    replicas next to a stuck device can be programmed differently from the others, so the
+    column they share with it compensates it. Here θ is per device: one ``(n_columns, D)``
+    array per crossbar layer, device ``G = scale·(g_min + span·sigmoid(θ))`` (the device's own
+    window: ``scale`` is ``1/P²`` for a folded pool's device), stuck devices at their stuck
+    value, absent devices 0 S. The gradient of a device's θ is the evaluator's ``∂L/∂G`` of
+    that device times ``scale·∂σ/∂θ``; stuck and absent devices get none.
+
+    The trained network is a set of device conductances (:meth:`devices`), validated with
+    ``device_conductances`` (:func:`memspice.validate.api.validate_network`); start it from a
+    shared-θ network with :func:`replica_thetas`.
+
+    Args:
+        calibration: rails, activation fits and device window.
+        spec: the network.
+        faults: per-device stuck masks, one ``(n_columns, D)`` pair per crossbar layer.
+        evaluator: ``"static"``, ``"load-aware"`` or ``"coupled"``, run device by device.
+        **kwargs: ``init_std``, ``init_mean``, ``batch_size``, ``memory_limit_bytes``.
+
+    Raises:
+        ConfigError: a map that does not fit the network, or what :class:`CrossbarNetwork`
+            refuses.
+    """
+
+    def __init__(self, calibration: Calibration, spec: NetworkSpec, faults: FaultMap,
+                 evaluator: str = "static", **kwargs: float | int) -> None:
+        super().__init__(calibration, spec, faults, HardwareConfig(), evaluator, **kwargs)
+        self._healthy = [wiring.present & ~stuck for wiring, (stuck, _) in zip(self._wirings, self._stuck)]
+
+    def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """Random θ per device, ``(n_columns, D)`` per layer."""
+        return [self.init_mean + self.init_std * rng.standard_normal(w.present.shape) for w in self._wirings]
+
+    def conductances(self, params: Sequence[np.ndarray], rng: np.random.Generator | None = None
+                     ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """σ of every device's θ (S, before its scale; no quantization), and no slopes."""
+        self._check(params)
+        return [theta_to_conductance(np.asarray(t, dtype=np.float64), self.window) for t in params], \
+            [None] * len(params)
+
+    def device_conductances(self, conductances: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per-device conductances ``(n_columns, D)`` (S; 0 = absent) for σ per device: each
+        device at ``scale·σ``, stuck devices at their stuck value."""
+        return [np.where(stuck, value, np.where(wiring.present, wiring.scale * sigma, 0.0))
+                for wiring, sigma, (stuck, value) in zip(self._wirings, conductances, self._stuck)]
+
+    def backward(self, trace: DeviceTrace, grad_output: np.ndarray,  # type: ignore[override]
+                 grad_column: np.ndarray | None = None) -> list[np.ndarray]:
+        """``∂L/∂σ`` per device (1/S), 0 on stuck and absent devices."""
+        grads = self._devices.backward_devices(trace, grad_output, grad_column)
+        return [np.where(healthy, wiring.scale * grad, 0.0)
+                for wiring, grad, healthy in zip(self._wirings, grads, self._healthy)]
+
+    def devices(self, params: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The conductances to build (S; 0 = absent), stuck devices at their stuck value."""
+        return self.device_conductances(self.conductances(params)[0])
+
+    def _check(self, params: Sequence[np.ndarray]) -> None:
+        want = [w.present.shape for w in self._wirings]
+        got = [np.shape(p) for p in params]
+        if got != want:
+            raise ConfigError(f"per-device θ shapes {got} do not match the layers' devices {want}")
