@@ -196,8 +196,9 @@ def cnn_recipe(quick: bool):
 
 
 #: Training images of every coupled epoch of the CNN section (the first of the training part,
-#: never the validation split): a coupled epoch of this CNN costs ~150 load-aware ones.
-CNN_TUNE_IMAGES = 1800
+#: never the validation split; ``--cnn-tune-images``): a coupled epoch of this CNN costs ~150
+#: load-aware ones. 0: no coupled stage, the networks stay load-aware.
+CNN_TUNE_IMAGES = 0
 
 
 def tune_part(n: int, images: int):
@@ -226,6 +227,11 @@ def train_cnn_dense(cal, spec, recipe, x, y, tune_images: int | None = None):
     pre = CrossbarNetwork(cal, spec, evaluator=recipe.pre_evaluator, init_mean=recipe.init_mean)
     first = train(pre, x, y, bench_cnn._config(epochs=recipe.pre_epochs, batch_size=recipe.pre_batch,
                                                lr=recipe.pre_lr))
+    if tune_images == 0:
+        record = {"method": "dense", "pre_val_accuracy": float(first.history.val_accuracy.max()),
+                  "val_accuracy": _accuracy_on_validation(pre, first.params, x, y),
+                  "tune_images": 0}
+        return Pruned(trained_network(pre, first.params, record), None, record)
     coupled = CrossbarNetwork(cal, spec, evaluator="coupled", init_mean=recipe.init_mean)
     tune_x, tune_y, holdout = x, y, 0.1
     if tune_images:
@@ -268,13 +274,16 @@ def cnn_admm(dense, targets, recipe, x, y, rounds: int, retrain_epochs: int, lev
     config = AdmmConfig(rho=rho, rounds=rounds, epochs_per_round=1, levels=levels,
                         train=bench_cnn._config(epochs=retrain_epochs, batch_size=recipe.pre_batch,
                                                 lr=lr),
-                        retrain_epochs=retrain_epochs, finish_evaluator="coupled",
-                        finish=bench_cnn._config(epochs=recipe.tune_epochs,
-                                                 batch_size=recipe.tune_batch, lr=recipe.tune_lr),
-                        device_compression=budget, finish_samples=tune_images)
+                        retrain_epochs=retrain_epochs,
+                        finish_evaluator=None if tune_images == 0 else "coupled",
+                        finish=None if tune_images == 0 else bench_cnn._config(
+                            epochs=recipe.tune_epochs, batch_size=recipe.tune_batch,
+                            lr=recipe.tune_lr),
+                        device_compression=budget, finish_samples=tune_images or None)
     pruned = admm(model, params, x, y, targets, config)
     pruned.record["val_accuracy"] = _accuracy_on_validation(
-        CrossbarNetwork(cal, pruned.network.spec, HardwareConfig(levels=levels), evaluator="coupled"),
+        CrossbarNetwork(cal, pruned.network.spec, HardwareConfig(levels=levels),
+                        evaluator=pruned.network.evaluator),
         [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0)
          for g in pruned.network.conductances], x, y)
     return pruned
@@ -285,7 +294,7 @@ def cnn_section(args, out, cal, tech, x_train, y_train, x_test, y_test, batch) -
     (``--cnn-targets``), each simulated on the test images: one report row each."""
     spec = quick_cnn_spec() if args.quick else bench_cnn.cnn_spec(bench_cnn.Recipe())
     recipe = cnn_recipe(args.quick)
-    tune_images = None if args.quick else CNN_TUNE_IMAGES
+    tune_images = None if args.quick else args.cnn_tune_images
     dense, _ = cached(out / "dense", lambda: train_cnn_dense(cal, spec, recipe, x_train, y_train,
                                                              tune_images))
     text = args.cnn_targets or (QUICK_CNN_ADMM_TARGETS if args.quick else CNN_ADMM_TARGETS)
@@ -344,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cnn-rho", type=float, default=0.5, help="initial ADMM ρ of the CNN (default 0.5)")
     parser.add_argument("--cnn-lr", type=float, default=0.01,
                         help="Adam learning rate of the CNN's ADMM rounds and retraining (default 0.01)")
+    parser.add_argument("--cnn-tune-images", type=int, default=CNN_TUNE_IMAGES,
+                        help="CNN: training images of the coupled epoch after load-aware training, dense and "
+                             f"pruned (default {CNN_TUNE_IMAGES}: no coupled stage; a coupled epoch of this CNN "
+                             "costs ~150 load-aware ones)")
     parser.add_argument("--transient-samples", type=int, default=20,
                         help="test images also simulated in transient mode for the energy per inference "
                              "(default 20; quick 2)")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from memspice.cli import main
+from memspice.errors import ConfigError
 from memspice.datasets import features_to_voltages, load_digits
 from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from memspice.prune.targets import parse_targets
@@ -58,6 +59,8 @@ def test_bad_budgets_are_refused(ratio, message):
         AdmmConfig(device_compression=0.5)
     with pytest.raises(SparsityError, match="needs a structure"):
         LayerTarget(None, budgeted=True)
+    with pytest.raises(ConfigError, match="finish samples"):
+        AdmmConfig(finish_samples=0)
 
 
 def test_admm_under_a_device_budget_prunes_the_expensive_conv_weights():
