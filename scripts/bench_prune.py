@@ -15,9 +15,10 @@ for every choice: the best epoch) and simulated on the same test images in ngspi
   and retrained against the map (fault-aware), in SPICE with the same map
   (``scripts/bench_faults.py``'s recipe, on the dense validation path);
 - ``cnn``: ``scripts/bench_cnn.py``'s CNN (``conv 4 k3 → pool 2 → conv 8 k3 → pool 2 → dense
-  10``) trained with its recipe (θ mean −3, load-aware pre-training, coupled fine-tuning), and
-  its ADMM prunings (``--cnn-targets``: ADMM rounds and masked retraining with the load-aware
-  evaluator, then the recipe's coupled epoch on the masked network, on the targets' levels).
+  10``) trained with its recipe's load-aware stage (θ mean −3, 8 epochs; ``--cnn-tune-images``
+  adds a coupled epoch), and its ADMM prunings (``--cnn-targets``: ADMM rounds and masked
+  retraining with the load-aware evaluator on the targets' levels, straight-through, a device
+  budget shared by the layers targeted ``budget``; the same optional coupled epoch).
 
 Figures per network: devices (every memristor built: a conv kernel counts once per output
 position, each position's column holding its own copy), density and compression against the
@@ -177,7 +178,7 @@ CNN_ADMM_TARGETS = ("tile:0.5:2x1,tile:0.25:2x1,tile:0.5:2x1@L32;"
                     "tile:0.5:2x1,tile:0.12:2x1,tile:0.3:2x1@L32;"
                     "tile:0.3:2x1,tile:0.05:2x1,tile:0.1:2x1@L32;"
                     "tile:0.15:2x1,tile:0.025:2x1,tile:0.05:2x1@L32")
-QUICK_CNN_ADMM_TARGETS = "tile:0.5:2x1,tile:0.5:2x1@L32"
+QUICK_CNN_ADMM_TARGETS = "tile:budget:2x1,tile:budget:2x1@L32B2"
 
 
 def quick_cnn_spec():
@@ -248,7 +249,7 @@ def train_cnn_dense(cal, spec, recipe, x, y, tune_images: int | None = None):
 
 
 #: The CNN's ADMM schedule: rounds of one load-aware epoch, then the masked retraining's epochs.
-CNN_ADMM_ROUNDS = 3
+CNN_ADMM_ROUNDS = 2
 CNN_RETRAIN_EPOCHS = 2
 
 
@@ -407,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     if "cnn" in sections:
         cnn_out = args.out / f"{name}-cnn"
         print(f"{name}-cnn: {len(x_train)} training / {len(x_test)} test images, load-aware "
-              f"pre-training, coupled fine-tuning", flush=True)
+              f"training" + (f", a coupled epoch on {args.cnn_tune_images} images"
+                             if args.cnn_tune_images else ""), flush=True)
         cnn_rows = cnn_section(args, cnn_out, cal, tech, x_train, y_train, x_test, y_test, batch)
         if cnn_rows:
             from memspice.io import write_many_atomic
