@@ -15,9 +15,10 @@ for every choice: the best epoch) and simulated on the same test images in ngspi
   and retrained against the map (fault-aware), in SPICE with the same map
   (``scripts/bench_faults.py``'s recipe, on the dense validation path);
 - ``cnn``: ``scripts/bench_cnn.py``'s CNN (``conv 4 k3 → pool 2 → conv 8 k3 → pool 2 → dense
-  10``) trained with its recipe (θ mean −3, load-aware pre-training, coupled fine-tuning), and
-  its ADMM prunings (``--cnn-targets``: ADMM rounds and masked retraining with the load-aware
-  evaluator, then the recipe's coupled epoch on the masked network, on the targets' levels).
+  10``) trained with its recipe's load-aware stage (θ mean −3, 8 epochs; ``--cnn-tune-images``
+  adds a coupled epoch), and its ADMM prunings (``--cnn-targets``: ADMM rounds and masked
+  retraining with the load-aware evaluator on the targets' levels, straight-through, a device
+  budget shared by the layers targeted ``budget``; the same optional coupled epoch).
 
 Figures per network: devices (every memristor built: a conv kernel counts once per output
 position, each position's column holding its own copy), density and compression against the
@@ -171,13 +172,12 @@ def faults_section(out: Path, cal, topology, x_train, y_train, x_test, y_test, r
 
 #: ADMM targets of the CNN, one per crossbar layer (conv 1, conv 2, dense): 2×1 tiles of the
 #: unrolled crossbar of a conv position (the ip/in pair of one kernel tap, or the bias pair,
-#: of one output channel; shared by every position), on 32 levels, from light to the last one,
-#: which aims at 17.7× fewer devices.
-CNN_ADMM_TARGETS = ("tile:0.5:2x1,tile:0.25:2x1,tile:0.5:2x1@L32;"
-                    "tile:0.5:2x1,tile:0.12:2x1,tile:0.3:2x1@L32;"
-                    "tile:0.3:2x1,tile:0.05:2x1,tile:0.1:2x1@L32;"
-                    "tile:0.15:2x1,tile:0.025:2x1,tile:0.05:2x1@L32")
-QUICK_CNN_ADMM_TARGETS = "tile:0.5:2x1,tile:0.5:2x1@L32"
+#: of one output channel; shared by every position) under one device budget for the three
+#: layers (a conv-1 tile costs 288 devices, a conv-2 tile 128, a dense one 8), 2 epochs of
+#: masked retraining, 32 levels: 1.5×, 3× and the 17.7× of the target.
+_BUDGET = "tile:budget:2x1,tile:budget:2x1,tile:budget:2x1@2L32B"
+CNN_ADMM_TARGETS = f"{_BUDGET}1.5;{_BUDGET}3;{_BUDGET}17.7"
+QUICK_CNN_ADMM_TARGETS = "tile:budget:2x1,tile:budget:2x1@L32B2"
 
 
 def quick_cnn_spec():
@@ -189,15 +189,37 @@ def quick_cnn_spec():
 
 def cnn_recipe(quick: bool):
     """``scripts/bench_cnn.py``'s recipe (θ mean −3, load-aware pre-training, coupled fine-tuning)."""
-    recipe = bench_cnn.Recipe()
+    recipe = bench_cnn.Recipe()._replace(tune_epochs=1)  # a coupled epoch costs ~150 load-aware ones
     if quick:
         recipe = recipe._replace(pre_epochs=2, tune_epochs=1, tune_batch=32)
     return recipe
 
 
-def train_cnn_dense(cal, spec, recipe, x, y):
+#: Training images of every coupled epoch of the CNN section (the first of the training part,
+#: never the validation split; ``--cnn-tune-images``): a coupled epoch of this CNN costs ~150
+#: load-aware ones. 0: no coupled stage, the networks stay load-aware.
+CNN_TUNE_IMAGES = 0
+
+
+def tune_part(n: int, images: int):
+    """Indices of the first ``images`` images of the training part (the validation split,
+    the trainer's 10 %, left out)."""
+    from memspice.train.trainer import split_validation
+
+    return split_validation(n, 0.1, 0)[0][:images]
+
+
+def _accuracy_on_validation(model, params, x, y) -> float:
+    from memspice.train.trainer import split_validation
+
+    val = split_validation(len(x), 0.1, 0)[1]
+    return float(np.mean(model.predict(params, x[val]).argmax(axis=1) == y[val]))
+
+
+def train_cnn_dense(cal, spec, recipe, x, y, tune_images: int | None = None):
     """The dense CNN by ``scripts/bench_cnn.py``'s recipe: ``recipe.pre_epochs`` load-aware
-    epochs, then ``recipe.tune_epochs`` coupled ones."""
+    epochs, then ``recipe.tune_epochs`` coupled ones (on ``tune_images`` images of the training
+    part when given, no holdout); the record holds the coupled model's validation accuracy."""
     from memspice.prune.flow import Pruned, trained_network
     from memspice.train.conv_model import CrossbarNetwork
     from memspice.train.trainer import train
@@ -205,32 +227,43 @@ def train_cnn_dense(cal, spec, recipe, x, y):
     pre = CrossbarNetwork(cal, spec, evaluator=recipe.pre_evaluator, init_mean=recipe.init_mean)
     first = train(pre, x, y, bench_cnn._config(epochs=recipe.pre_epochs, batch_size=recipe.pre_batch,
                                                lr=recipe.pre_lr))
+    if tune_images == 0:
+        record = {"method": "dense", "pre_val_accuracy": float(first.history.val_accuracy.max()),
+                  "val_accuracy": _accuracy_on_validation(pre, first.params, x, y),
+                  "tune_images": 0}
+        return Pruned(trained_network(pre, first.params, record), None, record)
     coupled = CrossbarNetwork(cal, spec, evaluator="coupled", init_mean=recipe.init_mean)
-    tuned = train(coupled, x, y, bench_cnn._config(epochs=recipe.tune_epochs,
-                                                   batch_size=recipe.tune_batch, lr=recipe.tune_lr),
-                  initial_params=first.params)
+    tune_x, tune_y, holdout = x, y, 0.1
+    if tune_images:
+        part = tune_part(len(x), tune_images)
+        tune_x, tune_y, holdout = x[part], y[part], 0.0
+    tuned = train(coupled, tune_x, tune_y, bench_cnn._config(
+        epochs=recipe.tune_epochs, batch_size=recipe.tune_batch, lr=recipe.tune_lr,
+        val_fraction=holdout), initial_params=first.params)
     record = {"method": "dense", "pre_val_accuracy": float(first.history.val_accuracy.max()),
-              "val_accuracy": float(tuned.history.val_accuracy.iloc[tuned.best_epoch - 1]),
-              "best_epoch": tuned.best_epoch}
+              "val_accuracy": _accuracy_on_validation(coupled, tuned.params, x, y),
+              "tune_images": tune_images}
     return Pruned(trained_network(coupled, tuned.params, record), None, record)
 
 
 
 #: The CNN's ADMM schedule: rounds of one load-aware epoch, then the masked retraining's epochs.
-CNN_ADMM_ROUNDS = 3
+CNN_ADMM_ROUNDS = 2
 CNN_RETRAIN_EPOCHS = 2
 
 
 def cnn_admm(dense, targets, recipe, x, y, rounds: int, retrain_epochs: int, levels: int,
-             rho: float, lr: float):
+             rho: float, lr: float, budget: float | None = None, tune_images: int | None = None):
     """ADMM on the dense CNN with its recipe's evaluators: ``rounds`` ADMM rounds of one epoch
     and ``retrain_epochs`` of masked retraining with the load-aware evaluator (batch
-    ``recipe.pre_batch``, Adam at ``lr``, cosine), then ``recipe.tune_epochs`` coupled epochs
-    of the masked network on ``levels`` levels (batch ``recipe.tune_batch``, Adam at
-    ``recipe.tune_lr``)."""
+    ``recipe.pre_batch``, Adam at ``lr``, cosine), all on ``levels`` levels (straight-through),
+    then ``recipe.tune_epochs`` coupled epochs of the masked network (batch
+    ``recipe.tune_batch``, Adam at ``recipe.tune_lr``; on ``tune_images`` images of the training
+    part when given). ``budget``: the device compression of the layers targeted ``budget``."""
     from memspice.prune.flow import admm
     from memspice.train.admm import AdmmConfig
     from memspice.train.conv_model import CrossbarNetwork
+    from memspice.train.hardware import HardwareConfig
     from memspice.train.mapping import conductance_to_theta
 
     cal = dense.network.calibration
@@ -241,26 +274,38 @@ def cnn_admm(dense, targets, recipe, x, y, rounds: int, retrain_epochs: int, lev
     config = AdmmConfig(rho=rho, rounds=rounds, epochs_per_round=1, levels=levels,
                         train=bench_cnn._config(epochs=retrain_epochs, batch_size=recipe.pre_batch,
                                                 lr=lr),
-                        retrain_epochs=retrain_epochs, finish_evaluator="coupled",
-                        finish=bench_cnn._config(epochs=recipe.tune_epochs,
-                                                 batch_size=recipe.tune_batch, lr=recipe.tune_lr))
-    return admm(model, params, x, y, targets, config)
+                        retrain_epochs=retrain_epochs,
+                        finish_evaluator=None if tune_images == 0 else "coupled",
+                        finish=None if tune_images == 0 else bench_cnn._config(
+                            epochs=recipe.tune_epochs, batch_size=recipe.tune_batch,
+                            lr=recipe.tune_lr),
+                        device_compression=budget, finish_samples=tune_images or None)
+    pruned = admm(model, params, x, y, targets, config)
+    pruned.record["val_accuracy"] = _accuracy_on_validation(
+        CrossbarNetwork(cal, pruned.network.spec, HardwareConfig(levels=levels),
+                        evaluator=pruned.network.evaluator),
+        [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0)
+         for g in pruned.network.conductances], x, y)
+    return pruned
 
 
 def cnn_section(args, out, cal, tech, x_train, y_train, x_test, y_test, batch) -> list[dict]:
     """The dense CNN (``scripts/bench_cnn.py``'s topology and recipe) and its ADMM prunings
     (``--cnn-targets``), each simulated on the test images: one report row each."""
-    spec = quick_cnn_spec() if args.quick else bench_cnn.cnn_spec()
+    spec = quick_cnn_spec() if args.quick else bench_cnn.cnn_spec(bench_cnn.Recipe())
     recipe = cnn_recipe(args.quick)
-    dense, _ = cached(out / "dense", lambda: train_cnn_dense(cal, spec, recipe, x_train, y_train))
+    tune_images = None if args.quick else args.cnn_tune_images
+    dense, _ = cached(out / "dense", lambda: train_cnn_dense(cal, spec, recipe, x_train, y_train,
+                                                             tune_images))
     text = args.cnn_targets or (QUICK_CNN_ADMM_TARGETS if args.quick else CNN_ADMM_TARGETS)
     runs = _admm_runs(argparse.Namespace(admm_targets=text, retrain_epochs=args.retrain_epochs,
                                          levels=args.levels), dense.network.spec)
     pruned_runs = []
-    for text, targets, tag, retrain, levels in runs:
-        pruned, _ = cached(out / tag, lambda t=targets, r=retrain, lv=levels: cnn_admm(
+    for text, targets, tag, retrain, levels, budget in runs:
+        pruned, _ = cached(out / tag, lambda t=targets, r=retrain, lv=levels, b=budget: cnn_admm(
             dense, t, recipe, x_train, y_train, args.admm_rounds or (1 if args.quick else CNN_ADMM_ROUNDS),
-            r or (1 if args.quick else CNN_RETRAIN_EPOCHS), lv, args.cnn_rho, args.cnn_lr))
+            r or (1 if args.quick else CNN_RETRAIN_EPOCHS), lv, args.cnn_rho, args.cnn_lr, b,
+            tune_images))
         pruned_runs.append((text, targets, tag, retrain, levels, pruned))
     if args.no_spice:
         return []
@@ -308,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cnn-rho", type=float, default=0.5, help="initial ADMM ρ of the CNN (default 0.5)")
     parser.add_argument("--cnn-lr", type=float, default=0.01,
                         help="Adam learning rate of the CNN's ADMM rounds and retraining (default 0.01)")
+    parser.add_argument("--cnn-tune-images", type=int, default=CNN_TUNE_IMAGES,
+                        help="CNN: training images of the coupled epoch after load-aware training, dense and "
+                             f"pruned (default {CNN_TUNE_IMAGES}: no coupled stage; a coupled epoch of this CNN "
+                             "costs ~150 load-aware ones)")
     parser.add_argument("--transient-samples", type=int, default=20,
                         help="test images also simulated in transient mode for the energy per inference "
                              "(default 20; quick 2)")
@@ -358,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     if "cnn" in sections:
         cnn_out = args.out / f"{name}-cnn"
         print(f"{name}-cnn: {len(x_train)} training / {len(x_test)} test images, load-aware "
-              f"pre-training, coupled fine-tuning", flush=True)
+              f"training" + (f", a coupled epoch on {args.cnn_tune_images} images"
+                             if args.cnn_tune_images else ""), flush=True)
         cnn_rows = cnn_section(args, cnn_out, cal, tech, x_train, y_train, x_test, y_test, batch)
         if cnn_rows:
             from memspice.io import write_many_atomic
@@ -404,9 +454,10 @@ def _densities(args) -> list[float]:
 
 
 def _admm_runs(args, spec) -> list[tuple]:
-    """``(text, targets, tag, retrain_epochs, levels)`` per ADMM network of ``--admm-targets``
-    (``TARGETS@N`` retrains that network for ``N`` epochs, ``TARGETS@NLk`` also on ``k``
-    levels)."""
+    """``(text, targets, tag, retrain_epochs, levels, device_compression)`` per ADMM network of
+    ``--admm-targets`` (``TARGETS@N`` retrains that network for ``N`` epochs, ``TARGETS@NLk``
+    also on ``k`` levels, ``…Br`` keeps ``1/r`` of the dense devices over the layers whose
+    amount is ``budget``)."""
     import re
 
     from memspice.prune.targets import parse_targets
@@ -414,19 +465,22 @@ def _admm_runs(args, spec) -> list[tuple]:
     runs = []
     for item in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
         text, _, options = item.partition("@")
-        match = re.fullmatch(r"(\d*)(?:L(\d+))?", options)
+        match = re.fullmatch(r"(\d*)(?:L(\d+))?(?:B(\d+(?:\.\d*)?))?", options)
         if match is None:
-            raise SystemExit(f"--admm-targets: {options!r} after @ is N or NLk (epochs, levels)")
+            raise SystemExit(f"--admm-targets: {options!r} after @ is N, NLk or NLkBr (epochs, "
+                             f"levels, device compression)")
         retrain = int(match[1]) if match[1] else args.retrain_epochs
         levels = int(match[2]) if match[2] else args.levels
+        budget = float(match[3]) if match[3] else None
         tag = "admm_" + text.replace(":", "_").replace(",", "__") + (
-            f"_L{levels}" if levels else "") + (f"_R{retrain}" if retrain else "")
-        runs.append((text, parse_targets(text, len(spec.plans)), tag, retrain, levels))
+            f"_L{levels}" if levels else "") + (f"_R{retrain}" if retrain else "") + (
+            f"_B{budget:g}" if budget else "")
+        runs.append((text, parse_targets(text, len(spec.plans)), tag, retrain, levels, budget))
     return runs
 
 
 def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train, retrain=None,
-               levels=0):
+               levels=0, budget=None):
     """ADMM pruning from the dense network's θ (trained in this run, or read back)."""
     from memspice.prune.flow import admm
     from memspice.train.admm import AdmmConfig, make_model
@@ -439,7 +493,8 @@ def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train,
     admm_config = AdmmConfig(rho=args.rho, rounds=args.admm_rounds or (2 if args.quick else 4),
                              epochs_per_round=1 if args.quick else 2, levels=levels,
                              train=config,
-                             retrain_epochs=retrain or (2 if args.quick else 5))
+                             retrain_epochs=retrain or (2 if args.quick else 5),
+                             device_compression=budget)
     return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
 
 
@@ -459,9 +514,10 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
     if args.no_spice:
         for density in _densities(args):
             cached(out / f"csrram_{density:g}", lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
-        for text, targets, tag, retrain, levels in _admm_runs(args, spec):
-            cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels: _admm_from(
-                state, cal, spec, dense, targets, args, config, x_train, y_train, retrain, levels))
+        for text, targets, tag, retrain, levels, budget in _admm_runs(args, spec):
+            cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels, budget=budget:
+                   _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train,
+                              retrain, levels, budget))
         return []
     base = measured(out / "dense", dense, spec, tech, sizing, x_test, y_test, args.workers, batch,
                     ngspice=args.ngspice, transient=2 if args.quick else args.transient_samples)
@@ -476,9 +532,10 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch,
                            ngspice=args.ngspice, transient=2 if args.quick else args.transient_samples)
         rows.append(dict(row(tag, "csrram", figures, pruned.record), first_layer_density=density))
-    for text, targets, tag, retrain, levels in _admm_runs(args, spec):
-        pruned, _ = cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels: _admm_from(
-            state, cal, spec, dense, targets, args, config, x_train, y_train, retrain, levels))
+    for text, targets, tag, retrain, levels, budget in _admm_runs(args, spec):
+        pruned, _ = cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels, budget=budget:
+                           _admm_from(state, cal, spec, dense, targets, args, config, x_train,
+                                      y_train, retrain, levels, budget))
         tile = next((t.tile for t in targets if t.tile is not None), None)
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers,
                            batch, tile, ngspice=args.ngspice,

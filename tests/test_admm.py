@@ -250,3 +250,33 @@ def test_projection_skips_what_reads_a_removed_channel_and_covers_outputs_with_a
     assert taps.any(axis=1).all()  # every output reads a live neuron
     assert keep[1].sum() == 2 * 6  # ceil(0.2 × 27) = 6 tiles, the bias pair of output 1 among them
     assert keep[1][1, -2:].all()
+
+
+@pytest.mark.parametrize("quantize_rounds, levels_seen", [(True, 8), (False, 0)])
+def test_admm_rounds_train_on_the_level_grid(monkeypatch, quantize_rounds, levels_seen):
+    """With levels, the rounds' objective quantizes σ (straight-through) like the retraining;
+    ``quantize_rounds=False`` keeps them continuous."""
+    import memspice.train.admm as admm_module
+
+    seen = []
+    real_train = admm_module.train
+
+    def recording_train(model, *args, **kwargs):
+        seen.append(model)
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(admm_module, "train", recording_train)
+    cal = phax_reference_calibration()
+    data = load_digits()
+    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)[:120]
+    spec = NetworkSpec.dense((64, 6, 10))
+    model = admm_module.make_model(cal, spec, init_mean=-1.0)
+    params = model.init_params(np.random.default_rng(0))
+    recipe = TrainConfig(epochs=1, lr=0.05, loss_link="logit", progress=False)
+    config = AdmmConfig(rounds=1, epochs_per_round=1, retrain_epochs=1, levels=8, train=recipe,
+                        quantize_rounds=quantize_rounds)
+    admm_prune(model, params, x, data.labels[:120], [LayerTarget("row", 0.5), LayerTarget()],
+               config)
+    objective, retrained = seen
+    assert isinstance(objective, AdmmObjective)
+    assert objective.model.hardware.levels == levels_seen and retrained.hardware.levels == 8

@@ -106,6 +106,8 @@ def test_prune_trains_prunes_reports_and_simulates(tmp_path, capsys, calibration
     # half the pixels of 64 and half the hidden neurons: 6 × (2·32 + 2) + 10 × (2·6 + 2)
     assert pruned["devices"] == 6 * 66 + 10 * 14
     assert pruned["compression"] == pytest.approx(dense["devices"] / pruned["devices"])
+    # a dense layer builds each θ once: weights and devices count alike
+    assert pruned["weights"] == pruned["devices"] and dense["weight_compression"] == 1.0
     assert 0 < pruned["tiles_built"] < pruned["tiles_total"]
     assert pruned["static_power_w"] < dense["static_power_w"]
     assert pruned["agreement"] >= 0.9 and dense["agreement"] >= 0.9

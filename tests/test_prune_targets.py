@@ -44,3 +44,24 @@ def test_command_targets_from_density_compression_and_structure_lists():
         _targets(_args(density="0.1,0.2,0.3"), 2)
     with pytest.raises(ConfigError, match="not both"):
         _targets(_args(targets="row:0.5,none", density="0.5"), 2)
+
+
+def test_bench_networks_take_epochs_levels_and_a_device_budget():
+    import sys
+    from pathlib import Path
+
+    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import bench_prune
+
+    spec = NetworkSpec((1, 8, 8), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(10)))
+    args = argparse.Namespace(admm_targets="tile:budget:2x1,tile:budget:2x1@3L32B5.5;"
+                                           "tile:0.5:2x1,none", retrain_epochs=None, levels=0)
+    (text, targets, tag, retrain, levels, budget), second = bench_prune._admm_runs(args, spec)
+    assert (retrain, levels, budget) == (3, 32, 5.5) and tag.endswith("_L32_R3_B5.5")
+    assert all(t.budgeted for t in targets) and not any(t.budgeted for t in second[1])
+    assert second[3:] == (None, 0, None)
+    with pytest.raises(SystemExit, match="NLkBr"):
+        bench_prune._admm_runs(argparse.Namespace(admm_targets="none,none@B", retrain_epochs=None,
+                                                  levels=0), spec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ Targets (admm), one per crossbar layer, comma-separated, each STRUCTURE:AMOUNT[:
              crossbar: physical rows ip_0,in_0,ip_1,…,bias_p,bias_n by columns; on a conv layer
              the unrolled crossbar of one position, columns = output channels), kernel /
              kernel_row (conv).
-  AMOUNT     a density in (0, 1] (0.15) or a compression ratio (10x); 'none' = not pruned.
+  AMOUNT     a density in (0, 1] (0.15) or a compression ratio (10x); 'none' = not pruned;
+             'budget' = the layer shares --device-compression's device budget with the others.
   Example:   --targets row:0.15,row:0.5   (15 % of the pixels, half the hidden neurons)
 Masked devices are absent from the netlist; dead neurons and conv channels are removed.
 
@@ -97,6 +99,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     pr.add_argument("--levels", type=levels_int, default=0, help="conductance levels of the result (default 0: continuous)")
     pr.add_argument("--rounds", type=bounded(int, 1, 1000), default=4, help="admm rounds (default 4)")
     pr.add_argument("--rho", type=bounded(float, 0, 1e6, lo_open=True), default=0.1, help="initial admm ρ (default 0.1)")
+    pr.add_argument("--device-compression", default=None, metavar="R",
+                    help="admm: keep 1/R of the dense network's devices (e.g. 10 or 10x) over the layers whose "
+                         "target amount is 'budget' (a conv weight costs one device per output position, so "
+                         "cheaper weights are kept first)")
+    pr.add_argument("--no-quantized-rounds", dest="quantize_rounds", action="store_false",
+                    help="admm with --levels: run the ADMM rounds on continuous conductances (default: on the "
+                         "level grid, straight-through, like the masked retraining)")
     tr = p.add_argument_group("training (coupled mode when the calibration has a current model)")
     tr.add_argument("--epochs", type=bounded(int, 1, 100000), default=None,
                     help="epochs of the dense and csrram training (default 10; a layered network: 1 coupled "
@@ -155,6 +164,22 @@ def _targets(args: argparse.Namespace, n_layers: int) -> list[Any]:
                     f"{s}:{a}" + (f":{tile[0]}x{tile[1]}" if s == "tile" and tile else "")
                     for s, a in zip(structures, amounts))
     return parse_targets(text, n_layers)
+
+
+def _device_compression(text: str | None, targets: Sequence[Any]) -> float | None:
+    """``--device-compression`` as a ratio ≥ 1, given exactly when a target is ``budget``."""
+    from memspice.train.device_budget import check_compression
+
+    budgeted = any(t.budgeted for t in targets)
+    if text is None:
+        if budgeted:
+            raise ConfigError("a 'budget' target needs --device-compression")
+        return None
+    if not budgeted:
+        raise ConfigError("--device-compression needs targets whose amount is 'budget', "
+                          "e.g. tile:budget:2x1")
+    text = text.strip()
+    return check_compression(text[:-1] if text.lower().endswith("x") else text)
 
 
 def run_prune(args: argparse.Namespace) -> dict[str, Any]:
@@ -225,6 +250,8 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("csrram clusters need a dense network; use admm for a layered one")
         if args.targets is not None or args.compression is not None:
             raise ConfigError("csrram takes --density (of the first layer), not --targets or --compression")
+        if args.device_compression is not None:
+            raise ConfigError("csrram takes --density, not --device-compression")
         density = parse_amount(args.density if args.density is not None else "0.25")
         from memspice.train.sparsity import block_diagonal_mask
 
@@ -235,6 +262,7 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
         from memspice.train.admm import layer_groups
 
         layer_groups(spec, targets)
+        device_compression = _device_compression(args.device_compression, targets)
     if tile is not None:
         from memspice.train.sparsity import check_tile
 
@@ -286,7 +314,9 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
         admm_config = AdmmConfig(rho=args.rho, rounds=args.rounds, epochs_per_round=args.round_epochs,
                                  levels=args.levels, train=config, retrain_epochs=args.retrain_epochs,
                                  finish_evaluator="coupled" if finish else None,
-                                 finish=dataclasses.replace(config, epochs=args.tune_epochs) if finish else None)
+                                 finish=dataclasses.replace(config, epochs=args.tune_epochs) if finish else None,
+                                 device_compression=device_compression,
+                                 quantize_rounds=args.quantize_rounds)
         pruned = admm(model, params, x_train, y_train, targets, admm_config)
 
     rows = []

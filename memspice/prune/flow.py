@@ -86,10 +86,14 @@ def admm(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
     out = admm_prune(model, params, x, labels, targets, config)
     record = {"method": "admm", "levels": config.levels, "rounds": out.rounds,
               "targets": [{"structure": t.structure, "density": t.density,
-                           "tile": None if t.tile is None else list(t.tile)} for t in targets],
+                           "tile": None if t.tile is None else list(t.tile),
+                           "budgeted": t.budgeted} for t in targets],
+              "device_compression": config.device_compression,
+              "quantize_rounds": config.quantize_rounds, "rho": config.rho,
+              "admm_rounds": config.rounds, "retrain_epochs": config.retrain_epochs,
               "best_epoch": int(out.history["val_loss"].idxmin()) + 1
-              if out.history is not None and len(out.history) else None,
+              if out.history is not None and out.history["val_loss"].notna().any() else None,
               "val_accuracy": float(out.history["val_accuracy"].max())
-              if out.history is not None and len(out.history) else None}
+              if out.history is not None and out.history["val_accuracy"].notna().any() else None}
     kept = out.kept_neurons
     return Pruned(trained_network(out.model, out.params, record), kept, record)

@@ -41,6 +41,9 @@ class HardwareCounts:
         tiles_built: tiles with at least one device (0 without a tile size).
         tiles_total: tiles of the dense original (0 without a tile size).
         tile: ``(rows, cols)`` or None.
+        weights: distinct trainable θ kept (a conv θ counts once, however many positions
+            build it).
+        dense_weights: distinct θ of the dense original.
     """
 
     devices: int
@@ -50,6 +53,8 @@ class HardwareCounts:
     tiles_built: int = 0
     tiles_total: int = 0
     tile: tuple[int, int] | None = None
+    weights: int = 0
+    dense_weights: int = 0
 
     @property
     def density(self) -> float:
@@ -69,8 +74,15 @@ class HardwareCounts:
             return 1.0 - self.tiles_built / self.tiles_total
         return 1.0 - self.density
 
+    @property
+    def weight_compression(self) -> float:
+        """Distinct dense θ per distinct θ kept (how weight-counting papers count)."""
+        return self.dense_weights / self.weights if self.weights else float("nan")
+
     def as_dict(self) -> dict[str, Any]:
         return {"devices": self.devices, "dense_devices": self.dense_devices,
+                "weights": self.weights, "dense_weights": self.dense_weights,
+                "weight_compression": self.weight_compression,
                 "neurons": self.neurons, "dense_neurons": self.dense_neurons,
                 "density": self.density, "compression": self.compression,
                 "area_saved": self.area_saved, "tiles_built": self.tiles_built,
@@ -94,6 +106,10 @@ def hardware_counts(network: TrainedCrossbarNetwork, dense: NetworkSpec,
     dense_devices = sum(p.n_devices for p in dense.plans)
     neurons = sum(p.n_columns for p in network.spec.plans)
     dense_neurons = sum(p.n_columns for p in dense.plans)
+    masks = network.spec.masks or (None,) * len(network.spec.plans)
+    weights = sum(int(np.prod(p.theta_shape)) if m is None or m.theta is None else int(m.theta.sum())
+                  for p, m in zip(network.spec.plans, masks))
+    dense_weights = sum(int(np.prod(p.theta_shape)) for p in dense.plans)
     built = total = 0
     if tile is not None:
         masks = network.spec.masks or (None,) * len(network.spec.plans)
@@ -109,7 +125,8 @@ def hardware_counts(network: TrainedCrossbarNetwork, dense: NetworkSpec,
             b, t = tiles_built(plan, present, tile)
             built += b
             total += t
-    return HardwareCounts(devices, dense_devices, neurons, dense_neurons, built, total, tile)
+    return HardwareCounts(devices, dense_devices, neurons, dense_neurons, built, total, tile,
+                          weights, dense_weights)
 
 
 @dataclass

@@ -14,7 +14,8 @@ from typing import Any
 
 #: Columns of the report, in order (those a row lacks are left empty).
 COLUMNS = (
-    "network", "method", "devices", "density", "compression", "area_saved", "neurons",
+    "network", "method", "devices", "density", "compression", "weights", "weight_compression",
+    "area_saved", "neurons",
     "tiles_built", "tiles_total", "model_accuracy", "spice_accuracy", "agreement",
     "rail_power_w", "input_power_w", "static_power_w", "energy_per_inference_j",
     "energy_to_settle_j", "delay_s", "transient_samples", "accuracy_change_points", "power_ratio",
@@ -74,7 +75,8 @@ def markdown_text(rows: Sequence[dict[str, Any]], title: str = "Pruning report",
                   notes: Sequence[str] = ()) -> str:
     """A Markdown report: the table, then the notes."""
     spec = [("network", "network", ""), ("method", "method", ""), ("devices", "devices", "int"),
-            ("compression", "compression", "x"), ("area saved", "area_saved", "pct"),
+            ("compression", "compression", "x"), ("weights (θ)", "weights", "int"),
+            ("weight compression", "weight_compression", "x"), ("area saved", "area_saved", "pct"),
             ("neurons", "neurons", "int"), ("model acc.", "model_accuracy", "pct"),
             ("SPICE acc.", "spice_accuracy", "pct"), ("Δ (points)", "accuracy_change_points", "pts"),
             ("agreement", "agreement", "pct"), ("rails (µW)", "rail_power_w", "uw"),

@@ -1,7 +1,9 @@
 """Per-layer pruning targets from text: ``STRUCTURE:AMOUNT[:RxC]`` per crossbar layer.
 
 ``AMOUNT`` is a density in (0, 1] (``0.25``) or a compression ratio ending in ``x``
-(``10x`` = density 0.1); ``RxC`` is the tile size of the ``tile`` structure (physical rows ×
+(``10x`` = density 0.1), or ``budget``: the layer's structures compete for one device budget
+of the whole network (``AdmmConfig.device_compression``, so a conv weight built at many
+positions is pruned before a cheaper one); ``RxC`` is the tile size of the ``tile`` structure (physical rows ×
 columns); ``none`` leaves a layer unpruned. Layers are separated by commas, e.g.
 ``tile:0.1:4x4,row:0.6``.
 """
@@ -68,5 +70,8 @@ def parse_targets(text: str, n_layers: int) -> list[LayerTarget]:
         tile = parse_tile(parts[2]) if len(parts) == 3 else None
         if parts[0] == "tile" and tile is None:
             raise SparsityError(f"a tile target needs a tile size, e.g. tile:0.1:4x4, got {item!r}")
-        targets.append(LayerTarget(parts[0], parse_amount(parts[1]), tile))
+        if parts[1].strip().lower() == "budget":
+            targets.append(LayerTarget(parts[0], 1.0, tile, budgeted=True))
+        else:
+            targets.append(LayerTarget(parts[0], parse_amount(parts[1]), tile))
     return targets

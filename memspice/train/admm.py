@@ -30,6 +30,7 @@ import numpy as np
 from memspice.errors import ConfigError
 from memspice.network.spec import NetworkSpec
 from memspice.train.conv_model import CrossbarNetwork
+from memspice.train.device_budget import budget_densities, check_compression
 from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import Loss
 from memspice.train.model import PhaxNetwork
@@ -48,7 +49,7 @@ from memspice.train.sparsity import (
     read_live,
     structure_groups,
 )
-from memspice.train.trainer import TrainConfig, train
+from memspice.train.trainer import TrainConfig, split_validation, train
 
 
 class MaskedDenseNetwork(PhaxNetwork):
@@ -127,14 +128,19 @@ class LayerTarget:
         structure: one of :data:`memspice.train.sparsity.STRUCTURES`, or None (not pruned).
         density: fraction of the layer's structures kept, in (0, 1].
         tile: ``(rows, cols)`` for the ``tile`` structure.
+        budgeted: the layer's structures compete for the network's device budget
+            (``AdmmConfig.device_compression``) instead of keeping ``density`` of them.
     """
 
     structure: str | None = None
     density: float = 1.0
     tile: tuple[int, int] | None = None
+    budgeted: bool = False
 
     def __post_init__(self) -> None:
         check_density(self.density)
+        if self.budgeted and self.structure is None:
+            raise SparsityError("a layer in the device budget needs a structure")
 
     @classmethod
     def from_compression(cls, structure: str | None, ratio: float,
@@ -278,6 +284,14 @@ class AdmmConfig:
         finish_evaluator: after the retraining, train the masked network once more with this
             evaluator (e.g. ``"coupled"`` after ``"load-aware"`` steps); None = no such stage.
         finish: the recipe of that stage (its epochs included).
+        device_compression: dense devices over the devices the budgeted layers
+            (``LayerTarget.budgeted``) and the others may keep together (≥ 1); None = every
+            layer keeps its own density.
+        quantize_rounds: with ``levels``, the ADMM rounds already train on the level grid
+            (straight-through), so the masked mapping does not add the quantization loss.
+        finish_samples: the finishing stage trains on the first this many images of the
+            training part (never the validation split), without a holdout of its own;
+            None = on every training image like the other steps.
     """
 
     rho: float = 1e-3
@@ -289,8 +303,15 @@ class AdmmConfig:
     retrain_epochs: int = 4
     finish_evaluator: str | None = None
     finish: TrainConfig | None = None
+    device_compression: float | None = None
+    quantize_rounds: bool = True
+    finish_samples: int | None = None
 
     def __post_init__(self) -> None:
+        if self.finish_samples is not None and self.finish_samples < 1:
+            raise ConfigError("ADMM finish samples must be at least 1")
+        if self.device_compression is not None:
+            check_compression(self.device_compression)
         if (self.finish_evaluator is None) != (self.finish is None):
             raise ConfigError("an ADMM finishing stage needs both its evaluator and its recipe")
         if not (math.isfinite(self.rho) and self.rho > 0):
@@ -319,7 +340,7 @@ class PruneResult:
     model: Any
     params: list[np.ndarray]
     kept_neurons: list[np.ndarray]
-    rounds: list[dict[str, float]]
+    rounds: list[dict[str, Any]]
     history: Any = None
 
 
@@ -369,36 +390,63 @@ def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
     """
     if any(m is not None for m in model.spec.masks):
         raise SparsityError("ADMM pruning starts from a network without masks")
+    budgeted = any(t.budgeted for t in targets)
+    if budgeted and config.device_compression is None:
+        raise SparsityError("layers in the device budget need a device compression")
+    if not budgeted and config.device_compression is not None:
+        raise SparsityError("a device compression needs at least one layer in the device budget")
     groups = layer_groups(model.spec, targets)
     window = model.window
     low = window.g_min_siemens / window.g_max_siemens
+
+    def layer_targets(values: Sequence[np.ndarray]) -> list[LayerTarget]:
+        if not budgeted:
+            return list(targets)
+        densities = budget_densities(model.spec, values, groups, [t.budgeted for t in targets],
+                                     [t.density for t in targets], config.device_compression)
+        return [replace(t, density=d) for t, d in zip(targets, densities)]
+
+    def projection(values: Sequence[np.ndarray], levels: int = 0
+                   ) -> tuple[list[np.ndarray], list[np.ndarray], list[LayerTarget]]:
+        now = layer_targets(values)
+        z, keeps = project(values, groups, now, levels, low, spec=model.spec)
+        return z, keeps, now
+
     params = [np.array(p, dtype=np.float64) for p in params]
     penalty = AdmmPenalty(window, config.rho, [], [])
     s = penalty.normalized(params)
-    penalty.z, _ = project(s, groups, targets, config.levels, low, spec=model.spec)
+    penalty.z, _, _ = projection(s, config.levels)
     penalty.u = [np.zeros_like(v) for v in s]
-    objective = AdmmObjective(model, penalty)
+    trained = model
+    if config.levels and config.quantize_rounds:
+        trained = make_model(model.calibration, model.spec, config.levels, evaluator_name(model),
+                             model.init_mean, model.init_std)
+    objective = AdmmObjective(trained, penalty)
     step_config = replace(config.train, epochs=config.epochs_per_round)
-    rounds: list[dict[str, float]] = []
+    rounds: list[dict[str, Any]] = []
     for index in range(config.rounds):
         result = train(objective, x, labels, step_config, initial_params=params)
         params = result.params
         s = penalty.normalized(params)
-        penalty.z, _ = project([a + b for a, b in zip(s, penalty.u)], groups, targets,
-                               config.levels, low, spec=model.spec)
+        penalty.z, _, _ = projection([a + b for a, b in zip(s, penalty.u)], config.levels)
         penalty.u = [u + a - z for u, a, z in zip(penalty.u, s, penalty.z)]
-        nearest, _ = project(s, groups, targets, spec=model.spec)
+        nearest, _, now = projection(s)
         distance = math.sqrt(sum(float(np.sum((a - z) ** 2)) for a, z in zip(s, nearest)))
         rounds.append({"round": index + 1, "rho": penalty.rho, "distance": distance,
-                       "val_accuracy": float(result.history["val_accuracy"].iloc[-1])})
+                       "val_accuracy": float(result.history["val_accuracy"].iloc[-1]),
+                       "densities": [t.density for t in now]})
         penalty.rho *= config.rho_growth
-    _, keeps = project(penalty.normalized(params), groups, targets, spec=model.spec)
+    _, keeps, _ = projection(penalty.normalized(params))
     masks = [None if g is None else k for g, k in zip(groups, keeps)]
     out = masked_retrain(model, params, masks, x, labels, config.train, config.levels,
                          config.retrain_epochs)
     if config.finish_evaluator is not None:
-        out = finish_training(out, x, labels, config.finish_evaluator, config.finish,
-                              config.levels)
+        finish, fx, fy = config.finish, x, labels
+        if config.finish_samples is not None:
+            part, _ = split_validation(len(x), config.train.val_fraction, config.train.seed)
+            part = part[: config.finish_samples]
+            finish, fx, fy = replace(finish, val_fraction=0.0), x[part], labels[part]
+        out = finish_training(out, fx, fy, config.finish_evaluator, finish, config.levels)
     out.rounds = rounds
     return out
 
