@@ -119,3 +119,15 @@ def test_a_dense_network_on_images_takes_shifts_and_distillation():
     assert (config.training.shifts, config.training.distill_weight) == (2, 0.5)
     dense = [{"kind": "flatten"}, {"kind": "dense", "units": 10}]
     assert config_from_dict({"training": {"shifts": 1}, "network": {"layers": dense}}).training.shifts == 1
+
+
+def test_memspice_run_refuses_a_bad_distillation_key_in_one_line(tmp_path, capsys):
+    from memspice.cli import main
+
+    config = tmp_path / "bad.toml"
+    config.write_text("[training]\ndistill_weight = 2\n")
+    run_dir = tmp_path / "run"
+    assert main(["run", str(config), "--run-dir", str(run_dir), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["memspice: error: training.distill_weight must be 0 (off) or in (0, 1], got 2.0"]
+    assert not run_dir.exists()
