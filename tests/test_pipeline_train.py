@@ -80,3 +80,28 @@ def test_a_layered_network_pretrains_then_trains_from_the_pretrained_parameters(
     assert final["lr"].tolist() == pytest.approx([0.05 * 0.5**2])
     assert summary["pretrain_mode"] == "static" and summary["mode"] == "static"
     assert final["val_loss"].iloc[0] < pre["val_loss"].iloc[0]  # it starts from the pre-trained θ
+
+
+def _dense_stage(tmp_path: Path, name: str, **training: object) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    config = config_from_dict({
+        "dataset": {"max_train": 200, "max_test": 40},
+        "training": {"hidden": [8], "epochs": 2, "pretrain_epochs": 1, "pretrain_mode": "static", "mode": "static",
+                     "learning_rate": 0.02, "loss_link": "logit", **training},
+    })
+    run = tmp_path / name
+    save_calibration(phax_reference_calibration(), run / "calibrate" / CALIBRATION_FILE)
+    summary = run_train(StageContext(config, run, {}, quiet=True))
+    return (summary, pd.read_csv(run / "train" / "constrained" / "history.csv"),
+            pd.read_csv(run / "train" / "baseline" / "history.csv"))
+
+
+def test_the_dense_train_stage_distills_from_its_baseline_and_shifts_images_for_both(tmp_path: Path) -> None:
+    plain, plain_circuit, plain_float = _dense_stage(tmp_path, "plain")
+    kd, kd_circuit, kd_float = _dense_stage(tmp_path, "kd", distill_weight=0.5, distill_temperature=2.0)
+    # the baseline is trained as without distillation; the circuit network steps on other targets
+    pd.testing.assert_frame_equal(kd_float.drop(columns="seconds"), plain_float.drop(columns="seconds"))
+    assert kd["float_baseline_test_accuracy"] == plain["float_baseline_test_accuracy"]
+    assert not kd_circuit["train_loss"].equals(plain_circuit["train_loss"])
+    _, shift_circuit, shift_float = _dense_stage(tmp_path, "shifts", shifts=1)
+    assert not shift_float["train_loss"].equals(plain_float["train_loss"])  # both networks see the copies
+    assert not shift_circuit["train_loss"].equals(plain_circuit["train_loss"])

@@ -93,7 +93,6 @@ def test_the_trainer_augments_the_training_part_only() -> None:
     ({"shifts": -1}, True, "training.shifts must be an integer in [0, 8], got -1"),
     ({"shifts": 1.5}, True, "training.shifts must be an integer, got 1.5"),
     ({"shifts": True}, True, "training.shifts must be an integer, got True"),
-    ({"shifts": 2}, False, "training.shifts needs a [network] with conv or pooling layers"),
 ])
 def test_bad_shifts_are_refused(training: dict, network: bool, needle: str) -> None:
     data = {"loop": {"enabled": False}, "training": training}
@@ -104,10 +103,10 @@ def test_bad_shifts_are_refused(training: dict, network: bool, needle: str) -> N
     assert needle in str(info.value)
 
 
-def test_a_dense_network_table_refuses_shifts_too() -> None:
-    dense = [{"kind": "flatten"}, {"kind": "dense", "units": 10}]
-    with pytest.raises(ConfigError, match="training.shifts needs a .network. with conv or pooling layers"):
-        config_from_dict({"training": {"shifts": 1}, "network": {"layers": dense}})
+def test_a_dense_network_table_refuses_shifts_of_data_that_are_not_images() -> None:
+    dense = [{"kind": "flatten"}, {"kind": "dense", "units": 3}]
+    with pytest.raises(ConfigError, match="training.shifts needs a dataset of images"):
+        config_from_dict({"training": {"shifts": 1}, "dataset": {"name": "iris"}, "network": {"layers": dense}})
     assert config_from_dict({"loop": {"enabled": False}, "training": {"shifts": 4},
                              "network": {"layers": CNN}}).training.shifts == 4
 

@@ -150,3 +150,46 @@ def test_logit_gradient_is_exact_under_every_evaluator(evaluator, calibration):
     _, grads = model.loss_and_grad(params, x, labels, loss)
     numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
     assert relative_error(grads, numeric) <= 1e-6
+
+
+def _soft_targets(rng, batch, classes, loss_name):
+    """Random distillation targets of a teacher's logits mixed with random labels."""
+    from memspice.train.losses import distillation_targets
+
+    return distillation_targets(3.0 * rng.standard_normal((batch, classes)), rng.integers(0, classes, batch),
+                                loss_name, 0.6, 2.0)
+
+
+@pytest.mark.parametrize("link", ["output", "logit"])
+@pytest.mark.parametrize("loss_name", LOSS_NAMES)
+def test_soft_target_gradients_match_finite_differences(loss_name, link):
+    """Distillation targets through both models and both links."""
+    cal = phax_reference_calibration()
+    rng = np.random.default_rng(50)
+    x = rng.uniform(cal.rails.vss, cal.rails.vdd, (6, 4))
+    targets = _soft_targets(rng, 6, 3, loss_name)
+    loss = Loss(loss_name, link=link)
+    circuit = PhaxNetwork(cal, (4, 5, 3), init_std=0.7)
+    floating = TanhMLP((4, 5, 3), cal.rails.vss, cal.rails.vdd)
+    for model, params in ((circuit, circuit.init_params(rng)),
+                          (floating, [p + 0.1 * rng.standard_normal(p.shape) for p in floating.init_params(rng)])):
+        _, grads = model.loss_and_grad(params, x, targets, loss)
+        numeric = central_gradient(lambda p: model.loss_and_grad(p, x, targets, loss)[0], params)
+        assert relative_error(grads, numeric) <= 1e-6
+
+
+@pytest.mark.parametrize("evaluator,calibration", [
+    ("coupled", synthetic_calibration), ("load-aware", _load_aware_calibration)])
+def test_soft_target_gradient_is_exact_under_every_evaluator(evaluator, calibration):
+    """Distillation targets on the logits of the load-aware and coupled evaluators (the two the
+    sky130 example trains in)."""
+    cal = calibration()
+    model = PhaxNetwork(cal, (4, 5, 3), evaluator=evaluator, init_std=0.7, init_mean=-1.0)
+    rng = np.random.default_rng(51)
+    params = model.init_params(rng)
+    x = rng.uniform(cal.rails.vss, cal.rails.vdd, (6, 4))
+    targets = _soft_targets(rng, 6, 3, "bce")
+    loss = Loss("bce", link="logit")
+    _, grads = model.loss_and_grad(params, x, targets, loss)
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, targets, loss)[0], params)
+    assert relative_error(grads, numeric) <= 1e-6

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from memspice.errors import ConfigError
-from memspice.pipeline.network_config import dense_layers, network_spec
+from memspice.pipeline.network_config import IMAGE_DATASETS, dense_layers, network_spec
 from memspice.train.schedule import SCHEDULE_NAMES
 
 if sys.version_info >= (3, 11):
@@ -171,12 +171,16 @@ class TrainingConfig:
     loss_link: str = "output"
     logit_temperature: float = 1.0  #: divides the logits (logit link only; dimensionless, > 0)
     average_decay: float = 0.0  #: 0 = off, else EMA of the parameters over steps, decay in (0, 1)
+    #: knowledge distillation (dense networks): 0 = off, else the share of the trained float baseline's
+    #: soft targets in the circuit network's targets, in (0, 1] (validation keeps the labels alone)
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0  #: divides the float baseline's logits for its soft targets (> 0)
     mode: str = "coupled"  #: calibration mode used by the trainer: static | load-aware | coupled
     #: epochs trained first in ``pretrain_mode`` (a cheaper model), before ``epochs`` in ``mode`` (0 = none)
     pretrain_epochs: int = 0
     pretrain_mode: str = "load-aware"  #: static | load-aware (used when pretrain_epochs > 0)
-    #: one-pixel shifted copies of every training image added for the optimizer, in [0, 8]
-    #: (:func:`memspice.datasets.shift_images`; conv / pooling networks only; validation never shifted)
+    #: one-pixel shifted copies of every training image added for the optimizer, in [0, 8], for both
+    #: networks (:func:`memspice.datasets.shift_images`; image datasets only; validation never shifted)
     shifts: int = 0
     seed: int = 0
 
@@ -219,6 +223,11 @@ class TrainingConfig:
         _need(self.pretrain_epochs == 0 or self.warmup_epochs < self.pretrain_epochs, f"{key}.warmup_epochs",
               "must be below pretrain_epochs (the warm-up is part of the pre-training)", self.warmup_epochs)
         _need(0 <= self.shifts <= 8, f"{key}.shifts", "must be an integer in [0, 8]", self.shifts)
+        _need(0 <= self.distill_weight <= 1, f"{key}.distill_weight", "must be 0 (off) or in (0, 1]", self.distill_weight)
+        _need(0 < self.distill_temperature <= 100, f"{key}.distill_temperature", "must be in (0, 100]",
+              self.distill_temperature)
+        _need(self.distill_temperature == 1.0 or self.distill_weight > 0, f"{key}.distill_temperature",
+              "other than 1 needs distill_weight > 0", self.distill_temperature)
 
 
 @dataclass(frozen=True)
@@ -376,8 +385,9 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     hints = typing.get_type_hints(RunConfig)
     built = {name: _section(hints[name], data.get(name, {}), name) for name in sections if name != "network"}
     if "network" not in data:
-        _need(built["training"].shifts == 0, "training.shifts", "needs a [network] with conv or pooling layers "
-              "(shifted copies of images)", built["training"].shifts)
+        _need(built["training"].shifts == 0 or built["dataset"].name in IMAGE_DATASETS, "training.shifts",
+              f"needs a dataset of images ({' or '.join(IMAGE_DATASETS)}), not {built['dataset'].name}",
+              built["training"].shifts)
         return RunConfig(**built)
     training = data.get("training", {})
     if "hidden" in training:

@@ -20,6 +20,8 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
     "iris": ((4,), 3),
     "breast_cancer": ((30,), 2),
 }
+#: Datasets of images, which ``[training] shifts`` can shift.
+IMAGE_DATASETS: tuple[str, ...] = tuple(name for name, (shape, _) in DATASET_SHAPES.items() if len(shape) == 3)
 
 
 def dense_layers(spec: Any) -> tuple[int, ...] | None:
@@ -94,7 +96,10 @@ def network_spec(table: Any, dataset: str, training: Any, loop_enabled: bool) ->
         if loop_enabled:
             raise ConfigError("loop.enabled must be false for a [network] with conv or pooling layers (the closed "
                               "loop takes dense networks; set [loop] enabled = false), got True")
-    elif training.shifts:
-        raise ConfigError(f"training.shifts needs a [network] with conv or pooling layers (shifted copies of "
-                          f"images), got {training.shifts}")
+        if training.distill_weight:
+            raise ConfigError("training.distill_weight needs a dense network (distillation is not built for conv "
+                              f"or pooling layers), got {training.distill_weight}")
+    elif training.shifts and dataset not in IMAGE_DATASETS:
+        raise ConfigError(f"training.shifts needs a dataset of images ({' or '.join(IMAGE_DATASETS)}), not "
+                          f"{dataset}")
     return spec

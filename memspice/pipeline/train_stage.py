@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -93,7 +94,8 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     t = cfg.training
     settings = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.learning_rate, optimizer=t.optimizer,  # type: ignore[arg-type]
                            loss=t.loss, loss_link=t.loss_link, logit_temperature=t.logit_temperature,  # type: ignore[arg-type]
-                           average_decay=t.average_decay, seed=t.seed, val_fraction=VALIDATION_FRACTION,
+                           average_decay=t.average_decay, distill_weight=t.distill_weight,
+                           distill_temperature=t.distill_temperature, seed=t.seed, val_fraction=VALIDATION_FRACTION,
                            lr_decay=t.lr_decay if t.schedule == "exponential" else 1.0,  # cosine ignores it
                            schedule=t.schedule, warmup_epochs=t.warmup_epochs,  # type: ignore[arg-type]
                            lr_floor_fraction=t.lr_floor_fraction, grad_clip_norm=t.grad_clip_norm,
@@ -106,28 +108,41 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     if sizes is None:
         return _train_layered(ctx, calibration, settings, train_set, test_set, x_train, x_test)
     hardware = HardwareConfig(levels=cfg.device.levels)
+    augment = dense_shift_augment(cfg, t.shifts, t.seed, rails.vss)
+    # The float baseline first: with distill_weight it is the circuit network's teacher.
+    baseline = TanhMLP(sizes, rails.vss, rails.vdd)
+    base_settings = _baseline_phase_settings(settings, t)
+    base = train(baseline, x_train, train_set.labels, base_settings, out_dir=out / "baseline", resume=True,
+                 augment=augment)
+    base_test = accuracy(baseline.predict(base.params, x_test), test_set.labels)
+    teacher = functools.partial(baseline.predict_logits, base.params) if t.distill_weight else None
     pre = None
     if t.pretrain_epochs:
         pretrain_model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.pretrain_mode, init_mean=t.init_theta_mean)
         first, settings = pretrain_phases(settings, t.pretrain_epochs)
-        pre = train(pretrain_model, x_train, train_set.labels, first, out_dir=out / "pretrain", resume=True)
+        pre = train(pretrain_model, x_train, train_set.labels, first, out_dir=out / "pretrain", resume=True,
+                    augment=augment, teacher=teacher)
     model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.mode, init_mean=t.init_theta_mean)
     result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True,
-                   initial_params=None if pre is None else pre.params)
+                   initial_params=None if pre is None else pre.params, augment=augment, teacher=teacher)
     network = network_from_params(model, result.params, {"dataset": cfg.dataset.name, "best_epoch": result.best_epoch})
     save_network(network, out / "network")
     acc_train = accuracy(network.predict(x_train), train_set.labels)
     acc_test = accuracy(network.predict(x_test), test_set.labels)
-
-    baseline = TanhMLP(sizes, rails.vss, rails.vdd)
-    base_settings = _baseline_phase_settings(settings, t)
-    base = train(baseline, x_train, train_set.labels, base_settings, out_dir=out / "baseline", resume=True)
-    base_test = accuracy(baseline.predict(base.params, x_test), test_set.labels)
     summary = {"topology": list(sizes),
                **_results_summary(train_set, test_set, acc_train, acc_test, base_test, result, base, pre,
                                   settings, base_settings, t)}
     write_text_atomic(out / "summary.json", dumps_strict(summary, indent=2) + "\n")
     return summary
+
+
+def dense_shift_augment(cfg: Any, shifts: int, seed: int, fill: float) -> Any:
+    """The trainer's ``augment`` for a dense network on an image dataset (``[training] shifts``
+    shifted copies of each training image, uncovered pixels at ``fill``); None when ``shifts`` is 0."""
+    from memspice.pipeline.layered_train import shift_augment
+    from memspice.pipeline.network_config import DATASET_SHAPES
+
+    return shift_augment(DATASET_SHAPES[cfg.dataset.name][0], shifts, seed, fill) if shifts else None
 
 
 def _train_layered(ctx: StageContext, calibration: Any, settings: TrainConfig, train_set: Any, test_set: Any,
@@ -179,7 +194,8 @@ def _baseline_phase_settings(settings: TrainConfig, t: Any) -> TrainConfig:
     """The float baseline's settings: as long as both training phases together, on the same
     (uninterrupted) schedule."""
     return baseline_settings(dataclasses.replace(settings, epochs=t.pretrain_epochs + t.epochs,
-                                                 lr=t.learning_rate, warmup_epochs=t.warmup_epochs),
+                                                 lr=t.learning_rate, warmup_epochs=t.warmup_epochs,
+                                                 distill_weight=0.0, distill_temperature=1.0),
                              t.float_learning_rate)
 
 

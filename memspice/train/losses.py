@@ -15,6 +15,11 @@ the flat tail of the tanh, where its gradient decays like ``exp(−2·c4·|v|)``
 pushed there early never recovers, and its class is never predicted. On logits BCE is the
 usual ``softplus(z) − t·z`` whose gradient ``sigmoid(z) − t`` does not vanish for a wrong
 output however saturated it is. Predictions do not change: ``z`` is increasing in the output.
+
+Every loss takes the labels either as class indices ``(B,)`` (one-hot targets) or as a ``(B, C)``
+matrix of target probabilities: soft targets, e.g. a float teacher's mixed with the labels for
+knowledge distillation (:func:`distillation_targets`). For ``bce`` and ``mse`` each entry is the
+target of one output; for ``softmax_ce`` each row is a distribution (its entries sum to 1).
 """
 
 from __future__ import annotations
@@ -78,7 +83,8 @@ class Loss:
 
         Args:
             outputs: ``(B, C)`` raw outputs in ``[lo, hi]`` (V for the circuit).
-            labels: ``(B,)`` integer class labels in ``[0, C)``.
+            labels: ``(B,)`` integer class labels in ``[0, C)``, or ``(B, C)`` target
+                probabilities.
             lo: output value that means "0".
             hi: output value that means "1".
 
@@ -88,19 +94,15 @@ class Loss:
         span = hi - lo
         p = (outputs - lo) / span
         batch, classes = p.shape
+        target = _target_matrix(labels, p.shape)
         if self.name == "softmax_ce":
             z = self.logit_scale * p
             z = z - z.max(axis=1, keepdims=True)
             log_norm = np.log(np.exp(z).sum(axis=1, keepdims=True))
             log_prob = z - log_norm
-            rows = np.arange(batch)
-            loss = -float(log_prob[rows, labels].mean())
-            grad_z = np.exp(log_prob)
-            grad_z[rows, labels] -= 1.0
+            loss, grad_z = _softmax_ce(log_prob, labels, target)
             grad_p = grad_z * (self.logit_scale / batch)
             return loss, grad_p / span
-        target = np.zeros_like(p)
-        target[np.arange(batch), labels] = 1.0
         count = batch * classes
         if self.name == "mse":
             diff = p - target
@@ -113,7 +115,6 @@ class Loss:
         grad_p = (clipped - target) / (clipped * (1.0 - clipped)) / count
         return loss, np.where(inside, grad_p, 0.0) / span
 
-
     def logit_value_and_grad(
         self, logits: np.ndarray, labels: np.ndarray
     ) -> tuple[float, np.ndarray]:
@@ -121,23 +122,21 @@ class Loss:
 
         Args:
             logits: ``(B, C)`` logits ``z`` (dimensionless, any real value).
-            labels: ``(B,)`` integer class labels in ``[0, C)``.
+            labels: ``(B,)`` integer class labels in ``[0, C)``, or ``(B, C)`` target
+                probabilities.
 
         Returns:
             ``(loss, ∂loss/∂logits)``; ``bce`` and ``mse`` are those of ``sigmoid(z)`` against
-            one-hot targets (mean over batch and outputs), ``softmax_ce`` is that of ``z``.
+            the targets (mean over batch and outputs), ``softmax_ce`` is that of ``z``.
         """
         z = np.asarray(logits, dtype=np.float64) / self.temperature
         batch, classes = z.shape
-        rows = np.arange(batch)
+        target = _target_matrix(labels, z.shape)
         if self.name == "softmax_ce":
             shifted = z - z.max(axis=1, keepdims=True)
             log_prob = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            grad = np.exp(log_prob)
-            grad[rows, labels] -= 1.0
-            return -float(log_prob[rows, labels].mean()), grad / (batch * self.temperature)
-        target = np.zeros_like(z)
-        target[rows, labels] = 1.0
+            loss, grad = _softmax_ce(log_prob, labels, target)
+            return loss, grad / (batch * self.temperature)
         count = batch * classes
         prob = _sigmoid(z)
         scale = 1.0 / (count * self.temperature)
@@ -147,6 +146,65 @@ class Loss:
         # softplus(z) − t·z, written so that neither exp nor log1p overflows.
         softplus = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
         return float((softplus - target * z).sum() / count), scale * (prob - target)
+
+
+def _softmax_ce(log_prob: np.ndarray, labels: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy ``−Σ t·log p`` of log-probabilities against the targets, and its
+    gradient w.r.t. the logits times the batch size (``p·Σt − t``)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:  # class indices: the sum over one entry per row, as before soft targets
+        rows = np.arange(len(labels))
+        grad = np.exp(log_prob)
+        grad[rows, labels] -= 1.0
+        return -float(log_prob[rows, labels].mean()), grad
+    grad = np.exp(log_prob) * target.sum(axis=1, keepdims=True) - target
+    return -float((target * log_prob).sum() / len(target)), grad
+
+
+def _target_matrix(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(B, C)`` targets: one-hot rows for class indices, or the given target probabilities."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        if labels.shape != shape:
+            raise ConfigError(f"targets {labels.shape} do not match outputs {shape}")
+        return labels.astype(np.float64)
+    target = np.zeros(shape)
+    target[np.arange(shape[0]), labels] = 1.0
+    return target
+
+
+def distillation_targets(teacher_logits: np.ndarray, labels: np.ndarray, loss_name: str,
+                         weight: float, temperature: float = 1.0) -> np.ndarray:
+    """Soft targets ``(1 − weight)·one_hot + weight·teacher`` for knowledge distillation.
+
+    ``teacher`` is the teacher's probabilities in the loss's own sense: ``sigmoid(z/T)`` per
+    output for ``bce`` and ``mse`` (the float baseline's ``(1 + tanh(a/T))/2``), ``softmax(z/T)``
+    per row for ``softmax_ce``.
+
+    Args:
+        teacher_logits: ``(B, C)`` the teacher's logits ``z`` (dimensionless).
+        labels: ``(B,)`` class indices.
+        loss_name: the student's loss (``bce``, ``mse`` or ``softmax_ce``).
+        weight: share of the teacher in the targets, in [0, 1].
+        temperature: ``T`` > 0; above 1 the teacher's probabilities are softer.
+
+    Returns:
+        ``(B, C)`` target probabilities.
+    """
+    if loss_name not in LOSS_NAMES:
+        raise ConfigError(f"unknown loss {loss_name!r}; choose one of {list(LOSS_NAMES)}")
+    if not 0 <= weight <= 1:
+        raise ConfigError(f"distillation weight must be in [0, 1], got {weight}")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"distillation temperature must be positive and finite, got {temperature}")
+    z = np.asarray(teacher_logits, dtype=np.float64) / temperature
+    if loss_name == "softmax_ce":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        teacher = e / e.sum(axis=1, keepdims=True)
+    else:
+        teacher = _sigmoid(z)
+    one_hot = _target_matrix(np.asarray(labels), teacher.shape)
+    return (1.0 - weight) * one_hot + weight * teacher
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

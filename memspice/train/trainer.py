@@ -27,6 +27,7 @@ from memspice.train.losses import (
     LossLink,
     LossName,
     accuracy,
+    distillation_targets,
 )
 from memspice.train.optim import (
     FULL_BATCH,
@@ -95,6 +96,12 @@ class TrainConfig:
             only); it averages over the last ~``1/(1 − d)`` steps. The history's
             ``train_loss`` stays that of the steps; its accuracies and ``val_loss`` are the
             average's.
+        distill_weight: 0 (off) or the share of a teacher's soft targets in the targets the
+            optimizer steps on, in (0, 1] (knowledge distillation; :func:`train` needs
+            ``teacher``, see :func:`~memspice.train.losses.distillation_targets`). Validation
+            and the choice of epoch use the labels alone.
+        distill_temperature: divides the teacher's logits before they become probabilities
+            (> 0; above 1 softer targets).
         seed: seeds the split, the initialization, the shuffles and the noise draws.
         val_fraction: share of the training data held out for validation (0 = none).
         patience: stop after this many epochs without a better validation loss (0 = never).
@@ -114,6 +121,8 @@ class TrainConfig:
     loss_link: LossLink = "output"
     logit_temperature: float = 1.0
     average_decay: float = 0.0
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0
     seed: int = 0
     val_fraction: float = 0.1
     patience: int = 0
@@ -146,6 +155,11 @@ class TrainConfig:
             raise ConfigError(f"average_decay must be 0 (off) or in (0, 1), got {self.average_decay}")
         if self.average_decay and self.optimizer in FULL_BATCH:
             raise ConfigError(f"average_decay needs a mini-batch optimizer, not {self.optimizer!r}")
+        if not 0 <= self.distill_weight <= 1:
+            raise ConfigError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if not (np.isfinite(self.distill_temperature) and self.distill_temperature > 0):
+            raise ConfigError(
+                f"distill_temperature must be positive and finite, got {self.distill_temperature}")
         if self.patience < 0:
             raise ConfigError(f"patience must be non-negative, got {self.patience}")
         if not 0 < self.lr_decay <= 1:
@@ -264,6 +278,7 @@ def train(
     resume: bool = False,
     initial_params: list[np.ndarray] | None = None,
     augment: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    teacher: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> TrainResult:
     """Train ``model`` on input voltages ``x`` ``(n, n_inputs)`` and integer ``labels``.
 
@@ -280,6 +295,10 @@ def train(
             samples the optimizer steps through, e.g. with shifted copies of images
             (:func:`memspice.datasets.shift_images`); the validation part is never augmented and
             the epoch's training accuracy is scored on the unaugmented part.
+        teacher: maps inputs ``(n, n_inputs)`` to a teacher's logits ``(n, C)`` (e.g. the
+            trained float baseline's ``predict_logits``); with ``config.distill_weight`` the
+            optimizer steps on :func:`~memspice.train.losses.distillation_targets` of the
+            samples it steps through (augmented ones included), computed once.
 
     Returns:
         The best parameters and the history.
@@ -297,6 +316,11 @@ def train(
     x_train, y_train = x[train_idx], labels[train_idx]
     x_val, y_val = x[val_idx], labels[val_idx]
     x_steps, y_steps = (x_train, y_train) if augment is None else augment(x_train, y_train)
+    if config.distill_weight:
+        if teacher is None:
+            raise ConfigError("distill_weight needs a teacher (the logits of a trained network)")
+        y_steps = distillation_targets(teacher(x_steps), y_steps, config.loss, config.distill_weight,
+                                       config.distill_temperature)
     if initial_params is not None:
         params = [np.array(p, dtype=np.float64) for p in initial_params]
     else:
