@@ -96,7 +96,7 @@ def test_the_wide_hidden_recipe_adds_a_dense_hidden_layer_to_the_wide_one() -> N
     module = _module()
     recipe = module.PRESETS["wide-hidden"]
     assert module.PRESETS["wide"] == module.WIDE and module.PRESETS["default"] == module.Recipe()
-    assert (recipe.hidden, recipe.tune_epochs, recipe.tune_lr) == (32, 6, 0.02)
+    assert (recipe.hidden, recipe.tune_epochs, recipe.tune_lr) == (32, 8, 0.04)
     assert recipe._replace(hidden=0, tune_epochs=module.WIDE.tune_epochs,
                            tune_lr=module.WIDE.tune_lr) == module.WIDE
     spec = module.cnn_spec(recipe)
