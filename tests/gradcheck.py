@@ -54,3 +54,24 @@ def relative_error(analytic: Sequence[np.ndarray], numeric: Sequence[np.ndarray]
     a = np.concatenate([g.ravel() for g in analytic])
     n = np.concatenate([g.ravel() for g in numeric])
     return float(np.linalg.norm(a - n) / np.linalg.norm(n))
+
+
+def assert_directional_gradient(model, params: list[np.ndarray], x: np.ndarray, labels: np.ndarray, loss,
+                                rng: np.random.Generator, directions: int = 3) -> list[np.ndarray]:
+    """``model.loss_and_grad``'s gradient along random directions against Richardson-extrapolated
+    central differences (rel 1e-6); returns the analytic gradient."""
+    import pytest
+
+    _, grads = model.loss_and_grad(params, x, labels, loss)
+    f = lambda p: model.loss_and_grad(p, x, labels, loss)[0]  # noqa: E731
+    for _ in range(directions):
+        direction = [rng.standard_normal(p.shape) for p in params]
+        analytic = sum(np.sum(g * d) for g, d in zip(grads, direction))
+        estimates = []
+        for h in (1e-3, 5e-4):
+            up = f([p + h * d for p, d in zip(params, direction)])
+            down = f([p - h * d for p, d in zip(params, direction)])
+            estimates.append((up - down) / (2 * h))
+        numeric = (4 * estimates[1] - estimates[0]) / 3
+        assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9 * abs(numeric) + 1e-12)
+    return grads

@@ -26,7 +26,7 @@ from memspice.train.layered_devices import (
 from memspice.train.losses import LOSS_LINKS, Loss
 
 from analytic_inverter import VDD, VSS, synthetic_calibration
-from gradcheck import central_gradient, relative_error
+from gradcheck import assert_directional_gradient, central_gradient, relative_error
 from test_conv_load_aware import load_aware_calibration
 
 # conv(pad 1) → pool → conv → pool → flatten → dense: padding, folding and sharing all at once.
@@ -104,18 +104,7 @@ def test_coupled_gradient_matches_directional_differences():
     rng, x, labels = _data(STACK, 3)
     params = model.init_params(rng)
     loss = Loss("softmax_ce", link="logit")
-    _, grads = model.loss_and_grad(params, x, labels, loss)
-    f = lambda p: model.loss_and_grad(p, x, labels, loss)[0]  # noqa: E731
-    for _ in range(3):
-        direction = [rng.standard_normal(p.shape) for p in params]
-        analytic = sum(np.sum(g * d) for g, d in zip(grads, direction))
-        estimates = []
-        for h in (1e-3, 5e-4):
-            up = f([p + h * d for p, d in zip(params, direction)])
-            down = f([p - h * d for p, d in zip(params, direction)])
-            estimates.append((up - down) / (2 * h))
-        numeric = (4 * estimates[1] - estimates[0]) / 3
-        assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9 * abs(numeric) + 1e-12)
+    assert_directional_gradient(model, params, x, labels, loss, rng)
 
 
 def test_a_theta_whose_replicas_are_all_stuck_gets_no_gradient():

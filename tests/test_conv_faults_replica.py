@@ -16,7 +16,7 @@ from memspice.train.layered_devices import device_trace, seeded_device_faults
 from memspice.train.losses import LOSS_LINKS, Loss
 
 from analytic_inverter import VDD, VSS, synthetic_calibration
-from gradcheck import central_gradient, relative_error
+from gradcheck import assert_directional_gradient, central_gradient, relative_error
 
 STACK = NetworkSpec((1, 6, 6), (Conv2d(2, 3, padding=1), AvgPool2d(2), Conv2d(2, 2),
                                 AvgPool2d(2), Flatten(), Dense(3)))
@@ -52,23 +52,6 @@ def test_replicas_at_their_kernel_are_the_shared_fault_aware_model(evaluator):
         np.testing.assert_allclose(total.reshape(want.shape), want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
 
 
-def _directional_check(model, params, x, labels, loss, rng, directions=3):
-    """The gradient along random directions against Richardson-extrapolated central differences."""
-    _, grads = model.loss_and_grad(params, x, labels, loss)
-    f = lambda p: model.loss_and_grad(p, x, labels, loss)[0]  # noqa: E731
-    for _ in range(directions):
-        direction = [rng.standard_normal(p.shape) for p in params]
-        analytic = sum(np.sum(g * d) for g, d in zip(grads, direction))
-        estimates = []
-        for h in (1e-3, 5e-4):
-            up = f([p + h * d for p, d in zip(params, direction)])
-            down = f([p - h * d for p, d in zip(params, direction)])
-            estimates.append((up - down) / (2 * h))
-        numeric = (4 * estimates[1] - estimates[0]) / 3
-        assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9 * abs(numeric) + 1e-12)
-    return grads
-
-
 @pytest.mark.parametrize("link", LOSS_LINKS)
 def test_static_gradient_matches_finite_differences(link):
     cal = phax_reference_calibration()
@@ -76,7 +59,7 @@ def test_static_gradient_matches_finite_differences(link):
     model = ReplicaFaultAwareNetwork(cal, STACK, faults, init_std=0.7)
     rng, x, labels = _data(STACK, 2)
     params = model.init_params(rng)
-    grads = _directional_check(model, params, x, labels, Loss("softmax_ce", link=link), rng)
+    grads = assert_directional_gradient(model, params, x, labels, Loss("softmax_ce", link=link), rng)
     # every single device of the smallest layer, one by one
     last = len(params) - 1
     f = lambda p: model.loss_and_grad(p, x, labels, Loss("softmax_ce", link=link))[0]  # noqa: E731
@@ -93,7 +76,7 @@ def test_coupled_gradient_matches_directional_differences():
     model = ReplicaFaultAwareNetwork(synthetic_calibration(), STACK, seeded_device_faults(STACK, 0.2, 3),
                                      evaluator="coupled", init_std=0.7)
     rng, x, labels = _data(STACK, 3)
-    _directional_check(model, model.init_params(rng), x, labels, Loss("softmax_ce", link="logit"), rng)
+    assert_directional_gradient(model, model.init_params(rng), x, labels, Loss("softmax_ce", link="logit"), rng)
 
 
 def test_devices_are_the_ones_the_model_evaluates_with_the_stuck_values():
