@@ -196,9 +196,10 @@ def cnn_recipe(quick: bool):
 
 
 #: Training images of every coupled epoch of the CNN section (the first of the training part,
-#: never the validation split; ``--cnn-tune-images``): a coupled epoch of this CNN costs ~150
-#: load-aware ones. 0: no coupled stage, the networks stay load-aware.
-CNN_TUNE_IMAGES = 0
+#: never the validation split; ``--cnn-tune-images``). None: all of them (the recipe's coupled
+#: epoch); 0: no coupled stage, the networks stay load-aware (much cheaper, but a load-aware CNN
+#: transfers to the circuit far worse than a coupled one: ``docs/cnn-results.md``).
+CNN_TUNE_IMAGES = None
 
 
 def tune_part(n: int, images: int):
@@ -355,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Adam learning rate of the CNN's ADMM rounds and retraining (default 0.01)")
     parser.add_argument("--cnn-tune-images", type=int, default=CNN_TUNE_IMAGES,
                         help="CNN: training images of the coupled epoch after load-aware training, dense and "
-                             f"pruned (default {CNN_TUNE_IMAGES}: no coupled stage; a coupled epoch of this CNN "
-                             "costs ~150 load-aware ones)")
+                             "pruned (default: all of them; 0: no coupled stage, faster, but load-aware networks "
+                             "predict the circuit far worse)")
     parser.add_argument("--transient-samples", type=int, default=20,
                         help="test images also simulated in transient mode for the energy per inference "
                              "(default 20; quick 2)")
@@ -370,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training and fault maps")
     parser.add_argument("--workers", type=int, default=2, help="ngspice processes (default 2)")
     args = parser.parse_args(argv)
+    if args.cnn_tune_images is not None and args.cnn_tune_images < 0:
+        parser.error(f"--cnn-tune-images must be 0 or more, got {args.cnn_tune_images}")
 
     from memspice.characterize.calibrate import calibrate
     from memspice.circuit.builders import InverterSizing
@@ -407,8 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     if "cnn" in sections:
         cnn_out = args.out / f"{name}-cnn"
         print(f"{name}-cnn: {len(x_train)} training / {len(x_test)} test images, load-aware "
-              f"training" + (f", a coupled epoch on {args.cnn_tune_images} images"
-                             if args.cnn_tune_images else ""), flush=True)
+              "training" + ("" if args.cnn_tune_images == 0 else
+                            f", a coupled epoch on {args.cnn_tune_images or 'all'} training images"),
+              flush=True)
         cnn_rows = cnn_section(args, cnn_out, cal, tech, x_train, y_train, x_test, y_test, batch)
         if cnn_rows:
             from memspice.io import write_many_atomic
