@@ -85,6 +85,11 @@ def train_ex_situ(cal: Any, spec: Any, recipe: Any, x: np.ndarray, y: np.ndarray
     return TrainedCrossbarNetwork(spec, sigma, cal, "coupled", metadata={"recipe": recipe._asdict()})
 
 
+
+def _fraction(value: float | None) -> str:
+    """A recovered fraction for the console: two decimals, or "n/a" when the transfer lost nothing."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", type=Path, default=os.environ.get("MEMSPICE_MNIST_DIR"),
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                                             "test_samples", "spice_samples", "seconds")}})
             r = rows[-1]
             print(f"seed {seed}: software {100 * r['software']:.2f} %, transfer {100 * r['transfer']:.2f} %, "
-                  f"hybrid {100 * r['hybrid']:.2f} %, recovered {r['recovered_fraction']}, "
+                  f"hybrid {100 * r['hybrid']:.2f} %, recovered {_fraction(r['recovered_fraction'])}, "
                   f"{r['train_samples']} training images ({100 * r['data_fraction']:.1f} %), "
                   f"{r['test_samples']} test images, {r['seconds']:.0f} s", flush=True)
     except MemspiceError as exc:
@@ -223,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     mean["recovered_fraction_of_means"] = (mean["hybrid"] - mean["transfer"]) / lost if lost > 0 else None
     print(f"mean over {len(rows)} seeds: software {100 * mean['software']:.2f} %, transfer "
           f"{100 * mean['transfer']:.2f} %, hybrid {100 * mean['hybrid']:.2f} %, recovered "
-          f"{mean['recovered_fraction']} (of the means: {mean['recovered_fraction_of_means']})")
+          f"{_fraction(mean['recovered_fraction'])} (of the means: {_fraction(mean['recovered_fraction_of_means'])})")
     summary = {"benchmark": "hybrid_cnn", "quick": args.quick, "network": spec.summary(),
                "levels": args.levels, "variation_sigma": args.variation,
                "quantization_aware": None if qat is None else qat.as_dict(),
