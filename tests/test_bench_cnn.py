@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_cnn.py"
+from script_loader import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_cnn", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_cnn")
 
 
 def _idx(array: np.ndarray) -> bytes:

@@ -1,18 +1,14 @@
 """The digits recipe benchmark runs the pipeline's train stage per recipe and seed pair."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 from memspice.fit.calibration import phax_reference_calibration, save_calibration
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_digits_recipes.py"
+from script_loader import load_script
 
 
 def test_bench_digits_recipes_quick_compares_recipes_on_the_validation_split(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_digits_recipes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("bench_digits_recipes")
     (tmp_path / "run" / "calibrate").mkdir(parents=True)
     save_calibration(phax_reference_calibration(), tmp_path / "run" / "calibrate" / "calibration.json")
     recipes = tmp_path / "recipes.json"

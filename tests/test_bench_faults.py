@@ -3,7 +3,6 @@ built checked against the map, and --quick end to end in ngspice."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,15 +16,13 @@ from memspice.train.conv_faults import ReplicaFaultAwareNetwork
 from memspice.train.conv_io import TrainedCrossbarNetwork
 from memspice.train.layered_devices import seeded_device_faults
 
+from script_loader import load_script
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_faults.py"
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_faults", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_faults")
 
 
 def test_devices_round_trip(tmp_path):

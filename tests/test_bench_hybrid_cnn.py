@@ -3,22 +3,17 @@ procedure in ngspice, ends with one line of JSON holding per-seed and mean figur
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_hybrid_cnn.py"
+from script_loader import load_script
+
 FIGURES = ("software", "transfer", "hybrid", "recovered_fraction", "data_fraction")
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_hybrid_cnn", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_hybrid_cnn")
 
 
 @pytest.mark.slow

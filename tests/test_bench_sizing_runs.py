@@ -1,6 +1,5 @@
 """scripts/bench_sizing.py reads a finished run's accuracy, power and energy (no simulation)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,14 +7,11 @@ import pytest
 
 from memspice.errors import ConfigError
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_sizing.py"
+from script_loader import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_sizing", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_sizing")
 
 
 def _transient(period_s: float, settled: int, energy: float | None) -> dict:

@@ -1,14 +1,13 @@
 """The training benchmark script runs end to end on a tiny synthetic MNIST."""
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
+from script_loader import load_script
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -22,10 +21,7 @@ def _tiny_mnist_and_script(folder: Path):
     images = (rng.random((60, 28, 28)) * 40 + labels[:, None, None] * 20).astype(np.uint8)
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(_idx(images))
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx(labels))
-    spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_train")
 
 
 def test_bench_train_main_prints_json_last(tmp_path, capsys):
