@@ -4,6 +4,7 @@ steps on digits (masks in the description, dead neurons removed, retrained)."""
 import numpy as np
 import pytest
 
+from conv_problems import digits_conv_problem
 from gradcheck import central_gradient, relative_error
 from memspice.datasets import features_to_voltages, load_digits
 from memspice.fit.calibration import phax_reference_calibration
@@ -178,23 +179,11 @@ def test_objective_gradient_of_a_masked_cnn_matches_finite_differences(evaluator
 
 
 def test_admm_on_conv_tiles_removes_a_channel_and_finishes_coupled():
-    from memspice.characterize.calibrate import calibrate
-    from memspice.circuit.builders import InverterSizing
-    from memspice.network import AvgPool2d, Conv2d, Dense, Flatten
-    from memspice.tech import builtin
-
-    cal = calibrate(builtin(), InverterSizing())
-    data = load_digits()
-    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)[:160]
-    spec = NetworkSpec((1, 8, 8), (Conv2d(3, 3), AvgPool2d(2), Flatten(), Dense(10)))
-    model = CrossbarNetwork(cal, spec, evaluator="load-aware", init_mean=-2.0)
-    params = model.init_params(np.random.default_rng(0))
+    spec, model, params, x, labels, recipe = digits_conv_problem()
     params[0][2] -= 6.0  # channel 2 far below the others: the projection drops it whole
-    recipe = TrainConfig(epochs=1, lr=0.02, batch_size=32, loss="softmax_ce", loss_link="logit",
-                         progress=False)
     config = AdmmConfig(rho=0.5, rounds=1, epochs_per_round=1, retrain_epochs=1, train=recipe,
                         levels=8, finish_evaluator="coupled", finish=recipe)
-    out = admm_prune(model, params, x, data.labels[:160],
+    out = admm_prune(model, params, x, labels,
                      [LayerTarget("tile", 0.6, (2, 1)), LayerTarget("tile", 0.5, (2, 1))], config)
     assert out.model.evaluator == "coupled"
     assert out.model.spec.plans[0].channels == 2 and out.kept_neurons[0].tolist() == [0, 1]

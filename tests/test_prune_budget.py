@@ -5,15 +5,14 @@ device count."""
 import numpy as np
 import pytest
 
+from conv_problems import digits_conv_problem
 from memspice.cli import main
 from memspice.errors import ConfigError
-from memspice.datasets import features_to_voltages, load_digits
 from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 from memspice.prune.targets import parse_targets
 from memspice.train.admm import AdmmConfig, LayerTarget, admm_prune, layer_groups
 from memspice.train.device_budget import budget_densities, theta_device_costs
 from memspice.train.sparsity import SparsityError
-from memspice.train.trainer import TrainConfig
 
 CNN = NetworkSpec((1, 14, 14), (Conv2d(4, 3), AvgPool2d(2), Conv2d(8, 3), AvgPool2d(2), Flatten(),
                                 Dense(10)))
@@ -64,32 +63,21 @@ def test_bad_budgets_are_refused(ratio, message):
 
 
 def test_admm_under_a_device_budget_prunes_the_expensive_conv_weights():
-    from memspice.characterize.calibrate import calibrate
-    from memspice.circuit.builders import InverterSizing
     from memspice.prune.flow import trained_network
     from memspice.prune.measure import hardware_counts
-    from memspice.tech import builtin
-    from memspice.train.conv_model import CrossbarNetwork
 
-    cal = calibrate(builtin(), InverterSizing())
-    data = load_digits()
-    x = features_to_voltages(data.features, cal.rails.vdd, cal.rails.vss)[:160]
-    spec = NetworkSpec((1, 8, 8), (Conv2d(3, 3), AvgPool2d(2), Flatten(), Dense(10)))
-    model = CrossbarNetwork(cal, spec, evaluator="load-aware", init_mean=-2.0)
-    params = model.init_params(np.random.default_rng(0))
-    recipe = TrainConfig(epochs=1, lr=0.02, batch_size=32, loss="softmax_ce", loss_link="logit",
-                         progress=False)
+    spec, model, params, x, labels, recipe = digits_conv_problem()
     targets = parse_targets("tile:budget:2x1,tile:budget:2x1", 2)
     with pytest.raises(SparsityError, match="need a device compression"):
-        admm_prune(model, params, x, data.labels[:160], targets,
+        admm_prune(model, params, x, labels, targets,
                    AdmmConfig(rounds=1, epochs_per_round=1, retrain_epochs=1, train=recipe))
     with pytest.raises(SparsityError, match="at least one layer in the device budget"):
-        admm_prune(model, params, x, data.labels[:160], parse_targets("tile:0.5:2x1,none", 2),
+        admm_prune(model, params, x, labels, parse_targets("tile:0.5:2x1,none", 2),
                    AdmmConfig(rounds=1, epochs_per_round=1, retrain_epochs=1, train=recipe,
                               device_compression=3))
     config = AdmmConfig(rho=0.5, rounds=2, epochs_per_round=1, retrain_epochs=1, train=recipe,
                         levels=32, device_compression=3.0)
-    out = admm_prune(model, params, x, data.labels[:160], targets, config)
+    out = admm_prune(model, params, x, labels, targets, config)
     counts = hardware_counts(trained_network(out.model, out.params), spec, out.kept_neurons)
     dense_devices = sum(p.n_devices for p in spec.plans)  # 3·36·20 + 10·(2·27·4 + 2) = 4,340
     assert counts.devices <= dense_devices / 3.0 + 36 * 2  # within one conv tile of the budget
