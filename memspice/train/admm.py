@@ -146,13 +146,7 @@ class LayerTarget:
     def from_compression(cls, structure: str | None, ratio: float,
                          tile: tuple[int, int] | None = None) -> LayerTarget:
         """A target of ``1/ratio`` density (a compression ratio ≥ 1)."""
-        try:
-            value = float(ratio)
-        except (TypeError, ValueError):
-            raise SparsityError(f"a compression ratio must be a number ≥ 1, got {ratio!r}") from None
-        if not (math.isfinite(value) and value >= 1.0):
-            raise SparsityError(f"a compression ratio must be ≥ 1, got {ratio!r}")
-        return cls(structure, 1.0 / value, tile)
+        return cls(structure, 1.0 / check_compression(ratio, "a compression ratio"), tile)
 
 
 def layer_groups(spec: NetworkSpec, targets: Sequence[LayerTarget]) -> list[np.ndarray | None]:

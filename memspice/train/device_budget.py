@@ -34,8 +34,8 @@ def theta_device_costs(plan: CrossbarPlan) -> np.ndarray:
     return cost
 
 
-def check_compression(ratio: float) -> float:
-    """``ratio`` as a float ≥ 1.
+def check_compression(ratio: float, what: str = "a device compression") -> float:
+    """``ratio`` as a float ≥ 1 (``what`` names it in the error).
 
     Raises:
         SparsityError: not a finite number ≥ 1.
@@ -43,9 +43,9 @@ def check_compression(ratio: float) -> float:
     try:
         value = float(ratio)
     except (TypeError, ValueError):
-        raise SparsityError(f"a device compression must be a number ≥ 1, got {ratio!r}") from None
+        raise SparsityError(f"{what} must be a number ≥ 1, got {ratio!r}") from None
     if not (math.isfinite(value) and value >= 1.0):
-        raise SparsityError(f"a device compression must be ≥ 1, got {ratio!r}")
+        raise SparsityError(f"{what} must be ≥ 1, got {ratio!r}")
     return value
 
 
