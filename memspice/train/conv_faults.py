@@ -25,6 +25,7 @@ column's ``Σ G``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from memspice.train.conv_model import CrossbarNetwork, _slope
 from memspice.train.fault_map import check_layer_faults
 from memspice.train.hardware import FaultMap, HardwareConfig
 from memspice.train.mapping import ConductanceWindow, conductance_to_theta, theta_to_conductance
+
+if TYPE_CHECKING:
+    from memspice.train.conv_io import TrainedCrossbarNetwork
 
 
 def stuck_conductances(wirings: Sequence[CrossbarWiring], faults: FaultMap,
@@ -244,6 +248,38 @@ class ReplicaFaultAwareNetwork(FaultAwareCrossbarNetwork):
     def devices(self, params: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The conductances to build (S; 0 = absent), stuck devices at their stuck value."""
         return self.device_conductances(self.conductances(params)[0])
+
+    def programmed(self, params: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The conductance programmed into every device, ``(n_columns, D)`` per layer (S; 0 =
+        absent): ``scale·σ(θ)``, stuck devices included (they never reach it: the map holds
+        them at their stuck value, :meth:`devices`)."""
+        return [np.where(wiring.present, wiring.scale * sigma, 0.0)
+                for wiring, sigma in zip(self._wirings, self.conductances(params)[0])]
+
+    def trained_network(self, params: Sequence[np.ndarray], start: Sequence[np.ndarray],
+                        metadata: dict | None = None) -> "TrainedCrossbarNetwork":
+        """The network to save (format version 3): the programmed devices, the fault map and,
+        per θ, the mean σ of its healthy replicas (``start``, σ per θ in S, where it has none).
+
+        Args:
+            params: per-device θ.
+            start: σ per θ (S) the training started from, ``plan.theta_shape`` per layer.
+            metadata: JSON-safe training summary.
+        """
+        from memspice.train.conv_io import TrainedCrossbarNetwork
+
+        programmed = self.programmed(params)
+        means = []
+        for wiring, g, healthy, fallback in zip(self._wirings, programmed, self._healthy, start):
+            index = wiring.theta_index[healthy]
+            size = int(np.prod(wiring.plan.theta_shape))
+            total = np.bincount(index, weights=(g / wiring.scale)[healthy], minlength=size)
+            count = np.bincount(index, minlength=size)
+            fallback = np.asarray(fallback, dtype=np.float64).ravel()
+            mean = np.where(count > 0, total / np.maximum(count, 1), fallback)
+            means.append(mean.reshape(wiring.plan.theta_shape))
+        return TrainedCrossbarNetwork(self.spec, tuple(means), self.calibration, self.evaluator, self.faults,
+                                      dict(metadata or {}), tuple(programmed))
 
     def _check(self, params: Sequence[np.ndarray]) -> None:
         want = [w.present.shape for w in self._wirings]

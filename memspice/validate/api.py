@@ -504,7 +504,10 @@ def validate_network(network: TrainedNetwork | TrainedCrossbarNetwork, tech: Tec
             ``(n_columns, D)`` (S; e.g. drawn with variation or faults; layered networks: 0 =
             absent, dense ones: the ``(M, 2N+2)`` matrices, every device present); the report
             then also runs the model on them (``drawn_devices_model``). Not together with
-            variation or faults in ``nonideal``.
+            variation or faults in ``nonideal``. Default for a layered network with a
+            per-device fault map (``network.faults``): its devices with that map's devices
+            stuck (:meth:`~memspice.train.conv_io.TrainedCrossbarNetwork.built_devices`); the
+            summary's ``fault_map`` records the map (rates, seed, stuck devices).
 
     Returns:
         The report; ``report.complete`` is False when a batch failed (the rest still finished).
@@ -523,6 +526,8 @@ def validate_network(network: TrainedNetwork | TrainedCrossbarNetwork, tech: Tec
     if network.faults is not None:  # stuck devices at the network's own window, as the model sees them
         nonideal = dataclasses.replace(nonideal, g_min_siemens=cal.device.g_min_siemens,
                                        g_max_siemens=cal.device.g_max_siemens)
+    if layered and device_conductances is None and network.faults is not None and not network.spec.is_dense:
+        device_conductances = network.built_devices()  # its per-device map, as the model it was trained with
     if isinstance(network, TrainedCrossbarNetwork):
         subject = layered_subject(network, tech, sizing, x, nonideal, evaluator, device_conductances)
     else:

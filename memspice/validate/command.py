@@ -55,7 +55,10 @@ flat, one resistor per present device, no driver on a pruned input row, and comp
 the coupled model when their calibration has an inverter current model, else with the
 static one (--evaluator static|coupled chooses). Their stuck devices are per physical device
 (a per-device fault_map.npz from `memspice train --network ... --fault-rate`, or --fault-rate
-drawn device by device); variation and wire resistance are not drawn for them here. Their
+drawn device by device); variation and wire resistance are not drawn for them here. A
+network trained device by device (`memspice train --per-replica`, format version 3) is
+built with its own conductance in every device and the fault map it was trained with; the
+summary's fault_map records the map's rates and seed. Their
 report adds one image's feature maps, SPICE beside the model.
 
 Outputs in --out: samples.parquet (per-sample SPICE and model voltages, static power, and
@@ -229,33 +232,59 @@ def load_any_network(directory: Path, calibration: Any = None) -> Any:
 _DENSE_ONLY = (("variation", 0.0, "--variation"), ("wire_ohm", 0.0, "--wire-ohm"), ("draws", 1, "--draws"))
 
 
-def _layered_devices(args: argparse.Namespace, network: Any, directory: Path) -> Any:
-    """Per-device conductances with the stuck devices of ``--fault-map`` (or the network folder's
-    own ``fault_map.npz``) and of ``--fault-rate``, or None when no device is stuck; says on stderr
-    which map SPICE builds.
+def _layered_faults(args: argparse.Namespace, network: Any, directory: Path) -> Any:
+    """The known per-device map SPICE builds: ``--fault-map``, else the network's own (recorded in
+    a per-device network file, or the folder's ``fault_map.npz``), or None; says on stderr which.
 
     Raises:
         ConfigError: a map that does not fit the network (naming the layer), or a network whose
             training summary records a map that is missing from its folder.
     """
     from memspice.train.fault_map import FAULT_MAP_NAME, describe_fault_map, load_device_fault_map
-    from memspice.train.layered_devices import DeviceSettings, draw_devices
 
     own = Path(directory) / FAULT_MAP_NAME
-    faults = None
     if getattr(args, "fault_map", None) is not None:
         faults = load_device_fault_map(args.fault_map, network.spec)
-        replaced = " (instead of the network's own)" if own.is_file() else ""
+        replaced = " (instead of the network's own)" if network.faults is not None or own.is_file() else ""
         print(f"memspice: fault map {args.fault_map}{replaced}: {describe_fault_map(faults)}", file=sys.stderr)
+        return faults
+    if network.faults is not None:
+        faults = network.faults
     elif own.is_file():
         faults = load_device_fault_map(own, network.spec)
-        print(f"memspice: fault map {own} (the network's own): {describe_fault_map(faults)}", file=sys.stderr)
     elif isinstance(network.metadata.get("fault_map"), dict):
         raise ConfigError(f"the network in {directory} was trained with a fault map, but {own} is missing")
+    else:
+        return None
+    print(f"memspice: fault map {own} (the network's own): {describe_fault_map(faults)}", file=sys.stderr)
+    return faults
+
+
+def _stuck_devices(args: argparse.Namespace, network: Any, faults: Any) -> Any:
+    """The network's devices (per device, as programmed) with ``faults`` and the devices
+    ``--fault-rate`` draws stuck, or None when no device is stuck."""
+    from memspice.network.wiring import network_wiring
+    from memspice.train.conv_io import stuck_devices
+    from memspice.train.hardware import FaultMap
+    from memspice.train.layered_devices import DeviceSettings, draw_devices
+
     if faults is None and args.fault_rate == 0:
         return None
-    settings = DeviceSettings(fault_rate=args.fault_rate, seed=args.seed)
-    return draw_devices(network, settings, faults).conductances
+    if args.fault_rate > 0:
+        draw = draw_devices(network, DeviceSettings(fault_rate=args.fault_rate, seed=args.seed), faults)
+        faults = FaultMap(draw.stuck_high, draw.stuck_low)
+    return stuck_devices(network_wiring(network.spec), network.device_conductances(), faults, network.window)
+
+
+def _layered_devices(args: argparse.Namespace, network: Any, directory: Path) -> Any:
+    """Per-device conductances with the stuck devices of ``--fault-map`` (or the network's own
+    map) and of ``--fault-rate``, or None when no device is stuck; says on stderr which map
+    SPICE builds.
+
+    Raises:
+        ConfigError: see :func:`_layered_faults`.
+    """
+    return _stuck_devices(args, network, _layered_faults(args, network, directory))
 
 
 def _run_layered(args: argparse.Namespace, network: Any, directory: Path) -> Any:
@@ -269,7 +298,12 @@ def _run_layered(args: argparse.Namespace, network: Any, directory: Path) -> Any
         if getattr(args, name, default) != default:
             raise ConfigError(f"{option} is not available for conv, pooled or masked networks yet "
                               "(validate_network takes drawn per-device conductances)")
-    devices = _layered_devices(args, network, directory)
+    import dataclasses
+
+    faults = _layered_faults(args, network, directory)
+    devices = _stuck_devices(args, network, faults)
+    if faults is not None and not network.spec.is_dense:  # the summary records the map SPICE builds
+        network = dataclasses.replace(network, faults=faults)
     cal = network.calibration
     tech, sizing = technology_from_args(args, rails=cal.rails), sizing_of(args, network)
     check_devices(tech, network)
@@ -354,6 +388,10 @@ def run_command(args: argparse.Namespace) -> int:
               f"SPICE accuracy {_scaled(summary.get('spice_accuracy'), 100, '.2f')} %, "
               f"model accuracy {_scaled(summary.get('model_accuracy'), 100, '.2f')} %, "
               f"agreement {_scaled(summary.get('agreement'), 100, '.2f')} %")
+        if summary.get("fault_map"):
+            from memspice.validate.report import fault_map_lines
+
+            print("  " + fault_map_lines(summary["fault_map"])[0])
         for row in summary.get("layer_errors", []):
             print(f"  layer {row['layer']} {row['output']}: RMS {_scaled(row['rms_v'], 1e3, '.3f')} mV, "
                   f"max {_scaled(row['max_v'], 1e3, '.3f')} mV")

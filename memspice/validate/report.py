@@ -323,7 +323,19 @@ def nonideal_lines(s: dict[str, Any], c: Any, drawn: dict[str, Any]) -> list[str
             f"{1e3 * _last_outp_rms(c.layer_errors.to_dict(orient='records')):.3f} |",
             f"| model on the drawn devices | {_fmt_pct(drawn['model_accuracy'])} | {_fmt_pct(drawn['agreement'])} | "
             f"{1e3 * _last_outp_rms(drawn['layer_errors']):.3f} |",
-            f"| SPICE | {_fmt_pct(c.spice_accuracy)} | | |", ""]
+            f"| SPICE | {_fmt_pct(c.spice_accuracy)} | | |", "", *fault_map_lines(s.get("fault_map"))]
+
+
+def fault_map_lines(record: dict[str, Any] | None) -> list[str]:
+    """The report's sentence on a known fault map: its rates, seed and stuck devices."""
+    if not record:
+        return []
+    rates = [r for r in (record.get("rate_high"), record.get("rate_low")) if r is not None]
+    rate = f"drawn at rate {sum(rates):g} ({record.get('rate_high'):g} at g_max, {record.get('rate_low'):g} at g_min)" \
+        if len(rates) == 2 else "measured (no draw rate)"
+    seed = "" if record.get("seed") is None else f" with seed {record['seed']}"
+    return [f"Known fault map {rate}{seed}: {record.get('stuck_high', 0) + record.get('stuck_low', 0)} of "
+            f"{record.get('devices')} devices stuck, built in SPICE and in the model on the drawn devices.", ""]
 
 
 def power_lines(s: dict[str, Any]) -> list[str]:
