@@ -101,7 +101,7 @@ def test_train_refuses_maps_that_do_not_fit(tmp_path: Path, capsys: pytest.Captu
     with pytest.raises(SystemExit) as exit_info:  # argparse's own check of the rate
         main(["train", "--network", str(net), "--out", str(out), *FAST, "--fault-rate", "1.5"])
     assert exit_info.value.code == 2
-    assert "--fault-rate: must be a finite number ≥ 0 and ≤ 1" in _error_line(capsys)
+    assert "--fault-rate: must be a finite number ≥ 0 and < 1" in _error_line(capsys)
     assert not out.exists()
 
 

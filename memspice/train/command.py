@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
-from memspice.cli_options import bounded, levels_int, nonnegative_int, seed_int, unit_interval
+from memspice.cli_options import bounded, levels_int, nonnegative_int, seed_int
 from memspice.errors import ConfigError
 from memspice.safe_io import dumps_strict
 from memspice.fit.calibration import Calibration
@@ -16,6 +16,10 @@ from memspice.train.schedule import ScheduleName
 
 #: The training defaults of `memspice run` (one source of truth for both commands).
 DEFAULTS = TrainingConfig()
+#: ``--per-replica``'s per-device stage: chosen on the validation split of the MNIST CNN of
+#: scripts/bench_faults.py with its 20 % map (docs/faults.md).
+REPLICA_EPOCHS = 3
+REPLICA_LR = 0.2
 
 DESCRIPTION = """\
 Train an inverter-based memristive network (PHAX mapping: sigma = g_min + (g_max - g_min) *
@@ -33,7 +37,11 @@ adds multiplicative lognormal device variation during training and in the Monte 
 --fault-map reads a known map; with --fault-aware the network is trained knowing the fault map,
 otherwise it is trained ideal and tested faulty. The map is written to --out/fault_map.npz and
 `memspice validate` builds exactly those devices stuck. With --network the map is per physical
-device (a conv kernel's replicas at different positions are stuck independently; docs/faults.md).
+device (a conv kernel's replicas at different positions are stuck independently; docs/faults.md);
+--per-replica then programs every replica on its own after the shared-θ epochs (--replica-epochs
+at --replica-lr), so the replicas next to a stuck device compensate it: the network file
+(format version 3) holds every device's conductance and the map, and `memspice validate`
+builds exactly those.
 
 Convolutional networks: --network FILE reads a TOML file holding a [network] table (conv2d,
 avgpool2d, flatten and dense layers; the same table as in `memspice run`, docs/cnn.md) instead
@@ -125,8 +133,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="clip each mini-batch gradient to this joint L2 norm (default: 0 = off)")
     p.add_argument("--levels", type=levels_int, default=None,
                    help="conductance levels, 0 = continuous (default: the calibration's)")
-    p.add_argument("--fault-rate", type=unit_interval, default=0.0,
-                   help="fraction of devices stuck (half high, half low; default: 0)")
+    p.add_argument("--fault-rate", type=bounded(float, 0, 1, hi_open=True), default=0.0,
+                   help="fraction of devices stuck, in [0, 1) (half high, half low; default: 0)")
     p.add_argument("--fault-seed", type=seed_int, default=None,
                    help="seed of the fault map drawn for --fault-rate (default: --seed)")
     p.add_argument("--fault-map", type=Path, default=None, metavar="FILE",
@@ -134,6 +142,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--fault-aware", action="store_true",
                    help="train against the fault map (drawn or given); either way the map is written "
                         "to --out/fault_map.npz and `memspice validate` builds it in SPICE")
+    p.add_argument("--per-replica", action="store_true",
+                   help="with --network and --fault-aware: after the shared-θ epochs, program every physical "
+                        "device of a replicated kernel on its own (--replica-epochs more epochs), so the "
+                        "replicas next to a stuck device compensate it; writes network format version 3 "
+                        "(docs/faults.md)")
+    p.add_argument("--replica-epochs", type=bounded(int, 1, 100000), default=REPLICA_EPOCHS,
+                   help=f"epochs of the per-device stage of --per-replica (default: {REPLICA_EPOCHS})")
+    p.add_argument("--replica-lr", type=bounded(float, 0, 10, lo_open=True), default=REPLICA_LR,
+                   help=f"learning rate of the per-device stage of --per-replica (default: {REPLICA_LR:g})")
     p.add_argument("--variation", type=bounded(float, 0, 10), default=0.0,
                    help="relative lognormal device variation, e.g. 0.05 (default: 0)")
     p.add_argument("--mc-trials", type=bounded(int, 1, 100000), default=20,
@@ -176,6 +193,10 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--warmup-epochs ({args.warmup_epochs}) must be below --epochs ({args.epochs})")
     if getattr(args, "network", None) is not None:
         return run_layered_training(args)
+    if getattr(args, "per_replica", False):
+        raise ConfigError("--per-replica programs the replicas of conv kernels on their own; a --topology "
+                          "network is dense (one device per θ already, and --fault-aware trains each): "
+                          "drop --per-replica, or give a --network with conv or pooling layers")
     if getattr(args, "mode", "auto") == "float":
         raise ConfigError("--mode float trains the float baseline of a --network description; dense float "
                           "baselines come with `memspice run`")
@@ -308,6 +329,8 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
     cal = phax_reference_calibration() if args.calibration is None else load_calibration(args.calibration)
     mode = resolve_mode(args.mode, cal)
     faults = layered_fault_map(args, spec, mode)
+    levels = cal.device.levels if args.levels is None else args.levels
+    check_per_replica(args, spec, levels)
     if mode == "coupled" and cal.inverter_current is None:
         raise ConfigError("--mode coupled needs a calibration with an inverter current table "
                           "(`memspice calibrate`); pass --calibration")
@@ -316,7 +339,6 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
     check_output_dir(args.out, "--out")
     if args.resume:
         verify_checkpoint(args.out / CHECKPOINT_NAME)
-    levels = cal.device.levels if args.levels is None else args.levels
     x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
     x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
     if args.calibration is None and mode != "float":
@@ -351,6 +373,14 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
         network, result = layered_train.train_constrained(model, x_train, train_set.labels, config, args.out,
                                                           args.resume, {})
         test_acc = accuracy(layered_train.predict(tested, result.params, x_test), test_set.labels)
+        if getattr(args, "per_replica", False):
+            shared_test_acc, shared_result = test_acc, result
+            replica, replica_params, result = train_replicas(args, cal, spec, faults, mode, network.conductances,
+                                                             x_train, train_set.labels, config)
+            test_acc = accuracy(layered_train.predict(replica, replica_params, x_test), test_set.labels)
+            summary.update({"per_replica": True, "replica_epochs": args.replica_epochs, "replica_lr": args.replica_lr,
+                            "shared_epochs_run": int(len(shared_result.history)),
+                            "shared_test_accuracy": shared_test_acc})
     estimate = spec.estimate(args.batch_size)
     summary.update({
         "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch,
@@ -369,15 +399,70 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
     if mode == "float":
         layered_train.save_float_network(spec, result.params, args.out, summary)
     else:
-        network = type(network)(network.spec, network.conductances, network.calibration, network.evaluator,
-                                None, summary)
-        save_layered_network(network, args.out)
-        save_layered_fault_map(faults, spec, args.out)
+        if getattr(args, "per_replica", False):
+            network = replica.trained_network(replica_params, network.conductances, summary)
+            save_layered_network(network, args.out)  # version 3, with the map it was trained against
+        else:
+            network = type(network)(network.spec, network.conductances, network.calibration, network.evaluator,
+                                    None, summary)
+            save_layered_network(network, args.out)
+            save_layered_fault_map(faults, spec, args.out)
         if layered_train.plot_kernels(network, args.out / layered_train.KERNELS_PNG) is not None:
             figures[layered_train.KERNELS_PNG] = ("First conv layer: the conductance of every kernel device, "
                                                   "positive (ip row) and negative (in row) of each differential pair, µS")
     layered_train.write_train_report(args.out, summary, spec.summary(), figures)
     return summary
+
+
+def check_per_replica(args: argparse.Namespace, spec: Any, levels: int) -> None:
+    """Refuse ``--per-replica`` where it means nothing, before anything is trained or written.
+
+    Raises:
+        ConfigError: without ``--fault-aware``, with ``--mode float``, ``--resume`` or device levels,
+            or on a network whose every θ is one device (no conv or pooling layer).
+    """
+    if not getattr(args, "per_replica", False):
+        return
+    from memspice.train.conv_io import has_replicas
+
+    if not args.fault_aware:
+        raise ConfigError("--per-replica trains the devices around a known fault map: add --fault-aware "
+                          "(with --fault-rate or --fault-map)")
+    if args.mode == "float":
+        raise ConfigError("--per-replica programs devices; --mode float trains the float baseline, which has none")
+    if args.resume:
+        raise ConfigError("--resume is not available with --per-replica (the per-device stage keeps no checkpoint)")
+    if levels:
+        raise ConfigError(f"--per-replica programs continuous conductances; the network would use {levels} levels "
+                          "(pass --levels 0)")
+    if not has_replicas(spec):
+        raise ConfigError("--per-replica: every θ of this network is one physical device (no conv or pooling "
+                          "layer replicates it), so --fault-aware already trains every device on its own; "
+                          "drop --per-replica")
+
+
+def train_replicas(args: argparse.Namespace, cal: Calibration, spec: Any, faults: Any, mode: str,
+                   start: Any, x_train: Any, y_train: Any, config: Any) -> tuple[Any, Any, Any]:
+    """``--per-replica``'s stage: every physical device its own θ, from the shared network's σ
+    ``start`` (S), ``--replica-epochs`` at ``--replica-lr`` with the map's devices stuck.
+
+    Returns:
+        ``(model, per-device θ, TrainResult)``.
+    """
+    import dataclasses
+
+    from memspice.network.wiring import network_wiring
+    from memspice.pipeline.layered_train import ChunkedPredictions
+    from memspice.train.conv_faults import ReplicaFaultAwareNetwork, replica_thetas
+    from memspice.train.trainer import train
+
+    replica = ReplicaFaultAwareNetwork(cal, spec, faults, mode, init_mean=DEFAULTS.init_theta_mean,
+                                       batch_size=args.batch_size)
+    settings = dataclasses.replace(config, epochs=args.replica_epochs, lr=args.replica_lr,
+                                   warmup_epochs=min(config.warmup_epochs, args.replica_epochs - 1))
+    result = train(ChunkedPredictions(replica), x_train, y_train, settings,
+                   initial_params=replica_thetas(network_wiring(spec), start, replica.window))
+    return replica, result.params, result
 
 
 def layered_fault_map(args: argparse.Namespace, spec: Any, mode: str) -> Any:

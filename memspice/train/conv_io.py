@@ -206,8 +206,9 @@ def check_device_conductances(wirings: Sequence[CrossbarWiring], devices: Sequen
     """
     if len(devices) != len(wirings):
         raise ConfigError(f"{source}: {len(devices)} arrays for {len(wirings)} crossbar layers")
-    for wiring, g in zip(wirings, devices):
-        where = f"{source}: layer {wiring.plan.index} ({wiring.plan.kind})"
+    for index, (wiring, g) in enumerate(zip(wirings, devices)):
+        shape = "×".join(map(str, wiring.plan.output_shape))
+        where = f"{source}: layer {index} ({wiring.plan.kind} {shape})"
         g = np.asarray(g)
         if g.dtype.kind != "f":
             raise ConfigError(f"{where} holds {g.dtype} values, not floating-point conductances")
