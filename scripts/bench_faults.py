@@ -33,14 +33,19 @@ with ``--network DIR``; the fault-aware one is retrained from its parameters wit
 devices stuck, in the coupled model with every physical device programmed on its own
 (:class:`memspice.train.conv_faults.ReplicaFaultAwareNetwork`: a kernel's replicas next to a
 stuck device may differ from the others; optional shared-θ stages first,
-:class:`memspice.train.conv_faults.FaultAwareCrossbarNetwork`; :class:`CnnRecipe`), saved as
-its device conductances (``devices.npz``), and every arm is validated in SPICE with the same devices
+:class:`memspice.train.conv_faults.FaultAwareCrossbarNetwork`; :class:`CnnRecipe`), as
+``memspice train --fault-aware --per-replica`` does; a second fault-aware arm keeps every
+replica tied to one θ per kernel entry (``shared_aware``: ``memspice train --fault-aware``).
+Every network is saved as ``memspice train`` saves it (the per-replica one as network format
+version 3 with its device conductances, each with its map in ``fault_map.npz``), read back, and
+validated in SPICE as ``memspice validate`` builds it: its own map's devices stuck, no new draw
 (``--cnn-test-images`` of the 2,000 test images, ``--ngspice`` or ``$MEMSPICE_NGSPICE``).
 ``--quick`` runs a digits CNN (``conv 2 k3 → pool 2 → dense 10``) on 8 test images.
 ``--sections mlp|cnn`` runs one of the two.
 
 Ends with one line of JSON: ``{"networks": [{"network", "mode", "faults": [{"rate",
-"oblivious", "aware", "fault_free", "remapped" (dense only), ...}, ...], ...}, ...]}``.
+"oblivious", "aware", "fault_free", "remapped" (dense only), "shared_aware" (CNN), ...}, ...],
+...}, ...]}``.
 """
 
 from __future__ import annotations
@@ -148,6 +153,10 @@ class CnnRecipe(NamedTuple):
             (no shared-θ stage, 3 epochs at lr 0.2) were chosen on the validation split with the
             20 % map: 89.0 % in the coupled model against 88.6 % at lr 0.1, 80.3 % at lr 0.02, and
             72.0 % for 8 load-aware plus 1 coupled shared-θ epochs (fault-free network: 89.75 %).
+        shared_epochs: the shared-θ fault-aware arm (one θ per kernel entry, every replica tied
+            to it, :class:`memspice.train.conv_faults.FaultAwareCrossbarNetwork`): coupled epochs
+            from the fault-free θ with the map's devices stuck (batch ``tune_batch``, Adam
+            ``shared_lr``, cosine); 0 skips the arm. Not tuned.
         test_images: test images validated in SPICE per arm.
     """
 
@@ -164,10 +173,12 @@ class CnnRecipe(NamedTuple):
     replica_epochs: int = 3
     replica_batch: int = 64
     replica_lr: float = 0.2
+    shared_epochs: int = 3
+    shared_lr: float = 0.05
     test_images: int = 2000
 
 
-CNN_QUICK = CnnRecipe(pre_epochs=10, tune_epochs=0, test_images=8)
+CNN_QUICK = CnnRecipe(pre_epochs=10, tune_epochs=0, shared_epochs=2, test_images=8)
 
 
 def cnn_spec(quick: bool):
@@ -189,7 +200,7 @@ def cnn_config(epochs: int, batch: int, lr: float, seed: int):
                        schedule="cosine", val_fraction=0.1, seed=seed, progress=False)
 
 
-#: Per-device conductances of a network trained device by device, next to its network.json.
+#: Per-device conductances as runs before network format version 3 kept them, next to network.json.
 DEVICES_NAME = "devices.npz"
 
 
@@ -207,88 +218,85 @@ def load_devices(path: Path) -> tuple[np.ndarray, ...]:
         return tuple(np.array(data[f"layer{i}"]) for i in range(len(data.files)))
 
 
-def cnn_trained(directory: Path, cal, spec, faults, recipe: CnnRecipe, x, labels, seed: int, initial=None):
-    """``(network, devices, info)``: the CNN in ``directory`` if a run left one there, else train it
-    (load-aware, then coupled; against ``faults`` when given, from ``initial`` θ, then device by
-    device for ``recipe.replica_epochs``) and save it with its map. ``devices`` are the per-device
-    conductances to build (stuck devices at their stuck value) when trained device by device, else None."""
+def cnn_trained(directory: Path, cal, spec, faults, recipe: CnnRecipe, x, labels, seed: int, initial=None,
+                per_replica: bool = True):
+    """``(network, info)``: the CNN in ``directory`` if a run left one there, else train it and save it
+    as ``memspice train`` does (``save_layered_network``: the map in ``fault_map.npz``, and a network
+    trained device by device as format version 3 with its ``device{i}`` conductances).
+
+    Fault-free (``faults`` None): load-aware, then coupled epochs. Against ``faults``, from
+    ``initial`` θ: with ``per_replica`` the optional shared-θ stages, then device by device for
+    ``recipe.replica_epochs`` (``memspice train --fault-aware --per-replica``); without it,
+    ``recipe.shared_epochs`` coupled shared-θ epochs (``memspice train --fault-aware``)."""
     from memspice.network.wiring import network_wiring
     from memspice.pipeline.layered_train import ChunkedPredictions
     from memspice.train.conv_faults import FaultAwareCrossbarNetwork, ReplicaFaultAwareNetwork, replica_thetas
     from memspice.train.conv_io import TrainedCrossbarNetwork, load_layered_network, save_layered_network
     from memspice.train.conv_model import CrossbarNetwork
-    from memspice.train.fault_map import FAULT_MAP_NAME, save_device_fault_map
     from memspice.train.trainer import train
 
     if (directory / "network.json").is_file():
         network = load_layered_network(directory)
-        devices = load_devices(directory / DEVICES_NAME) if (directory / DEVICES_NAME).is_file() else None
-        return network, devices, network.metadata.get("bench_faults", {})
+        if network.devices is None and (directory / DEVICES_NAME).is_file():  # a run before format version 3
+            from memspice.train.fault_map import FAULT_MAP_NAME, load_device_fault_map
+
+            network = dataclasses.replace(network, faults=load_device_fault_map(directory / FAULT_MAP_NAME, spec),
+                                          devices=load_devices(directory / DEVICES_NAME))
+        return network, network.metadata.get("bench_faults", {})
 
     def model(evaluator):
         if faults is None:
             return CrossbarNetwork(cal, spec, evaluator=evaluator, init_mean=recipe.init_mean)
         return FaultAwareCrossbarNetwork(cal, spec, faults, evaluator=evaluator, init_mean=recipe.init_mean)
 
-    stages = ((recipe.pre_epochs, recipe.pre_lr) if faults is None else (recipe.aware_pre_epochs, recipe.aware_pre_lr),
-              recipe.tune_epochs if faults is None else recipe.aware_tune_epochs)
-    (pre_epochs, pre_lr), tune_epochs = stages
+    if faults is None:
+        stages = [("load-aware", recipe.pre_epochs, recipe.pre_batch, recipe.pre_lr, "pre_val_accuracy"),
+                  ("coupled", recipe.tune_epochs, recipe.tune_batch, recipe.tune_lr, "tune_val_accuracy")]
+    elif per_replica:
+        stages = [("load-aware", recipe.aware_pre_epochs, recipe.pre_batch, recipe.aware_pre_lr, "pre_val_accuracy"),
+                  ("coupled", recipe.aware_tune_epochs, recipe.tune_batch, recipe.tune_lr, "tune_val_accuracy")]
+    else:
+        stages = [("coupled", recipe.shared_epochs, recipe.tune_batch, recipe.shared_lr, "shared_val_accuracy")]
     params, info = initial, {}
     t0 = time.perf_counter()
-    if pre_epochs:
-        result = train(ChunkedPredictions(model("load-aware")), x, labels,
-                       cnn_config(pre_epochs, recipe.pre_batch, pre_lr, seed), initial_params=params)
-        params, info["pre_val_accuracy"] = result.params, result.history.val_accuracy.tolist()
-    if tune_epochs:
-        result = train(ChunkedPredictions(model("coupled")), x, labels,
-                       cnn_config(tune_epochs, recipe.tune_batch, recipe.tune_lr, seed), initial_params=params)
-        params, info["tune_val_accuracy"] = result.params, result.history.val_accuracy.tolist()
+    for evaluator, epochs, batch, lr, key in stages:
+        if epochs:
+            result = train(ChunkedPredictions(model(evaluator)), x, labels, cnn_config(epochs, batch, lr, seed),
+                           initial_params=params)
+            params, info[key] = result.params, result.history.val_accuracy.tolist()
     if params is None:
         raise SystemExit("the CNN recipe trains nothing: set pre_epochs or tune_epochs")
     sigma = tuple(np.asarray(g) for g in CrossbarNetwork(cal, spec).conductances(params)[0])
-    devices = None
-    if faults is not None and recipe.replica_epochs:
+    if faults is not None and per_replica and recipe.replica_epochs:
         replica = ReplicaFaultAwareNetwork(cal, spec, faults, evaluator="coupled")
         result = train(ChunkedPredictions(replica), x, labels,
                        cnn_config(recipe.replica_epochs, recipe.replica_batch, recipe.replica_lr, seed),
                        initial_params=replica_thetas(network_wiring(spec), sigma, replica.window))
-        devices = tuple(replica.devices(result.params))
         info["replica_val_accuracy"] = result.history.val_accuracy.tolist()
-    info["train_s"] = time.perf_counter() - t0
-    network = TrainedCrossbarNetwork(spec, sigma, cal, "coupled", metadata={"bench_faults": info})
-    directory.mkdir(parents=True, exist_ok=True)
-    if devices is not None:
-        save_devices(devices, directory / DEVICES_NAME)
+        info["train_s"] = time.perf_counter() - t0
+        network = replica.trained_network(result.params, sigma, {"bench_faults": info})
+    else:
+        info["train_s"] = time.perf_counter() - t0
+        network = TrainedCrossbarNetwork(spec, sigma, cal, "coupled", faults, metadata={"bench_faults": info})
     save_layered_network(network, directory)
-    if faults is not None:
-        save_device_fault_map(faults, directory / FAULT_MAP_NAME, spec)
-    return network, devices, info
+    return load_layered_network(directory), info  # what `memspice validate` reads
 
 
-def cnn_spice(network, tech, x, labels, out_dir: Path, workers: int, batch_size: int, faults=None,
-              ngspice: str | None = None, devices=None) -> dict:
-    """SPICE accuracy of ``network`` built with ``faults``' devices stuck (None: ideal devices), or
-    of the per-device conductances ``devices`` (which must hold the map's stuck values), the
-    coupled model's accuracy on the same devices and its agreement with SPICE, wall time."""
-    from memspice.train.layered_devices import DeviceSettings, draw_devices
+def cnn_spice(network, tech, x, labels, out_dir: Path, workers: int, batch_size: int,
+              ngspice: str | None = None) -> dict:
+    """SPICE accuracy of ``network`` as ``memspice validate`` builds it (its own per-device map's
+    devices stuck, its own devices when it was trained device by device), the coupled model's
+    accuracy on the same devices and its agreement with SPICE, wall time."""
     from memspice.validate.api import RunSettings, validate_network
 
-    if faults is not None:
-        stuck = draw_devices(network, DeviceSettings(), faults)
-        if devices is None:
-            devices = stuck.conductances
-        for index, (mine, want, high, low) in enumerate(zip(devices, stuck.conductances, stuck.stuck_high,
-                                                            stuck.stuck_low)):
-            if not np.array_equal(np.asarray(mine)[high | low], want[high | low]):
-                raise SystemExit(f"layer {index}: the devices to build do not hold the fault map's stuck values")
     t0 = time.perf_counter()
-    report = validate_network(network, tech, x, labels, out_dir, write_files=False, device_conductances=devices,
+    report = validate_network(network, tech, x, labels, out_dir, write_files=False,
                               settings=RunSettings(batch_size=batch_size, workers=workers, resume=True,
                                                    ngspice=ngspice))
     s = report.summary
     if not report.complete:
         raise SystemExit(f"validation in {out_dir} incomplete: {s['failed_batches']}")
-    model = s if devices is None else s["drawn_devices_model"]
+    model = s if network.faults is None else s["drawn_devices_model"]
     return {"spice": s["spice_accuracy"], "model": model["model_accuracy"], "agreement": model["agreement"],
             "wall_s": time.perf_counter() - t0}
 
@@ -322,7 +330,7 @@ def cnn_section(args, cal, tech, rates: list[float]) -> dict:
     x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)[: recipe.test_images]
     y_train, y_test = train_set.labels, test_set.labels[: recipe.test_images]
     if args.network is None:
-        free, _, free_info = cnn_trained(out / "fault_free", cal, spec, None, recipe, x_train, y_train, args.seed)
+        free, free_info = cnn_trained(out / "fault_free", cal, spec, None, recipe, x_train, y_train, args.seed)
     batch = max(1, -(-len(x_test) // (4 * args.workers)))
     baseline = cnn_spice(free, tech, x_test, y_test, out / "fault_free" / "validate", args.workers, batch,
                          ngspice=args.ngspice)
@@ -337,16 +345,22 @@ def cnn_section(args, cal, tech, rates: list[float]) -> dict:
     obliviouses = []
     for rate, tag, faults in zip(rates, tags, maps):
         print(f"  {100 * rate:g} %: {describe_fault_map(faults)}", flush=True)
-        obliviouses.append(cnn_spice(free, tech, x_test, y_test, tag / "oblivious_validate", args.workers, batch,
-                                     faults, args.ngspice))
+        obliviouses.append(cnn_spice(dataclasses.replace(free, faults=faults), tech, x_test, y_test,
+                                     tag / "oblivious_validate", args.workers, batch, args.ngspice))
         print(f"    oblivious: SPICE {100 * obliviouses[-1]['spice']:.2f} %", flush=True)
     aware_nets = [cnn_trained(tag / "aware", cal, spec, faults, recipe, x_train, y_train, args.seed,
                               initial=free_params) for tag, faults in zip(tags, maps)]
+    shared_nets = [cnn_trained(tag / "shared_aware", cal, spec, faults, recipe, x_train, y_train, args.seed,
+                               initial=free_params, per_replica=False) if recipe.shared_epochs else None
+                   for tag, faults in zip(tags, maps)]
     rows = []
     for k, (rate, tag, faults, oblivious) in enumerate(zip(rates, tags, maps, obliviouses)):
-        aware_net, aware_devices, aware_info = aware_nets[k]
-        aware = cnn_spice(aware_net, tech, x_test, y_test, tag / "aware_validate", args.workers, batch, faults,
-                          args.ngspice, aware_devices)
+        aware_net, aware_info = aware_nets[k]
+        aware = cnn_spice(aware_net, tech, x_test, y_test, tag / "aware_validate", args.workers, batch, args.ngspice)
+        shared = None
+        if shared_nets[k] is not None:
+            shared = cnn_spice(shared_nets[k][0], tech, x_test, y_test, tag / "shared_aware_validate", args.workers,
+                               batch, args.ngspice)
         gap = baseline["spice"] - oblivious["spice"]
         summary = fault_map_summary(faults)
         row = {"rate": rate, "fault_free": baseline["spice"], "oblivious": oblivious["spice"], "aware": aware["spice"],
@@ -356,11 +370,19 @@ def cnn_section(args, cal, tech, rates: list[float]) -> dict:
                "oblivious_agreement": oblivious["agreement"], "aware_agreement": aware["agreement"],
                "stuck_devices": summary["stuck_high"] + summary["stuck_low"], "devices": summary["devices"],
                "fault_seed": args.seed + k, "aware_training": aware_info,
-               "spice_wall_s": oblivious["wall_s"] + aware["wall_s"]}
+               "shared_aware": None if shared is None else shared["spice"],
+               "shared_recovered_fraction": (shared["spice"] - oblivious["spice"]) / gap
+               if shared is not None and gap > 0 else None,
+               "shared_aware_model": None if shared is None else shared["model"],
+               "shared_aware_agreement": None if shared is None else shared["agreement"],
+               "shared_aware_training": None if shared is None else shared_nets[k][1],
+               "spice_wall_s": oblivious["wall_s"] + aware["wall_s"] + (0.0 if shared is None else shared["wall_s"])}
         rows.append(row)
         print(f"  {100 * rate:4.0f} % stuck ({row['stuck_devices']} of {row['devices']} devices): SPICE fault-free "
-              f"{100 * baseline['spice']:.2f} %, oblivious {100 * oblivious['spice']:.2f} %, aware "
-              f"{100 * aware['spice']:.2f} % ({row['aware_minus_fault_free_points']:+.2f} points against fault-free"
+              f"{100 * baseline['spice']:.2f} %, oblivious {100 * oblivious['spice']:.2f} %, "
+              + ("" if shared is None else f"shared-θ aware {100 * shared['spice']:.2f} %, ")
+              + f"per-replica aware {100 * aware['spice']:.2f} % ({row['aware_minus_fault_free_points']:+.2f} points "
+              "against fault-free"
               + (f", {100 * row['recovered_fraction']:.0f} % of the loss recovered" if row["recovered_fraction"] is not None
                  else "") + f"); coupled model on the same devices {100 * oblivious['model']:.2f} / "
               f"{100 * aware['model']:.2f} %, agreement {100 * oblivious['agreement']:.2f} / "
