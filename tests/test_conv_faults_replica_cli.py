@@ -79,6 +79,10 @@ def test_per_device_network_round_trips_as_version_3(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got, want)
     x = rng.uniform(-0.25, 0.25, (5, DIGITS_CNN.n_inputs))
     np.testing.assert_allclose(back.predict(x), model.predict(params, x), rtol=0, atol=1e-12)
+    from memspice.train.conv_circuit import crossbar_devices  # `memspice netlist trained` places the same
+
+    for layer, want in zip(crossbar_devices(back), model.devices(params)):
+        np.testing.assert_array_equal(layer.conductances, want)
     # each θ's stored σ is the mean of its healthy replicas
     wiring = network_wiring(DIGITS_CNN)[0]
     healthy = wiring.present & ~faults.stuck_high[0] & ~faults.stuck_low[0]

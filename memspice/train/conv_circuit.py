@@ -29,11 +29,12 @@ def crossbar_devices(network: TrainedCrossbarNetwork,
 
     Args:
         network: the trained network.
-        device_conductances: per-device conductances (S) to place instead of the targets,
-            e.g. after per-device variation; ``(n_columns, D)`` per layer, 0 = absent.
+        device_conductances: per-device conductances (S) to place instead of the targets (with
+            the network's own per-device fault map stuck, if it has one), e.g. after per-device
+            variation; ``(n_columns, D)`` per layer, 0 = absent.
     """
     wirings = network_wiring(network.spec)
-    g = network.device_conductances() if device_conductances is None else device_conductances
+    g = network.built_devices() if device_conductances is None else device_conductances
     return [CrossbarDevices(w.plan.n_sources, w.source, np.asarray(gi))
             for w, gi in zip(wirings, g)]
 
