@@ -126,11 +126,6 @@ class TrainedCrossbarNetwork:
         """The static model of this network."""
         return CrossbarNetwork(self.calibration, self.spec, evaluator="static")
 
-    @property
-    def per_device(self) -> bool:
-        """True when the network holds its own conductance for every physical device."""
-        return self.devices is not None
-
     def effective_conductances(self) -> tuple[np.ndarray, ...]:
         """σ per θ as built: masked θ at 0 S; a dense network's stuck devices at g_max / g_min
         (S). A per-device map is not applied here (:meth:`built_devices` applies it)."""
