@@ -128,6 +128,16 @@ def test_the_wide_hidden_recipe_adds_a_dense_hidden_layer_to_the_wide_one() -> N
     assert sum(plan.n_devices for plan in spec.plans) == 188_116
 
 
+def test_the_distill_recipe_is_wide_hidden_with_longer_distilled_fine_tuning() -> None:
+    module = _module()
+    recipe = module.PRESETS["wide-hidden-distill"]
+    assert (recipe.tune_epochs, recipe.tune_distill, recipe.tune_distill_temperature,
+            recipe.tune_average) == (16, 0.5, 2.0, 0.0)
+    assert recipe._replace(tune_epochs=8, tune_distill=0.0,
+                           tune_distill_temperature=1.0) == module.WIDE_HIDDEN
+    assert sum(plan.n_devices for plan in module.cnn_spec(recipe).plans) == 188_116
+
+
 @pytest.mark.parametrize("soft_targets", [False, True])
 @pytest.mark.parametrize("evaluator", ["load-aware", "coupled"])
 def test_hidden_layer_gradients_match_finite_differences(evaluator: str,
