@@ -59,6 +59,32 @@ def test_quick_run_ends_with_the_figures(tmp_path: Path,
     assert "hybrid" not in again
 
 
+@pytest.mark.slow
+def test_train_only_distills_from_the_float_cnn_and_stops_before_spice(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mnist = _tiny_mnist(tmp_path)
+    runs = {}
+    for name, extra in (("plain", []), ("distilled", ["--tune-distill", "0.7",
+                                                      "--tune-distill-temperature", "2",
+                                                      "--tune-average", "0.5"])):
+        work = tmp_path / name
+        assert _module().main(["--mnist", str(mnist), "--quick", "--train-only",
+                               "--work", str(work), *extra]) == 0
+        runs[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert runs[name]["train_only"] is True
+        assert (work / "network").is_dir() and not (work / "validate").exists()
+    recipe = runs["distilled"]["recipe"]
+    assert (recipe["tune_distill"], recipe["tune_distill_temperature"],
+            recipe["tune_average"]) == (0.7, 2.0, 0.5)
+    # the same float CNN and pre-training; the fine-tuning steps on other targets
+    for key in ("float_val_accuracy", "pre_val_accuracy"):
+        assert runs["plain"][key] == runs["distilled"][key], key
+    plain = np.load(tmp_path / "plain" / "train" / "tune" / "checkpoint.npz")
+    distilled = np.load(tmp_path / "distilled" / "train" / "tune" / "checkpoint.npz")
+    keys = [k for k in plain.files if k.startswith("best")]
+    assert keys and any(not np.array_equal(plain[k], distilled[k]) for k in keys)
+
+
 def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MEMSPICE_MNIST_DIR", raising=False)
     with pytest.raises(SystemExit) as exc:
@@ -70,7 +96,10 @@ def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
                                   ["--tune-epochs", "0"], ["--quick", "--wide"],
                                   ["--quick", "--preset", "wide"], ["--wide", "--preset", "default"],
                                   ["--preset", "deep"], ["--hidden", "-1"], ["--tune-lr", "0"],
-                                  ["--tune-lr", "nan"]])
+                                  ["--tune-lr", "nan"], ["--tune-distill", "1.5"],
+                                  ["--tune-distill", "-0.1"], ["--tune-distill-temperature", "0"],
+                                  ["--tune-average", "1"], ["--tune-average", "-0.5"],
+                                  ["--train-only", "--network", "nowhere"]])
 def test_bad_recipe_options_are_refused_before_any_work(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         _module().main(["--mnist", str(tmp_path), "--work", str(tmp_path / "w"), *argv])
@@ -99,10 +128,23 @@ def test_the_wide_hidden_recipe_adds_a_dense_hidden_layer_to_the_wide_one() -> N
     assert sum(plan.n_devices for plan in spec.plans) == 188_116
 
 
+def test_the_distill_recipe_is_wide_hidden_with_longer_distilled_fine_tuning() -> None:
+    module = _module()
+    recipe = module.PRESETS["wide-hidden-distill"]
+    assert (recipe.tune_epochs, recipe.tune_distill, recipe.tune_distill_temperature,
+            recipe.tune_average) == (16, 0.5, 2.0, 0.0)
+    assert recipe._replace(tune_epochs=8, tune_distill=0.0,
+                           tune_distill_temperature=1.0) == module.WIDE_HIDDEN
+    assert sum(plan.n_devices for plan in module.cnn_spec(recipe).plans) == 188_116
+
+
+@pytest.mark.parametrize("soft_targets", [False, True])
 @pytest.mark.parametrize("evaluator", ["load-aware", "coupled"])
-def test_hidden_layer_gradients_match_finite_differences(evaluator: str) -> None:
+def test_hidden_layer_gradients_match_finite_differences(evaluator: str,
+                                                         soft_targets: bool) -> None:
     """conv → pool → conv → pool → flatten → dense → dense, the presets' topology in small:
-    the hidden dense layer is loaded by the output layer and loads the conv layer before it."""
+    the hidden dense layer is loaded by the output layer and loads the conv layer before it.
+    With soft targets (distillation's) the loss and its gradient are those of probabilities."""
     from analytic_inverter import VDD, VSS, synthetic_calibration
 
     from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
@@ -119,6 +161,11 @@ def test_hidden_layer_gradients_match_finite_differences(evaluator: str) -> None
     model = CrossbarNetwork(cal, spec, evaluator=evaluator, init_std=0.7)
     rng = np.random.default_rng(4)
     x, labels = rng.uniform(VSS, VDD, (4, spec.n_inputs)), rng.integers(0, 3, 4)
+    if soft_targets:
+        from memspice.train.losses import distillation_targets
+
+        labels = distillation_targets(rng.standard_normal((4, 3)), labels, "softmax_ce", 0.6, 2.0)
+        assert labels.shape == (4, 3) and np.allclose(labels.sum(axis=1), 1.0)
     params = model.init_params(rng)
     loss = Loss("softmax_ce", link="logit")
     grads = model.loss_and_grad(params, x, labels, loss)[1]
