@@ -70,6 +70,8 @@ def parse_args(argv):
     p.add_argument("--trim-epochs", type=int, default=20, help="trim epochs")
     p.add_argument("--trim-lr", type=float, default=0.05, help="trim learning rate (θ units)")
     p.add_argument("--no-trim", action="store_true", help="skip the trim")
+    p.add_argument("--trim-aware-epochs", type=int, default=3,
+                   help="coupled epochs of trim-aware fine-tuning of the all-corner network (0 = skip)")
     p.add_argument("--batch-size", type=int, default=0, help="SPICE samples per deck (0 = automatic)")
     p.add_argument("--workers", type=int, default=None, help="parallel ngspice processes (default: CPU count)")
     p.add_argument("--quick", action="store_true", help="smoke run, < 1 min")
@@ -83,6 +85,7 @@ def parse_args(argv):
         args.epochs = args.epochs or 1
         args.trim_samples = min(args.trim_samples, 100)
         args.trim_epochs = min(args.trim_epochs, 2)
+        args.trim_aware_epochs = 0
     return args
 
 
@@ -154,16 +157,37 @@ def cache_key(*parts):
 
 
 def trained_networks(args, env, plans):
-    """``{name: network}`` for ``plans`` ``{name: corners}``, trained once into ``out/trained_<name>``."""
+    """``{name: network}`` for ``plans`` ``{name: (corners, start)}``, trained once into ``out/trained_<name>``.
+
+    ``start`` is None (the recipe from scratch) or the name of an earlier plan's network, which is
+    then fine-tuned trim-aware for ``--trim-aware-epochs`` coupled epochs: each corner owns its
+    trimmed rows (bias and constant input rows), the rest is shared.
+    """
     from memspice.loop.corners import train_at_corners
     from memspice.train.network_io import load_network, save_network
 
     recipe = recipe_of(args, env["cfg"], env["val_fraction"])
     topology = topology_of(args, env["cfg"], env)
     networks, seconds = {}, {}
-    for name, corners in plans.items():
+    for name, (corners, start) in plans.items():
         net_dir = args.out / f"trained_{name}"
-        key = cache_key(corners, topology, len(env["x_train"]), repr(recipe))
+        plan_recipe, extra = recipe, {}
+        if start is not None:
+            from memspice.loop.corners import check_trim
+            from memspice.train.mapping import conductance_to_theta
+            from memspice.train.schedule import epoch_learning_rate
+
+            base = networks[start]
+            s = recipe.settings
+            total = recipe.pretrain_epochs + s.epochs
+            lr = epoch_learning_rate(s.lr, total, total, s.schedule, s.lr_decay)
+            plan_recipe = dataclasses.replace(recipe, pretrain_epochs=0,
+                                              settings=dataclasses.replace(s, epochs=args.trim_aware_epochs, lr=lr))
+            rows, _ = check_trim(base, None, env["constant_rows"])
+            initial = [np.clip(conductance_to_theta(g, base.window), -12, 12) for g in base.conductances]
+            extra = {"trim_aware": True, "trim_rows": rows, "initial": initial}
+        key = cache_key(corners, topology, len(env["x_train"]), repr(plan_recipe),
+                        None if start is None else networks[start].metadata.get("bench_key"))
         if (net_dir / "network.json").is_file():
             cached = load_network(net_dir)
             if cached.metadata.get("bench_key") == key:
@@ -171,8 +195,8 @@ def trained_networks(args, env, plans):
                 seconds[name] = cached.metadata.get("train_seconds")
                 continue
         t0 = time.perf_counter()
-        training = train_at_corners(env["cals"], corners, topology, env["x_train"], env["y_train"], recipe,
-                                    reference=env["corners"][0])
+        training = train_at_corners(env["cals"], corners, topology, env["x_train"], env["y_train"], plan_recipe,
+                                    reference=env["corners"][0], **extra)
         network, result = training.network, training.result
         seconds[name] = time.perf_counter() - t0
         network = dataclasses.replace(network, metadata={**network.metadata, "train_seconds": seconds[name],
@@ -259,7 +283,10 @@ def main(argv=None):
     env = setup(args)
     corners = env["corners"]
     ref = corners[0]
-    networks, seconds = trained_networks(args, env, {ref: (ref,), "all": corners})
+    plans = {ref: ((ref,), None), "all": (corners, None)}
+    if args.trim_aware_epochs:
+        plans["all_trim_aware"] = (corners, "all")
+    networks, seconds = trained_networks(args, env, plans)
     summary = {"config": str(args.config), "corners": list(corners), "n_test": len(env["x_test"]),
                "n_train": len(env["x_train"]), "n_validation": len(env["val_idx"]), "train_seconds": seconds,
                "networks": {}}
@@ -284,11 +311,11 @@ def main(argv=None):
             entry["trimmed"] = {"per_corner": trim, **worst(trim, ref)}
         summary["networks"][name] = entry
     print("\nSPICE accuracy (%), test images; worst corner and its gap to tt (points)")
-    print(f"{'network':<16}" + "".join(f"{c:>8}" for c in corners) + f"{'worst':>8}{'gap':>8}")
+    print(f"{'network':<24}" + "".join(f"{c:>8}" for c in corners) + f"{'worst':>8}{'gap':>8}")
     for name, entry in summary["networks"].items():
         for label, e in ((name, entry), (f"{name} trimmed", entry.get("trimmed"))):
             if e:
-                print(f"{label:<16}" + "".join(f"{100 * e['per_corner'][c]['spice_accuracy']:8.2f}" for c in corners)
+                print(f"{label:<24}" + "".join(f"{100 * e['per_corner'][c]['spice_accuracy']:8.2f}" for c in corners)
                       + f"{e['worst_corner']:>8}{e['worst_gap_to_tt']:8.2f}")
     summary["seconds"] = time.perf_counter() - t_start
     print(json.dumps(_clean(summary)))

@@ -20,11 +20,13 @@ from memspice.errors import ConfigError
 from memspice.fit.calibration import phax_reference_calibration
 from memspice.loop.corners import (
     BiasTrim,
+    CornerRecipe,
     MultiCornerNetwork,
     PerCornerBias,
     center_columns,
     check_trim,
     constant_input_rows,
+    train_at_corners,
     trim_bias,
 )
 from memspice.train.evaluate import network_from_params
@@ -94,7 +96,9 @@ def test_bias_trim_gradient_matches_finite_differences(digits):
 def test_per_corner_bias_gradient_matches_finite_differences(digits):
     x, y = digits[0][:6], digits[1][:6]
     cal = phax_reference_calibration()
-    net = PerCornerBias([PhaxNetwork(cal, (64, 3, 10)), PhaxNetwork(shifted(cal, 0.03), (64, 3, 10))])
+    models = [PhaxNetwork(cal, (64, 3, 10)), PhaxNetwork(shifted(cal, 0.03), (64, 3, 10)),
+              PhaxNetwork(shifted(cal, -0.02), (64, 3, 10))]
+    net = PerCornerBias(models, {0: np.array([2, 66, 128, 129]), 1: np.array([6, 7])})
     params = net.init_params(np.random.default_rng(4))
     params = [p + np.random.default_rng(5).normal(0, 0.5, p.shape) for p in params]
     loss = Loss("bce", link="logit")
@@ -102,6 +106,26 @@ def test_per_corner_bias_gradient_matches_finite_differences(digits):
     numeric = central_gradient(lambda p: net.loss_and_grad(p, x, y, loss)[0], params)
     for got, want in zip(grads, numeric):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+
+
+def test_trim_aware_training_shares_all_but_the_trimmed_rows(digits):
+    x, y = digits[0][:200], digits[1][:200]
+    cal = phax_reference_calibration()
+    cals = {"a": cal, "b": shifted(cal, 0.03)}
+    recipe = CornerRecipe(settings=TrainConfig(epochs=1, batch_size=32, lr=0.02, loss="bce", loss_link="logit",
+                                               val_fraction=0.0, progress=False),
+                          mode="static", pretrain_epochs=1, pretrain_mode="static")
+    rows = {0: np.array([0, 64, 128, 129]), 1: np.array([6, 7])}
+    out = train_at_corners(cals, ["a", "b"], (64, 3, 10), x, y, recipe, trim_aware=True, trim_rows=rows)
+    a, b = out.corner_networks["a"].conductances, out.corner_networks["b"].conductances
+    for layer, (ga, gb) in enumerate(zip(a, b)):
+        shared = np.ones(ga.shape[1], dtype=bool)
+        shared[rows[layer]] = False
+        np.testing.assert_array_equal(ga[:, shared], gb[:, shared])
+        assert np.any(ga[:, rows[layer]] != gb[:, rows[layer]])
+    assert out.network.conductances[0].tolist() == a[0].tolist()
+    with pytest.raises(ConfigError, match="no calibration"):
+        train_at_corners(cals, ["a", "c"], (64, 3, 10), x, y, recipe)
 
 
 def test_constant_input_rows_finds_the_inputs_that_never_change():
@@ -248,3 +272,15 @@ def test_cli_trims_at_a_hotter_chip(trained, tmp_path, capsys):
     assert trimmed.calibration.source["temperature_c"] == "85.0"
     hidden_old, hidden_new = trained.conductances[1], trimmed.conductances[1]
     np.testing.assert_array_equal(hidden_old[:, :-2], hidden_new[:, :-2])
+
+
+def test_bench_reports_the_worst_corner_and_its_gap_in_points():
+    from script_loader import load_script
+
+    bench = load_script("bench_corners")
+    per_corner = {"tt": {"spice_accuracy": 0.95}, "ss": {"spice_accuracy": 0.90}, "fs": {"spice_accuracy": 0.555}}
+    got = bench.worst(per_corner, "tt")
+    assert got["worst_corner"] == "fs" and got["worst_gap_to_tt"] == pytest.approx(39.5)
+    args = bench.parse_args(["--quick"])
+    assert args.corners == "tt,sf,fs" and args.trim_aware_epochs == 0 and args.samples <= 20
+    assert bench.cache_key("a", 1) != bench.cache_key("a", 2)

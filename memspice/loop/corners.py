@@ -245,7 +245,9 @@ class CornerRecipe:
 
 def train_at_corners(calibrations: dict[str, Calibration], corners: Sequence[str], topology: Sequence[int],
                      x: np.ndarray, labels: np.ndarray, recipe: CornerRecipe = CornerRecipe(),
-                     reference: str | None = None, trim_aware: bool = False) -> CornerTraining:
+                     reference: str | None = None, trim_aware: bool = False,
+                     trim_rows: dict[int, np.ndarray] | None = None,
+                     initial: Sequence[np.ndarray] | None = None) -> CornerTraining:
     """Train one θ against the mean loss of ``corners``' models (one corner: that corner alone).
 
     Args:
@@ -256,8 +258,11 @@ def train_at_corners(calibrations: dict[str, Calibration], corners: Sequence[str
         labels: ``(n,)`` labels.
         recipe: training phases and settings.
         reference: corner whose calibration the returned network carries (default: the first).
-        trim_aware: give every corner its own bias-row devices (:class:`PerCornerBias`); the weight
-            devices are shared. The returned network carries the reference corner's bias.
+        trim_aware: give every corner its own trimmed devices (:class:`PerCornerBias`); the other
+            devices are shared. The returned network carries the reference corner's.
+        trim_rows: trim-aware only: by layer, the rows each corner owns (default: the bias rows;
+            see :func:`check_trim`).
+        initial: θ per layer to fine-tune from (the pre-training phase is then skipped).
 
     Returns:
         The network, with ``trim_aware`` each corner's network, and the final phase's result.
@@ -280,11 +285,13 @@ def train_at_corners(calibrations: dict[str, Calibration], corners: Sequence[str
     def trainable(mode: str) -> Any:
         models = [PhaxNetwork(calibrations[c], topology, evaluator=mode, init_mean=recipe.init_mean) for c in corners]
         if trim_aware:
-            return PerCornerBias(models)
+            return PerCornerBias(models, trim_rows)
         return models[0] if len(models) == 1 else MultiCornerNetwork(models)
 
     settings, params = recipe.settings, None
-    if recipe.pretrain_epochs:
+    if initial is not None:
+        params = [np.array(t, dtype=np.float64) for t in initial]
+    elif recipe.pretrain_epochs:
         first = dataclasses.replace(settings, epochs=recipe.pretrain_epochs)
         params = train(trainable(recipe.pretrain_mode), x, labels, first).params
         total = recipe.pretrain_epochs + settings.epochs
@@ -292,6 +299,8 @@ def train_at_corners(calibrations: dict[str, Calibration], corners: Sequence[str
                                  settings.lr_decay, settings.warmup_epochs)
         settings = dataclasses.replace(settings, lr=lr, warmup_epochs=0)
     final = trainable(recipe.mode)
+    if trim_aware and params is not None and len(params) == len(topology) - 1:
+        params = final.extend(params)
     result = train(final, x, labels, settings, initial_params=params)
     meta = {"trained_at": ",".join(corners), "best_epoch": result.best_epoch, "trim_aware": trim_aware}
     per_corner = {}
@@ -568,22 +577,27 @@ def trim_bias(network: TrainedNetwork, calibration: Calibration, x: np.ndarray, 
 
 
 class PerCornerBias:
-    """Trim-aware training: shared weight devices, each corner its own bias-row devices.
+    """Trim-aware training: shared weight devices, each corner its own trimmed devices.
 
-    The parameters are θ of every layer (its bias columns serve the first corner) followed, for
-    each further corner, by the ``(M, 2)`` bias θ of every layer. The loss is the mean over the
-    corners' models, each seeing the shared weights and its own bias rows, so the weights learn to
-    work with a bias that a per-chip trim (:func:`trim_bias`) sets after fabrication.
+    The parameters are θ of every layer (its trimmed devices serve the first corner) followed,
+    for each further corner, by the θ of the trimmed devices of every trimmed layer. The loss is
+    the mean over the corners' models, each seeing the shared devices and its own trimmed ones, so
+    the shared weights learn to work with what a per-chip trim (:func:`trim_bias`) sets after
+    fabrication.
 
     Args:
         models: one :class:`PhaxNetwork` per corner, same topology, window and rails.
+        rows: by layer, the trimmed rows (wiring order; default: every layer's two bias rows).
     """
 
-    def __init__(self, models: Sequence[PhaxNetwork]) -> None:
+    def __init__(self, models: Sequence[PhaxNetwork], rows: dict[int, np.ndarray] | None = None) -> None:
         self.shared = MultiCornerNetwork(models)
         self.models = self.shared.models
         self.topology = self.shared.topology
         self.n_layers = len(self.models[0].shapes)
+        if rows is None:
+            rows = {i: np.array([s.n_rows - 2, s.n_rows - 1]) for i, s in enumerate(self.models[0].shapes)}
+        self.rows = {int(k): np.asarray(v, dtype=np.intp) for k, v in rows.items()}
 
     @property
     def output_range(self) -> tuple[float, float]:
@@ -594,44 +608,49 @@ class PerCornerBias:
         """θ of every layer as corner ``index`` sees them."""
         theta = [np.array(p, dtype=np.float64) for p in params[: self.n_layers]]
         if index:
-            start = self.n_layers * index
-            for layer in range(self.n_layers):
-                theta[layer][:, -2:] = params[start + layer]
+            start = self.n_layers + len(self.rows) * (index - 1)
+            for k, (layer, rows) in enumerate(self.rows.items()):
+                theta[layer][:, rows] = params[start + k]
         return theta
 
-    def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """The first corner's initialization; every corner's bias starts from its bias."""
-        theta = self.models[0].init_params(rng)
-        return theta + [t[:, -2:].copy() for _ in self.models[1:] for t in theta]
-
     def extend(self, theta: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Parameters from plain θ (every corner's bias starts at ``theta``'s)."""
+        """Parameters from plain θ: every corner's trimmed devices start at ``theta``'s."""
         theta = [np.array(t, dtype=np.float64) for t in theta]
-        return theta + [t[:, -2:].copy() for _ in self.models[1:] for t in theta]
+        return theta + [theta[layer][:, rows].copy() for _ in self.models[1:] for layer, rows in self.rows.items()]
+
+    def init_params(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """The first corner's initialization, shared by every corner's trimmed devices."""
+        return self.extend(self.models[0].init_params(rng))
 
     def predict(self, params: Sequence[np.ndarray], x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Weighted mean of the corners' output voltages, each with its own bias (V)."""
+        """Weighted mean of the corners' output voltages, each with its own trimmed devices (V)."""
         return sum(w * m.predict(self.corner_params(params, i), x)
                    for i, (w, m) in enumerate(zip(self.shared.weights, self.models)))
 
     def predict_logits(self, params: Sequence[np.ndarray], x: np.ndarray,
                        rng: np.random.Generator | None = None) -> np.ndarray:
-        """Weighted mean of the corners' output logits, each with its own bias."""
+        """Weighted mean of the corners' output logits, each with its own trimmed devices."""
         return sum(w * m.predict_logits(self.corner_params(params, i), x)
                    for i, (w, m) in enumerate(zip(self.shared.weights, self.models)))
 
     def loss_and_grad(self, params: Sequence[np.ndarray], x: np.ndarray, labels: np.ndarray, loss: Loss,
                       rng: np.random.Generator | None = None) -> tuple[float, list[np.ndarray]]:
-        """Mean loss; weight gradients summed over corners, bias gradients to each corner's own."""
+        """Mean loss; shared-device gradients summed over corners, trimmed ones to each corner's own."""
         total = 0.0
         grads = [np.zeros_like(p, dtype=np.float64) for p in params]
         for index, (w, model) in enumerate(zip(self.shared.weights, self.models)):
             value, g = model.loss_and_grad(self.corner_params(params, index), x, labels, loss, rng)
             total += w * value
-            for layer, part in enumerate(g):
-                if index == 0:
+            if index == 0:
+                for layer, part in enumerate(g):
                     grads[layer] += w * part
-                else:
-                    grads[layer][:, :-2] += w * part[:, :-2]
-                    grads[self.n_layers * index + layer] += w * part[:, -2:]
+                continue
+            start = self.n_layers + len(self.rows) * (index - 1)
+            for layer, part in enumerate(g):
+                shared = part.copy()
+                if layer in self.rows:
+                    shared[:, self.rows[layer]] = 0.0
+                grads[layer] += w * shared
+            for k, (layer, rows) in enumerate(self.rows.items()):
+                grads[start + k] += w * g[layer][:, rows]
         return total, grads
