@@ -92,7 +92,8 @@ def parse_args(argv):
 def setup(args):
     """Configuration, technology maker, sizing, data and calibrations."""
     from memspice.fit.calibration import DeviceWindow
-    from memspice.loop.corners import constant_input_rows, corner_calibrations
+    from memspice.loop.corners import corner_calibrations
+    from memspice.loop.trim import constant_input_rows
     from memspice.pipeline import data
     from memspice.pipeline.config import load_config
     from memspice.tech import sky130
@@ -173,7 +174,7 @@ def trained_networks(args, env, plans):
         net_dir = args.out / f"trained_{name}"
         plan_recipe, extra = recipe, {}
         if start is not None:
-            from memspice.loop.corners import check_trim
+            from memspice.loop.trim import check_trim
             from memspice.train.mapping import conductance_to_theta
             from memspice.train.schedule import epoch_learning_rate
 
@@ -241,7 +242,7 @@ def val_accuracy(network, env):
 
 def trimmed(args, env, network, corner, tag):
     """``network`` trimmed at ``corner`` (cached in ``out/trimmed_<tag>``) and the trim's figures."""
-    from memspice.loop.corners import trim_bias
+    from memspice.loop.trim import trim_bias
     from memspice.train.network_io import load_network, save_network
     from memspice.train.trainer import TrainConfig
 

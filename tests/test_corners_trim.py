@@ -18,17 +18,8 @@ from memspice.cli import main
 from memspice.datasets import benchmark_split, features_to_voltages, load_dataset
 from memspice.errors import ConfigError
 from memspice.fit.calibration import phax_reference_calibration
-from memspice.loop.corners import (
-    BiasTrim,
-    CornerRecipe,
-    MultiCornerNetwork,
-    PerCornerBias,
-    center_columns,
-    check_trim,
-    constant_input_rows,
-    train_at_corners,
-    trim_bias,
-)
+from memspice.loop.corners import CornerRecipe, MultiCornerNetwork, PerCornerBias, train_at_corners
+from memspice.loop.trim import BiasTrim, center_columns, check_trim, constant_input_rows, trim_bias
 from memspice.train.evaluate import network_from_params
 from memspice.train.hardware import FaultMap
 from memspice.train.losses import Loss, accuracy

@@ -60,7 +60,7 @@ def run_trim(args: argparse.Namespace) -> int:
     from memspice.characterize.calibrate import calibrate
     from memspice.datasets import benchmark_split, features_to_voltages, load_dataset
     from memspice.loop.command import network_sizing_of, technology_of
-    from memspice.loop.corners import check_trim, constant_input_rows, trim_bias
+    from memspice.loop.trim import check_trim, constant_input_rows, trim_bias
     from memspice.safe_io import check_output_dir
     from memspice.train.network_io import load_network, save_network
     from memspice.train.trainer import TrainConfig
