@@ -70,6 +70,7 @@ def parse_args(argv):
     p.add_argument("--trim-epochs", type=int, default=20, help="trim epochs")
     p.add_argument("--trim-lr", type=float, default=0.05, help="trim learning rate (θ units)")
     p.add_argument("--no-trim", action="store_true", help="skip the trim")
+    p.add_argument("--no-bias-only", action="store_true", help="skip the bias-rows-only trim (validation figures)")
     p.add_argument("--trim-aware-epochs", type=int, default=3,
                    help="coupled epochs of trim-aware fine-tuning of the all-corner network (0 = skip)")
     p.add_argument("--batch-size", type=int, default=0, help="SPICE samples per deck (0 = automatic)")
@@ -116,18 +117,20 @@ def setup(args):
     train_set, test_set = data.split_dataset(cfg)
     if args.train_samples:
         train_set = train_set.subset(slice(0, args.train_samples))
-    if args.samples:
-        test_set = test_set.subset(slice(0, args.samples))
+    if args.quick:
+        test_set = test_set.subset(slice(0, 4 * args.samples))
     corners = tuple(c.strip() for c in args.corners.split(",") if c.strip())
     cals = corner_calibrations(make_tech, corners, sizing, args.out, print)
     window = DeviceWindow(cfg.device.g_min_us * 1e-6, cfg.device.g_max_us * 1e-6, cfg.device.levels)
     cals = {c: dataclasses.replace(cal, device=window) for c, cal in cals.items()}
     x_train, x_test = data.voltages(train_set, rails), data.voltages(test_set, rails)
+    n_spice = min(args.samples or len(x_test), len(x_test))
     val_fraction = 0.1
     fit_idx, val_idx = split_validation(len(x_train), val_fraction, cfg.training.seed)
     constant_rows = constant_input_rows(x_train[fit_idx])
     return dict(constant_rows=constant_rows, cfg=cfg, make_tech=make_tech, sizing=sizing, corners=corners, cals=cals, rails=rails,
                 x_train=x_train, y_train=train_set.labels, x_test=x_test, y_test=test_set.labels,
+                x_spice=x_test[:n_spice], y_spice=test_set.labels[:n_spice],
                 fit_idx=fit_idx, val_idx=val_idx, val_fraction=val_fraction)
 
 
@@ -214,11 +217,11 @@ def spice_accuracy(args, env, network, corner, tag):
     from memspice.pipeline import data
     from memspice.validate.api import RunSettings, validate_network
 
-    batch = args.batch_size or data.batch_size(env["cfg"], len(env["x_test"]))
+    batch = args.batch_size or data.batch_size(env["cfg"], len(env["x_spice"]))
     settings = RunSettings(batch_size=batch, workers=args.workers, resume=True, timeout_s=env["cfg"].validation.timeout_s)
     t0 = time.perf_counter()
-    key = cache_key(network.metadata.get("bench_key"), corner, len(env["x_test"]))[:8]
-    report = validate_network(network, env["make_tech"](corner), env["x_test"], env["y_test"],
+    key = cache_key(network.metadata.get("bench_key"), corner, len(env["x_spice"]))[:8]
+    report = validate_network(network, env["make_tech"](corner), env["x_spice"], env["y_spice"],
                               args.out / f"validate_{tag}_{key}", sizing=env["sizing"], settings=settings,
                               evaluator="coupled", write_files=False)
     c = report.comparison
@@ -263,12 +266,32 @@ def trimmed(args, env, network, corner, tag):
     info = {"devices_reprogrammed": result.devices_reprogrammed, "constant_input_rows": len(env["constant_rows"]),
             "calibration_images": len(cal_idx), "calibration_accuracy_before": result.accuracy_before,
             "calibration_accuracy_after": result.accuracy_after, "trim_seconds": time.perf_counter() - t0}
-    bias_only = trim_bias(network, env["cals"][corner], x, y, config=config)
-    info["bias_rows_only"] = {"devices_reprogrammed": bias_only.devices_reprogrammed,
-                              "validation_accuracy": val_accuracy(bias_only.network, env)}
+    if not args.no_bias_only:
+        bias_only = trim_bias(network, env["cals"][corner], x, y, config=config)
+        info["bias_rows_only"] = {"devices_reprogrammed": bias_only.devices_reprogrammed,
+                                  "validation_accuracy": val_accuracy(bias_only.network, env)}
     net = dataclasses.replace(result.network, metadata={**result.network.metadata, "trim": info, "bench_key": key})
     save_network(net, directory)
     return net, info
+
+
+def test_accuracy(network, env):
+    from memspice.train.losses import accuracy
+
+    return accuracy(network.predict(env["x_test"]), env["y_test"])
+
+
+def print_table(title, results, corners, key):
+    print(f"\n{title}")
+    print(f"{'network':<24}" + "".join(f"{c:>8}" for c in corners))
+    for name, r in results.items():
+        for label, rows in ((name, r["plain"]), (f"{name} trimmed", r["trimmed"])):
+            if rows:
+                print(f"{label:<24}" + "".join(f"{100 * rows[c][key]:8.2f}" for c in corners))
+        if key == "validation_accuracy" and r["trimmed"] and all("bias_rows_only" in v for v in r["trimmed"].values()):
+            print(f"{name + ' bias rows only':<24}"
+                  + "".join(f"{100 * r['trimmed'][c]['bias_rows_only']['validation_accuracy']:8.2f}" for c in corners))
+    sys.stdout.flush()
 
 
 def worst(per_corner, reference):
@@ -289,33 +312,48 @@ def main(argv=None):
         plans["all_trim_aware"] = (corners, "all")
     networks, seconds = trained_networks(args, env, plans)
     summary = {"config": str(args.config), "corners": list(corners), "n_test": len(env["x_test"]),
+               "n_spice": len(env["x_spice"]),
                "n_train": len(env["x_train"]), "n_validation": len(env["val_idx"]), "train_seconds": seconds,
                "networks": {}}
+    # 1. every network and trim in the corners' coupled models (validation split and all test images)
+    results = {name: {"plain": {}, "trimmed": {}} for name in networks}
+    trimmed_nets = {}
     for name, network in networks.items():
-        plain, trim = {}, {}
         for corner in corners:
             net = at_corner(network, env, corner)
-            plain[corner] = {"validation_accuracy": val_accuracy(net, env),
-                             **spice_accuracy(args, env, net, corner, f"{name}_at_{corner}")}
-            print(f"'{name}' at {corner}: validation {100 * plain[corner]['validation_accuracy']:.2f} %, "
-                  f"SPICE {100 * plain[corner]['spice_accuracy']:.2f} %", flush=True)
+            results[name]["plain"][corner] = {"validation_accuracy": val_accuracy(net, env),
+                                              "model_test_accuracy": test_accuracy(net, env)}
             if args.no_trim:
                 continue
             tnet, info = trimmed(args, env, network, corner, f"{name}_at_{corner}")
-            trim[corner] = {**info, "validation_accuracy": val_accuracy(tnet, env),
-                            **spice_accuracy(args, env, tnet, corner, f"{name}_trimmed_at_{corner}")}
-            print(f"'{name}' trimmed at {corner} ({info['devices_reprogrammed']} devices): validation "
-                  f"{100 * trim[corner]['validation_accuracy']:.2f} %, SPICE {100 * trim[corner]['spice_accuracy']:.2f} %",
-                  flush=True)
-        entry = {"per_corner": plain, **worst(plain, ref)}
-        if trim:
-            entry["trimmed"] = {"per_corner": trim, **worst(trim, ref)}
+            trimmed_nets[name, corner] = tnet
+            results[name]["trimmed"][corner] = {**info, "validation_accuracy": val_accuracy(tnet, env),
+                                                "model_test_accuracy": test_accuracy(tnet, env)}
+    print_table("validation accuracy (%) in each corner's coupled model", results, corners, "validation_accuracy")
+    print_table(f"test accuracy (%) in each corner's coupled model, {len(env['x_test'])} images", results, corners,
+                "model_test_accuracy")
+    # 2. SPICE (the trim-aware network only trimmed: untrimmed it carries the tt rows everywhere)
+    order = [("plain", n) for n in networks if n != "all_trim_aware"] + [("trimmed", n) for n in reversed(networks)]
+    for kind, name in order:
+        for corner, row in results[name][kind].items():
+            net = at_corner(networks[name], env, corner) if kind == "plain" else trimmed_nets[name, corner]
+            tag = f"{name}_at_{corner}" if kind == "plain" else f"{name}_trimmed_at_{corner}"
+            row.update(spice_accuracy(args, env, net, corner, tag))
+            print(f"SPICE {kind} '{name}' at {corner}: {100 * row['spice_accuracy']:.2f} % "
+                  f"(model {100 * row['model_accuracy']:.2f} %, agreement {100 * row['agreement']:.2f} %, "
+                  f"{row['spice_seconds']:.0f} s)", flush=True)
+    for name, r in results.items():
+        entry = {"per_corner": r["plain"]}
+        if all("spice_accuracy" in v for v in r["plain"].values()):
+            entry.update(worst(r["plain"], ref))
+        if r["trimmed"]:
+            entry["trimmed"] = {"per_corner": r["trimmed"], **worst(r["trimmed"], ref)}
         summary["networks"][name] = entry
-    print("\nSPICE accuracy (%), test images; worst corner and its gap to tt (points)")
+    print(f"\nSPICE accuracy (%), the first {len(env['x_spice'])} test images; worst corner and its gap to tt (points)")
     print(f"{'network':<24}" + "".join(f"{c:>8}" for c in corners) + f"{'worst':>8}{'gap':>8}")
     for name, entry in summary["networks"].items():
         for label, e in ((name, entry), (f"{name} trimmed", entry.get("trimmed"))):
-            if e:
+            if e and "worst_corner" in e:
                 print(f"{label:<24}" + "".join(f"{100 * e['per_corner'][c]['spice_accuracy']:8.2f}" for c in corners)
                       + f"{e['worst_corner']:>8}{e['worst_gap_to_tt']:8.2f}")
     summary["seconds"] = time.perf_counter() - t_start
