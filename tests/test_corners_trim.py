@@ -275,3 +275,11 @@ def test_bench_reports_the_worst_corner_and_its_gap_in_points():
     args = bench.parse_args(["--quick"])
     assert args.corners == "tt,sf,fs" and args.trim_aware_epochs == 0 and args.samples <= 20
     assert bench.cache_key("a", 1) != bench.cache_key("a", 2)
+
+
+def test_corners_with_an_unknown_corner_stop_before_any_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(["corners", "--tech", "sky130", "--corners", "tt,xx", "--out", "run"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("memspice: error: ") and "unknown corner" in lines[0]
+    assert not any((tmp_path / "run").glob("calibration_*.json"))

@@ -98,10 +98,15 @@ class MultiCornerNetwork:
 
 def corner_calibrations(make_tech: Callable[[str], Technology], corners: Sequence[str], sizing: InverterSizing,
                         out_dir: Path, log: Callable[[str], None] | None = None) -> dict[str, Calibration]:
-    """Calibrate each corner once; ``<out>/calibration_<corner>.json`` is reused when present."""
+    """Calibrate each corner once; ``<out>/calibration_<corner>.json`` is reused when present.
+
+    Raises:
+        ConfigError: a corner the technology does not know (before anything is calibrated).
+    """
     from memspice.characterize.calibrate import calibrate
 
     out_dir = Path(out_dir)
+    techs = {corner: make_tech(corner) for corner in corners}  # an unknown corner fails before any file
     result = {}
     for corner in corners:
         path = out_dir / f"calibration_{corner}.json"
@@ -109,7 +114,7 @@ def corner_calibrations(make_tech: Callable[[str], Technology], corners: Sequenc
             result[corner] = load_calibration(path)
             continue
         t0 = time.perf_counter()
-        result[corner] = calibrate(make_tech(corner), sizing)
+        result[corner] = calibrate(techs[corner], sizing)
         save_calibration(result[corner], path)
         if log:
             log(f"calibrated corner {corner} in {time.perf_counter() - t0:.1f} s")
