@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "memspice.prune.command",
     "memspice.regress.command",
     "memspice.loop.command",
+    "memspice.loop.trim_command",
     "memspice.pipeline_command",
     "memspice.data_command",
     "memspice.doctor",
