@@ -66,6 +66,8 @@ def test_defaults_round_trip_through_toml(tmp_path: Path) -> None:
         ({"training": {"pretrain_epochs": 5, "schedule": "cosine"}}, "training.pretrain_epochs needs a mini-batch"),
         ({"training": {"pretrain_epochs": 5, "optimizer": "lbfgs"}}, "training.pretrain_epochs needs a mini-batch"),
         ({"training": {"pretrain_epochs": 2, "warmup_epochs": 2}}, "training.warmup_epochs must be below pretrain_epochs"),
+        ({"training": {"input_noise_std": -0.01}}, "training.input_noise_std must be 0 (off) or in (0, 1] V"),
+        ({"training": {"input_noise_std": 0.03, "optimizer": "cg"}}, "training.input_noise_std needs a mini-batch"),
     ],
 )
 def test_bad_values_name_the_key(data: dict, needle: str) -> None:
@@ -81,7 +83,7 @@ def test_print_default_config_round_trips(tmp_path: Path, capsys: pytest.Capture
     assert load_config(path) == RunConfig()
     recipe = {"loss_link": "logit", "logit_temperature": 2.0, "average_decay": 0.999, "float_learning_rate": 0.001,
               "schedule": "cosine", "warmup_epochs": 3, "lr_floor_fraction": 0.01, "grad_clip_norm": 1.0,
-              "pretrain_mode": "static"}
+              "pretrain_mode": "static", "input_noise_std": 0.03}
     changed = config_from_dict({"training": recipe})
     path.write_text(config_to_toml(changed))
     loaded = load_config(path)
@@ -93,7 +95,7 @@ def test_print_default_config_round_trips(tmp_path: Path, capsys: pytest.Capture
     ("key", "old", "new"),
     [("loss_link", "output", "logit"), ("average_decay", 0.0, 0.99), ("logit_temperature", 1.0, 2.0),
      ("float_learning_rate", 0.0, 0.001), ("schedule", "exponential", "cosine"), ("warmup_epochs", 0, 2),
-     ("grad_clip_norm", 0.0, 1.0), ("pretrain_epochs", 0, 5)],
+     ("grad_clip_norm", 0.0, 1.0), ("pretrain_epochs", 0, 5), ("input_noise_std", 0.0, 0.03)],
 )
 def test_training_recipe_changes_the_train_fingerprint(key: str, old: object, new: object) -> None:
     stages = {s.name: s for s in pipeline_stages()}

@@ -30,6 +30,15 @@ def test_logit_link_baseline_takes_the_same_loss_on_its_logits() -> None:
     assert base.lr == 0.001 and baseline_settings(settings).lr == 0.005
 
 
+def test_input_noise_trains_the_circuit_network_only() -> None:
+    from memspice.pipeline.train_stage import _baseline_phase_settings
+
+    t = config_from_dict({"training": {"input_noise_std": 0.03, "pretrain_epochs": 4, "epochs": 3}}).training
+    settings = TrainConfig(epochs=3, lr=t.learning_rate, input_noise_std=t.input_noise_std)
+    base = _baseline_phase_settings(settings, t)
+    assert (settings.input_noise_std, base.input_noise_std, base.epochs) == (0.03, 0.0, 7)
+
+
 def test_pretraining_continues_the_exponential_schedule() -> None:
     settings = TrainConfig(epochs=4, lr=0.01, lr_decay=0.9, warmup_epochs=2)
     first, second = pretrain_phases(settings, 5)

@@ -212,3 +212,58 @@ def test_cli_takes_the_logit_link_and_averaging_and_rejects_a_bad_temperature(tm
         _parse(["--dataset", "iris", "--loss-link", "logit", "--logit-temperature", "0",
                 "--out", str(tmp_path / "bad"), "--quiet"])
     assert "argument --logit-temperature: must be a finite number > 0 and ≤ 100, got '0'" in capsys.readouterr().err
+
+
+class _RecordingModel:
+    """A float network that records the inputs of its training steps and of its predictions."""
+
+    def __init__(self):
+        self.inner = TanhMLP((4, 5, 3), CAL.rails.vss, CAL.rails.vdd)
+        self.output_range = self.inner.output_range
+        self.steps: list[np.ndarray] = []
+        self.predicted: list[np.ndarray] = []
+
+    def init_params(self, rng):
+        return self.inner.init_params(rng)
+
+    def predict(self, params, x):
+        self.predicted.append(np.array(x))
+        return self.inner.predict(params, x)
+
+    def loss_and_grad(self, params, x, labels, loss, rng=None):
+        self.steps.append(np.array(x))
+        return self.inner.loss_and_grad(params, x, labels, loss, rng)
+
+
+def test_input_noise_perturbs_the_steps_only_and_is_seeded(iris, tmp_path):
+    x, y = iris
+    settings = {"epochs": 4, "lr": 0.02, "batch_size": 16, "progress": False, "lr_decay": 0.9,
+                "val_fraction": 0.2}
+    clean, noisy = _RecordingModel(), _RecordingModel()
+    train(clean, x, y, TrainConfig(**settings))
+    reference = train(noisy, x, y, TrainConfig(**settings, input_noise_std=0.01))
+    assert len(clean.steps) == len(noisy.steps)
+    # The first step: the same shuffled batch (the noise has its own stream), plus the noise.
+    difference = noisy.steps[0] - clean.steps[0]
+    assert 0.005 < difference.std() < 0.02 and abs(difference.mean()) < 0.005
+    # Training accuracy and validation see the clean inputs.
+    known = {row.tobytes() for row in x}
+    assert all(row.tobytes() in known for batch in noisy.predicted for row in batch)
+    assert not any(row.tobytes() in known for row in noisy.steps[0])
+    again = train(_RecordingModel(), x, y, TrainConfig(**settings, input_noise_std=0.01))
+    for p, q in zip(reference.params, again.params):
+        np.testing.assert_array_equal(p, q)
+    train(_RecordingModel(), x, y, TrainConfig(**{**settings, "epochs": 2}, input_noise_std=0.01),
+          tmp_path)
+    resumed = train(_RecordingModel(), x, y, TrainConfig(**settings, input_noise_std=0.01), tmp_path,
+                    resume=True)
+    for p, q in zip(reference.params, resumed.params):
+        np.testing.assert_allclose(p, q, rtol=0, atol=1e-12)
+
+
+def test_input_noise_is_validated():
+    for bad in (-0.01, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="input_noise_std must be 0"):
+            TrainConfig(input_noise_std=bad)
+    with pytest.raises(ConfigError, match="input_noise_std needs a mini-batch optimizer"):
+        TrainConfig(input_noise_std=0.01, optimizer="lbfgs")

@@ -175,6 +175,10 @@ class TrainingConfig:
     #: soft targets in the circuit network's targets, in (0, 1] (validation keeps the labels alone)
     distill_weight: float = 0.0
     distill_temperature: float = 1.0  #: divides the float baseline's logits for its soft targets (> 0)
+    #: 0 = off, else the standard deviation (V) of Gaussian noise added afresh to every training
+    #: mini-batch's input voltages of the circuit network (a regularizer; validation sees clean
+    #: inputs; the float baseline trains on clean inputs, which scored higher for it)
+    input_noise_std: float = 0.0
     mode: str = "coupled"  #: calibration mode used by the trainer: static | load-aware | coupled
     #: epochs trained first in ``pretrain_mode`` (a cheaper model), before ``epochs`` in ``mode`` (0 = none)
     pretrain_epochs: int = 0
@@ -222,6 +226,10 @@ class TrainingConfig:
               f"exponential schedule (not {self.schedule})", self.pretrain_epochs)
         _need(self.pretrain_epochs == 0 or self.warmup_epochs < self.pretrain_epochs, f"{key}.warmup_epochs",
               "must be below pretrain_epochs (the warm-up is part of the pre-training)", self.warmup_epochs)
+        _need(0 <= self.input_noise_std <= 1, f"{key}.input_noise_std", "must be 0 (off) or in (0, 1] V",
+              self.input_noise_std)
+        _need(self.input_noise_std == 0 or self.optimizer in ("adam", "sgd"), f"{key}.input_noise_std",
+              f"needs a mini-batch optimizer (adam or sgd, not {self.optimizer})", self.input_noise_std)
         _need(0 <= self.shifts <= 8, f"{key}.shifts", "must be an integer in [0, 8]", self.shifts)
         _need(0 <= self.distill_weight <= 1, f"{key}.distill_weight", "must be 0 (off) or in (0, 1]", self.distill_weight)
         _need(0 < self.distill_temperature <= 100, f"{key}.distill_temperature", "must be in (0, 100]",

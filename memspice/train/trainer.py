@@ -50,7 +50,7 @@ HISTORY_CSV = "history.csv"
 HISTORY_PNG = "history.png"
 
 # Purposes mixed into the seed so each random stream is independent and reproducible.
-_SPLIT, _INIT, _EPOCH = 1, 2, 3
+_SPLIT, _INIT, _EPOCH, _NOISE = 1, 2, 3, 4
 
 
 class Trainable(Protocol):
@@ -102,6 +102,11 @@ class TrainConfig:
             and the choice of epoch use the labels alone.
         distill_temperature: divides the teacher's logits before they become probabilities
             (> 0; above 1 softer targets).
+        input_noise_std: 0 (off) or the standard deviation (in input units, V for the
+            circuit) of Gaussian noise added afresh to every mini-batch's inputs before the
+            step (noise injection, a regularizer; mini-batch optimizers only). Its draws come
+            from their own seeded stream, so the shuffles and variation draws do not change.
+            Training accuracy, validation and the choice of epoch see the clean inputs.
         seed: seeds the split, the initialization, the shuffles and the noise draws.
         val_fraction: share of the training data held out for validation (0 = none).
         patience: stop after this many epochs without a better validation loss (0 = never).
@@ -123,6 +128,7 @@ class TrainConfig:
     average_decay: float = 0.0
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    input_noise_std: float = 0.0
     seed: int = 0
     val_fraction: float = 0.1
     patience: int = 0
@@ -160,6 +166,11 @@ class TrainConfig:
         if not (np.isfinite(self.distill_temperature) and self.distill_temperature > 0):
             raise ConfigError(
                 f"distill_temperature must be positive and finite, got {self.distill_temperature}")
+        if not (np.isfinite(self.input_noise_std) and self.input_noise_std >= 0):
+            raise ConfigError(
+                f"input_noise_std must be 0 (off) or positive, got {self.input_noise_std}")
+        if self.input_noise_std and self.optimizer in FULL_BATCH:
+            raise ConfigError(f"input_noise_std needs a mini-batch optimizer, not {self.optimizer!r}")
         if self.patience < 0:
             raise ConfigError(f"patience must be non-negative, got {self.patience}")
         if not 0 < self.lr_decay <= 1:
@@ -416,6 +427,7 @@ def train(
             for epoch in range(start_epoch, config.epochs + 1):
                 rng = np.random.default_rng([config.seed, _EPOCH, epoch])
                 order = rng.permutation(len(x_steps))
+                noise_rng = np.random.default_rng([config.seed, _NOISE, epoch])
                 current = state["params"]
                 epoch_lr = epoch_learning_rate(
                     config.lr, epoch, config.epochs, config.schedule, config.lr_decay,
@@ -425,8 +437,12 @@ def train(
                 total, count = 0.0, 0
                 for step, start in enumerate(range(0, len(order), config.batch_size)):
                     batch = order[start : start + config.batch_size]
+                    x_batch = x_steps[batch]
+                    if config.input_noise_std:
+                        x_batch = x_batch + noise_rng.normal(0.0, config.input_noise_std,
+                                                             x_batch.shape)
                     value, grads = model.loss_and_grad(
-                        current, x_steps[batch], y_steps[batch], loss, rng
+                        current, x_batch, y_steps[batch], loss, rng
                     )
                     if config.grad_clip_norm:
                         grads = clip_global_norm(grads, config.grad_clip_norm)
