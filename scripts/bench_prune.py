@@ -19,6 +19,10 @@ for every choice: the best epoch) and simulated on the same test images in ngspi
   adds a coupled epoch), and its ADMM prunings (``--cnn-targets``: ADMM rounds and masked
   retraining with the load-aware evaluator on the targets' levels, straight-through, a device
   budget shared by the layers targeted ``budget``; the same optional coupled epoch).
+  ``--cnn-preset lenet`` puts a LeNet-like CNN there instead (``conv 4 k3 stride 2 → conv 8 k3
+  → dense 32 → dense 10``, 93 % of its weights in the dense layers, as LeNet-5's), trained
+  load-aware then 4 coupled epochs, and pruned with coupled ADMM rounds and retraining under a
+  weight budget (``@…W17.7``: θ counted once, however many positions build them).
 
 Figures per network: devices (every memristor built: a conv kernel counts once per output
 position, each position's column holding its own copy), density and compression against the
@@ -120,8 +124,10 @@ def _row(network: str, method: str, figures: dict, base: dict, record: dict) -> 
          "accuracy_change_points": 100 * (figures["spice_accuracy"] - base["spice_accuracy"]),
          "val_accuracy": record.get("val_accuracy")}
     energy_text = "" if energy is None else f", energy/inference {1e12 * energy:.1f} pJ"
+    weights = ("" if figures.get("weights") is None else
+               f", {figures['weights']:,} θ ({figures['weight_compression']:.2f}x in weights)")
     print(f"  {network:<26} {figures['devices']:>7,} devices ({figures['compression']:5.2f}x, "
-          f"area saved {100 * figures['area_saved']:5.1f} %): SPICE {100 * figures['spice_accuracy']:.2f} % "
+          f"area saved {100 * figures['area_saved']:5.1f} %{weights}): SPICE {100 * figures['spice_accuracy']:.2f} % "
           f"({r['accuracy_change_points']:+.2f} points), model {100 * figures['model_accuracy']:.2f} %, "
           f"agreement {100 * figures['agreement']:.2f} %, static power {1e6 * figures['static_power_w']:.1f} µW "
           f"({r['power_ratio']:.2f}x lower; rails {1e6 * figures['rail_power_w']:.1f}, inputs "
@@ -486,9 +492,9 @@ def run(args) -> int:
     cnn_rows: list[dict] = []
     if "cnn" in sections:
         cnn_out = args.out / (f"{name}-cnn" + ("" if args.cnn_preset == "bench" else f"-{args.cnn_preset}"))
-        print(f"{name}-cnn: {len(x_train)} training / {len(x_test)} test images, load-aware "
+        print(f"{cnn_out.name}: {len(x_train)} training / {len(x_test)} test images, load-aware "
               "training" + ("" if args.cnn_tune_images == 0 else
-                            f", a coupled epoch on {args.cnn_tune_images or 'all'} training images"),
+                            f", coupled epochs on {args.cnn_tune_images or 'all'} training images"),
               flush=True)
         cnn_rows = cnn_section(args, cnn_out, cal, tech, x_train, y_train, x_test, y_test, batch)
         if cnn_rows:
