@@ -19,6 +19,10 @@ for every choice: the best epoch) and simulated on the same test images in ngspi
   adds a coupled epoch), and its ADMM prunings (``--cnn-targets``: ADMM rounds and masked
   retraining with the load-aware evaluator on the targets' levels, straight-through, a device
   budget shared by the layers targeted ``budget``; the same optional coupled epoch).
+  ``--cnn-preset lenet`` puts a LeNet-like CNN there instead (``conv 4 k3 stride 2 → conv 8 k3
+  → dense 32 → dense 10``, 93 % of its weights in the dense layers, as LeNet-5's), trained
+  load-aware then 4 coupled epochs, and pruned with coupled ADMM rounds and retraining under a
+  weight budget (``@…W17.7``: θ counted once, however many positions build them).
 
 Figures per network: devices (every memristor built: a conv kernel counts once per output
 position, each position's column holding its own copy), density and compression against the
@@ -120,8 +124,10 @@ def _row(network: str, method: str, figures: dict, base: dict, record: dict) -> 
          "accuracy_change_points": 100 * (figures["spice_accuracy"] - base["spice_accuracy"]),
          "val_accuracy": record.get("val_accuracy")}
     energy_text = "" if energy is None else f", energy/inference {1e12 * energy:.1f} pJ"
+    weights = ("" if figures.get("weights") is None else
+               f", {figures['weights']:,} θ ({figures['weight_compression']:.2f}x in weights)")
     print(f"  {network:<26} {figures['devices']:>7,} devices ({figures['compression']:5.2f}x, "
-          f"area saved {100 * figures['area_saved']:5.1f} %): SPICE {100 * figures['spice_accuracy']:.2f} % "
+          f"area saved {100 * figures['area_saved']:5.1f} %{weights}): SPICE {100 * figures['spice_accuracy']:.2f} % "
           f"({r['accuracy_change_points']:+.2f} points), model {100 * figures['model_accuracy']:.2f} %, "
           f"agreement {100 * figures['agreement']:.2f} %, static power {1e6 * figures['static_power_w']:.1f} µW "
           f"({r['power_ratio']:.2f}x lower; rails {1e6 * figures['rail_power_w']:.1f}, inputs "
@@ -179,6 +185,25 @@ _BUDGET = "tile:budget:2x1,tile:budget:2x1,tile:budget:2x1@2L32B"
 CNN_ADMM_TARGETS = f"{_BUDGET}1.5;{_BUDGET}3;{_BUDGET}17.7"
 QUICK_CNN_ADMM_TARGETS = "tile:budget:2x1,tile:budget:2x1@L32B2"
 
+#: ADMM targets of the LeNet-like CNN (``--cnn-preset lenet``: conv, conv, dense 32, dense 10):
+#: 2×1 tiles (single weights) of all four layers under one weight budget of 17.7× (θ counted
+#: once, Yuan et al.'s measure; the conv layers' 672 θ alone exceed 17.7× of the 9,588, so they
+#: are in the budget too), 32 levels, 3 rounds (``LENET_ADMM_ROUNDS``). Quick: conv, dense 32,
+#: dense 10 on digits.
+LENET_ADMM_TARGETS = ("tile:budget:2x1,tile:budget:2x1,tile:budget:2x1,tile:budget:2x1"
+                      "@2L32W17.7")
+LENET_ADMM_ROUNDS = 3
+QUICK_LENET_ADMM_TARGETS = "none,tile:budget:2x1,tile:budget:2x1@L32W4"
+
+
+def default_cnn_targets(args) -> str:
+    """``--cnn-targets``, else the preset's default (quick or full)."""
+    if args.cnn_targets:
+        return args.cnn_targets
+    if args.cnn_preset == "lenet":
+        return QUICK_LENET_ADMM_TARGETS if args.quick else LENET_ADMM_TARGETS
+    return QUICK_CNN_ADMM_TARGETS if args.quick else CNN_ADMM_TARGETS
+
 
 def quick_cnn_spec():
     """The quick CNN on 8×8 digits: conv 4 k3 → pool 2 → flatten → dense 10."""
@@ -187,9 +212,43 @@ def quick_cnn_spec():
     return NetworkSpec((1, 8, 8), (Conv2d(4, 3), AvgPool2d(2), Flatten(), Dense(10)))
 
 
-def cnn_recipe(quick: bool):
-    """``scripts/bench_cnn.py``'s recipe (θ mean −3, load-aware pre-training, coupled fine-tuning)."""
+def lenet_cnn_spec(quick: bool = False):
+    """The LeNet-like CNN (``--cnn-preset lenet``): ``conv 4 k3 stride 2 → conv 8 k3 → flatten →
+    dense 32 → dense 10`` on MNIST 14×14, 21,268 devices (on 8×8 digits: ``conv 4 k3 stride 2 →
+    flatten → dense 32 → dense 10``). Like LeNet-5, its weights are in its dense layers (93 % of
+    its 9,588 θ, LeNet-5's share), and a strided conv instead of a pool keeps the devices in
+    check: a pool before a layer folds 4 devices into each of its taps. (A dense 84 hidden layer
+    loads each conv-2 output with 84 columns: its coupled model reached 74 % on the validation
+    split, against 86.75 % with 32.)"""
+    from memspice.network import Conv2d, Dense, Flatten, NetworkSpec
+
+    if quick:
+        return NetworkSpec((1, 8, 8), (Conv2d(4, 3, stride=2), Flatten(), Dense(32), Dense(10)))
+    return NetworkSpec((1, 14, 14), (Conv2d(4, 3, stride=2), Conv2d(8, 3), Flatten(), Dense(32),
+                                     Dense(10)))
+
+
+#: The CNNs of ``--cnn-preset``: ``scripts/bench_cnn.py``'s (``bench``) and the LeNet-like one.
+CNN_PRESETS = ("bench", "lenet")
+
+
+def cnn_spec(preset: str, quick: bool):
+    """The network description of a ``--cnn-preset``."""
+    if preset == "lenet":
+        return lenet_cnn_spec(quick)
+    return quick_cnn_spec() if quick else bench_cnn.cnn_spec(bench_cnn.Recipe())
+
+
+def cnn_recipe(quick: bool, preset: str = "bench"):
+    """``scripts/bench_cnn.py``'s recipe (θ mean −3, load-aware pre-training, coupled fine-tuning).
+
+    The LeNet-like CNN transfers from the load-aware pre-training to the coupled model at
+    chance (26 % on the validation split: its hidden layer loads every conv-2 output with 32
+    columns), so it starts lighter (θ mean −4) and is fine-tuned longer: 4 coupled epochs at
+    Adam 0.03 (a coupled epoch of it costs only ~10 load-aware ones)."""
     recipe = bench_cnn.Recipe()._replace(tune_epochs=1)  # a coupled epoch costs ~150 load-aware ones
+    if preset == "lenet":
+        recipe = recipe._replace(init_mean=-4.0, tune_epochs=4, tune_lr=0.03)
     if quick:
         recipe = recipe._replace(pre_epochs=2, tune_epochs=1, tune_batch=32)
     return recipe
@@ -254,13 +313,17 @@ CNN_RETRAIN_EPOCHS = 2
 
 
 def cnn_admm(dense, targets, recipe, x, y, rounds: int, retrain_epochs: int, levels: int,
-             rho: float, lr: float, budget: float | None = None, tune_images: int | None = None):
+             rho: float, lr: float, budget: tuple[str, float] | None = None,
+             tune_images: int | None = None, coupled: bool = False):
     """ADMM on the dense CNN with its recipe's evaluators: ``rounds`` ADMM rounds of one epoch
     and ``retrain_epochs`` of masked retraining with the load-aware evaluator (batch
     ``recipe.pre_batch``, Adam at ``lr``, cosine), all on ``levels`` levels (straight-through),
     then ``recipe.tune_epochs`` coupled epochs of the masked network (batch
     ``recipe.tune_batch``, Adam at ``recipe.tune_lr``; on ``tune_images`` images of the training
-    part when given). ``budget``: the device compression of the layers targeted ``budget``."""
+    part when given). ``budget``: ``("devices" | "weights", r)``, the compression of the layers
+    targeted ``budget`` (:func:`_admm_runs`). ``coupled``: the rounds and the retraining use the
+    coupled evaluator (batch ``recipe.tune_batch``) and no stage follows (the LeNet-like CNN,
+    whose load-aware model predicts its coupled one at chance)."""
     from memspice.prune.flow import admm
     from memspice.train.admm import AdmmConfig
     from memspice.train.conv_model import CrossbarNetwork
@@ -268,19 +331,22 @@ def cnn_admm(dense, targets, recipe, x, y, rounds: int, retrain_epochs: int, lev
     from memspice.train.mapping import conductance_to_theta
 
     cal = dense.network.calibration
-    model = CrossbarNetwork(cal, dense.network.spec, evaluator=recipe.pre_evaluator,
+    model = CrossbarNetwork(cal, dense.network.spec,
+                            evaluator="coupled" if coupled else recipe.pre_evaluator,
                             init_mean=recipe.init_mean)
+    finish = not coupled and tune_images != 0
     params = [np.clip(conductance_to_theta(g, model.window), -40.0, 40.0)
               for g in dense.network.conductances]
     config = AdmmConfig(rho=rho, rounds=rounds, epochs_per_round=1, levels=levels,
-                        train=bench_cnn._config(epochs=retrain_epochs, batch_size=recipe.pre_batch,
-                                                lr=lr),
+                        train=bench_cnn._config(
+                            epochs=retrain_epochs, lr=lr,
+                            batch_size=recipe.tune_batch if coupled else recipe.pre_batch),
                         retrain_epochs=retrain_epochs,
-                        finish_evaluator=None if tune_images == 0 else "coupled",
-                        finish=None if tune_images == 0 else bench_cnn._config(
-                            epochs=recipe.tune_epochs, batch_size=recipe.tune_batch,
-                            lr=recipe.tune_lr),
-                        device_compression=budget, finish_samples=tune_images or None)
+                        finish_evaluator="coupled" if finish else None,
+                        finish=bench_cnn._config(epochs=recipe.tune_epochs, batch_size=recipe.tune_batch,
+                                                 lr=recipe.tune_lr) if finish else None,
+                        finish_samples=(tune_images or None) if finish else None,
+                        **_budget_config(budget))
     pruned = admm(model, params, x, y, targets, config)
     pruned.record["val_accuracy"] = _accuracy_on_validation(
         CrossbarNetwork(cal, pruned.network.spec, HardwareConfig(levels=levels),
@@ -293,20 +359,21 @@ def cnn_admm(dense, targets, recipe, x, y, rounds: int, retrain_epochs: int, lev
 def cnn_section(args, out, cal, tech, x_train, y_train, x_test, y_test, batch) -> list[dict]:
     """The dense CNN (``scripts/bench_cnn.py``'s topology and recipe) and its ADMM prunings
     (``--cnn-targets``), each simulated on the test images: one report row each."""
-    spec = quick_cnn_spec() if args.quick else bench_cnn.cnn_spec(bench_cnn.Recipe())
-    recipe = cnn_recipe(args.quick)
+    spec = cnn_spec(args.cnn_preset, args.quick)
+    recipe = cnn_recipe(args.quick, args.cnn_preset)
     tune_images = None if args.quick else args.cnn_tune_images
     dense, _ = cached(out / "dense", lambda: train_cnn_dense(cal, spec, recipe, x_train, y_train,
                                                              tune_images))
-    text = args.cnn_targets or (QUICK_CNN_ADMM_TARGETS if args.quick else CNN_ADMM_TARGETS)
+    text = default_cnn_targets(args)
     runs = _admm_runs(argparse.Namespace(admm_targets=text, retrain_epochs=args.retrain_epochs,
                                          levels=args.levels), dense.network.spec)
     pruned_runs = []
-    for text, targets, tag, retrain, levels, budget in runs:
-        pruned, _ = cached(out / tag, lambda t=targets, r=retrain, lv=levels, b=budget: cnn_admm(
-            dense, t, recipe, x_train, y_train, args.admm_rounds or (1 if args.quick else CNN_ADMM_ROUNDS),
-            r or (1 if args.quick else CNN_RETRAIN_EPOCHS), lv, args.cnn_rho, args.cnn_lr, b,
-            tune_images))
+    for text, targets, tag, retrain, levels, budget, rho in runs:
+        pruned, _ = cached(out / tag, lambda t=targets, r=retrain, lv=levels, b=budget, p=rho: cnn_admm(
+            dense, t, recipe, x_train, y_train, args.admm_rounds or (
+                1 if args.quick else LENET_ADMM_ROUNDS if args.cnn_preset == "lenet" else CNN_ADMM_ROUNDS),
+            r or (1 if args.quick else CNN_RETRAIN_EPOCHS), lv, p or args.cnn_rho, args.cnn_lr, b,
+            tune_images, coupled=args.cnn_preset == "lenet"))
         pruned_runs.append((text, targets, tag, retrain, levels, pruned))
     if args.no_spice:
         return []
@@ -350,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
                              "cnn (the CNN: dense and admm) (default prune,faults,cnn)")
     parser.add_argument("--cnn-targets", default=None,
                         help=f"ADMM targets of the CNN's layers (conv, conv, dense), same syntax as "
-                             f"--admm-targets (default {CNN_ADMM_TARGETS}; quick {QUICK_CNN_ADMM_TARGETS})")
+                             f"--admm-targets (default {CNN_ADMM_TARGETS}; quick {QUICK_CNN_ADMM_TARGETS}; "
+                             f"--cnn-preset lenet: {LENET_ADMM_TARGETS}; quick {QUICK_LENET_ADMM_TARGETS})")
+    parser.add_argument("--cnn-preset", choices=CNN_PRESETS, default="bench",
+                        help="the CNN: bench (scripts/bench_cnn.py's, conv-pool-conv-pool-dense 10) or lenet "
+                             "(conv stride 2 - conv - dense 84 - dense 10, its weights in the dense layers) "
+                             "(default bench)")
     parser.add_argument("--cnn-rho", type=float, default=0.5, help="initial ADMM ρ of the CNN (default 0.5)")
     parser.add_argument("--cnn-lr", type=float, default=0.01,
                         help="Adam learning rate of the CNN's ADMM rounds and retraining (default 0.01)")
@@ -373,7 +445,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cnn_tune_images is not None and args.cnn_tune_images < 0:
         parser.error(f"--cnn-tune-images must be 0 or more, got {args.cnn_tune_images}")
+    from memspice.errors import MemspiceError
 
+    try:
+        if "cnn" in args.sections:  # refuse bad CNN targets before any training
+            _admm_runs(argparse.Namespace(
+                admm_targets=default_cnn_targets(args), retrain_epochs=args.retrain_epochs,
+                levels=args.levels),
+                cnn_spec(args.cnn_preset, args.quick))
+        return run(args)
+    except MemspiceError as error:
+        print(f"memspice: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    """The benchmark of the parsed options ``args``."""
     from memspice.characterize.calibrate import calibrate
     from memspice.circuit.builders import InverterSizing
     from memspice.datasets import features_to_voltages
@@ -408,10 +495,10 @@ def main(argv: list[str] | None = None) -> int:
                              config, batch)
     cnn_rows: list[dict] = []
     if "cnn" in sections:
-        cnn_out = args.out / f"{name}-cnn"
-        print(f"{name}-cnn: {len(x_train)} training / {len(x_test)} test images, load-aware "
+        cnn_out = args.out / (f"{name}-cnn" + ("" if args.cnn_preset == "bench" else f"-{args.cnn_preset}"))
+        print(f"{cnn_out.name}: {len(x_train)} training / {len(x_test)} test images, load-aware "
               "training" + ("" if args.cnn_tune_images == 0 else
-                            f", a coupled epoch on {args.cnn_tune_images or 'all'} training images"),
+                            f", coupled epochs on {args.cnn_tune_images or 'all'} training images"),
               flush=True)
         cnn_rows = cnn_section(args, cnn_out, cal, tech, x_train, y_train, x_test, y_test, batch)
         if cnn_rows:
@@ -458,29 +545,50 @@ def _densities(args) -> list[float]:
 
 
 def _admm_runs(args, spec) -> list[tuple]:
-    """``(text, targets, tag, retrain_epochs, levels, device_compression)`` per ADMM network of
+    """``(text, targets, tag, retrain_epochs, levels, budget, rho)`` per ADMM network of
     ``--admm-targets`` (``TARGETS@N`` retrains that network for ``N`` epochs, ``TARGETS@NLk``
     also on ``k`` levels, ``…Br`` keeps ``1/r`` of the dense devices over the layers whose
-    amount is ``budget``)."""
+    amount is ``budget``, ``…Wr`` instead ``1/r`` of the dense weights (θ, a conv θ counted
+    once), ``…Pρ`` starts the ADMM rounds at that ρ instead of the section's). ``budget`` is
+    ``("devices" | "weights", r)`` or None; ``rho`` None for the section's.
+
+    Raises:
+        SparsityError: a bad target, or a weight compression outside 1 to the θ count.
+    """
     import re
 
     from memspice.prune.targets import parse_targets
+    from memspice.train.device_budget import check_compression, check_weight_compression
 
+    number = r"(\d+(?:\.\d*)?(?:e-?\d+)?)"
     runs = []
     for item in (t.strip() for t in args.admm_targets.split(";") if t.strip()):
         text, _, options = item.partition("@")
-        match = re.fullmatch(r"(\d*)(?:L(\d+))?(?:B(\d+(?:\.\d*)?))?", options)
+        match = re.fullmatch(rf"(\d*)(?:L(\d+))?(?:([BW]){number})?(?:P{number})?", options)
         if match is None:
-            raise SystemExit(f"--admm-targets: {options!r} after @ is N, NLk or NLkBr (epochs, "
-                             f"levels, device compression)")
+            raise SystemExit(f"--admm-targets: {options!r} after @ is N, NLk, NLkBr, NLkWr or any of "
+                             f"them ending Pρ (epochs, levels, device or weight compression, ρ)")
         retrain = int(match[1]) if match[1] else args.retrain_epochs
         levels = int(match[2]) if match[2] else args.levels
-        budget = float(match[3]) if match[3] else None
+        budget = None
+        if match[3] == "B":
+            budget = ("devices", check_compression(match[4]))
+        elif match[3] == "W":
+            budget = ("weights", check_weight_compression(match[4], spec))
+        rho = float(match[5]) if match[5] else None
         tag = "admm_" + text.replace(":", "_").replace(",", "__") + (
             f"_L{levels}" if levels else "") + (f"_R{retrain}" if retrain else "") + (
-            f"_B{budget:g}" if budget else "")
-        runs.append((text, parse_targets(text, len(spec.plans)), tag, retrain, levels, budget))
+            f"_{match[3]}{budget[1]:g}" if budget else "") + (f"_P{rho:g}" if rho else "")
+        runs.append((text, parse_targets(text, len(spec.plans)), tag, retrain, levels, budget, rho))
     return runs
+
+
+def _budget_config(budget) -> dict:
+    """``AdmmConfig`` keywords of a run's ``budget`` (see :func:`_admm_runs`)."""
+    if budget is None:
+        return {}
+    unit, ratio = budget
+    return {"device_compression": ratio} if unit == "devices" else {"weight_compression": ratio}
 
 
 def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train, retrain=None,
@@ -498,7 +606,7 @@ def _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train,
                              epochs_per_round=1 if args.quick else 2, levels=levels,
                              train=config,
                              retrain_epochs=retrain or (2 if args.quick else 5),
-                             device_compression=budget)
+                             **_budget_config(budget))
     return admm(state["model"], state["params"], x_train, y_train, targets, admm_config)
 
 
@@ -518,7 +626,7 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
     if args.no_spice:
         for density in _densities(args):
             cached(out / f"csrram_{density:g}", lambda d=density: csrram(cal, spec, d, x_train, y_train, config))
-        for text, targets, tag, retrain, levels, budget in _admm_runs(args, spec):
+        for text, targets, tag, retrain, levels, budget, _ in _admm_runs(args, spec):
             cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels, budget=budget:
                    _admm_from(state, cal, spec, dense, targets, args, config, x_train, y_train,
                               retrain, levels, budget))
@@ -536,7 +644,7 @@ def prune_section(args, out, cal, spec, tech, sizing, x_train, y_train, x_test, 
         figures = measured(out / tag, pruned, spec, tech, sizing, x_test, y_test, args.workers, batch,
                            ngspice=args.ngspice, transient=2 if args.quick else args.transient_samples)
         rows.append(dict(row(tag, "csrram", figures, pruned.record), first_layer_density=density))
-    for text, targets, tag, retrain, levels, budget in _admm_runs(args, spec):
+    for text, targets, tag, retrain, levels, budget, _ in _admm_runs(args, spec):
         pruned, _ = cached(out / tag, lambda targets=targets, retrain=retrain, levels=levels, budget=budget:
                            _admm_from(state, cal, spec, dense, targets, args, config, x_train,
                                       y_train, retrain, levels, budget))

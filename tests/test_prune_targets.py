@@ -46,22 +46,34 @@ def test_command_targets_from_density_compression_and_structure_lists():
         _targets(_args(targets="row:0.5,none", density="0.5"), 2)
 
 
-def test_bench_networks_take_epochs_levels_and_a_device_budget():
+def test_bench_networks_take_epochs_levels_a_budget_and_rho():
     import sys
     from pathlib import Path
 
     from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
+    from memspice.train.sparsity import SparsityError
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
     import bench_prune
 
     spec = NetworkSpec((1, 8, 8), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(10)))
     args = argparse.Namespace(admm_targets="tile:budget:2x1,tile:budget:2x1@3L32B5.5;"
-                                           "tile:0.5:2x1,none", retrain_epochs=None, levels=0)
-    (text, targets, tag, retrain, levels, budget), second = bench_prune._admm_runs(args, spec)
-    assert (retrain, levels, budget) == (3, 32, 5.5) and tag.endswith("_L32_R3_B5.5")
+                                           "tile:0.5:2x1,none;"
+                                           "tile:budget:2x1,tile:budget:2x1@2L32W17.7P0.25",
+                              retrain_epochs=None, levels=0)
+    (text, targets, tag, retrain, levels, budget, rho), second, third = bench_prune._admm_runs(args, spec)
+    assert (retrain, levels, budget, rho) == (3, 32, ("devices", 5.5), None)
+    assert tag.endswith("_L32_R3_B5.5")
     assert all(t.budgeted for t in targets) and not any(t.budgeted for t in second[1])
-    assert second[3:] == (None, 0, None)
+    assert second[3:] == (None, 0, None, None)
+    assert third[3:] == (2, 32, ("weights", 17.7), 0.25) and third[2].endswith("_L32_R2_W17.7_P0.25")
+    assert bench_prune._budget_config(third[5]) == {"weight_compression": 17.7}
+    assert bench_prune._budget_config(budget) == {"device_compression": 5.5}
     with pytest.raises(SystemExit, match="NLkBr"):
         bench_prune._admm_runs(argparse.Namespace(admm_targets="none,none@B", retrain_epochs=None,
                                                   levels=0), spec)
+    # 2·(2·9+2) + 10·(2·18+2) = 420 θ: a weight compression above that keeps less than one
+    for bad, message in (("W500", "at most 420"), ("W0.5", "≥ 1"), ("B0.5", "≥ 1")):
+        with pytest.raises(SparsityError, match=message):
+            bench_prune._admm_runs(argparse.Namespace(
+                admm_targets=f"tile:budget:2x1,none@{bad}", retrain_epochs=None, levels=0), spec)

@@ -45,7 +45,8 @@ Targets (admm), one per crossbar layer, comma-separated, each STRUCTURE:AMOUNT[:
              the unrolled crossbar of one position, columns = output channels), kernel /
              kernel_row (conv).
   AMOUNT     a density in (0, 1] (0.15) or a compression ratio (10x); 'none' = not pruned;
-             'budget' = the layer shares --device-compression's device budget with the others.
+             'budget' = the layer shares --device-compression's device budget (or
+             --weight-compression's weight budget) with the others.
   Example:   --targets row:0.15,row:0.5   (15 % of the pixels, half the hidden neurons)
 Masked devices are absent from the netlist; dead neurons and conv channels are removed.
 
@@ -103,6 +104,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                     help="admm: keep 1/R of the dense network's devices (e.g. 10 or 10x) over the layers whose "
                          "target amount is 'budget' (a conv weight costs one device per output position, so "
                          "cheaper weights are kept first)")
+    pr.add_argument("--weight-compression", default=None, metavar="R",
+                    help="admm: keep 1/R of the dense network's weights (θ; a conv θ counts once, however many "
+                         "positions build it) over the layers whose target amount is 'budget'; instead of "
+                         "--device-compression")
     pr.add_argument("--no-quantized-rounds", dest="quantize_rounds", action="store_false",
                     help="admm with --levels: run the ADMM rounds on continuous conductances (default: on the "
                          "level grid, straight-through, like the masked retraining)")
@@ -166,20 +171,28 @@ def _targets(args: argparse.Namespace, n_layers: int) -> list[Any]:
     return parse_targets(text, n_layers)
 
 
-def _device_compression(text: str | None, targets: Sequence[Any]) -> float | None:
-    """``--device-compression`` as a ratio ≥ 1, given exactly when a target is ``budget``."""
-    from memspice.train.device_budget import check_compression
+def _budget(device: str | None, weight: str | None, targets: Sequence[Any], spec: Any
+            ) -> tuple[float | None, float | None]:
+    """``(--device-compression, --weight-compression)`` as ratios: one of them (≥ 1; a weight
+    compression at most the network's θ count), given exactly when a target is ``budget``."""
+    from memspice.train.device_budget import check_compression, check_weight_compression
 
     budgeted = any(t.budgeted for t in targets)
+    if device is not None and weight is not None:
+        raise ConfigError("--device-compression and --weight-compression are two budgets; give one")
+    text = device if device is not None else weight
+    option = "--device-compression" if device is not None else "--weight-compression"
     if text is None:
         if budgeted:
-            raise ConfigError("a 'budget' target needs --device-compression")
-        return None
+            raise ConfigError("a 'budget' target needs --device-compression or --weight-compression")
+        return None, None
     if not budgeted:
-        raise ConfigError("--device-compression needs targets whose amount is 'budget', "
-                          "e.g. tile:budget:2x1")
+        raise ConfigError(f"{option} needs targets whose amount is 'budget', e.g. tile:budget:2x1")
     text = text.strip()
-    return check_compression(text[:-1] if text.lower().endswith("x") else text)
+    text = text[:-1] if text.lower().endswith("x") else text
+    if device is not None:
+        return check_compression(text), None
+    return None, check_weight_compression(text, spec)
 
 
 def run_prune(args: argparse.Namespace) -> dict[str, Any]:
@@ -250,8 +263,8 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("csrram clusters need a dense network; use admm for a layered one")
         if args.targets is not None or args.compression is not None:
             raise ConfigError("csrram takes --density (of the first layer), not --targets or --compression")
-        if args.device_compression is not None:
-            raise ConfigError("csrram takes --density, not --device-compression")
+        if args.device_compression is not None or args.weight_compression is not None:
+            raise ConfigError("csrram takes --density, not --device-compression or --weight-compression")
         density = parse_amount(args.density if args.density is not None else "0.25")
         from memspice.train.sparsity import block_diagonal_mask
 
@@ -262,7 +275,8 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
         from memspice.train.admm import layer_groups
 
         layer_groups(spec, targets)
-        device_compression = _device_compression(args.device_compression, targets)
+        device_compression, weight_compression = _budget(
+            args.device_compression, args.weight_compression, targets, spec)
     if tile is not None:
         from memspice.train.sparsity import check_tile
 
@@ -316,6 +330,7 @@ def run_prune(args: argparse.Namespace) -> dict[str, Any]:
                                  finish_evaluator="coupled" if finish else None,
                                  finish=dataclasses.replace(config, epochs=args.tune_epochs) if finish else None,
                                  device_compression=device_compression,
+                                 weight_compression=weight_compression,
                                  quantize_rounds=args.quantize_rounds)
         pruned = admm(model, params, x_train, y_train, targets, admm_config)
 

@@ -89,6 +89,7 @@ def admm(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
                            "tile": None if t.tile is None else list(t.tile),
                            "budgeted": t.budgeted} for t in targets],
               "device_compression": config.device_compression,
+              "weight_compression": config.weight_compression,
               "quantize_rounds": config.quantize_rounds, "rho": config.rho,
               "admm_rounds": config.rounds, "retrain_epochs": config.retrain_epochs,
               "best_epoch": int(out.history["val_loss"].idxmin()) + 1

@@ -3,7 +3,8 @@
 ``AMOUNT`` is a density in (0, 1] (``0.25``) or a compression ratio ending in ``x``
 (``10x`` = density 0.1), or ``budget``: the layer's structures compete for one device budget
 of the whole network (``AdmmConfig.device_compression``, so a conv weight built at many
-positions is pruned before a cheaper one); ``RxC`` is the tile size of the ``tile`` structure (physical rows ×
+positions is pruned before a cheaper one) or one weight budget
+(``AdmmConfig.weight_compression``, every θ counted once); ``RxC`` is the tile size of the ``tile`` structure (physical rows ×
 columns); ``none`` leaves a layer unpruned. Layers are separated by commas, e.g.
 ``tile:0.1:4x4,row:0.6``.
 """

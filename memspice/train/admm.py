@@ -30,7 +30,11 @@ import numpy as np
 from memspice.errors import ConfigError
 from memspice.network.spec import NetworkSpec
 from memspice.train.conv_model import CrossbarNetwork
-from memspice.train.device_budget import budget_densities, check_compression
+from memspice.train.device_budget import (
+    budget_densities,
+    check_compression,
+    check_weight_compression,
+)
 from memspice.train.hardware import HardwareConfig
 from memspice.train.losses import Loss
 from memspice.train.model import PhaxNetwork
@@ -129,7 +133,8 @@ class LayerTarget:
         density: fraction of the layer's structures kept, in (0, 1].
         tile: ``(rows, cols)`` for the ``tile`` structure.
         budgeted: the layer's structures compete for the network's device budget
-            (``AdmmConfig.device_compression``) instead of keeping ``density`` of them.
+            (``AdmmConfig.device_compression``) or weight budget
+            (``AdmmConfig.weight_compression``) instead of keeping ``density`` of them.
     """
 
     structure: str | None = None
@@ -281,6 +286,9 @@ class AdmmConfig:
         device_compression: dense devices over the devices the budgeted layers
             (``LayerTarget.budgeted``) and the others may keep together (≥ 1); None = every
             layer keeps its own density.
+        weight_compression: dense θ over the θ the budgeted layers and the others may keep
+            together (≥ 1; a conv θ counts once, however many positions build it: Yuan et
+            al.'s measure); None = no weight budget. At most one of the two budgets.
         quantize_rounds: with ``levels``, the ADMM rounds already train on the level grid
             (straight-through), so the masked mapping does not add the quantization loss.
         finish_samples: the finishing stage trains on the first this many images of the
@@ -300,12 +308,17 @@ class AdmmConfig:
     device_compression: float | None = None
     quantize_rounds: bool = True
     finish_samples: int | None = None
+    weight_compression: float | None = None
 
     def __post_init__(self) -> None:
         if self.finish_samples is not None and self.finish_samples < 1:
             raise ConfigError("ADMM finish samples must be at least 1")
         if self.device_compression is not None:
             check_compression(self.device_compression)
+        if self.weight_compression is not None:
+            check_compression(self.weight_compression, "a weight compression")
+            if self.device_compression is not None:
+                raise ConfigError("an ADMM budget counts devices or weights, not both")
         if (self.finish_evaluator is None) != (self.finish is None):
             raise ConfigError("an ADMM finishing stage needs both its evaluator and its recipe")
         if not (math.isfinite(self.rho) and self.rho > 0):
@@ -385,10 +398,14 @@ def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
     if any(m is not None for m in model.spec.masks):
         raise SparsityError("ADMM pruning starts from a network without masks")
     budgeted = any(t.budgeted for t in targets)
-    if budgeted and config.device_compression is None:
-        raise SparsityError("layers in the device budget need a device compression")
-    if not budgeted and config.device_compression is not None:
-        raise SparsityError("a device compression needs at least one layer in the device budget")
+    compression, unit = config.device_compression, "devices"
+    if config.weight_compression is not None:
+        compression, unit = check_weight_compression(config.weight_compression, model.spec), "weights"
+    if budgeted and compression is None:
+        raise SparsityError("layers in the budget need a device compression (or a weight compression)")
+    if not budgeted and compression is not None:
+        raise SparsityError(f"a {unit[:-1]} compression needs at least one layer in the "
+                            f"{unit[:-1]} budget")
     groups = layer_groups(model.spec, targets)
     window = model.window
     low = window.g_min_siemens / window.g_max_siemens
@@ -397,7 +414,7 @@ def admm_prune(model: Any, params: Sequence[np.ndarray], x: np.ndarray,
         if not budgeted:
             return list(targets)
         densities = budget_densities(model.spec, values, groups, [t.budgeted for t in targets],
-                                     [t.density for t in targets], config.device_compression)
+                                     [t.density for t in targets], compression, unit)
         return [replace(t, density=d) for t, d in zip(targets, densities)]
 
     def projection(values: Sequence[np.ndarray], levels: int = 0

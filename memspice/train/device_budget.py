@@ -1,4 +1,4 @@
-"""A pruning budget counted in devices, shared by the layers of a network.
+"""A pruning budget counted in devices (or in weights), shared by the layers of a network.
 
 A θ entry of a conv layer is built once per output position (and once per pool window folded
 into its taps), so pruning it saves ``positions·fold`` devices (a bias entry ``positions``),
@@ -11,12 +11,17 @@ projection onto "at most this many devices" up to the last item that fits), over
 budgeted layer at once, so a cheap dense-layer weight outranks a conv weight of the same size.
 Each layer then keeps that many structures through its own projection
 (:func:`memspice.train.admm.project`), which also keeps every output neuron connected.
+
+A budget in **weights** (``unit="weights"``) counts every θ entry once, wherever it is built:
+how weight-counting papers (Yuan et al.'s LeNet-5 at 17.7×) count compression. The same
+ranking then prefers no layer by its cost: it keeps the structures of largest ``‖s‖²`` per θ.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -32,6 +37,35 @@ def theta_device_costs(plan: CrossbarPlan) -> np.ndarray:
     cost = np.full(plan.theta_shape, float(plan.positions * plan.fold))
     cost[:, 2 * k :] = float(plan.positions)
     return cost
+
+
+#: What a budget counts: every memristor built, or every θ entry (a conv θ once).
+BudgetUnit = Literal["devices", "weights"]
+BUDGET_UNITS: tuple[str, ...] = ("devices", "weights")
+
+
+def theta_costs(plan: CrossbarPlan, unit: BudgetUnit = "devices") -> np.ndarray:
+    """What keeping each θ entry costs in ``unit``: :func:`theta_device_costs`, or 1 per θ."""
+    if unit == "weights":
+        return np.ones(plan.theta_shape)
+    if unit != "devices":
+        raise SparsityError(f"a budget counts devices or weights, got {unit!r}")
+    return theta_device_costs(plan)
+
+
+def check_weight_compression(ratio: float, spec: NetworkSpec) -> float:
+    """``ratio`` as a weight compression of ``spec``: a number from 1 to the network's θ count
+    (the largest keeps one θ).
+
+    Raises:
+        SparsityError: not a number, below 1, or above the θ count.
+    """
+    value = check_compression(ratio, "a weight compression")
+    total = sum(int(np.prod(p.theta_shape)) for p in spec.plans)
+    if value > total:
+        raise SparsityError(f"a weight compression must be at most {total} (the network's θ "
+                            f"count: one θ kept), got {ratio!r}")
+    return value
 
 
 def check_compression(ratio: float, what: str = "a device compression") -> float:
@@ -51,8 +85,10 @@ def check_compression(ratio: float, what: str = "a device compression") -> float
 
 def budget_densities(spec: NetworkSpec, values: Sequence[np.ndarray],
                      groups: Sequence[np.ndarray | None], budgeted: Sequence[bool],
-                     fixed_density: Sequence[float], compression: float) -> list[float]:
-    """Densities of the budgeted layers that fit ``dense devices / compression`` devices.
+                     fixed_density: Sequence[float], compression: float,
+                     unit: BudgetUnit = "devices") -> list[float]:
+    """Densities of the budgeted layers that fit ``dense devices / compression`` devices (or
+    ``dense θ / compression`` θ with ``unit="weights"``).
 
     Args:
         spec: the (unmasked) network.
@@ -62,7 +98,8 @@ def budget_densities(spec: NetworkSpec, values: Sequence[np.ndarray],
         budgeted: per layer, whether its structures compete for the shared budget.
         fixed_density: per layer, the density of a pruned layer that is not budgeted (its
             devices are charged as that share of its structured devices).
-        compression: dense devices over the devices allowed (≥ 1).
+        compression: dense devices over the devices allowed (≥ 1), or θ over θ.
+        unit: what the budget counts, ``"devices"`` or ``"weights"``.
 
     Returns:
         Per layer, the density to project with (``fixed_density`` for layers not budgeted).
@@ -74,11 +111,12 @@ def budget_densities(spec: NetworkSpec, values: Sequence[np.ndarray],
     """
     compression = check_compression(compression)
     plans = spec.plans
-    budget = sum(p.n_devices for p in plans) / compression
+    costs = [theta_costs(p, unit) for p in plans]
+    budget = sum(float(c.sum()) for c in costs) / compression
     items: list[tuple[float, float, int]] = []  # (score, devices, layer)
     spent = 0.0
-    for layer, (plan, v, g, b, d) in enumerate(zip(plans, values, groups, budgeted, fixed_density)):
-        cost = theta_device_costs(plan)
+    for layer, (plan, cost, v, g, b, d) in enumerate(zip(plans, costs, values, groups, budgeted,
+                                                          fixed_density)):
         if g is None:
             if b:
                 raise SparsityError(f"network layer {plan.index}: a device budget needs a structure")
