@@ -111,3 +111,21 @@ def write_atomic(path: Path, writer: Writer, inputs: Iterable[Path] = ()) -> Pat
 def write_text_atomic(path: Path, text: str, inputs: Iterable[Path] = ()) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), inputs)
+
+
+def json_ready(value: object) -> object:
+    """``value`` with NumPy scalars made Python numbers, tuples made lists, dict keys made strings
+    and non-finite floats made ``None``, so :func:`json.dumps` writes strict JSON."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -41,19 +40,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from memspice.io import json_ready  # noqa: E402
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "mnist_sky130.toml"
-
-
-def _clean(value):
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def parse_args(argv):
@@ -357,7 +346,7 @@ def main(argv=None):
                 print(f"{label:<24}" + "".join(f"{100 * e['per_corner'][c]['spice_accuracy']:8.2f}" for c in corners)
                       + f"{e['worst_corner']:>8}{e['worst_gap_to_tt']:8.2f}")
     summary["seconds"] = time.perf_counter() - t_start
-    print(json.dumps(_clean(summary)))
+    print(json.dumps(json_ready(summary)))
     return 0
 
 

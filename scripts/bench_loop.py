@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -31,23 +30,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from memspice.io import json_ready  # noqa: E402
+
 MODES = ("static", "load-aware", "coupled")
 #: Load grid (Ω) and degree of the load-aware fit: hidden outputs here see ~2–30 µS, beyond the
 #: default 0.1–2 MΩ grid (same choice as scripts/bench_modes.py).
 LOADS_OHM = tuple(float(v) for v in np.geomspace(5e4, 2e6, 11))
 LOAD_DEGREE = 4
-
-
-def _clean(value):
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def output_errors(model_layers, spice_layers):
@@ -207,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                                          (196, 100, 10), args.mnist_epochs, MODES, args.out,
                                          RunSettings(batch_size=250, force=True), name)
     summary["seconds"] = time.perf_counter() - started
-    print(json.dumps(_clean(summary), sort_keys=True))
+    print(json.dumps(json_ready(summary), sort_keys=True))
     return 0
 
 
