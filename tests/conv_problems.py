@@ -1,4 +1,4 @@
-"""A small conv pruning problem on digits, shared by the ADMM and device-budget tests."""
+"""Small conv problems shared by tests: a digits conv pruning problem and a tiny CNN file."""
 
 from __future__ import annotations
 
@@ -37,3 +37,16 @@ def digits_conv_problem(samples: int = 160) -> ConvProblem:
     recipe = TrainConfig(epochs=1, lr=0.02, batch_size=32, loss="softmax_ce", loss_link="logit",
                          progress=False)
     return ConvProblem(spec, model, params, x, data.labels[:samples], recipe)
+
+
+#: A tiny CNN (conv 2 k3 → pool 2 → dense 10) as a ``[network]`` TOML file, for the
+#: command-line fault tests.
+TINY_CNN_TOML = """\
+[network]
+layers = [
+  {kind = "conv2d", out_channels = 2, kernel = 3},
+  {kind = "avgpool2d", size = 2},
+  {kind = "flatten"},
+  {kind = "dense", units = 10},
+]
+"""

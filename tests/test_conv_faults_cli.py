@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conv_problems import TINY_CNN_TOML as NETWORK
 
 from memspice.cli import main
 from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
@@ -21,15 +22,6 @@ from memspice.train.fault_map import (
 )
 from memspice.train.layered_devices import seeded_device_faults
 
-NETWORK = """\
-[network]
-layers = [
-  {kind = "conv2d", out_channels = 2, kernel = 3},
-  {kind = "avgpool2d", size = 2},
-  {kind = "flatten"},
-  {kind = "dense", units = 10},
-]
-"""
 #: the same network on digits' 1×8×8 images
 DIGITS_CNN = NetworkSpec((1, 8, 8), (Conv2d(2, 3), AvgPool2d(2), Flatten(), Dense(10)))
 OTHER_CNN = NetworkSpec((1, 8, 8), (Conv2d(3, 3), AvgPool2d(2), Flatten(), Dense(10)))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conv_problems import TINY_CNN_TOML as NETWORK
 
 from memspice.cli import main
 from memspice.errors import ConfigError
@@ -21,15 +22,6 @@ from memspice.train.conv_io import TrainedCrossbarNetwork, load_layered_network,
 from memspice.train.fault_map import FAULT_MAP_NAME, load_device_fault_map, save_device_fault_map
 from memspice.train.layered_devices import seeded_device_faults
 
-NETWORK = """\
-[network]
-layers = [
-  {kind = "conv2d", out_channels = 2, kernel = 3},
-  {kind = "avgpool2d", size = 2},
-  {kind = "flatten"},
-  {kind = "dense", units = 10},
-]
-"""
 DENSE_ONLY = """\
 [network]
 layers = [{kind = "flatten"}, {kind = "dense", units = 10}]
