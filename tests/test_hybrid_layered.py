@@ -3,6 +3,8 @@ the input checks (``test_hybrid_layered_spice.py`` runs the procedure in ngspice
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from analytic_inverter import VDD, VSS, synthetic_calibration
@@ -97,6 +99,9 @@ def test_bad_hybrid_inputs_are_refused():
         check_hybrid_inputs(_network(NetworkSpec.dense((4, 3)), cal), DeviceSettings(levels=8), 0.1)
     with pytest.raises(ConfigError, match="must be dense"):
         DeviceLastLayerModel(cal, network_wiring(CNN)[0], 8)
+    per_device = dataclasses.replace(net, devices=tuple(net.device_conductances()))
+    with pytest.raises(ConfigError, match="already programmed device by device"):
+        check_hybrid_inputs(per_device, DeviceSettings(levels=8), 0.1)
 
 
 def _save(spec, tmp_path, name):

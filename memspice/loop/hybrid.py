@@ -437,9 +437,13 @@ def check_hybrid_inputs(network: TrainedCrossbarNetwork, devices: DeviceSettings
 
     Raises:
         ConfigError: levels below 2 (the hardware has finite levels), a data fraction outside
-            (0, 0.1], fewer than one iteration, a network with one crossbar layer, or one whose
-            last crossbar layer is not dense.
+            (0, 0.1], fewer than one iteration, a network with one crossbar layer, one whose
+            last crossbar layer is not dense, or one already programmed device by device.
     """
+    if network.devices is not None:
+        raise ConfigError("hybrid training transfers a network's shared conductances to new devices; this "
+                          "network is already programmed device by device (network format version 3, "
+                          "memspice train --per-replica): give the network it started from")
     if devices.levels < 2:
         raise ConfigError(f"hybrid training programs devices with finite levels: levels must be at least 2, "
                           f"got {devices.levels}")
