@@ -75,3 +75,14 @@ def assert_directional_gradient(model, params: list[np.ndarray], x: np.ndarray, 
         numeric = (4 * estimates[1] - estimates[0]) / 3
         assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9 * abs(numeric) + 1e-12)
     return grads
+
+
+def assert_full_gradient(model, params: list[np.ndarray], x: np.ndarray, labels: np.ndarray, loss,
+                         rtol: float = 1e-5, atol: float = 1e-9) -> list[np.ndarray]:
+    """``model.loss_and_grad``'s gradient, every entry, against central differences
+    (:func:`central_gradient`); returns the analytic gradient."""
+    _, grads = model.loss_and_grad(params, x, labels, loss)
+    numeric = central_gradient(lambda p: model.loss_and_grad(p, x, labels, loss)[0], params)
+    for got, want in zip(grads, numeric):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    return grads

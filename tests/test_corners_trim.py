@@ -27,7 +27,7 @@ from memspice.train.model import PhaxNetwork
 from memspice.train.network_io import load_network, save_network
 from memspice.train.trainer import TrainConfig, train
 
-from gradcheck import central_gradient
+from gradcheck import assert_full_gradient
 
 TOPOLOGY = (64, 12, 10)
 
@@ -78,10 +78,7 @@ def test_bias_trim_gradient_matches_finite_differences(digits):
     trim = BiasTrim(model, theta, {0: np.array([3, 64 + 3, 128, 129]), 1: np.array([8, 9])})
     params = trim.init_params(rng)
     loss = Loss("bce", link="logit")
-    _, grads = trim.loss_and_grad(params, x, y, loss)
-    numeric = central_gradient(lambda p: trim.loss_and_grad(p, x, y, loss)[0], params)
-    for got, want in zip(grads, numeric):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+    assert_full_gradient(trim, params, x, y, loss, rtol=1e-5, atol=1e-9)
 
 
 def test_per_corner_bias_gradient_matches_finite_differences(digits):
@@ -93,10 +90,7 @@ def test_per_corner_bias_gradient_matches_finite_differences(digits):
     params = net.init_params(np.random.default_rng(4))
     params = [p + np.random.default_rng(5).normal(0, 0.5, p.shape) for p in params]
     loss = Loss("bce", link="logit")
-    _, grads = net.loss_and_grad(params, x, y, loss)
-    numeric = central_gradient(lambda p: net.loss_and_grad(p, x, y, loss)[0], params)
-    for got, want in zip(grads, numeric):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+    assert_full_gradient(net, params, x, y, loss, rtol=1e-5, atol=1e-9)
 
 
 def test_trim_aware_training_shares_all_but_the_trimmed_rows(digits):
