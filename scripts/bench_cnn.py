@@ -102,6 +102,8 @@ class Recipe(NamedTuple):
     tune_distill: float = 0.0
     tune_distill_temperature: float = 1.0
     tune_average: float = 0.0
+    retune_epochs: int = 0
+    retune_lr: float = 0.01
     timing_batches: int = 5
     spice_images: int = TEST_IMAGES
     baseline_images: int = 4
@@ -207,19 +209,31 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
         def teacher(z: np.ndarray) -> np.ndarray:
             return float_model.predict_logits(float_params, z)
     out["float"].pop("params", None)
-    result = train(coupled, x, y, _config(epochs=recipe.tune_epochs, batch_size=recipe.tune_batch,
-                                          lr=recipe.tune_lr, distill_weight=recipe.tune_distill,
-                                          distill_temperature=recipe.tune_distill_temperature,
-                                          average_decay=recipe.tune_average),
-                   initial_params=result.params, teacher=teacher,
-                   augment=shift_augment(spec.input_shape, recipe.tune_shifts, 0, cal.rails.vss),
-                   **stage("tune"))
+    tune_augment = shift_augment(spec.input_shape, recipe.tune_shifts, 0, cal.rails.vss)
+    histories: list[Any] = []
+    params, best_epoch, best_loss = result.params, 0, np.inf
+    for name, epochs, lr in (("tune", recipe.tune_epochs, recipe.tune_lr),
+                             ("retune", recipe.retune_epochs, recipe.retune_lr)):
+        if not epochs:
+            continue
+        config = _config(epochs=epochs, batch_size=recipe.tune_batch, lr=lr,
+                         distill_weight=recipe.tune_distill,
+                         distill_temperature=recipe.tune_distill_temperature,
+                         average_decay=recipe.tune_average)
+        result = train(coupled, x, y, config, initial_params=params, teacher=teacher,
+                       augment=tune_augment, **stage(name))
+        loss = float(result.history.val_loss.iloc[result.best_epoch - 1])
+        if loss < best_loss:  # the second stage's network is kept only if it is better
+            params, best_loss = result.params, loss
+            best_epoch = sum(len(h) for h in histories) + result.best_epoch
+        histories.append(result.history)
+    # With a second fine-tuning, the figures run over both stages' epochs, one after the other.
     out["tune"] = {"seconds": time.perf_counter() - start,
-                   "epoch_s": result.history.seconds.tolist(),
-                   "val_accuracy": result.history.val_accuracy.tolist(),
-                   "best_epoch": result.best_epoch}
-    out["params"] = result.params
-    out["coupled_test_accuracy"] = _accuracy(coupled, result.params, x_test, y_test)
+                   "epoch_s": [s for h in histories for s in h.seconds.tolist()],
+                   "val_accuracy": [a for h in histories for a in h.val_accuracy.tolist()],
+                   "best_epoch": best_epoch}
+    out["params"] = params
+    out["coupled_test_accuracy"] = _accuracy(coupled, params, x_test, y_test)
     return out
 
 
@@ -319,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune-average", type=float, default=None, metavar="D",
                         help="decay of a moving average of θ over the fine-tuning's steps, "
                              "which is evaluated and kept (default: 0, off)")
+    parser.add_argument("--retune-epochs", type=int, default=None, metavar="N",
+                        help="epochs of a second coupled fine-tuning from the first one's kept "
+                             "network, a new cosine cycle (default: 0, off)")
+    parser.add_argument("--retune-lr", type=float, default=None,
+                        help="Adam learning rate of the second fine-tuning (default: 0.01)")
     parser.add_argument("--train-only", action="store_true",
                         help="train and save the network (with --work), print the training "
                              "figures and stop before SPICE")
@@ -374,6 +393,14 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.tune_average < 1:
             parser.error(f"--tune-average must be 0 (off) or in (0, 1), got {args.tune_average}")
         recipe = recipe._replace(tune_average=args.tune_average)
+    if args.retune_epochs is not None:
+        if args.retune_epochs < 0:
+            parser.error(f"--retune-epochs must be 0 or more, got {args.retune_epochs}")
+        recipe = recipe._replace(retune_epochs=args.retune_epochs)
+    if args.retune_lr is not None:
+        if not args.retune_lr > 0:
+            parser.error(f"--retune-lr must be positive, got {args.retune_lr}")
+        recipe = recipe._replace(retune_lr=args.retune_lr)
     if args.train_only and args.network is not None:
         parser.error("--train-only and --network exclude each other")
     if args.spice_images is not None:
