@@ -104,6 +104,7 @@ class Recipe(NamedTuple):
     tune_average: float = 0.0
     retune_epochs: int = 0
     retune_lr: float = 0.01
+    retune_cycles: int = 1
     timing_batches: int = 5
     spice_images: int = TEST_IMAGES
     baseline_images: int = 4
@@ -212,8 +213,9 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
     tune_augment = shift_augment(spec.input_shape, recipe.tune_shifts, 0, cal.rails.vss)
     histories: list[Any] = []
     params, best_epoch, best_loss = result.params, 0, np.inf
-    for name, epochs, lr in (("tune", recipe.tune_epochs, recipe.tune_lr),
-                             ("retune", recipe.retune_epochs, recipe.retune_lr)):
+    cycles = [(f"retune{'' if i == 1 else i}", recipe.retune_epochs, recipe.retune_lr)
+              for i in range(1, recipe.retune_cycles + 1)]
+    for name, epochs, lr in [("tune", recipe.tune_epochs, recipe.tune_lr), *cycles]:
         if not epochs:
             continue
         config = _config(epochs=epochs, batch_size=recipe.tune_batch, lr=lr,
@@ -223,11 +225,11 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
         result = train(coupled, x, y, config, initial_params=params, teacher=teacher,
                        augment=tune_augment, **stage(name))
         loss = float(result.history.val_loss.iloc[result.best_epoch - 1])
-        if loss < best_loss:  # the second stage's network is kept only if it is better
+        if loss < best_loss:  # a later stage's network is kept only if it is better
             params, best_loss = result.params, loss
             best_epoch = sum(len(h) for h in histories) + result.best_epoch
         histories.append(result.history)
-    # With a second fine-tuning, the figures run over both stages' epochs, one after the other.
+    # With more fine-tunings, the figures run over all their epochs, one after the other.
     out["tune"] = {"seconds": time.perf_counter() - start,
                    "epoch_s": [s for h in histories for s in h.seconds.tolist()],
                    "val_accuracy": [a for h in histories for a in h.val_accuracy.tolist()],
@@ -338,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                              "network, a new cosine cycle (default: 0, off)")
     parser.add_argument("--retune-lr", type=float, default=None,
                         help="Adam learning rate of the second fine-tuning (default: 0.01)")
+    parser.add_argument("--retune-cycles", type=int, default=None, metavar="K",
+                        help="second fine-tunings one after the other, each from the network "
+                             "kept so far (default: 1)")
     parser.add_argument("--train-only", action="store_true",
                         help="train and save the network (with --work), print the training "
                              "figures and stop before SPICE")
@@ -401,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.retune_lr > 0:
             parser.error(f"--retune-lr must be positive, got {args.retune_lr}")
         recipe = recipe._replace(retune_lr=args.retune_lr)
+    if args.retune_cycles is not None:
+        if args.retune_cycles < 1:
+            parser.error(f"--retune-cycles must be at least 1, got {args.retune_cycles}")
+        recipe = recipe._replace(retune_cycles=args.retune_cycles)
     if args.train_only and args.network is not None:
         parser.error("--train-only and --network exclude each other")
     if args.spice_images is not None:

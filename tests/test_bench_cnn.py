@@ -91,24 +91,27 @@ def test_a_second_fine_tuning_starts_from_the_first_ones_network(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     mnist = _tiny_mnist(tmp_path)
     runs = {}
-    for name, extra in (("once", []), ("twice", ["--retune-epochs", "2", "--retune-lr", "0.02"])):
+    for name, extra in (("once", []), ("twice", ["--retune-epochs", "1", "--retune-lr", "0.02",
+                                                 "--retune-cycles", "2"])):
         assert _module().main(["--mnist", str(mnist), "--quick", "--train-only",
                                "--work", str(tmp_path / name), *extra]) == 0
         runs[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     once, twice = runs["once"], runs["twice"]
-    assert (twice["recipe"]["retune_epochs"], twice["recipe"]["retune_lr"]) == (2, 0.02)
+    recipe = twice["recipe"]
+    assert (recipe["retune_epochs"], recipe["retune_lr"], recipe["retune_cycles"]) == (1, 0.02, 2)
     assert not (tmp_path / "once" / "train" / "retune").exists()
     # the first fine-tuning is the same; the figures run on over the second one's epochs
     assert twice["constrained_val_accuracy"][:1] == once["constrained_val_accuracy"]
     assert len(twice["constrained_val_accuracy"]) == 3
-    # the kept network is the epoch of lowest validation loss over both stages
-    losses = [loss for stage in ("tune", "retune") for loss in pd.read_csv(
+    # the kept network is the epoch of lowest validation loss over all stages
+    losses = [loss for stage in ("tune", "retune", "retune2") for loss in pd.read_csv(
         tmp_path / "twice" / "train" / stage / "history.csv").val_loss]
     assert twice["constrained_best_epoch"] == 1 + int(np.argmin(losses))
-    first = np.load(tmp_path / "twice" / "train" / "tune" / "checkpoint.npz")
-    second = np.load(tmp_path / "twice" / "train" / "retune" / "checkpoint.npz")
-    keys = [k for k in first.files if k.startswith("best")]
-    assert keys and any(not np.array_equal(first[k], second[k]) for k in keys)
+    stages = [np.load(tmp_path / "twice" / "train" / name / "checkpoint.npz")
+              for name in ("tune", "retune", "retune2")]
+    keys = [k for k in stages[0].files if k.startswith("best")]
+    for first, second in zip(stages, stages[1:]):
+        assert keys and any(not np.array_equal(first[k], second[k]) for k in keys)
 
 
 def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +129,7 @@ def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
                                   ["--tune-distill", "-0.1"], ["--tune-distill-temperature", "0"],
                                   ["--tune-average", "1"], ["--tune-average", "-0.5"],
                                   ["--retune-epochs", "-1"], ["--retune-lr", "0"],
+                                  ["--retune-cycles", "0"],
                                   ["--train-only", "--network", "nowhere"]])
 def test_bad_recipe_options_are_refused_before_any_work(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
