@@ -169,6 +169,15 @@ def test_the_distill_recipe_is_wide_hidden_with_longer_distilled_fine_tuning() -
     assert sum(plan.n_devices for plan in module.cnn_spec(recipe).plans) == 188_116
 
 
+def test_the_retune_recipe_is_the_distill_one_with_two_warm_restarts() -> None:
+    module = _module()
+    recipe = module.PRESETS["wide-hidden-retune"]
+    assert (recipe.retune_epochs, recipe.retune_lr, recipe.retune_cycles) == (8, 0.02, 2)
+    assert recipe._replace(retune_epochs=0, retune_lr=0.01,
+                           retune_cycles=1) == module.WIDE_HIDDEN_DISTILL
+    assert module.Recipe().retune_epochs == 0  # the other presets have no restart
+
+
 @pytest.mark.parametrize("soft_targets", [False, True])
 @pytest.mark.parametrize("evaluator", ["load-aware", "coupled"])
 def test_hidden_layer_gradients_match_finite_differences(evaluator: str,
