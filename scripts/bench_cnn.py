@@ -102,6 +102,9 @@ class Recipe(NamedTuple):
     tune_distill: float = 0.0
     tune_distill_temperature: float = 1.0
     tune_average: float = 0.0
+    retune_epochs: int = 0
+    retune_lr: float = 0.01
+    retune_cycles: int = 1
     timing_batches: int = 5
     spice_images: int = TEST_IMAGES
     baseline_images: int = 4
@@ -130,9 +133,19 @@ WIDE_HIDDEN = WIDE._replace(hidden=32, tune_epochs=8, tune_lr=0.04)
 WIDE_HIDDEN_DISTILL = WIDE_HIDDEN._replace(tune_epochs=16, tune_distill=0.5,
                                            tune_distill_temperature=2.0)
 
+#: ``--preset wide-hidden-retune``: ``wide-hidden-distill`` followed by two warm restarts of its
+#: coupled fine-tuning, 8 epochs each from lr 0.02 (cosine), each from the network kept so far;
+#: the epoch of lowest validation loss over all 32 is kept. Chosen on the validation split
+#: (``docs/cnn-results.md``) among one or two restarts at lr 0.01 or 0.02: 97.50 % kept, tied
+#: with one restart at lr 0.01 and ahead of it on validation loss (0.0999 against 0.1002).
+#: In SPICE on the test images it gave 97.45 %, 0.25 points below ``wide-hidden-distill``,
+#: which stays the best measured: the restarts fit the training images better, not the rest.
+WIDE_HIDDEN_RETUNE = WIDE_HIDDEN_DISTILL._replace(retune_epochs=8, retune_lr=0.02,
+                                                  retune_cycles=2)
+
 #: The named recipes of ``--preset``.
 PRESETS = {"default": Recipe(), "wide": WIDE, "wide-hidden": WIDE_HIDDEN,
-           "wide-hidden-distill": WIDE_HIDDEN_DISTILL}
+           "wide-hidden-distill": WIDE_HIDDEN_DISTILL, "wide-hidden-retune": WIDE_HIDDEN_RETUNE}
 
 #: The smoke run: a tiny network (11,092 devices) so that ngspice 39 builds and solves its
 #: decks in seconds, 100 training images with one shifted copy each, 2 SPICE test images.
@@ -207,19 +220,32 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
         def teacher(z: np.ndarray) -> np.ndarray:
             return float_model.predict_logits(float_params, z)
     out["float"].pop("params", None)
-    result = train(coupled, x, y, _config(epochs=recipe.tune_epochs, batch_size=recipe.tune_batch,
-                                          lr=recipe.tune_lr, distill_weight=recipe.tune_distill,
-                                          distill_temperature=recipe.tune_distill_temperature,
-                                          average_decay=recipe.tune_average),
-                   initial_params=result.params, teacher=teacher,
-                   augment=shift_augment(spec.input_shape, recipe.tune_shifts, 0, cal.rails.vss),
-                   **stage("tune"))
+    tune_augment = shift_augment(spec.input_shape, recipe.tune_shifts, 0, cal.rails.vss)
+    histories: list[Any] = []
+    params, best_epoch, best_loss = result.params, 0, np.inf
+    cycles = [(f"retune{'' if i == 1 else i}", recipe.retune_epochs, recipe.retune_lr)
+              for i in range(1, recipe.retune_cycles + 1)]
+    for name, epochs, lr in [("tune", recipe.tune_epochs, recipe.tune_lr), *cycles]:
+        if not epochs:
+            continue
+        config = _config(epochs=epochs, batch_size=recipe.tune_batch, lr=lr,
+                         distill_weight=recipe.tune_distill,
+                         distill_temperature=recipe.tune_distill_temperature,
+                         average_decay=recipe.tune_average)
+        result = train(coupled, x, y, config, initial_params=params, teacher=teacher,
+                       augment=tune_augment, **stage(name))
+        loss = float(result.history.val_loss.iloc[result.best_epoch - 1])
+        if loss < best_loss:  # a later stage's network is kept only if it is better
+            params, best_loss = result.params, loss
+            best_epoch = sum(len(h) for h in histories) + result.best_epoch
+        histories.append(result.history)
+    # With more fine-tunings, the figures run over all their epochs, one after the other.
     out["tune"] = {"seconds": time.perf_counter() - start,
-                   "epoch_s": result.history.seconds.tolist(),
-                   "val_accuracy": result.history.val_accuracy.tolist(),
-                   "best_epoch": result.best_epoch}
-    out["params"] = result.params
-    out["coupled_test_accuracy"] = _accuracy(coupled, result.params, x_test, y_test)
+                   "epoch_s": [s for h in histories for s in h.seconds.tolist()],
+                   "val_accuracy": [a for h in histories for a in h.val_accuracy.tolist()],
+                   "best_epoch": best_epoch}
+    out["params"] = params
+    out["coupled_test_accuracy"] = _accuracy(coupled, params, x_test, y_test)
     return out
 
 
@@ -297,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                              "θ mean -4, 4 coupled epochs), wide-hidden (wide with a dense 32 "
                              "hidden layer, 8 coupled epochs at lr 0.04), wide-hidden-distill "
                              "(wide-hidden with 16 coupled epochs distilled from the float CNN: "
-                             "weight 0.5, temperature 2; the best measured)")
+                             "weight 0.5, temperature 2), wide-hidden-retune "
+                             "(wide-hidden-distill, then two 8-epoch warm restarts at lr 0.02)")
     parser.add_argument("--wide", action="store_true", help="the same as --preset wide")
     parser.add_argument("--hidden", type=int, default=None,
                         help="units of a dense hidden layer before the dense 10 (0: none)")
@@ -319,6 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune-average", type=float, default=None, metavar="D",
                         help="decay of a moving average of θ over the fine-tuning's steps, "
                              "which is evaluated and kept (default: 0, off)")
+    parser.add_argument("--retune-epochs", type=int, default=None, metavar="N",
+                        help="epochs of a second coupled fine-tuning from the first one's kept "
+                             "network, a new cosine cycle (default: 0, off)")
+    parser.add_argument("--retune-lr", type=float, default=None,
+                        help="Adam learning rate of the second fine-tuning (default: 0.01)")
+    parser.add_argument("--retune-cycles", type=int, default=None, metavar="K",
+                        help="second fine-tunings one after the other, each from the network "
+                             "kept so far (default: 1)")
     parser.add_argument("--train-only", action="store_true",
                         help="train and save the network (with --work), print the training "
                              "figures and stop before SPICE")
@@ -374,6 +409,18 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.tune_average < 1:
             parser.error(f"--tune-average must be 0 (off) or in (0, 1), got {args.tune_average}")
         recipe = recipe._replace(tune_average=args.tune_average)
+    if args.retune_epochs is not None:
+        if args.retune_epochs < 0:
+            parser.error(f"--retune-epochs must be 0 or more, got {args.retune_epochs}")
+        recipe = recipe._replace(retune_epochs=args.retune_epochs)
+    if args.retune_lr is not None:
+        if not args.retune_lr > 0:
+            parser.error(f"--retune-lr must be positive, got {args.retune_lr}")
+        recipe = recipe._replace(retune_lr=args.retune_lr)
+    if args.retune_cycles is not None:
+        if args.retune_cycles < 1:
+            parser.error(f"--retune-cycles must be at least 1, got {args.retune_cycles}")
+        recipe = recipe._replace(retune_cycles=args.retune_cycles)
     if args.train_only and args.network is not None:
         parser.error("--train-only and --network exclude each other")
     if args.spice_images is not None:
@@ -487,10 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     dense = f"dense{recipe.hidden}-dense10" if recipe.hidden else "dense10"
     print(f"MNIST 14x14 conv{c1} k{k}-pool2-conv{c2} k{k}-pool2-{dense}, {len(y)} training images "
           f"and {recipe.shifts} shifted copies ({'quick' if args.quick else 'full'} run)")
+    restarts = (f" + {recipe.retune_cycles} x {recipe.retune_epochs} restarted"
+                if recipe.retune_epochs else "")
     print(f"  float CNN:       test {100 * figures['float_accuracy']:.2f} %")
     print(f"  constrained CNN: test {100 * figures['constrained_accuracy']:.2f} % (coupled model; "
           f"{recipe.pre_evaluator} pre-training {recipe.pre_epochs} epochs, coupled "
-          f"{recipe.tune_epochs})")
+          f"{recipe.tune_epochs}{restarts})")
     print(f"  SPICE on {images} test images: accuracy {100 * s['spice_accuracy']:.2f} %, agreement "
           f"{100 * s['agreement']:.2f} %, output RMS {1e3 * output_rms:.3f} mV")
     print("  layer RMS (mV): " + ", ".join(f"{k} {1e3 * v:.3f}" for k, v in layers.items()))

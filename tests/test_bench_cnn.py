@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from script_loader import load_script
@@ -85,6 +86,34 @@ def test_train_only_distills_from_the_float_cnn_and_stops_before_spice(
     assert keys and any(not np.array_equal(plain[k], distilled[k]) for k in keys)
 
 
+@pytest.mark.slow
+def test_a_second_fine_tuning_starts_from_the_first_ones_network(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mnist = _tiny_mnist(tmp_path)
+    runs = {}
+    for name, extra in (("once", []), ("twice", ["--retune-epochs", "1", "--retune-lr", "0.02",
+                                                 "--retune-cycles", "2"])):
+        assert _module().main(["--mnist", str(mnist), "--quick", "--train-only",
+                               "--work", str(tmp_path / name), *extra]) == 0
+        runs[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    once, twice = runs["once"], runs["twice"]
+    recipe = twice["recipe"]
+    assert (recipe["retune_epochs"], recipe["retune_lr"], recipe["retune_cycles"]) == (1, 0.02, 2)
+    assert not (tmp_path / "once" / "train" / "retune").exists()
+    # the first fine-tuning is the same; the figures run on over the second one's epochs
+    assert twice["constrained_val_accuracy"][:1] == once["constrained_val_accuracy"]
+    assert len(twice["constrained_val_accuracy"]) == 3
+    # the kept network is the epoch of lowest validation loss over all stages
+    losses = [loss for stage in ("tune", "retune", "retune2") for loss in pd.read_csv(
+        tmp_path / "twice" / "train" / stage / "history.csv").val_loss]
+    assert twice["constrained_best_epoch"] == 1 + int(np.argmin(losses))
+    stages = [np.load(tmp_path / "twice" / "train" / name / "checkpoint.npz")
+              for name in ("tune", "retune", "retune2")]
+    keys = [k for k in stages[0].files if k.startswith("best")]
+    for first, second in zip(stages, stages[1:]):
+        assert keys and any(not np.array_equal(first[k], second[k]) for k in keys)
+
+
 def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MEMSPICE_MNIST_DIR", raising=False)
     with pytest.raises(SystemExit) as exc:
@@ -99,6 +128,8 @@ def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
                                   ["--tune-lr", "nan"], ["--tune-distill", "1.5"],
                                   ["--tune-distill", "-0.1"], ["--tune-distill-temperature", "0"],
                                   ["--tune-average", "1"], ["--tune-average", "-0.5"],
+                                  ["--retune-epochs", "-1"], ["--retune-lr", "0"],
+                                  ["--retune-cycles", "0"],
                                   ["--train-only", "--network", "nowhere"]])
 def test_bad_recipe_options_are_refused_before_any_work(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
@@ -136,6 +167,15 @@ def test_the_distill_recipe_is_wide_hidden_with_longer_distilled_fine_tuning() -
     assert recipe._replace(tune_epochs=8, tune_distill=0.0,
                            tune_distill_temperature=1.0) == module.WIDE_HIDDEN
     assert sum(plan.n_devices for plan in module.cnn_spec(recipe).plans) == 188_116
+
+
+def test_the_retune_recipe_is_the_distill_one_with_two_warm_restarts() -> None:
+    module = _module()
+    recipe = module.PRESETS["wide-hidden-retune"]
+    assert (recipe.retune_epochs, recipe.retune_lr, recipe.retune_cycles) == (8, 0.02, 2)
+    assert recipe._replace(retune_epochs=0, retune_lr=0.01,
+                           retune_cycles=1) == module.WIDE_HIDDEN_DISTILL
+    assert module.Recipe().retune_epochs == 0  # the other presets have no restart
 
 
 @pytest.mark.parametrize("soft_targets", [False, True])
