@@ -114,3 +114,37 @@ def test_the_dense_train_stage_distills_from_its_baseline_and_shifts_images_for_
     _, shift_circuit, shift_float = _dense_stage(tmp_path, "shifts", shifts=1)
     assert not shift_float["train_loss"].equals(plain_float["train_loss"])  # both networks see the copies
     assert not shift_circuit["train_loss"].equals(plain_circuit["train_loss"])
+
+
+def test_the_drive_power_term_lowers_the_first_crossbars_driver_power(tmp_path: Path) -> None:
+    import numpy as np
+
+    from memspice.train.drive_power import input_drive_power
+    from memspice.train.network_io import load_network
+
+    plain, plain_circuit, plain_float = _dense_stage(tmp_path, "plain")
+    frugal, frugal_circuit, frugal_float = _dense_stage(tmp_path, "frugal", drive_power_weight_per_mw=500.0)
+    pd.testing.assert_frame_equal(frugal_float.drop(columns="seconds"), plain_float.drop(columns="seconds"))
+    x = np.random.default_rng(0).uniform(-0.25, 0.25, (50, 64))  # digits: 64 inputs at ±0.25 V
+
+    def power(name: str) -> float:
+        network = load_network(tmp_path / name / "train" / "network")
+        return float(np.mean(input_drive_power(network.conductances[0], x, 0.25, -0.25)))
+
+    assert power("frugal") < 0.8 * power("plain")
+    assert frugal_circuit["train_loss"].iloc[0] > plain_circuit["train_loss"].iloc[0]  # the loss carries the term
+
+
+@pytest.mark.parametrize("value", [-1.0, 2e6])
+def test_a_drive_power_weight_out_of_range_is_refused(value: float) -> None:
+    with pytest.raises(ConfigError, match="drive_power_weight_per_mw"):
+        config_from_dict({"training": {"drive_power_weight_per_mw": value}})
+
+
+def test_the_drive_power_term_needs_a_dense_network() -> None:
+    with pytest.raises(ConfigError, match="drive_power_weight_per_mw needs a dense network"):
+        config_from_dict({
+            "training": {"drive_power_weight_per_mw": 1.0, "mode": "static"}, "loop": {"enabled": False},
+            "network": {"layers": [{"kind": "conv2d", "out_channels": 2, "kernel": 3}, {"kind": "flatten"},
+                                   {"kind": "dense", "units": 10}]},
+        }).layered_spec()

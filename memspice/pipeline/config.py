@@ -179,6 +179,10 @@ class TrainingConfig:
     #: mini-batch's input voltages of the circuit network (a regularizer; validation sees clean
     #: inputs; the float baseline trains on clean inputs, which scored higher for it)
     input_noise_std: float = 0.0
+    #: 0 = off, else the weight of the input drivers' mean static power (dense networks: the first
+    #: crossbar driven by the training inputs) in the circuit network's training loss, per mW:
+    #: the loss grows by this much for every mW the drivers deliver (docs/sizing.md, "Driver power")
+    drive_power_weight_per_mw: float = 0.0
     mode: str = "coupled"  #: calibration mode used by the trainer: static | load-aware | coupled
     #: epochs trained first in ``pretrain_mode`` (a cheaper model), before ``epochs`` in ``mode`` (0 = none)
     pretrain_epochs: int = 0
@@ -230,6 +234,8 @@ class TrainingConfig:
               self.input_noise_std)
         _need(self.input_noise_std == 0 or self.optimizer in ("adam", "sgd"), f"{key}.input_noise_std",
               f"needs a mini-batch optimizer (adam or sgd, not {self.optimizer})", self.input_noise_std)
+        _need(0 <= self.drive_power_weight_per_mw <= 1e6, f"{key}.drive_power_weight_per_mw",
+              "must be 0 (off) or in (0, 1e6] per mW", self.drive_power_weight_per_mw)
         _need(0 <= self.shifts <= 8, f"{key}.shifts", "must be an integer in [0, 8]", self.shifts)
         _need(0 <= self.distill_weight <= 1, f"{key}.distill_weight", "must be 0 (off) or in (0, 1]", self.distill_weight)
         _need(0 < self.distill_temperature <= 100, f"{key}.distill_temperature", "must be in (0, 100]",

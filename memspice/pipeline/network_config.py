@@ -96,6 +96,9 @@ def network_spec(table: Any, dataset: str, training: Any, loop_enabled: bool) ->
         if loop_enabled:
             raise ConfigError("loop.enabled must be false for a [network] with conv or pooling layers (the closed "
                               "loop takes dense networks; set [loop] enabled = false), got True")
+        if training.drive_power_weight_per_mw:
+            raise ConfigError("training.drive_power_weight_per_mw needs a dense network (the driver-power term is "
+                              f"not built for conv or pooling layers), got {training.drive_power_weight_per_mw}")
         if training.distill_weight:
             raise ConfigError("training.distill_weight needs a dense network (distillation is not built for conv "
                               f"or pooling layers), got {training.distill_weight}")

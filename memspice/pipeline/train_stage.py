@@ -119,11 +119,13 @@ def _train(ctx: StageContext) -> dict[str, Any]:
     teacher = functools.partial(baseline.predict_logits, base.params) if t.distill_weight else None
     pre = None
     if t.pretrain_epochs:
-        pretrain_model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.pretrain_mode, init_mean=t.init_theta_mean)
+        pretrain_model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.pretrain_mode, init_mean=t.init_theta_mean,
+                                     drive_power_weight_per_w=1e3 * t.drive_power_weight_per_mw)
         first, settings = pretrain_phases(settings, t.pretrain_epochs)
         pre = train(pretrain_model, x_train, train_set.labels, first, out_dir=out / "pretrain", resume=True,
                     augment=augment, teacher=teacher)
-    model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.mode, init_mean=t.init_theta_mean)
+    model = PhaxNetwork(calibration, sizes, hardware, evaluator=t.mode, init_mean=t.init_theta_mean,
+                        drive_power_weight_per_w=1e3 * t.drive_power_weight_per_mw)
     result = train(model, x_train, train_set.labels, settings, out_dir=out / "constrained", resume=True,
                    initial_params=None if pre is None else pre.params, augment=augment, teacher=teacher)
     network = network_from_params(model, result.params, {"dataset": cfg.dataset.name, "best_epoch": result.best_epoch})

@@ -23,6 +23,7 @@ from memspice.circuit.wiring import LayerShape, layer_shapes
 from memspice.errors import ConfigError
 from memspice.fit.calibration import Calibration
 from memspice.train.forward import ForwardTrace, NetworkEvaluator, make_evaluator
+from memspice.train.drive_power import input_drive_power_and_grad
 from memspice.train.hardware import FaultMap, HardwareConfig, realize_conductances
 from memspice.train.losses import Loss
 from memspice.train.mapping import (
@@ -45,6 +46,10 @@ class PhaxNetwork:
         init_mean: mean of the initial θ; negative values start most devices near g_min, so
             the few that grow dominate their column's normalization and the column reaches a
             useful voltage swing sooner.
+        drive_power_weight_per_w: 0 (off) or the weight (1/W) of the input drivers' mean static
+            power (:func:`~memspice.train.drive_power.input_drive_power`, on the training
+            inputs) added to every training step's loss; it pushes the first crossbar's
+            conductances down. ``predict`` and validation losses do not see it.
     """
 
     def __init__(
@@ -56,7 +61,11 @@ class PhaxNetwork:
         evaluator: str = "static",
         init_std: float = 1.0,
         init_mean: float = 0.0,
+        drive_power_weight_per_w: float = 0.0,
     ) -> None:
+        if not (np.isfinite(drive_power_weight_per_w) and drive_power_weight_per_w >= 0):
+            raise ConfigError(f"drive_power_weight_per_w must be 0 (off) or positive, got {drive_power_weight_per_w}")
+        self.drive_power_weight_per_w = float(drive_power_weight_per_w)
         self.calibration = calibration
         self.shapes: tuple[LayerShape, ...] = layer_shapes(topology)
         self.topology = (self.shapes[0].n_inputs, *(s.n_outputs for s in self.shapes))
@@ -174,7 +183,9 @@ class PhaxNetwork:
         loss: Loss,
         rng: np.random.Generator | None = None,
     ) -> tuple[float, list[np.ndarray]]:
-        """Loss and exact ``∂loss/∂θ`` per layer (straight-through for quantization)."""
+        """Loss and exact ``∂loss/∂θ`` per layer (straight-through for quantization); with
+        ``drive_power_weight_per_w`` the loss includes that weight times the input drivers'
+        mean static power on ``x`` (W)."""
         g, slopes = self.training_conductances(params, rng)
         trace = self.evaluator.forward(g, x)
         if loss.link == "logit":
@@ -185,6 +196,11 @@ class PhaxNetwork:
         else:
             value, grad_out = loss.value_and_grad(trace.output, labels, *self.output_range)
             grad_g = self.evaluator.backward(trace, grad_out)
+        if self.drive_power_weight_per_w:
+            rails = self.calibration.rails
+            power, grad_power = input_drive_power_and_grad(g[0], x, rails.vdd, rails.vss)
+            value = value + self.drive_power_weight_per_w * float(np.mean(power))
+            grad_g = [grad_g[0] + self.drive_power_weight_per_w * grad_power, *grad_g[1:]]
         grads = []
         for theta, grad, slope in zip(params, grad_g, slopes):
             grad_sigma = grad if slope is None else grad * slope
