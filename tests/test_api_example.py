@@ -19,8 +19,15 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "api_quickstart.py"
 def test_default_train_config_is_the_pipelines() -> None:
     t = TrainingConfig()
     c = memspice.default_train_config()
-    assert (c.epochs, c.batch_size, c.lr, c.lr_decay, c.optimizer, c.loss, c.loss_link) == (
-        t.epochs, t.batch_size, t.learning_rate, t.lr_decay, t.optimizer, t.loss, t.loss_link)
+    assert (c.epochs, c.batch_size, c.lr, c.optimizer, c.schedule, c.input_noise_std, c.loss, c.loss_link) == (
+        t.epochs, t.batch_size, t.learning_rate, t.optimizer, t.schedule, t.input_noise_std, t.loss, t.loss_link)
+    assert c.lr_decay == (t.lr_decay if t.schedule == "exponential" else 1.0)  # as the train stage passes it
+    # the defaults that depend on the optimizer follow the pipeline's: lbfgs trains on the whole set
+    full = memspice.default_train_config(optimizer="lbfgs")
+    assert (full.schedule, full.input_noise_std, full.lr_decay) == ("exponential", 0.0, t.lr_decay)
+    assert memspice.default_train_config(schedule="exponential").lr_decay == t.lr_decay
+    assert memspice.default_train_config(lr_decay=0.9).schedule == "exponential"
+    assert memspice.default_train_config(input_noise_std=0.0).input_noise_std == 0.0
     assert memspice.default_train_config(epochs=3).epochs == 3
     with pytest.raises(memspice.ConfigError, match="unknown training setting"):
         memspice.default_train_config(epoch=3)

@@ -23,6 +23,8 @@ learning_rate = 0.05
 float_learning_rate = 0.05
 loss_link = "logit"
 init_theta_mean = -1.0
+schedule = "exponential"   # three epochs: the cosine default would spend the last at lr 0
+input_noise_std = 0.0
 [loop]
 enabled = false
 [validation]

@@ -57,7 +57,7 @@ def test_defaults_round_trip_through_toml(tmp_path: Path) -> None:
         ({"training": {"average_decay": 0.99, "optimizer": "lbfgs"}}, "training.average_decay needs a mini-batch optimizer"),
         ({"training": {"schedule": "step"}}, "training.schedule must be exponential or cosine"),
         ({"training": {"warmup_epochs": 80}}, "training.warmup_epochs must be an integer in [0, epochs)"),
-        ({"training": {"lr_floor_fraction": 0.1}}, "training.lr_floor_fraction other than 0 needs schedule"),
+        ({"training": {"schedule": "exponential", "lr_floor_fraction": 0.1}}, "training.lr_floor_fraction other than 0 needs schedule"),
         ({"training": {"schedule": "cosine", "lr_floor_fraction": 1.0}}, "training.lr_floor_fraction must be in [0, 1)"),
         ({"training": {"grad_clip_norm": -1.0}}, "training.grad_clip_norm must be 0 (off)"),
         ({"training": {"schedule": "cosine", "optimizer": "cg"}}, "training.schedule warm-up, cosine and clipping need"),
@@ -218,3 +218,22 @@ def test_automatic_batch_size_gives_every_worker_the_same_number_of_decks(worker
         assert size <= 900 and decks % workers == 0, (n, size, decks)
         assert -(-n // (size - 1)) > decks or size == 1, "no smaller decks in the same number of rounds"
     assert batch_size(config_from_dict({"validation": {"workers": workers, "batch_size": 123}}), 2000) == 123
+
+
+def test_defaults_that_depend_on_other_keys() -> None:
+    """Cosine and input noise are the mini-batch defaults; a table that rules them out gets the
+    exponential schedule and no noise unless it sets them itself (then the checks judge them)."""
+    plain = config_from_dict({}).training
+    assert (plain.schedule, plain.input_noise_std) == ("cosine", 0.02)
+    pre = config_from_dict({"training": {"pretrain_epochs": 4}}).training
+    assert (pre.schedule, pre.input_noise_std) == ("exponential", 0.02)
+    decay = config_from_dict({"training": {"lr_decay": 0.9}}).training  # only exponential uses it
+    assert (decay.schedule, decay.lr_decay) == ("exponential", 0.9)
+    full = config_from_dict({"training": {"optimizer": "lbfgs"}}).training
+    assert (full.schedule, full.input_noise_std) == ("exponential", 0.0)
+    kept = config_from_dict({"training": {"optimizer": "sgd", "schedule": "exponential", "input_noise_std": 0.0}})
+    assert (kept.training.schedule, kept.training.input_noise_std) == ("exponential", 0.0)
+    with pytest.raises(ConfigError, match="training.input_noise_std needs a mini-batch"):
+        config_from_dict({"training": {"optimizer": "cg", "input_noise_std": 0.02}})
+    with pytest.raises(ConfigError, match="training.pretrain_epochs needs"):
+        config_from_dict({"training": {"pretrain_epochs": 4, "schedule": "cosine"}})

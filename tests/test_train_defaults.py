@@ -6,8 +6,8 @@ import json
 
 from memspice.cli import build_parser, main
 from memspice.fit.calibration import phax_reference_calibration, save_calibration
-from memspice.pipeline.config import TrainingConfig
-from memspice.train.command import learning_rate
+from memspice.pipeline.config import TrainingConfig, config_from_dict
+from memspice.train.command import learning_rate, resolved_input_noise, resolved_schedule
 
 
 def test_train_defaults_are_the_pipelines():
@@ -18,11 +18,23 @@ def test_train_defaults_are_the_pipelines():
                                                                                   t.float_learning_rate)
     assert t.float_learning_rate != t.learning_rate  # the float baseline has its own default
     assert learning_rate(0.2, "float") == 0.2
-    assert (args.epochs, args.batch_size, learning_rate(args.lr, "static"), args.optimizer, args.loss, args.loss_link, args.schedule,
+    assert (args.epochs, args.batch_size, learning_rate(args.lr, "static"), args.optimizer, args.loss, args.loss_link, resolved_schedule(args),
             args.warmup_epochs, args.lr_floor_fraction, args.grad_clip_norm, args.average_decay,
             args.logit_temperature, args.seed) == (
         t.epochs, t.batch_size, t.learning_rate, t.optimizer, t.loss, t.loss_link, t.schedule,
         t.warmup_epochs, t.lr_floor_fraction, t.grad_clip_norm, t.average_decay, t.logit_temperature, t.seed)
+    assert resolved_input_noise(args, "coupled") == t.input_noise_std > 0
+    assert resolved_input_noise(args, "float") == 0.0  # the float baseline trains on clean inputs
+
+
+def test_full_batch_optimizers_get_the_pipelines_dependent_defaults():
+    for optimizer in ("lbfgs", "cg"):
+        args = build_parser().parse_args(["train", "--optimizer", optimizer])
+        assert (resolved_schedule(args), resolved_input_noise(args, "coupled")) == ("exponential", 0.0)
+        run = config_from_dict({"training": {"optimizer": optimizer}}).training
+        assert (run.schedule, run.input_noise_std) == ("exponential", 0.0)
+    args = build_parser().parse_args(["train", "--schedule", "exponential", "--input-noise-std", "0.01"])
+    assert (resolved_schedule(args), resolved_input_noise(args, "static")) == ("exponential", 0.01)
 
 
 def _train(tmp_path, capsys, *extra):

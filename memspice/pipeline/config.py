@@ -22,6 +22,7 @@ from typing import Any
 
 from memspice.errors import ConfigError
 from memspice.pipeline.network_config import IMAGE_DATASETS, dense_layers, network_spec
+from memspice.train.optim import FULL_BATCH
 from memspice.train.schedule import SCHEDULE_NAMES
 
 if sys.version_info >= (3, 11):
@@ -159,7 +160,10 @@ class TrainingConfig:
     #: the float baseline's learning rate (0 = learning_rate); its own best on the same split
     float_learning_rate: float = 0.01
     lr_decay: float = 0.97  #: learning-rate factor per epoch (exponential schedule only)
-    schedule: str = "exponential"  #: exponential (lr_decay per epoch) | cosine (to lr · lr_floor_fraction)
+    #: cosine (to lr · lr_floor_fraction) | exponential (lr_decay per epoch). Cosine was chosen with
+    #: input_noise_std on digits' validation split (docs/digits-default.md); a configuration that sets
+    #: pretrain_epochs, lr_decay or a full-batch optimizer (lbfgs, cg) and not this key gets exponential
+    schedule: str = "cosine"
     warmup_epochs: int = 0  #: epochs of linear learning-rate warm-up (0 = none)
     lr_floor_fraction: float = 0.0  #: where the cosine schedule ends, as a fraction of the learning rate
     grad_clip_norm: float = 0.0  #: 0 = off, else the largest L2 norm of a mini-batch gradient
@@ -177,8 +181,10 @@ class TrainingConfig:
     distill_temperature: float = 1.0  #: divides the float baseline's logits for its soft targets (> 0)
     #: 0 = off, else the standard deviation (V) of Gaussian noise added afresh to every training
     #: mini-batch's input voltages of the circuit network (a regularizer; validation sees clean
-    #: inputs; the float baseline trains on clean inputs, which scored higher for it)
-    input_noise_std: float = 0.0
+    #: inputs; the float baseline trains on clean inputs, which scored higher for it). 20 mV was
+    #: chosen with the cosine schedule on digits' validation split; a configuration that sets a
+    #: full-batch optimizer (lbfgs, cg) and not this key gets 0
+    input_noise_std: float = 0.02
     #: 0 = off, else the weight of the input drivers' mean static power (dense networks: the first
     #: crossbar driven by the training inputs) in the circuit network's training loss, per mW:
     #: the loss grows by this much for every mW the drivers deliver (docs/sizing.md, "Driver power")
@@ -199,6 +205,7 @@ class TrainingConfig:
         _need(0 < self.learning_rate <= 10, f"{key}.learning_rate", "must be in (0, 10]", self.learning_rate)
         _need(0 <= self.float_learning_rate <= 10, f"{key}.float_learning_rate", "must be 0 (= learning_rate) or in (0, 10]",
               self.float_learning_rate)
+        _need(self.optimizer in ("adam", "sgd", "lbfgs", "cg"), f"{key}.optimizer", "must be adam, sgd, lbfgs or cg", self.optimizer)
         _need(0 < self.lr_decay <= 1, f"{key}.lr_decay", "must be in (0, 1]", self.lr_decay)
         _need(self.schedule in SCHEDULE_NAMES, f"{key}.schedule", f"must be {' or '.join(SCHEDULE_NAMES)}", self.schedule)
         _need(isinstance(self.warmup_epochs, int) and 0 <= self.warmup_epochs < self.epochs, f"{key}.warmup_epochs",
@@ -211,7 +218,6 @@ class TrainingConfig:
               or self.optimizer in ("adam", "sgd"), f"{key}.schedule",
               f"warm-up, cosine and clipping need a mini-batch optimizer (adam or sgd, not {self.optimizer})", self.schedule)
         _need(-20 <= self.init_theta_mean <= 20, f"{key}.init_theta_mean", "must be in [-20, 20]", self.init_theta_mean)
-        _need(self.optimizer in ("adam", "sgd", "lbfgs", "cg"), f"{key}.optimizer", "must be adam, sgd, lbfgs or cg", self.optimizer)
         _need(self.loss in ("bce", "mse", "softmax_ce"), f"{key}.loss", "must be bce, mse or softmax_ce", self.loss)
         _need(self.loss_link in ("output", "logit"), f"{key}.loss_link", "must be output or logit", self.loss_link)
         _need(0 < self.logit_temperature <= 100, f"{key}.logit_temperature", "must be in (0, 100]", self.logit_temperature)
@@ -390,6 +396,26 @@ def _section(cls: type, data: Any, key: str) -> Any:
     return section
 
 
+def training_defaults(table: Any) -> Any:
+    """``[training]`` with the defaults that depend on other keys filled in where not given.
+
+    The cosine schedule and the input noise are mini-batch settings and the cosine schedule does
+    not continue across a pre-training phase, so a table that names a full-batch optimizer gets
+    ``schedule = "exponential"`` and ``input_noise_std = 0``, and one with ``pretrain_epochs`` or
+    an ``lr_decay`` (which only the exponential schedule uses) gets ``schedule = "exponential"``,
+    unless it sets them itself (then the checks judge them).
+    """
+    if not isinstance(table, dict):
+        return table
+    table = dict(table)
+    full_batch = table.get("optimizer") in FULL_BATCH
+    if "schedule" not in table and (full_batch or "lr_decay" in table or table.get("pretrain_epochs", 0) != 0):
+        table["schedule"] = "exponential"
+    if "input_noise_std" not in table and full_batch:
+        table["input_noise_std"] = 0.0
+    return table
+
+
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """Validate a parsed TOML document into a :class:`RunConfig`."""
     sections = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -397,6 +423,8 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sections)})")
     hints = typing.get_type_hints(RunConfig)
+    if "training" in data:
+        data = {**data, "training": training_defaults(data["training"])}
     built = {name: _section(hints[name], data.get(name, {}), name) for name in sections if name != "network"}
     if "network" not in data:
         _need(built["training"].shifts == 0 or built["dataset"].name in IMAGE_DATASETS, "training.shifts",

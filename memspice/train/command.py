@@ -12,6 +12,7 @@ from memspice.errors import ConfigError
 from memspice.safe_io import dumps_strict
 from memspice.fit.calibration import Calibration
 from memspice.pipeline.config import TrainingConfig
+from memspice.train.optim import FULL_BATCH
 from memspice.train.schedule import ScheduleName
 
 #: The training defaults of `memspice run` (one source of truth for both commands).
@@ -66,20 +67,52 @@ def _topology(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def add_schedule_options(parser: argparse.ArgumentParser, *, default: str = DEFAULTS.schedule,
+def add_schedule_options(parser: argparse.ArgumentParser, *, default: str | None = None,
                          exponential: str = f"x{DEFAULTS.lr_decay:g} per epoch") -> None:
     """``--schedule``, ``--warmup-epochs`` and ``--lr-floor-fraction`` (:mod:`memspice.train.schedule`).
 
-    ``exponential`` says what the exponential schedule does where the option is used.
+    ``exponential`` says what the exponential schedule does where the option is used; ``default``
+    ``None`` leaves ``--schedule`` unset, for :func:`resolved_schedule` to fill in.
     """
+    shown = default or f"{DEFAULTS.schedule}; exponential with lbfgs or cg"
     parser.add_argument("--schedule", choices=list(get_args(ScheduleName)), default=default,
                         help=f"learning-rate decay: {exponential}, or half a cosine down to "
-                             f"--lr-floor-fraction of the learning rate (default: {default})")
+                             f"--lr-floor-fraction of the learning rate (default: {shown})")
     parser.add_argument("--warmup-epochs", type=nonnegative_int, default=DEFAULTS.warmup_epochs,
                         help=f"epochs of linear learning-rate warm-up before the decay (default: {DEFAULTS.warmup_epochs})")
     parser.add_argument("--lr-floor-fraction", type=bounded(float, 0, 1, hi_open=True), default=DEFAULTS.lr_floor_fraction,
                         help="where the cosine schedule ends, as a fraction of the learning rate "
                              f"(default: {DEFAULTS.lr_floor_fraction:g})")
+
+
+def resolved_schedule(args: argparse.Namespace) -> str:
+    """``--schedule``, else ``memspice run``'s default (exponential with a full-batch optimizer)."""
+    if args.schedule is not None:
+        return str(args.schedule)
+    return "exponential" if args.optimizer in FULL_BATCH else DEFAULTS.schedule
+
+
+def resolved_input_noise(args: argparse.Namespace, mode: str) -> float:
+    """``--input-noise-std``, else ``memspice run``'s default for a circuit network trained in
+    mini-batches (0 for the float baseline, which trains on clean inputs, and for lbfgs/cg)."""
+    if args.input_noise_std is not None:
+        return float(args.input_noise_std)
+    return 0.0 if mode == "float" or args.optimizer in FULL_BATCH else DEFAULTS.input_noise_std
+
+
+def train_settings(args: argparse.Namespace, mode: str) -> Any:
+    """The trainer's :class:`~memspice.train.trainer.TrainConfig` for these options and ``mode``."""
+    from memspice.train.trainer import TrainConfig
+
+    schedule = resolved_schedule(args)
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=learning_rate(args.lr, mode),
+                       optimizer=args.optimizer, loss=args.loss, seed=args.seed,
+                       progress=not args.quiet, loss_link=args.loss_link,
+                       lr_decay=DEFAULTS.lr_decay if schedule == "exponential" else 1.0,
+                       schedule=schedule, warmup_epochs=args.warmup_epochs,  # type: ignore[arg-type]
+                       lr_floor_fraction=args.lr_floor_fraction, grad_clip_norm=args.grad_clip_norm,
+                       logit_temperature=args.logit_temperature, average_decay=args.average_decay,
+                       input_noise_std=resolved_input_noise(args, mode))
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -129,6 +162,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="return a moving average of the parameters over steps with this decay, "
                         "e.g. 0.999 (default: 0 = off)")
     add_schedule_options(p)
+    p.add_argument("--input-noise-std", type=bounded(float, 0, 1), default=None, metavar="V",
+                   help="standard deviation of Gaussian noise added afresh to every mini-batch's input "
+                        f"voltages, a regularizer (default: {DEFAULTS.input_noise_std:g} V as in `memspice run`; "
+                        "0 with --mode float or lbfgs/cg)")
     p.add_argument("--grad-clip-norm", type=bounded(float, 0, 1e6), default=DEFAULTS.grad_clip_norm,
                    help="clip each mini-batch gradient to this joint L2 norm (default: 0 = off)")
     p.add_argument("--levels", type=levels_int, default=None,
@@ -182,7 +219,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
     from memspice.train.losses import accuracy
     from memspice.train.model import PhaxNetwork
     from memspice.train.network_io import save_network
-    from memspice.train.trainer import TrainConfig, train
+    from memspice.train.trainer import train
 
     from memspice.budget import check_training
     from memspice.safe_io import check_output_dir
@@ -242,15 +279,7 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("--fault-aware needs a fault map: give --fault-rate or --fault-map")
     model = PhaxNetwork(cal, topology, hardware, faults if args.fault_aware else None,
                         evaluator=mode, init_mean=DEFAULTS.init_theta_mean)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=learning_rate(args.lr, mode),
-                         optimizer=args.optimizer, loss=args.loss, seed=args.seed,
-                         progress=not args.quiet, loss_link=args.loss_link,
-                         lr_decay=DEFAULTS.lr_decay if args.schedule == "exponential" else 1.0,
-                         schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-                         lr_floor_fraction=args.lr_floor_fraction,
-                         grad_clip_norm=args.grad_clip_norm,
-                         logit_temperature=args.logit_temperature,
-                         average_decay=args.average_decay)
+    config = train_settings(args, mode)
     result = train(model, x_train, train_set.labels, config, args.out, args.resume)
     test_acc = accuracy(model.predict(result.params, x_test, faults=faults), test_set.labels)
     summary: dict[str, Any] = {
@@ -316,7 +345,7 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
     from memspice.train.conv_io import save_layered_network
     from memspice.train.losses import accuracy
     from memspice.train.network_io import verify_checkpoint
-    from memspice.train.trainer import CHECKPOINT_NAME, TrainConfig
+    from memspice.train.trainer import CHECKPOINT_NAME
 
     if args.topology is not None:
         raise ConfigError("give --topology (a dense network) or --network (a layer description), not both")
@@ -345,13 +374,7 @@ def run_layered_training(args: argparse.Namespace) -> dict[str, Any]:
         print("memspice: warning: no --calibration: training against PHAX's published reference "
               "calibration, which does not describe memspice's circuits; run `memspice calibrate --out cal.json` "
               "and pass --calibration cal.json", file=sys.stderr)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=learning_rate(args.lr, mode),
-                         optimizer=args.optimizer, loss=args.loss, seed=args.seed,
-                         progress=not args.quiet, loss_link=args.loss_link,
-                         lr_decay=DEFAULTS.lr_decay if args.schedule == "exponential" else 1.0,
-                         schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-                         lr_floor_fraction=args.lr_floor_fraction, grad_clip_norm=args.grad_clip_norm,
-                         logit_temperature=args.logit_temperature, average_decay=args.average_decay)
+    config = train_settings(args, mode)
     summary: dict[str, Any] = {
         "dataset": args.dataset, "topology": layered_train.describe_layers(spec), "mode": mode,
         "optimizer": args.optimizer, "loss": args.loss, "loss_link": args.loss_link,
