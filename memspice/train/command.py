@@ -11,8 +11,7 @@ from memspice.cli_options import bounded, levels_int, nonnegative_int, seed_int
 from memspice.errors import ConfigError
 from memspice.safe_io import dumps_strict
 from memspice.fit.calibration import Calibration
-from memspice.pipeline.config import TrainingConfig
-from memspice.train.optim import FULL_BATCH
+from memspice.pipeline.config import TrainingConfig, training_defaults
 from memspice.train.schedule import ScheduleName
 
 #: The training defaults of `memspice run` (one source of truth for both commands).
@@ -85,19 +84,28 @@ def add_schedule_options(parser: argparse.ArgumentParser, *, default: str | None
                              f"(default: {DEFAULTS.lr_floor_fraction:g})")
 
 
+def _run_defaults(args: argparse.Namespace) -> TrainingConfig:
+    """``memspice run``'s ``[training]`` for the optimizer, schedule and noise given here: the
+    same dependent defaults (:func:`~memspice.pipeline.config.training_defaults`)."""
+    given = {"optimizer": args.optimizer}
+    if args.schedule is not None:
+        given["schedule"] = args.schedule
+    if args.input_noise_std is not None:
+        given["input_noise_std"] = args.input_noise_std
+    return TrainingConfig(**training_defaults(given))
+
+
 def resolved_schedule(args: argparse.Namespace) -> str:
     """``--schedule``, else ``memspice run``'s default (exponential with a full-batch optimizer)."""
-    if args.schedule is not None:
-        return str(args.schedule)
-    return "exponential" if args.optimizer in FULL_BATCH else DEFAULTS.schedule
+    return _run_defaults(args).schedule
 
 
 def resolved_input_noise(args: argparse.Namespace, mode: str) -> float:
-    """``--input-noise-std``, else ``memspice run``'s default for a circuit network trained in
-    mini-batches (0 for the float baseline, which trains on clean inputs, and for lbfgs/cg)."""
-    if args.input_noise_std is not None:
-        return float(args.input_noise_std)
-    return 0.0 if mode == "float" or args.optimizer in FULL_BATCH else DEFAULTS.input_noise_std
+    """``--input-noise-std``, else ``memspice run``'s default for a circuit network (0 for the
+    float baseline, which trains on clean inputs, and with lbfgs/cg)."""
+    if mode == "float" and args.input_noise_std is None:
+        return 0.0
+    return float(_run_defaults(args).input_noise_std)
 
 
 def train_settings(args: argparse.Namespace, mode: str) -> Any:
