@@ -26,7 +26,8 @@ training figures as JSON: candidates are compared on their validation accuracy t
 a later run with the same recipe and ``--work`` resumes at SPICE.
 ``--float-only`` stops after the float CNN and prints its validation figures and the device
 count of its circuit (a screen of topologies: ``--input-pool 1`` for 28×28 images,
-``--kernel1``/``--stride1`` for the first conv layer, ``--float-epochs``, ``--float-average``).
+``--kernel1``/``--stride1`` for the first conv layer, ``--shifts``, ``--float-epochs``,
+``--float-average``).
 
 Usage: ``python scripts/bench_cnn.py --mnist DIR [--quick] [--workers 2] [--ngspice EXE]``
 (``DIR`` holds ``t10k-images-idx3-ubyte.gz``; or set ``MEMSPICE_MNIST_DIR``; the ngspice
@@ -390,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="kernel size of the first conv layer (default: that of the second)")
     parser.add_argument("--stride1", type=int, default=None, metavar="S",
                         help="stride of the first conv layer (default: 1)")
+    parser.add_argument("--shifts", type=int, default=None, metavar="N",
+                        help="one-pixel shifted copies of every training image for the float "
+                             "CNN and the pre-training, 0 to 8 (default: 4)")
     parser.add_argument("--float-epochs", type=int, default=None, metavar="N",
                         help="epochs of the float CNN (default: 20)")
     parser.add_argument("--float-average", type=float, default=None, metavar="D",
@@ -476,6 +480,10 @@ def main(argv: list[str] | None = None) -> int:
         recipe = recipe._replace(stride1=args.stride1)
     if args.input_pool is not None:
         recipe = recipe._replace(input_pool=args.input_pool)
+    if args.shifts is not None:
+        if not 0 <= args.shifts <= 8:
+            parser.error(f"--shifts must be in [0, 8], got {args.shifts}")
+        recipe = recipe._replace(shifts=args.shifts)
     if args.float_epochs is not None:
         if args.float_epochs < 1:
             parser.error(f"--float-epochs must be at least 1, got {args.float_epochs}")

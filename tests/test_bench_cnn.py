@@ -135,7 +135,8 @@ def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
                                   ["--float-epochs", "0"], ["--float-average", "1"],
                                   ["--float-only", "--train-only"],
                                   ["--float-only", "--network", "nowhere"],
-                                  ["--input-pool", "1", "--stride1", "2"]])
+                                  ["--input-pool", "1", "--stride1", "2"],
+                                  ["--shifts", "9"], ["--shifts", "-1"]])
 def test_bad_recipe_options_are_refused_before_any_work(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         _module().main(["--mnist", str(tmp_path), "--work", str(tmp_path / "w"), *argv])
@@ -148,7 +149,8 @@ def test_float_only_trains_the_float_cnn_alone_on_28x28_inputs(
     mnist = _tiny_mnist(tmp_path)
     module = _module()
     runs = {}
-    for name, extra in (("plain", []), ("averaged", ["--float-average", "0.5"])):
+    for name, extra in (("plain", []), ("averaged", ["--float-average", "0.5"]),
+                        ("shifted", ["--shifts", "3"])):
         work = tmp_path / name
         assert module.main(["--mnist", str(mnist), "--quick", "--float-only", "--work", str(work),
                             "--input-pool", "1", "--kernel1", "5", "--stride1", "2",
@@ -163,17 +165,20 @@ def test_float_only_trains_the_float_cnn_alone_on_28x28_inputs(
     assert (recipe["input_pool"], recipe["kernel1"], recipe["stride1"], recipe["float_epochs"],
             recipe["float_average"]) == (1, 5, 2, 2, 0.0)
     assert runs["averaged"]["recipe"]["float_average"] == 0.5
+    assert runs["shifted"]["recipe"]["shifts"] == 3 and recipe["shifts"] == 1  # --quick's 1
     assert "1x28x28" in plain["spec"] and "2x12x12" in plain["spec"]
     spec = module.cnn_spec(module.QUICK._replace(input_pool=1, kernel1=5, stride1=2))
     assert plain["devices"] == sum(plan.n_devices for plan in spec.plans)
     history = pd.read_csv(tmp_path / "plain" / "train" / "float" / "history.csv")
     assert len(plain["float_val_accuracy_by_epoch"]) == len(history) == 2
     assert plain["float_val_accuracy"] == history.val_accuracy[plain["float_best_epoch"] - 1]
-    # the moving average is what is kept: other parameters than the last step's
-    kept = [np.load(tmp_path / name / "train" / "float" / "checkpoint.npz")
-            for name in ("plain", "averaged")]
-    keys = [k for k in kept[0].files if k.startswith("best")]
-    assert keys and any(not np.array_equal(kept[0][k], kept[1][k]) for k in keys)
+    # the moving average is what is kept, and more shifted copies train on other batches:
+    # other parameters than the plain run's
+    kept = {name: np.load(tmp_path / name / "train" / "float" / "checkpoint.npz")
+            for name in runs}
+    keys = [k for k in kept["plain"].files if k.startswith("best")]
+    for other in ("averaged", "shifted"):
+        assert keys and any(not np.array_equal(kept["plain"][k], kept[other][k]) for k in keys)
 
 
 def test_a_stride_2_first_conv_keeps_the_28x28_network_like_the_14x14_one() -> None:
