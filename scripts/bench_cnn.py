@@ -24,6 +24,10 @@ In one run:
 ``--train-only`` stops after training (the network is saved with ``--work``) and prints the
 training figures as JSON: candidates are compared on their validation accuracy that way, and
 a later run with the same recipe and ``--work`` resumes at SPICE.
+``--float-only`` stops after the float CNN and prints its validation figures and the device
+count of its circuit (a screen of topologies: ``--input-pool 1`` for 28×28 images,
+``--kernel1``/``--stride1`` for the first conv layer, ``--shifts``, ``--float-epochs``,
+``--float-average``).
 
 Usage: ``python scripts/bench_cnn.py --mnist DIR [--quick] [--workers 2] [--ngspice EXE]``
 (``DIR`` holds ``t10k-images-idx3-ubyte.gz``; or set ``MEMSPICE_MNIST_DIR``; the ngspice
@@ -77,6 +81,12 @@ class Recipe(NamedTuple):
         tune_average: 0 (off) or the decay of an exponential moving average of θ over the
             fine-tuning's steps, which is what is evaluated and kept
             (``TrainConfig.average_decay``).
+        input_pool: average pooling of the 28×28 MNIST images (2: 14×14, 1: 28×28).
+        kernel1: kernel size of the first conv layer (0: ``kernel``).
+        stride1: stride of the first conv layer (2 at 28×28 keeps its maps 12×12 with
+            ``kernel1`` 5, so the rest of the network is that of 14×14).
+        float_average: 0 (off) or the decay of an exponential moving average of the float
+            CNN's parameters over its steps, which is evaluated and kept.
         timing_batches: batches timed for the epoch ratio.
         spice_images: test images validated in SPICE.
         baseline_images: test images run one process per image.
@@ -105,6 +115,10 @@ class Recipe(NamedTuple):
     retune_epochs: int = 0
     retune_lr: float = 0.01
     retune_cycles: int = 1
+    input_pool: int = 2
+    kernel1: int = 0
+    stride1: int = 1
+    float_average: float = 0.0
     timing_batches: int = 5
     spice_images: int = TEST_IMAGES
     baseline_images: int = 4
@@ -158,9 +172,29 @@ def cnn_spec(recipe: Recipe) -> Any:
     from memspice.network import AvgPool2d, Conv2d, Dense, Flatten, NetworkSpec
 
     (c1, c2), k = recipe.channels, recipe.kernel
+    side = 28 // recipe.input_pool
     hidden = (Dense(recipe.hidden),) if recipe.hidden else ()
-    return NetworkSpec((1, 14, 14), (Conv2d(c1, k), AvgPool2d(2), Conv2d(c2, k), AvgPool2d(2),
-                                     Flatten(), *hidden, Dense(10)))
+    return NetworkSpec((1, side, side), (Conv2d(c1, recipe.kernel1 or k, recipe.stride1),
+                                         AvgPool2d(2), Conv2d(c2, k), AvgPool2d(2), Flatten(),
+                                         *hidden, Dense(10)))
+
+
+def train_float(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray,
+                checkpoint: Path | None = None) -> tuple[Any, Any, float]:
+    """The float CNN of the recipe's topology: its model, training result and seconds."""
+    from memspice.pipeline.layered_train import shift_augment
+    from memspice.train.conv_model import TanhConvNet
+    from memspice.train.trainer import train
+
+    spec = cnn_spec(recipe)
+    augment = shift_augment(spec.input_shape, recipe.shifts, 0, cal.rails.vss)
+    stage = {} if checkpoint is None else {"out_dir": checkpoint, "resume": True}
+    start = time.perf_counter()
+    model = TanhConvNet(spec, cal.rails.vss, cal.rails.vdd)
+    result = train(model, x, y, _config(epochs=recipe.float_epochs, batch_size=32,
+                                        lr=recipe.float_lr, average_decay=recipe.float_average),
+                   augment=augment, **stage)
+    return model, result, time.perf_counter() - start
 
 
 def _config(**kwargs: Any) -> Any:
@@ -183,7 +217,7 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
     ``/pre`` and ``/tune`` and continues from it (an interrupted run resumes at its last
     finished epoch; a finished stage is not trained again)."""
     from memspice.pipeline.layered_train import shift_augment
-    from memspice.train.conv_model import CrossbarNetwork, TanhConvNet
+    from memspice.train.conv_model import CrossbarNetwork
     from memspice.train.trainer import train
 
     spec = cnn_spec(recipe)
@@ -195,12 +229,9 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
 
     augment = shift_augment(spec.input_shape, recipe.shifts, 0, cal.rails.vss)
     out: dict[str, Any] = {}
-    start = time.perf_counter()
-    float_model = TanhConvNet(spec, cal.rails.vss, cal.rails.vdd)
-    result = train(float_model, x, y, _config(epochs=recipe.float_epochs, batch_size=32,
-                                              lr=recipe.float_lr), augment=augment,
-                   **stage("float"))
-    out["float"] = {"seconds": time.perf_counter() - start,
+    float_model, result, seconds = train_float(
+        cal, recipe, x, y, None if checkpoints is None else checkpoints / "float")
+    out["float"] = {"seconds": seconds,
                     "val_accuracy": float(result.history.val_accuracy.iloc[result.best_epoch - 1]),
                     "test_accuracy": _accuracy(float_model, result.params, x_test, y_test),
                     "params": result.params}
@@ -354,6 +385,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retune-cycles", type=int, default=None, metavar="K",
                         help="second fine-tunings one after the other, each from the network "
                              "kept so far (default: 1)")
+    parser.add_argument("--input-pool", type=int, choices=(1, 2), default=None,
+                        help="average pooling of the MNIST images: 2 (14x14, default) or 1 (28x28)")
+    parser.add_argument("--kernel1", type=int, default=None, metavar="K",
+                        help="kernel size of the first conv layer (default: that of the second)")
+    parser.add_argument("--stride1", type=int, default=None, metavar="S",
+                        help="stride of the first conv layer (default: 1)")
+    parser.add_argument("--shifts", type=int, default=None, metavar="N",
+                        help="one-pixel shifted copies of every training image for the float "
+                             "CNN and the pre-training, 0 to 8 (default: 4)")
+    parser.add_argument("--float-epochs", type=int, default=None, metavar="N",
+                        help="epochs of the float CNN (default: 20)")
+    parser.add_argument("--float-average", type=float, default=None, metavar="D",
+                        help="decay of a moving average of the float CNN's parameters over its "
+                             "steps, which is evaluated and kept (default: 0, off)")
+    parser.add_argument("--float-only", action="store_true",
+                        help="train the float CNN only (checkpoint in WORK/train/float with "
+                             "--work), print its validation figures and the circuit's device "
+                             "count as JSON and stop (no test images are looked at)")
     parser.add_argument("--train-only", action="store_true",
                         help="train and save the network (with --work), print the training "
                              "figures and stop before SPICE")
@@ -421,8 +470,37 @@ def main(argv: list[str] | None = None) -> int:
         if args.retune_cycles < 1:
             parser.error(f"--retune-cycles must be at least 1, got {args.retune_cycles}")
         recipe = recipe._replace(retune_cycles=args.retune_cycles)
+    if args.kernel1 is not None:
+        if args.kernel1 < 1:
+            parser.error(f"--kernel1 must be at least 1, got {args.kernel1}")
+        recipe = recipe._replace(kernel1=args.kernel1)
+    if args.stride1 is not None:
+        if args.stride1 < 1:
+            parser.error(f"--stride1 must be at least 1, got {args.stride1}")
+        recipe = recipe._replace(stride1=args.stride1)
+    if args.input_pool is not None:
+        recipe = recipe._replace(input_pool=args.input_pool)
+    if args.shifts is not None:
+        if not 0 <= args.shifts <= 8:
+            parser.error(f"--shifts must be in [0, 8], got {args.shifts}")
+        recipe = recipe._replace(shifts=args.shifts)
+    if args.float_epochs is not None:
+        if args.float_epochs < 1:
+            parser.error(f"--float-epochs must be at least 1, got {args.float_epochs}")
+        recipe = recipe._replace(float_epochs=args.float_epochs)
+    if args.float_average is not None:
+        if not 0 <= args.float_average < 1:
+            parser.error(f"--float-average must be 0 (off) or in (0, 1), got {args.float_average}")
+        recipe = recipe._replace(float_average=args.float_average)
     if args.train_only and args.network is not None:
         parser.error("--train-only and --network exclude each other")
+    if args.float_only and (args.train_only or args.network is not None):
+        parser.error("--float-only excludes --train-only and --network")
+    if args.network is None:
+        try:
+            devices = sum(plan.n_devices for plan in cnn_spec(recipe).plans)
+        except Exception as exc:  # a NetworkError: the maps of this topology do not fit
+            parser.error(f"the recipe's topology does not fit: {exc}")
     if args.spice_images is not None:
         if not 1 <= args.spice_images <= TEST_IMAGES:
             parser.error(f"--spice-images must be in [1, {TEST_IMAGES}]")
@@ -452,10 +530,29 @@ def main(argv: list[str] | None = None) -> int:
             recipe = recipe._replace(**{k: v for k, v in network.metadata["recipe"].items()
                                         if k not in ("spice_images", "baseline_images",
                                                      "hybrid_images")})
+        elif args.float_only:  # the float CNN needs the rails only, not a calibration
+            cal = builtin()
         else:
             cal = calibrate(builtin(), InverterSizing())
-        train_set, test_set = benchmark_split(load_mnist(args.mnist, "t10k"))
+        train_set, test_set = benchmark_split(load_mnist(args.mnist, "t10k",
+                                                         pool=recipe.input_pool))
         train_set = train_set.subset(slice(0, recipe.train_images))
+        if args.float_only:  # the test images are not looked at
+            x = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
+            checkpoint = None if args.work is None else work / "train" / "float"
+            _, result, seconds = train_float(cal, recipe, x, train_set.labels, checkpoint)
+            history = result.history
+            print(json.dumps({
+                "benchmark": "cnn", "quick": args.quick, "float_only": True,
+                "float_val_accuracy": float(history.val_accuracy.iloc[result.best_epoch - 1]),
+                "float_best_epoch": result.best_epoch,
+                "float_val_accuracy_by_epoch": history.val_accuracy.tolist(),
+                "float_val_loss_by_epoch": history.val_loss.tolist(),
+                "devices": devices, "spec": cnn_spec(recipe).summary(),
+                "train_s": {"float": seconds}, "recipe": recipe._asdict(),
+                "total_s": time.perf_counter() - total_start,
+            }, default=float, allow_nan=False))
+            return 0
         x = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
         x_test = features_to_voltages(test_set.features, cal.rails.vdd, cal.rails.vss)
         y, y_test = train_set.labels, test_set.labels
@@ -531,9 +628,11 @@ def main(argv: list[str] | None = None) -> int:
     if hybrid_result is not None:
         figures["hybrid"] = hybrid_result
     (c1, c2), k = recipe.channels, recipe.kernel
+    side, stride = 28 // recipe.input_pool, (f" s{recipe.stride1}" if recipe.stride1 > 1 else "")
     dense = f"dense{recipe.hidden}-dense10" if recipe.hidden else "dense10"
-    print(f"MNIST 14x14 conv{c1} k{k}-pool2-conv{c2} k{k}-pool2-{dense}, {len(y)} training images "
-          f"and {recipe.shifts} shifted copies ({'quick' if args.quick else 'full'} run)")
+    print(f"MNIST {side}x{side} conv{c1} k{recipe.kernel1 or k}{stride}-pool2-conv{c2} k{k}-pool2-"
+          f"{dense}, {len(y)} training images and {recipe.shifts} shifted copies "
+          f"({'quick' if args.quick else 'full'} run)")
     restarts = (f" + {recipe.retune_cycles} x {recipe.retune_epochs} restarted"
                 if recipe.retune_epochs else "")
     print(f"  float CNN:       test {100 * figures['float_accuracy']:.2f} %")

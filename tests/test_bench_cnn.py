@@ -130,12 +130,67 @@ def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
                                   ["--tune-average", "1"], ["--tune-average", "-0.5"],
                                   ["--retune-epochs", "-1"], ["--retune-lr", "0"],
                                   ["--retune-cycles", "0"],
-                                  ["--train-only", "--network", "nowhere"]])
+                                  ["--train-only", "--network", "nowhere"],
+                                  ["--input-pool", "3"], ["--kernel1", "0"], ["--stride1", "0"],
+                                  ["--float-epochs", "0"], ["--float-average", "1"],
+                                  ["--float-only", "--train-only"],
+                                  ["--float-only", "--network", "nowhere"],
+                                  ["--input-pool", "1", "--stride1", "2"],
+                                  ["--shifts", "9"], ["--shifts", "-1"]])
 def test_bad_recipe_options_are_refused_before_any_work(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         _module().main(["--mnist", str(tmp_path), "--work", str(tmp_path / "w"), *argv])
     assert raised.value.code == 2
     assert not (tmp_path / "w").exists()
+
+
+def test_float_only_trains_the_float_cnn_alone_on_28x28_inputs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mnist = _tiny_mnist(tmp_path)
+    module = _module()
+    runs = {}
+    for name, extra in (("plain", []), ("averaged", ["--float-average", "0.5"]),
+                        ("shifted", ["--shifts", "3"])):
+        work = tmp_path / name
+        assert module.main(["--mnist", str(mnist), "--quick", "--float-only", "--work", str(work),
+                            "--input-pool", "1", "--kernel1", "5", "--stride1", "2",
+                            "--float-epochs", "2", *extra]) == 0
+        runs[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        # the float CNN's checkpoint only: no calibration, constrained training or network
+        assert [p.name for p in work.iterdir()] == ["train"]
+        assert [p.name for p in (work / "train").iterdir()] == ["float"]
+    plain = runs["plain"]
+    assert plain["float_only"] is True and not any("test" in key for key in plain)
+    recipe = plain["recipe"]
+    assert (recipe["input_pool"], recipe["kernel1"], recipe["stride1"], recipe["float_epochs"],
+            recipe["float_average"]) == (1, 5, 2, 2, 0.0)
+    assert runs["averaged"]["recipe"]["float_average"] == 0.5
+    assert runs["shifted"]["recipe"]["shifts"] == 3 and recipe["shifts"] == 1  # --quick's 1
+    assert "1x28x28" in plain["spec"] and "2x12x12" in plain["spec"]
+    spec = module.cnn_spec(module.QUICK._replace(input_pool=1, kernel1=5, stride1=2))
+    assert plain["devices"] == sum(plan.n_devices for plan in spec.plans)
+    history = pd.read_csv(tmp_path / "plain" / "train" / "float" / "history.csv")
+    assert len(plain["float_val_accuracy_by_epoch"]) == len(history) == 2
+    assert plain["float_val_accuracy"] == history.val_accuracy[plain["float_best_epoch"] - 1]
+    # the moving average is what is kept, and more shifted copies train on other batches:
+    # other parameters than the plain run's
+    kept = {name: np.load(tmp_path / name / "train" / "float" / "checkpoint.npz")
+            for name in runs}
+    keys = [k for k in kept["plain"].files if k.startswith("best")]
+    for other in ("averaged", "shifted"):
+        assert keys and any(not np.array_equal(kept["plain"][k], kept[other][k]) for k in keys)
+
+
+def test_a_stride_2_first_conv_keeps_the_28x28_network_like_the_14x14_one() -> None:
+    """kernel 5, stride 2 on 28×28 gives the first conv 12×12 maps, as kernel 3 on 14×14."""
+    module = _module()
+    recipe = module.PRESETS["wide-hidden-distill"]
+    wide28 = module.cnn_spec(recipe._replace(input_pool=1, kernel1=5, stride1=2))
+    wide14 = module.cnn_spec(recipe)
+    assert [p.output_shape for p in wide28.plans] == [p.output_shape for p in wide14.plans]
+    assert sum(plan.n_devices for plan in wide28.plans) == 224_980
+    assert (recipe.input_pool, recipe.kernel1, recipe.stride1,
+            recipe.float_average) == (2, 0, 1, 0.0)
 
 
 def test_the_wide_recipe_is_the_documented_one() -> None:
