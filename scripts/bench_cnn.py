@@ -158,6 +158,27 @@ WIDE_HIDDEN_RETUNE = WIDE_HIDDEN_DISTILL._replace(retune_epochs=8, retune_lr=0.0
                                                   retune_cycles=2)
 
 #: The named recipes of ``--preset``.
+#: Options that replace one field of the recipe: (field = option name, accepted?, what it must be).
+RECIPE_OPTIONS = (
+    ("hidden", lambda v: v >= 0, "must be 0 or more"),
+    ("hybrid_images", lambda v: True, ""),
+    ("init_mean", lambda v: True, ""),
+    ("tune_epochs", lambda v: v >= 1, "must be at least 1"),
+    ("tune_lr", lambda v: v > 0, "must be positive"),
+    ("tune_distill", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("tune_distill_temperature", lambda v: np.isfinite(v) and v > 0, "must be positive"),
+    ("tune_average", lambda v: 0 <= v < 1, "must be 0 (off) or in (0, 1)"),
+    ("retune_epochs", lambda v: v >= 0, "must be 0 or more"),
+    ("retune_lr", lambda v: v > 0, "must be positive"),
+    ("retune_cycles", lambda v: v >= 1, "must be at least 1"),
+    ("kernel1", lambda v: v >= 1, "must be at least 1"),
+    ("stride1", lambda v: v >= 1, "must be at least 1"),
+    ("input_pool", lambda v: True, ""),
+    ("shifts", lambda v: 0 <= v <= 8, "must be in [0, 8]"),
+    ("float_epochs", lambda v: v >= 1, "must be at least 1"),
+    ("float_average", lambda v: 0 <= v < 1, "must be 0 (off) or in (0, 1)"),
+)
+
 PRESETS = {"default": Recipe(), "wide": WIDE, "wide-hidden": WIDE_HIDDEN,
            "wide-hidden-distill": WIDE_HIDDEN_DISTILL, "wide-hidden-retune": WIDE_HIDDEN_RETUNE}
 
@@ -421,12 +442,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.preset is not None:
         parser.error(f"--quick and --preset {args.preset} exclude each other")
     recipe = QUICK if args.quick else PRESETS[args.preset or "default"]
-    if args.hidden is not None:
-        if args.hidden < 0:
-            parser.error(f"--hidden must be 0 or more, got {args.hidden}")
-        recipe = recipe._replace(hidden=args.hidden)
-    if args.hybrid_images is not None:
-        recipe = recipe._replace(hybrid_images=args.hybrid_images)
     if args.channels is not None:
         try:
             channels = tuple(int(c) for c in args.channels.split(","))
@@ -435,63 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         if len(channels) != 2 or min(channels) < 1:
             parser.error(f"--channels must be two positive integers C1,C2, got {args.channels!r}")
         recipe = recipe._replace(channels=channels)
-    if args.init_mean is not None:
-        recipe = recipe._replace(init_mean=args.init_mean)
-    if args.tune_epochs is not None:
-        if args.tune_epochs < 1:
-            parser.error(f"--tune-epochs must be at least 1, got {args.tune_epochs}")
-        recipe = recipe._replace(tune_epochs=args.tune_epochs)
-    if args.tune_lr is not None:
-        if not args.tune_lr > 0:
-            parser.error(f"--tune-lr must be positive, got {args.tune_lr}")
-        recipe = recipe._replace(tune_lr=args.tune_lr)
-    if args.tune_distill is not None:
-        if not 0 <= args.tune_distill <= 1:
-            parser.error(f"--tune-distill must be in [0, 1], got {args.tune_distill}")
-        recipe = recipe._replace(tune_distill=args.tune_distill)
-    if args.tune_distill_temperature is not None:
-        if not (np.isfinite(args.tune_distill_temperature) and args.tune_distill_temperature > 0):
-            parser.error("--tune-distill-temperature must be positive, got "
-                         f"{args.tune_distill_temperature}")
-        recipe = recipe._replace(tune_distill_temperature=args.tune_distill_temperature)
-    if args.tune_average is not None:
-        if not 0 <= args.tune_average < 1:
-            parser.error(f"--tune-average must be 0 (off) or in (0, 1), got {args.tune_average}")
-        recipe = recipe._replace(tune_average=args.tune_average)
-    if args.retune_epochs is not None:
-        if args.retune_epochs < 0:
-            parser.error(f"--retune-epochs must be 0 or more, got {args.retune_epochs}")
-        recipe = recipe._replace(retune_epochs=args.retune_epochs)
-    if args.retune_lr is not None:
-        if not args.retune_lr > 0:
-            parser.error(f"--retune-lr must be positive, got {args.retune_lr}")
-        recipe = recipe._replace(retune_lr=args.retune_lr)
-    if args.retune_cycles is not None:
-        if args.retune_cycles < 1:
-            parser.error(f"--retune-cycles must be at least 1, got {args.retune_cycles}")
-        recipe = recipe._replace(retune_cycles=args.retune_cycles)
-    if args.kernel1 is not None:
-        if args.kernel1 < 1:
-            parser.error(f"--kernel1 must be at least 1, got {args.kernel1}")
-        recipe = recipe._replace(kernel1=args.kernel1)
-    if args.stride1 is not None:
-        if args.stride1 < 1:
-            parser.error(f"--stride1 must be at least 1, got {args.stride1}")
-        recipe = recipe._replace(stride1=args.stride1)
-    if args.input_pool is not None:
-        recipe = recipe._replace(input_pool=args.input_pool)
-    if args.shifts is not None:
-        if not 0 <= args.shifts <= 8:
-            parser.error(f"--shifts must be in [0, 8], got {args.shifts}")
-        recipe = recipe._replace(shifts=args.shifts)
-    if args.float_epochs is not None:
-        if args.float_epochs < 1:
-            parser.error(f"--float-epochs must be at least 1, got {args.float_epochs}")
-        recipe = recipe._replace(float_epochs=args.float_epochs)
-    if args.float_average is not None:
-        if not 0 <= args.float_average < 1:
-            parser.error(f"--float-average must be 0 (off) or in (0, 1), got {args.float_average}")
-        recipe = recipe._replace(float_average=args.float_average)
+    for field, accepted, must in RECIPE_OPTIONS:
+        value = getattr(args, field)
+        if value is None:
+            continue
+        if not accepted(value):
+            parser.error(f"--{field.replace('_', '-')} {must}, got {value}")
+        recipe = recipe._replace(**{field: value})
     if args.train_only and args.network is not None:
         parser.error("--train-only and --network exclude each other")
     if args.float_only and (args.train_only or args.network is not None):
