@@ -27,7 +27,8 @@ a later run with the same recipe and ``--work`` resumes at SPICE.
 ``--float-only`` stops after the float CNN and prints its validation figures and the device
 count of its circuit (a screen of topologies: ``--input-pool 1`` for 28×28 images,
 ``--kernel1``/``--stride1`` for the first conv layer, ``--shifts``, ``--float-epochs``,
-``--float-average``).
+``--float-average``; ``--teachers N`` also trains the other members of a teacher ensemble and
+prints its validation accuracy).
 
 Usage: ``python scripts/bench_cnn.py --mnist DIR [--quick] [--workers 2] [--ngspice EXE]``
 (``DIR`` holds ``t10k-images-idx3-ubyte.gz``; or set ``MEMSPICE_MNIST_DIR``; the ngspice
@@ -87,6 +88,9 @@ class Recipe(NamedTuple):
             ``kernel1`` 5, so the rest of the network is that of 14×14).
         float_average: 0 (off) or the decay of an exponential moving average of the float
             CNN's parameters over its steps, which is evaluated and kept.
+        teachers: float CNNs of the topology whose mean logits are the distillation teacher:
+            the first is the float CNN of the comparison, the others differ in their initial
+            parameters and in the shifted copies they see (same data, split and schedule).
         timing_batches: batches timed for the epoch ratio.
         spice_images: test images validated in SPICE.
         baseline_images: test images run one process per image.
@@ -119,6 +123,7 @@ class Recipe(NamedTuple):
     kernel1: int = 0
     stride1: int = 1
     float_average: float = 0.0
+    teachers: int = 1
     timing_batches: int = 5
     spice_images: int = TEST_IMAGES
     baseline_images: int = 4
@@ -177,6 +182,7 @@ RECIPE_OPTIONS = (
     ("shifts", lambda v: 0 <= v <= 8, "must be in [0, 8]"),
     ("float_epochs", lambda v: v >= 1, "must be at least 1"),
     ("float_average", lambda v: 0 <= v < 1, "must be 0 (off) or in (0, 1)"),
+    ("teachers", lambda v: 1 <= v <= 16, "must be in [1, 16]"),
 )
 
 PRESETS = {"default": Recipe(), "wide": WIDE, "wide-hidden": WIDE_HIDDEN,
@@ -201,21 +207,56 @@ def cnn_spec(recipe: Recipe) -> Any:
 
 
 def train_float(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray,
-                checkpoint: Path | None = None) -> tuple[Any, Any, float]:
-    """The float CNN of the recipe's topology: its model, training result and seconds."""
+                checkpoint: Path | None = None, member: int = 0) -> tuple[Any, Any, float]:
+    """The float CNN of the recipe's topology: its model, training result and seconds.
+
+    ``member`` > 0 trains another member of the teacher ensemble: its own initial parameters
+    and shifted copies, the same data, validation split, schedule and shuffles."""
     from memspice.pipeline.layered_train import shift_augment
     from memspice.train.conv_model import TanhConvNet
     from memspice.train.trainer import train
 
     spec = cnn_spec(recipe)
-    augment = shift_augment(spec.input_shape, recipe.shifts, 0, cal.rails.vss)
+    augment = shift_augment(spec.input_shape, recipe.shifts, member, cal.rails.vss)
     stage = {} if checkpoint is None else {"out_dir": checkpoint, "resume": True}
     start = time.perf_counter()
     model = TanhConvNet(spec, cal.rails.vss, cal.rails.vdd)
+    initial = (model.init_params(np.random.default_rng([member, TEACHER_STREAM]))
+               if member else None)
     result = train(model, x, y, _config(epochs=recipe.float_epochs, batch_size=32,
                                         lr=recipe.float_lr, average_decay=recipe.float_average),
-                   augment=augment, **stage)
+                   initial_params=initial, augment=augment, **stage)
     return model, result, time.perf_counter() - start
+
+
+def train_teachers(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray,
+                   first: tuple[Any, Any], checkpoints: Path | None) -> dict[str, Any]:
+    """The distillation teacher: the mean logits of ``recipe.teachers`` float CNNs, the first
+    one given (model, result). Returns the teacher, each member's and the ensemble's
+    validation accuracy and the seconds the other members took."""
+    from memspice.train.trainer import split_validation
+
+    members = [(first[0], first[1].params)]
+    member_val = [float(first[1].history.val_accuracy.iloc[first[1].best_epoch - 1])]
+    seconds = 0.0
+    for member in range(1, recipe.teachers):
+        checkpoint = None if checkpoints is None else checkpoints / f"float-member{member}"
+        model, result, spent = train_float(cal, recipe, x, y, checkpoint, member)
+        members.append((model, result.params))
+        member_val.append(float(result.history.val_accuracy.iloc[result.best_epoch - 1]))
+        seconds += spent
+
+    def teacher(z: np.ndarray) -> np.ndarray:
+        return np.mean([model.predict_logits(params, z) for model, params in members], axis=0)
+
+    _, val = split_validation(len(x), _config().val_fraction, _config().seed)
+    ensemble_val = float(np.mean(teacher(x[val]).argmax(axis=1) == y[val]))
+    return {"teacher": teacher, "member_val_accuracy": member_val,
+            "ensemble_val_accuracy": ensemble_val, "seconds": seconds}
+
+
+#: The random stream the initial parameters of the teacher ensemble's other members come from.
+TEACHER_STREAM = 0x7EAC
 
 
 def _config(**kwargs: Any) -> Any:
@@ -254,8 +295,13 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
         cal, recipe, x, y, None if checkpoints is None else checkpoints / "float")
     out["float"] = {"seconds": seconds,
                     "val_accuracy": float(result.history.val_accuracy.iloc[result.best_epoch - 1]),
-                    "test_accuracy": _accuracy(float_model, result.params, x_test, y_test),
-                    "params": result.params}
+                    "test_accuracy": _accuracy(float_model, result.params, x_test, y_test)}
+    teacher = None
+    if recipe.tune_distill:
+        teachers = train_teachers(cal, recipe, x, y, (float_model, result), checkpoints)
+        teacher = teachers.pop("teacher")
+        if recipe.teachers > 1:
+            out["teachers"] = teachers
     start = time.perf_counter()
     pre = CrossbarNetwork(cal, spec, evaluator=recipe.pre_evaluator, init_mean=recipe.init_mean)
     result = train(pre, x, y, _config(epochs=recipe.pre_epochs, batch_size=recipe.pre_batch,
@@ -265,13 +311,6 @@ def train_models(cal: Any, recipe: Recipe, x: np.ndarray, y: np.ndarray, x_test:
                   "val_accuracy": float(result.history.val_accuracy.iloc[result.best_epoch - 1])}
     coupled = CrossbarNetwork(cal, spec, evaluator="coupled")
     start = time.perf_counter()
-    teacher = None
-    if recipe.tune_distill:
-        float_params = out["float"].pop("params")
-
-        def teacher(z: np.ndarray) -> np.ndarray:
-            return float_model.predict_logits(float_params, z)
-    out["float"].pop("params", None)
     tune_augment = shift_augment(spec.input_shape, recipe.tune_shifts, 0, cal.rails.vss)
     histories: list[Any] = []
     params, best_epoch, best_loss = result.params, 0, np.inf
@@ -420,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--float-average", type=float, default=None, metavar="D",
                         help="decay of a moving average of the float CNN's parameters over its "
                              "steps, which is evaluated and kept (default: 0, off)")
+    parser.add_argument("--teachers", type=int, default=None, metavar="N",
+                        help="distil from the mean logits of N float CNNs of the topology (the "
+                             "float CNN of the comparison and N-1 with other initial parameters "
+                             "and shifted copies; default: 1)")
     parser.add_argument("--float-only", action="store_true",
                         help="train the float CNN only (checkpoint in WORK/train/float with "
                              "--work), print its validation figures and the circuit's device "
@@ -505,14 +548,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.float_only:  # the test images are not looked at
             x = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)
             checkpoint = None if args.work is None else work / "train" / "float"
-            _, result, seconds = train_float(cal, recipe, x, train_set.labels, checkpoint)
+            model, result, seconds = train_float(cal, recipe, x, train_set.labels, checkpoint)
             history = result.history
+            teachers = {}
+            if recipe.teachers > 1:
+                teachers = train_teachers(cal, recipe, x, train_set.labels, (model, result),
+                                          None if args.work is None else work / "train")
+                teachers.pop("teacher")
             print(json.dumps({
                 "benchmark": "cnn", "quick": args.quick, "float_only": True,
                 "float_val_accuracy": float(history.val_accuracy.iloc[result.best_epoch - 1]),
                 "float_best_epoch": result.best_epoch,
                 "float_val_accuracy_by_epoch": history.val_accuracy.tolist(),
                 "float_val_loss_by_epoch": history.val_loss.tolist(),
+                **({"teachers": teachers} if teachers else {}),
                 "devices": devices, "spec": cnn_spec(recipe).summary(),
                 "train_s": {"float": seconds}, "recipe": recipe._asdict(),
                 "total_s": time.perf_counter() - total_start,
@@ -544,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
                 "constrained_val_accuracy": trained["tune"]["val_accuracy"],
                 "constrained_best_epoch": trained["tune"]["best_epoch"],
                 "pre_val_accuracy": trained["pre"]["val_accuracy"],
+                **({"teachers": trained["teachers"]} if "teachers" in trained else {}),
                 "float_accuracy": trained["float"]["test_accuracy"],
                 "constrained_accuracy": trained["coupled_test_accuracy"],
                 "train_s": {k: trained[k]["seconds"] for k in ("float", "pre", "tune")},

@@ -136,7 +136,9 @@ def test_missing_mnist_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
                                   ["--float-only", "--train-only"],
                                   ["--float-only", "--network", "nowhere"],
                                   ["--input-pool", "1", "--stride1", "2"],
-                                  ["--shifts", "9"], ["--shifts", "-1"]])
+                                  ["--shifts", "9"], ["--shifts", "-1"],
+                                  ["--teachers", "0"], ["--teachers", "17"],
+                                  ["--teachers", "2.5"]])
 def test_bad_recipe_options_are_refused_before_any_work(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         _module().main(["--mnist", str(tmp_path), "--work", str(tmp_path / "w"), *argv])
@@ -179,6 +181,34 @@ def test_float_only_trains_the_float_cnn_alone_on_28x28_inputs(
     keys = [k for k in kept["plain"].files if k.startswith("best")]
     for other in ("averaged", "shifted"):
         assert keys and any(not np.array_equal(kept["plain"][k], kept[other][k]) for k in keys)
+
+
+def test_the_teacher_ensemble_is_the_mean_of_its_members_logits(tmp_path: Path) -> None:
+    from memspice.tech import builtin
+    from memspice.train.trainer import split_validation
+
+    module = _module()
+    recipe = module.QUICK._replace(teachers=3, float_epochs=2)
+    cal = builtin()
+    rng = np.random.default_rng(1)
+    x = rng.uniform(cal.rails.vss, cal.rails.vdd, (60, 196))
+    y = rng.integers(0, 10, 60)
+    first = module.train_float(cal, recipe, x, y, tmp_path / "float")
+    out = module.train_teachers(cal, recipe, x, y, first, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float", "float-member1",
+                                                          "float-member2"]
+    logits = [first[0].predict_logits(first[1].params, x)]
+    again = module.train_float(cal, recipe, x, y, tmp_path / "float-member1", member=1)
+    logits.append(again[0].predict_logits(again[1].params, x))
+    again = module.train_float(cal, recipe, x, y, tmp_path / "float-member2", member=2)
+    logits.append(again[0].predict_logits(again[1].params, x))
+    # (the members are resumed from their finished checkpoints) each starts elsewhere and
+    # sees other shifted copies: other networks
+    assert not np.allclose(logits[0], logits[1]) and not np.allclose(logits[1], logits[2])
+    np.testing.assert_allclose(out["teacher"](x), np.mean(logits, axis=0), rtol=1e-12)
+    _, val = split_validation(len(x), 0.1, 0)
+    assert out["ensemble_val_accuracy"] == np.mean(np.mean(logits, axis=0)[val].argmax(1) == y[val])
+    assert len(out["member_val_accuracy"]) == 3
 
 
 def test_a_stride_2_first_conv_keeps_the_28x28_network_like_the_14x14_one() -> None:
