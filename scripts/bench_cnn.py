@@ -22,8 +22,9 @@ In one run:
    images simulated through the circuit) on ``--hybrid-images`` test images.
 
 ``--train-only`` stops after training (the network is saved with ``--work``) and prints the
-training figures as JSON: candidates are compared on their validation accuracy that way, and
-a later run with the same recipe and ``--work`` resumes at SPICE.
+training figures as JSON, validation figures only (no test accuracy): candidates are compared
+on the validation split that way, and a later run with the same recipe and ``--work`` resumes
+at SPICE.
 ``--float-only`` stops after the float CNN and prints its validation figures and the device
 count of its circuit (a screen of topologies: ``--input-pool 1`` for 28×28 images,
 ``--kernel1``/``--stride1`` for the first conv layer, ``--shifts``, ``--float-epochs``,
@@ -469,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
                              "count as JSON and stop (no test images are looked at)")
     parser.add_argument("--train-only", action="store_true",
                         help="train and save the network (with --work), print the training "
-                             "figures and stop before SPICE")
+                             "figures (validation only) and stop before SPICE")
     parser.add_argument("--network", type=Path, default=None,
                         help="a network this script saved (in WORK/network): skip training")
     parser.add_argument("--work", type=Path, default=None,
@@ -594,8 +595,6 @@ def main(argv: list[str] | None = None) -> int:
                 "constrained_best_epoch": trained["tune"]["best_epoch"],
                 "pre_val_accuracy": trained["pre"]["val_accuracy"],
                 **({"teachers": trained["teachers"]} if "teachers" in trained else {}),
-                "float_accuracy": trained["float"]["test_accuracy"],
-                "constrained_accuracy": trained["coupled_test_accuracy"],
                 "train_s": {k: trained[k]["seconds"] for k in ("float", "pre", "tune")},
                 "recipe": recipe._asdict(), "total_s": time.perf_counter() - total_start,
             }, default=float, allow_nan=False))

@@ -73,6 +73,8 @@ def test_train_only_distills_from_the_float_cnn_and_stops_before_spice(
                                "--work", str(work), *extra]) == 0
         runs[name] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert runs[name]["train_only"] is True
+        # candidates are chosen on validation: no test accuracy is shown
+        assert not {"float_accuracy", "constrained_accuracy"} & set(runs[name])
         assert (work / "network").is_dir() and not (work / "validate").exists()
     recipe = runs["distilled"]["recipe"]
     assert (recipe["tune_distill"], recipe["tune_distill_temperature"],
