@@ -265,6 +265,16 @@ def test_the_retune_recipe_is_the_distill_one_with_two_warm_restarts() -> None:
     assert module.Recipe().retune_epochs == 0  # the other presets have no restart
 
 
+def test_the_teachers_recipe_is_the_distill_one_with_shifts_averaging_and_five_teachers() -> None:
+    module = _module()
+    teachers, distill = module.PRESETS["wide-hidden-teachers"], module.WIDE_HIDDEN_DISTILL
+    assert (teachers.shifts, teachers.float_average, teachers.teachers) == (8, 0.999, 5)
+    assert teachers._replace(shifts=distill.shifts, float_average=distill.float_average,
+                             teachers=distill.teachers) == distill
+    assert (distill.shifts, distill.tune_shifts, distill.teachers) == (4, 4, 1)
+
+
+
 @pytest.mark.parametrize("soft_targets", [False, True])
 @pytest.mark.parametrize("evaluator", ["load-aware", "coupled"])
 def test_hidden_layer_gradients_match_finite_differences(evaluator: str,
