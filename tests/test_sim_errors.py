@@ -223,7 +223,14 @@ def test_a_signal_kills_ngspice_and_cleans_up(tmp_path: Path, signum: int) -> No
         time.sleep(0.05)
     assert _processes_in(work), "ngspice did not start"
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=30)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # reap it here, so its pipes do not leak into later tests
+        proc.kill()
+        _, err = proc.communicate()
+        for pid in _processes_in(work):
+            os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"memspice still ran 30 s after signal {signum}; its stderr: {err[-2000:]}")
     time.sleep(0.2)
     left = _processes_in(work)
     for pid in left:  # never leave an endless ngspice behind, even when the test fails
