@@ -208,6 +208,10 @@ def _processes_in(folder: Path) -> list[int]:
     return pids
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_kills_ngspice_and_cleans_up(tmp_path: Path, signum: int) -> None:
     if not Path("/proc/self/cwd").exists():
@@ -217,7 +221,11 @@ def test_a_signal_kills_ngspice_and_cleans_up(tmp_path: Path, signum: int) -> No
     (tmp_path / "endless.cir").write_text(ENDLESS_TEXT)
     proc = subprocess.Popen([sys.executable, "-m", "memspice.cli", "sim", str(tmp_path / "endless.cir")], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(work)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # SIGINT as a terminal delivers it: a suite started in the background
+                            # of a shell without job control inherits it ignored, and memspice
+                            # rightly keeps an ignored SIGINT ignored
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 30
     while not _processes_in(work) and time.monotonic() < deadline:
         time.sleep(0.05)
