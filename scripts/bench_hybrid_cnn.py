@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         if test_images is not None and not 1 <= test_images <= len(test_set.labels):
             parser.error(f"--test-images must be in [1, {len(test_set.labels)}]")
         network = load_layered_network(args.network) if args.network else None
+        if network is not None:  # the figures describe the network given, not the recipe's
+            spec = network.spec
         cal = network.calibration if network is not None else calibrate(builtin(), InverterSizing())
         x_train = features_to_voltages(train_set.features, cal.rails.vdd, cal.rails.vss)[:recipe.train_images]
         y_train = train_set.labels[:recipe.train_images]

@@ -36,6 +36,17 @@ def test_quick_run_ends_with_per_seed_and_mean_figures(tmp_path, capsys):
     for key in ("software", "transfer", "hybrid"):
         assert hybrid["mean"][key] == pytest.approx(sum(r[key] for r in hybrid["per_seed"]) / 2)
     assert (tmp_path / "run" / "network" / "network.json").exists()
+    # a saved network is taken as it is: the summary describes it, not the recipe's topology
+    from memspice.network import Dense, Flatten, NetworkSpec
+    from memspice.train.conv_io import load_layered_network
+
+    module = _module()
+    module.digits_spec = lambda: NetworkSpec((1, 8, 8), (Flatten(), Dense(10)))
+    assert module.main(["--quick", "--network", str(tmp_path / "run" / "network"), "--out",
+                        str(tmp_path / "again"), "--seeds", "0", "--test-images", "2",
+                        "--iterations", "1"]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["network"] == load_layered_network(tmp_path / "run" / "network").spec.summary()
 
 
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys):
